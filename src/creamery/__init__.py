@@ -1,0 +1,25 @@
+"""creamery: a fast, standards-complete, self-hosted Python package index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def app(**kwargs: Any) -> Any:
+    """Return creamery's ASGI application, configured with pypiserver's ``app()`` keywords."""
+    from creamery.config import config_from_app_kwargs
+    from creamery.web import create_app
+
+    return create_app(config_from_app_kwargs(kwargs))
+
+
+def wsgi_app(**kwargs: Any) -> Any:
+    """Return a WSGI application (gunicorn sync workers, mod_wsgi, paste)."""
+    from creamery.wsgi import wsgi_app as _wsgi_app
+
+    return _wsgi_app(**kwargs)
+
+
+__all__ = ["__version__", "app", "wsgi_app"]

@@ -1,0 +1,158 @@
+"""Project names, versions and distribution filenames (PEP 503, 440, 427, 625), built on `packaging`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+Kind = Literal["wheel", "sdist", "egg", "bdist"]
+
+SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
+BDIST_SUFFIXES = (".exe", ".msi", ".rpm", ".dmg")
+# Files that live beside a distribution and describe it; never listed on their own.
+SIDECAR_SUFFIXES = (".asc", ".metadata", ".yanked", ".provenance")
+
+_VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# Platform tails of old bdist names: foo-1.0.win32-py2.7.exe, foo-1.0-py2.7-linux-x86_64.egg
+_PLATFORM_TAIL = re.compile(
+    r"([.-](?:py\d|cp\d|win32|win-amd64|macosx|linux|cygwin|sunos|solaris|aix|irix)).*$",
+    re.IGNORECASE,
+)
+# pypiserver's historic guess: the version starts at "-<digits><letter, dot, ! or +>".
+_PYPISERVER_VERSION_START = re.compile(r"-\d+[a-z_.!+]", re.IGNORECASE)
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalized form of a project name."""
+    return canonicalize_name(name)
+
+
+def is_normalized(name: str) -> bool:
+    return normalize(name) == name
+
+
+def is_valid_project_name(name: str) -> bool:
+    """True when *name* is a valid core-metadata project name."""
+    return bool(_VALID_NAME.match(name))
+
+
+def parse_version(text: str) -> Version | None:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def version_sort_key(text: str) -> tuple[int, Version | str]:
+    """Order PEP 440 versions properly and put unparseable legacy versions before them."""
+    version = parse_version(text)
+    if version is None:
+        return (0, text)
+    return (1, version)
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFilename:
+    project: str  # PEP 503-normalized name
+    raw_name: str  # the name as spelled in the filename
+    version: str  # as spelled in the filename (PEP 440 when it parses)
+    kind: Kind
+
+
+def distribution_suffix(filename: str) -> str | None:
+    """The archive suffix of a distribution filename, or None when it is not one."""
+    lower = filename.lower()
+    for suffix in (".whl", ".egg", *SDIST_SUFFIXES, *BDIST_SUFFIXES):
+        if lower.endswith(suffix):
+            return suffix
+    return None
+
+
+def is_sidecar(filename: str) -> bool:
+    return filename.lower().endswith(SIDECAR_SUFFIXES)
+
+
+def parse_filename(filename: str) -> ParsedFilename | None:
+    """Project and version of a distribution file, or None when the name can't be understood.
+
+    Wheels follow the wheel spec and PEP 625 sdists the sdist spec, both through `packaging`.
+    Other files (legacy sdists, eggs, old installers) use `split_legacy_stem`.
+    """
+    suffix = distribution_suffix(filename)
+    if suffix is None or len(filename) == len(suffix):
+        return None
+    if suffix == ".whl":
+        return _parse_wheel(filename)
+    stem = filename[: -len(suffix)]
+    kind: Kind = "sdist" if suffix in SDIST_SUFFIXES else "egg" if suffix == ".egg" else "bdist"
+    if kind == "sdist" and suffix in (".tar.gz", ".zip"):
+        modern = _parse_modern_sdist(filename)
+        if modern is not None:
+            return modern
+    if kind != "sdist":
+        stem = _PLATFORM_TAIL.sub("", stem)
+    split = split_legacy_stem(stem)
+    if split is None:
+        return None
+    raw_name, version = split
+    if not is_valid_project_name(raw_name):
+        return None
+    return ParsedFilename(normalize(raw_name), raw_name, version, kind)
+
+
+def _parse_wheel(filename: str) -> ParsedFilename | None:
+    try:
+        name, version, _build, _tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion):
+        return None
+    raw_name = filename.split("-", 1)[0]
+    return ParsedFilename(str(name), raw_name, filename.split("-")[1], "wheel")
+
+
+def _parse_modern_sdist(filename: str) -> ParsedFilename | None:
+    """A PEP 625 sdist (`name-version.tar.gz`, the name without dashes)."""
+    stem = filename[:-7] if filename.lower().endswith(".tar.gz") else filename[:-4]
+    if stem.count("-") != 1:
+        return None
+    try:
+        name, _version = parse_sdist_filename(filename)
+    except (InvalidSdistFilename, InvalidVersion):
+        return None
+    raw_name, version = stem.split("-")
+    return ParsedFilename(str(name), raw_name, version, "sdist")
+
+
+def split_legacy_stem(stem: str) -> tuple[str, str] | None:
+    """Split a legacy `name-version` stem whose name may itself contain dashes.
+
+    The rule, in order:
+    1. the version starts at the first dash followed by a digit where the rest is a valid
+       PEP 440 version, unless the name before it already holds a dotted numeric part
+       (`pyelasticsearch-0.5-brainbot-1-20130712`: `0.5` is a version, not a name part);
+    2. otherwise pypiserver's rule: the version starts at `-<digits><letter . ! + or _>`;
+    3. otherwise, with one dash, split there; without a version, give up.
+    """
+    for match in re.finditer(r"-(?=\d)", stem):
+        name, version = stem[: match.start()], stem[match.end() :]
+        if any(part[:1].isdigit() and "." in part for part in name.split("-")[1:]):
+            break
+        if parse_version(version) is not None:
+            return name, version
+    found = _PYPISERVER_VERSION_START.search(stem)
+    if found is not None:
+        return stem[: found.start()], stem[found.start() + 1 :]
+    if stem.count("-") >= 1:
+        name, _, version = stem.rpartition("-")
+        if name and version:
+            return name, version
+    return None
