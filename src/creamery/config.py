@@ -26,7 +26,9 @@ DEFAULT_LOG_ERR_FRMT = "%(body)s: %(exception)s \n%(traceback)s"
 FALSE_WORDS = frozenset({"0", "no", "off", "false", "n", "f"})
 _HEALTH_ENDPOINT = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
 # Routes the health endpoint must not shadow.
-RESERVED_PATHS = frozenset({"/", "/simple", "/simple/", "/packages", "/packages/", "/RPC2", "/pypi"})
+RESERVED_PATHS = frozenset(
+    {"/", "/simple", "/simple/", "/packages", "/packages/", "/RPC2", "/pypi"}
+)
 
 Auther = Callable[[str, str], bool]
 

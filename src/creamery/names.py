@@ -1,4 +1,7 @@
-"""Project names, versions and distribution filenames (PEP 503, 440, 427, 625), built on `packaging`."""
+"""Project names, versions and distribution filenames (PEP 503, 440, 427, 625).
+
+Built on `packaging`; only legacy names need rules of our own (`split_legacy_stem`).
+"""
 
 from __future__ import annotations
 
@@ -112,7 +115,7 @@ def parse_filename(filename: str) -> ParsedFilename | None:
 
 def _parse_wheel(filename: str) -> ParsedFilename | None:
     try:
-        name, version, _build, _tags = parse_wheel_filename(filename)
+        name, _version, _build, _tags = parse_wheel_filename(filename)
     except (InvalidWheelFilename, InvalidVersion):
         return None
     raw_name = filename.split("-", 1)[0]

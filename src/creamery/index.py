@@ -1,0 +1,194 @@
+"""The in-memory index: projects and their files, kept current by change events.
+
+Built once at start from file *names* (nothing is read), then updated by `refresh` with the
+relpaths that events (or uploads, or a periodic rescan) report. Rendered pages live in
+`pages`, a plain dict that the hot paths read without locking; any change to a project drops
+that project's pages and the root pages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from creamery.names import ParsedFilename, is_sidecar, parse_filename, version_sort_key
+from creamery.storage import Storage, StoredFile
+from creamery.storage.local import is_hidden
+
+log = logging.getLogger("creamery.index")
+
+# Sidecars: <distribution relpath> + suffix.
+SIGNATURE = ".asc"
+YANKED = ".yanked"  # text content = the reason (PEP 592); empty = yanked without reason
+METADATA = ".metadata"  # PEP 658 metadata stored beside the file (uploads write it)
+PROVENANCE = ".provenance"  # PEP 740 provenance stored beside the file
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    stored: StoredFile
+    parsed: ParsedFilename
+
+    @property
+    def relpath(self) -> str:
+        return self.stored.relpath
+
+    @property
+    def filename(self) -> str:
+        return self.stored.relpath.rpartition("/")[2]
+
+    @property
+    def project(self) -> str:
+        return self.parsed.project
+
+    @property
+    def version(self) -> str:
+        return self.parsed.version
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (version_sort_key(self.parsed.version), self.filename)
+
+
+class Index:
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.files: dict[str, StoredFile] = {}  # every servable relpath, sidecars included
+        self.dists: dict[str, Distribution] = {}  # relpath -> distribution
+        self.projects: dict[str, dict[str, Distribution]] = {}  # project -> relpath -> dist
+        self.pages: dict[Any, Any] = {}  # rendered pages, keyed by the renderers
+        self.generation = 0  # bumped on every change
+        self._project_generation: dict[str | None, int] = {}
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ building and updating
+
+    def load(self) -> None:
+        with self._lock:
+            for stored in self.storage.scan():
+                self._add(stored)
+            self._changed(set(self.projects))
+        log.info("index loaded: %d projects, %d files", len(self.projects), len(self.dists))
+
+    def refresh(self, relpaths: Iterable[str]) -> None:
+        """Re-read the state of these relpaths (files or directories) from storage."""
+        touched: set[str] = set()
+        with self._lock:
+            for relpath in relpaths:
+                touched |= self._refresh_one(relpath)
+            if touched:
+                self._changed(touched)
+
+    def rescan(self) -> None:
+        """Compare a full scan with the index and apply the differences (a safety net)."""
+        current = {s.relpath: s for s in self.storage.scan()}
+        with self._lock:
+            known = dict(self.files)
+        changed = [r for r, s in current.items() if known.get(r) != s]
+        changed += [r for r in known if r not in current]
+        if changed:
+            log.info("rescan found %d changes", len(changed))
+            self.refresh(changed)
+
+    def _refresh_one(self, relpath: str) -> set[str]:
+        touched: set[str] = set()
+        stored = self.storage.stat(relpath)
+        if stored is not None:
+            touched |= self._remove(relpath)
+            touched |= self._add(stored)
+            return touched
+        touched |= self._remove(relpath)
+        # A directory moved or deleted: forget everything below it, then look again.
+        prefix = relpath.rstrip("/") + "/"
+        for below in [r for r in self.files if r.startswith(prefix)]:
+            touched |= self._remove(below)
+        for stored in self.storage.scan_under(relpath):
+            touched |= self._add(stored)
+        return touched
+
+    def _add(self, stored: StoredFile) -> set[str]:
+        if is_hidden(stored.relpath):
+            return set()
+        filename = stored.relpath.rpartition("/")[2]
+        if is_sidecar(filename):
+            self.files[stored.relpath] = stored
+            owner = self.dists.get(filename_owner(stored.relpath))
+            return {owner.project} if owner else set()
+        parsed = parse_filename(filename)
+        if parsed is None:
+            if not filename.endswith((".tmp", ".part")):
+                log.info("skipping %s: not a distribution filename", stored.relpath)
+            return set()
+        dist = Distribution(stored, parsed)
+        self.files[stored.relpath] = stored
+        self.dists[stored.relpath] = dist
+        self.projects.setdefault(parsed.project, {})[stored.relpath] = dist
+        return {parsed.project}
+
+    def _remove(self, relpath: str) -> set[str]:
+        self.files.pop(relpath, None)
+        dist = self.dists.pop(relpath, None)
+        if dist is None:
+            owner = self.dists.get(filename_owner(relpath))
+            return {owner.project} if owner else set()
+        files = self.projects.get(dist.project)
+        if files is not None:
+            files.pop(relpath, None)
+            if not files:
+                del self.projects[dist.project]
+        return {dist.project}
+
+    def _changed(self, projects: set[str]) -> None:
+        self.generation += 1
+        for project in (*projects, None):
+            self._project_generation[project] = self.generation
+        # Drop pages by rebuilding the dict: readers keep a consistent old one meanwhile.
+        self.pages = {
+            key: page
+            for key, page in self.pages.items()
+            if key[0] is not None and key[0] not in projects
+        }
+
+    # ------------------------------------------------------------------ reading
+
+    def project_generation(self, project: str | None) -> int:
+        return self._project_generation.get(project, 0)
+
+    def project_names(self) -> list[str]:
+        with self._lock:
+            return sorted(self.projects)
+
+    def distributions(self, project: str) -> list[Distribution]:
+        """The project's files, oldest version first (PEP 440 order, then filename)."""
+        with self._lock:
+            files = list(self.projects.get(project, {}).values())
+        return sorted(files, key=Distribution.sort_key)
+
+    def all_distributions(self) -> list[Distribution]:
+        with self._lock:
+            return list(self.dists.values())
+
+    def sidecar(self, dist: Distribution, suffix: str) -> StoredFile | None:
+        return self.files.get(dist.relpath + suffix)
+
+    def yank_reason(self, dist: Distribution) -> str | None:
+        """PEP 592: None when not yanked, else the reason ("" when none was given)."""
+        stored = self.sidecar(dist, YANKED)
+        if stored is None:
+            return None
+        try:
+            return stored.path.read_text("utf-8", errors="replace").strip()
+        except OSError:
+            return None
+
+    def store_page(self, key: Any, page: Any, generation: int) -> None:
+        """Keep a rendered page unless its project changed while it was being rendered."""
+        if self.project_generation(key[0]) <= generation:
+            self.pages[key] = page
+
+
+def filename_owner(sidecar_relpath: str) -> str:
+    """The distribution relpath a sidecar belongs to (`x.whl.asc` -> `x.whl`)."""
+    return sidecar_relpath.rpartition(".")[0]

@@ -1,0 +1,80 @@
+"""Starlette routes for everything off the hot paths: pages, JSON APIs, XML-RPC, uploads."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from creamery import json_api, pages, xmlrpc
+
+if TYPE_CHECKING:
+    from creamery.web import Creamery
+
+
+def build_starlette(creamery: Creamery) -> Starlette:
+    config = creamery.config
+
+    async def health(request: Request) -> Response:
+        if not creamery.ready:
+            return PlainTextResponse("Not ready: the index is loading", status_code=503)
+        for root in config.roots:
+            if not os.access(root, os.R_OK | os.X_OK):
+                return PlainTextResponse(f"Unhealthy: {root} is not readable", status_code=503)
+        return Response("Ok", media_type="text/html")
+
+    async def to_slash(request: Request) -> Response:
+        return relative_redirect(request.url.path.rpartition("/")[2] + "/", 301)
+
+    async def project_redirect(request: Request) -> Response:
+        project = request.path_params["project"]
+        target = (
+            f"simple/{project}/" if not request.url.path.endswith("/") else f"../simple/{project}/"
+        )
+        status = 302 if request.scope.get("http_version") == "1.0" else 303
+        return relative_redirect(target, status)
+
+    async def not_found(request: Request) -> Response:
+        return PlainTextResponse("Not Found", status_code=404)
+
+    async def post_root(request: Request) -> Response:
+        if _is_xml(request):
+            return await xmlrpc.handle(creamery, request)
+        return PlainTextResponse("Uploads are not supported by this server yet", status_code=405)
+
+    routes = [
+        Route(config.health_endpoint, health, methods=["GET", "HEAD"]),
+        Route("/", pages.welcome(creamery), methods=["GET", "HEAD"]),
+        Route("/", post_root, methods=["POST"]),
+        Route("/RPC2", xmlrpc.endpoint(creamery), methods=["POST"]),
+        Route("/pypi", xmlrpc.endpoint(creamery), methods=["POST"]),
+        Route("/favicon.ico", not_found),
+        Route("/simple", to_slash, methods=["GET", "HEAD"]),
+        Route("/packages", to_slash, methods=["GET", "HEAD"]),
+        Route("/packages/", pages.packages_listing(creamery), methods=["GET", "HEAD"]),
+        *json_api.routes(creamery),
+        Route("/{project}", project_redirect, methods=["GET", "HEAD"]),
+        Route("/{project}/", project_redirect, methods=["GET", "HEAD"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def relative_redirect(location: str, status: int) -> Response:
+    """A redirect with a relative Location: right behind any proxy or path prefix."""
+    return Response(
+        f"Redirecting to {location}\n",
+        status_code=status,
+        headers={"location": location},
+        media_type="text/plain",
+    )
+
+
+def _is_xml(request: Request) -> bool:
+    return "xml" in request.headers.get("content-type", "")
+
+
+__all__ = ["RedirectResponse", "build_starlette", "relative_redirect"]

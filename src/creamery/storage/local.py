@@ -1,0 +1,127 @@
+"""Package directories on a local (or network) file system."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+from creamery.storage import ChangeCallback, StoredFile
+
+log = logging.getLogger("creamery.storage")
+
+
+def is_hidden(relpath: str) -> bool:
+    """Dot files and anything inside a dot directory are never listed nor served."""
+    return any(part.startswith(".") for part in relpath.split("/"))
+
+
+def is_safe_relpath(relpath: str) -> bool:
+    """A relpath that stays inside its root: no absolute path, no `..`, no NUL, not hidden."""
+    if not relpath or "\0" in relpath or "\\" in relpath or relpath.startswith("/"):
+        return False
+    parts = PurePosixPath(relpath).parts
+    return all(part not in ("..", ".") for part in parts) and not is_hidden(relpath)
+
+
+class LocalStorage:
+    def __init__(self, roots: tuple[Path, ...]) -> None:
+        self.roots = tuple(Path(r) for r in roots)
+
+    # ------------------------------------------------------------------ reading
+
+    def scan(self) -> Iterator[StoredFile]:
+        seen: set[str] = set()
+        for root in self.roots:
+            for stored in _walk(root, root):
+                if stored.relpath not in seen:
+                    seen.add(stored.relpath)
+                    yield stored
+
+    def scan_under(self, relpath: str) -> Iterator[StoredFile]:
+        for root in self.roots:
+            top = root / relpath
+            if top.is_dir():
+                yield from _walk(root, top)
+
+    def stat(self, relpath: str) -> StoredFile | None:
+        if not is_safe_relpath(relpath):
+            return None
+        for root in self.roots:
+            path = root / relpath
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            if os.path.isfile(path):
+                return StoredFile(relpath, path, st.st_size, st.st_mtime_ns)
+        return None
+
+    def locate(self, absolute: str) -> str | None:
+        """The relpath of an absolute path under one of the roots, or None."""
+        for root in self.roots:
+            root_text = str(root)
+            if absolute.startswith(root_text + os.sep):
+                return absolute[len(root_text) + 1 :].replace(os.sep, "/")
+        return None
+
+    # ------------------------------------------------------------------ change events
+
+    def watch(self, on_change: ChangeCallback) -> Callable[[], None] | None:
+        try:
+            from watchdog.events import FileSystemEvent, FileSystemEventHandler
+            from watchdog.observers import Observer
+        except ImportError:  # pragma: no cover - watchdog is a dependency
+            return None
+        storage = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.event_type in ("opened", "closed_no_write"):
+                    return  # reads must never invalidate anything
+                paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+                relpaths = [storage.locate(os.fsdecode(p)) for p in paths if p]
+                changed = [r for r in relpaths if r is not None]
+                if changed:
+                    on_change(changed)
+
+        observer = Observer()
+        try:
+            for root in self.roots:
+                observer.schedule(Handler(), str(root), recursive=True)
+            observer.start()
+        except OSError as error:
+            log.warning("file-system events unavailable (%s); relying on periodic rescans", error)
+            return None
+
+        def stop() -> None:
+            observer.stop()
+            observer.join(timeout=2)
+
+        return stop
+
+
+def _walk(root: Path, top: Path) -> Iterator[StoredFile]:
+    stack = [str(top)]
+    root_len = len(str(root)) + 1
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = os.scandir(directory)
+        except OSError as error:
+            log.warning("can't list %s: %s", directory, error.strerror)
+            continue
+        with entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    if entry.is_dir():
+                        stack.append(entry.path)
+                    elif entry.is_file():
+                        st = entry.stat()
+                        relpath = entry.path[root_len:].replace(os.sep, "/")
+                        yield StoredFile(relpath, Path(entry.path), st.st_size, st.st_mtime_ns)
+                except OSError:
+                    continue  # vanished while scanning
