@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from creamery import json_api, pages, xmlrpc
+from creamery import json_api, pages, writes, xmlrpc
 
 if TYPE_CHECKING:
     from creamery.web import Creamery
@@ -44,12 +44,25 @@ def build_starlette(creamery: Creamery) -> Starlette:
     async def post_root(request: Request) -> Response:
         if _is_xml(request):
             return await xmlrpc.handle(creamery, request)
-        return PlainTextResponse("Uploads are not supported by this server yet", status_code=405)
+        return await writes.legacy_api(creamery, request)
+
+    async def legacy(request: Request) -> Response:
+        return await writes.legacy_api(creamery, request)
+
+    async def yank(request: Request) -> Response:
+        return await writes.yank_api(creamery, request, yanked=True)
+
+    async def unyank(request: Request) -> Response:
+        return await writes.yank_api(creamery, request, yanked=False)
 
     routes = [
         Route(config.health_endpoint, health, methods=["GET", "HEAD"]),
         Route("/", pages.welcome(creamery), methods=["GET", "HEAD"]),
         Route("/", post_root, methods=["POST"]),
+        Route("/legacy/", legacy, methods=["POST"]),
+        Route("/legacy", legacy, methods=["POST"]),
+        Route("/-/yank", yank, methods=["POST"]),
+        Route("/-/unyank", unyank, methods=["POST"]),
         Route("/RPC2", xmlrpc.endpoint(creamery), methods=["POST"]),
         Route("/pypi", xmlrpc.endpoint(creamery), methods=["POST"]),
         Route("/favicon.ico", not_found),

@@ -17,7 +17,9 @@ from creamery import files
 from creamery.config import Config
 from creamery.facts import FactsCache
 from creamery.files import header, send_text
+from creamery.guard import Denial, Guard, action_for
 from creamery.index import METADATA, Index
+from creamery.journal import Journal
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.simple_api import Page, make_page, render_project, render_root
@@ -40,6 +42,8 @@ class Creamery:
         algos = (config.hash_algo,) if config.hash_algo else ()
         self.facts = FactsCache(config.facts_cache_dir(), algos)
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
+        self.guard = Guard(config)
+        self.journal = Journal(config.upload_root)
         self._started = False
         self._start_lock = threading.Lock()
         self._stoppers: list[Any] = []
@@ -102,7 +106,15 @@ class Creamery:
                 return
             path = path[len(self.prefix) :] or "/"
             scope = {**scope, "root_path": scope.get("root_path", "") + self.prefix}
+        await self._catch_up()
         method = scope["method"]
+        action = action_for(method, path, header(scope, b"content-type") or "")
+        if action is not None and self.guard.required(action):
+            user = await self.guard.check(action, header(scope, b"authorization"), _client(scope))
+            if isinstance(user, Denial):
+                await send_text(send, user.status, user.reason, user.headers)
+                return
+            scope = {**scope, "creamery.user": user}
         if method in ("GET", "HEAD"):
             if path.startswith("/simple/"):
                 await self.simple(scope, send, path[8:])
@@ -111,6 +123,19 @@ class Creamery:
                 await self.download(scope, send, path[10:])
                 return
         await self.starlette(scope, receive, send)
+
+    async def _catch_up(self) -> None:
+        """Apply what other workers wrote, so a client reads its own writes on any worker."""
+        changes = self.journal.poll()
+        if changes:
+            self.index.refresh(changes)
+        elif changes is not None:
+            await anyio.to_thread.run_sync(self.index.rescan)
+
+    def record_changes(self, relpaths: list[str]) -> None:
+        """After a write: update this worker's index now and tell the other workers."""
+        self.index.refresh(relpaths)
+        self.journal.append(relpaths)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -247,6 +272,11 @@ class Creamery:
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"text/plain; charset=utf-8"))
         await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 def create_app(config: Config) -> Creamery:

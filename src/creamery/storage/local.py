@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -66,6 +68,66 @@ class LocalStorage:
                 return absolute[len(root_text) + 1 :].replace(os.sep, "/")
         return None
 
+    # ------------------------------------------------------------------ writing
+
+    @property
+    def upload_root(self) -> Path:
+        return self.roots[0]
+
+    def new_temp_file(self) -> tuple[int, Path]:
+        """An open, hidden temp file in the upload root (same file system as the target)."""
+        fd, name = tempfile.mkstemp(prefix=".creamery-", suffix=".part", dir=self.upload_root)
+        return fd, Path(name)
+
+    def publish(self, temp: Path, relpath: str, *, overwrite: bool) -> bool:
+        """Move a finished temp file to *relpath* in the upload root, atomically.
+
+        Without *overwrite* the file appears only if the name is free (a hard link fails on an
+        existing name, so of several concurrent publishers exactly one wins): returns False
+        when it was taken. The temp file is gone afterwards in every case.
+        """
+        target = self._upload_path(relpath)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if overwrite:
+                os.replace(temp, target)
+                return True
+            try:
+                os.link(temp, target)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+
+    def write_bytes(self, relpath: str, data: bytes) -> None:
+        """Create or replace a small file (a sidecar) atomically."""
+        fd, temp = self.new_temp_file()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        self.publish(temp, relpath, overwrite=True)
+
+    def delete(self, relpath: str) -> bool:
+        """Remove *relpath* from every root; True when something was removed."""
+        if not is_safe_relpath(relpath):
+            return False
+        removed = False
+        for root in self.roots:
+            with contextlib.suppress(FileNotFoundError):
+                (root / relpath).unlink()
+                removed = True
+        return removed
+
+    def _upload_path(self, relpath: str) -> Path:
+        if not is_safe_relpath(relpath):
+            raise ValueError(f"unsafe path {relpath!r}")
+        return self.upload_root / relpath
+
     # ------------------------------------------------------------------ change events
 
     def watch(self, on_change: ChangeCallback) -> Callable[[], None] | None:
@@ -82,7 +144,7 @@ class LocalStorage:
                     return  # reads must never invalidate anything
                 paths = [event.src_path, getattr(event, "dest_path", "") or ""]
                 relpaths = [storage.locate(os.fsdecode(p)) for p in paths if p]
-                changed = [r for r in relpaths if r is not None]
+                changed = [r for r in relpaths if r is not None and not is_hidden(r)]
                 if changed:
                     on_change(changed)
 
