@@ -164,7 +164,7 @@ class _PartReader:
         self._header_value = b""
 
     def _headers_finished(self) -> None:
-        disposition, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        _disposition, params = parse_options_header(self._headers.get(b"content-disposition", b""))
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
         raw_filename = params.get(b"filename")
         self._filename = None if raw_filename is None else raw_filename.decode("utf-8", "replace")

@@ -61,12 +61,9 @@ def check_form_matches(form: ReceivedForm, parsed: ParsedFilename, filename: str
             raise FormError(400, f"invalid project name {name!r}")
         if normalize(name) != parsed.project:
             raise FormError(400, f"the form's name {name!r} does not match the file {filename!r}")
-    version = form.value("version")
-    if version is not None and version.strip():
-        if not releases.same_version(version.strip(), parsed.version):
-            raise FormError(
-                400, f"the form's version {version!r} does not match the file {filename!r}"
-            )
+    version = (form.value("version") or "").strip()
+    if version and not releases.same_version(version, parsed.version):
+        raise FormError(400, f"the form's version {version!r} does not match the file {filename!r}")
 
 
 def check_digests(form: ReceivedForm, content: ReceivedFile) -> None:
@@ -78,9 +75,9 @@ def check_digests(form: ReceivedForm, content: ReceivedFile) -> None:
 
 def check_archive(content: ReceivedFile, parsed: ParsedFilename, filename: str) -> bytes | None:
     """Open the archive; a wheel's METADATA must name the same project and version."""
-    if parsed.kind == "wheel" or filename.lower().endswith((".zip", ".egg")):
-        if not zipfile.is_zipfile(content.path):
-            raise FormError(400, f"{filename!r} is not a valid zip archive")
+    is_zip = parsed.kind == "wheel" or filename.lower().endswith((".zip", ".egg"))
+    if is_zip and not zipfile.is_zipfile(content.path):
+        raise FormError(400, f"{filename!r} is not a valid zip archive")
     raw = read_metadata_bytes(content.path, parsed.kind)
     if parsed.kind != "wheel":
         return None
