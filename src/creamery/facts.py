@@ -15,6 +15,7 @@ import zipfile
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
+from typing import Any
 
 from creamery.storage import StoredFile
 
@@ -153,12 +154,12 @@ class FactsCache:
         )
         return parse_core_metadata(raw)
 
-    def _get(self, sql: str, stored: StoredFile) -> tuple | None:  # type: ignore[type-arg]
+    def _get(self, sql: str, stored: StoredFile) -> tuple[Any, ...] | None:
         if self._db is None:
             return None
         with self._lock:
             try:
-                row: tuple | None = self._db.execute(  # type: ignore[type-arg]
+                row: tuple[Any, ...] | None = self._db.execute(
                     sql, (str(stored.path), stored.size, stored.mtime_ns)
                 ).fetchone()
                 return row
@@ -166,7 +167,7 @@ class FactsCache:
                 log.warning("facts cache read failed: %s", error)
                 return None
 
-    def _put(self, sql: str, values: tuple) -> None:  # type: ignore[type-arg]
+    def _put(self, sql: str, values: tuple[Any, ...]) -> None:
         if self._db is None:
             return
         with self._lock:

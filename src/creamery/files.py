@@ -47,6 +47,11 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def is_http10(scope: Scope) -> bool:
+    """HTTP/1.0 clients get 302 rather than 303; granian reports that version as "1"."""
+    return scope.get("http_version") in ("1.0", "1")
+
+
 def not_modified(scope: Scope, etag: str, mtime_ns: int | None) -> bool:
     """RFC 9110: If-None-Match wins over If-Modified-Since."""
     inm = header(scope, b"if-none-match")

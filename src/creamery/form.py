@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ NewTempFile = Callable[[], tuple[int, Path]]
 
 async def read_multipart(
     content_type: str,
-    receive: Callable[[], Awaitable[dict[str, Any]]],
+    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
     new_temp_file: NewTempFile,
     max_size: int,
 ) -> ReceivedForm:

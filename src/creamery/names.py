@@ -105,6 +105,11 @@ def parse_filename(filename: str) -> ParsedFilename | None:
     if kind != "sdist":
         stem = _PLATFORM_TAIL.sub("", stem)
     split = split_legacy_stem(stem)
+    if kind == "sdist" and split and parse_version(split[1]) is None:
+        # bdist_dumb archives look like sdists with a platform tail: foo-1.0.linux-x86_64.tar.gz
+        bare = _PLATFORM_TAIL.sub("", stem)
+        if bare != stem and (dumb := split_legacy_stem(bare)) is not None:
+            split, kind = dumb, "bdist"
     if split is None:
         return None
     raw_name, version = split
@@ -139,18 +144,22 @@ def split_legacy_stem(stem: str) -> tuple[str, str] | None:
     """Split a legacy `name-version` stem whose name may itself contain dashes.
 
     The rule, in order:
-    1. the version starts at the first dash followed by a digit where the rest is a valid
-       PEP 440 version, unless the name before it already holds a dotted numeric part
-       (`pyelasticsearch-0.5-brainbot-1-20130712`: `0.5` is a version, not a name part);
+    1. candidates split at each dash followed by a digit, left to right, while the name before
+       it holds no dotted numeric part (in `pyelasticsearch-0.5-brainbot-1-20130712`, `0.5`
+       is a version, not a name part); of those whose rest is a valid PEP 440 version, the
+       first without a dash wins (`package-123-20000101`), else the first;
     2. otherwise pypiserver's rule: the version starts at `-<digits><letter . ! + or _>`;
-    3. otherwise, with one dash, split there; without a version, give up.
+    3. otherwise, with a dash, split at the last one; without a version, give up.
     """
+    valid: list[tuple[str, str]] = []
     for match in re.finditer(r"-(?=\d)", stem):
         name, version = stem[: match.start()], stem[match.end() :]
         if any(part[:1].isdigit() and "." in part for part in name.split("-")[1:]):
             break
         if parse_version(version) is not None:
-            return name, version
+            valid.append((name, version))
+    if valid:
+        return next((v for v in valid if "-" not in v[1]), valid[0])
     found = _PYPISERVER_VERSION_START.search(stem)
     if found is not None:
         return stem[: found.start()], stem[found.start() + 1 :]

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from creamery import json_api, pages, writes, xmlrpc
+from creamery.files import is_http10
+from creamery.pages import relative_redirect
 
 if TYPE_CHECKING:
     from creamery.web import Creamery
@@ -35,7 +37,7 @@ def build_starlette(creamery: Creamery) -> Starlette:
         target = (
             f"simple/{project}/" if not request.url.path.endswith("/") else f"../simple/{project}/"
         )
-        status = 302 if request.scope.get("http_version") == "1.0" else 303
+        status = 302 if is_http10(request.scope) else 303
         return relative_redirect(target, status)
 
     async def not_found(request: Request) -> Response:
@@ -70,24 +72,12 @@ def build_starlette(creamery: Creamery) -> Starlette:
         Route("/packages", to_slash, methods=["GET", "HEAD"]),
         Route("/packages/", pages.packages_listing(creamery), methods=["GET", "HEAD"]),
         *json_api.routes(creamery),
+        *xmlrpc.routes(creamery),
         Route("/{project}", project_redirect, methods=["GET", "HEAD"]),
         Route("/{project}/", project_redirect, methods=["GET", "HEAD"]),
     ]
     return Starlette(routes=routes)
 
 
-def relative_redirect(location: str, status: int) -> Response:
-    """A redirect with a relative Location: right behind any proxy or path prefix."""
-    return Response(
-        f"Redirecting to {location}\n",
-        status_code=status,
-        headers={"location": location},
-        media_type="text/plain",
-    )
-
-
 def _is_xml(request: Request) -> bool:
     return "xml" in request.headers.get("content-type", "")
-
-
-__all__ = ["RedirectResponse", "build_starlette", "relative_redirect"]

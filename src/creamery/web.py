@@ -179,11 +179,11 @@ class Creamery:
             query = scope.get("query_string", b"")
             await self._redirect(send, 301, target + ("?" + query.decode() if query else ""))
             return
-        page = await self._project_page(project, fmt)
-        if page is None:
+        found = await self._project_page(project, fmt)
+        if found is None:
             await self._unknown_project(scope, send, project)
             return
-        await self._send_page(scope, send, page)
+        await self._send_page(scope, send, found)
 
     def _negotiate(self, scope: Scope) -> Format | None:
         query = scope.get("query_string", b"")
@@ -205,7 +205,7 @@ class Creamery:
         return page
 
     async def _project_page(self, project: str, fmt: Format) -> Page | None:
-        pages = self.index.pages.get((project, "page"))
+        pages: dict[Format, Page] | None = self.index.pages.get((project, "page"))
         if pages is None:
             if project not in self.index.projects:
                 return None
@@ -221,7 +221,7 @@ class Creamery:
         if self.config.disable_fallback:
             await send_text(send, 404, f"Not Found ({project} does not exist)")
             return
-        status = 302 if scope.get("http_version") == "1.0" else 303
+        status = 302 if files.is_http10(scope) else 303
         target = self.config.fallback_url.rstrip("/") + f"/{project}/"
         await self._redirect(send, status, target)
 

@@ -1,0 +1,220 @@
+"""Web pages for people: the welcome page and the /packages/ listing, plus the HTTP helpers the
+other Starlette modules share (`base_url`, cached bodies, HEAD-aware responses)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import anyio
+import jinja2
+from starlette.requests import Request
+from starlette.responses import Response
+
+from creamery import __version__
+from creamery.config import ConfigError
+from creamery.index import SIGNATURE, Index
+from creamery.names import version_sort_key
+
+if TYPE_CHECKING:
+    from creamery.web import Creamery
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("creamery", "templates"),
+    autoescape=True,
+    keep_trailing_newline=True,
+)
+# bottle's SimpleTemplate writes unescaped output as {{!expr}}; jinja2 spells it |safe.
+_BOTTLE_RAW = re.compile(r"\{\{\s*!(.+?)\}\}", re.DOTALL)
+
+
+# ---------------------------------------------------------------- HTTP helpers
+
+
+def base_url(request: Request) -> str:
+    """The absolute URL of the index root as the client sees it, ending with "/".
+
+    Honours X-Forwarded-Proto/-Host/-Prefix and the ASGI root_path (`--server-base-url`).
+    Like pypiserver, a path inside X-Forwarded-Host (`proxy.example/priv`) is a prefix too.
+    """
+    headers = request.headers
+    scheme = _first(headers.get("x-forwarded-proto")) or request.url.scheme
+    host = _first(headers.get("x-forwarded-host")) or headers.get("host") or _server(request)
+    host, _, host_path = host.partition("/")
+    prefix = _join_paths(host_path, _first(headers.get("x-forwarded-prefix")) or "")
+    root_path = request.scope.get("root_path", "").rstrip("/")
+    # A proxy that does not strip its prefix forwards it in both places: count it once.
+    if not (prefix and root_path.startswith(prefix)):
+        root_path = _join_paths(prefix, root_path)
+    return f"{scheme}://{host}{quote(root_path, safe='/%')}/"
+
+
+def _first(value: str | None) -> str | None:
+    """The client-most value of a possibly comma-separated forwarding header."""
+    if value is None:
+        return None
+    return value.split(",", 1)[0].strip() or None
+
+
+def _server(request: Request) -> str:
+    server = request.scope.get("server")
+    if not server:
+        return "localhost"
+    host, port = server[0], server[1]
+    return host if port is None else f"{host}:{port}"
+
+
+def _join_paths(*parts: str) -> str:
+    joined = "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return "/" + joined if joined else ""
+
+
+def body_response(
+    request: Request,
+    body: bytes,
+    media_type: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """A response with a strong ETag, a 304 on a matching If-None-Match, no body for HEAD."""
+    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    all_headers = {**(headers or {}), "etag": etag}
+    inm = request.headers.get("if-none-match")
+    if status_code == 200 and inm and etag in {t.strip() for t in inm.split(",")}:
+        return Response(status_code=304, headers=all_headers)
+    if request.method == "HEAD":
+        all_headers["content-length"] = str(len(body))
+        return Response(b"", status_code, all_headers, media_type)
+    return Response(body, status_code, all_headers, media_type)
+
+
+def relative_redirect(location: str, status: int = 301) -> Response:
+    """A redirect with a relative Location: right behind any proxy or path prefix."""
+    return Response(
+        f"Redirecting to {location}\n",
+        status_code=status,
+        headers={"location": location},
+        media_type="text/plain",
+    )
+
+
+class BoundedCache:
+    """A small LRU of rendered bodies. Keys carry the index generation they were made at, so
+    stale entries are never hit and simply age out; the bounds stop varied Host headers from
+    growing it without end."""
+
+    def __init__(self, max_entries: int = 64, max_bytes: int = 32 << 20) -> None:
+        self._entries: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    def get(self, key: Hashable) -> bytes | None:
+        body = self._entries.get(key)
+        if body is not None:
+            self._entries.move_to_end(key)
+        return body
+
+    def put(self, key: Hashable, body: bytes) -> None:
+        if len(body) > self._max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        self._bytes += len(body) - (len(old) if old is not None else 0)
+        self._entries[key] = body
+        while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self._bytes -= len(evicted)
+
+
+# ---------------------------------------------------------------- the welcome page
+
+
+def welcome(creamery: Creamery) -> Endpoint:
+    """GET / : the bundled page, or pypiserver's custom template (`--welcome`, `welcome_msg`)."""
+    template = _welcome_template(creamery.config.welcome_file, creamery.config.welcome_text)
+    cache = BoundedCache(max_entries=32)
+
+    async def endpoint(request: Request) -> Response:
+        base = base_url(request)
+        key = (base, creamery.index.generation)
+        body = cache.get(key)
+        if body is None:
+            body = render_welcome(template, base, len(creamery.index.dists))
+            cache.put(key, body)
+        return body_response(request, body, "text/html; charset=utf-8")
+
+    return endpoint
+
+
+def render_welcome(template: jinja2.Template, base: str, count: int) -> bytes:
+    variables = {
+        "URL": base,
+        "VERSION": __version__,
+        "NUMPKGS": count,
+        "PACKAGES": base + "packages/",
+        "SIMPLE": base + "simple/",
+    }
+    return template.render(variables).encode("utf-8")
+
+
+def _welcome_template(path: Path | None, text: str | None) -> jinja2.Template:
+    if path is not None:
+        try:
+            text = path.read_text("utf-8", errors="replace")
+        except OSError as error:
+            raise ConfigError(f"can't read welcome file {str(path)!r}: {error.strerror}") from error
+    if text is None:
+        return _ENV.get_template("welcome.html")
+    try:
+        return _ENV.from_string(bottle_to_jinja(text))
+    except jinja2.TemplateSyntaxError as error:
+        source = str(path) if path is not None else "the welcome message"
+        raise ConfigError(f"{source} is not a valid template: {error.message}") from error
+
+
+def bottle_to_jinja(text: str) -> str:
+    """Translate bottle's unescaped `{{!expr}}`; `{{expr}}` means the same in both."""
+    return _BOTTLE_RAW.sub(lambda m: "{{ (" + m.group(1).strip() + ")|safe }}", text)
+
+
+# ---------------------------------------------------------------- the /packages/ listing
+
+
+def packages_listing(creamery: Creamery) -> Endpoint:
+    """GET /packages/ : every distribution file and signature, linked relatively."""
+    cache = BoundedCache(max_entries=2, max_bytes=256 << 20)
+
+    async def endpoint(request: Request) -> Response:
+        key = creamery.index.generation
+        body = cache.get(key)
+        if body is None:
+            body = await anyio.to_thread.run_sync(render_listing, creamery.index)
+            cache.put(key, body)
+        return body_response(request, body, "text/html; charset=utf-8")
+
+    return endpoint
+
+
+def listed_relpaths(index: Index) -> list[str]:
+    """Distributions and their signatures, by (directory, project, version) like pypiserver."""
+    rows: list[tuple[tuple[Any, ...], str]] = []
+    for dist in index.all_distributions():
+        directory = dist.relpath.rpartition("/")[0]
+        key = (directory, dist.project, version_sort_key(dist.version), dist.filename)
+        rows.append((key, dist.relpath))
+        if index.sidecar(dist, SIGNATURE) is not None:
+            rows.append(((*key, SIGNATURE), dist.relpath + SIGNATURE))
+    rows.sort(key=lambda row: row[0])
+    return [relpath for _, relpath in rows]
+
+
+def render_listing(index: Index) -> bytes:
+    links = [(quote(relpath), relpath) for relpath in listed_relpaths(index)]
+    return _ENV.get_template("packages.html").render(links=links).encode("utf-8")

@@ -1,0 +1,31 @@
+"""The code stays lint-clean, formatted and type-clean (the same checks developers run)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("ruff", "check", "src", "tests", "benchmarks"),
+        ("ruff", "format", "--check", "src", "tests", "benchmarks"),
+        ("mypy",),
+    ],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_quality_gate(command: tuple[str, ...]) -> None:
+    result = run(*command)
+    assert result.returncode == 0, result.stdout + result.stderr
