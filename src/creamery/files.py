@@ -7,6 +7,7 @@ descriptor, so an atomic replacement (`os.replace`) during a download never tear
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 
@@ -52,22 +53,6 @@ def is_http10(scope: Scope) -> bool:
     return scope.get("http_version") in ("1.0", "1")
 
 
-def not_modified(scope: Scope, etag: str, mtime_ns: int | None) -> bool:
-    """RFC 9110: If-None-Match wins over If-Modified-Since."""
-    inm = header(scope, b"if-none-match")
-    if inm is not None:
-        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
-        return etag in tags or "*" in tags
-    ims = header(scope, b"if-modified-since")
-    if ims is not None and mtime_ns is not None:
-        try:
-            since = parsedate_to_datetime(ims).timestamp()
-        except (TypeError, ValueError):
-            return False
-        return int(mtime_ns // 1_000_000_000) <= int(since)
-    return False
-
-
 def parse_range(value: str, size: int) -> tuple[int, int] | bool | None:
     """One `bytes=` range as (start, end inclusive); None: ignore the header; False: 416."""
     unit, _, spec = value.partition("=")
@@ -91,78 +76,146 @@ def parse_range(value: str, size: int) -> tuple[int, int] | bool | None:
     return (start, min(end, size - 1))
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a response needs to know of one file version; small files carry their bytes."""
+
+    size: int
+    mtime_ns: int
+    etag: str
+    last_modified: str
+    headers: list[tuple[bytes, bytes]]  # validators, type and cache policy
+    body: bytes | None
+
+
+class SmallFiles:
+    """Small files kept in memory, keyed by the index's (path, size, mtime) of the file.
+
+    The index changes the key when the file changes, so a stale copy is never served; an
+    entry is only stored when the bytes read match the key's size and mtime.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._entries: dict[StoredFile, Snapshot] = {}
+        self._bytes = 0
+
+    def get(self, stored: StoredFile) -> Snapshot | None:
+        return self._entries.get(stored)
+
+    def put(self, stored: StoredFile, snapshot: Snapshot) -> None:
+        size = len(snapshot.body or b"")
+        while self._entries and self._bytes + size > self.max_bytes:
+            oldest = next(iter(self._entries))
+            self._bytes -= len(self._entries.pop(oldest).body or b"")
+        self._entries[stored] = snapshot
+        self._bytes += size
+
+
 async def send_file(
-    scope: Scope, send: Send, stored: StoredFile, cache_control: int | None
+    scope: Scope,
+    send: Send,
+    stored: StoredFile,
+    cache_control: int | None,
+    small_files: SmallFiles,
 ) -> None:
+    snapshot = small_files.get(stored)
+    if snapshot is not None:
+        await _respond(scope, send, snapshot, None)
+        return
     try:
         fd = os.open(stored.path, os.O_RDONLY)
     except OSError:
         await send_text(send, 404, f"Not Found ({stored.relpath} does not exist)")
         return
     try:
-        st = os.fstat(fd)
-        await _send_open_file(scope, send, fd, st.st_size, st.st_mtime_ns, stored, cache_control)
+        snapshot = _snapshot(fd, stored.relpath, cache_control)
+        if snapshot.body is not None and (snapshot.size, snapshot.mtime_ns) == (
+            stored.size,
+            stored.mtime_ns,
+        ):
+            small_files.put(stored, snapshot)
+        await _respond(scope, send, snapshot, fd)
     finally:
         os.close(fd)
 
 
-async def _send_open_file(
-    scope: Scope,
-    send: Send,
-    fd: int,
-    size: int,
-    mtime_ns: int,
-    stored: StoredFile,
-    cache_control: int | None,
-) -> None:
-    etag = file_etag(size, mtime_ns)
+def _snapshot(fd: int, relpath: str, cache_control: int | None) -> Snapshot:
+    st = os.fstat(fd)
+    etag = file_etag(st.st_size, st.st_mtime_ns)
+    last_modified = formatdate(st.st_mtime_ns / 1e9, usegmt=True)
     headers = [
         (b"etag", etag.encode()),
-        (b"last-modified", formatdate(mtime_ns / 1e9, usegmt=True).encode()),
+        (b"last-modified", last_modified.encode()),
         (b"accept-ranges", b"bytes"),
+        (b"content-type", content_type(relpath).encode()),
     ]
     if cache_control is not None:
         headers.append((b"cache-control", f"public, max-age={cache_control}".encode()))
-    if not_modified(scope, etag, mtime_ns):
-        await send({"type": "http.response.start", "status": 304, "headers": headers})
+    body = os.pread(fd, st.st_size, 0) if st.st_size <= _SMALL else None
+    if body is not None and len(body) != st.st_size:
+        body = None  # changed while read: stream it instead
+    return Snapshot(st.st_size, st.st_mtime_ns, etag, last_modified, headers, body)
+
+
+_CONDITIONAL = (b"if-none-match", b"if-modified-since", b"range", b"if-range")
+
+
+async def _respond(scope: Scope, send: Send, snap: Snapshot, fd: int | None) -> None:
+    asked = {k: v.decode("latin-1") for k, v in scope["headers"] if k in _CONDITIONAL}
+    headers = list(snap.headers)
+    if asked and _not_modified(asked, snap):
+        validators = [h for h in headers if h[0] != b"content-type"]
+        await send({"type": "http.response.start", "status": 304, "headers": validators})
         await send({"type": "http.response.body", "body": b""})
         return
-    start, end, status = 0, size - 1, 200
-    range_header = header(scope, b"range")
-    if range_header is not None and _if_range_holds(scope, etag, mtime_ns):
-        wanted = parse_range(range_header, size)
+    start, end, status = 0, snap.size - 1, 200
+    range_header = asked.get(b"range")
+    if range_header is not None and _if_range_holds(asked.get(b"if-range"), snap):
+        wanted = parse_range(range_header, snap.size)
         if wanted is False:
-            headers.append((b"content-range", f"bytes */{size}".encode()))
+            headers = [(b"content-range", f"bytes */{snap.size}".encode())]
             await send_text(send, 416, "Range Not Satisfiable", headers)
             return
         if isinstance(wanted, tuple):
             start, end, status = wanted[0], wanted[1], 206
-            headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
+            headers.append((b"content-range", f"bytes {start}-{end}/{snap.size}".encode()))
     length = max(end - start + 1, 0)
-    headers += [
-        (b"content-type", content_type(stored.relpath).encode()),
-        (b"content-length", str(length).encode()),
-    ]
+    headers.append((b"content-length", str(length).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if scope["method"] == "HEAD":
         await send({"type": "http.response.body", "body": b""})
-        return
-    await _stream(send, fd, start, length)
+    elif snap.body is not None:
+        await send({"type": "http.response.body", "body": snap.body[start : start + length]})
+    elif fd is not None:
+        await _stream(send, fd, start, length)
 
 
-def _if_range_holds(scope: Scope, etag: str, mtime_ns: int) -> bool:
-    condition = header(scope, b"if-range")
+def _not_modified(asked: dict[bytes, str], snap: Snapshot) -> bool:
+    """RFC 9110: If-None-Match wins over If-Modified-Since."""
+    inm = asked.get(b"if-none-match")
+    if inm is not None:
+        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
+        return snap.etag in tags or "*" in tags
+    ims = asked.get(b"if-modified-since")
+    if ims is not None:
+        try:
+            since = parsedate_to_datetime(ims).timestamp()
+        except (TypeError, ValueError):
+            return False
+        return snap.mtime_ns // 1_000_000_000 <= int(since)
+    return False
+
+
+def _if_range_holds(condition: str | None, snap: Snapshot) -> bool:
     if condition is None:
         return True
     if condition.startswith(('"', "W/")):
-        return condition == etag
-    return condition == formatdate(mtime_ns / 1e9, usegmt=True)
+        return condition == snap.etag
+    return condition == snap.last_modified
 
 
 async def _stream(send: Send, fd: int, offset: int, length: int) -> None:
-    if length <= _SMALL:
-        await send({"type": "http.response.body", "body": os.pread(fd, length, offset)})
-        return
     remaining = length
     while remaining > 0:
         chunk = await anyio.to_thread.run_sync(os.pread, fd, min(_CHUNK, remaining), offset)

@@ -43,6 +43,7 @@ class Creamery:
         self.facts = FactsCache(config.facts_cache_dir(), algos)
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
         self.guard = Guard(config)
+        self.small_files = files.SmallFiles()
         self.journal = Journal(config.upload_root)
         self._started = False
         self._start_lock = threading.Lock()
@@ -256,7 +257,7 @@ class Creamery:
         if stored is None:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)")
             return
-        await files.send_file(scope, send, stored, self.config.cache_control)
+        await files.send_file(scope, send, stored, self.config.cache_control, self.small_files)
 
     async def _send_metadata(self, scope: Scope, send: Send, relpath: str) -> None:
         """PEP 658: the wheel's METADATA, extracted once and cached."""

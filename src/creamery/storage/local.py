@@ -132,16 +132,27 @@ class LocalStorage:
 
     def watch(self, on_change: ChangeCallback) -> Callable[[], None] | None:
         try:
+            from watchdog import events
             from watchdog.events import FileSystemEvent, FileSystemEventHandler
             from watchdog.observers import Observer
         except ImportError:  # pragma: no cover - watchdog is a dependency
             return None
+        # Only writes, moves and deletes: subscribing to opens and closes-after-read would make
+        # every download wake this thread (and cost the kernel an event per read).
+        wanted: list[type[FileSystemEvent]] = [
+            events.FileCreatedEvent,
+            events.FileModifiedEvent,
+            events.FileClosedEvent,
+            events.FileDeletedEvent,
+            events.FileMovedEvent,
+            events.DirCreatedEvent,
+            events.DirDeletedEvent,
+            events.DirMovedEvent,
+        ]
         storage = self
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.event_type in ("opened", "closed_no_write"):
-                    return  # reads must never invalidate anything
                 paths = [event.src_path, getattr(event, "dest_path", "") or ""]
                 relpaths = [storage.locate(os.fsdecode(p)) for p in paths if p]
                 changed = [r for r in relpaths if r is not None and not is_hidden(r)]
@@ -151,7 +162,7 @@ class LocalStorage:
         observer = Observer()
         try:
             for root in self.roots:
-                observer.schedule(Handler(), str(root), recursive=True)
+                observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
             observer.start()
         except OSError as error:
             log.warning("file-system events unavailable (%s); relying on periodic rescans", error)
