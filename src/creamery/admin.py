@@ -1,0 +1,132 @@
+"""Administration commands that work directly on the package directories (no server needed):
+`creamery passwd`, `yank`, `unyank` and `remove`. A running server sees their changes through
+file-system events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+
+from creamery import releases
+from creamery.auth import add_user
+from creamery.config import DEFAULT_ROOT, ConfigError, check_root
+from creamery.index import Index
+from creamery.storage.local import LocalStorage
+
+
+def add_passwd_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("password_file", metavar="FILE", help="htpasswd file (created if missing)")
+    parser.add_argument("user", metavar="USER")
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input instead of prompting",
+    )
+
+
+def passwd(args: argparse.Namespace) -> int:
+    """Add or update a bcrypt entry, so users don't need Apache's tools."""
+    password = _read_password(args.password_stdin)
+    try:
+        add_user(Path(args.password_file), args.user, password)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    except OSError as error:
+        raise ConfigError(f"can't write {args.password_file!r}: {error.strerror}") from error
+    print(f"password for {args.user!r} set in {args.password_file}")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            raise ConfigError("the passwords don't match")
+    if not password:
+        raise ConfigError("empty password")
+    return password
+
+
+def _add_release_arguments(parser: argparse.ArgumentParser, *, version_required: bool) -> None:
+    parser.add_argument("project", metavar="PROJECT")
+    parser.add_argument("version", metavar="VERSION", nargs=None if version_required else "?")
+    parser.add_argument("package_directory", metavar="PACKAGES_DIRECTORY", nargs="*")
+
+
+def add_yank_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_release_arguments(parser, version_required=True)
+    parser.add_argument("--reason", default="", help="shown to installers (PEP 592)")
+    parser.add_argument("--file", dest="filename", help="yank only this file of the release")
+
+
+def add_unyank_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_release_arguments(parser, version_required=True)
+    parser.add_argument("--file", dest="filename", help="un-yank only this file of the release")
+
+
+def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_release_arguments(parser, version_required=False)
+
+
+def _open(args: argparse.Namespace) -> tuple[LocalStorage, Index]:
+    if args.version and not args.package_directory and os.path.isdir(args.version):
+        # `creamery remove PROJECT DIR`: the optional version was left out.
+        args.version, args.package_directory = None, [args.version]
+    roots = tuple(check_root(Path(d)) for d in (args.package_directory or [DEFAULT_ROOT]))
+    storage = LocalStorage(roots)
+    index = Index(storage)
+    index.load()
+    return storage, index
+
+
+def yank(args: argparse.Namespace) -> int:
+    return _set_yanked(args, yanked=True)
+
+
+def unyank(args: argparse.Namespace) -> int:
+    return _set_yanked(args, yanked=False)
+
+
+def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
+    storage, index = _open(args)
+    try:
+        changed = releases.set_yanked(
+            storage,
+            index,
+            args.project,
+            args.version,
+            yanked=yanked,
+            reason=getattr(args, "reason", ""),
+            filename=args.filename,
+        )
+    except releases.ReleaseNotFound as error:
+        raise ConfigError(str(error)) from error
+    verb = "yanked" if yanked else "un-yanked"
+    for sidecar in changed:
+        print(f"{verb} {sidecar.rpartition('.')[0]}")
+    if not changed:
+        print(f"nothing to do: {args.project} {args.version} was already {verb}")
+    return 0
+
+
+def remove(args: argparse.Namespace) -> int:
+    storage, index = _open(args)
+    try:
+        changed = releases.remove(storage, index, args.project, args.version)
+    except releases.ReleaseNotFound as error:
+        raise ConfigError(str(error)) from error
+    for relpath in changed:
+        print(f"removed {relpath}")
+    return 0
+
+
+PASSWD = (add_passwd_arguments, passwd)
+YANK = (add_yank_arguments, yank)
+UNYANK = (add_unyank_arguments, unyank)
+REMOVE = (add_remove_arguments, remove)

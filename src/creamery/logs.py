@@ -1,0 +1,67 @@
+"""Logging from the command line: pypiserver's `-v`, `--log-file`, `--log-stream`, `--log-frmt`.
+
+Everything is one `logging.config.dictConfig` dictionary, so the same data configures this process
+and can be handed to a server (granian, uvicorn, gunicorn, hypercorn) for its worker processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from collections.abc import Iterable
+from typing import Any
+
+from creamery.config import Config, ConfigError
+
+LOGGER_NAME = "creamery"
+# Level 1 rather than NOTSET: on a named logger NOTSET defers to the root logger (WARNING).
+_VERBOSITY_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG, 1)
+
+
+def log_level(verbosity: int) -> int:
+    """pypiserver's `-v` count: 0 WARNING, 1 INFO, 2 DEBUG, 3 or more everything."""
+    return _VERBOSITY_LEVELS[min(max(verbosity, 0), len(_VERBOSITY_LEVELS) - 1)]
+
+
+def logging_config(config: Config, loggers: Iterable[str] = ()) -> dict[str, Any]:
+    """A dictConfig for the "creamery" logger and `loggers`, all with the same handlers."""
+    handlers: dict[str, dict[str, Any]] = {}
+    if config.log_stream != "none":
+        handlers["stream"] = {
+            "class": "logging.StreamHandler",
+            "stream": f"ext://sys.{config.log_stream}",
+            "formatter": "creamery",
+        }
+    if config.log_file is not None:
+        handlers["file"] = {
+            "class": "logging.FileHandler",
+            "filename": str(config.log_file),
+            "formatter": "creamery",
+        }
+    if not handlers:  # without any handler, logging's last resort would print warnings to stderr
+        handlers["null"] = {"class": "logging.NullHandler"}
+    level = log_level(config.verbosity)
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"creamery": {"format": config.log_frmt}},
+        "handlers": handlers,
+        "loggers": {
+            name: {"level": level, "handlers": list(handlers), "propagate": False}
+            for name in (LOGGER_NAME, *loggers)
+        },
+    }
+
+
+def setup_logging(config: Config) -> None:
+    """Configure this process; raise ConfigError for a bad format or an unwritable log file."""
+    try:
+        logging.Formatter(config.log_frmt, validate=True)
+    except ValueError as error:
+        raise ConfigError(f"invalid --log-frmt {config.log_frmt!r}: {error}") from error
+    try:
+        logging.config.dictConfig(logging_config(config))
+    except ValueError as error:
+        cause = error.__cause__
+        reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+        raise ConfigError(f"can't open log file {str(config.log_file)!r}: {reason}") from error
