@@ -29,6 +29,7 @@ from creamery.config import (
     parse_hash_algo,
     parse_health_endpoint,
 )
+from creamery.names import normalize
 
 PROG = "creamery"
 _DEFAULTS = Config()
@@ -246,12 +247,57 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.rescan_interval,
         help="seconds between safety rescans of the directories; 0 disables",
     )
+    _add_mirror_arguments(parser)
     parser.add_argument(
         "--max-upload-size",
         metavar="SIZE",
         type=parse_size,
         default=_DEFAULTS.max_upload_size,
         help="largest accepted upload, such as 500M or 2G (default: 1G)",
+    )
+
+
+def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("caching mirror (instead of redirecting to --fallback-url)")
+    group.add_argument(
+        "--mirror",
+        action="store_true",
+        help="serve projects not hosted here from --fallback-url, caching pages and files",
+    )
+    group.add_argument(
+        "--mirror-ttl",
+        metavar="SECONDS",
+        type=_seconds,
+        default=_DEFAULTS.mirror_ttl,
+        help="how long a fetched project page stays fresh (default: 600)",
+    )
+    group.add_argument("--mirror-cache", metavar="DIR", help="where mirrored files are kept")
+    group.add_argument(
+        "--mirror-max-size",
+        metavar="SIZE",
+        type=parse_size,
+        help="evict least recently used mirrored files beyond this size, such as 20G",
+    )
+    group.add_argument(
+        "--mirror-merge",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a local project whose upstream files may be merged in (repeatable; or @FILE)",
+    )
+    group.add_argument(
+        "--extra-upstream",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="another index to mirror, asked after --fallback-url (repeatable)",
+    )
+    group.add_argument(
+        "--upstream-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=_DEFAULTS.upstream_timeout,
+        help="give up on an upstream after this long and serve stale copies (default: 10)",
     )
 
 
@@ -389,6 +435,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cache_dir=_path(args.cache_dir),
         rescan_interval=args.rescan_interval,
         max_upload_size=args.max_upload_size,
+        mirror=args.mirror,
+        mirror_ttl=args.mirror_ttl,
+        mirror_cache=_path(args.mirror_cache),
+        mirror_max_size=args.mirror_max_size,
+        mirror_merge=parse_merge_list(args.mirror_merge),
+        extra_upstreams=tuple(args.extra_upstream),
+        upstream_timeout=args.upstream_timeout,
         # File-system checks last: a mistyped flag is reported before a missing directory.
         roots=tuple(check_root(Path(directory)) for directory in directories),
         welcome_file=_readable(_path(args.welcome_file), "welcome file"),
@@ -396,6 +449,20 @@ def config_from_args(args: argparse.Namespace) -> Config:
     config = check_auth(config)
     _readable(config.password_file, "password file")
     return config
+
+
+def parse_merge_list(items: list[str]) -> tuple[str, ...]:
+    """`--mirror-merge NAME` or `--mirror-merge @FILE` (one name per line, # comments)."""
+    names: list[str] = []
+    for item in items:
+        if item.startswith("@"):
+            path = _readable(Path(item[1:]).expanduser(), "merge list file")
+            assert path is not None
+            lines = path.read_text("utf-8").splitlines()
+            names += [line.split("#", 1)[0].strip() for line in lines]
+        else:
+            names.append(item)
+    return tuple(sorted({normalize(n) for n in names if n}))
 
 
 def _path(text: str | None) -> Path | None:

@@ -68,6 +68,14 @@ class Config:
     rescan_interval: float = 30.0  # seconds between safety rescans; 0 disables
     watch: bool = True  # file-system events
     max_upload_size: int = 1 << 30
+    # Caching mirror of the fallback URL (and extra upstreams) instead of redirecting to it.
+    mirror: bool = False
+    mirror_ttl: float = 600.0  # seconds a fetched project page stays fresh
+    mirror_cache: Path | None = None  # default: <first root>/.creamery/mirror
+    mirror_max_size: int | None = None  # bytes of cached files; None: unbounded
+    mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
+    extra_upstreams: tuple[str, ...] = ()
+    upstream_timeout: float = 10.0
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
     def with_updates(self, **changes: Any) -> Config:
@@ -76,6 +84,11 @@ class Config:
     @property
     def upload_root(self) -> Path:
         return self.roots[0]
+
+    def mirror_cache_dir(self) -> Path:
+        if self.mirror_cache is not None:
+            return self.mirror_cache
+        return self.roots[0] / ".creamery" / "mirror"
 
     def facts_cache_dir(self) -> Path:
         if self.cache_dir is not None:
@@ -101,8 +114,10 @@ class Config:
     def from_json(cls, text: str) -> Config:
         data = json.loads(text)
         data["roots"] = tuple(Path(p) for p in data["roots"])
+        data["mirror_merge"] = tuple(data.get("mirror_merge", ()))
+        data["extra_upstreams"] = tuple(data.get("extra_upstreams", ()))
         data["authenticate"] = frozenset(data["authenticate"])
-        for name in ("password_file", "welcome_file", "log_file", "cache_dir"):
+        for name in ("password_file", "welcome_file", "log_file", "cache_dir", "mirror_cache"):
             if data.get(name) is not None:
                 data[name] = Path(data[name])
         return cls(**data)

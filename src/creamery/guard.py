@@ -91,7 +91,7 @@ def action_for(method: str, path: str, content_type: str) -> str | None:
         if "xml" in content_type and path in ("/", "/RPC2", "/pypi", "/simple/"):
             return "list"
         return "update"
-    if path.startswith("/packages/") and len(path) > 10:
+    if path.startswith(("/packages/", "/upstream/")) and len(path) > 10:
         return "download"
     if path.startswith(("/simple/", "/packages/", "/pypi/")) or path.endswith("/json"):
         return "list"

@@ -44,6 +44,11 @@ class Creamery:
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
         self.guard = Guard(config)
         self.small_files = files.SmallFiles()
+        self.mirror: Any = None
+        if config.mirror:
+            from creamery.mirror import Mirror
+
+            self.mirror = Mirror(self)
         self.journal = Journal(config.upload_root)
         self._started = False
         self._start_lock = threading.Lock()
@@ -68,6 +73,8 @@ class Creamery:
             self._started = True
 
     def stop(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
         for stop in self._stoppers:
             stop()
         self._stoppers.clear()
@@ -122,6 +129,9 @@ class Creamery:
                 return
             if path.startswith("/packages/") and len(path) > 10:
                 await self.download(scope, send, path[10:])
+                return
+            if path.startswith("/upstream/") and self.mirror is not None:
+                await self.mirror.download(scope, send, path[10:])
                 return
         await self.starlette(scope, receive, send)
 
@@ -179,6 +189,9 @@ class Creamery:
             target = f"../{normalized}/" if slash else f"{normalized}/"
             query = scope.get("query_string", b"")
             await self._redirect(send, 301, target + ("?" + query.decode() if query else ""))
+            return
+        if self.mirror is not None and self.mirror.handles(project):
+            await self.mirror.serve_project(scope, send, project, fmt)
             return
         found = await self._project_page(project, fmt)
         if found is None:
