@@ -247,6 +247,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.rescan_interval,
         help="seconds between safety rescans of the directories; 0 disables",
     )
+    parser.add_argument(
+        "--metrics", action="store_true", help="expose Prometheus metrics at /metrics"
+    )
+    parser.add_argument(
+        "--log-conf",
+        metavar="FILE",
+        help="logging configuration file (INI for fileConfig, or .json for dictConfig)",
+    )
     _add_mirror_arguments(parser)
     parser.add_argument(
         "--max-upload-size",
@@ -435,6 +443,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cache_dir=_path(args.cache_dir),
         rescan_interval=args.rescan_interval,
         max_upload_size=args.max_upload_size,
+        metrics=args.metrics,
+        log_conf=_readable(_path(args.log_conf), "logging configuration"),
         mirror=args.mirror,
         mirror_ttl=args.mirror_ttl,
         mirror_cache=_path(args.mirror_cache),

@@ -27,7 +27,7 @@ FALSE_WORDS = frozenset({"0", "no", "off", "false", "n", "f"})
 _HEALTH_ENDPOINT = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
 # Routes the health endpoint must not shadow.
 RESERVED_PATHS = frozenset(
-    {"/", "/simple", "/simple/", "/packages", "/packages/", "/RPC2", "/pypi"}
+    {"/", "/simple", "/simple/", "/packages", "/packages/", "/RPC2", "/pypi", "/metrics"}
 )
 
 Auther = Callable[[str, str], bool]
@@ -68,6 +68,8 @@ class Config:
     rescan_interval: float = 30.0  # seconds between safety rescans; 0 disables
     watch: bool = True  # file-system events
     max_upload_size: int = 1 << 30
+    metrics: bool = False  # Prometheus metrics at /metrics
+    log_conf: Path | None = None  # a logging configuration file (INI or JSON dictConfig)
     # Caching mirror of the fallback URL (and extra upstreams) instead of redirecting to it.
     mirror: bool = False
     mirror_ttl: float = 600.0  # seconds a fetched project page stays fresh
@@ -117,7 +119,14 @@ class Config:
         data["mirror_merge"] = tuple(data.get("mirror_merge", ()))
         data["extra_upstreams"] = tuple(data.get("extra_upstreams", ()))
         data["authenticate"] = frozenset(data["authenticate"])
-        for name in ("password_file", "welcome_file", "log_file", "cache_dir", "mirror_cache"):
+        for name in (
+            "password_file",
+            "welcome_file",
+            "log_file",
+            "log_conf",
+            "cache_dir",
+            "mirror_cache",
+        ):
             if data.get(name) is not None:
                 data[name] = Path(data[name])
         return cls(**data)

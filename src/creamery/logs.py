@@ -6,9 +6,11 @@ and can be handed to a server (granian, uvicorn, gunicorn, hypercorn) for its wo
 
 from __future__ import annotations
 
+import json
 import logging
 import logging.config
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from creamery.config import Config, ConfigError
@@ -53,8 +55,22 @@ def logging_config(config: Config, loggers: Iterable[str] = ()) -> dict[str, Any
     }
 
 
+def apply_log_conf(path: Path) -> None:
+    """`--log-conf FILE`: a JSON dictConfig, or an INI file for `logging.config.fileConfig`."""
+    try:
+        if path.suffix.lower() == ".json":
+            logging.config.dictConfig(json.loads(path.read_text("utf-8")))
+        else:
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise ConfigError(f"can't use logging configuration {str(path)!r}: {error}") from error
+
+
 def setup_logging(config: Config) -> None:
     """Configure this process; raise ConfigError for a bad format or an unwritable log file."""
+    if config.log_conf is not None:
+        apply_log_conf(config.log_conf)
+        return
     try:
         logging.Formatter(config.log_frmt, validate=True)
     except ValueError as error:

@@ -29,6 +29,15 @@ def build_starlette(creamery: Creamery) -> Starlette:
                 return PlainTextResponse(f"Unhealthy: {root} is not readable", status_code=503)
         return Response("Ok", media_type="text/html")
 
+    async def metrics(request: Request) -> Response:
+        collected = creamery.observer.metrics
+        if collected is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        collected.projects.set(len(creamery.index.projects))
+        collected.files.set(len(creamery.index.dists))
+        body, media_type = collected.exposition()
+        return Response(body, media_type=media_type)
+
     async def to_slash(request: Request) -> Response:
         return relative_redirect(request.url.path.rpartition("/")[2] + "/", 301)
 
@@ -68,6 +77,7 @@ def build_starlette(creamery: Creamery) -> Starlette:
         Route("/RPC2", xmlrpc.endpoint(creamery), methods=["POST"]),
         Route("/pypi", xmlrpc.endpoint(creamery), methods=["POST"]),
         Route("/favicon.ico", not_found),
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/simple", to_slash, methods=["GET", "HEAD"]),
         Route("/packages", to_slash, methods=["GET", "HEAD"]),
         Route("/packages/", pages.packages_listing(creamery), methods=["GET", "HEAD"]),

@@ -15,6 +15,7 @@ from typing import Any
 import creamery
 from creamery.config import Config, ConfigError
 from creamery.logs import LOGGER_NAME, log_level, logging_config
+from creamery.observe import prepare_multiprocess_metrics
 
 CONFIG_ENV = "CREAMERY_CONFIG"
 APP_FACTORY = "creamery.web:app_from_env"
@@ -32,6 +33,7 @@ def serve(config: Config) -> None:
     """Serve until interrupted; ConfigError if the chosen server can't be used."""
     name = pick_server(config.server)
     os.environ[CONFIG_ENV] = config.to_json()
+    prepare_multiprocess_metrics(config)
     log.info(
         "creamery %s serving %s on %s",
         creamery.__version__,

@@ -6,6 +6,7 @@ bytes); every other route goes to Starlette (`routes.py`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -22,6 +23,7 @@ from creamery.index import METADATA, Index
 from creamery.journal import Journal
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
+from creamery.observe import Observer, log_error
 from creamery.simple_api import Page, make_page, render_project, render_root
 from creamery.storage.local import LocalStorage
 
@@ -43,6 +45,7 @@ class Creamery:
         self.facts = FactsCache(config.facts_cache_dir(), algos)
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
         self.guard = Guard(config)
+        self.observer = Observer(config)
         self.small_files = files.SmallFiles()
         self.mirror: Any = None
         if config.mirror:
@@ -105,6 +108,17 @@ class Creamery:
             return
         if kind != "http":
             return
+        try:
+            if self.observer.active():
+                await self.observer.observe(self._handle, scope, receive, send)
+            else:
+                await self._handle(scope, receive, send)
+        except Exception as error:
+            log_error(self.config, scope, error)
+            with contextlib.suppress(Exception):  # fails when the response had started
+                await send_text(send, 500, "Internal Server Error: see the server's log")
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self._started:
             await anyio.to_thread.run_sync(self.start)
         path: str = scope["path"]
@@ -113,7 +127,7 @@ class Creamery:
                 await send_text(send, 404, "Not Found")
                 return
             path = path[len(self.prefix) :] or "/"
-            scope = {**scope, "root_path": scope.get("root_path", "") + self.prefix}
+            scope["root_path"] = scope.get("root_path", "") + self.prefix
         await self._catch_up()
         method = scope["method"]
         action = action_for(method, path, header(scope, b"content-type") or "")
@@ -122,7 +136,7 @@ class Creamery:
             if isinstance(user, Denial):
                 await send_text(send, user.status, user.reason, user.headers)
                 return
-            scope = {**scope, "creamery.user": user}
+            scope["creamery.user"] = user
         if method in ("GET", "HEAD"):
             if path.startswith("/simple/"):
                 await self.simple(scope, send, path[8:])
@@ -299,4 +313,9 @@ def create_app(config: Config) -> Creamery:
 
 def app_from_env() -> Creamery:
     """Factory for server workers: the CLI passes the configuration in CREAMERY_CONFIG."""
-    return create_app(Config.from_json(os.environ["CREAMERY_CONFIG"]))
+    config = Config.from_json(os.environ["CREAMERY_CONFIG"])
+    if config.log_conf is not None:
+        from creamery.logs import apply_log_conf
+
+        apply_log_conf(config.log_conf)
+    return create_app(config)

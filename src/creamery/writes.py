@@ -32,8 +32,8 @@ async def legacy_api(creamery: Creamery, request: Request) -> Response:
         form = await _read_form(creamery, request)
         outcome = await _dispatch(creamery, form, request, user)
     except FormError as error:
-        if error.status >= 400:
-            log.info("upload rejected (%d): %s", error.status, error.reason)
+        log.info("upload rejected (%d): %s", error.status, error.reason)
+        _count_upload(creamery, "rejected")
         return PlainTextResponse(error.reason + "\n", status_code=error.status)
     except OSError as error:
         log.error("upload failed: %s", error)
@@ -43,7 +43,14 @@ async def legacy_api(creamery: Creamery, request: Request) -> Response:
             form.discard()
     if outcome.changed:
         creamery.record_changes(list(outcome.changed))
+    if form.value(":action") == "file_upload":
+        _count_upload(creamery, "accepted")
     return PlainTextResponse(outcome.message + "\n", status_code=outcome.status)
+
+
+def _count_upload(creamery: Creamery, outcome: str) -> None:
+    if creamery.observer.metrics is not None:
+        creamery.observer.metrics.uploads.labels(outcome).inc()
 
 
 async def _read_form(creamery: Creamery, request: Request) -> ReceivedForm:
