@@ -127,7 +127,7 @@ class FactsCache:
             self._db = _open_db(directory)
 
     def digests(self, stored: StoredFile) -> Digests:
-        key = str(stored.path)
+        key = stored.abspath
         row = self._get(
             "SELECT sha256, extra FROM digests WHERE path=? AND size=? AND mtime_ns=?", stored
         )
@@ -150,7 +150,7 @@ class FactsCache:
         raw = read_metadata_bytes(stored.path, kind)
         self._put(
             "INSERT OR REPLACE INTO metadata VALUES (?,?,?,?)",
-            (str(stored.path), stored.size, stored.mtime_ns, raw),
+            (stored.abspath, stored.size, stored.mtime_ns, raw),
         )
         return parse_core_metadata(raw)
 
@@ -160,7 +160,7 @@ class FactsCache:
         with self._lock:
             try:
                 row: tuple[Any, ...] | None = self._db.execute(
-                    sql, (str(stored.path), stored.size, stored.mtime_ns)
+                    sql, (stored.abspath, stored.size, stored.mtime_ns)
                 ).fetchone()
                 return row
             except sqlite3.Error as error:

@@ -124,7 +124,7 @@ async def send_file(
         await _respond(scope, send, snapshot, None)
         return
     try:
-        fd = os.open(stored.path, os.O_RDONLY)
+        fd = os.open(stored.abspath, os.O_RDONLY)
     except OSError:
         await send_text(send, 404, f"Not Found ({stored.relpath} does not exist)")
         return

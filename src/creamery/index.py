@@ -16,7 +16,6 @@ from typing import Any
 
 from creamery.names import ParsedFilename, is_sidecar, parse_filename, version_sort_key
 from creamery.storage import Storage, StoredFile
-from creamery.storage.local import is_hidden
 
 log = logging.getLogger("creamery.index")
 
@@ -109,8 +108,7 @@ class Index:
         return touched
 
     def _add(self, stored: StoredFile) -> set[str]:
-        if is_hidden(stored.relpath):
-            return set()
+        # Scans and stat() never yield hidden paths: no need to check again here.
         filename = stored.relpath.rpartition("/")[2]
         if is_sidecar(filename):
             self.files[stored.relpath] = stored

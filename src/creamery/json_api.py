@@ -315,7 +315,7 @@ class FileDigests:
         self._lock = threading.Lock()
 
     def get(self, stored: StoredFile) -> dict[str, str]:
-        key = (str(stored.path), stored.size, stored.mtime_ns)
+        key = (stored.abspath, stored.size, stored.mtime_ns)
         with self._lock:
             found = self._known.get(key)
         if found is not None:

@@ -9,14 +9,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
+from packaging.version import VERSION_PATTERN, InvalidVersion, Version
 
 Kind = Literal["wheel", "sdist", "egg", "bdist"]
 
@@ -47,6 +41,19 @@ def is_normalized(name: str) -> bool:
 def is_valid_project_name(name: str) -> bool:
     """True when *name* is a valid core-metadata project name."""
     return bool(_VALID_NAME.match(name))
+
+
+_VERSION = re.compile(VERSION_PATTERN, re.VERBOSE | re.IGNORECASE)
+# The wheel spec's filename: {name}-{version}(-{build})?-{python}-{abi}-{platform}.whl
+_WHEEL = re.compile(
+    r"^(?P<name>[A-Za-z0-9_.]+)-(?P<version>[^-]+)(?:-\d[^-]*)?-[^-]+-[^-]+-[^-]+\.whl$",
+    re.IGNORECASE,
+)
+
+
+def is_valid_version(text: str) -> bool:
+    """PEP 440 validity by the spec's own pattern: cheaper than building a Version."""
+    return _VERSION.fullmatch(text.strip()) is not None
 
 
 def parse_version(text: str) -> Version | None:
@@ -105,7 +112,7 @@ def parse_filename(filename: str) -> ParsedFilename | None:
     if kind != "sdist":
         stem = _PLATFORM_TAIL.sub("", stem)
     split = split_legacy_stem(stem)
-    if kind == "sdist" and split and parse_version(split[1]) is None:
+    if kind == "sdist" and split and not is_valid_version(split[1]):
         # bdist_dumb archives look like sdists with a platform tail: foo-1.0.linux-x86_64.tar.gz
         bare = _PLATFORM_TAIL.sub("", stem)
         if bare != stem and (dumb := split_legacy_stem(bare)) is not None:
@@ -119,25 +126,26 @@ def parse_filename(filename: str) -> ParsedFilename | None:
 
 
 def _parse_wheel(filename: str) -> ParsedFilename | None:
-    try:
-        name, _version, _build, _tags = parse_wheel_filename(filename)
-    except (InvalidWheelFilename, InvalidVersion):
+    # A regex rather than parse_wheel_filename: start-up parses every filename, and tags
+    # are never needed to list a file.
+    match = _WHEEL.match(filename)
+    if match is None or not is_valid_version(match["version"]):
         return None
-    raw_name = filename.split("-", 1)[0]
-    return ParsedFilename(str(name), raw_name, filename.split("-")[1], "wheel")
+    raw_name = match["name"]
+    if not is_valid_project_name(raw_name):
+        return None
+    return ParsedFilename(normalize(raw_name), raw_name, match["version"], "wheel")
 
 
 def _parse_modern_sdist(filename: str) -> ParsedFilename | None:
     """A PEP 625 sdist (`name-version.tar.gz`, the name without dashes)."""
     stem = filename[:-7] if filename.lower().endswith(".tar.gz") else filename[:-4]
-    if stem.count("-") != 1:
+    raw_name, dash, version = stem.partition("-")
+    if not dash or "-" in version or not raw_name or not is_valid_version(version):
         return None
-    try:
-        name, _version = parse_sdist_filename(filename)
-    except (InvalidSdistFilename, InvalidVersion):
+    if not is_valid_project_name(raw_name):
         return None
-    raw_name, version = stem.split("-")
-    return ParsedFilename(str(name), raw_name, version, "sdist")
+    return ParsedFilename(normalize(raw_name), raw_name, version, "sdist")
 
 
 def split_legacy_stem(stem: str) -> tuple[str, str] | None:
@@ -156,7 +164,7 @@ def split_legacy_stem(stem: str) -> tuple[str, str] | None:
         name, version = stem[: match.start()], stem[match.end() :]
         if any(part[:1].isdigit() and "." in part for part in name.split("-")[1:]):
             break
-        if parse_version(version) is not None:
+        if is_valid_version(version):
             valid.append((name, version))
     if valid:
         return next((v for v in valid if "-" not in v[1]), valid[0])

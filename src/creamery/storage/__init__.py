@@ -13,9 +13,13 @@ class StoredFile:
     """A file under one of the roots, as the scan or a change event saw it."""
 
     relpath: str  # POSIX path relative to its root: the URL path under /packages/
-    path: Path  # absolute path on disk
+    abspath: str  # absolute path on disk (a str: building 100,000 Paths slows start-up)
     size: int
     mtime_ns: int
+
+    @property
+    def path(self) -> Path:
+        return Path(self.abspath)
 
 
 ChangeCallback = Callable[[list[str]], None]

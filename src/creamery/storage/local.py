@@ -57,7 +57,7 @@ class LocalStorage:
             except OSError:
                 continue
             if os.path.isfile(path):
-                return StoredFile(relpath, path, st.st_size, st.st_mtime_ns)
+                return StoredFile(relpath, str(path), st.st_size, st.st_mtime_ns)
         return None
 
     def locate(self, absolute: str) -> str | None:
@@ -195,6 +195,6 @@ def _walk(root: Path, top: Path) -> Iterator[StoredFile]:
                     elif entry.is_file():
                         st = entry.stat()
                         relpath = entry.path[root_len:].replace(os.sep, "/")
-                        yield StoredFile(relpath, Path(entry.path), st.st_size, st.st_mtime_ns)
+                        yield StoredFile(relpath, entry.path, st.st_size, st.st_mtime_ns)
                 except OSError:
                     continue  # vanished while scanning
