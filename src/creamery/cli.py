@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from creamery import __version__, admin
+from creamery import __version__, admin, settings
 from creamery.config import (
     DEFAULT_FALLBACK_URL,
     DEFAULT_ROOT,
@@ -263,6 +264,24 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.max_upload_size,
         help="largest accepted upload, such as 500M or 2G (default: 1G)",
     )
+    group = parser.add_argument_group(
+        "configuration",
+        f"Every option can also come from the environment, named after its long flag "
+        f"({settings.ENV_PREFIX}PORT, {settings.ENV_PREFIX}HASH_ALGO, "
+        f"{settings.ENV_PREFIX}PACKAGES_DIRECTORY...), or from a TOML file; precedence: flag > "
+        f"environment > file > default. See docs/configuration.md.",
+    )
+    group.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help=f"read options from this TOML file (or ${settings.CONFIG_FILE_ENV})",
+    )
+    group.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective options and where each came from, then exit",
+    )
 
 
 def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
@@ -310,12 +329,59 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("package_directory", metavar="PACKAGES_DIRECTORY", nargs="*")
-    parser.add_argument("-x", "--execute", action="store_true", help="run the pip commands")
-    parser.add_argument("-d", "--download-directory", metavar="DIR")
-    parser.add_argument("-u", "--allow-unstable", action="store_true")
-    parser.add_argument("--blacklist-file", "--ignorelist-file", dest="ignorelist_file")
-    parser.add_argument("--index-url", default=DEFAULT_FALLBACK_URL)
+    parser.add_argument(
+        "package_directory",
+        metavar="PACKAGES_DIRECTORY",
+        nargs="*",
+        help="directories whose projects to check, scanned recursively (default: ~/packages)",
+    )
+    parser.add_argument(
+        "-x",
+        "--execute",
+        action="store_true",
+        help="download the newer wheels and sdists (sha256-verified) instead of only printing "
+        "pip commands",
+    )
+    parser.add_argument(
+        "-d",
+        "--download-directory",
+        metavar="DIR",
+        help="where new files go (default: the directory of the project's latest file)",
+    )
+    parser.add_argument(
+        "-u",
+        "--allow-unstable",
+        action="store_true",
+        help="also consider pre-releases (alpha, beta, rc, dev)",
+    )
+    parser.add_argument(
+        "--blacklist-file",
+        "--ignorelist-file",
+        dest="ignorelist_file",
+        metavar="FILE",
+        help="projects to skip: one name per line, # comments, any spelling of the name",
+    )
+    parser.add_argument(
+        "--index-url",
+        metavar="URL",
+        default=DEFAULT_FALLBACK_URL,
+        help=f"simple index to compare with; must speak PEP 691 JSON (default: "
+        f"{DEFAULT_FALLBACK_URL})",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=30.0,
+        help="give up on a request after this long; 0 waits forever (default: 30)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        metavar="N",
+        type=_positive_int,
+        default=8,
+        help="requests in flight at once (default: 8)",
+    )
 
 
 # ---------------------------------------------------------------- subcommands
@@ -326,6 +392,10 @@ def _run(args: argparse.Namespace) -> int:
     from creamery.server import serve
 
     config = config_from_args(args)
+    if args.print_config:
+        roots = {"package_directory": [str(root) for root in config.roots]}
+        print(settings.render(run_options(), args, args.sources, roots), end="")
+        return 0
     setup_logging(config)
     serve(config)
     return 0
@@ -376,29 +446,63 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse, accepting pypiserver's legacy form (no subcommand, `-U` for update)."""
+def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """Parse, accepting pypiserver's legacy form (no subcommand, `-U` for update).
+
+    For `run`, what no flag gives comes from *environ* (default: `os.environ`) or the --config
+    file (settings.py), and `args.sources` says where each option's value came from.
+    """
     argv = list(argv)
     names = {command.name for command in SUBCOMMANDS}
     legacy = not names.intersection(argv) and not _HELP_FLAGS.intersection(argv)
     if legacy:
         argv = _legacy_argv(argv)
-    parser = make_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        # Directories after options (`yank P V --reason R DIR`): argparse takes positionals
-        # in one go, so collect the stragglers here.
-        if any(e.startswith("-") for e in extra) or not hasattr(args, "package_directory"):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.package_directory = [*(args.package_directory or []), *extra]
+    args = _parse(make_parser(), argv)
+    args.verbosity += vars(args).pop("verbosity_after", 0)
+    if args.command == "run":
+        # Parsed again without defaults, the namespace holds only what the flags gave.
+        given = _parse(_without_defaults(make_parser()), argv)
+        explicit = {dest for dest, value in vars(given).items() if value != []}
+        if "verbosity_after" in explicit:
+            explicit.add("verbosity")
+        environ = os.environ if environ is None else environ
+        args.sources = settings.apply(run_options(), args, explicit, environ)
     if legacy:  # like pypiserver, only once the arguments are known to be good
         print(
             f"{PROG}: warning: running without a command is deprecated,"
             f" use '{PROG} {args.command} ...'",
             file=sys.stderr,
         )
-    args.verbosity += vars(args).pop("verbosity_after", 0)
     return args
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Directories after options (`yank P V --reason R DIR`): argparse takes positionals
+        # in one go, so collect the stragglers here.
+        if any(e.startswith("-") for e in extra) or not hasattr(args, "package_directory"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.package_directory = [*(getattr(args, "package_directory", None) or []), *extra]
+    return args
+
+
+def _without_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action._name_parser_map.values():
+                _without_defaults(sub)
+    return parser
+
+
+def run_options() -> list[settings.Option]:
+    """The `run` options that the environment and a --config file may set."""
+    parser = make_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return settings.options_of(action._name_parser_map["run"])
+    raise AssertionError("no run command")
 
 
 def _legacy_argv(argv: list[str]) -> list[str]:
@@ -416,21 +520,32 @@ def _legacy_argv(argv: list[str]) -> list[str]:
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
-    """The `run` namespace as a checked Config; ConfigError names the first bad value."""
-    directories = args.package_directory or [DEFAULT_ROOT]
+    """The `run` namespace as a checked Config; ConfigError names the first bad value.
+
+    A value from the environment or a --config file is named with its source.
+    """
+    sources: dict[str, settings.Source] = getattr(args, "sources", {})
+
+    def checked(dest: str, convert: Callable[[Any], Any]) -> Any:
+        with settings.blame(sources, dest):
+            return convert(getattr(args, dest))
+
+    def directories(given: Sequence[str | Path] | None) -> tuple[Path, ...]:
+        return tuple(check_root(Path(directory)) for directory in given or (DEFAULT_ROOT,))
+
     config = Config(
         host=args.host,
         port=args.port,
-        authenticate=parse_auth_actions(args.authenticate),
+        authenticate=checked("authenticate", parse_auth_actions),
         password_file=_path(args.password_file),
         disable_fallback=args.disable_fallback,
         fallback_url=args.fallback_url,
-        health_endpoint=parse_health_endpoint(args.health_endpoint),
+        health_endpoint=checked("health_endpoint", parse_health_endpoint),
         server=args.server,
         overwrite=args.overwrite,
-        hash_algo=parse_hash_algo(args.hash_algo),
+        hash_algo=checked("hash_algo", parse_hash_algo),
         cache_control=args.cache_control,
-        server_base_url=parse_base_url(args.server_base_url),
+        server_base_url=checked("server_base_url", parse_base_url),
         backend=args.backend,
         verbosity=args.verbosity,
         log_file=_path(args.log_file),
@@ -444,20 +559,22 @@ def config_from_args(args: argparse.Namespace) -> Config:
         rescan_interval=args.rescan_interval,
         max_upload_size=args.max_upload_size,
         metrics=args.metrics,
-        log_conf=_readable(_path(args.log_conf), "logging configuration"),
+        log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),
         mirror=args.mirror,
         mirror_ttl=args.mirror_ttl,
         mirror_cache=_path(args.mirror_cache),
         mirror_max_size=args.mirror_max_size,
-        mirror_merge=parse_merge_list(args.mirror_merge),
+        mirror_merge=checked("mirror_merge", parse_merge_list),
         extra_upstreams=tuple(args.extra_upstream),
         upstream_timeout=args.upstream_timeout,
         # File-system checks last: a mistyped flag is reported before a missing directory.
-        roots=tuple(check_root(Path(directory)) for directory in directories),
-        welcome_file=_readable(_path(args.welcome_file), "welcome file"),
+        roots=checked("package_directory", directories),
+        welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),
     )
-    config = check_auth(config)
-    _readable(config.password_file, "password file")
+    with settings.blame(sources, "authenticate", "password_file"):
+        config = check_auth(config)
+    with settings.blame(sources, "password_file"):
+        _readable(config.password_file, "password file")
     return config
 
 

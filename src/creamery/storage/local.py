@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
@@ -75,9 +75,18 @@ class LocalStorage:
         return self.roots[0]
 
     def new_temp_file(self) -> tuple[int, Path]:
-        """An open, hidden temp file in the upload root (same file system as the target)."""
-        fd, name = tempfile.mkstemp(prefix=".creamery-", suffix=".part", dir=self.upload_root)
-        return fd, Path(name)
+        """An open, hidden temp file in the upload root (same file system as the target).
+
+        Its mode is 0666 less the umask, as pypiserver's uploads get, not mkstemp's 0600:
+        a web server or backup job running as another user must be able to read the file.
+        """
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        while True:
+            path = self.upload_root / f".creamery-{secrets.token_hex(8)}.part"
+            try:
+                return os.open(path, flags | getattr(os, "O_BINARY", 0), 0o666), path
+            except FileExistsError:
+                continue
 
     def publish(self, temp: Path, relpath: str, *, overwrite: bool) -> bool:
         """Move a finished temp file to *relpath* in the upload root, atomically.
