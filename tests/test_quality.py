@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+LINTED = ("src", "tests", "benchmarks", "deploy", "scripts/build-standalone")
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -20,8 +21,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "command",
     [
-        ("ruff", "check", "src", "tests", "benchmarks"),
-        ("ruff", "format", "--check", "src", "tests", "benchmarks"),
+        ("ruff", "check", *LINTED),
+        ("ruff", "format", "--check", *LINTED),
         ("mypy",),
     ],
     ids=["ruff-check", "ruff-format", "mypy"],

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from passlib.context import CryptContext
+from passlib.exc import MissingBackendError
 from passlib.hash import bcrypt
 
 from creamery.config import Config
@@ -72,6 +73,9 @@ def _verify(entry: _Entry, password: str) -> bool:
     try:
         return bool(_CONTEXT.handler(entry.scheme).verify(secret, entry.hash))
     except (ValueError, TypeError):  # e.g. a NUL byte bcrypt refuses: simply not a match
+        return False
+    except MissingBackendError:  # the standalone file ships without compiled bcrypt
+        logger.error("can't check a %s password: pip install %s", entry.scheme, entry.scheme)
         return False
 
 
@@ -408,7 +412,13 @@ def add_user(
 ) -> None:
     """Add or update `user` with a bcrypt (`$2y$`) hash, replacing the file atomically."""
     _check_new_user(user, password)
-    hashed = bcrypt.using(ident="2y", rounds=rounds).hash(password)
+    try:
+        hashed = bcrypt.using(ident="2y", rounds=rounds).hash(password)
+    except MissingBackendError as error:
+        raise ValueError(
+            "bcrypt is not installed (pip install bcrypt), or write the entry with Apache's"
+            " htpasswd -B"
+        ) from error
     target = Path(os.path.realpath(path))
     try:
         lines = target.read_bytes().splitlines(keepends=True)

@@ -1,0 +1,220 @@
+"""The standalone file: `scripts/build-standalone` makes creamery.pyz, which serves, takes uploads
+and installs with a bare Python that has no package at all (not even pip).
+
+This is also CI's smoke test of a built artifact: the build runs once per session, offline, from
+the packages of the running environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Server, _stop, _wait_ready, clean_env, free_port
+from dists import make_sdist, make_wheel
+
+import creamery
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILED = (".so", ".pyd", ".dylib", ".dll")
+PASSWORD = "s3cret"
+# Written by Apache's `htpasswd -B` (bcrypt): the bundle has no bcrypt module to check it.
+BCRYPT_HASH = "$2y$04$tBhBZEZpeGGrK1UfoEQMje13huGo0LEzJUKEmMiP546BoDdFaVOmO"
+# Modules creamery uses where installed; the bare Python must have none of them.
+DEPENDENCIES = ("starlette", "jinja2", "uvicorn", "granian", "bcrypt", "watchdog", "passlib")
+
+
+@pytest.fixture(scope="session")
+def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    target = tmp_path_factory.mktemp("standalone") / "creamery.pyz"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "build-standalone"), "-o", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return target
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The interpreter of a fresh virtual environment without pip or anything else."""
+    venv = tmp_path_factory.mktemp("bare") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    probe = "import importlib.util as u, sys; print([m for m in sys.argv[1:] if u.find_spec(m)])"
+    found = subprocess.run(
+        [python, "-I", "-c", probe, *DEPENDENCIES], capture_output=True, text=True, check=True
+    )
+    assert found.stdout.strip() == "[]", "the bare Python has packages"
+    return python
+
+
+@pytest.fixture(scope="module")
+def standalone(pyz: Path, bare_python: Path, tmp_path_factory: pytest.TempPathFactory):
+    """`python creamery.pyz run` on the bare Python, uploads for {SHA} user `uploader`."""
+    base = tmp_path_factory.mktemp("standalone-server")
+    packages = base / "packages"
+    make_wheel(packages, "tstandalone", "1.0", summary="Served by the standalone file")
+    htpasswd = write_htpasswd(base / "htpasswd", f"bcrypter:{BCRYPT_HASH}\n")
+    port = free_port()
+    command = [bare_python, "-I", pyz, "run", "-i", "127.0.0.1", "-p", str(port)]
+    command += ["-P", htpasswd, "--rescan-interval", "0", packages]  # 0: events only
+    with started(command, port, base) as server:
+        yield server
+
+
+@pytest.fixture
+def client(standalone: Server) -> Iterator[httpx.Client]:
+    with standalone.client() as http:
+        yield http
+
+
+@contextlib.contextmanager
+def started(
+    command: list, port: int, workdir: Path, ready: str = "/health", **env: str
+) -> Iterator[Server]:
+    """Run *command* until it answers *ready*; stop it (and its workers) afterwards."""
+    log_path = workdir / f"server-{port}.log"
+    environment = clean_env(HOME=str(workdir), XDG_CACHE_HOME=str(workdir / "cache"), **env)
+    command = [str(part) for part in command]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            cwd=workdir,
+            start_new_session=True,  # its own process group, so workers go with it
+        )
+    url = f"http://127.0.0.1:{port}"
+    server = Server(url, port, (), process, log_path, command=tuple(command))
+    try:
+        _wait_ready(server, [ready], 60.0, last=True)
+        yield server
+    finally:
+        _stop(process)
+
+
+# ---------------------------------------------------------------- the file
+
+
+def test_bundle_is_pure_python_with_a_fallback_server(pyz: Path) -> None:
+    names = zipfile.ZipFile(pyz).namelist()
+    assert not [name for name in names if name.endswith(COMPILED)]
+    tops = {name.split("/", 1)[0] for name in names}
+    assert {"__main__.py", "creamery", "uvicorn", "starlette", "jinja2", "passlib"} <= tops
+    assert not {"granian", "bcrypt"} & tops
+    assert any(name.startswith("creamery/templates/") for name in names)
+    assert pyz.read_bytes().startswith(b"#!/usr/bin/env python3\n")
+    assert pyz.stat().st_mode & stat.S_IXUSR
+
+
+def test_version(pyz: Path, bare_python: Path) -> None:
+    result = subprocess.run(
+        [bare_python, "-I", pyz, "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"creamery {creamery.__version__}"
+
+
+# ---------------------------------------------------------------- serving
+
+
+def test_auto_server_is_uvicorn_and_pages_render(client: httpx.Client) -> None:
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.headers["server"] == "uvicorn"
+    welcome = client.get("/")  # jinja2 templates load from inside the zip
+    assert welcome.status_code == 200
+    assert "tstandalone" in client.get("/simple/").text
+
+
+def test_pip_installs_from_it(standalone: Server, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    index = standalone.url + "/simple/"
+    result = python_m(
+        *("pip", "install", "--disable-pip-version-check", "--no-deps", "--no-cache-dir"),
+        *("--target", target, "--index-url", index, "tstandalone==1.0"),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (target / "tstandalone" / "__init__.py").is_file()
+
+
+def python_m(*args: object) -> subprocess.CompletedProcess[str]:
+    """`python -m ARGS` with this environment's Python (pip, twine)."""
+    return subprocess.run(
+        [sys.executable, "-m", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=clean_env(),
+    )
+
+
+def twine_upload(
+    repository: str, *files: Path, user: str = "uploader", password: str = PASSWORD
+) -> subprocess.CompletedProcess[str]:
+    return python_m(
+        *("twine", "upload", "--non-interactive", "--disable-progress-bar"),
+        *("--repository-url", repository, "-u", user, "-p", password, *files),
+    )
+
+
+def write_htpasswd(path: Path, extra: str = "") -> Path:
+    """An htpasswd file with user `uploader` in Apache's `{SHA}` scheme (`htpasswd -s`)."""
+    digest = base64.b64encode(hashlib.sha1(PASSWORD.encode()).digest()).decode()
+    path.write_text(f"uploader:{{SHA}}{digest}\n{extra}")
+    return path
+
+
+def test_twine_uploads_with_a_sha1_htpasswd_user(
+    standalone: Server, client: httpx.Client, tmp_path: Path
+) -> None:
+    files = [
+        make_wheel(tmp_path, "tuploaded", "2.0"),
+        make_sdist(tmp_path, "tuploaded", "2.0"),
+    ]
+    refused = twine_upload(standalone.url + "/", *files, password="wrong")
+    assert refused.returncode != 0
+    assert "403" in refused.stdout + refused.stderr
+    result = twine_upload(standalone.url + "/", *files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = client.get("/simple/tuploaded/").text
+    assert all(f.name in page for f in files)
+
+
+def test_file_system_events_work_from_the_zip(standalone: Server, client: httpx.Client) -> None:
+    """Started with --rescan-interval 0: only watchdog (inotify through ctypes) can see this."""
+    packages = Path(standalone.command[-1])
+    dropped = make_wheel(packages.parent / "elsewhere", "tdropped", "1.0")
+    shutil.move(dropped, packages / dropped.name)
+    deadline = time.monotonic() + 10
+    while "tdropped" not in client.get("/simple/").text:
+        assert time.monotonic() < deadline, "a copied file did not show up: no file events"
+        time.sleep(0.1)
+
+
+def test_a_bcrypt_user_without_bcrypt_is_refused_with_a_clear_log_line(
+    standalone: Server, client: httpx.Client
+) -> None:
+    before = len(standalone.log())
+    response = client.post("/", auth=("bcrypter", PASSWORD), files={":action": (None, "verify")})
+    assert response.status_code in (401, 403, 503)
+    log = standalone.log()[before:]
+    assert "bcrypt" in log
+    assert "Traceback" not in log
