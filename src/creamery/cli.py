@@ -31,6 +31,7 @@ from creamery.config import (
     parse_health_endpoint,
 )
 from creamery.names import normalize
+from creamery.upstream.cache import CACHE_COMMAND as MIRROR_CACHE
 
 PROG = "creamery"
 _DEFAULTS = Config()
@@ -427,6 +428,7 @@ SUBCOMMANDS = (
     Subcommand("yank", "yank a release or file (PEP 592)", *admin.YANK),
     Subcommand("unyank", "un-yank a release or file", *admin.UNYANK),
     Subcommand("remove", "remove a release (or a whole project)", *admin.REMOVE),
+    Subcommand("mirror-cache", "show or clear the caching mirror's cache", *MIRROR_CACHE),
 )
 
 

@@ -1,7 +1,8 @@
 """Run the web app under one of the supported HTTP servers.
 
 Servers that start worker processes load the app by name (`creamery.web:app_from_env`), so the
-configuration travels to them as JSON in the `CREAMERY_CONFIG` environment variable.
+configuration travels to them as JSON in the `_CREAMERY_WORKER_CONFIG` environment variable
+(not `CREAMERY_CONFIG`, which names the --config file: see settings.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from creamery.config import Config, ConfigError
 from creamery.logs import LOGGER_NAME, log_level, logging_config
 from creamery.observe import prepare_multiprocess_metrics
 
-CONFIG_ENV = "CREAMERY_CONFIG"
+CONFIG_ENV = "_CREAMERY_WORKER_CONFIG"
 APP_FACTORY = "creamery.web:app_from_env"
 # pypiserver's bottle servers that creamery does not run.
 UNSUPPORTED_SERVERS = ("cherrypy", "gevent", "paste", "twisted")

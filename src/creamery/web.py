@@ -119,9 +119,14 @@ class Creamery:
                 await send_text(send, 500, "Internal Server Error: see the server's log")
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._started:
-            await anyio.to_thread.run_sync(self.start)
         path: str = scope["path"]
+        if not self._started:
+            if path == self.prefix + self.config.health_endpoint:
+                # Health checks don't wait for the scan: they learn it is still loading.
+                threading.Thread(target=self.start, name="creamery-start", daemon=True).start()
+                await send_text(send, 503, "Not ready: the index is loading")
+                return
+            await anyio.to_thread.run_sync(self.start)
         if self.prefix:
             if not (path.startswith(self.prefix + "/") or path == self.prefix):
                 await send_text(send, 404, "Not Found")
@@ -312,8 +317,10 @@ def create_app(config: Config) -> Creamery:
 
 
 def app_from_env() -> Creamery:
-    """Factory for server workers: the CLI passes the configuration in CREAMERY_CONFIG."""
-    config = Config.from_json(os.environ["CREAMERY_CONFIG"])
+    """Factory for server workers: the CLI passes the configuration in the environment."""
+    from creamery.server import CONFIG_ENV
+
+    config = Config.from_json(os.environ[CONFIG_ENV])
     if config.log_conf is not None:
         from creamery.logs import apply_log_conf
 
