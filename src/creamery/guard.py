@@ -65,7 +65,7 @@ class Guard:
         if not ok:
             self.limiter.record_failure(limiter_key)
             return Denial(403, f"Forbidden: user {user!r} may not {action}", [])
-        self.limiter.record_success(limiter_key)
+        # Failures are not forgiven by a success: one account must not unlock guessing another's.
         self._remember(key, user)
         return user
 

@@ -15,11 +15,12 @@ from html import escape
 from urllib.parse import quote
 
 from creamery.facts import FactsCache
-from creamery.index import METADATA, SIGNATURE, Distribution, Index
+from creamery.index import METADATA, PROVENANCE, SIGNATURE, Distribution, Index
 from creamery.names import version_sort_key
 from creamery.negotiation import Format
 
-API_VERSION = "1.1"  # PEP 629 / 691; 1.1 adds PEP 700's versions, size and upload-time
+# PEP 629 / 691: 1.1 adds PEP 700 (versions, size, upload-time), 1.2 PEP 708, 1.3 PEP 740.
+API_VERSION = "1.3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,7 @@ class FileEntry:
     yanked: str | None  # PEP 592
     size: int  # PEP 700
     upload_time: str  # PEP 700, ISO 8601 UTC
+    provenance: str | None = None  # PEP 740: URL of the provenance object, relative to the page
 
 
 def make_page(body: bytes, fmt: Format, extra: list[tuple[bytes, bytes]] | None = None) -> Page:
@@ -93,6 +95,11 @@ def entry_for(
         core_metadata_sha256=core_sha,
         gpg_sig=index.sidecar(dist, SIGNATURE) is not None,
         yanked=index.yank_reason(dist),
+        provenance=(
+            "../../packages/" + quote(dist.relpath + PROVENANCE)
+            if index.sidecar(dist, PROVENANCE) is not None
+            else None
+        ),
         size=dist.stored.size,
         upload_time=iso_time(dist.stored.mtime_ns),
     )
@@ -134,6 +141,8 @@ def _anchor(entry: FileEntry, hash_algo: str | None) -> str:
         attributes.append('data-gpg-sig="true"')
     if entry.yanked is not None:
         attributes.append(f'data-yanked="{escape(entry.yanked)}"')
+    if entry.provenance is not None:
+        attributes.append(f'data-provenance="{escape(entry.provenance)}"')
     return f"<a {' '.join(attributes)}>{escape(entry.filename)}</a>"
 
 
@@ -155,6 +164,8 @@ def render_project_json(project: str, entries: list[FileEntry]) -> bytes:
             "size": entry.size,
             "upload-time": entry.upload_time,
         }
+        if entry.provenance is not None:
+            item["provenance"] = entry.provenance
         files.append(item)
     versions = sorted({e.version for e in entries}, key=version_sort_key)
     document = {

@@ -1,0 +1,357 @@
+"""Yanking (PEP 592) end to end: the HTTP API (`/-/yank`, `/-/unyank`) and the CLI
+(`creamery yank/unyank`) against a running two-worker server, what the simple pages and JSON
+APIs then say, and what pip and uv do with a yanked release.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Server, clean_env, run_server
+from dists import make_sdist, make_wheel
+
+from creamery.auth import add_user
+
+BIN = Path(sys.executable).parent
+UV = str(BIN / "uv")
+USER, PASSWORD = "releaser", "yank-s3cret"
+AUTH = (USER, PASSWORD)
+JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
+FRESH = {"Connection": "close"}  # a new connection per request, so either worker may answer
+TIMEOUT = 120
+HTTP = httpx.Client(timeout=30)  # one client: building one costs ~60 ms
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("yank")
+
+
+@pytest.fixture(scope="module")
+def root(base: Path) -> Path:
+    root = base / "root"
+    for project in ("yhttp", "ynoreason", "yfile", "yauth", "ycli", "ypip"):
+        make_wheel(root, project, "1.0")
+        make_wheel(root, project, "2.0")
+        make_sdist(root, project, "2.0")
+    return root
+
+
+@pytest.fixture(scope="module")
+def srv(base: Path, root: Path) -> Iterator[Server]:
+    htpasswd = base / "htpasswd"
+    add_user(htpasswd, USER, PASSWORD, rounds=4)
+    with run_server(
+        [root], "--workers", "2", "-P", str(htpasswd), "-a", "update", "--disable-fallback"
+    ) as server:
+        yield server
+
+
+def files_of(project: str, version: str) -> list[str]:
+    return [f"{project}-{version}-py3-none-any.whl"] + (
+        [f"{project}-{version}.tar.gz"] if version == "2.0" else []
+    )
+
+
+def yank_api(
+    server: Server, action: str, payload: object, auth: tuple[str, str] | None = AUTH
+) -> httpx.Response:
+    return HTTP.post(f"{server.url}/-/{action}", json=payload, auth=auth)
+
+
+def html_yanks(server: Server, project: str) -> dict[str, str | None]:
+    """filename -> data-yanked value (None: not yanked), from the HTML page."""
+    response = HTTP.get(f"{server.url}/simple/{project}/", headers=FRESH)
+    assert response.status_code == 200
+    found: dict[str, str | None] = {}
+    for attributes, filename in re.findall(r"<a ([^>]*)>([^<]+)</a>", response.text):
+        match = re.search(r'data-yanked="([^"]*)"', attributes)
+        found[filename] = match.group(1) if match else None
+    return found
+
+
+def json_yanks(server: Server, project: str) -> dict[str, bool | str]:
+    """filename -> PEP 691 "yanked" (False, True or the reason)."""
+    response = HTTP.get(f"{server.url}/simple/{project}/", headers={**JSON_ACCEPT, **FRESH})
+    assert response.status_code == 200
+    return {f["filename"]: f["yanked"] for f in response.json()["files"]}
+
+
+def assert_state(server: Server, project: str, yanked: dict[str, str | None]) -> None:
+    """*yanked*: filename -> reason for yanked files; every other file must not be yanked."""
+    for _ in range(3):  # fresh connections: both workers must agree
+        html = html_yanks(server, project)
+        assert set(yanked) <= set(html), (yanked, html)
+        assert html == {name: yanked.get(name) for name in html}
+        expected_json = {name: (yanked[name] or True) if name in yanked else False for name in html}
+        assert json_yanks(server, project) == expected_json
+
+
+def sidecars(root: Path) -> dict[str, str]:
+    return {p.name.removesuffix(".yanked"): p.read_text() for p in root.glob("*.yanked")}
+
+
+def wait_for(condition, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except AssertionError:
+            pass
+        time.sleep(0.05)
+    return bool(condition())
+
+
+# ----------------------------------------------------------------------------- HTTP API
+
+
+def test_http_yank_and_unyank_are_visible_at_once(srv: Server, root: Path) -> None:
+    response = yank_api(
+        srv, "yank", {"project": "YHttp", "version": "2.0", "reason": "broken build"}
+    )
+    assert response.status_code == 200, response.text
+    assert sorted(response.json()["files"]) == sorted(files_of("yhttp", "2.0"))
+    # No waiting, on either worker.
+    assert_state(srv, "yhttp", dict.fromkeys(files_of("yhttp", "2.0"), "broken build"))
+    assert {k: v for k, v in sidecars(root).items() if k.startswith("yhttp")} == dict.fromkeys(
+        files_of("yhttp", "2.0"), "broken build"
+    )
+
+    # The PyPI-style JSON API agrees: 2.0 is yanked, so the latest version is 1.0.
+    project = HTTP.get(f"{srv.url}/pypi/yhttp/json", headers=FRESH).json()
+    assert project["info"]["version"] == "1.0"
+    assert all(f["yanked"] for f in project["releases"]["2.0"])
+    assert {f["yanked_reason"] for f in project["releases"]["2.0"]} == {"broken build"}
+    assert not any(f["yanked"] for f in project["releases"]["1.0"])
+    release = HTTP.get(f"{srv.url}/pypi/yhttp/2.0/json", headers=FRESH).json()
+    assert release["info"]["yanked"] is True
+    assert release["info"]["yanked_reason"] == "broken build"
+
+    response = yank_api(srv, "unyank", {"project": "yhttp", "version": "2.0"})
+    assert response.status_code == 200, response.text
+    assert_state(srv, "yhttp", {})
+    assert not any(name.startswith("yhttp") for name in sidecars(root))
+    project = HTTP.get(f"{srv.url}/pypi/yhttp/json", headers=FRESH).json()
+    assert project["info"]["version"] == "2.0"
+    assert not any(f["yanked"] for f in project["releases"]["2.0"])
+
+
+def test_yank_without_reason(srv: Server) -> None:
+    response = yank_api(srv, "yank", {"project": "ynoreason", "version": "1.0"})
+    assert response.status_code == 200, response.text
+    # PEP 592: data-yanked present but empty; PEP 691: "yanked": true.
+    assert_state(srv, "ynoreason", dict.fromkeys(files_of("ynoreason", "1.0"), ""))
+    # Yanking again with a reason replaces the reason.
+    response = yank_api(
+        srv, "yank", {"project": "ynoreason", "version": "1.0.0", "reason": "late reason"}
+    )
+    assert response.status_code == 200, response.text
+    assert_state(srv, "ynoreason", dict.fromkeys(files_of("ynoreason", "1.0"), "late reason"))
+
+
+def test_yank_one_file_of_a_release(srv: Server) -> None:
+    sdist = "yfile-2.0.tar.gz"
+    response = yank_api(
+        srv, "yank", {"project": "yfile", "version": "2.0", "filename": sdist, "reason": "bad"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["files"] == [sdist]
+    assert_state(srv, "yfile", {sdist: "bad"})
+    # A release is yanked only when all its files are (PEP 592 and PyPI's JSON).
+    release = HTTP.get(f"{srv.url}/pypi/yfile/2.0/json", headers=FRESH).json()
+    assert release["info"]["yanked"] is False
+    response = yank_api(srv, "unyank", {"project": "yfile", "version": "2.0", "filename": sdist})
+    assert response.status_code == 200, response.text
+    assert_state(srv, "yfile", {})
+
+
+def test_yank_needs_the_update_action(srv: Server, root: Path) -> None:
+    before = sidecars(root)
+    payload = {"project": "yauth", "version": "1.0"}
+    anonymous = yank_api(srv, "yank", payload, auth=None)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == 'Basic realm="pypi"'
+    assert yank_api(srv, "yank", payload, auth=(USER, "wrong")).status_code == 403
+    assert yank_api(srv, "unyank", payload, auth=None).status_code == 401
+    assert sidecars(root) == before
+    assert_state(srv, "yauth", {})
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "fragment"),
+    [
+        ({"project": "nosuchproject", "version": "1.0"}, 404, "not found"),
+        ({"project": "yauth", "version": "9.9"}, 404, "not found"),
+        ({"project": "yauth", "version": "1.0", "filename": "nope.whl"}, 404, "not found"),
+        ({"project": "yauth"}, 400, "version"),
+        ({"version": "1.0"}, 400, "project"),
+        ({"project": "yauth", "version": "1.0", "reason": 42}, 400, "reason"),
+        (["yauth", "1.0"], 400, "JSON object"),
+    ],
+    ids=["project", "version", "filename", "no-version", "no-project", "bad-reason", "list"],
+)
+def test_yank_errors(srv: Server, root: Path, payload, status: int, fragment: str) -> None:
+    before = sidecars(root)
+    response = yank_api(srv, "yank", payload)
+    assert response.status_code == status, response.text
+    message = response.json()["message"]
+    assert fragment in message and "\n" not in message
+    assert sidecars(root) == before
+
+
+def test_yank_body_must_be_json(srv: Server) -> None:
+    response = HTTP.post(
+        f"{srv.url}/-/yank",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+        auth=AUTH,
+    )
+    assert response.status_code == 400
+    assert "JSON" in response.json()["message"]
+    assert HTTP.get(f"{srv.url}/-/yank").status_code == 405
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def creamery_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "creamery", *args],
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+
+def test_cli_yank_and_unyank(srv: Server, root: Path) -> None:
+    wanted = dict.fromkeys(files_of("ycli", "2.0"), "security hole")
+    result = creamery_cli("yank", "YCli", "2.0", "--reason", "security hole", str(root))
+    assert result.returncode == 0, result.stderr
+    assert all(name in result.stdout for name in wanted), result.stdout
+    assert {k: v for k, v in sidecars(root).items() if k.startswith("ycli")} == wanted
+    # The server learns of it through file-system events (milliseconds), on both workers.
+    assert wait_for(lambda: assert_state(srv, "ycli", wanted) or True)
+    assert_state(srv, "ycli", wanted)
+
+    result = creamery_cli("unyank", "ycli", "2.0", str(root))
+    assert result.returncode == 0, result.stderr
+    assert not any(name.startswith("ycli") for name in sidecars(root))
+    assert wait_for(lambda: assert_state(srv, "ycli", {}) or True)
+
+    result = creamery_cli("yank", "ycli", "1.0", "--file", "ycli-1.0-py3-none-any.whl", str(root))
+    assert result.returncode == 0, result.stderr
+    wanted = {"ycli-1.0-py3-none-any.whl": ""}
+    assert wait_for(lambda: assert_state(srv, "ycli", wanted) or True)
+    assert creamery_cli("unyank", "ycli", "1.0", str(root)).returncode == 0
+    assert wait_for(lambda: assert_state(srv, "ycli", {}) or True)
+
+    result = creamery_cli("yank", "ycli", "9.9", "--reason", "x", str(root))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not found" in result.stderr, result.stderr
+
+
+# ----------------------------------------------------------------------------- installers
+
+
+def client_env(home: Path) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return clean_env(
+        HOME=str(home),
+        PIP_CONFIG_FILE="/dev/null",
+        PYTHONNOUSERSITE="1",
+        UV_NO_CONFIG="1",
+        UV_CACHE_DIR=str(home / "uv-cache"),
+        UV_NO_PROGRESS="1",
+        UV_PYTHON_DOWNLOADS="never",
+    )
+
+
+def pip_download(server: Server, dest: Path, requirement: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-cache-dir",
+        "--disable-pip-version-check",
+        "--no-input",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "-d",
+        str(dest),
+        "--index-url",
+        f"{server.url}/simple/",
+        requirement,
+    ]
+    result = subprocess.run(
+        command,
+        env=client_env(dest.parent / "home"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return result
+
+
+def downloaded(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.iterdir())
+
+
+def uv_install(server: Server, target: Path, requirement: str) -> str:
+    command = [
+        UV,
+        "pip",
+        "install",
+        "--no-config",
+        "--python",
+        sys.executable,
+        "--target",
+        str(target),
+        "--index-url",
+        f"{server.url}/simple/",
+        requirement,
+    ]
+    result = subprocess.run(
+        command,
+        env=client_env(target.parent / "uv-home"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return (target / "ypip" / "__init__.py").read_text()
+
+
+def test_installers_skip_a_yanked_release_unless_pinned(srv: Server, tmp_path: Path) -> None:
+    response = yank_api(srv, "yank", {"project": "ypip", "version": "2.0", "reason": "do not use"})
+    assert response.status_code == 200, response.text
+
+    pip_download(srv, tmp_path / "latest", "ypip")
+    assert downloaded(tmp_path / "latest") == ["ypip-1.0-py3-none-any.whl"]
+
+    pinned = pip_download(srv, tmp_path / "pinned", "ypip==2.0")
+    assert downloaded(tmp_path / "pinned") == ["ypip-2.0-py3-none-any.whl"]
+    output = pinned.stdout + pinned.stderr
+    assert "yanked" in output and "do not use" in output, output
+
+    assert uv_install(srv, tmp_path / "uv-latest", "ypip") == '__version__ = "1.0"\n'
+    assert uv_install(srv, tmp_path / "uv-pinned", "ypip==2.0") == '__version__ = "2.0"\n'
+
+    response = yank_api(srv, "unyank", {"project": "ypip", "version": "2.0"})
+    assert response.status_code == 200, response.text
+    pip_download(srv, tmp_path / "after", "ypip")
+    assert downloaded(tmp_path / "after") == ["ypip-2.0-py3-none-any.whl"]
