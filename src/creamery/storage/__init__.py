@@ -16,6 +16,7 @@ class StoredFile:
     abspath: str  # absolute path on disk (a str: building 100,000 Paths slows start-up)
     size: int
     mtime_ns: int
+    inode: int = 0  # tells a replaced file from the old one even within one mtime tick
 
     @property
     def path(self) -> Path:

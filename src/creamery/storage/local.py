@@ -57,7 +57,7 @@ class LocalStorage:
             except OSError:
                 continue
             if os.path.isfile(path):
-                return StoredFile(relpath, str(path), st.st_size, st.st_mtime_ns)
+                return StoredFile(relpath, str(path), st.st_size, st.st_mtime_ns, st.st_ino)
         return None
 
     def locate(self, absolute: str) -> str | None:
@@ -204,6 +204,8 @@ def _walk(root: Path, top: Path) -> Iterator[StoredFile]:
                     elif entry.is_file():
                         st = entry.stat()
                         relpath = entry.path[root_len:].replace(os.sep, "/")
-                        yield StoredFile(relpath, entry.path, st.st_size, st.st_mtime_ns)
+                        yield StoredFile(
+                            relpath, entry.path, st.st_size, st.st_mtime_ns, entry.inode()
+                        )
                 except OSError:
                     continue  # vanished while scanning
