@@ -10,12 +10,16 @@ import getpass
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from creamery import releases
-from creamery.auth import add_user
 from creamery.config import DEFAULT_ROOT, ConfigError, check_root
-from creamery.index import Index
-from creamery.storage.local import LocalStorage
+
+if TYPE_CHECKING:
+    from creamery.index import Index
+    from creamery.storage.local import LocalStorage
+
+# The command line imports this module to build its parser; what the commands need is imported
+# when they run, so `creamery run` starts light.
 
 
 def add_passwd_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +34,8 @@ def add_passwd_arguments(parser: argparse.ArgumentParser) -> None:
 
 def passwd(args: argparse.Namespace) -> int:
     """Add or update a bcrypt entry, so users don't need Apache's tools."""
+    from creamery.auth import add_user
+
     password = _read_password(args.password_stdin)
     try:
         add_user(Path(args.password_file), args.user, password)
@@ -75,6 +81,9 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[LocalStorage, Index]:
+    from creamery.index import Index
+    from creamery.storage.local import LocalStorage
+
     if args.version and not args.package_directory and os.path.isdir(args.version):
         # `creamery remove PROJECT DIR`: the optional version was left out.
         args.version, args.package_directory = None, [args.version]
@@ -94,6 +103,8 @@ def unyank(args: argparse.Namespace) -> int:
 
 
 def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
+    from creamery import releases
+
     storage, index = _open(args)
     try:
         changed = releases.set_yanked(
@@ -116,6 +127,8 @@ def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
 
 
 def remove(args: argparse.Namespace) -> int:
+    from creamery import releases
+
     storage, index = _open(args)
     try:
         changed = releases.remove(storage, index, args.project, args.version)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import logging
 import math
@@ -23,10 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from passlib.context import CryptContext
-from passlib.exc import MissingBackendError
-from passlib.hash import bcrypt
-
 from creamery.config import Config
 
 logger = logging.getLogger("creamery.auth")
@@ -41,7 +38,23 @@ APACHE_SCHEMES = (
     "ldap_sha1",
     "des_crypt",
 )
-_CONTEXT = CryptContext(schemes=list(APACHE_SCHEMES))
+
+
+@functools.cache
+def _context() -> Any:
+    """libpass's context for the Apache schemes, loaded on first use: a server without a
+    password file never pays for importing it."""
+    from passlib.context import CryptContext
+
+    return CryptContext(schemes=list(APACHE_SCHEMES))
+
+
+def _missing_backend() -> type[Exception]:
+    from passlib.exc import MissingBackendError
+
+    return MissingBackendError
+
+
 BCRYPT_MAX_BYTES = 72
 # Every authenticated request verifies a hash; 10 is OWASP's minimum and keeps that near 60 ms.
 DEFAULT_BCRYPT_ROUNDS = 10
@@ -71,10 +84,10 @@ def _verify(entry: _Entry, password: str) -> bool:
         # bcrypt only ever uses 72 bytes; Apache truncates the same way when hashing.
         secret = secret[:BCRYPT_MAX_BYTES]
     try:
-        return bool(_CONTEXT.handler(entry.scheme).verify(secret, entry.hash))
+        return bool(_context().handler(entry.scheme).verify(secret, entry.hash))
     except (ValueError, TypeError):  # e.g. a NUL byte bcrypt refuses: simply not a match
         return False
-    except MissingBackendError:  # the standalone file ships without compiled bcrypt
+    except _missing_backend():  # the standalone file ships without compiled bcrypt
         logger.error("can't check a %s password: pip install %s", entry.scheme, entry.scheme)
         return False
 
@@ -85,11 +98,11 @@ def _parse_entry(line: str) -> tuple[str, _Entry]:
     if not sep or not user:
         raise ValueError("expected user:hash")
     hashed = rest.partition(":")[0]  # Apache ignores fields after the hash
-    scheme = _CONTEXT.identify(hashed, required=False)
+    scheme = _context().identify(hashed, required=False)
     if scheme is None:
         raise ValueError("unrecognised hash scheme (plaintext is not accepted)")
     try:
-        _CONTEXT.handler(scheme).from_string(hashed)
+        _context().handler(scheme).from_string(hashed)
     except ValueError as error:
         raise ValueError(f"malformed {scheme} hash") from error
     return user, _Entry(scheme, hashed)
@@ -412,9 +425,11 @@ def add_user(
 ) -> None:
     """Add or update `user` with a bcrypt (`$2y$`) hash, replacing the file atomically."""
     _check_new_user(user, password)
+    from passlib.hash import bcrypt
+
     try:
         hashed = bcrypt.using(ident="2y", rounds=rounds).hash(password)
-    except MissingBackendError as error:
+    except _missing_backend() as error:
         raise ValueError(
             "bcrypt is not installed (pip install bcrypt), or write the entry with Apache's"
             " htpasswd -B"

@@ -577,6 +577,12 @@ def config_from_args(args: argparse.Namespace) -> Config:
         config = check_auth(config)
     with settings.blame(sources, "password_file"):
         _readable(config.password_file, "password file")
+    if config.mirror:
+        from creamery.upstream.client import Upstream
+
+        with settings.blame(sources, "fallback_url", "extra_upstream"):
+            for url in (config.fallback_url, *config.extra_upstreams):
+                Upstream.parse(url)
     return config
 
 

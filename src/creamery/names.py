@@ -6,6 +6,7 @@ Built on `packaging`; only legacy names need rules of our own (`split_legacy_ste
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,13 @@ _PYPISERVER_VERSION_START = re.compile(r"-\d+[a-z_.!+]", re.IGNORECASE)
 def normalize(name: str) -> str:
     """PEP 503 normalized form of a project name."""
     return canonicalize_name(name)
+
+
+def _parsed(raw_name: str, version: str, kind: Kind) -> ParsedFilename:
+    # Interned: an index of 100,000 files repeats the same few names and versions.
+    return ParsedFilename(
+        sys.intern(normalize(raw_name)), sys.intern(raw_name), sys.intern(version), kind
+    )
 
 
 def is_normalized(name: str) -> bool:
@@ -122,7 +130,7 @@ def parse_filename(filename: str) -> ParsedFilename | None:
     raw_name, version = split
     if not is_valid_project_name(raw_name):
         return None
-    return ParsedFilename(normalize(raw_name), raw_name, version, kind)
+    return _parsed(raw_name, version, kind)
 
 
 def _parse_wheel(filename: str) -> ParsedFilename | None:
@@ -134,7 +142,7 @@ def _parse_wheel(filename: str) -> ParsedFilename | None:
     raw_name = match["name"]
     if not is_valid_project_name(raw_name):
         return None
-    return ParsedFilename(normalize(raw_name), raw_name, match["version"], "wheel")
+    return _parsed(raw_name, match["version"], "wheel")
 
 
 def _parse_modern_sdist(filename: str) -> ParsedFilename | None:
@@ -145,7 +153,7 @@ def _parse_modern_sdist(filename: str) -> ParsedFilename | None:
         return None
     if not is_valid_project_name(raw_name):
         return None
-    return ParsedFilename(normalize(raw_name), raw_name, version, "sdist")
+    return _parsed(raw_name, version, "sdist")
 
 
 def split_legacy_stem(stem: str) -> tuple[str, str] | None:

@@ -114,7 +114,8 @@ class Creamery:
             else:
                 await self._handle(scope, receive, send)
         except Exception as error:
-            log_error(self.config, scope, error)
+            if not getattr(error, "already_logged", False):
+                log_error(self.config, scope, error)
             with contextlib.suppress(Exception):  # fails when the response had started
                 await send_text(send, 500, "Internal Server Error: see the server's log")
 

@@ -1,0 +1,272 @@
+"""The mirror's cache directory: plain files, written atomically, surviving restarts.
+
+    <cache>/pages/<project>.json         what the upstream listed, and when it was fetched
+    <cache>/files/<project>/<filename>   verified distributions and their .metadata files
+    <cache>/tmp/                         downloads in progress (same file system: atomic rename)
+
+A file's access time records when it was last served (set explicitly, so `noatime` mounts work
+too, and without touching the modification time that its ETag is made of); the least recently
+used files go first when the cache outgrows `--mirror-max-size`. Also `creamery mirror-cache`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from creamery.config import DEFAULT_ROOT, Config, ConfigError, check_root
+from creamery.names import normalize
+from creamery.storage import StoredFile
+from creamery.upstream.listing import Listing, listing_from_json, listing_to_json
+
+log = logging.getLogger("creamery.mirror")
+
+STALE_TEMP_SECONDS = 24 * 3600  # older partial downloads are leftovers of a crash
+EVICT_TO = 0.9  # evict down to this share of the limit, so eviction runs rarely
+
+
+@dataclass(frozen=True, slots=True)
+class CachedFile:
+    key: str  # <project>/<filename>
+    path: Path
+    size: int
+    last_used: float
+
+
+class MirrorCache:
+    def __init__(self, directory: Path, max_size: int | None) -> None:
+        self.directory = directory
+        self.pages = directory / "pages"
+        self.files = directory / "files"
+        self.temp = directory / "tmp"
+        self.max_size = max_size
+        self._size: int | None = None  # bytes of files, once counted
+        self._evicting = threading.Lock()
+        try:
+            for folder in (self.pages, self.files, self.temp):
+                folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"mirror cache {str(directory)!r} can't be created: {error.strerror}"
+            ) from error
+        self._remove_stale_temp_files()
+
+    # ------------------------------------------------------------------ pages
+
+    def page_path(self, project: str) -> Path:
+        return self.pages / f"{project}.json"
+
+    def load_listing(self, project: str) -> tuple[Listing, float] | None:
+        """The stored listing and its fetch time; None when absent or unreadable."""
+        path = self.page_path(project)
+        try:
+            return listing_from_json(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError) as error:
+            log.warning("ignoring damaged mirror page %s: %s", path, error)
+            return None
+
+    def save_listing(self, listing: Listing, fetched: float) -> None:
+        write_atomically(self.page_path(listing.project), listing_to_json(listing, fetched))
+
+    def forget_listing(self, project: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.page_path(project).unlink()
+
+    # ------------------------------------------------------------------ files
+
+    def file_path(self, project: str, filename: str) -> Path:
+        return self.files / project / filename
+
+    def cached(self, project: str, filename: str) -> StoredFile | None:
+        path = self.file_path(project, filename)
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        return StoredFile(f"{project}/{filename}", str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def touch(self, stored: StoredFile) -> None:
+        """Record a use for LRU eviction; the mtime (and so the ETag) stays as it was."""
+        with contextlib.suppress(OSError):
+            os.utime(stored.path, ns=(time.time_ns(), stored.mtime_ns))
+
+    def new_temp_file(self) -> tuple[int, Path]:
+        self.temp.mkdir(parents=True, exist_ok=True)  # survives an `rm -r` of the cache
+        fd, name = tempfile.mkstemp(prefix="download-", suffix=".part", dir=self.temp)
+        return fd, Path(name)
+
+    def publish(self, temp: Path, project: str, filename: str) -> Path:
+        final = self.file_path(project, filename)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(temp, final)
+        return final
+
+    def added(self, size: int) -> bool:
+        """Account for a new file; True when the cache is now over its limit."""
+        if self.max_size is None:
+            return False
+        if self._size is None:
+            return True  # not counted yet: let the eviction pass count it
+        self._size += size
+        return self._size > self.max_size
+
+    def evict(self) -> list[CachedFile]:
+        """Remove least recently used files until the cache fits; blocking (run in a thread)."""
+        if self.max_size is None or not self._evicting.acquire(blocking=False):
+            return []
+        try:
+            entries = sorted(self.list_files(), key=lambda e: e.last_used)
+            total = sum(e.size for e in entries)
+            removed: list[CachedFile] = []
+            if total > self.max_size:
+                target = int(self.max_size * EVICT_TO)
+                for entry in entries:
+                    if total <= target:
+                        break
+                    with contextlib.suppress(FileNotFoundError):
+                        entry.path.unlink()
+                    total -= entry.size
+                    removed.append(entry)
+            self._size = total
+            if removed:
+                log.info("mirror cache: evicted %d files to stay under the limit", len(removed))
+            return removed
+        finally:
+            self._evicting.release()
+
+    def list_files(self) -> list[CachedFile]:
+        entries = []
+        for project in _subdirectories(self.files):
+            with os.scandir(project) as scan:
+                for item in scan:
+                    if item.is_file(follow_symlinks=False) and not item.name.startswith("."):
+                        st = item.stat(follow_symlinks=False)
+                        key = f"{Path(project).name}/{item.name}"
+                        entries.append(CachedFile(key, Path(item.path), st.st_size, st.st_atime))
+        return entries
+
+    def clear(self, projects: frozenset[str] = frozenset()) -> int:
+        """Remove cached pages and files (of *projects* only, when given); the count of files."""
+        removed = 0
+        for entry in self.list_files():
+            if not projects or entry.key.partition("/")[0] in projects:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.path.unlink()
+                    removed += 1
+        for page in self.pages.glob("*.json"):
+            if not projects or page.stem in projects:
+                page.unlink(missing_ok=True)
+        for project in _subdirectories(self.files):
+            with contextlib.suppress(OSError):
+                os.rmdir(project)  # only when empty
+        self._size = None
+        return removed
+
+    def _remove_stale_temp_files(self) -> None:
+        # Other workers may be writing fresh ones: only remove what a crash left long ago.
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for item in self.temp.glob("*.part"):
+            with contextlib.suppress(OSError):
+                if item.stat().st_mtime < cutoff:
+                    item.unlink()
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Readers see the old file or the new one, never a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+
+
+def _subdirectories(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as scan:
+            return [e.path for e in scan if e.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+# ---------------------------------------------------------------- `creamery mirror-cache`
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("show", "clear"), help="list the cache or empty it")
+    parser.add_argument(
+        "package_directory",
+        metavar="PACKAGES_DIRECTORY",
+        nargs="*",
+        help="the served directories; the cache defaults to .creamery/mirror in the first",
+    )
+    parser.add_argument("--mirror-cache", metavar="DIR", help="the cache directory itself")
+    parser.add_argument(
+        "--project",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="with clear: only this project's pages and files (repeatable)",
+    )
+
+
+def cache_command(args: argparse.Namespace) -> int:
+    directory = _cache_directory(args)
+    if not directory.is_dir():
+        print(f"mirror cache {directory}: empty (no such directory)")
+        return 0
+    cache = MirrorCache(directory, None)
+    if args.action == "clear":
+        projects = frozenset(normalize(p) for p in args.project)
+        removed = cache.clear(projects)
+        which = f" of {', '.join(sorted(projects))}" if projects else ""
+        print(f"mirror cache {directory}: removed {removed} files{which}")
+        return 0
+    _show(cache)
+    return 0
+
+
+def _cache_directory(args: argparse.Namespace) -> Path:
+    if args.mirror_cache:
+        return Path(args.mirror_cache).expanduser()
+    roots = args.package_directory or [DEFAULT_ROOT]
+    return Config(roots=(check_root(Path(roots[0])),)).mirror_cache_dir()
+
+
+def _show(cache: MirrorCache) -> None:
+    entries = sorted(cache.list_files(), key=lambda e: e.key)
+    pages = sorted(p.stem for p in cache.pages.glob("*.json"))
+    for entry in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
+        print(f"{_human(entry.size):>10}  {used}  {entry.key}")
+    total = sum(e.size for e in entries)
+    print(
+        f"mirror cache {cache.directory}: {len(entries)} files, {_human(total)},"
+        f" pages of {len(pages)} projects"
+    )
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+CACHE_COMMAND = (add_cache_arguments, cache_command)
