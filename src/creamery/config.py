@@ -31,6 +31,8 @@ RESERVED_PATHS = frozenset(
 )
 
 Auther = Callable[[str, str], bool]
+# Config fields holding a path (or None).
+PATH_FIELDS = ("password_file", "welcome_file", "log_file", "log_conf", "cache_dir", "mirror_cache")
 
 
 class ConfigError(ValueError):
@@ -119,14 +121,7 @@ class Config:
         data["mirror_merge"] = tuple(data.get("mirror_merge", ()))
         data["extra_upstreams"] = tuple(data.get("extra_upstreams", ()))
         data["authenticate"] = frozenset(data["authenticate"])
-        for name in (
-            "password_file",
-            "welcome_file",
-            "log_file",
-            "log_conf",
-            "cache_dir",
-            "mirror_cache",
-        ):
+        for name in PATH_FIELDS:
             if data.get(name) is not None:
                 data[name] = Path(data[name])
         return cls(**data)

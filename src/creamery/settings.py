@@ -19,7 +19,7 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-from creamery.config import ConfigError
+from creamery.config import PATH_FIELDS, ConfigError
 
 ENV_PREFIX = "CREAMERY_"
 CONFIG_FILE_ENV = "CREAMERY_CONFIG"  # the environment's `--config FILE`
@@ -29,17 +29,7 @@ _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # Not settings: they say where the settings are, or what to do with them.
 _META_DESTS = frozenset({"help", "version", "command", "config_file", "print_config"})
 # Relative paths in a file are relative to the file, wherever creamery is started from.
-_PATH_DESTS = frozenset(
-    {
-        "package_directory",
-        "password_file",
-        "welcome_file",
-        "log_file",
-        "log_conf",
-        "cache_dir",
-        "mirror_cache",
-    }
-)
+_PATH_DESTS = frozenset({"package_directory", *PATH_FIELDS})
 _COMMA_DESTS = frozenset({"authenticate"})  # a file may give these as a list of words
 _AFTER_COMMAND = {"verbosity_after": "verbosity"}  # `run -v` counts apart from `-v run`
 
