@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LINTED = ("src", "tests", "benchmarks", "deploy", "scripts/build-standalone")
+LINTED = tuple(
+    path
+    for path in ("src", "tests", "benchmarks", "deploy", "scripts/build-standalone")
+    if (ROOT / path).exists()
+)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
