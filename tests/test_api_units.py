@@ -227,11 +227,11 @@ def test_digests_follow_file_changes(tmp_path: Path) -> None:
     stat = path.stat()
     from creamery.storage import StoredFile
 
-    first = digests.get(StoredFile("f.bin", str(path), stat.st_size, stat.st_mtime_ns))
+    first = digests.get(StoredFile("f.bin", str(path.parent), stat.st_size, stat.st_mtime_ns))
     path.write_bytes(b"two")
     os.utime(path, ns=(stat.st_mtime_ns + 10**9, stat.st_mtime_ns + 10**9))
     stat = path.stat()
-    second = digests.get(StoredFile("f.bin", str(path), stat.st_size, stat.st_mtime_ns))
+    second = digests.get(StoredFile("f.bin", str(path.parent), stat.st_size, stat.st_mtime_ns))
     assert first["sha256"] != second["sha256"]
     assert second == json_api.hash_file(path)
 

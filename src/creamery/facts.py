@@ -184,6 +184,7 @@ def _open_db(directory: Path) -> sqlite3.Connection | None:
         db = sqlite3.connect(directory / "facts.sqlite3", check_same_thread=False, timeout=10)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-512")  # KiB; rows are read once per file version
         db.execute(
             "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
             " sha256 TEXT, extra TEXT)"

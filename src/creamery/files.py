@@ -95,7 +95,7 @@ class SmallFiles:
     entry is only stored when the bytes read match the key's size and mtime.
     """
 
-    def __init__(self, max_bytes: int = 64 << 20) -> None:
+    def __init__(self, max_bytes: int = 16 << 20) -> None:
         self.max_bytes = max_bytes
         self._entries: dict[StoredFile, Snapshot] = {}
         self._bytes = 0

@@ -82,11 +82,15 @@ class Index:
 
     def rescan(self) -> None:
         """Compare a full scan with the index and apply the differences (a safety net)."""
-        current = {s.relpath: s for s in self.storage.scan()}
+        # Streamed, so a rescan of 100,000 files never holds a second copy of the index.
         with self._lock:
-            known = dict(self.files)
-        changed = [r for r, s in current.items() if known.get(r) != s]
-        changed += [r for r in known if r not in current]
+            unseen = set(self.files)
+        changed: list[str] = []
+        for stored in self.storage.scan():
+            unseen.discard(stored.relpath)
+            if self.files.get(stored.relpath) != stored:
+                changed.append(stored.relpath)
+        changed += unseen
         if changed:
             log.info("rescan found %d changes", len(changed))
             self.refresh(changed)

@@ -3,6 +3,7 @@ other Starlette modules share (`base_url`, cached bodies, HEAD-aware responses).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import OrderedDict
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
-import jinja2
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,15 +22,25 @@ from creamery.index import SIGNATURE, Index
 from creamery.names import version_sort_key
 
 if TYPE_CHECKING:
+    import jinja2
+
     from creamery.web import Creamery
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-_ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("creamery", "templates"),
-    autoescape=True,
-    keep_trailing_newline=True,
-)
+
+@functools.cache
+def _env() -> jinja2.Environment:
+    """Loaded on first use: most requests never render a template, and jinja2 weighs ~10 MB."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("creamery", "templates"),
+        autoescape=True,
+        keep_trailing_newline=True,
+    )
+
+
 # bottle's SimpleTemplate writes unescaped output as {{!expr}}; jinja2 spells it |safe.
 _BOTTLE_RAW = re.compile(r"\{\{\s*!(.+?)\}\}", re.DOTALL)
 
@@ -138,7 +148,11 @@ class BoundedCache:
 
 def welcome(creamery: Creamery) -> Endpoint:
     """GET / : the bundled page, or pypiserver's custom template (`--welcome`, `welcome_msg`)."""
-    template = _welcome_template(creamery.config.welcome_file, creamery.config.welcome_text)
+    config = creamery.config
+    # A custom template is checked at start (a broken one is a start-up error); the bundled
+    # one is known to be good and loaded on the first visit.
+    custom = config.welcome_file is not None or config.welcome_text is not None
+    checked = _welcome_template(config.welcome_file, config.welcome_text) if custom else None
     cache = BoundedCache(max_entries=32)
 
     async def endpoint(request: Request) -> Response:
@@ -146,6 +160,7 @@ def welcome(creamery: Creamery) -> Endpoint:
         key = (base, creamery.index.generation)
         body = cache.get(key)
         if body is None:
+            template = checked or _welcome_template(None, None)
             body = render_welcome(template, base, len(creamery.index.dists))
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")
@@ -171,10 +186,12 @@ def _welcome_template(path: Path | None, text: str | None) -> jinja2.Template:
         except OSError as error:
             raise ConfigError(f"can't read welcome file {str(path)!r}: {error.strerror}") from error
     if text is None:
-        return _ENV.get_template("welcome.html")
+        return _env().get_template("welcome.html")
+    from jinja2 import TemplateSyntaxError
+
     try:
-        return _ENV.from_string(bottle_to_jinja(text))
-    except jinja2.TemplateSyntaxError as error:
+        return _env().from_string(bottle_to_jinja(text))
+    except TemplateSyntaxError as error:
         source = str(path) if path is not None else "the welcome message"
         raise ConfigError(f"{source} is not a valid template: {error.message}") from error
 
@@ -217,4 +234,4 @@ def listed_relpaths(index: Index) -> list[str]:
 
 def render_listing(index: Index) -> bytes:
     links = [(quote(relpath), relpath) for relpath in listed_relpaths(index)]
-    return _ENV.get_template("packages.html").render(links=links).encode("utf-8")
+    return _env().get_template("packages.html").render(links=links).encode("utf-8")

@@ -13,10 +13,14 @@ class StoredFile:
     """A file under one of the roots, as the scan or a change event saw it."""
 
     relpath: str  # POSIX path relative to its root: the URL path under /packages/
-    abspath: str  # absolute path on disk (a str: building 100,000 Paths slows start-up)
+    root: str  # the root's absolute path, one shared string (no per-file copy: memory)
     size: int
     mtime_ns: int
     inode: int = 0  # tells a replaced file from the old one even within one mtime tick
+
+    @property
+    def abspath(self) -> str:
+        return f"{self.root}/{self.relpath}"
 
     @property
     def path(self) -> Path:

@@ -57,7 +57,7 @@ class LocalStorage:
             except OSError:
                 continue
             if os.path.isfile(path):
-                return StoredFile(relpath, str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+                return StoredFile(relpath, str(root), st.st_size, st.st_mtime_ns, st.st_ino)
         return None
 
     def locate(self, absolute: str) -> str | None:
@@ -186,7 +186,8 @@ class LocalStorage:
 
 def _walk(root: Path, top: Path) -> Iterator[StoredFile]:
     stack = [str(top)]
-    root_len = len(str(root)) + 1
+    root_text = str(root)
+    root_len = len(root_text) + 1
     while stack:
         directory = stack.pop()
         try:
@@ -205,7 +206,7 @@ def _walk(root: Path, top: Path) -> Iterator[StoredFile]:
                         st = entry.stat()
                         relpath = entry.path[root_len:].replace(os.sep, "/")
                         yield StoredFile(
-                            relpath, entry.path, st.st_size, st.st_mtime_ns, entry.inode()
+                            relpath, root_text, st.st_size, st.st_mtime_ns, entry.inode()
                         )
                 except OSError:
                     continue  # vanished while scanning

@@ -92,7 +92,8 @@ class MirrorCache:
             st = path.stat()
         except OSError:
             return None
-        return StoredFile(f"{project}/{filename}", str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+        relpath = f"{project}/{filename}"
+        return StoredFile(relpath, str(self.files), st.st_size, st.st_mtime_ns, st.st_ino)
 
     def touch(self, stored: StoredFile) -> None:
         """Record a use for LRU eviction; the mtime (and so the ETag) stays as it was."""
