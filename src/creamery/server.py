@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import logging.config
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -80,17 +78,6 @@ def _bind(config: Config) -> str:
 
 
 def _run_granian(config: Config) -> None:
-    if os.path.isfile(creamery.__file__):
-        # Become a fresh interpreter that holds only granian: granian's supervisor process
-        # lives as long as the server, and needs none of the command line's modules.
-        # exec keeps the process id, so service managers and signals are unaffected.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "creamery.server"])
-    _serve_granian(config)
-
-
-def _serve_granian(config: Config) -> None:
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -242,8 +229,3 @@ RUNNERS: dict[str, Runner] = {
 SERVERS = ("auto", *RUNNERS)
 SERVER_CHOICES = (*SERVERS, *UNSUPPORTED_SERVERS)
 
-
-if __name__ == "__main__":  # the lean supervisor process `_run_granian` turns into
-    _worker_config = Config.from_json(os.environ[CONFIG_ENV])
-    logging.config.dictConfig(logging_config(_worker_config))
-    _serve_granian(_worker_config)
