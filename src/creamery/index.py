@@ -11,8 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from creamery.names import ParsedFilename, is_sidecar, parse_filename, version_sort_key
 from creamery.storage import Storage, StoredFile
@@ -26,8 +25,7 @@ METADATA = ".metadata"  # PEP 658 metadata stored beside the file (uploads write
 PROVENANCE = ".provenance"  # PEP 740 provenance stored beside the file
 
 
-@dataclass(frozen=True, slots=True)
-class Distribution:
+class Distribution(NamedTuple):
     stored: StoredFile
     parsed: ParsedFilename
 

@@ -5,10 +5,10 @@ Built on `packaging`; only legacy names need rules of our own (`split_legacy_ste
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from packaging.utils import canonicalize_name
 from packaging.version import VERSION_PATTERN, InvalidVersion, Version
@@ -18,6 +18,7 @@ Kind = Literal["wheel", "sdist", "egg", "bdist"]
 SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 BDIST_SUFFIXES = (".exe", ".msi", ".rpm", ".dmg")
 # Files that live beside a distribution and describe it; never listed on their own.
+_ALL_SUFFIXES = (".whl", ".tar.gz", ".egg", *SDIST_SUFFIXES[1:], *BDIST_SUFFIXES)
 SIDECAR_SUFFIXES = (".asc", ".metadata", ".yanked", ".provenance")
 
 _VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
@@ -30,16 +31,19 @@ _PLATFORM_TAIL = re.compile(
 _PYPISERVER_VERSION_START = re.compile(r"-\d+[a-z_.!+]", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize(name: str) -> str:
-    """PEP 503 normalized form of a project name."""
+    """PEP 503 normalized form of a project name.
+
+    Memoized: start-up normalizes every filename's name, and the files of one project share
+    one string.
+    """
     return canonicalize_name(name)
 
 
 def _parsed(raw_name: str, version: str, kind: Kind) -> ParsedFilename:
-    # Interned: an index of 100,000 files repeats the same few names and versions.
-    return ParsedFilename(
-        sys.intern(normalize(raw_name)), sys.intern(raw_name), sys.intern(version), kind
-    )
+    # Interned: an index of 100,000 files repeats the same few spellings and versions.
+    return ParsedFilename(normalize(raw_name), sys.intern(raw_name), sys.intern(version), kind)
 
 
 def is_normalized(name: str) -> bool:
@@ -79,8 +83,7 @@ def version_sort_key(text: str) -> tuple[int, Version | str]:
     return (1, version)
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedFilename:
+class ParsedFilename(NamedTuple):
     project: str  # PEP 503-normalized name
     raw_name: str  # the name as spelled in the filename
     version: str  # as spelled in the filename (PEP 440 when it parses)
@@ -90,10 +93,9 @@ class ParsedFilename:
 def distribution_suffix(filename: str) -> str | None:
     """The archive suffix of a distribution filename, or None when it is not one."""
     lower = filename.lower()
-    for suffix in (".whl", ".egg", *SDIST_SUFFIXES, *BDIST_SUFFIXES):
-        if lower.endswith(suffix):
-            return suffix
-    return None
+    if not lower.endswith(_ALL_SUFFIXES):
+        return None
+    return next(suffix for suffix in _ALL_SUFFIXES if lower.endswith(suffix))
 
 
 def is_sidecar(filename: str) -> bool:

@@ -228,4 +228,3 @@ RUNNERS: dict[str, Runner] = {
 }
 SERVERS = ("auto", *RUNNERS)
 SERVER_CHOICES = (*SERVERS, *UNSUPPORTED_SERVERS)
-
