@@ -515,3 +515,26 @@ def test_upstream_credentials_stay_out_of_urls() -> None:
     assert upstream.auth == ("me", "s@cret")
     assert upstream.auth_for("https://idx.example/files/demo-1.0.tar.gz") == ("me", "s@cret")
     assert upstream.auth_for("https://cdn.example/demo-1.0.tar.gz") is None
+
+
+def test_mirror_metrics_count_hits_misses_and_cache_size(
+    upstream: Server, corpus: Corpus, tmp_path: Path
+) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    name = "tlib-2.0-py3-none-any.whl"
+    with run_mirror(upstream.url + "/simple/", tmp_path / "cache", "--metrics") as mirror:
+        assert httpx.get(f"{mirror.url}/simple/tlib/").status_code == 200
+        for _ in range(3):
+            assert httpx.get(f"{mirror.url}/upstream/tlib/{name}").content == corpus.data(name)
+        scrape = httpx.get(f"{mirror.url}/metrics").text
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(scrape)
+        for sample in family.samples
+    }
+    events = "creamery_mirror_requests_total"
+    assert samples[(events, (("kind", "file"), ("result", "miss")))] == 1
+    assert samples[(events, (("kind", "file"), ("result", "hit")))] == 2
+    assert samples[(events, (("kind", "page"), ("result", "served")))] >= 1
+    assert samples[("creamery_mirror_cache_bytes", ())] == len(corpus.data(name))

@@ -65,6 +65,15 @@ class Mirror:
             return  # no loop, so no connections left to close
         self._closing = loop.create_task(self.client.aclose())
 
+    def _count(self, kind: str, result: str) -> None:
+        metrics = self.creamery.observer.metrics
+        if metrics is not None:
+            metrics.mirror_events.labels(kind, result).inc()
+
+    def cached_bytes(self) -> int:
+        """Bytes of mirrored files on disk (walks the cache: for scrapes, not hot paths)."""
+        return sum(entry.size for entry in self.cache.list_files())
+
     # ------------------------------------------------------------------ project pages
 
     async def serve_project(self, scope: Scope, send: Send, project: str, fmt: Format) -> None:
@@ -81,6 +90,7 @@ class Mirror:
             return
         pages = await self._pages(project, known, local)
         extra = STALE_HEADERS if known.failure is not None else []
+        self._count("page", "stale" if extra else "served")
         await send_page(scope, send, pages[fmt], extra)
 
     async def _pages(self, project: str, known: Known, local: bool) -> dict[Format, Page]:
@@ -115,6 +125,7 @@ class Mirror:
             )
             return
         stored = self.cache.cached(project, filename)
+        self._count("file", "hit" if stored is not None else "miss")
         if stored is not None:
             self.cache.touch(stored)
             await files.send_file(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+import anyio
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -35,6 +36,8 @@ def build_starlette(creamery: Creamery) -> Starlette:
             return PlainTextResponse("Not Found", status_code=404)
         collected.projects.set(len(creamery.index.projects))
         collected.files.set(len(creamery.index.dists))
+        if creamery.mirror is not None:
+            collected.mirror_bytes.set(await anyio.to_thread.run_sync(creamery.mirror.cached_bytes))
         body, media_type = collected.exposition()
         return Response(body, media_type=media_type)
 
