@@ -78,6 +78,9 @@ def _bind(config: Config) -> str:
 
 
 def _run_granian(config: Config) -> None:
+    if config.workers == 1:
+        _run_granian_in_process(config)
+        return
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -95,6 +98,56 @@ def _run_granian(config: Config) -> None:
         log_dictconfig=logging_config(config, ["_granian"]),
         log_access=False,
     ).serve()
+
+
+def _run_granian_in_process(config: Config) -> None:
+    """One worker: granian's embedded server, in this process.
+
+    granian's usual mode keeps a supervisor interpreter beside each worker process; with a
+    single worker that is ~30 MB and a fork for nothing (measured: same req/s, a third less
+    memory, a faster start).
+    """
+    import asyncio
+    import signal
+
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server.embed import Server
+
+    from creamery.web import create_app
+
+    logging.getLogger("_granian").addFilter(_QuietEmbedWarning())
+    levels = {0: LogLevels.warning, 1: LogLevels.info}
+    log_dict = logging_config(config, ["_granian"])
+    if config.log_conf is not None:
+        # This process is already configured from --log-conf: granian's own set-up must
+        # leave creamery's loggers alone.
+        del log_dict["loggers"][LOGGER_NAME]
+    server = Server(
+        create_app(config),
+        address=config.host,
+        port=config.port,
+        interface=Interfaces.ASGI,
+        websockets=False,
+        log_level=levels.get(config.verbosity, LogLevels.debug),
+        log_dictconfig=log_dict,
+        log_access=False,
+    )
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, server.stop)
+        await server.serve()
+
+    asyncio.run(serve())
+
+
+class _QuietEmbedWarning(logging.Filter):
+    """granian warns that its embedded mode is experimental: creamery chose it knowingly."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "experimental" not in record.getMessage()
 
 
 def _run_uvicorn(config: Config) -> None:
