@@ -123,8 +123,11 @@ def _run_granian_in_process(config: Config) -> None:
         # This process is already configured from --log-conf: granian's own set-up must
         # leave creamery's loggers alone.
         del log_dict["loggers"][LOGGER_NAME]
+    app = create_app(config)
+    # Scan before serving: alone on the CPU, not beside granian's threads starting up.
+    app.start()
     server = Server(
-        create_app(config),
+        app,
         address=config.host,
         port=config.port,
         interface=Interfaces.ASGI,
