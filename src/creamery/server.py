@@ -141,6 +141,9 @@ def _run_granian_in_process(config: Config) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, server.stop)
+        # systemd's ExecReload sends HUP: nothing needs reloading (the password file is re-read
+        # when it changes, the directories are watched), and HUP must not end the server.
+        loop.add_signal_handler(signal.SIGHUP, log.info, "SIGHUP: nothing to reload")
         await server.serve()
 
     asyncio.run(serve())
