@@ -43,6 +43,26 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def client_env(home: Path) -> dict[str, str]:
+    """For pip, uv and twine in subprocesses: no user configuration, keyring or colours."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in clean_env().items() if not k.startswith("TWINE_")}
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        PIP_CONFIG_FILE="/dev/null",
+        PYTHONNOUSERSITE="1",
+        TWINE_NON_INTERACTIVE="1",
+        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
+        NO_COLOR="1",
+        UV_NO_CONFIG="1",
+        UV_CACHE_DIR=str(home / "uv-cache"),
+        UV_NO_PROGRESS="1",
+        UV_PYTHON_DOWNLOADS="never",
+    )
+    return env
+
+
 @dataclass
 class RawResponse:
     status: int

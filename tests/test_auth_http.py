@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, run_server
+from conftest import Server, clean_env, client_env, run_server
 from dists import make_sdist, make_wheel
 from passlib.hash import apr_md5_crypt, des_crypt, ldap_sha1, sha256_crypt, sha512_crypt
 
@@ -89,25 +89,6 @@ def creamery_passwd(path: Path, user: str, password: str) -> None:
         stdin=password + "\n",
     )
     assert result.returncode == 0, describe(result)
-
-
-def client_env(home: Path) -> dict[str, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in clean_env().items() if not k.startswith("TWINE_")}
-    env.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        PIP_CONFIG_FILE="/dev/null",
-        PYTHONNOUSERSITE="1",
-        TWINE_NON_INTERACTIVE="1",
-        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
-        NO_COLOR="1",
-        UV_NO_CONFIG="1",
-        UV_CACHE_DIR=str(home / "uv-cache"),
-        UV_NO_PROGRESS="1",
-        UV_PYTHON_DOWNLOADS="never",
-    )
-    return env
 
 
 def with_credentials(server: Server, user: str, password: str) -> str:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, run_server
+from conftest import Server, clean_env, client_env, run_server
 from dists import make_sdist, make_wheel, sign
 
 from creamery.auth import add_user
@@ -259,23 +259,6 @@ def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 def describe(result: subprocess.CompletedProcess) -> str:
     command = " ".join(str(a) for a in result.args)
     return f"$ {command}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
-
-
-def client_env(home: Path) -> dict[str, str]:
-    """No user configuration, keyring or colours reach twine and uv."""
-    env = {k: v for k, v in clean_env().items() if not k.startswith("TWINE_")}
-    env.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        TWINE_NON_INTERACTIVE="1",
-        PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring",
-        NO_COLOR="1",
-        UV_NO_CONFIG="1",
-        UV_CACHE_DIR=str(home / "uv-cache"),
-        UV_NO_PROGRESS="1",
-        UV_PYTHON_DOWNLOADS="never",
-    )
-    return env
 
 
 def twine(home: Path, *args: str) -> subprocess.CompletedProcess:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, run_server
+from conftest import Server, clean_env, client_env, run_server
 from dists import make_sdist, make_wheel
 
 from creamery.auth import add_user
@@ -261,19 +261,6 @@ def test_cli_yank_and_unyank(srv: Server, root: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- installers
-
-
-def client_env(home: Path) -> dict[str, str]:
-    home.mkdir(parents=True, exist_ok=True)
-    return clean_env(
-        HOME=str(home),
-        PIP_CONFIG_FILE="/dev/null",
-        PYTHONNOUSERSITE="1",
-        UV_NO_CONFIG="1",
-        UV_CACHE_DIR=str(home / "uv-cache"),
-        UV_NO_PROGRESS="1",
-        UV_PYTHON_DOWNLOADS="never",
-    )
 
 
 def pip_download(server: Server, dest: Path, requirement: str) -> subprocess.CompletedProcess:
