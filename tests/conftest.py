@@ -43,6 +43,43 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+BIN = Path(sys.executable).parent
+UV = str(BIN / "uv")
+
+
+def uv_install_command(index_url: str, target: Path, *requirements: str) -> list[str]:
+    """`uv pip install` into *target* from *index_url*, ignoring any uv configuration."""
+    return [
+        UV,
+        *("pip", "install", "--no-config", "--python", sys.executable),
+        *("--target", str(target), "--index-url", f"{index_url}/simple/", *requirements),
+    ]
+
+
+CLIENT_TIMEOUT = 120  # seconds for one pip, uv or twine run
+
+
+def run_client(
+    command: Sequence[str], env: dict[str, str], stdin: str | None = None, timeout: float = 0
+) -> subprocess.CompletedProcess[str]:
+    """Run a client (pip, uv, twine, creamery) to completion, its output captured."""
+    return subprocess.run(
+        command,
+        env=env,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout or CLIENT_TIMEOUT,
+    )
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    """A finished command and its output, for assertion messages."""
+    command = " ".join(str(a) for a in result.args)
+    return f"$ {command}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
+
+
 def client_env(home: Path) -> dict[str, str]:
     """For pip, uv and twine in subprocesses: no user configuration, keyring or colours."""
     home.mkdir(parents=True, exist_ok=True)
@@ -185,16 +222,7 @@ def _start(
         *[str(r) for r in roots],
     ]
     log_path = workdir / f"server-{port}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=workdir,
-            start_new_session=True,  # its own process group, so workers go with it
-        )
+    process = _spawn(command, workdir, env, log_path)
     return Server(
         url=f"http://127.0.0.1:{port}",
         port=port,
@@ -204,6 +232,39 @@ def _start(
         args=tuple(args),
         command=tuple(command),
     )
+
+
+def _spawn(
+    command: Sequence[str], workdir: Path, env: dict[str, str], log_path: Path
+) -> subprocess.Popen:
+    """Start a server with its output in *log_path*, in a process group of its own."""
+    with open(log_path, "wb") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+            start_new_session=True,  # its own process group, so workers go with it
+        )
+
+
+@contextlib.contextmanager
+def started(
+    command: Sequence[object], port: int, workdir: Path, ready: str = "/health", **env: str
+) -> Iterator[Server]:
+    """Run any server *command* (a pyz, gunicorn, nginx...) until it answers *ready*."""
+    log_path = workdir / f"server-{port}.log"
+    environment = clean_env(HOME=str(workdir), XDG_CACHE_HOME=str(workdir / "cache"), **env)
+    parts = [str(part) for part in command]
+    process = _spawn(parts, workdir, environment, log_path)
+    server = Server(f"http://127.0.0.1:{port}", port, (), process, log_path, command=tuple(parts))
+    try:
+        _wait_ready(server, [ready], 60.0, last=True)
+        yield server
+    finally:
+        _stop(process)
 
 
 def _wait_ready(server: Server, paths: Sequence[str], timeout: float, *, last: bool) -> bool:

@@ -13,13 +13,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, client_env, run_server
+from conftest import (
+    Server,
+    clean_env,
+    client_env,
+    describe,
+    run_client,
+    run_server,
+    uv_install_command,
+)
 from dists import make_sdist, make_wheel
 from passlib.hash import apr_md5_crypt, des_crypt, ldap_sha1, sha256_crypt, sha512_crypt
 
-BIN = Path(sys.executable).parent
-UV = str(BIN / "uv")
-TIMEOUT = 120
 HTTP = httpx.Client(timeout=30)  # one client: building one costs ~60 ms
 _CLIENTS: dict[int, httpx.Client] = {}
 
@@ -65,25 +70,8 @@ def user_of(scheme: str) -> str:
     return f"user-{scheme}"
 
 
-def run(command: list[str], env: dict[str, str], stdin: str | None = None):
-    return subprocess.run(
-        command,
-        env=env,
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-
-
-def describe(result: subprocess.CompletedProcess) -> str:
-    command = " ".join(str(a) for a in result.args)
-    return f"$ {command}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
-
-
 def creamery_passwd(path: Path, user: str, password: str) -> None:
-    result = run(
+    result = run_client(
         [sys.executable, "-m", "creamery", "passwd", str(path), user, "--password-stdin"],
         clean_env(),
         stdin=password + "\n",
@@ -175,7 +163,7 @@ def test_scheme_end_to_end(srv: Server, scheme: str, tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "dist", project, "1.0")
 
     # twine, the real client, logs in with this scheme's user.
-    result = run(
+    result = run_client(
         [
             sys.executable,
             "-m",
@@ -261,7 +249,7 @@ def pip_download(
         f"{server_url}/simple/",
         *requirements,
     ]
-    return run(command, client_env(home))
+    return run_client(command, client_env(home))
 
 
 def test_pip_with_credentials_in_the_index_url(
@@ -289,20 +277,7 @@ def test_pip_with_wrong_credentials_fails(srv: Server, tmp_path: Path) -> None:
 
 
 def uv_install(server_url: str, target: Path, home: Path, *requirements: str):
-    command = [
-        UV,
-        "pip",
-        "install",
-        "--no-config",
-        "--python",
-        sys.executable,
-        "--target",
-        str(target),
-        "--index-url",
-        f"{server_url}/simple/",
-        *requirements,
-    ]
-    return run(command, client_env(home))
+    return run_client(uv_install_command(server_url, target, *requirements), client_env(home))
 
 
 def test_uv_with_credentials_in_the_index_url(srv: Server, tmp_path: Path) -> None:

@@ -11,10 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Corpus, Server, clean_env, run_server
+from conftest import UV, Corpus, Server, clean_env, describe, run_server
 
-BIN = Path(sys.executable).parent
-UV = str(BIN / "uv")
 PIP = [sys.executable, "-m", "pip"]
 PIP_FLAGS = ["--no-cache-dir", "--disable-pip-version-check", "--no-input", "--timeout", "15"]
 TIMEOUT = 300
@@ -43,11 +41,8 @@ def run(command: list[str], env: dict[str, str], *, ok: bool = True) -> subproce
         text=True,
         timeout=TIMEOUT,
     )
-    output = (
-        f"$ {' '.join(command)}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
-    )
     if ok:
-        assert result.returncode == 0, output
+        assert result.returncode == 0, describe(result)
     return result
 
 

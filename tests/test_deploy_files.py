@@ -21,16 +21,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, free_port
+from conftest import BIN, Server, free_port, started
 from dists import make_wheel
-from test_standalone import python_m, started, twine_upload, write_htpasswd
+from test_standalone import python_m, twine_upload, write_htpasswd
 
 from creamery.cli import parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCS = ROOT / "docs" / "deploy.md"
-BIN = Path(sys.executable).parent
 APP_UID = 9898
 
 

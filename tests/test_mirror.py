@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Corpus, Server, clean_env, run_server
+from conftest import UV, Corpus, Server, clean_env, run_server
 from dists import make_wheel
 from upstream_server import UpstreamProcess, run_upstream
 
@@ -29,7 +29,6 @@ from creamery.upstream.listing import ListingError, parse_html, parse_json
 JSON = "application/vnd.pypi.simple.v1+json"
 BIG = 256 * 1024  # incompressible bytes in each tbig wheel
 PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-UV = str(Path(sys.executable).parent / "uv")
 
 
 # ---------------------------------------------------------------- harness

@@ -8,7 +8,6 @@ the packages of the running environment.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import shutil
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, _stop, _wait_ready, clean_env, free_port
+from conftest import Server, clean_env, free_port, started
 from dists import make_sdist, make_wheel
 
 import creamery
@@ -81,33 +80,6 @@ def standalone(pyz: Path, bare_python: Path, tmp_path_factory: pytest.TempPathFa
 def client(standalone: Server) -> Iterator[httpx.Client]:
     with standalone.client() as http:
         yield http
-
-
-@contextlib.contextmanager
-def started(
-    command: list, port: int, workdir: Path, ready: str = "/health", **env: str
-) -> Iterator[Server]:
-    """Run *command* until it answers *ready*; stop it (and its workers) afterwards."""
-    log_path = workdir / f"server-{port}.log"
-    environment = clean_env(HOME=str(workdir), XDG_CACHE_HOME=str(workdir / "cache"), **env)
-    command = [str(part) for part in command]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            cwd=workdir,
-            start_new_session=True,  # its own process group, so workers go with it
-        )
-    url = f"http://127.0.0.1:{port}"
-    server = Server(url, port, (), process, log_path, command=tuple(command))
-    try:
-        _wait_ready(server, [ready], 60.0, last=True)
-        yield server
-    finally:
-        _stop(process)
 
 
 # ---------------------------------------------------------------- the file

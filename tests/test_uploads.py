@@ -27,18 +27,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, client_env, run_server
+from conftest import UV, Server, clean_env, client_env, describe, run_client, run_server
 from dists import make_sdist, make_wheel, sign
 
 from creamery.auth import add_user
 
-BIN = Path(sys.executable).parent
-UV = str(BIN / "uv")
 USER, PASSWORD = "alice", "upl0ad-s3cret"
 AUTH = (USER, PASSWORD)
 MAX_UPLOAD = 1 << 20  # the module server runs with --max-upload-size 1M
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
-TIMEOUT = 120
 BOUNDARY = "creamery-test-boundary-7d1f0c"
 # One client for the whole module: building one costs ~60 ms (its TLS context), which adds up.
 HTTP = httpx.Client(timeout=30)
@@ -245,22 +242,6 @@ def big_wheel(directory: Path, name: str, version: str, size: int, seed: int = 0
     return make_wheel(directory, name, version, files=files)
 
 
-def run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-
-
-def describe(result: subprocess.CompletedProcess) -> str:
-    command = " ".join(str(a) for a in result.args)
-    return f"$ {command}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}"
-
-
 def twine(home: Path, *args: str) -> subprocess.CompletedProcess:
     home.mkdir(exist_ok=True)
     command = [
@@ -272,7 +253,7 @@ def twine(home: Path, *args: str) -> subprocess.CompletedProcess:
         "--disable-progress-bar",
         *args,
     ]
-    return run(command, client_env(home))
+    return run_client(command, client_env(home))
 
 
 def twine_to(server: Server, home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -282,7 +263,7 @@ def twine_to(server: Server, home: Path, *args: str) -> subprocess.CompletedProc
 def uv_publish(server: Server, home: Path, *args: str) -> subprocess.CompletedProcess:
     home.mkdir(exist_ok=True)
     command = [UV, "publish", "--no-config", "--publish-url", server.url + "/", *args]
-    return run(command, client_env(home))
+    return run_client(command, client_env(home))
 
 
 def assert_published(server: Server, files: Sequence[Path], project: str) -> None:
@@ -1112,7 +1093,7 @@ def test_remove_pkg_over_http(srv: Server, tmp_path: Path) -> None:
 
 
 def creamery_cli(*args: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "creamery", *args], clean_env())
+    return run_client([sys.executable, "-m", "creamery", *args], clean_env())
 
 
 def test_remove_cli(srv: Server, tmp_path: Path) -> None:

@@ -14,13 +14,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, client_env, run_server
+from conftest import Server, clean_env, client_env, run_server, uv_install_command
 from dists import make_sdist, make_wheel
 
 from creamery.auth import add_user
 
-BIN = Path(sys.executable).parent
-UV = str(BIN / "uv")
 USER, PASSWORD = "releaser", "yank-s3cret"
 AUTH = (USER, PASSWORD)
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
@@ -298,19 +296,7 @@ def downloaded(dest: Path) -> list[str]:
 
 
 def uv_install(server: Server, target: Path, requirement: str) -> str:
-    command = [
-        UV,
-        "pip",
-        "install",
-        "--no-config",
-        "--python",
-        sys.executable,
-        "--target",
-        str(target),
-        "--index-url",
-        f"{server.url}/simple/",
-        requirement,
-    ]
+    command = uv_install_command(server.url, target, requirement)
     result = subprocess.run(
         command,
         env=client_env(target.parent / "uv-home"),
