@@ -7,9 +7,11 @@ descriptor, so an atomic replacement (`os.replace`) during a download never tear
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
+from urllib.parse import quote
 
 import anyio
 
@@ -17,6 +19,12 @@ from creamery.storage import StoredFile
 
 Send = Any
 Scope = Any
+
+# Every response says so: a body echoing client input is never sniffed into HTML or script.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+# RFC 3986 reserved characters and "%" stay as they are, so a URL that is already quoted is kept.
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+_HEADER_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 _SMALL = 256 * 1024  # read in one go: cheaper than chunking
 _CHUNK = 1024 * 1024
@@ -46,6 +54,27 @@ def header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def location(target: str) -> bytes:
+    """A Location header value: percent-encoded to printable ASCII (no CR, LF, NUL, space or
+    character beyond latin-1 can reach the header, whatever the path the client sent)."""
+    try:
+        raw = target.encode("utf-8", "surrogateescape")  # undecodable bytes of the request
+    except UnicodeEncodeError:
+        raw = target.encode("utf-8", "surrogatepass")
+    return quote(raw, safe=_URL_SAFE).encode("ascii")
+
+
+def safe_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """*headers* with nosniff, and control characters in values replaced: never a split header."""
+    cleaned = [
+        (name, _HEADER_CONTROL.sub(b" ", value) if _HEADER_CONTROL.search(value) else value)
+        for name, value in headers
+    ]
+    if all(name != NOSNIFF[0] for name, _ in cleaned):
+        cleaned.append(NOSNIFF)
+    return cleaned
 
 
 def is_http10(scope: Scope) -> bool:
@@ -149,6 +178,7 @@ def _snapshot(fd: int, relpath: str, cache_control: int | None) -> Snapshot:
         (b"last-modified", last_modified.encode()),
         (b"accept-ranges", b"bytes"),
         (b"content-type", content_type(relpath).encode()),
+        NOSNIFF,
     ]
     if cache_control is not None:
         headers.append((b"cache-control", f"public, max-age={cache_control}".encode()))
@@ -232,15 +262,12 @@ async def send_text(
     send: Send, status: int, text: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     body = (text + "\n").encode()
+    all_headers = [
+        *(headers or []),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                *(headers or []),
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
+        {"type": "http.response.start", "status": status, "headers": safe_headers(all_headers)}
     )
     await send({"type": "http.response.body", "body": body})

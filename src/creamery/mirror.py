@@ -180,7 +180,7 @@ def _metadata_url(url: str) -> str:
 
 async def _send_head(send: Send, job: Job) -> None:
     """HEAD of a file not cached yet: what the listing says, without downloading it."""
-    headers = [(b"content-type", files.content_type(job.filename).encode())]
+    headers = [(b"content-type", files.content_type(job.filename).encode()), files.NOSNIFF]
     if job.size is not None:
         headers.append((b"content-length", str(job.size).encode()))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -191,7 +191,7 @@ async def send_page(scope: Scope, send: Send, page: Page, extra: list[tuple[byte
     """A rendered page with its strong ETag, or 304 when the client has it (as web.py does)."""
     inm = header(scope, b"if-none-match")
     if inm is not None and page.etag in {t.strip() for t in inm.split(",")}:
-        headers = [(b"etag", page.etag.encode()), (b"vary", b"Accept"), *extra]
+        headers = [(b"etag", page.etag.encode()), (b"vary", b"Accept"), files.NOSNIFF, *extra]
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return

@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from creamery import __version__
 from creamery.config import ConfigError
+from creamery.files import location
 from creamery.index import SIGNATURE, Index
 from creamery.names import version_sort_key
 
@@ -105,12 +106,13 @@ def body_response(
     return Response(body, status_code, all_headers, media_type)
 
 
-def relative_redirect(location: str, status: int = 301) -> Response:
+def relative_redirect(target: str, status: int = 301) -> Response:
     """A redirect with a relative Location: right behind any proxy or path prefix."""
+    quoted = location(target).decode("ascii")
     return Response(
-        f"Redirecting to {location}\n",
+        f"Redirecting to {quoted}\n",
         status_code=status,
-        headers={"location": location},
+        headers={"location": quoted},
         media_type="text/plain",
     )
 

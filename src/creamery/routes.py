@@ -7,11 +7,13 @@ from typing import TYPE_CHECKING
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from creamery import json_api, pages, writes, xmlrpc
+from creamery.errors import ResponseHeaders
 from creamery.files import is_http10
 from creamery.pages import relative_redirect
 
@@ -89,7 +91,7 @@ def build_starlette(creamery: Creamery) -> Starlette:
         Route("/{project}", project_redirect, methods=["GET", "HEAD"]),
         Route("/{project}/", project_redirect, methods=["GET", "HEAD"]),
     ]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(ResponseHeaders)])
 
 
 def _is_xml(request: Request) -> bool:

@@ -15,6 +15,7 @@ from html import escape
 from urllib.parse import quote
 
 from creamery.facts import FactsCache
+from creamery.files import NOSNIFF
 from creamery.index import METADATA, PROVENANCE, SIGNATURE, Distribution, Index
 from creamery.names import version_sort_key
 from creamery.negotiation import Format
@@ -54,6 +55,7 @@ def make_page(body: bytes, fmt: Format, extra: list[tuple[bytes, bytes]] | None 
         (b"content-length", str(len(body)).encode()),
         (b"etag", etag.encode()),
         (b"vary", b"Accept"),
+        NOSNIFF,
         *(extra or []),
     ]
     return Page(body, etag, headers)

@@ -16,8 +16,9 @@ import anyio
 
 from creamery import files
 from creamery.config import Config
+from creamery.errors import answer_client_error, is_client_error
 from creamery.facts import FactsCache
-from creamery.files import header, send_text
+from creamery.files import NOSNIFF, header, location, send_text
 from creamery.guard import Denial, Guard, action_for
 from creamery.index import METADATA, Index
 from creamery.journal import Journal
@@ -114,6 +115,10 @@ class Creamery:
             else:
                 await self._handle(scope, receive, send)
         except Exception as error:
+            if is_client_error(error):  # the client's mistake, or it went away: never a 500
+                with contextlib.suppress(Exception):
+                    await answer_client_error(scope, send, error, started=False)
+                return
             if not getattr(error, "already_logged", False):
                 log_error(self.config, scope, error)
             with contextlib.suppress(Exception):  # fails when the response had started
@@ -208,7 +213,8 @@ class Creamery:
             # Relative, so it holds behind any proxy prefix (and keeps ?format=).
             target = f"../{normalized}/" if slash else f"{normalized}/"
             query = scope.get("query_string", b"")
-            await self._redirect(send, 301, target + ("?" + query.decode() if query else ""))
+            query_text = query.decode("utf-8", "surrogateescape")  # location() restores the bytes
+            await self._redirect(send, 301, target + ("?" + query_text if query else ""))
             return
         if self.mirror is not None and self.mirror.handles(project):
             await self.mirror.serve_project(scope, send, project, fmt)
@@ -266,7 +272,7 @@ class Creamery:
                 {
                     "type": "http.response.start",
                     "status": 304,
-                    "headers": [(b"etag", page.etag.encode()), (b"vary", b"Accept")],
+                    "headers": [(b"etag", page.etag.encode()), (b"vary", b"Accept"), NOSNIFF],
                 }
             )
             await send({"type": "http.response.body", "body": b""})
@@ -275,10 +281,8 @@ class Creamery:
         body = b"" if scope["method"] == "HEAD" else page.body
         await send({"type": "http.response.body", "body": body})
 
-    async def _redirect(self, send: Send, status: int, location: str) -> None:
-        await send_text(
-            send, status, f"Redirecting to {location}", [(b"location", location.encode())]
-        )
+    async def _redirect(self, send: Send, status: int, target: str) -> None:
+        await send_text(send, status, f"Redirecting to {target}", [(b"location", location(target))])
 
     # ------------------------------------------------------------------ files
 

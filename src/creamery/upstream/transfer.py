@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import httpx
 
-from creamery.files import content_type, send_text
+from creamery.files import NOSNIFF, content_type, send_text
 from creamery.upstream.cache import MirrorCache
 from creamery.upstream.client import Failure, UpstreamClient, describe
 
@@ -228,6 +228,7 @@ def _headers(job: Job, transfer: Transfer) -> list[tuple[bytes, bytes]]:
     headers = [
         (b"content-type", content_type(job.filename).encode()),
         (b"x-creamery-cache", b"miss"),
+        NOSNIFF,
     ]
     if transfer.length is not None:
         headers.append((b"content-length", str(transfer.length).encode()))
