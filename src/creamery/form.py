@@ -14,21 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+from creamery.errors import ClientError
 
 STREAMED_FIELDS = frozenset({"content"})
 MAX_FIELD_SIZE = 16 << 20  # a long description (README) fits easily
 MAX_FIELDS_TOTAL = 64 << 20
 
 
-class FormError(Exception):
+class FormError(ClientError):
     """The request body can't be accepted; `status` and a one-line `reason` for the client."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass
@@ -72,9 +69,9 @@ async def read_multipart(
     if not boundary:
         raise FormError(400, "multipart/form-data without a boundary")
     reader = _PartReader(new_temp_file)
-    parser = MultipartParser(boundary, reader.callbacks())
     received = 0
     try:
+        parser = MultipartParser(boundary, reader.callbacks())  # may refuse the boundary
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -92,7 +89,7 @@ async def read_multipart(
         reader.raise_pending()
         if not reader.finished:
             raise FormError(400, "the multipart body is truncated")
-    except MultipartParseError as error:
+    except FormParserError as error:
         reader.abort()
         raise FormError(400, f"malformed multipart body: {error}") from error
     except BaseException:

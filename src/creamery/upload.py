@@ -9,6 +9,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import unicodedata
 import zipfile
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from creamery.facts import parse_core_metadata, read_metadata_bytes
 from creamery.form import FormError, ReceivedFile, ReceivedForm
 from creamery.index import METADATA, PROVENANCE, SIGNATURE
 from creamery.names import ParsedFilename, is_valid_project_name, normalize, parse_filename
+from creamery.untrusted import load_json
 
 if TYPE_CHECKING:
     from creamery.web import Creamery
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("creamery.upload")
 
 UPLOADABLE_KINDS = ("wheel", "sdist", "egg", "bdist")
+_HEX = re.compile(r"[0-9a-f]+", re.ASCII)
 DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
 
 
@@ -69,7 +72,11 @@ def check_form_matches(form: ReceivedForm, parsed: ParsedFilename, filename: str
 def check_digests(form: ReceivedForm, content: ReceivedFile) -> None:
     for field_name, algo in DIGEST_FIELDS.items():
         sent = (form.value(field_name) or "").strip().lower()
-        if sent and not hmac.compare_digest(sent, content.hexdigest(algo)):
+        if not sent:
+            continue
+        if not _HEX.fullmatch(sent):
+            raise FormError(400, f"{field_name} is not a hexadecimal digest")
+        if not hmac.compare_digest(sent.encode("ascii"), content.hexdigest(algo).encode("ascii")):
             raise FormError(400, f"{field_name} does not match the uploaded file's content")
 
 
@@ -112,10 +119,7 @@ def provenance(form: ReceivedForm) -> bytes | None:
     text = form.value("attestations")
     if not text or not text.strip():
         return None
-    try:
-        attestations = json.loads(text)
-    except ValueError as error:
-        raise FormError(400, "attestations is not valid JSON") from error
+    attestations = load_json(text, "attestations")
     if not isinstance(attestations, list):
         raise FormError(400, "attestations must be a JSON list")
     document = {

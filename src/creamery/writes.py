@@ -5,7 +5,6 @@ The guard in `web.py` has already checked the `update` action; the user is in th
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -14,7 +13,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from creamery import releases, upload
+from creamery.errors import ClientError
 from creamery.form import FormError, ReceivedForm, read_multipart, read_urlencoded
+from creamery.untrusted import load_json
 
 if TYPE_CHECKING:
     from creamery.web import Creamery
@@ -31,7 +32,7 @@ async def legacy_api(creamery: Creamery, request: Request) -> Response:
     try:
         form = await _read_form(creamery, request)
         outcome = await _dispatch(creamery, form, request, user)
-    except FormError as error:
+    except ClientError as error:
         log.info("upload rejected (%d): %s", error.status, error.reason)
         _count_upload(creamery, "rejected")
         return PlainTextResponse(error.reason + "\n", status_code=error.status)
@@ -99,7 +100,7 @@ async def yank_api(creamery: Creamery, request: Request, *, yanked: bool) -> Res
     try:
         body = await _small_body(request)
         data = _yank_request(body, request.headers.get("content-type", ""))
-    except FormError as error:
+    except ClientError as error:
         return JSONResponse({"message": error.reason}, status_code=error.status)
     project, version = data["project"], data["version"]
     try:
@@ -125,10 +126,7 @@ async def yank_api(creamery: Creamery, request: Request, *, yanked: bool) -> Res
 
 def _yank_request(body: bytes, content_type: str) -> dict[str, str]:
     if "json" in content_type:
-        try:
-            data = json.loads(body or b"{}")
-        except ValueError as error:
-            raise FormError(400, "the request body is not valid JSON") from error
+        data = load_json(body or b"{}", "the request body")
     else:
         form = read_urlencoded(body)
         data = {k: v[0] for k, v in form.fields.items() if v}

@@ -120,6 +120,8 @@ def parse_call(body: bytes) -> tuple[tuple[Any, ...], str]:
         raise BadRequest(f"malformed XML ({error})") from error
     except (xmlrpc.client.Error, ValueError, TypeError, IndexError, KeyError) as error:
         raise BadRequest("not a valid XML-RPC method call") from error
+    except LookupError as error:  # an encoding Python does not know (after IndexError, KeyError)
+        raise BadRequest(f"unsupported encoding ({error})") from error
     method = unmarshaller.getmethodname()
     if not method:
         raise BadRequest("not an XML-RPC method call (no methodName)")
