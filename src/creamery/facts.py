@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import lzma
 import sqlite3
 import tarfile
 import threading
 import zipfile
+import zlib
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -23,6 +25,19 @@ log = logging.getLogger("creamery.facts")
 
 _CHUNK = 1 << 20
 _MAX_METADATA = 8 << 20  # a METADATA file larger than this is not metadata
+# What reading a corrupt or exotic archive raises (zlib: bad deflate data; NotImplementedError:
+# an unknown zip version or compression; RuntimeError: an encrypted member).
+BROKEN_ARCHIVE = (
+    OSError,
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    ValueError,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +84,7 @@ def read_metadata_bytes(path: Path, kind: str) -> bytes | None:
             return _zip_member(path, lambda n: n.count("/") == 1 and n.endswith("/PKG-INFO"))
         if kind == "sdist" and (".tar" in name or name.endswith((".tgz", ".tbz2", ".txz"))):
             return _tar_pkg_info(path)
-    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError, ValueError) as error:
+    except BROKEN_ARCHIVE as error:
         log.info("can't read metadata of %s: %s", path.name, error)
     return None
 
