@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("creamery.upload")
 
+# NAME_MAX is 255 bytes, and the longest sidecar suffix must fit after the name.
+MAX_FILENAME_BYTES = 255 - max(len(suffix) for suffix in releases.SIDECARS)
 UPLOADABLE_KINDS = ("wheel", "sdist", "egg", "bdist")
 _HEX = re.compile(r"[0-9a-f]+", re.ASCII)
 DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
@@ -47,6 +49,8 @@ def check_filename(filename: str) -> ParsedFilename:
         raise FormError(400, "the filename contains control characters")
     if "/" in filename or "\\" in filename or filename in (".", "..") or filename.startswith("."):
         raise FormError(400, f"invalid filename {filename!r}: it must be a bare file name")
+    if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME_BYTES:
+        raise FormError(400, f"the filename is longer than {MAX_FILENAME_BYTES} bytes")
     parsed = parse_filename(filename)
     if parsed is None or parsed.kind not in UPLOADABLE_KINDS:
         raise FormError(400, f"invalid distribution filename {filename!r}")
