@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ error_log = logging.getLogger("creamery.error")
 Scope = dict[str, Any]
 Handler = Callable[[Scope, Any, Any], Awaitable[None]]
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def route_of(method: str, path: str) -> str:
@@ -81,7 +83,7 @@ class Observer:
             if status in (401, 403, 429):
                 self.metrics.auth_failures.labels(str(status)).inc()
         if access_log.isEnabledFor(logging.INFO):
-            access_log.info(self._line(scope, status, sent, duration))
+            access_log.info(one_line(self._line(scope, status, sent, duration)))
 
     def _line(self, scope: Scope, status: int, sent: int, duration: float) -> str:
         client = scope.get("client") or ("-", 0)
@@ -98,6 +100,13 @@ class Observer:
             f'{client[0]} {user} "{scope["method"]} {target} HTTP/{scope.get("http_version")}"'
             f" {status} {sent} {duration * 1000:.1f}ms"
         )
+
+
+def one_line(text: str) -> str:
+    """Control characters a client put in its path or headers, escaped: no forged log lines."""
+    if _CONTROL.search(text) is None:
+        return text
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def request_values(scope: Scope, target: str, user: str) -> dict[str, Any]:
@@ -128,7 +137,7 @@ def _safe_format(template: str, values: dict[str, Any]) -> str:
 def log_error(config: Config, scope: Scope, error: BaseException) -> None:
     """pypiserver's `--log-err-frmt` with body, exception and traceback."""
     values = {
-        "body": f"{scope.get('method')} {scope.get('path')}",
+        "body": one_line(f"{scope.get('method')} {scope.get('path')}"),
         "exception": repr(error),
         "traceback": "".join(traceback.format_exception(error)),
     }
