@@ -1,8 +1,9 @@
 """A client's mistakes never become a 500: the error types and the one place that answers them.
 
-`ClientError` carries a 4xx status and a one-line reason; a client that disconnects mid-request
-is logged in one line, never as a traceback. `ResponseHeaders` wraps the Starlette app so every
-response it sends carries `nosniff` and no header can be split by a control character.
+`ClientError` carries a 4xx status and a one-line reason; a body that ends before its declared
+length (the client went away, or closed its side) is a 400 and one log line, never a traceback.
+`ResponseHeaders` wraps the Starlette app so every response it sends carries `nosniff` and no
+header can be split by a control character.
 """
 
 from __future__ import annotations

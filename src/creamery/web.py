@@ -282,7 +282,8 @@ class Creamery:
         await send({"type": "http.response.body", "body": body})
 
     async def _redirect(self, send: Send, status: int, target: str) -> None:
-        await send_text(send, status, f"Redirecting to {target}", [(b"location", location(target))])
+        quoted = location(target)
+        await send_text(send, status, f"Redirecting to {quoted.decode()}", [(b"location", quoted)])
 
     # ------------------------------------------------------------------ files
 
