@@ -21,6 +21,7 @@ from creamery.files import header, send_text
 from creamery.guard import Denial, Guard, action_for
 from creamery.index import METADATA, Index
 from creamery.journal import Journal
+from creamery.limits import Limits
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
@@ -46,6 +47,9 @@ class Creamery:
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
         self.guard = Guard(config)
         self.observer = Observer(config)
+        self.limits = Limits(
+            config.max_client_requests, config.body_timeout, self.prefix + config.health_endpoint
+        )
         self.small_files = files.SmallFiles()
         self.mirror: Any = None
         if config.mirror:
@@ -110,14 +114,37 @@ class Creamery:
             return
         try:
             if self.observer.active():
-                await self.observer.observe(self._handle, scope, receive, send)
+                await self.observer.observe(self._limited, scope, receive, send)
             else:
-                await self._handle(scope, receive, send)
+                await self._limited(scope, receive, send)
         except Exception as error:
             if not getattr(error, "already_logged", False):
                 log_error(self.config, scope, error)
             with contextlib.suppress(Exception):  # fails when the response had started
                 await send_text(send, 500, "Internal Server Error: see the server's log")
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count the request against its client's limit; time out a body that stalls."""
+        limits = self.limits
+        client = _client(scope)
+        if not limits.admit(client, scope["path"]):
+            await limits.refuse(send, client)
+            return
+        try:
+            timed = limits.timed_body(scope["method"], receive, send)
+            if timed is None:
+                await self._handle(scope, receive, send)
+                return
+            try:
+                await self._handle(scope, timed.receive, timed.send)
+            except Exception:
+                if not timed.timed_out:  # anything raised after a timeout is its consequence
+                    raise
+            if timed.timed_out:
+                limits.report_body_timeout(client, scope["method"], scope["path"])
+                await timed.finish()
+        finally:
+            limits.release(client)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -319,11 +346,13 @@ def create_app(config: Config) -> Creamery:
 
 def app_from_env() -> Creamery:
     """Factory for server workers: the CLI passes the configuration in the environment."""
-    from creamery.server import CONFIG_ENV
+    from creamery.server import CONFIG_ENV, start_reaper
 
     config = Config.from_json(os.environ[CONFIG_ENV])
     if config.log_conf is not None:
         from creamery.logs import apply_log_conf
 
         apply_log_conf(config.log_conf)
-    return create_app(config)
+    app = create_app(config)
+    start_reaper(config)  # only servers load the app this way: this process accepts connections
+    return app
