@@ -355,8 +355,9 @@ def _run_wsgiref(config: Config) -> None:
         address_family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
 
     class Handler(WSGIRequestHandler):
-        # A socket timeout: reading headers or the body, each wait for bytes is bounded.
-        timeout = max(config.header_timeout, config.body_timeout)
+        # A socket timeout: each wait for header or body bytes is bounded. (a2wsgi reads the
+        # body in this thread, out of reach of the app's body timeout; wsgiref answers 500.)
+        timeout = min(t for t in (config.header_timeout, config.body_timeout) if t)
 
         def log_message(self, format: str, *args: Any) -> None:
             """The app logs requests itself; wsgiref would print them to stderr."""
