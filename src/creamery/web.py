@@ -21,7 +21,7 @@ from creamery.files import header, send_text
 from creamery.guard import Denial, Guard, action_for
 from creamery.index import METADATA, Index
 from creamery.journal import Journal
-from creamery.limits import Limits
+from creamery.limits import NO_BODY, Limits, TimedBody
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
@@ -112,39 +112,54 @@ class Creamery:
             return
         if kind != "http":
             return
+        # The per-client count, inline: this runs before every request, hot paths included.
+        limits = self.limits
+        client = scope.get("client")
+        address: str = client[0] if client else ""
+        count = limits.in_progress.get(address, 0)
+        counted = count < limits.cap or scope["path"] == limits.exempt
+        if counted:
+            limits.in_progress[address] = count + 1
+            handler = self._handle if scope["method"] in NO_BODY else self._timed
+        else:
+            handler = self._refuse
         try:
             if self.observer.active():
-                await self.observer.observe(self._limited, scope, receive, send)
+                await self.observer.observe(handler, scope, receive, send)
             else:
-                await self._limited(scope, receive, send)
+                await handler(scope, receive, send)
         except Exception as error:
             if not getattr(error, "already_logged", False):
                 log_error(self.config, scope, error)
             with contextlib.suppress(Exception):  # fails when the response had started
                 await send_text(send, 500, "Internal Server Error: see the server's log")
-
-    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Count the request against its client's limit; time out a body that stalls."""
-        limits = self.limits
-        client = _client(scope)
-        if not limits.admit(client, scope["path"]):
-            await limits.refuse(send, client)
-            return
-        try:
-            timed = limits.timed_body(scope["method"], receive, send)
-            if timed is None:
-                await self._handle(scope, receive, send)
-                return
-            try:
-                await self._handle(scope, timed.receive, timed.send)
-            except Exception:
-                if not timed.timed_out:  # anything raised after a timeout is its consequence
-                    raise
-            if timed.timed_out:
-                limits.report_body_timeout(client, scope["method"], scope["path"])
-                await timed.finish()
         finally:
-            limits.release(client)
+            if counted:
+                count = limits.in_progress[address] - 1
+                if count:
+                    limits.in_progress[address] = count
+                else:  # addresses that have gone leave nothing behind
+                    del limits.in_progress[address]
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Past --max-client-requests: 429."""
+        await self.limits.refuse(send, _client(scope))
+
+    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request that may carry a body: one that stalls ends with 408 (--body-timeout)."""
+        limits = self.limits
+        if not limits.body_timeout:
+            await self._handle(scope, receive, send)
+            return
+        timed = TimedBody(receive, send, limits.body_timeout)
+        try:
+            await self._handle(scope, timed.receive, timed.send)
+        except Exception:
+            if not timed.timed_out:  # anything raised after a timeout is its consequence
+                raise
+        if timed.timed_out:
+            limits.report_body_timeout(_client(scope), scope["method"], scope["path"])
+            await timed.finish()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
