@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, free_port, run_server
+from conftest import Server, clean_env, free_port, run_server, started
 
 from creamery.auth import add_user
 from creamery.limits import BodyTimeout, Limits, RateLimitedLog, TimedBody
@@ -114,7 +114,7 @@ def test_normal_requests_answer_while_hundreds_of_connections_are_held(
     connections and 50 header trickles: /simple/ and /health still answer at once.
     Before: granian served 128 connections at once, idle ones included, and nothing timed out.
     """
-    timeouts = ("--header-timeout", "8", "--body-timeout", "8")
+    timeouts = ("--header-timeout", "20", "--body-timeout", "20")  # outlast the checks
     with (
         run_server([tmp_path], "--workers", str(workers), *timeouts) as server,
         contextlib.ExitStack() as stack,
@@ -250,6 +250,15 @@ def test_a_busy_port_is_refused(tmp_path: Path) -> None:
         ], second.stderr
         for _ in range(20):  # every connection still reaches the first server
             assert httpx.get(first.url + "/health").status_code == 200
+        assert first.process.poll() is None
+
+
+def test_reuse_port_shares_a_busy_port_on_purpose(tmp_path: Path) -> None:
+    with run_server([tmp_path]) as first:
+        command = [*CREAMERY_RUN, "-p", str(first.port), "--reuse-port", str(tmp_path)]
+        with started(command, first.port, tmp_path) as second:
+            assert second.process.poll() is None
+            assert "Address already in use" not in second.log()
         assert first.process.poll() is None
 
 
