@@ -136,9 +136,14 @@ def test_normal_requests_answer_while_hundreds_of_connections_are_held(
         assert still_held == 550
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_stalled_body_is_answered_408_and_closed(tmp_path: Path, workers: int) -> None:
-    with run_server([tmp_path], "--body-timeout", "1.5", "--workers", str(workers)) as server:
+@pytest.mark.parametrize(
+    ("server_name", "workers"), [("granian", 1), ("granian", 2), ("uvicorn", 1)]
+)
+def test_stalled_body_is_answered_408_and_closed(
+    tmp_path: Path, server_name: str, workers: int
+) -> None:
+    args = ("--body-timeout", "1.5", "--server", server_name, "--workers", str(workers))
+    with run_server([tmp_path], *args) as server:
         with held(server.port, "post", 1, "127.0.0.2") as (sock,):
             started = time.monotonic()
             response = read_until_closed(sock, timeout=10)
@@ -228,6 +233,20 @@ def test_one_address_is_capped_and_others_are_served(tmp_path: Path) -> None:
         log = wait_for_log(server, "--max-client-requests")
         assert "limit: 127.0.0.2 already has 10 requests in progress" in log
         assert log.count("--max-client-requests") == 1  # rate-limited: one line for three
+
+
+def test_open_file_limit_is_raised_to_the_hard_limit(tmp_path: Path) -> None:
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard <= 512:
+        pytest.skip(f"hard limit {hard}: nothing to raise")
+    port = free_port()
+    run = " ".join([*CREAMERY_RUN, "-p", str(port), str(tmp_path)])
+    with started(["bash", "-c", f"ulimit -Sn 512 && exec {run}"], port, tmp_path) as server:
+        limits = Path(f"/proc/{server.process.pid}/limits").read_text()
+    line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+    assert line.split()[3:5] == [str(hard), str(hard)], line
 
 
 # ----------------------------------------------------------------------------- busy port
