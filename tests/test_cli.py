@@ -49,6 +49,10 @@ def assert_one_error_line(capsys: pytest.CaptureFixture[str], status: int) -> st
         ["run", "--rescan-interval", "-1"],
         ["run", "--rescan-interval", "nan"],
         ["run", "--max-upload-size", "lots"],
+        ["run", "--max-connections", "0"],
+        ["run", "--header-timeout", "0"],
+        ["run", "--body-timeout", "-1"],
+        ["run", "--max-client-requests", "-1"],
         ["run", "--server", "nope"],
         ["run", "--log-stream", "file"],
         ["run", "--backend", "sql"],
@@ -160,6 +164,8 @@ def test_every_run_flag(root: Path, tmp_path: Path) -> None:
             "0",
             "--max-upload-size",
             "500M",
+            *("--max-connections", "64", "--header-timeout", "2.5", "--body-timeout", "0"),
+            *("--max-client-requests", "0", "--reuse-port"),
             str(root),
             str(other),
         ]
@@ -180,6 +186,8 @@ def test_every_run_flag(root: Path, tmp_path: Path) -> None:
     assert config.cache_dir == tmp_path / "cache"
     assert config.rescan_interval == 0
     assert config.max_upload_size == 500 << 20
+    assert (config.max_connections, config.header_timeout, config.body_timeout) == (64, 2.5, 0)
+    assert config.max_client_requests == 0 and config.reuse_port
 
 
 def test_no_authentication_needs_both_dots(root: Path) -> None:

@@ -91,6 +91,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def parse_size(text: str) -> int:
     """A byte count such as 1024, 500M, 1G or 1.5GiB (binary multiples)."""
     match = _SIZE.fullmatch(text.strip())
@@ -265,6 +272,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.max_upload_size,
         help="largest accepted upload, such as 500M or 2G (default: 1G)",
     )
+    _add_connection_arguments(parser)
     group = parser.add_argument_group(
         "configuration",
         f"Every option can also come from the environment, named after its long flag "
@@ -282,6 +290,50 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--print-config",
         action="store_true",
         help="print the effective options and where each came from, then exit",
+    )
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "connections and timeouts (see docs/security.md)",
+    )
+    group.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=_positive_int,
+        default=_DEFAULTS.max_connections,
+        help=f"open connections served at once, over all workers; more wait in the listen queue "
+        f"(default: {_DEFAULTS.max_connections})",
+    )
+    group.add_argument(
+        "--header-timeout",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=_DEFAULTS.header_timeout,
+        help=f"close a connection that has not sent its request headers within this time "
+        f"(default: {_DEFAULTS.header_timeout:g})",
+    )
+    group.add_argument(
+        "--body-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=_DEFAULTS.body_timeout,
+        help=f"answer 408 and close when a request body sends nothing for this long; 0 waits "
+        f"forever (default: {_DEFAULTS.body_timeout:g})",
+    )
+    group.add_argument(
+        "--max-client-requests",
+        metavar="N",
+        type=_non_negative_int,
+        default=_DEFAULTS.max_client_requests,
+        help=f"requests one client address may have in progress per worker; more get 429; 0 "
+        f"disables (default: {_DEFAULTS.max_client_requests})",
+    )
+    group.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="start even if another process listens on the port, sharing its connections "
+        "(SO_REUSEPORT; granian only)",
     )
 
 
@@ -569,6 +621,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         mirror_merge=checked("mirror_merge", parse_merge_list),
         extra_upstreams=tuple(args.extra_upstream),
         upstream_timeout=args.upstream_timeout,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_client_requests=args.max_client_requests,
+        reuse_port=args.reuse_port,
         # File-system checks last: a mistyped flag is reported before a missing directory.
         roots=checked("package_directory", directories),
         welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),

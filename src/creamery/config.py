@@ -80,6 +80,12 @@ class Config:
     mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
     extra_upstreams: tuple[str, ...] = ()
     upstream_timeout: float = 10.0
+    # Connections and timeouts (docs/security.md): what one client can hold, and for how long.
+    max_connections: int = 4096  # open connections the server serves at once (all workers)
+    header_timeout: float = 10.0  # seconds to send the request line and headers
+    body_timeout: float = 30.0  # seconds a request body may stay silent; 0 disables
+    max_client_requests: int = 100  # requests in progress per client address; 0 disables
+    reuse_port: bool = False  # share the port with other processes (SO_REUSEPORT)
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
     def with_updates(self, **changes: Any) -> Config:

@@ -7,9 +7,12 @@ configuration travels to them as JSON in the `_CREAMERY_WORKER_CONFIG` environme
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import logging
+import math
 import os
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +27,10 @@ APP_FACTORY = "creamery.web:app_from_env"
 UNSUPPORTED_SERVERS = ("cherrypy", "gevent", "paste", "twisted")
 # Multipart framing around the largest upload, so the server never refuses what the app accepts.
 _UPLOAD_SLACK = 1 << 20
+# Connections waiting in the kernel's queue beyond --max-connections (capped by somaxconn).
+_BACKLOG = 1024
+# Descriptors beside the connections: files being sent, the index's watches, logs.
+_SPARE_FDS = 256
 
 log = logging.getLogger(LOGGER_NAME)
 
@@ -33,6 +40,9 @@ Runner = Callable[[Config], None]
 def serve(config: Config) -> None:
     """Serve until interrupted; ConfigError if the chosen server can't be used."""
     name = pick_server(config.server)
+    if not config.reuse_port:
+        check_port_free(config.host, config.port)
+    raise_fd_limit(config.max_connections)
     os.environ[CONFIG_ENV] = config.to_json()
     prepare_multiprocess_metrics(config)
     log.info(
@@ -62,6 +72,78 @@ def pick_server(choice: str) -> str:
     if not _installed(choice):
         raise ConfigError(f"server {choice!r} is not installed: pip install {choice}")
     return choice
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ConfigError if something listens on host:port (granian would share it: SO_REUSEPORT).
+
+    A bind without SO_REUSEPORT fails on a port that another socket listens on, whatever that
+    socket's options; SO_REUSEADDR lets a port whose old connections linger be bound again.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"can't listen on {where}: Address already in use (another server has "
+                    f"this port; --reuse-port shares it)"
+                ) from None
+            raise ConfigError(f"can't listen on {where}: {error.strerror or error}") from None
+
+
+def raise_fd_limit(max_connections: int) -> None:
+    """Raise the soft limit of open files to the hard limit: each connection takes one."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            pass
+    if soft != resource.RLIM_INFINITY and soft < max_connections + _SPARE_FDS:
+        log.warning(
+            "open-file limit %d is below --max-connections %d + %d: raise it (ulimit -n, "
+            "LimitNOFILE=) or lower --max-connections",
+            soft,
+            max_connections,
+            _SPARE_FDS,
+        )
+
+
+def start_reaper(config: Config) -> None:
+    """In each process that accepts connections: close those that never send a byte."""
+    from creamery import reaper
+
+    reaper.start(config.port, config.header_timeout)
+
+
+def _per_worker(config: Config) -> int:
+    return max(1, math.ceil(config.max_connections / config.workers))
+
+
+def _granian_limits(config: Config) -> dict[str, Any]:
+    """granian's own limits: connections at once per worker and the header timeout.
+
+    Its backpressure (default: backlog / workers, 128 when embedded) is the number of
+    connections a worker serves at once, idle ones included: the rest wait in the listen queue.
+    """
+    from granian.http import HTTP1Settings
+
+    return {
+        "backlog": _BACKLOG,
+        "backpressure": _per_worker(config),
+        "http1_settings": HTTP1Settings(header_read_timeout=round(config.header_timeout * 1000)),
+    }
 
 
 def _installed(module: str) -> bool:
@@ -97,6 +179,7 @@ def _run_granian(config: Config) -> None:
         log_level=levels.get(config.verbosity, LogLevels.debug),
         log_dictconfig=logging_config(config, ["_granian"]),
         log_access=False,
+        **_granian_limits(config),
     ).serve()
 
 
@@ -126,6 +209,7 @@ def _run_granian_in_process(config: Config) -> None:
     app = create_app(config)
     # Scan before serving: alone on the CPU, not beside granian's threads starting up.
     app.start()
+    start_reaper(config)
     server = Server(
         app,
         address=config.host,
@@ -135,6 +219,7 @@ def _run_granian_in_process(config: Config) -> None:
         log_level=levels.get(config.verbosity, LogLevels.debug),
         log_dictconfig=log_dict,
         log_access=False,
+        **_granian_limits(config),
     )
 
     async def serve() -> None:
@@ -170,6 +255,9 @@ def _run_uvicorn(config: Config) -> None:
         access_log=False,
         # The app reads X-Forwarded-* itself, the same way under every server.
         proxy_headers=False,
+        backlog=_BACKLOG,
+        # uvicorn's limit is for each worker, and answers 503 past it.
+        limit_concurrency=_per_worker(config),
     )
 
 
@@ -195,6 +283,8 @@ def _run_gunicorn(config: Config) -> None:
         "worker_class": worker_class,
         "accesslog": None,
         "logconfig_dict": log_dict,
+        "backlog": _BACKLOG,
+        "worker_connections": _per_worker(config),  # gthread's limit (uvicorn's worker has none)
     }
 
     class Application(BaseApplication):
@@ -211,6 +301,7 @@ def _run_gunicorn(config: Config) -> None:
             from creamery.web import create_app
 
             app = create_app(config)
+            start_reaper(config)
             return _wsgi(app) if worker_class == "gthread" else app
 
     Application().run()
@@ -224,6 +315,7 @@ def _run_hypercorn(config: Config) -> None:
     settings.application_path = APP_FACTORY + "()"  # hypercorn evaluates the part after ":"
     settings.bind = [_bind(config)]
     settings.workers = config.workers
+    settings.backlog = _BACKLOG
     settings.accesslog = None
     settings.loglevel = logging.getLevelName(log_level(config.verbosity))
     settings.logconfig_dict = logging_config(config, ["hypercorn.error"])
@@ -235,12 +327,17 @@ def _run_waitress(config: Config) -> None:
 
     from creamery.web import create_app
 
+    start_reaper(config)
     waitress.serve(
         _wsgi(create_app(config)),
         host=config.host,
         port=config.port,
         ident=f"creamery/{creamery.__version__}",
         max_request_body_size=config.max_upload_size + _UPLOAD_SLACK,
+        connection_limit=config.max_connections,
+        backlog=_BACKLOG,
+        # Closes a connection silent for this long, whatever it was waiting for.
+        channel_timeout=max(config.header_timeout, config.body_timeout),
     )
 
 
@@ -258,10 +355,15 @@ def _run_wsgiref(config: Config) -> None:
         address_family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
 
     class Handler(WSGIRequestHandler):
+        # A socket timeout: each wait for header or body bytes is bounded. (a2wsgi reads the
+        # body in this thread, out of reach of the app's body timeout; wsgiref answers 500.)
+        timeout = min(t for t in (config.header_timeout, config.body_timeout) if t)
+
         def log_message(self, format: str, *args: Any) -> None:
             """The app logs requests itself; wsgiref would print them to stderr."""
 
     app = _wsgi(create_app(config))
+    start_reaper(config)
     # Ctrl-C and SIGTERM stop it cleanly with status 0, as they do the other servers.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with (

@@ -22,6 +22,7 @@ from creamery.files import NOSNIFF, header, location, send_text
 from creamery.guard import Denial, Guard, action_for
 from creamery.index import METADATA, Index
 from creamery.journal import Journal
+from creamery.limits import NO_BODY, Limits, TimedBody
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
@@ -47,6 +48,9 @@ class Creamery:
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
         self.guard = Guard(config)
         self.observer = Observer(config)
+        self.limits = Limits(
+            config.max_client_requests, config.body_timeout, self.prefix + config.health_endpoint
+        )
         self.small_files = files.SmallFiles()
         self.mirror: Any = None
         if config.mirror:
@@ -109,11 +113,22 @@ class Creamery:
             return
         if kind != "http":
             return
+        # The per-client count, inline: this runs before every request, hot paths included.
+        limits = self.limits
+        client = scope.get("client")
+        address: str = client[0] if client else ""
+        count = limits.in_progress.get(address, 0)
+        counted = count < limits.cap or scope["path"] == limits.exempt
+        if counted:
+            limits.in_progress[address] = count + 1
+            handler = self._handle if scope["method"] in NO_BODY else self._timed
+        else:
+            handler = self._refuse
         try:
             if self.observer.active():
-                await self.observer.observe(self._handle, scope, receive, send)
+                await self.observer.observe(handler, scope, receive, send)
             else:
-                await self._handle(scope, receive, send)
+                await handler(scope, receive, send)
         except Exception as error:
             if is_client_error(error):  # the client's mistake, or it went away: never a 500
                 with contextlib.suppress(Exception):
@@ -123,6 +138,33 @@ class Creamery:
                 log_error(self.config, scope, error)
             with contextlib.suppress(Exception):  # fails when the response had started
                 await send_text(send, 500, "Internal Server Error: see the server's log")
+        finally:
+            if counted:
+                count = limits.in_progress[address] - 1
+                if count:
+                    limits.in_progress[address] = count
+                else:  # addresses that have gone leave nothing behind
+                    del limits.in_progress[address]
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Past --max-client-requests: 429."""
+        await self.limits.refuse(send, _client(scope))
+
+    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request that may carry a body: one that stalls ends with 408 (--body-timeout)."""
+        limits = self.limits
+        if not limits.body_timeout:
+            await self._handle(scope, receive, send)
+            return
+        timed = TimedBody(receive, send, limits.body_timeout)
+        try:
+            await self._handle(scope, timed.receive, timed.send)
+        except Exception:
+            if not timed.timed_out:  # anything raised after a timeout is its consequence
+                raise
+        if timed.timed_out:
+            limits.report_body_timeout(_client(scope), scope["method"], scope["path"])
+            await timed.finish()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -324,11 +366,13 @@ def create_app(config: Config) -> Creamery:
 
 def app_from_env() -> Creamery:
     """Factory for server workers: the CLI passes the configuration in the environment."""
-    from creamery.server import CONFIG_ENV
+    from creamery.server import CONFIG_ENV, start_reaper
 
     config = Config.from_json(os.environ[CONFIG_ENV])
     if config.log_conf is not None:
         from creamery.logs import apply_log_conf
 
         apply_log_conf(config.log_conf)
-    return create_app(config)
+    app = create_app(config)
+    start_reaper(config)  # only servers load the app this way: this process accepts connections
+    return app
