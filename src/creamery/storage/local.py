@@ -6,12 +6,16 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from creamery.storage import ChangeCallback, StoredFile
+from creamery.storage import ChangeCallback, StoredFile, Watch, inotify
 
 log = logging.getLogger("creamery.storage")
+
+_RACY_NS = 2_000_000_000  # coarser than any file system's directory timestamps (FAT: 2 s)
+Listed = dict[str, tuple[int, int]]  # directory -> (its mtime_ns, time.time_ns() when listed)
 
 
 def is_hidden(relpath: str) -> bool:
@@ -30,22 +34,25 @@ def is_safe_relpath(relpath: str) -> bool:
 class LocalStorage:
     def __init__(self, roots: tuple[Path, ...]) -> None:
         self.roots = tuple(Path(r) for r in roots)
+        self._listed: Listed = {}  # every directory the last scan listed
 
     # ------------------------------------------------------------------ reading
 
     def scan(self) -> Iterator[StoredFile]:
         seen: set[str] = set()
+        listed: Listed = {}
         for root in self.roots:
-            for stored in _walk(root, root):
+            for stored in _walk(root, root, listed):
                 if stored.relpath not in seen:
                     seen.add(stored.relpath)
                     yield stored
+        self._listed = listed
 
     def scan_under(self, relpath: str) -> Iterator[StoredFile]:
         for root in self.roots:
             top = root / relpath
             if top.is_dir():
-                yield from _walk(root, top)
+                yield from _walk(root, top, self._listed)
 
     def stat(self, relpath: str) -> StoredFile | None:
         if not is_safe_relpath(relpath):
@@ -139,58 +146,134 @@ class LocalStorage:
 
     # ------------------------------------------------------------------ change events
 
-    def watch(self, on_change: ChangeCallback) -> Callable[[], None] | None:
-        try:
-            from watchdog import events
-            from watchdog.events import FileSystemEvent, FileSystemEventHandler
-            from watchdog.observers import Observer
-        except ImportError:  # pragma: no cover - watchdog is a dependency
-            return None
-        # Only writes, moves and deletes: subscribing to opens and closes-after-read would make
-        # every download wake this thread (and cost the kernel an event per read).
-        wanted: list[type[FileSystemEvent]] = [
-            events.FileCreatedEvent,
-            events.FileModifiedEvent,
-            events.FileClosedEvent,
-            events.FileDeletedEvent,
-            events.FileMovedEvent,
-            events.DirCreatedEvent,
-            events.DirDeletedEvent,
-            events.DirMovedEvent,
-        ]
-        storage = self
+    def watch(self, on_change: ChangeCallback, on_overflow: Callable[[], None]) -> Watch | None:
+        def changed(paths: list[str]) -> None:
+            relpaths = [self.locate(p) for p in paths]
+            visible = [r for r in relpaths if r is not None and not is_hidden(r)]
+            if visible:
+                on_change(visible)
 
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-                relpaths = [storage.locate(os.fsdecode(p)) for p in paths if p]
-                changed = [r for r in relpaths if r is not None and not is_hidden(r)]
-                if changed:
-                    on_change(changed)
+        if inotify.available():
+            try:
+                return InotifyWatch(self.roots, changed, on_overflow)
+            except OSError as error:
+                log.warning("inotify unavailable (%s); trying watchdog", error)
+        return _watchdog(self.roots, changed)
 
-        observer = Observer()
-        try:
-            for root in self.roots:
-                observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
-            observer.start()
-        except OSError as error:
-            log.warning("file-system events unavailable (%s); relying on periodic rescans", error)
-            return None
-
-        def stop() -> None:
-            observer.stop()
-            observer.join(timeout=2)
-
-        return stop
+    def directories_changed(self) -> bool:
+        for directory, (mtime_ns, listed_ns) in list(self._listed.items()):
+            try:
+                st = os.stat(directory)
+            except OSError:
+                return True
+            # A change within the same timestamp tick as the listing leaves mtime alone: a
+            # directory listed less than _RACY_NS after its mtime counts as changed.
+            if st.st_mtime_ns != mtime_ns or listed_ns - mtime_ns < _RACY_NS:
+                return True
+        return False
 
 
-def _walk(root: Path, top: Path) -> Iterator[StoredFile]:
+class InotifyWatch:
+    """Linux inotify (`storage/inotify.py`): synchronous where every root is a local file system."""
+
+    def __init__(
+        self, roots: tuple[Path, ...], on_change: ChangeCallback, on_overflow: Callable[[], None]
+    ) -> None:
+        self._inotify = inotify.Inotify([str(r) for r in roots], on_change, on_overflow)
+        remote = [r for r in roots if _is_network_file_system(r)]
+        if remote:
+            log.info(
+                "%s on a network file system: changes made elsewhere are found before a 404 "
+                "or a listing, and by rescans",
+                ", ".join(map(str, remote)),
+            )
+        self._local = not remote
+
+    @property
+    def synchronous(self) -> bool:
+        return self._local and self._inotify.complete
+
+    def pending(self) -> bool:
+        return self._inotify.pending()
+
+    def drain(self) -> None:
+        self._inotify.drain()
+
+    def stop(self) -> None:
+        self._inotify.stop()
+
+
+def _is_network_file_system(root: Path) -> bool:
+    kind = inotify.file_system_type(str(root))
+    return kind is None or kind in inotify.NETWORK_FILE_SYSTEMS
+
+
+class WatchdogWatch:
+    """watchdog where inotify is missing (macOS, Windows): events arrive late, never drained."""
+
+    synchronous = False
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self.stop = stop
+
+    def pending(self) -> bool:
+        return False
+
+    def drain(self) -> None:
+        return None
+
+
+def _watchdog(roots: tuple[Path, ...], changed: ChangeCallback) -> Watch | None:
+    try:
+        from watchdog import events
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+    except ImportError:  # pragma: no cover - watchdog is a dependency
+        return None
+    # Only writes, moves and deletes: subscribing to opens and closes-after-read would make
+    # every download wake this thread (and cost the kernel an event per read).
+    wanted: list[type[FileSystemEvent]] = [
+        events.FileCreatedEvent,
+        events.FileModifiedEvent,
+        events.FileClosedEvent,
+        events.FileDeletedEvent,
+        events.FileMovedEvent,
+        events.DirCreatedEvent,
+        events.DirDeletedEvent,
+        events.DirMovedEvent,
+    ]
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+            changed([os.fsdecode(p) for p in paths if p])
+
+    observer = Observer()
+    try:
+        for root in roots:
+            observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
+        observer.start()
+    except OSError as error:
+        log.warning("file-system events unavailable (%s); relying on periodic rescans", error)
+        return None
+
+    def stop() -> None:
+        observer.stop()
+        observer.join(timeout=2)
+
+    return WatchdogWatch(stop)
+
+
+def _walk(root: Path, top: Path, listed: Listed) -> Iterator[StoredFile]:
+    """Every visible file below *top*; records each directory's mtime in *listed*."""
     stack = [str(top)]
     root_text = str(root)
     root_len = len(root_text) + 1
     while stack:
         directory = stack.pop()
         try:
+            # Before listing: a change made while listing leaves a newer mtime behind.
+            listed[directory] = (os.stat(directory).st_mtime_ns, time.time_ns())
             entries = os.scandir(directory)
         except OSError as error:
             log.warning("can't list %s: %s", directory, error.strerror)
