@@ -59,6 +59,7 @@ class Index:
         self.generation = 0  # bumped on every change
         self._project_generation: dict[str | None, int] = {}
         self._lock = threading.RLock()
+        self._unreported_lock = threading.Lock()
 
     # ------------------------------------------------------------------ building and updating
 
@@ -92,6 +93,19 @@ class Index:
         if changed:
             log.info("rescan found %d changes", len(changed))
             self.refresh(changed)
+
+    def catch_up_unreported(self) -> None:
+        """Find changes no event reported (no watch, a network file system) before a 404 or a
+        listing: one `stat` per directory, and a rescan only when one of them changed."""
+        with self._unreported_lock:  # concurrent callers share one rescan
+            if self.storage.directories_changed():
+                self.rescan()
+
+    def look_for(self, relpaths: list[str]) -> None:
+        """Before a 404: index any of these files that is on disk but not known (yet)."""
+        found = [r for r in relpaths if r not in self.files and self.storage.stat(r) is not None]
+        if found:
+            self.refresh(found)
 
     def _refresh_one(self, relpath: str) -> set[str]:
         touched: set[str] = set()

@@ -1,0 +1,123 @@
+"""Read-after-copy: a file copied into the directory is served by the very next request.
+
+pypiserver rescans per request, so tools that `cp` a file and then install it work there; with
+an index kept in memory, the copy's events must be applied before the request is answered (or,
+without events, a 404 and a listing must look on disk first).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from dists import write_wheel
+
+ROUNDS = 200
+
+
+def _staged_wheels(staging: Path, count: int) -> list[Path]:
+    staging.mkdir()
+    return [
+        staging / write_wheel(str(staging), f"proj{n}", "1.0", f"Name: proj{n}\nVersion: 1.0\n", {})
+        for n in range(count)
+    ]
+
+
+def _welcome_count(client: httpx.Client) -> int:
+    page = client.get("/")
+    assert page.status_code == 200
+    found = re.search(r"serving (\d+) packages", page.text)
+    assert found, page.text
+    return int(found.group(1))
+
+
+def _copy_then_read(client: httpx.Client, root: Path, wheels: list[Path]) -> list[str]:
+    """Copy each wheel, then ask for it at once; every miss, described."""
+    misses: list[str] = []
+    before = _welcome_count(client)
+    for n, wheel in enumerate(wheels):
+        shutil.copy(wheel, root)
+        project = client.get(f"/simple/proj{n}/")
+        if project.status_code != 200 or wheel.name not in project.text:
+            misses.append(f"/simple/proj{n}/ answered {project.status_code}")
+        listing = client.get("/simple/")
+        if f'href="proj{n}/"' not in listing.text:
+            misses.append(f"/simple/ lacks proj{n}")
+        download = client.get(f"/packages/{wheel.name}")
+        if download.status_code != 200 or download.content != wheel.read_bytes():
+            misses.append(f"/packages/{wheel.name} answered {download.status_code}")
+        if _welcome_count(client) != before + n + 1:
+            misses.append(f"the welcome page's count after proj{n} is stale")
+    return misses
+
+
+@pytest.mark.parametrize(
+    "watch",
+    [
+        pytest.param((), id="events"),
+        pytest.param(("--disable-watch",), id="no-events"),
+    ],
+)
+def test_a_copied_file_is_served_by_the_next_request(run_server, tmp_path, watch) -> None:
+    root = tmp_path / "packages"
+    root.mkdir()
+    wheels = _staged_wheels(tmp_path / "staging", ROUNDS)
+    # No periodic rescan: only the events (or the checks before a 404 and a listing) can help.
+    args = ("--rescan-interval", "0", "--disable-fallback", *watch)
+    with run_server([root], *args) as server, server.client() as client:
+        misses = _copy_then_read(client, root, wheels)
+    assert misses == [], f"{len(misses)} misses, first: {misses[:5]}"
+
+
+def test_a_file_added_to_a_listed_project_is_on_its_page(run_server, tmp_path) -> None:
+    """A page hit cannot stat anything: the queued events are applied before it is answered."""
+    root = tmp_path / "packages"
+    root.mkdir()
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    names = [
+        write_wheel(str(staging), "growing", f"1.{n}", f"Name: growing\nVersion: 1.{n}\n", {})
+        for n in range(ROUNDS)
+    ]
+    shutil.copy(staging / names[0], root)
+    with (
+        run_server([root], "--rescan-interval", "0") as server,
+        server.client() as client,
+    ):
+        assert names[0] in client.get("/simple/growing/").text
+        misses = []
+        for name in names[1:]:
+            (root / name).write_bytes((staging / name).read_bytes())
+            if name not in client.get("/simple/growing/").text:
+                misses.append(name)
+            # A file removed is gone from the page at once, too.
+            (root / name).unlink()
+            if name in client.get("/simple/growing/").text:
+                misses.append(f"{name} (removed)")
+    assert misses == [], f"{len(misses)} stale pages, first: {misses[:5]}"
+
+
+def test_a_file_in_a_new_subdirectory_is_found(run_server, tmp_path) -> None:
+    """A directory made and filled at once: its files predate its watch."""
+    root = tmp_path / "packages"
+    root.mkdir()
+    staging = tmp_path / "staging"
+    wheels = _staged_wheels(staging, 20)
+    with run_server([root], "--rescan-interval", "0") as server, server.client() as client:
+        for n, wheel in enumerate(wheels):
+            subdirectory = root / f"dir{n}" / "deeper"
+            subdirectory.mkdir(parents=True)
+            shutil.copy(wheel, subdirectory)
+            page = client.get(f"/simple/proj{n}/")
+            assert page.status_code == 200 and wheel.name in page.text, n
+            assert client.get(f"/packages/dir{n}/deeper/{wheel.name}").status_code == 200
+        # A whole tree moved in from outside the root.
+        outside = tmp_path / "outside" / "tree"
+        outside.mkdir(parents=True)
+        extra = write_wheel(str(outside), "moved-in", "1.0", "Name: moved-in\nVersion: 1.0\n", {})
+        (outside.parent).rename(root / "moved")
+        assert client.get(f"/packages/moved/tree/{extra}").status_code == 200
+        assert client.get("/simple/moved-in/").status_code == 200
