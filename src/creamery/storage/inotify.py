@@ -127,6 +127,8 @@ class Inotify:
         self.tops = tuple(tops)
         for top in self.tops:
             self._watch_tree(top, required=True)
+        self._poller = select.poll()  # a poll object: half the cost of select.select
+        self._poller.register(fd, select.POLLIN)
         self._stop_r, self._stop_w = os.pipe()
         self._thread = threading.Thread(target=self._run, name="creamery-inotify", daemon=True)
         self._thread.start()
@@ -137,8 +139,11 @@ class Inotify:
         """True when events are queued or being applied (one zero-timeout select, no I/O)."""
         # In this order: a batch leaves the descriptor only while the lock is held, so "not
         # readable", then "not locked", proves the batch read before was applied.
-        readable, _, _ = select.select([self._fd], [], [], 0)
-        return bool(readable) or self._lock.locked()
+        try:
+            readable = bool(self._poller.poll(0))
+        except RuntimeError:  # polled by another thread at this moment: assume events
+            return True
+        return readable or self._lock.locked()
 
     def drain(self) -> None:
         """Apply every event queued so far; returns when they are in the index."""
@@ -207,7 +212,8 @@ class Inotify:
     def _directory_event(self, mask: int, path: str) -> None:
         if mask & (IN_MOVED_FROM | IN_DELETE):
             self._forget_tree(path)
-        if mask & (IN_CREATE | IN_MOVED_TO):
+        hidden = path.rpartition("/")[2].startswith(".")  # our state directory, for one
+        if mask & (IN_CREATE | IN_MOVED_TO) and not hidden:
             # Files put in it before this watch existed are found by the caller's rescan of
             # the directory (its path is reported too).
             self._watch_tree(path, required=False)
