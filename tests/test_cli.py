@@ -158,6 +158,7 @@ def test_every_run_flag(root: Path, tmp_path: Path) -> None:
             str(tmp_path / "cache"),
             "--rescan-interval",
             "0",
+            "--disable-watch",
             "--max-upload-size",
             "500M",
             str(root),
@@ -179,6 +180,7 @@ def test_every_run_flag(root: Path, tmp_path: Path) -> None:
     assert config.workers == 4
     assert config.cache_dir == tmp_path / "cache"
     assert config.rescan_interval == 0
+    assert not config.watch
     assert config.max_upload_size == 500 << 20
 
 

@@ -7,8 +7,11 @@ without events, a 404 and a listing must look on disk first).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import struct
+import time
 from pathlib import Path
 
 import httpx
@@ -121,3 +124,76 @@ def test_a_file_in_a_new_subdirectory_is_found(run_server, tmp_path) -> None:
         (outside.parent).rename(root / "moved")
         assert client.get(f"/packages/moved/tree/{extra}").status_code == 200
         assert client.get("/simple/moved-in/").status_code == 200
+
+
+# ----------------------------------------------------------------------------- in-process units
+
+
+def test_inotify_drain_applies_what_is_queued_without_waiting(tmp_path: Path) -> None:
+    inotify = pytest.importorskip("creamery.storage.inotify")
+    if not inotify.available():
+        pytest.skip("no inotify here")
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    seen: list[str] = []
+    overflows: list[bool] = []
+    watch = inotify.Inotify([str(root)], seen.extend, lambda: overflows.append(True))
+    try:
+        with watch._lock:  # hold the background thread off: the request's side must do it
+            (root / "sub" / "a.whl").write_bytes(b"x")
+            assert watch.pending()
+        watch.drain()
+        assert f"{root}/sub/a.whl" in seen
+        # Nothing queued any more, once the batch is applied.
+        deadline = time.monotonic() + 5
+        while watch.pending():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        # A directory made and filled at once is reported (its files are found by a rescan
+        # of it), and watched from then on; hidden directories are neither.
+        seen.clear()
+        (root / "new" / "deeper").mkdir(parents=True)
+        (root / ".hidden").mkdir()
+        watch.drain()
+        assert f"{root}/new" in seen
+        (root / "new" / "deeper" / "b.whl").write_bytes(b"y")
+        (root / ".hidden" / "c.whl").write_bytes(b"z")
+        watch.drain()
+        assert f"{root}/new/deeper/b.whl" in seen
+        assert not any(".hidden/" in p for p in seen)
+        assert overflows == []
+    finally:
+        watch.stop()
+
+
+def test_parse_reads_packed_inotify_events() -> None:
+    from creamery.storage.inotify import IN_CREATE, IN_ISDIR, _parse
+
+    packed = struct.pack("iIII", 1, IN_CREATE, 0, 8) + b"a.whl\0\0\0"
+    packed += struct.pack("iIII", 2, IN_CREATE | IN_ISDIR, 0, 0)
+    assert _parse(packed) == [(1, IN_CREATE, 0, "a.whl"), (2, IN_CREATE | IN_ISDIR, 0, "")]
+
+
+def test_directories_changed_sees_a_new_file_even_within_one_timestamp_tick(
+    tmp_path: Path,
+) -> None:
+    from creamery.storage.local import LocalStorage
+
+    storage = LocalStorage((tmp_path,))
+    (tmp_path / "sub").mkdir()
+    list(storage.scan())
+    # Listed just now: a change in the same tick could not move the mtime, so it counts.
+    assert storage.directories_changed()
+    old = time.time_ns() - 10_000_000_000
+    for directory in (tmp_path, tmp_path / "sub"):
+        os.utime(directory, ns=(old, old))
+    list(storage.scan())
+    assert not storage.directories_changed()
+    (tmp_path / "sub" / "x-1.0.tar.gz").write_bytes(b"")
+    assert storage.directories_changed()
+    list(storage.scan())
+    os.utime(tmp_path / "sub", ns=(old, old))
+    list(storage.scan())
+    assert not storage.directories_changed()
+    (tmp_path / "sub").rename(tmp_path / "moved")
+    assert storage.directories_changed()
