@@ -174,26 +174,34 @@ def test_parse_reads_packed_inotify_events() -> None:
     assert _parse(packed) == [(1, IN_CREATE, 0, "a.whl"), (2, IN_CREATE | IN_ISDIR, 0, "")]
 
 
-def test_directories_changed_sees_a_new_file_even_within_one_timestamp_tick(
+def test_changed_listings_see_a_new_file_even_within_one_timestamp_tick(
     tmp_path: Path,
 ) -> None:
-    from creamery.storage.local import LocalStorage
+    from creamery.storage.local import Listing, LocalStorage
 
     storage = LocalStorage((tmp_path,))
     (tmp_path / "sub").mkdir()
-    list(storage.scan())
-    # Listed just now: a change in the same tick could not move the mtime, so it counts.
-    assert storage.directories_changed()
     old = time.time_ns() - 10_000_000_000
+    os.utime(tmp_path / "sub", ns=(old, old))
+    soon = time.time_ns() + 1_000_123  # listed within a tick of this mtime, whatever the load
+    os.utime(tmp_path, ns=(soon, soon))
+    list(storage.scan())
+    # Listed within a tick of its mtime: a change in that tick leaves no trace, so it counts.
+    assert storage.changed_listings() == [Listing("", set(), [])]
     for directory in (tmp_path, tmp_path / "sub"):
         os.utime(directory, ns=(old, old))
     list(storage.scan())
-    assert not storage.directories_changed()
+    assert storage.changed_listings() == []
     (tmp_path / "sub" / "x-1.0.tar.gz").write_bytes(b"")
-    assert storage.directories_changed()
+    (tmp_path / "sub" / "new" / "deeper").mkdir(parents=True)
+    (tmp_path / "sub" / ".hidden").write_bytes(b"")
+    assert storage.changed_listings() == [Listing("sub", {"x-1.0.tar.gz"}, ["sub/new"])]
+    for directory in (tmp_path / "sub", tmp_path / "sub/new", tmp_path / "sub/new/deeper"):
+        os.utime(directory, ns=(old, old))
     list(storage.scan())
-    os.utime(tmp_path / "sub", ns=(old, old))
-    list(storage.scan())
-    assert not storage.directories_changed()
+    assert storage.changed_listings() == []
     (tmp_path / "sub").rename(tmp_path / "moved")
-    assert storage.directories_changed()
+    assert {(listing.relpath, listing.files is None) for listing in storage.changed_listings()} >= {
+        ("", False),
+        ("sub", True),
+    }

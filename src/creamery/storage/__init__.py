@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class StoredFile(NamedTuple):
@@ -69,7 +69,8 @@ class Storage(Protocol):
         """
         ...
 
-    def directories_changed(self) -> bool:
-        """True when a directory may have changed since the last scan listed it: a change that
-        no event reported (no watch, a network file system). One `stat` per directory."""
+    def changed_listings(self) -> Sequence[Any]:
+        """The directories that may have changed since they were last listed (changes that no
+        event reported: no watch, a network file system), listed again by name. One `stat`
+        per directory, one listing (no `stat` per file) per changed directory."""
         ...

@@ -9,12 +9,17 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from creamery.storage import ChangeCallback, StoredFile, Watch, inotify
 
 log = logging.getLogger("creamery.storage")
 
-_RACY_NS = 2_000_000_000  # coarser than any file system's directory timestamps (FAT: 2 s)
+# A change within one timestamp tick of a listing leaves the directory's mtime alone, so a
+# directory listed within a tick of its mtime counts as changed. Timestamps with sub-second
+# digits come from a fine clock (a jiffy, a few ms); whole seconds may mean 1-2 s ticks (FAT).
+_RACY_FINE_NS = 50_000_000
+_RACY_COARSE_NS = 2_000_000_000
 Listed = dict[str, tuple[int, int]]  # directory -> (its mtime_ns, time.time_ns() when listed)
 
 
@@ -160,17 +165,72 @@ class LocalStorage:
                 log.warning("inotify unavailable (%s); trying watchdog", error)
         return _watchdog(self.roots, changed)
 
-    def directories_changed(self) -> bool:
+    def changed_listings(self) -> list[Listing]:
+        listings: list[Listing] = []
         for directory, (mtime_ns, listed_ns) in list(self._listed.items()):
             try:
                 st = os.stat(directory)
             except OSError:
-                return True
-            # A change within the same timestamp tick as the listing leaves mtime alone: a
-            # directory listed less than _RACY_NS after its mtime counts as changed.
-            if st.st_mtime_ns != mtime_ns or listed_ns - mtime_ns < _RACY_NS:
-                return True
+                st = None
+            unchanged = st is not None and st.st_mtime_ns == mtime_ns
+            if unchanged and listed_ns - mtime_ns >= _racy_window(mtime_ns):
+                continue
+            listing = self._list(directory)
+            if listing is not None:
+                listings.append(listing)
+        return listings
+
+    def _list(self, directory: str) -> Listing | None:
+        """The visible files and the directories not listed before, of one directory."""
+        root = next((r for r in map(str, self.roots) if _is_below(directory, r)), None)
+        if root is None:
+            return None
+        relative = directory[len(root) + 1 :].replace(os.sep, "/")
+        files: set[str] = set()
+        new_directories: list[str] = []
+        try:
+            self._listed[directory] = (os.stat(directory).st_mtime_ns, time.time_ns())
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if _is_dir(entry):
+                        if entry.path not in self._listed:
+                            new_directories.append(_join(relative, entry.name))
+                    else:
+                        files.add(entry.name)
+        except OSError:
+            self._listed.pop(directory, None)
+            return Listing(relative, None, [])
+        return Listing(relative, files, new_directories)
+
+
+class Listing(NamedTuple):
+    """One directory as it is now: its visible file names (None: it is gone), and the
+    relpaths of the subdirectories that no scan listed yet."""
+
+    relpath: str  # "" for a root
+    files: set[str] | None
+    new_directories: list[str]
+
+
+def _is_below(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory}/{name}" if directory else name
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
         return False
+
+
+def _racy_window(mtime_ns: int) -> int:
+    return _RACY_COARSE_NS if mtime_ns % 1_000_000_000 == 0 else _RACY_FINE_NS
 
 
 class InotifyWatch:
