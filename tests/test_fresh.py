@@ -205,3 +205,23 @@ def test_changed_listings_see_a_new_file_even_within_one_timestamp_tick(
         ("", False),
         ("sub", True),
     }
+
+
+def test_every_worker_serves_a_copied_file_at_once(run_server, tmp_path) -> None:
+    """Each worker applies its own queued events: a new connection may land on any of them.
+
+    (A guard for several workers; the race itself is caught on one keep-alive connection.)
+    """
+    root = tmp_path / "packages"
+    root.mkdir()
+    wheels = _staged_wheels(tmp_path / "staging", 20)
+    close = {"connection": "close"}
+    with run_server([root], "--workers", "2", "--rescan-interval", "0") as server:
+        misses = []
+        for n, wheel in enumerate(wheels):
+            shutil.copy(wheel, root)
+            for _ in range(2):
+                page = httpx.get(f"{server.url}/simple/proj{n}/", headers=close, timeout=10)
+                if page.status_code != 200 or wheel.name not in page.text:
+                    misses.append(f"proj{n}: {page.status_code}")
+    assert misses == [], f"{len(misses)} misses, first: {misses[:5]}"
