@@ -52,6 +52,9 @@ def _copy_then_read(client: httpx.Client, root: Path, wheels: list[Path]) -> lis
         download = client.get(f"/packages/{wheel.name}")
         if download.status_code != 200 or download.content != wheel.read_bytes():
             misses.append(f"/packages/{wheel.name} answered {download.status_code}")
+        metadata = client.get(f"/pypi/proj{n}/json")
+        if metadata.status_code != 200:
+            misses.append(f"/pypi/proj{n}/json answered {metadata.status_code}")
         if _welcome_count(client) != before + n + 1:
             misses.append(f"the welcome page's count after proj{n} is stale")
     return misses
@@ -225,3 +228,18 @@ def test_every_worker_serves_a_copied_file_at_once(run_server, tmp_path) -> None
                 if page.status_code != 200 or wheel.name not in page.text:
                     misses.append(f"proj{n}: {page.status_code}")
     assert misses == [], f"{len(misses)} misses, first: {misses[:5]}"
+
+
+def test_without_events_a_download_of_a_copied_file_looks_on_disk(run_server, tmp_path) -> None:
+    """A 404 is never answered for a file that is there: the miss `stat`s it in each root."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    wheels = _staged_wheels(tmp_path / "staging", 20)
+    args = ("--rescan-interval", "0", "--disable-watch")
+    with run_server([first, second], *args) as server, server.client() as client:
+        for n, wheel in enumerate(wheels):
+            shutil.copy(wheel, second if n % 2 else first)
+            download = client.get(f"/packages/{wheel.name}")
+            assert download.status_code == 200 and download.content == wheel.read_bytes(), n
+        assert client.get("/packages/proj-none-1.0-py3-none-any.whl").status_code == 404
