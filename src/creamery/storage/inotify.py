@@ -12,7 +12,6 @@ made before the check is in the index, and the check costs one `poll` (no file-s
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -74,10 +73,13 @@ OnChange = Callable[[list[str]], None]
 
 
 def _libc() -> ctypes.CDLL | None:
+    # The running interpreter's own symbols include the C library's (glibc or musl); no
+    # ctypes.util.find_library, which may spawn ldconfig at import time.
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         libc.inotify_init1  # noqa: B018 - raises AttributeError where there is no inotify
-    except (OSError, AttributeError):
+        libc.inotify_add_watch  # noqa: B018
+    except (OSError, AttributeError, TypeError):  # TypeError: Windows has no CDLL(None)
         return None
     return libc
 
