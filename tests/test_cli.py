@@ -162,6 +162,7 @@ def test_every_run_flag(root: Path, tmp_path: Path) -> None:
             str(tmp_path / "cache"),
             "--rescan-interval",
             "0",
+            "--disable-watch",
             "--max-upload-size",
             "500M",
             *("--max-connections", "64", "--header-timeout", "2.5", "--body-timeout", "0"),
@@ -185,6 +186,7 @@ def test_every_run_flag(root: Path, tmp_path: Path) -> None:
     assert config.workers == 4
     assert config.cache_dir == tmp_path / "cache"
     assert config.rescan_interval == 0
+    assert not config.watch
     assert config.max_upload_size == 500 << 20
     assert (config.max_connections, config.header_timeout, config.body_timeout) == (64, 2.5, 0)
     assert config.max_client_requests == 0 and config.reuse_port

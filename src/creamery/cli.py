@@ -257,6 +257,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between safety rescans of the directories; 0 disables",
     )
     parser.add_argument(
+        "--disable-watch",
+        action="store_true",
+        help="don't watch the directories for file-system events (rescans and checks only)",
+    )
+    parser.add_argument(
         "--metrics", action="store_true", help="expose Prometheus metrics at /metrics"
     )
     parser.add_argument(
@@ -611,6 +616,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         workers=args.workers,
         cache_dir=_path(args.cache_dir),
         rescan_interval=args.rescan_interval,
+        watch=not args.disable_watch,
         max_upload_size=args.max_upload_size,
         metrics=args.metrics,
         log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),

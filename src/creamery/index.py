@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -59,6 +60,8 @@ class Index:
         self.generation = 0  # bumped on every change
         self._project_generation: dict[str | None, int] = {}
         self._lock = threading.RLock()
+        self._unreported_lock = threading.Lock()  # concurrent callers share one rescan
+        self._unreported_look_started = 0.0
 
     # ------------------------------------------------------------------ building and updating
 
@@ -92,6 +95,44 @@ class Index:
         if changed:
             log.info("rescan found %d changes", len(changed))
             self.refresh(changed)
+
+    def catch_up_unreported(self) -> None:
+        """Find changes no event reported (no watch, a network file system) before a 404 or a
+        listing: one `stat` per directory, and the names of those that changed listed again.
+        Files replaced under the same name are left to events and the periodic rescan."""
+        arrived = time.monotonic()
+        with self._unreported_lock:
+            if self._unreported_look_started > arrived:
+                return  # a look that began after this call arrived has just finished
+            self._unreported_look_started = time.monotonic()
+            listings = self.storage.changed_listings()
+            if listings:
+                self.refresh(self._differences(listings))
+
+    def _differences(self, listings: Iterable[Any]) -> list[str]:
+        with self._lock:
+            known = list(self.files)
+        by_directory: dict[str, set[str]] = {}
+        for relpath in known:
+            directory, _, name = relpath.rpartition("/")
+            by_directory.setdefault(directory, set()).add(name)
+        changed: list[str] = []
+        for listing in listings:
+            if listing.files is None:
+                if listing.relpath:
+                    changed.append(listing.relpath)  # gone: refresh forgets what was below
+                continue
+            prefix = listing.relpath + "/" if listing.relpath else ""
+            indexed = by_directory.get(listing.relpath, set())
+            changed += [prefix + name for name in listing.files ^ indexed]
+            changed += listing.new_directories
+        return changed
+
+    def look_for(self, relpaths: list[str]) -> None:
+        """Before a 404: index any of these files that is on disk but not known (yet)."""
+        found = [r for r in relpaths if r not in self.files and self.storage.stat(r) is not None]
+        if found:
+            self.refresh(found)
 
     def _refresh_one(self, relpath: str) -> set[str]:
         touched: set[str] = set()

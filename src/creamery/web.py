@@ -27,6 +27,7 @@ from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
 from creamery.simple_api import Page, make_page, render_project, render_root
+from creamery.storage import Watch
 from creamery.storage.local import LocalStorage
 
 log = logging.getLogger("creamery")
@@ -61,6 +62,7 @@ class Creamery:
         self._started = False
         self._start_lock = threading.Lock()
         self._stoppers: list[Any] = []
+        self._watch: Watch | None = None
         from creamery.routes import build_starlette
 
         self.starlette = build_starlette(self)
@@ -73,9 +75,10 @@ class Creamery:
             if self._started:
                 return
             self.index.load()
-            stop_watch = self.storage.watch(self.index.refresh)
-            if stop_watch is not None:
-                self._stoppers.append(stop_watch)
+            if self.config.watch:
+                self._watch = self.storage.watch(self.index.refresh, self.index.rescan)
+            if self._watch is not None:
+                self._stoppers.append(self._watch.stop)
             if self.config.rescan_interval > 0:
                 self._stoppers.append(self._start_rescans(self.config.rescan_interval))
             self._started = True
@@ -200,15 +203,28 @@ class Creamery:
             if path.startswith("/upstream/") and self.mirror is not None:
                 await self.mirror.download(scope, send, path[10:])
                 return
+        await self.settle()  # listings, JSON API and XML-RPC answers, 404s: all in one place
         await self.starlette(scope, receive, send)
 
     async def _catch_up(self) -> None:
-        """Apply what other workers wrote, so a client reads its own writes on any worker."""
+        """Apply the file-system events already queued (a file copied just before this request)
+        and what other workers wrote, so a client reads its own writes on any worker."""
+        if self._watch is not None and self._watch.pending():
+            await anyio.to_thread.run_sync(self._watch.drain)
         changes = self.journal.poll()
         if changes:
             self.index.refresh(changes)
         elif changes is not None:
             await anyio.to_thread.run_sync(self.index.rescan)
+
+    async def settle(self, *relpaths: str) -> None:
+        """Before a 404 or a listing: find the changes that no event reported (no watch, a
+        network file system), and look on disk for *relpaths*. The hits of the hot paths
+        never come here: they stay free of file-system calls."""
+        if relpaths:
+            await anyio.to_thread.run_sync(self.index.look_for, list(relpaths))
+        if self._watch is None or not self._watch.synchronous:
+            await anyio.to_thread.run_sync(self.index.catch_up_unreported)
 
     def record_changes(self, relpaths: list[str]) -> None:
         """After a write: update this worker's index now and tell the other workers."""
@@ -243,6 +259,7 @@ class Creamery:
             )
             return
         if rest == "":
+            await self.settle()
             page = await self._root_page(fmt)
             await self._send_page(scope, send, page)
             return
@@ -258,6 +275,8 @@ class Creamery:
             query_text = query.decode("utf-8", "surrogateescape")  # location() restores the bytes
             await self._redirect(send, 301, target + ("?" + query_text if query else ""))
             return
+        if project not in self.index.projects:
+            await self.settle()  # copied just now? (before the mirror takes it as not hosted)
         if self.mirror is not None and self.mirror.handles(project):
             await self.mirror.serve_project(scope, send, project, fmt)
             return
@@ -331,6 +350,11 @@ class Creamery:
 
     async def download(self, scope: Scope, send: Send, relpath: str) -> None:
         stored = self.index.files.get(relpath)
+        if stored is None and not self._metadata_of_known_wheel(relpath):
+            # Not known: maybe copied just now, by a tool whose event was not reported.
+            owner = relpath[: -len(METADATA)] if relpath.endswith(METADATA) else None
+            await self.settle(*(r for r in (relpath, owner) if r))
+            stored = self.index.files.get(relpath)
         if stored is None and relpath.endswith(METADATA):
             await self._send_metadata(scope, send, relpath[: -len(METADATA)])
             return
@@ -338,6 +362,9 @@ class Creamery:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)")
             return
         await files.send_file(scope, send, stored, self.config.cache_control, self.small_files)
+
+    def _metadata_of_known_wheel(self, relpath: str) -> bool:
+        return relpath.endswith(METADATA) and relpath[: -len(METADATA)] in self.index.dists
 
     async def _send_metadata(self, scope: Scope, send: Send, relpath: str) -> None:
         """PEP 658: the wheel's METADATA, extracted once and cached."""

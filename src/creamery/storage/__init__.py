@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class StoredFile(NamedTuple):
@@ -29,6 +29,26 @@ ChangeCallback = Callable[[list[str]], None]
 """Receives relpaths whose state may have changed (created, modified, deleted or moved)."""
 
 
+class Watch(Protocol):
+    """A running watch on the storage's change events."""
+
+    @property
+    def synchronous(self) -> bool:
+        """True when `drain()` applies every change made on this machine before it was called
+        (Linux inotify on local file systems); False when events arrive late or not at all."""
+        ...
+
+    def pending(self) -> bool:
+        """Cheap (no file-system access): are events queued that are not applied yet?"""
+        ...
+
+    def drain(self) -> None:
+        """Apply the queued events now; returns when they are applied."""
+        ...
+
+    def stop(self) -> None: ...
+
+
 class Storage(Protocol):
     def scan(self) -> Iterator[StoredFile]:
         """Every visible file under every root (first root wins on equal relpaths)."""
@@ -42,9 +62,15 @@ class Storage(Protocol):
         """Every visible file below a directory relpath, in every root."""
         ...
 
-    def watch(self, on_change: ChangeCallback) -> Callable[[], None] | None:
-        """Call *on_change* from a background thread when files change; returns a stopper.
+    def watch(self, on_change: ChangeCallback, on_overflow: Callable[[], None]) -> Watch | None:
+        """Call *on_change* when files change (*on_overflow* when events were lost: rescan).
 
         Returns None when change events are unavailable (the caller then rescans periodically).
         """
+        ...
+
+    def changed_listings(self) -> Sequence[Any]:
+        """The directories that may have changed since they were last listed (changes that no
+        event reported: no watch, a network file system), listed again by name. One `stat`
+        per directory, one listing (no `stat` per file) per changed directory."""
         ...

@@ -6,12 +6,21 @@ import contextlib
 import logging
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
-from creamery.storage import ChangeCallback, StoredFile
+from creamery.storage import ChangeCallback, StoredFile, Watch, inotify
 
 log = logging.getLogger("creamery.storage")
+
+# A change within one timestamp tick of a listing leaves the directory's mtime alone, so a
+# directory listed within a tick of its mtime counts as changed. Timestamps with sub-second
+# digits come from a fine clock (a jiffy, a few ms); whole seconds may mean 1-2 s ticks (FAT).
+_RACY_FINE_NS = 50_000_000
+_RACY_COARSE_NS = 2_000_000_000
+Listed = dict[str, tuple[int, int]]  # directory -> (its mtime_ns, time.time_ns() when listed)
 
 
 def is_hidden(relpath: str) -> bool:
@@ -30,22 +39,25 @@ def is_safe_relpath(relpath: str) -> bool:
 class LocalStorage:
     def __init__(self, roots: tuple[Path, ...]) -> None:
         self.roots = tuple(Path(r) for r in roots)
+        self._listed: Listed = {}  # every directory the last scan listed
 
     # ------------------------------------------------------------------ reading
 
     def scan(self) -> Iterator[StoredFile]:
         seen: set[str] = set()
+        listed: Listed = {}
         for root in self.roots:
-            for stored in _walk(root, root):
+            for stored in _walk(root, root, listed):
                 if stored.relpath not in seen:
                     seen.add(stored.relpath)
                     yield stored
+        self._listed = listed
 
     def scan_under(self, relpath: str) -> Iterator[StoredFile]:
         for root in self.roots:
             top = root / relpath
             if top.is_dir():
-                yield from _walk(root, top)
+                yield from _walk(root, top, self._listed)
 
     def stat(self, relpath: str) -> StoredFile | None:
         if not is_safe_relpath(relpath):
@@ -139,58 +151,189 @@ class LocalStorage:
 
     # ------------------------------------------------------------------ change events
 
-    def watch(self, on_change: ChangeCallback) -> Callable[[], None] | None:
-        try:
-            from watchdog import events
-            from watchdog.events import FileSystemEvent, FileSystemEventHandler
-            from watchdog.observers import Observer
-        except ImportError:  # pragma: no cover - watchdog is a dependency
+    def watch(self, on_change: ChangeCallback, on_overflow: Callable[[], None]) -> Watch | None:
+        def changed(paths: list[str]) -> None:
+            relpaths = [self.locate(p) for p in paths]
+            visible = [r for r in relpaths if r is not None and not is_hidden(r)]
+            if visible:
+                on_change(visible)
+
+        if inotify.available():
+            try:
+                return InotifyWatch(self.roots, changed, on_overflow)
+            except OSError as error:
+                log.warning("inotify unavailable (%s); trying watchdog", error)
+        return _watchdog(self.roots, changed)
+
+    def changed_listings(self) -> list[Listing]:
+        listings: list[Listing] = []
+        for directory, (mtime_ns, listed_ns) in list(self._listed.items()):
+            try:
+                st = os.stat(directory)
+            except OSError:
+                st = None
+            unchanged = st is not None and st.st_mtime_ns == mtime_ns
+            if unchanged and listed_ns - mtime_ns >= _racy_window(mtime_ns):
+                continue
+            listing = self._list(directory)
+            if listing is not None:
+                listings.append(listing)
+        return listings
+
+    def _list(self, directory: str) -> Listing | None:
+        """The visible files and the directories not listed before, of one directory."""
+        root = next((r for r in map(str, self.roots) if _is_below(directory, r)), None)
+        if root is None:
             return None
-        # Only writes, moves and deletes: subscribing to opens and closes-after-read would make
-        # every download wake this thread (and cost the kernel an event per read).
-        wanted: list[type[FileSystemEvent]] = [
-            events.FileCreatedEvent,
-            events.FileModifiedEvent,
-            events.FileClosedEvent,
-            events.FileDeletedEvent,
-            events.FileMovedEvent,
-            events.DirCreatedEvent,
-            events.DirDeletedEvent,
-            events.DirMovedEvent,
-        ]
-        storage = self
-
-        class Handler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-                relpaths = [storage.locate(os.fsdecode(p)) for p in paths if p]
-                changed = [r for r in relpaths if r is not None and not is_hidden(r)]
-                if changed:
-                    on_change(changed)
-
-        observer = Observer()
+        relative = directory[len(root) + 1 :].replace(os.sep, "/")
+        files: set[str] = set()
+        new_directories: list[str] = []
         try:
-            for root in self.roots:
-                observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
-            observer.start()
-        except OSError as error:
-            log.warning("file-system events unavailable (%s); relying on periodic rescans", error)
-            return None
+            self._listed[directory] = (os.stat(directory).st_mtime_ns, time.time_ns())
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    if _is_dir(entry):
+                        if entry.path not in self._listed:
+                            new_directories.append(_join(relative, entry.name))
+                    else:
+                        files.add(entry.name)
+        except OSError:
+            self._listed.pop(directory, None)
+            return Listing(relative, None, [])
+        return Listing(relative, files, new_directories)
 
-        def stop() -> None:
-            observer.stop()
-            observer.join(timeout=2)
 
-        return stop
+class Listing(NamedTuple):
+    """One directory as it is now: its visible file names (None: it is gone), and the
+    relpaths of the subdirectories that no scan listed yet."""
+
+    relpath: str  # "" for a root
+    files: set[str] | None
+    new_directories: list[str]
 
 
-def _walk(root: Path, top: Path) -> Iterator[StoredFile]:
+def _is_below(path: str, root: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory}/{name}" if directory else name
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _racy_window(mtime_ns: int) -> int:
+    return _RACY_COARSE_NS if mtime_ns % 1_000_000_000 == 0 else _RACY_FINE_NS
+
+
+class InotifyWatch:
+    """Linux inotify (`storage/inotify.py`): synchronous where every root is a local file system."""
+
+    def __init__(
+        self, roots: tuple[Path, ...], on_change: ChangeCallback, on_overflow: Callable[[], None]
+    ) -> None:
+        self._inotify = inotify.Inotify([str(r) for r in roots], on_change, on_overflow)
+        remote = [r for r in roots if _is_network_file_system(r)]
+        if remote:
+            log.info(
+                "%s on a network file system: changes made elsewhere are found before a 404 "
+                "or a listing, and by rescans",
+                ", ".join(map(str, remote)),
+            )
+        self._local = not remote
+
+    @property
+    def synchronous(self) -> bool:
+        return self._local and self._inotify.complete
+
+    def pending(self) -> bool:
+        return self._inotify.pending()
+
+    def drain(self) -> None:
+        self._inotify.drain()
+
+    def stop(self) -> None:
+        self._inotify.stop()
+
+
+def _is_network_file_system(root: Path) -> bool:
+    kind = inotify.file_system_type(str(root))
+    return kind is None or kind in inotify.NETWORK_FILE_SYSTEMS
+
+
+class WatchdogWatch:
+    """watchdog where inotify is missing (macOS, Windows): events arrive late, never drained."""
+
+    synchronous = False
+
+    def __init__(self, stop: Callable[[], None]) -> None:
+        self.stop = stop
+
+    def pending(self) -> bool:
+        return False
+
+    def drain(self) -> None:
+        return None
+
+
+def _watchdog(roots: tuple[Path, ...], changed: ChangeCallback) -> Watch | None:
+    try:
+        from watchdog import events
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+    except ImportError:  # pragma: no cover - watchdog is a dependency
+        return None
+    # Only writes, moves and deletes: subscribing to opens and closes-after-read would make
+    # every download wake this thread (and cost the kernel an event per read).
+    wanted: list[type[FileSystemEvent]] = [
+        events.FileCreatedEvent,
+        events.FileModifiedEvent,
+        events.FileClosedEvent,
+        events.FileDeletedEvent,
+        events.FileMovedEvent,
+        events.DirCreatedEvent,
+        events.DirDeletedEvent,
+        events.DirMovedEvent,
+    ]
+
+    class Handler(FileSystemEventHandler):
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            paths = [event.src_path, getattr(event, "dest_path", "") or ""]
+            changed([os.fsdecode(p) for p in paths if p])
+
+    observer = Observer()
+    try:
+        for root in roots:
+            observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
+        observer.start()
+    except OSError as error:
+        log.warning("file-system events unavailable (%s); relying on periodic rescans", error)
+        return None
+
+    def stop() -> None:
+        observer.stop()
+        observer.join(timeout=2)
+
+    return WatchdogWatch(stop)
+
+
+def _walk(root: Path, top: Path, listed: Listed) -> Iterator[StoredFile]:
+    """Every visible file below *top*; records each directory's mtime in *listed*."""
     stack = [str(top)]
     root_text = str(root)
     root_len = len(root_text) + 1
     while stack:
         directory = stack.pop()
         try:
+            # Before listing: a change made while listing leaves a newer mtime behind.
+            listed[directory] = (os.stat(directory).st_mtime_ns, time.time_ns())
             entries = os.scandir(directory)
         except OSError as error:
             log.warning("can't list %s: %s", directory, error.strerror)
