@@ -21,6 +21,7 @@ from creamery import __version__, admin, settings
 from creamery.config import (
     DEFAULT_FALLBACK_URL,
     DEFAULT_ROOT,
+    UPLOAD_POLICIES,
     Config,
     ConfigError,
     check_auth,
@@ -264,6 +265,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_size,
         default=_DEFAULTS.max_upload_size,
         help="largest accepted upload, such as 500M or 2G (default: 1G)",
+    )
+    parser.add_argument(
+        "--upload-policy",
+        type=str.lower,
+        choices=UPLOAD_POLICIES,
+        default=_DEFAULTS.upload_policy,
+        help="which uploads are accepted: strict (PyPI's rules: wheels and .tar.gz/.zip sdists,"
+        " PEP 440 versions) or pypiserver (whatever pypiserver 2.x accepts) (default: strict)",
     )
     group = parser.add_argument_group(
         "configuration",
@@ -560,6 +569,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cache_dir=_path(args.cache_dir),
         rescan_interval=args.rescan_interval,
         max_upload_size=args.max_upload_size,
+        upload_policy=args.upload_policy,
         metrics=args.metrics,
         log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),
         mirror=args.mirror,
