@@ -100,6 +100,28 @@ def test_tar_members_are_counted_as_they_stream(tmp_path: Path) -> None:
     assert found.member == "fine-1.0/PKG-INFO"
 
 
+@pytest.mark.parametrize("fmt", [tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT])
+def test_tar_reader_reads_the_names_tarfile_writes(fmt: int) -> None:
+    names = ["p-1.0/PKG-INFO", f"p-1.0/{'d' * 90}/{'x' * 60}.py", "p-1.0/\u00e9t\u00e9.txt"]
+    if fmt != tarfile.USTAR_FORMAT:
+        names.append(f"p-1.0/{'long' * 50}.py")  # a GNU long name or a pax path
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=fmt) as archive:
+        for index, name in enumerate(names):
+            info = tarfile.TarInfo(name)
+            info.size = index * 300
+            archive.addfile(info, io.BytesIO(b"x" * info.size))
+        folder = tarfile.TarInfo("p-1.0/sub")
+        folder.type = tarfile.DIRTYPE
+        archive.addfile(folder)
+    buffer.seek(0)
+    reader = archives.TarReader(buffer)
+    seen = []
+    while (member := reader.next()) is not None:
+        seen.append((member.name, member.size, member.is_file))
+    assert seen == [(n, i * 300, True) for i, n in enumerate(names)] + [("p-1.0/sub", 0, False)]
+
+
 def test_metadata_size_and_ratio_are_bounded(tmp_path: Path) -> None:
     big = inflating_wheel(tmp_path, "inflated", "1.0", 7_300_000)
     assert big.stat().st_size < 64 << 10
@@ -484,6 +506,12 @@ def test_placed_bombs_are_listed_without_their_metadata(placed: Server) -> None:
 def test_what_pypiserver_lists_is_served_and_removable(placed: Server) -> None:
     assert "test-1.0-py2-py3-none-any.whl" in listed(placed, "test")
     assert "package.zip" in listed(placed, "package")
+    assert listed(placed, "package")["package.zip"]["hashes"]["sha256"]
+    for path in ("/pypi/package/json", "/pypi/test/json", "/packages/", "/", "/simple/package/"):
+        response = HTTP.get(placed.url + path)
+        assert response.status_code == 200, (path, response.status_code, response.text[:200])
+    assert "package.zip" in HTTP.get(placed.url + "/packages/").text
+    assert HTTP.get(placed.url + "/packages/package.zip").content.startswith(b"PK")
     fields = {":action": "remove_pkg", "name": "test", "version": "1.0"}
     response = HTTP.post(placed.url + "/", files={"x": ("", b"")}, data=fields)
     assert response.status_code == 200, response.text

@@ -5,7 +5,7 @@ read from them is bounded before anything large is built in memory:
 
 - a zip's entry count is read from its end-of-central-directory record before `zipfile` parses
   the directory (which costs ~500 bytes of memory per entry);
-- a tar is read as a stream, one member header at a time, never keeping the member list, and
+- a tar is read as a stream, one member header at a time (`TarReader`), keeping nothing, and
   stops at the member limit or when the bytes it decompressed pass the budget;
 - the METADATA / PKG-INFO member is read up to its size limit, never further.
 
@@ -22,7 +22,6 @@ import io
 import lzma
 import os
 import struct
-import tarfile
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,7 +107,7 @@ def inspect(path: Path, filename: str, kind: str, *, complete: bool = False) -> 
             return _inspect_tar(path, filename, wanted, complete=complete)
     except ArchiveError:
         raise
-    except (OSError, EOFError, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError) as error:
+    except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError) as error:
         raise ArchiveError(f"not a valid {fmt} archive ({_reason(error)})") from error
     except (ValueError, struct.error, NotImplementedError, RuntimeError) as error:
         raise ArchiveError(f"not a valid {fmt} archive ({_reason(error)})") from error
@@ -241,34 +240,148 @@ def _inspect_tar(
     with path.open("rb") as raw, _decompressed(raw, compression) as decompressed:
         compressed = raw.seek(0, os.SEEK_END)
         raw.seek(0)
-        budget = _Budget(decompressed, tar_budget(compressed))
-        stream = io.BufferedReader(budget, 1 << 16)
+        reader = TarReader(
+            io.BufferedReader(_Budget(decompressed, tar_budget(compressed)), 1 << 16)
+        )
         found: Inspection | None = None
-        # Stream mode ("r|") reads forward only; `next()` is called directly and the member
-        # list tarfile keeps is emptied as we go, so 300,000 members never sit in memory.
-        with tarfile.open(fileobj=stream, mode="r|") as archive:
-            count = 0
-            while (member := archive.next()) is not None:
-                archive.members.clear()  # type: ignore[attr-defined]
-                count += 1
-                if count > MAX_MEMBERS:
-                    raise ArchiveLimitError(f"more than {MAX_MEMBERS:,} archive members")
-                if found is None and wanted(member.name):
-                    found = Inspection(_read_tar_member(archive, member), member.name)
-                    if not complete:
-                        return found
+        count = 0
+        while (member := reader.next()) is not None:
+            count += 1
+            if count > MAX_MEMBERS:
+                raise ArchiveLimitError(f"more than {MAX_MEMBERS:,} archive members")
+            if found is None and wanted(member.name):
+                found = Inspection(_read_tar_member(reader, member), member.name)
+                if not complete:
+                    return found
         if count == 0:
             raise ArchiveError("not a valid tar archive (no members)")
     return found or Inspection(None, None)
 
 
-def _read_tar_member(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes | None:
-    if not member.isfile():
+def _read_tar_member(reader: TarReader, member: TarMember) -> bytes | None:
+    if not member.is_file:
         return None
     if member.size > MAX_METADATA_SIZE:
         raise ArchiveLimitError(f"{member.name} larger than {_size(MAX_METADATA_SIZE)}")
-    extracted = archive.extractfile(member)
-    return extracted.read(MAX_METADATA_SIZE + 1) if extracted is not None else None
+    return reader.read(member.size)
+
+
+@dataclass(frozen=True, slots=True)
+class TarMember:
+    name: str
+    size: int
+    is_file: bool
+
+
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+_FILE_TYPES = frozenset({b"0", b"\0", b"7"})
+_MAX_EXTENDED_HEADER = 1 << 20  # a GNU long name or a pax header; real ones are tiny
+
+
+class TarReader:
+    """A forward-only reader of tar member headers (ustar, GNU long names, pax).
+
+    `tarfile` costs about 40 µs a member and keeps every member in a list; this reads only the
+    name, type and size of each (a few µs), keeps nothing, and skips the data as it goes.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._unread = 0  # data bytes (with padding) of the current member not read yet
+
+    def next(self) -> TarMember | None:
+        self._skip(self._unread)
+        long_name: str | None = None
+        while True:
+            header = self._stream.read(_BLOCK)
+            if not header or header == _ZERO_BLOCK:
+                return None
+            if len(header) < _BLOCK:
+                raise ArchiveError("not a valid tar archive (truncated header)")
+            _check_checksum(header)
+            size = _number(header[124:136])
+            kind = header[156:157]
+            padded = size + (-size % _BLOCK)
+            if kind in (b"L", b"x", b"g"):  # a header for the next member, or a global one
+                if size > _MAX_EXTENDED_HEADER:
+                    raise ArchiveError("not a valid tar archive (oversized extended header)")
+                data = self._exactly(padded)[:size]
+                if kind == b"L":
+                    long_name = _text(data.split(b"\0", 1)[0])
+                elif kind == b"x":
+                    long_name = _pax_path(data) or long_name
+                continue
+            name = long_name or _header_name(header)
+            self._unread = padded
+            return TarMember(name, size, kind in _FILE_TYPES)
+
+    def read(self, size: int) -> bytes:
+        """The current member's data (call once, right after `next`)."""
+        data = self._exactly(size)
+        self._unread -= size
+        return data
+
+    def _exactly(self, size: int) -> bytes:
+        data = self._stream.read(size)
+        if len(data) < size:
+            raise ArchiveError("not a valid tar archive (truncated member)")
+        return data
+
+    def _skip(self, size: int) -> None:
+        while size > 0:
+            chunk = self._stream.read(min(size, 1 << 20))
+            if not chunk:
+                raise ArchiveError("not a valid tar archive (truncated member)")
+            size -= len(chunk)
+        self._unread = 0
+
+
+def _check_checksum(header: bytes) -> None:
+    stored = _number(header[148:156])
+    unsigned = sum(header) - sum(header[148:156]) + 256  # the field counts as 8 spaces
+    if stored != unsigned:
+        signed = unsigned - 256 * sum(1 for b in header if b > 127)  # old tars: signed bytes
+        if stored != signed:
+            raise ArchiveError("not a valid tar archive (bad header checksum)")
+
+
+def _number(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256
+        return int.from_bytes(field[1:], "big")
+    digits = field.split(b"\0", 1)[0].strip()
+    try:
+        return int(digits or b"0", 8)
+    except ValueError:
+        raise ArchiveError("not a valid tar archive (bad number in a header)") from None
+
+
+def _header_name(header: bytes) -> str:
+    name = header[:100].split(b"\0", 1)[0]
+    if header[257:262] == b"ustar":
+        prefix = header[345:500].split(b"\0", 1)[0]
+        if prefix:
+            name = prefix + b"/" + name
+    return _text(name)
+
+
+def _pax_path(data: bytes) -> str | None:
+    """The `path` record of a pax extended header ("<length> path=<value>\\n" records)."""
+    at = 0
+    while at < len(data):
+        length_text, space, _rest = data[at : at + 20].partition(b" ")
+        if not space or not length_text.isdigit() or int(length_text) <= 0:
+            return None
+        record = data[at : at + int(length_text)]
+        key, _, value = record[len(length_text) + 1 :].partition(b"=")
+        if key == b"path":
+            return _text(value.rstrip(b"\n"))
+        at += int(length_text)
+    return None
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _size(n: int) -> str:
