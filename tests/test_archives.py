@@ -119,7 +119,7 @@ def test_tar_reader_reads_the_names_tarfile_writes(fmt: int) -> None:
     seen = []
     while (member := reader.next()) is not None:
         seen.append((member.name, member.size, member.is_file))
-    assert seen == [(n, i * 300, True) for i, n in enumerate(names)] + [("p-1.0/sub", 0, False)]
+    assert seen == [(n, i * 300, True) for i, n in enumerate(names)] + [("p-1.0/sub/", 0, False)]
 
 
 def test_metadata_size_and_ratio_are_bounded(tmp_path: Path) -> None:
