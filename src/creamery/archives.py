@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 MAX_MEMBERS = 50_000  # entries in a zip's central directory, members of a tar
 MAX_METADATA_SIZE = 2 << 20  # bytes of METADATA / PKG-INFO
-# Decompressed bytes per compressed byte (PyPI refuses zips over 50), checked only above a floor
+# Decompressed bytes per compressed byte (source code compresses 3-10:1), checked only above a floor
 # so that small, very compressible archives (a wheel of empty modules) are never refused.
 MAX_RATIO = 50
 RATIO_FLOOR = 64 << 20
