@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import re
 import sys
-import unicodedata
 from typing import Literal, NamedTuple
 
 from packaging.utils import canonicalize_name
@@ -45,9 +44,6 @@ _PYPISERVER_WHEEL = re.compile(
 _PYPISERVER_PLATFORM = re.compile(
     r"[.-](?=cp\d|py\d|macosx|linux|sunos|solaris|irix|aix|cygwin|win)", re.I
 )
-# Characters no filename may carry: controls, format characters (bidi overrides), line and
-# paragraph separators, surrogates, private-use and unassigned code points.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -122,8 +118,14 @@ def is_sidecar(filename: str) -> bool:
 
 
 def has_unsafe_characters(text: str) -> bool:
-    """True when *text* holds a control, bidi/format, separator or unassigned character."""
-    return any(unicodedata.category(c) in _UNSAFE_CATEGORIES for c in text)
+    """True when *text* holds a character a filename must not carry.
+
+    Controls, format characters (bidi overrides such as U+202E, zero-width ones), line and
+    paragraph separators, spaces other than the ASCII one, surrogates, private-use and
+    unassigned code points: Unicode's "Other" and "Separator" categories, which is what
+    `str.isprintable` tests, in C (start-up parses every filename).
+    """
+    return not text.isprintable()
 
 
 def parse_filename(filename: str) -> ParsedFilename | None:
