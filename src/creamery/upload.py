@@ -141,7 +141,7 @@ def check_archive(
 
     Returns a wheel's METADATA, to serve as its PEP 658 metadata. The archive limits hold
     under every policy; under `pypiserver` a file that is not a readable archive, or whose
-    metadata disagrees, is accepted (as pypiserver does) without metadata of its own.
+    metadata disagrees, is accepted (as pypiserver does), with no `.metadata` written for it.
     """
     try:
         found = archives.inspect(content.path, filename, parsed.kind, complete=True)
