@@ -138,11 +138,11 @@ def zip_entry_count(raw: BinaryIO) -> int:
     # zip64: the locator sits right before the record and points at the zip64 record.
     locator_at = size - tail_size + at - 20
     if locator_at < 0:
-        raise ArchiveError("not a valid zip archive (zip64 locator missing)")
+        return int(count)  # exactly 65,535 entries, without zip64
     raw.seek(locator_at)
     locator = raw.read(20)
     if locator[:4] != _ZIP64_LOCATOR:
-        raise ArchiveError("not a valid zip archive (zip64 locator missing)")
+        return int(count)
     (record_at,) = struct.unpack_from("<Q", locator, 8)
     raw.seek(record_at)
     record = raw.read(56)
