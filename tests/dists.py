@@ -13,6 +13,7 @@ import io
 import re
 import tarfile
 import textwrap
+import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -294,3 +295,100 @@ def sign(path: Path | str) -> Path:
         encoding="ascii",
     )
     return sidecar
+
+
+# ---------------------------------------------------------------- hostile archives (issue 8)
+
+
+def many_member_wheel(directory: Path | str, name: str, version: str, members: int) -> Path:
+    """A wheel with *members* empty entries besides its METADATA (a zip64 archive above 65,535).
+
+    Written record by record rather than through `zipfile` (~30 µs an entry): 200,000 entries
+    take well under a second.
+    """
+    import struct
+
+    escaped = escape_name(name)
+    path = Path(directory) / f"{escaped}-{version}-py3-none-any.whl"
+    metadata = core_metadata(name, version).encode()
+    entries = [(f"{escaped}/m{i}.py".encode(), b"") for i in range(members)]
+    entries.append((f"{escaped}-{version}.dist-info/METADATA".encode(), metadata))
+    local, central = bytearray(), bytearray()
+    for arcname, data in entries:
+        crc = zlib.crc32(data)
+        offset = len(local)
+        local += struct.pack(
+            "<4s5H3L2H",
+            b"PK\x03\x04",
+            20,
+            0,
+            0,
+            0,
+            0x21,
+            crc,
+            len(data),
+            len(data),
+            len(arcname),
+            0,
+        )
+        local += arcname + data
+        central += struct.pack(
+            "<4s6H3L5H2L",
+            b"PK\x01\x02",
+            20,
+            20,
+            0,
+            0,
+            0,
+            0x21,
+            crc,
+            len(data),
+            len(data),
+            len(arcname),
+            0,
+            0,
+            0,
+            0,
+            0o644 << 16,
+            offset,
+        )
+        central += arcname
+    count, cd_offset, cd_size = len(entries), len(local), len(central)
+    tail = bytearray()
+    if count > 0xFFFF:
+        zip64_at = cd_offset + cd_size
+        tail += struct.pack(
+            "<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, count, count, cd_size, cd_offset
+        )
+        tail += struct.pack("<4sLQL", b"PK\x06\x07", 0, zip64_at, 1)
+    small = min(count, 0xFFFF)
+    tail += struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, small, small, cd_size, cd_offset, 0)
+    path.write_bytes(bytes(local + central + tail))
+    return path
+
+
+def many_member_sdist(directory: Path | str, name: str, version: str, members: int) -> Path:
+    """A .tar.gz sdist of *members* empty files (one name, repeated) and then its PKG-INFO.
+
+    300,000 members compress to about a megabyte.
+    """
+    stem = f"{escape_name(name)}-{version}"
+    path = Path(directory) / f"{stem}.tar.gz"
+    empty = tarfile.TarInfo(f"{stem}/empty.py")
+    empty.mtime = TAR_MTIME
+    header = empty.tobuf(format=tarfile.USTAR_FORMAT)
+    pkg_info = core_metadata(name, version).encode()
+    info = tarfile.TarInfo(f"{stem}/PKG-INFO")
+    info.size, info.mtime = len(pkg_info), TAR_MTIME
+    padding = b"\0" * (-len(pkg_info) % 512)
+    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        for start in range(0, members, 10_000):
+            gz.write(header * min(10_000, members - start))
+        gz.write(info.tobuf(format=tarfile.USTAR_FORMAT) + pkg_info + padding + b"\0" * 1024)
+    return path
+
+
+def inflating_wheel(directory: Path | str, name: str, version: str, metadata_size: int) -> Path:
+    """A small wheel whose METADATA inflates to *metadata_size* bytes (a long, empty README)."""
+    metadata = core_metadata(name, version) + "\n" + " " * metadata_size
+    return Path(directory) / write_wheel(str(directory), name, version, metadata, {})

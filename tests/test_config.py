@@ -18,7 +18,7 @@ from conftest import clean_env, run_server
 from dists import make_wheel
 
 from creamery.cli import build_run_config, config_from_args, main, parse_args, run_options
-from creamery.config import Config
+from creamery.config import Config, ConfigError, config_from_app_kwargs
 from creamery.settings import CONFIG_FILE_ENV, ENV_PREFIX, Source
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -433,3 +433,26 @@ def test_every_option_is_documented() -> None:
         assert f"`{option.env}`" in text, option.env
         assert f"`{option.name}`" in text, option.name
     assert f"`{CONFIG_FILE_ENV}`" in text
+
+
+def test_upload_policy_from_flag_env_file_and_app(
+    root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert config(["run", str(root)])[0].upload_policy == "strict"
+    assert config(["run", "--upload-policy", "pypiserver", str(root)])[0].upload_policy == (
+        "pypiserver"
+    )
+    env = {"CREAMERY_UPLOAD_POLICY": "PyPIServer"}
+    assert config(["run", str(root)], env)[0].upload_policy == "pypiserver"
+    toml = write(tmp_path / "c.toml", '[creamery]\nupload-policy = "pypiserver"\n')
+    assert config(["run", "--config", str(toml), str(root)])[0].upload_policy == "pypiserver"
+    os.environ["CREAMERY_UPLOAD_POLICY"] = "lax"  # undone by the no_creamery_env fixture
+    try:
+        line = one_error_line(capsys, main(["run", "--print-config", str(root)]))
+    finally:
+        del os.environ["CREAMERY_UPLOAD_POLICY"]
+    assert line.startswith("CREAMERY_UPLOAD_POLICY='lax'"), line
+    kwargs = {"roots": [root], "upload_policy": "pypiserver"}
+    assert config_from_app_kwargs(kwargs).upload_policy == "pypiserver"
+    with pytest.raises(ConfigError, match="upload policy"):
+        config_from_app_kwargs({"roots": [root], "upload_policy": "lax"})

@@ -266,6 +266,23 @@ def test_least_recently_used_files_are_evicted(fake: UpstreamProcess, tmp_path: 
         wait_for(lambda: cached(cache, "tbig") == {one, three})
 
 
+def test_mirrored_versions_keep_the_upstreams_versions_without_files(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    """PEP 700 `versions` lists releases whose files are all gone (requests 0.0.1, 2.15.0)."""
+    listed = ["0.0.1", "0.12.01", "1.0", "2.15.0"]
+    fake.control(versions={"tfake": listed})
+    cache = tmp_path / "cache"
+    with run_mirror(fake.index_url, cache) as mirror:
+        page = httpx.get(f"{mirror.url}/simple/tfake/", headers={"accept": JSON}).json()
+        assert page["versions"] == listed
+        assert [f["filename"] for f in page["files"]] == ["tfake-1.0-py3-none-any.whl"]
+    fake.control(fail=503)  # restarted with the upstream down: the page comes from the disk
+    with run_mirror(fake.index_url, cache) as mirror:
+        page = httpx.get(f"{mirror.url}/simple/tfake/", headers={"accept": JSON}).json()
+        assert page["versions"] == listed
+
+
 # ---------------------------------------------------------------- failures and offline
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creamery.names import normalize, parse_filename
+from creamery.names import guess_like_pypiserver, normalize, parse_filename
 
 # (filename, raw name as spelled, version as spelled, kind)
 WHEELS = [
@@ -84,11 +84,7 @@ BDISTS = [
 ]
 
 UNPARSEABLE = [
-    "package.zip",  # no version
-    "pkg.zip",
-    "foo.tar.gz",
-    "foo-.tar.gz",
-    "-1.0.tar.gz",
+    "-1.0.tar.gz",  # no name
     ".whl",
     ".tar.gz",
     "foo-1.0.whl",  # a wheel needs its three tags
@@ -102,7 +98,85 @@ UNPARSEABLE = [
     "foo-1.0-py3-none-any.whl.asc",
     "foo-1.0-py3-none-any.whl.metadata",
     "foo-1.0.tar.gz.yanked",
+    # pypiserver ignores these too (its tests' invalid files)
+    "some_file",
+    "some_file.ext",
+    "some_wheel.whl",
+    # unsafe characters: never listed, whatever the rest of the name
+    "demo-2.1-py3-none-any\u202elmth.whl",
+    "demo-2.1-py3-none-any\u2028.whl",
+    "demo\u200b-2.1.tar.gz",
+    "demo-2.1\x00.tar.gz",
 ]
+
+# pypiserver 2.x's own filename table (tests/test_pkg_helpers.py), as facts: the file, the name
+# and version its `guess_pkgname_and_version` gives. creamery lists each of them, under the same
+# project and version, except where a spec gives the answer (EXCEPTIONS).
+PYPISERVER_TABLE = [
+    ("pytz-2012b.tar.bz2", "pytz", "2012b"),
+    ("pytz-2012b.tgz", "pytz", "2012b"),
+    ("pytz-2012b.ZIP", "pytz", "2012b"),
+    ("pytz-2012a.zip", "pytz", "2012a"),
+    ("pytz-2012b.tar.xz", "pytz", "2012b"),
+    ("gevent-1.0b1.win32-py2.6.exe", "gevent", "1.0b1"),
+    ("gevent-1.0b1.win32-py2.7.msi", "gevent", "1.0b1"),
+    ("greenlet-0.3.4-py3.1-win-amd64.egg", "greenlet", "0.3.4"),
+    ("greenlet-0.3.4.win-amd64-py3.2.exe", "greenlet", "0.3.4"),
+    ("greenlet-0.3.4-py3.2-win32.egg", "greenlet", "0.3.4"),
+    ("greenlet-0.3.4-py2.7-linux-x86_64.egg", "greenlet", "0.3.4"),
+    ("pep8-0.6.0.zip", "pep8", "0.6.0"),
+    ("ABC12-34_V1X-1.2.3.zip", "ABC12", "34_V1X-1.2.3"),
+    ("A100-200-XYZ-1.2.3.zip", "A100-200-XYZ", "1.2.3"),
+    ("flup-1.0.3.dev-20110405.tar.gz", "flup", "1.0.3.dev-20110405"),
+    ("package-1.0.0-alpha.1.zip", "package", "1.0.0-alpha.1"),
+    ("package-1.3.7+build.11.e0f985a.zip", "package", "1.3.7+build.11.e0f985a"),
+    ("package-v1-8.1.301.ga0df26f.zip", "package-v1", "8.1.301.ga0df26f"),
+    ("package-v1.1-8.1.301.ga0df26f.zip", "package-v1.1", "8.1.301.ga0df26f"),
+    ("package-2013.02.17.dev123.zip", "package", "2013.02.17.dev123"),
+    ("package-20000101.zip", "package", "20000101"),
+    ("flup-123-1.0.3.dev-20110405.tar.gz", "flup-123", "1.0.3.dev-20110405"),
+    ("package-123-1.0.0-alpha.1.zip", "package-123", "1.0.0-alpha.1"),
+    ("package-123-1.3.7+build.11.e0f985a.zip", "package-123", "1.3.7+build.11.e0f985a"),
+    ("package-123-v1.1_3-8.1.zip", "package-123-v1.1_3", "8.1"),
+    ("package-123-2013.02.17.dev123.zip", "package-123", "2013.02.17.dev123"),
+    ("package-123-20000101.zip", "package-123", "20000101"),
+    ("pyelasticsearch-0.5-brainbot-1-20130712.zip", "pyelasticsearch", "0.5-brainbot-1-20130712"),
+    ("pywin32-217-cp27-none-win32.whl", "pywin32", "217"),
+    ("pywin32-217-55-cp27-none-win32.whl", "pywin32", "217-55"),
+    ("pywin32-217.1-cp27-none-win32.whl", "pywin32", "217.1"),
+    ("package.zip", "package", ""),
+    ("package-name-0.0.1.dev0.linux-x86_64.tar.gz", "package-name", "0.0.1.dev0"),
+    ("package-name-0.0.1.dev0.macosx-10.10-intel.tar.gz", "package-name", "0.0.1.dev0"),
+    ("package-name-0.0.1.alpha.1.win-amd64-py3.2.exe", "package-name", "0.0.1.alpha.1"),
+    ("pkg-3!1.0-0.1.tgz", "pkg", "3!1.0-0.1"),
+    ("pkg-3!1+.0-0.1.tgz", "pkg", "3!1+.0-0.1"),
+    ("pkg.zip", "pkg", ""),
+    ("pkg-1b.zip", "pkg", "1b"),
+    # issue 9: an invalid tag layout pypiserver lists
+    ("test-1.0-py2-py3-none-any.whl", "test", "1.0"),
+    ("foo.tar.gz", "foo", ""),
+    ("foo-.tar.gz", "foo", ""),
+]
+# Where creamery follows a spec rather than pypiserver's guess (docs/deploy.md says why): the
+# wheel spec's build tag is not part of the version; in a legacy sdist the version is the
+# PEP 440 tail, so pip finds `ABC12-34_V1X` (pypiserver lists it under `abc12`).
+EXCEPTIONS = {
+    "pywin32-217-55-cp27-none-win32.whl": ("pywin32", "217"),
+    "ABC12-34_V1X-1.2.3.zip": ("ABC12-34_V1X", "1.2.3"),
+}
+
+
+@pytest.mark.parametrize(("filename", "name", "version"), PYPISERVER_TABLE, ids=lambda v: v)
+def test_pypiserver_guess_matches_its_table(filename: str, name: str, version: str) -> None:
+    assert guess_like_pypiserver(filename) == (name, version)
+
+
+@pytest.mark.parametrize(("filename", "name", "version"), PYPISERVER_TABLE, ids=lambda v: v)
+def test_what_pypiserver_lists_is_listed(filename: str, name: str, version: str) -> None:
+    parsed = parse_filename(filename)
+    assert parsed is not None, filename
+    name, version = EXCEPTIONS.get(filename, (name, version))
+    assert (parsed.project, parsed.version) == (normalize(name), version)
 
 
 def _cases(table, kind):

@@ -13,6 +13,7 @@ Controls (all off by default):
   corrupt      flip one byte of every file served; the listed hash stays the true one
   html_only    answer HTML even when JSON is asked for (no sizes, no upload times)
   no_length    send files chunked, without Content-Length
+  versions     {project: [versions]}: list these as the JSON page's PEP 700 `versions`
 
 Run `python upstream_server.py DIRECTORY`: it prints `port <N>` once it listens on 127.0.0.1.
 """
@@ -51,6 +52,7 @@ DEFAULT_CONTROLS: dict[str, Any] = {
     "corrupt": False,
     "html_only": False,
     "no_length": False,
+    "versions": {},  # project -> the PEP 700 `versions` to list (some may have no files)
 }
 
 
@@ -171,6 +173,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(404, "text/plain", b"no such project\n")
         elif JSON_TYPE in (self.headers.get("accept") or "") and not controls["html_only"]:
             document = {"meta": {"api-version": "1.1"}, "name": project, "files": files}
+            if project in controls["versions"]:
+                document["versions"] = controls["versions"][project]
             self._send(200, JSON_TYPE, json.dumps(document).encode())
         else:
             self._send(200, "text/html", render_html(project, files))

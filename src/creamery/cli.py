@@ -21,6 +21,7 @@ from creamery import __version__, admin, settings
 from creamery.config import (
     DEFAULT_FALLBACK_URL,
     DEFAULT_ROOT,
+    UPLOAD_POLICIES,
     Config,
     ConfigError,
     check_auth,
@@ -278,6 +279,14 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest accepted upload, such as 500M or 2G (default: 1G)",
     )
     _add_connection_arguments(parser)
+    parser.add_argument(
+        "--upload-policy",
+        type=str.lower,
+        choices=UPLOAD_POLICIES,
+        default=_DEFAULTS.upload_policy,
+        help="which uploads are accepted: strict (PyPI's rules: wheels and .tar.gz/.zip sdists,"
+        " PEP 440 versions) or pypiserver (whatever pypiserver 2.x accepts) (default: strict)",
+    )
     group = parser.add_argument_group(
         "configuration",
         f"Every option can also come from the environment, named after its long flag "
@@ -618,6 +627,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         rescan_interval=args.rescan_interval,
         watch=not args.disable_watch,
         max_upload_size=args.max_upload_size,
+        upload_policy=args.upload_policy,
         metrics=args.metrics,
         log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),
         mirror=args.mirror,

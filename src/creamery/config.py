@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 AUTH_ACTIONS = ("download", "list", "update")
+UPLOAD_POLICIES = ("strict", "pypiserver")
 DEFAULT_ROOT = Path("~/packages")
 DEFAULT_FALLBACK_URL = "https://pypi.org/simple/"
 DEFAULT_LOG_FRMT = "%(asctime)s|%(name)s|%(levelname)s|%(thread)d|%(message)s"
@@ -70,6 +71,7 @@ class Config:
     rescan_interval: float = 30.0  # seconds between safety rescans; 0 disables
     watch: bool = True  # file-system events
     max_upload_size: int = 1 << 30
+    upload_policy: str = "strict"  # "strict" (PyPI's rules) or "pypiserver" (what it accepts)
     metrics: bool = False  # Prometheus metrics at /metrics
     log_conf: Path | None = None  # a logging configuration file (INI or JSON dictConfig)
     # Caching mirror of the fallback URL (and extra upstreams) instead of redirecting to it.
@@ -150,6 +152,13 @@ def parse_auth_actions(text: str | Iterable[str]) -> frozenset[str]:
             f"invalid authentication action {unknown[0]!r}: choose from {', '.join(AUTH_ACTIONS)}"
         )
     return frozenset(actions)
+
+
+def parse_upload_policy(text: str) -> str:
+    policy = str(text).strip().lower()
+    if policy not in UPLOAD_POLICIES:
+        raise ConfigError(f"upload policy must be one of {', '.join(UPLOAD_POLICIES)}: {text!r}")
+    return policy
 
 
 def parse_hash_algo(text: str | None) -> str | None:
@@ -271,6 +280,8 @@ def config_from_app_kwargs(kwargs: dict[str, Any]) -> Config:
         changes["health_endpoint"] = parse_health_endpoint(kwargs.pop("health_endpoint"))
     if "backend_arg" in kwargs:
         changes["backend"] = kwargs.pop("backend_arg")
+    if "upload_policy" in kwargs:
+        changes["upload_policy"] = parse_upload_policy(kwargs.pop("upload_policy"))
     for path_key in ("welcome_file", "log_file", "cache_dir"):
         if kwargs.get(path_key) is not None:
             changes[path_key] = Path(kwargs.pop(path_key))

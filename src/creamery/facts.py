@@ -8,36 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import lzma
 import sqlite3
-import tarfile
 import threading
-import zipfile
-import zlib
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
+from creamery import archives
 from creamery.storage import StoredFile
 
 log = logging.getLogger("creamery.facts")
 
 _CHUNK = 1 << 20
-_MAX_METADATA = 8 << 20  # a METADATA file larger than this is not metadata
-# What reading a corrupt or exotic archive raises (zlib: bad deflate data; NotImplementedError:
-# an unknown zip version or compression; RuntimeError: an encrypted member).
-BROKEN_ARCHIVE = (
-    OSError,
-    zipfile.BadZipFile,
-    tarfile.TarError,
-    EOFError,
-    ValueError,
-    zlib.error,
-    lzma.LZMAError,
-    NotImplementedError,
-    RuntimeError,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,41 +57,19 @@ def compute_digests(path: Path, algos: tuple[str, ...]) -> Digests:
     return Digests(sha256, {a: h.hexdigest() for a, h in hashers.items()})
 
 
-def read_metadata_bytes(path: Path, kind: str) -> bytes | None:
-    """METADATA of a wheel, PKG-INFO of an sdist; None when the archive has none."""
-    name = path.name.lower()
+def read_metadata_bytes(path: Path, kind: str, filename: str | None = None) -> bytes | None:
+    """METADATA of a wheel, PKG-INFO of an sdist or egg; None when there is none to read.
+
+    Read within the limits of `archives`: a file that exceeds one is listed without its core
+    metadata, and says so in one log line (the result is cached, so once per file version).
+    """
+    name = filename or path.name
     try:
-        if kind == "wheel":
-            return _wheel_metadata(path)
-        if kind == "sdist" and name.endswith(".zip"):
-            return _zip_member(path, lambda n: n.count("/") == 1 and n.endswith("/PKG-INFO"))
-        if kind == "sdist" and (".tar" in name or name.endswith((".tgz", ".tbz2", ".txz"))):
-            return _tar_pkg_info(path)
-    except BROKEN_ARCHIVE as error:
-        log.info("can't read metadata of %s: %s", path.name, error)
-    return None
-
-
-def _wheel_metadata(path: Path) -> bytes | None:
-    return _zip_member(path, lambda n: n.count("/") == 1 and n.endswith(".dist-info/METADATA"))
-
-
-def _zip_member(path: Path, wanted: object) -> bytes | None:
-    with zipfile.ZipFile(path) as archive:
-        for info in archive.infolist():
-            if wanted(info.filename) and info.file_size <= _MAX_METADATA:  # type: ignore[operator]
-                return archive.read(info)
-    return None
-
-
-def _tar_pkg_info(path: Path) -> bytes | None:
-    with tarfile.open(path) as archive:
-        for member in archive:
-            if member.name.count("/") == 1 and member.name.endswith("/PKG-INFO"):
-                if not member.isfile() or member.size > _MAX_METADATA:
-                    return None
-                extracted = archive.extractfile(member)
-                return extracted.read() if extracted else None
+        return archives.inspect(path, name, kind).metadata
+    except archives.ArchiveLimitError as error:
+        log.warning("not reading the metadata of %s: %s", name, error)
+    except archives.ArchiveError as error:
+        log.info("can't read the metadata of %s: %s", name, error)
     return None
 
 
@@ -129,6 +90,26 @@ def parse_core_metadata(raw: bytes | None) -> CoreMetadata:
         summary=field("Summary"),
         requires_python=field("Requires-Python") or None,
     )
+
+
+def dedent_header_description(raw: bytes, description: str) -> str:
+    """A Description given as a header, with the continuation indent removed.
+
+    Metadata 1.x (and setuptools until 2.1) put the long description in a header whose
+    continuation lines start with 8 spaces, or 7 spaces and `|` (the core metadata spec);
+    PyPI and pkginfo strip them. A description in the message body is returned as it is.
+    """
+    head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+    if not any(line[:12].lower() == b"description:" for line in head.splitlines()):
+        return description
+    first, *rest = description.splitlines()
+    return "\n".join([first, *(_strip_continuation(line) for line in rest)])
+
+
+def _strip_continuation(line: str) -> str:
+    if line.startswith("        ") or line.startswith("       |"):
+        return line[8:]
+    return line
 
 
 class FactsCache:

@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from creamery.facts import FactsCache
+from creamery.facts import FactsCache, dedent_header_description
 from creamery.index import SIGNATURE, YANKED, Distribution, Index
 from creamery.names import normalize, version_sort_key
 from creamery.pages import BoundedCache, base_url, body_response, relative_redirect
@@ -272,6 +272,8 @@ def parse_metadata(raw: bytes) -> RawMetadata:
         parsed, _unparsed = parse_email(raw)
     except (ValueError, UnicodeDecodeError):
         return RawMetadata()
+    if parsed.get("description"):
+        parsed["description"] = dedent_header_description(raw, parsed["description"])
     return parsed
 
 

@@ -29,6 +29,21 @@ _PLATFORM_TAIL = re.compile(
 )
 # pypiserver's historic guess: the version starts at "-<digits><letter, dot, ! or +>".
 _PYPISERVER_VERSION_START = re.compile(r"-\d+[a-z_.!+]", re.IGNORECASE)
+# What pypiserver 2.x lists besides wheels: these endings, the old installers' platform tails
+# included (`foo-1.0.win32-py2.7.exe`, `foo-1.0-py2.7-linux-x86_64.egg`).
+_PYPISERVER_ARCHIVE = re.compile(
+    r"(\.zip|\.tar\.gz|\.tgz|\.tar\.bz2|\.tar\.xz|-py[23]\.\d-.*|"
+    r"\.win-amd64-py[23]\.\d\..*|\.win32-py[23]\.\d\..*|\.egg)$",
+    re.IGNORECASE,
+)
+# pypiserver's wheel rule: any three dash-free tags after a version starting with a digit.
+_PYPISERVER_WHEEL = re.compile(
+    r"^(?P<name>.+?)-(?P<version>\d.*?)(?:-(?P<build>\d.*?))?-.+?-.+?-.+?\.whl$"
+)
+# pypiserver cuts a legacy version at the first platform-looking part.
+_PYPISERVER_PLATFORM = re.compile(
+    r"[.-](?=cp\d|py\d|macosx|linux|sunos|solaris|irix|aix|cygwin|win)", re.I
+)
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -102,8 +117,75 @@ def is_sidecar(filename: str) -> bool:
     return filename.lower().endswith(SIDECAR_SUFFIXES)
 
 
+def has_unsafe_characters(text: str) -> bool:
+    """True when *text* holds a character a filename must not carry.
+
+    Controls, format characters (bidi overrides such as U+202E, zero-width ones), line and
+    paragraph separators, spaces other than the ASCII one, surrogates, private-use and
+    unassigned code points: Unicode's "Other" and "Separator" categories, which is what
+    `str.isprintable` tests, in C (start-up parses every filename).
+    """
+    return not text.isprintable()
+
+
 def parse_filename(filename: str) -> ParsedFilename | None:
-    """Project and version of a distribution file, or None when the name can't be understood.
+    """Project and version of a file to list, or None when it is not a distribution.
+
+    The specs first (`parse_spec_filename`); then what pypiserver 2.x lists, so that a directory
+    it served is served whole (`guess_like_pypiserver`). A name with unsafe characters (bidi
+    overrides spoof what people read) or that is not a valid project name is never listed.
+    """
+    if has_unsafe_characters(filename):
+        return None
+    parsed = parse_spec_filename(filename)
+    if parsed is not None or is_sidecar(filename):
+        return parsed
+    guessed = guess_like_pypiserver(filename)
+    if guessed is None or not is_valid_project_name(guessed[0]):
+        return None
+    return _parsed(*guessed, _kind_of(filename))
+
+
+def _kind_of(filename: str) -> Kind:
+    lower = filename.lower()
+    if lower.endswith(".whl"):
+        return "wheel"
+    if lower.endswith(".egg") or ".egg" in lower.rpartition("-py")[0][-4:]:
+        return "egg"
+    if lower.endswith(SDIST_SUFFIXES) and not _PLATFORM_TAIL.search(lower):
+        return "sdist"
+    return "bdist"
+
+
+def guess_like_pypiserver(filename: str) -> tuple[str, str] | None:
+    """(name, version) as pypiserver 2.x guesses them from a filename, or None.
+
+    Its rules, as its `guess_pkgname_and_version` and its tests describe them: wheels need a
+    version starting with a digit and three tags of any spelling (the build tag joins the
+    version); other files need one of its archive endings, and the version is what follows
+    the name's last dash before a digit, cut at a platform part; no dash, no version.
+    """
+    if filename.endswith(".whl"):
+        wheel = _PYPISERVER_WHEEL.match(filename)
+        if wheel is None:
+            return None
+        build = f"-{wheel['build']}" if wheel["build"] else ""
+        return wheel["name"], wheel["version"] + build
+    if not _PYPISERVER_ARCHIVE.search(filename):
+        return None
+    stem = _PYPISERVER_ARCHIVE.sub("", filename)
+    if "-" not in stem:
+        return stem, ""
+    if stem.count("-") == 1 or "." not in stem:
+        name, _, version = stem.rpartition("-")
+        return name, version
+    name = _PYPISERVER_VERSION_START.split(stem)[0]
+    version = _PYPISERVER_PLATFORM.split(stem[len(name) + 1 :])[0]
+    return name, version
+
+
+def parse_spec_filename(filename: str) -> ParsedFilename | None:
+    """Project and version by the specs, or None when the name can't be understood so.
 
     Wheels follow the wheel spec and PEP 625 sdists the sdist spec, both through `packaging`.
     Other files (legacy sdists, eggs, old installers) use `split_legacy_stem`.

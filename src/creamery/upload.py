@@ -10,16 +10,25 @@ import hmac
 import json
 import logging
 import re
-import unicodedata
 import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from creamery import releases
-from creamery.facts import parse_core_metadata, read_metadata_bytes
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
+
+from creamery import archives, releases
+from creamery.facts import parse_core_metadata
 from creamery.form import FormError, ReceivedFile, ReceivedForm
 from creamery.index import METADATA, PROVENANCE, SIGNATURE
-from creamery.names import ParsedFilename, is_valid_project_name, normalize, parse_filename
+from creamery.names import (
+    ParsedFilename,
+    has_unsafe_characters,
+    is_valid_project_name,
+    normalize,
+    parse_filename,
+    parse_spec_filename,
+)
 from creamery.untrusted import load_json
 
 if TYPE_CHECKING:
@@ -31,6 +40,11 @@ log = logging.getLogger("creamery.upload")
 MAX_FILENAME_BYTES = 255 - max(len(suffix) for suffix in releases.SIDECARS)
 UPLOADABLE_KINDS = ("wheel", "sdist", "egg", "bdist")
 _HEX = re.compile(r"[0-9a-f]+", re.ASCII)
+STRICT_SDIST_SUFFIXES = (".tar.gz", ".zip")  # PEP 527
+# PEP 425 tags: letters, digits and `_`, several joined by `.` (compressed tag sets).
+_WHEEL_TAG = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+_BUILD_TAG = re.compile(r"[0-9][A-Za-z0-9_.]*")
+_PYPISERVER_UPLOAD_NAME = re.compile(r"[a-z0-9_.!+-]+", re.IGNORECASE)  # its issue #102
 DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
 
 
@@ -41,23 +55,70 @@ class Outcome:
     changed: tuple[str, ...] = ()
 
 
-def check_filename(filename: str) -> ParsedFilename:
-    """A bare, safe distribution filename whose name and version follow the specs."""
+def check_filename(filename: str, policy: str = "strict") -> ParsedFilename:
+    """A bare, safe distribution filename that the upload policy accepts."""
     if not filename:
         raise FormError(400, "the uploaded file has no filename")
-    if any(unicodedata.category(c) == "Cc" for c in filename):
-        raise FormError(400, "the filename contains control characters")
+    if has_unsafe_characters(filename):
+        raise FormError(
+            400, "the filename contains control characters or format characters (bidi overrides...)"
+        )
     if "/" in filename or "\\" in filename or filename in (".", "..") or filename.startswith("."):
         raise FormError(400, f"invalid filename {filename!r}: it must be a bare file name")
     if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME_BYTES:
         raise FormError(400, f"the filename is longer than {MAX_FILENAME_BYTES} bytes")
-    parsed = parse_filename(filename)
-    if parsed is None or parsed.kind not in UPLOADABLE_KINDS:
+    if policy == "pypiserver":
+        return _check_pypiserver_filename(filename)
+    return _check_strict_filename(filename)
+
+
+def _check_strict_filename(filename: str) -> ParsedFilename:
+    """PyPI's rules: wheels, and sdists as .tar.gz or .zip (PEP 527), with PEP 440 versions."""
+    parsed = parse_spec_filename(filename)
+    if parsed is None:
         raise FormError(400, f"invalid distribution filename {filename!r}")
+    if parsed.kind == "egg":
+        raise FormError(
+            400,
+            f"{filename!r}: eggs are not accepted (PyPI stopped taking them in 2023); upload a"
+            " wheel, or start the server with --upload-policy pypiserver",
+        )
+    if parsed.kind != "wheel" and not (
+        parsed.kind == "sdist" and filename.lower().endswith(STRICT_SDIST_SUFFIXES)
+    ):
+        raise FormError(
+            400,
+            f"{filename!r}: only wheels and .tar.gz or .zip sdists are accepted (PEP 527);"
+            " or start the server with --upload-policy pypiserver",
+        )
+    if parsed.kind == "wheel":
+        check_wheel_filename(filename)
     if not is_valid_project_name(parsed.raw_name):
         raise FormError(400, f"invalid project name {parsed.raw_name!r} in {filename!r}")
     if releases.parse_version(parsed.version) is None:
         raise FormError(400, f"invalid version {parsed.version!r} in {filename!r} (see PEP 440)")
+    return parsed
+
+
+def check_wheel_filename(filename: str) -> None:
+    """The wheel spec's filename: `packaging`'s parser, and tags of the characters tags use."""
+    try:
+        _name, _version, build, _tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion) as error:
+        raise FormError(400, f"invalid wheel filename {filename!r}: {error}") from error
+    parts = filename[:-4].split("-")
+    for tag in parts[-3:]:
+        if not _WHEEL_TAG.fullmatch(tag):
+            raise FormError(400, f"invalid wheel tag {tag!r} in {filename!r}")
+    if build and not _BUILD_TAG.fullmatch(parts[2]):
+        raise FormError(400, f"invalid build tag {parts[2]!r} in {filename!r}")
+
+
+def _check_pypiserver_filename(filename: str) -> ParsedFilename:
+    """What pypiserver 2.x accepts: its filename characters, and a name it can guess."""
+    parsed = parse_filename(filename)
+    if not _PYPISERVER_UPLOAD_NAME.fullmatch(filename) or parsed is None:
+        raise FormError(400, f"Bad filename: {filename!r}")
     return parsed
 
 
@@ -84,26 +145,46 @@ def check_digests(form: ReceivedForm, content: ReceivedFile) -> None:
             raise FormError(400, f"{field_name} does not match the uploaded file's content")
 
 
-def check_archive(content: ReceivedFile, parsed: ParsedFilename, filename: str) -> bytes | None:
-    """Open the archive; a wheel's METADATA must name the same project and version."""
-    is_zip = parsed.kind == "wheel" or filename.lower().endswith((".zip", ".egg"))
-    if is_zip and not zipfile.is_zipfile(content.path):
-        raise FormError(400, f"{filename!r} is not a valid zip archive")
-    raw = read_metadata_bytes(content.path, parsed.kind)
-    if parsed.kind != "wheel":
+def check_archive(
+    content: ReceivedFile, parsed: ParsedFilename, filename: str, policy: str = "strict"
+) -> bytes | None:
+    """Open the archive within the limits; its core metadata must match the filename.
+
+    Returns a wheel's METADATA, to serve as its PEP 658 metadata. The archive limits hold
+    under every policy; under `pypiserver` a file that is not a readable archive, or whose
+    metadata disagrees, is accepted (as pypiserver does), with no `.metadata` written for it.
+    """
+    try:
+        found = archives.inspect(content.path, filename, parsed.kind, complete=True)
+    except archives.ArchiveLimitError as error:
+        raise FormError(400, f"{filename!r} exceeds an archive limit: {error}") from error
+    except archives.ArchiveError as error:
+        if policy == "strict":
+            raise FormError(400, f"{filename!r} is {error}") from error
         return None
-    metadata = parse_core_metadata(raw)
-    if raw is None or metadata.name is None or metadata.version is None:
-        raise FormError(400, f"{filename!r} has no .dist-info/METADATA with Name and Version")
+    if parsed.kind not in ("wheel", "sdist"):
+        return None
+    problem = metadata_problem(found, parsed, filename)
+    if problem is not None:
+        if policy == "strict":
+            raise FormError(400, problem)
+        return None
+    return found.metadata if parsed.kind == "wheel" else None
+
+
+def metadata_problem(
+    found: archives.Inspection, parsed: ParsedFilename, filename: str
+) -> str | None:
+    """Why the archive's METADATA / PKG-INFO does not describe this file, or None."""
+    member = ".dist-info/METADATA" if parsed.kind == "wheel" else "PKG-INFO"
+    metadata = parse_core_metadata(found.metadata)
+    if found.metadata is None or metadata.name is None or metadata.version is None:
+        return f"{filename!r} has no {member} with Name and Version"
     if normalize(metadata.name) != parsed.project:
-        raise FormError(
-            400, f"METADATA Name {metadata.name!r} does not match the filename {filename!r}"
-        )
+        return f"{member} Name {metadata.name!r} does not match the filename {filename!r}"
     if not releases.same_version(metadata.version, parsed.version):
-        raise FormError(
-            400, f"METADATA Version {metadata.version!r} does not match the filename {filename!r}"
-        )
-    return raw
+        return f"{member} Version {metadata.version!r} does not match the filename {filename!r}"
+    return None
 
 
 def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
@@ -139,12 +220,14 @@ def accept_file(creamery: Creamery, form: ReceivedForm, user_agent: str, user: s
     if content is None:
         raise FormError(400, "missing 'content' file field")
     filename = content.filename
-    parsed = check_filename(filename)
-    check_form_matches(form, parsed, filename)
+    policy = creamery.config.upload_policy
+    parsed = check_filename(filename, policy)
+    if policy == "strict":  # pypiserver ignores the form's name and version
+        check_form_matches(form, parsed, filename)
     check_digests(form, content)
     signature = check_signature(form, filename)
     attested = provenance(form)
-    metadata = check_archive(content, parsed, filename)
+    metadata = check_archive(content, parsed, filename, policy)
     overwrite = creamery.config.overwrite
     existing = [d for d in creamery.index.all_distributions() if d.filename == filename]
     if existing and not overwrite:

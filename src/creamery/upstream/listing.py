@@ -49,6 +49,7 @@ class Listing:
     tracks: tuple[str, ...] = ()  # PEP 708, as the upstream declares them
     alternate_locations: tuple[str, ...] = ()  # PEP 708
     etag: str | None = None  # for conditional revalidation
+    versions: tuple[str, ...] = ()  # PEP 700 `versions`, some without files; () from HTML
     by_name: dict[str, UpstreamFile] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -88,6 +89,7 @@ def parse_json(body: bytes, project: str, page_url: str, source: str) -> Listing
         _unique(f for f in files if f is not None),
         tracks=_urls(tracks),
         alternate_locations=_urls(document.get("alternate-locations")),
+        versions=_versions(document.get("versions")),
     )
 
 
@@ -223,6 +225,13 @@ def _hashes(raw: dict[Any, Any]) -> dict[str, str]:
     }
 
 
+def _versions(raw: object) -> tuple[str, ...]:
+    """PEP 700's list of version strings; anything else in it is dropped."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple(dict.fromkeys(v for v in raw if isinstance(v, str) and v and len(v) <= 200))
+
+
 def _urls(raw: object) -> tuple[str, ...]:
     if not isinstance(raw, list):
         return ()
@@ -263,4 +272,5 @@ def listing_from_json(body: bytes) -> tuple[Listing, float]:
     files = tuple(UpstreamFile(**item) for item in data.pop("files"))
     data["tracks"] = tuple(data.get("tracks", ()))
     data["alternate_locations"] = tuple(data.get("alternate_locations", ()))
+    data["versions"] = tuple(data.get("versions", ()))
     return Listing(files=files, **data), float(document["fetched"])

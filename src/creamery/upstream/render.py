@@ -78,7 +78,8 @@ def render_mirrored(
     version = _api_version(entries, bool(tracks or alternates))
     algo = _fragment_algo(entries, hash_algo)
     html = _html(project, entries, algo, version, _unique(tracks), _unique(alternates))
-    body = _json(project, entries, version, _unique(tracks), _unique(alternates))
+    versions = listing.versions if listing is not None else ()
+    body = _json(project, entries, version, _unique(tracks), _unique(alternates), versions)
     return {
         Format.TEXT_HTML: make_page(html, Format.TEXT_HTML),
         Format.HTML: make_page(html, Format.HTML),
@@ -121,9 +122,17 @@ def _html(
 
 
 def _json(
-    project: str, entries: list[FileEntry], version: str, tracks: list[str], alternates: list[str]
+    project: str,
+    entries: list[FileEntry],
+    version: str,
+    tracks: list[str],
+    alternates: list[str],
+    upstream_versions: Sequence[str] = (),
 ) -> bytes:
     document = json.loads(render_project_json(project, entries))
+    if upstream_versions:  # PEP 700: the upstream's versions, those without files included
+        known = {*document["versions"], *upstream_versions}
+        document["versions"] = sorted(known, key=version_sort_key)
     for item, entry in zip(document["files"], entries, strict=True):
         if entry.size == _UNKNOWN_SIZE:
             del item["size"]
