@@ -38,7 +38,6 @@ log = logging.getLogger("creamery.upload")
 
 # NAME_MAX is 255 bytes, and the longest sidecar suffix must fit after the name.
 MAX_FILENAME_BYTES = 255 - max(len(suffix) for suffix in releases.SIDECARS)
-UPLOADABLE_KINDS = ("wheel", "sdist", "egg", "bdist")
 _HEX = re.compile(r"[0-9a-f]+", re.ASCII)
 STRICT_SDIST_SUFFIXES = (".tar.gz", ".zip")  # PEP 527
 # PEP 425 tags: letters, digits and `_`, several joined by `.` (compressed tag sets).
