@@ -32,7 +32,15 @@ RESERVED_PATHS = frozenset(
 
 Auther = Callable[[str, str], bool]
 # Config fields holding a path (or None).
-PATH_FIELDS = ("password_file", "welcome_file", "log_file", "log_conf", "cache_dir", "mirror_cache")
+PATH_FIELDS = (
+    "password_file",
+    "welcome_file",
+    "log_file",
+    "log_conf",
+    "cache_dir",
+    "mirror_cache",
+    "state_dir",
+)
 
 
 class ConfigError(ValueError):
@@ -75,11 +83,13 @@ class Config:
     # Caching mirror of the fallback URL (and extra upstreams) instead of redirecting to it.
     mirror: bool = False
     mirror_ttl: float = 600.0  # seconds a fetched project page stays fresh
-    mirror_cache: Path | None = None  # default: <first root>/.creamery/mirror
+    mirror_cache: Path | None = None  # default: <state directory>/mirror
     mirror_max_size: int | None = None  # bytes of cached files; None: unbounded
     mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
     extra_upstreams: tuple[str, ...] = ()
     upstream_timeout: float = 10.0
+    # creamery's own data (yank state, provenance, journal, scratch); default <first root>/.creamery
+    state_dir: Path | None = None
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
     def with_updates(self, **changes: Any) -> Config:
@@ -92,7 +102,10 @@ class Config:
     def mirror_cache_dir(self) -> Path:
         if self.mirror_cache is not None:
             return self.mirror_cache
-        return self.roots[0] / ".creamery" / "mirror"
+        return self.state_directory() / "mirror"
+
+    def state_directory(self) -> Path:
+        return default_state_dir(self.roots, self.state_dir)
 
     def facts_cache_dir(self) -> Path:
         if self.cache_dir is not None:
@@ -190,6 +203,27 @@ def check_root(path: Path) -> Path:
         raise ConfigError(
             f"package directory {str(path)!r} can't be read: {error.strerror}"
         ) from error
+    return resolved
+
+
+def default_state_dir(roots: tuple[Path, ...], state_dir: Path | None) -> Path:
+    """`--state-dir`, else a hidden `.creamery/` in the first root (scans skip dot-dirs)."""
+    if state_dir is not None:
+        return state_dir
+    return roots[0] / ".creamery"
+
+
+def check_state_dir(path: Path, roots: tuple[Path, ...]) -> Path:
+    """A state directory inside a package directory must be hidden, or it would be listed."""
+    resolved = path.expanduser().resolve()
+    for root in roots:
+        inside = resolved.is_relative_to(root.resolve())
+        parts = resolved.relative_to(root.resolve()).parts if inside else ()
+        if inside and not any(p.startswith(".") for p in parts):
+            raise ConfigError(
+                f"state directory {str(path)!r} is inside the package directory {str(root)!r}:"
+                " use a hidden name (such as .creamery) or a directory outside it"
+            )
     return resolved
 
 

@@ -14,10 +14,9 @@ import zipfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from creamery import releases
-from creamery.facts import parse_core_metadata, read_metadata_bytes
+from creamery import publish, releases
+from creamery.facts import Digests, parse_core_metadata, read_metadata_bytes
 from creamery.form import FormError, ReceivedFile, ReceivedForm
-from creamery.index import METADATA, PROVENANCE, SIGNATURE
 from creamery.names import ParsedFilename, is_valid_project_name, normalize, parse_filename
 
 if TYPE_CHECKING:
@@ -102,8 +101,7 @@ def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
     sig_name, data = sent
     if sig_name and sig_name.rpartition("/")[2] != filename + ".asc":
         raise FormError(400, f"unrelated signature {sig_name!r} for package {filename!r}")
-    if not data.strip():
-        return None
+    # pypiserver stores whatever was sent, an empty signature too: so does creamery.
     return data
 
 
@@ -132,30 +130,41 @@ def accept_file(creamery: Creamery, form: ReceivedForm, user_agent: str, user: s
         raise FormError(400, "missing 'content' file field")
     filename = content.filename
     parsed = check_filename(filename)
+    try:
+        publish.check_names_fit(filename, creamery.storage.upload_root, creamery.state.path)
+    except publish.NameTooLong as error:
+        raise FormError(400, str(error)) from error
     check_form_matches(form, parsed, filename)
     check_digests(form, content)
     signature = check_signature(form, filename)
     attested = provenance(form)
     metadata = check_archive(content, parsed, filename)
     overwrite = creamery.config.overwrite
-    existing = [d for d in creamery.index.all_distributions() if d.filename == filename]
-    if existing and not overwrite:
-        raise _already_exists(filename, user_agent)
-    if not creamery.storage.publish(content.path, filename, overwrite=overwrite):
-        raise _already_exists(filename, user_agent)
-    changed = [filename]
-    sidecars = ((SIGNATURE, signature), (METADATA, metadata), (PROVENANCE, attested))
-    for suffix, data in sidecars:
-        if data is not None:
-            creamery.storage.write_bytes(filename + suffix, data)
-            changed.append(filename + suffix)
-        elif overwrite and creamery.storage.delete(filename + suffix):
-            changed.append(filename + suffix)
-    for old in existing:
-        if old.relpath != filename:
-            changed += releases.remove_files(creamery.storage, [old])
+    upload = publish.Upload(
+        filename, content.path, signature, attested, metadata, _digests(creamery, content)
+    )
+    try:
+        changed = publish.publish(creamery, upload, overwrite=overwrite)
+    except publish.AlreadyExists as error:
+        raise _already_exists(filename, user_agent) from error
+    if overwrite:
+        # The same filename elsewhere (another directory or root) is replaced too.
+        others = [
+            d
+            for d in creamery.index.all_distributions()
+            if d.filename == filename and d.relpath != filename
+        ]
+        changed += releases.remove_files(creamery.storage, creamery.state, others)
     log.warning("upload of %s (%d bytes) by %s", filename, content.size, user or "-")
     return Outcome(200, f"OK: {filename} uploaded", tuple(changed))
+
+
+def _digests(creamery: Creamery, content: ReceivedFile) -> Digests | None:
+    """The digests computed while the upload streamed in, when they cover what is served."""
+    wanted = creamery.facts.algos
+    if not all(a in content.hashers for a in ("sha256", *wanted)):
+        return None
+    return Digests(content.hexdigest("sha256"), {a: content.hexdigest(a) for a in wanted})
 
 
 def _already_exists(filename: str, user_agent: str) -> FormError:

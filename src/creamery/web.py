@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -19,12 +20,13 @@ from creamery.config import Config
 from creamery.facts import FactsCache
 from creamery.files import header, send_text
 from creamery.guard import Denial, Guard, action_for
-from creamery.index import METADATA, Index
+from creamery.index import METADATA, PROVENANCE, Index
 from creamery.journal import Journal
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
 from creamery.simple_api import Page, make_page, render_project, render_root
+from creamery.state import StateDir
 from creamery.storage.local import LocalStorage
 
 log = logging.getLogger("creamery")
@@ -39,8 +41,9 @@ class Creamery:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.storage = LocalStorage(config.roots)
-        self.index = Index(self.storage)
+        self.state = StateDir(config.state_directory())
+        self.storage = LocalStorage(config.roots, scratch=self.state)
+        self.index = Index(self.storage, self.state)
         algos = (config.hash_algo,) if config.hash_algo else ()
         self.facts = FactsCache(config.facts_cache_dir(), algos)
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
@@ -52,7 +55,7 @@ class Creamery:
             from creamery.mirror import Mirror
 
             self.mirror = Mirror(self)
-        self.journal = Journal(config.upload_root)
+        self.journal = Journal(self.state.path)
         self._started = False
         self._start_lock = threading.Lock()
         self._stoppers: list[Any] = []
@@ -67,7 +70,9 @@ class Creamery:
         with self._start_lock:
             if self._started:
                 return
+            self.state.clean_scratch(self.config.roots)
             self.index.load()
+            self.migrate_legacy_sidecars()
             stop_watch = self.storage.watch(self.index.refresh)
             if stop_watch is not None:
                 self._stoppers.append(stop_watch)
@@ -82,6 +87,16 @@ class Creamery:
             stop()
         self._stoppers.clear()
 
+    def migrate_legacy_sidecars(self) -> None:
+        """Move `.yanked`/`.provenance`/`.metadata` files found beside distributions into the
+        state directory (earlier versions kept them there), and tell the other workers."""
+        legacy = dict(self.index.legacy)
+        if not legacy:
+            return
+        moved = [r for r, stored in legacy.items() if self.state.migrate(Path(stored.root), r)]
+        owners = sorted({r.rpartition(".")[0] for r in moved})
+        self.record_changes(moved + owners)
+
     def _start_rescans(self, interval: float) -> Any:
         stopped = threading.Event()
 
@@ -89,6 +104,8 @@ class Creamery:
             while not stopped.wait(interval):
                 try:
                     self.index.rescan()
+                    self.migrate_legacy_sidecars()
+                    self.state.clean_scratch(self.config.roots)
                 except Exception:  # the safety net must not die
                     log.exception("rescan failed")
 
@@ -287,6 +304,9 @@ class Creamery:
         if stored is None and relpath.endswith(METADATA):
             await self._send_metadata(scope, send, relpath[: -len(METADATA)])
             return
+        if stored is None and relpath.endswith(PROVENANCE):
+            await self._send_provenance(scope, send, relpath[: -len(PROVENANCE)])
+            return
         if stored is None:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)")
             return
@@ -305,6 +325,18 @@ class Creamery:
         page = make_page(metadata.raw, Format.TEXT_HTML)
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+
+    async def _send_provenance(self, scope: Scope, send: Send, relpath: str) -> None:
+        """PEP 740: the provenance uploaded with the file, from the state directory."""
+        dist = self.index.dists.get(relpath)
+        data = None if dist is None else self.index.provenance(dist)
+        if data is None:
+            await send_text(send, 404, f"Not Found ({relpath}.provenance does not exist)")
+            return
+        page = make_page(data, Format.TEXT_HTML)
+        headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
+        headers.append((b"content-type", b"application/json"))
         await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
 
 
