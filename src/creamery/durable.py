@@ -12,6 +12,7 @@ import errno
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 # New files get 0666 less the umask, as pypiserver's uploads and Apache's htpasswd get, not
@@ -51,8 +52,18 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
-    """Create or replace *path* with *data*: readers see the old file or the new one."""
+def write_atomic(
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = FILE_MODE,
+    before_replace: Callable[[Path], None] | None = None,
+) -> None:
+    """Create or replace *path* with *data*: readers see the old file or the new one.
+
+    *before_replace* gets the flushed temp file just before it takes the name (to copy an old
+    file's owner and mode onto it, say).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     while True:
         temp = temp_name(path.parent)
@@ -66,6 +77,8 @@ def write_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        if before_replace is not None:
+            before_replace(temp)
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
