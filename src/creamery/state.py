@@ -207,6 +207,8 @@ class StateDir:
             self.write(owner, suffix, data)
         try:
             source.unlink()
+        except FileNotFoundError:
+            return False  # someone else moved it meanwhile
         except OSError as error:
             log.warning("migrated %s into the state directory, can't remove it: %s", relpath, error)
             return False

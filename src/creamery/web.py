@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ from creamery.state import StateDir
 from creamery.storage.local import LocalStorage
 
 log = logging.getLogger("creamery")
+
+_SETTLE_SECONDS = 0.3  # a sidecar put beside a file by hand is moved once this old
 
 Scope = dict[str, Any]
 Receive = Any
@@ -58,6 +61,9 @@ class Creamery:
         self.journal = Journal(self.state.path)
         self._started = False
         self._start_lock = threading.Lock()
+        self._migration_lock = threading.Lock()
+        self._moving_lock = threading.Lock()
+        self._migration_timer: threading.Timer | None = None
         self._stoppers: list[Any] = []
         from creamery.routes import build_starlette
 
@@ -73,7 +79,7 @@ class Creamery:
             self.state.clean_scratch(self.config.roots)
             self.index.load()
             self.migrate_legacy_sidecars()
-            stop_watch = self.storage.watch(self.index.refresh)
+            stop_watch = self.storage.watch(self._files_changed)
             if stop_watch is not None:
                 self._stoppers.append(stop_watch)
             if self.config.rescan_interval > 0:
@@ -87,15 +93,43 @@ class Creamery:
             stop()
         self._stoppers.clear()
 
-    def migrate_legacy_sidecars(self) -> None:
+    def _files_changed(self, relpaths: list[str]) -> None:
+        self.index.refresh(relpaths)
+        if self.index.legacy:  # a `.yanked` put beside a file by hand: taken in shortly
+            self._schedule_migration()
+
+    def _schedule_migration(self) -> None:
+        with self._migration_lock:
+            if self._migration_timer is not None:
+                return
+            # Events arrive while the file is still being written: let it settle first.
+            timer = threading.Timer(_SETTLE_SECONDS, self._migrate_settled)
+            timer.daemon = True
+            self._migration_timer = timer
+        timer.start()
+
+    def _migrate_settled(self) -> None:
+        with self._migration_lock:
+            self._migration_timer = None
+        try:
+            if self.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS):
+                self._schedule_migration()
+        except Exception:  # a background task must not die
+            log.exception("moving sidecars into the state directory failed")
+
+    def migrate_legacy_sidecars(self, min_age: float = 0.0) -> int:
         """Move `.yanked`/`.provenance`/`.metadata` files found beside distributions into the
-        state directory (earlier versions kept them there), and tell the other workers."""
-        legacy = dict(self.index.legacy)
-        if not legacy:
-            return
-        moved = [r for r, stored in legacy.items() if self.state.migrate(Path(stored.root), r)]
-        owners = sorted({r.rpartition(".")[0] for r in moved})
-        self.record_changes(moved + owners)
+        state directory (earlier versions kept them there), and tell the other workers.
+        Files changed less than *min_age* seconds ago wait; their count is returned."""
+        with self._moving_lock:
+            young = time.time_ns() - int(min_age * 1e9)
+            legacy = dict(self.index.legacy)
+            ready = {r: st for r, st in legacy.items() if st.mtime_ns <= young}
+            moved = [r for r, st in ready.items() if self.state.migrate(Path(st.root), r)]
+            if moved:
+                owners = sorted({r.rpartition(".")[0] for r in moved})
+                self.record_changes(moved + owners)
+            return len(legacy) - len(ready)
 
     def _start_rescans(self, interval: float) -> Any:
         stopped = threading.Event()
@@ -104,7 +138,7 @@ class Creamery:
             while not stopped.wait(interval):
                 try:
                     self.index.rescan()
-                    self.migrate_legacy_sidecars()
+                    self.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS)
                     self.state.clean_scratch(self.config.roots)
                 except Exception:  # the safety net must not die
                     log.exception("rescan failed")
