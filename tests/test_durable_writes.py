@@ -382,7 +382,10 @@ def test_durable_place_claims_a_name_once(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- overwrite races
 
 
-def test_concurrent_overwrites_keep_each_wheel_with_its_own_metadata(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_concurrent_overwrites_keep_each_wheel_with_its_own_metadata(
+    tmp_path: Path, workers: str
+) -> None:
     root = tmp_path / "root"
     root.mkdir()
     builds = [
@@ -390,7 +393,7 @@ def test_concurrent_overwrites_keep_each_wheel_with_its_own_metadata(tmp_path: P
         for i in range(50)
     ]
     name = "racer-1.0-py3-none-any.whl"
-    with run_server([root], "-o", *OPEN) as srv:
+    with run_server([root], "-o", "--workers", workers, *OPEN) as srv:
         for _round in range(3):
             with ThreadPoolExecutor(50) as pool:
                 statuses = list(pool.map(lambda data: upload(srv, name, data).status_code, builds))

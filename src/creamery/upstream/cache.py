@@ -235,7 +235,11 @@ def _cache_directory(args: argparse.Namespace) -> Path:
     if args.mirror_cache:
         return Path(args.mirror_cache).expanduser()
     roots = args.package_directory or [DEFAULT_ROOT]
-    return Config(roots=(check_root(Path(roots[0])),)).mirror_cache_dir()
+    state_dir = os.environ.get("CREAMERY_STATE_DIR")  # the server's --state-dir
+    config = Config(
+        roots=(check_root(Path(roots[0])),), state_dir=Path(state_dir) if state_dir else None
+    )
+    return config.mirror_cache_dir()
 
 
 def _show(cache: MirrorCache) -> None:
