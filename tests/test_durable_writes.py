@@ -35,8 +35,8 @@ from conftest import (
 )
 from dists import make_wheel, sign
 
-from creamery import durable
-from creamery.state import StateDir
+from creamery import durable, publish
+from creamery.state import FileState, StateDir
 
 HTTP = httpx.Client(timeout=30)
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
@@ -449,3 +449,28 @@ def test_metadata_follows_a_wheel_copied_over_an_uploaded_one(tmp_path: Path) ->
         )  # fmt: skip
         assert uv.returncode == 0, describe(uv)
         assert "six==1.10.0" in uv.stdout and "idna" not in uv.stdout, uv.stdout
+
+
+def test_state_scan_reads_names_only_and_migration_is_idempotent(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    state = StateDir(root / ".creamery")
+    (root / "sub" / "x-1.0.tar.gz.yanked").write_text("old")
+    assert state.migrate(root, "sub/x-1.0.tar.gz.yanked")
+    assert not state.migrate(root, "sub/x-1.0.tar.gz.yanked")  # nothing left to move
+    assert state.yank_reason("sub/x-1.0.tar.gz") == "old"
+    state.write("y-1.0.tar.gz", "provenance", b"{}")
+    assert state.scan() == {
+        "sub/x-1.0.tar.gz": FileState(yanked=True, provenance=False),
+        "y-1.0.tar.gz": FileState(yanked=False, provenance=True),
+    }
+    assert state.delete("sub/x-1.0.tar.gz", "yanked")
+    assert not (root / ".creamery" / "files" / "sub" / "x-1.0.tar.gz").exists()
+    assert list(state.scan()) == ["y-1.0.tar.gz"]
+
+
+def test_every_derived_name_must_fit(tmp_path: Path) -> None:
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    publish.check_names_fit("a" * (limit - 4), tmp_path, tmp_path / "state")
+    with pytest.raises(publish.NameTooLong, match=f"at most {limit - 4}"):
+        publish.check_names_fit("a" * (limit - 3), tmp_path, tmp_path / "state")

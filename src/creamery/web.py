@@ -64,6 +64,7 @@ class Creamery:
         self._migration_lock = threading.Lock()
         self._moving_lock = threading.Lock()
         self._migration_timer: threading.Timer | None = None
+        self._unmovable: set[str] = set()
         self._stoppers: list[Any] = []
         from creamery.routes import build_starlette
 
@@ -123,9 +124,12 @@ class Creamery:
         Files changed less than *min_age* seconds ago wait; their count is returned."""
         with self._moving_lock:
             young = time.time_ns() - int(min_age * 1e9)
-            legacy = dict(self.index.legacy)
+            legacy = {r: st for r, st in self.index.legacy.items() if r not in self._unmovable}
             ready = {r: st for r, st in legacy.items() if st.mtime_ns <= young}
             moved = [r for r, st in ready.items() if self.state.migrate(Path(st.root), r)]
+            # Copied but not removable (a read-only root): once, or a later un-yank would be
+            # undone by the next attempt.
+            self._unmovable |= {r for r, st in ready.items() if Path(st.abspath).exists()}
             if moved:
                 owners = sorted({r.rpartition(".")[0] for r in moved})
                 self.record_changes(moved + owners)
