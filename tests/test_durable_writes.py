@@ -287,8 +287,13 @@ def test_a_full_disk_is_507_and_publishes_nothing(small_disk: Path, tmp_path: Pa
     files = {"blob.bin": os.urandom(200_000)}
     wheel = make_wheel(tmp_path / "dist", "fulldisk", "1.0", files=files)
     signature = (wheel.name + ".asc", os.urandom(120_000))
+    huge = make_wheel(tmp_path / "huge", "fulldisk", "1.0", files={"blob.bin": os.urandom(2 << 20)})
     with run_server([root], *OPEN) as srv:
         before = published(root)
+        # Larger than the disk: the spool fills it.
+        response = upload(srv, huge)
+        assert response.status_code == 507, response.text
+        assert published(root) == before and leftovers(root) == []
         # The wheel fits, the signature does not: the disk fills between the two writes.
         filler = _fill(small_disk, wheel.stat().st_size + 60_000)
         response = upload(srv, wheel, gpg_signature=signature)
@@ -474,3 +479,26 @@ def test_every_derived_name_must_fit(tmp_path: Path) -> None:
     publish.check_names_fit("a" * (limit - 4), tmp_path, tmp_path / "state")
     with pytest.raises(publish.NameTooLong, match=f"at most {limit - 4}"):
         publish.check_names_fit("a" * (limit - 3), tmp_path, tmp_path / "state")
+
+
+def test_a_transaction_undone_restores_every_old_version(tmp_path: Path) -> None:
+    old_signature = tmp_path / "x.whl.asc"
+    old_signature.write_bytes(b"old signature")
+    new_signature, provenance = tmp_path / "new.part", tmp_path / "prov.part"
+    new_signature.write_bytes(b"new signature")
+    provenance.write_bytes(b"{}")
+    state_entry = tmp_path / "state" / "x.whl" / "provenance"
+    transaction = publish._Transaction()
+    transaction.put(old_signature, new_signature)
+    transaction.put(state_entry, provenance)
+    transaction.put(tmp_path / "absent", None)
+    assert old_signature.read_bytes() == b"new signature" and state_entry.exists()
+    transaction.rollback()
+    assert old_signature.read_bytes() == b"old signature"
+    assert not state_entry.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state", "x.whl.asc"]  # no backups
+    removal = publish._Transaction()
+    removal.put(old_signature, None)
+    assert not old_signature.exists()
+    removal.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
