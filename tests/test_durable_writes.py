@@ -502,3 +502,16 @@ def test_a_transaction_undone_restores_every_old_version(tmp_path: Path) -> None
     assert not old_signature.exists()
     removal.commit()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_app_keywords_take_a_state_directory(tmp_path: Path) -> None:
+    from creamery.config import ConfigError, config_from_app_kwargs
+
+    (tmp_path / "root").mkdir()
+    config = config_from_app_kwargs({"roots": tmp_path / "root", "state_dir": tmp_path / "s"})
+    assert config.state_directory() == tmp_path / "s"
+    assert config.mirror_cache_dir() == tmp_path / "s" / "mirror"
+    default = config_from_app_kwargs({"roots": tmp_path / "root"})
+    assert default.state_directory() == tmp_path / "root" / ".creamery"
+    with pytest.raises(ConfigError, match="hidden"):
+        config_from_app_kwargs({"roots": tmp_path / "root", "state_dir": tmp_path / "root" / "s"})

@@ -299,9 +299,11 @@ def config_from_app_kwargs(kwargs: dict[str, Any]) -> Config:
         changes["health_endpoint"] = parse_health_endpoint(kwargs.pop("health_endpoint"))
     if "backend_arg" in kwargs:
         changes["backend"] = kwargs.pop("backend_arg")
-    for path_key in ("welcome_file", "log_file", "cache_dir"):
+    for path_key in ("welcome_file", "log_file", "cache_dir", "state_dir"):
         if kwargs.get(path_key) is not None:
             changes[path_key] = Path(kwargs.pop(path_key))
+    if changes.get("state_dir") is not None:
+        changes["state_dir"] = check_state_dir(changes["state_dir"], changes["roots"])
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(kwargs) - known)
     if unknown:
