@@ -10,6 +10,8 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 import xmlrpc.client
 from collections.abc import Iterator
@@ -651,7 +653,10 @@ def _check_release_entry(server: Server, corpus: Corpus, http: httpx.Client, ent
     assert entry["digests"]["sha256"] == corpus.sha256(filename)
     assert entry["size"] == len(corpus.data(filename))
     assert PEP700_TIME.match(entry["upload_time_iso_8601"]), entry["upload_time_iso_8601"]
-    yank_file = Path(f"{corpus.files[filename]}.yanked")
+    # The corpus yanks by hand (`x.whl.yanked` beside the file); the server moved it into its
+    # state directory at start.
+    state = corpus.roots[0] / ".creamery" / "files" / corpus.relpath(filename) / "yanked"
+    yank_file = state if state.exists() else Path(f"{corpus.files[filename]}.yanked")
     if yank_file.exists():
         assert entry["yanked"] is True
         assert (entry["yanked_reason"] or "") == yank_file.read_text()
@@ -1124,7 +1129,9 @@ def test_replaced_file_is_rehashed(live: Server, staging: Path) -> None:
 
 
 def test_sidecars_update_live(live: Server) -> None:
-    """Yanking (a `.yanked` sidecar) and signing (`.asc`) show without a restart."""
+    """Yanking (a `.yanked` file put beside it by hand) and signing (`.asc`) show without a
+    restart; the `.yanked` file is moved into the state directory, and `creamery unyank` undoes
+    it (through the change journal)."""
     root = live.roots[0]
     name = "tliveside-1.0-py3-none-any.whl"
     page = f"{live.url}/simple/tliveside/"
@@ -1136,7 +1143,10 @@ def test_sidecars_update_live(live: Server) -> None:
     assert "data-yanked" not in attrs()
     (root / f"{name}.yanked").write_text("bad release")
     _wait_until(lambda: attrs().get("data-yanked") == "bad release", "yank")
-    (root / f"{name}.yanked").unlink()
+    _wait_until(lambda: not (root / f"{name}.yanked").exists(), "move into the state directory")
+    assert (root / ".creamery" / "files" / name / "yanked").read_text() == "bad release"
+    unyank = [sys.executable, "-m", "creamery", "unyank", "tliveside", "1.0", str(root)]
+    assert subprocess.run(unyank, capture_output=True, timeout=60).returncode == 0
     _wait_until(lambda: "data-yanked" not in attrs() and "href" in attrs(), "un-yank")
     (root / f"{name}.asc").write_text("-----BEGIN PGP SIGNATURE-----\n")
     _wait_until(lambda: attrs().get("data-gpg-sig") == "true", "signature")

@@ -130,7 +130,9 @@ def root_state(root: Path) -> dict[str, str]:
 
 
 def temp_files(root: Path) -> list[str]:
-    return sorted(p.name for p in root.rglob(".creamery-*"))
+    """Temp files: spooled uploads in the state directory's scratch area, hidden temp files."""
+    spooled = (root / ".creamery" / "tmp").rglob("*.part")
+    return sorted(p.name for p in [*root.rglob(".creamery-*"), *spooled])
 
 
 def wait_for(condition, timeout: float = 5.0, interval: float = 0.02) -> bool:
@@ -633,7 +635,9 @@ def test_attestations_are_kept_beside_the_upload(srv: Server, tmp_path: Path) ->
     attestations = '[{"version": 1, "verification_material": {}, "envelope": {}}]'
     response = upload(srv, sdist.name, sdist.read_bytes(), ("attestations", attestations))
     assert response.status_code == 200, response.text
-    provenance = json.loads((root_of(srv) / (sdist.name + ".provenance")).read_text())
+    state = root_of(srv) / ".creamery" / "files" / sdist.name / "provenance"
+    provenance = json.loads(state.read_text())
+    assert not (root_of(srv) / (sdist.name + ".provenance")).exists()  # state, not beside it
     bundles = provenance["attestation_bundles"]
     assert bundles[0]["attestations"] == json.loads(attestations)
     assert set(listed(srv, "attested")) == {sdist.name}  # a sidecar, not a distribution
@@ -829,7 +833,7 @@ def test_uploaded_files_get_the_usual_permissions(srv: Server, tmp_path: Path) -
         extra_files=[("gpg_signature", wheel.name + ".asc", signature)],
     )
     assert response.status_code == 200, response.text
-    for name in (wheel.name, wheel.name + ".asc", wheel.name + ".metadata"):
+    for name in (wheel.name, wheel.name + ".asc"):
         mode = (root_of(srv) / name).stat().st_mode & 0o777
         assert mode == 0o666 & ~umask, f"{name}: {oct(mode)}"
 
@@ -902,7 +906,7 @@ def test_upload_killed_mid_body_leaves_nothing(srv: Server) -> None:
     ).encode()
     with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
         sock.sendall(request + head + random_bytes(7, 400_000))
-        # The part is being received into a hidden temp file: the test watches the right place.
+        # The part is being received into a spool file: the test watches the right place.
         assert wait_for(lambda: temp_files(root_of(srv)) != [], timeout=5)
     assert wait_for(lambda: temp_files(root_of(srv)) == [], timeout=5), temp_files(root_of(srv))
     assert root_state(root_of(srv)) == before

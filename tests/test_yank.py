@@ -93,7 +93,10 @@ def assert_state(server: Server, project: str, yanked: dict[str, str | None]) ->
 
 
 def sidecars(root: Path) -> dict[str, str]:
-    return {p.name.removesuffix(".yanked"): p.read_text() for p in root.glob("*.yanked")}
+    """filename -> reason, as the state directory holds it (nothing is written beside files)."""
+    assert not list(root.glob("*.yanked"))
+    state = root / ".creamery" / "files"
+    return {p.parent.name: p.read_text() for p in state.glob("*/yanked")}
 
 
 def wait_for(condition, timeout: float = 5.0) -> bool:

@@ -1,6 +1,6 @@
 """Administration commands that work directly on the package directories (no server needed):
-`creamery passwd`, `yank`, `unyank` and `remove`. A running server sees their changes through
-file-system events.
+`creamery passwd`, `yank`, `unyank` and `remove`. They use the server's state directory and
+append to its change journal, so a running server sees their changes before its next answer.
 """
 
 from __future__ import annotations
@@ -12,11 +12,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from creamery.config import DEFAULT_ROOT, ConfigError, check_root
+from creamery.config import (
+    DEFAULT_ROOT,
+    ConfigError,
+    check_root,
+    check_state_dir,
+    default_state_dir,
+)
 
 if TYPE_CHECKING:
     from creamery.index import Index
+    from creamery.journal import Journal
     from creamery.storage.local import LocalStorage
+
+STATE_DIR_ENV = "CREAMERY_STATE_DIR"
 
 # The command line imports this module to build its parser; what the commands need is imported
 # when they run, so `creamery run` starts light.
@@ -63,6 +72,12 @@ def _add_release_arguments(parser: argparse.ArgumentParser, *, version_required:
     parser.add_argument("project", metavar="PROJECT")
     parser.add_argument("version", metavar="VERSION", nargs=None if version_required else "?")
     parser.add_argument("package_directory", metavar="PACKAGES_DIRECTORY", nargs="*")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"the server's --state-dir (default: ${STATE_DIR_ENV}, else .creamery in the first"
+        " package directory)",
+    )
 
 
 def add_yank_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,18 +95,29 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     _add_release_arguments(parser, version_required=False)
 
 
-def _open(args: argparse.Namespace) -> tuple[LocalStorage, Index]:
+def _open(args: argparse.Namespace) -> tuple[LocalStorage, Index, Journal]:
     from creamery.index import Index
+    from creamery.journal import Journal
+    from creamery.state import StateDir
     from creamery.storage.local import LocalStorage
 
     if args.version and not args.package_directory and os.path.isdir(args.version):
         # `creamery remove PROJECT DIR`: the optional version was left out.
         args.version, args.package_directory = None, [args.version]
     roots = tuple(check_root(Path(d)) for d in (args.package_directory or [DEFAULT_ROOT]))
-    storage = LocalStorage(roots)
-    index = Index(storage)
+    given = args.state_dir or os.environ.get(STATE_DIR_ENV) or None
+    state_path = default_state_dir(roots, Path(given) if given else None)
+    state = StateDir(check_state_dir(state_path, roots))
+    storage = LocalStorage(roots, scratch=state)
+    index = Index(storage, state)
     index.load()
-    return storage, index
+    journal = Journal(state.path)
+    migrated = [r for r, stored in index.legacy.items() if state.migrate(Path(stored.root), r)]
+    if migrated:
+        changed = migrated + sorted({r.rpartition(".")[0] for r in migrated})
+        index.refresh(changed)
+        journal.append(changed)
+    return storage, index, journal
 
 
 def yank(args: argparse.Namespace) -> int:
@@ -105,7 +131,7 @@ def unyank(args: argparse.Namespace) -> int:
 def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
     from creamery import releases
 
-    storage, index = _open(args)
+    storage, index, journal = _open(args)
     try:
         changed = releases.set_yanked(
             storage,
@@ -118,9 +144,10 @@ def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
         )
     except releases.ReleaseNotFound as error:
         raise ConfigError(str(error)) from error
+    journal.append(changed)
     verb = "yanked" if yanked else "un-yanked"
-    for sidecar in changed:
-        print(f"{verb} {sidecar.rpartition('.')[0]}")
+    for relpath in changed:
+        print(f"{verb} {relpath}")
     if not changed:
         print(f"nothing to do: {args.project} {args.version} was already {verb}")
     return 0
@@ -129,11 +156,12 @@ def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
 def remove(args: argparse.Namespace) -> int:
     from creamery import releases
 
-    storage, index = _open(args)
+    storage, index, journal = _open(args)
     try:
         changed = releases.remove(storage, index, args.project, args.version)
     except releases.ReleaseNotFound as error:
         raise ConfigError(str(error)) from error
+    journal.append(changed)
     for relpath in changed:
         print(f"removed {relpath}")
     return 0

@@ -13,7 +13,6 @@ import ipaddress
 import logging
 import math
 import os
-import secrets
 import stat
 import threading
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from creamery import durable
 from creamery.config import Config
 
 logger = logging.getLogger("creamery.auth")
@@ -383,23 +383,10 @@ def _write_atomically(target: Path, data: bytes) -> None:
         old: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
         old = None
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
     # New files get what Apache's htpasswd gives them (0644 less the umask), so a server
     # running as another user, e.g. in a container, can read them.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        if old is not None:
-            _copy_ownership(tmp, old)
-        os.replace(tmp, target)
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(target.parent)
+    keep_owner = None if old is None else (lambda temp: _copy_ownership(temp, old))
+    durable.write_atomic(target, data, mode=0o644, before_replace=keep_owner)
 
 
 def _copy_ownership(path: Path, old: os.stat_result) -> None:
@@ -407,17 +394,6 @@ def _copy_ownership(path: Path, old: os.stat_result) -> None:
     if hasattr(os, "chown"):
         with suppress(OSError):  # only root can give a file away; keep ours then
             os.chown(path, old.st_uid, old.st_gid)
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    with suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def add_user(

@@ -26,6 +26,7 @@ from creamery.config import (
     ConfigError,
     check_auth,
     check_root,
+    check_state_dir,
     parse_auth_actions,
     parse_base_url,
     parse_hash_algo,
@@ -250,6 +251,12 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="server worker processes (default: 1)",
     )
     parser.add_argument("--cache-dir", metavar="DIR", help="where to cache hashes and metadata")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="creamery's own data: yank state, provenance, change journal, upload scratch "
+        "(default: .creamery in the first package directory)",
+    )
     parser.add_argument(
         "--rescan-interval",
         metavar="SECONDS",
@@ -624,6 +631,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_err_frmt=args.log_err_frmt,
         workers=args.workers,
         cache_dir=_path(args.cache_dir),
+        state_dir=_path(args.state_dir),
         rescan_interval=args.rescan_interval,
         watch=not args.disable_watch,
         max_upload_size=args.max_upload_size,
@@ -646,6 +654,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         roots=checked("package_directory", directories),
         welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),
     )
+    if config.state_dir is not None:
+        with settings.blame(sources, "state_dir"):
+            config = config.with_updates(state_dir=check_state_dir(config.state_dir, config.roots))
     with settings.blame(sources, "authenticate", "password_file"):
         config = check_auth(config)
     with settings.blame(sources, "password_file"):

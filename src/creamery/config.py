@@ -33,7 +33,15 @@ RESERVED_PATHS = frozenset(
 
 Auther = Callable[[str, str], bool]
 # Config fields holding a path (or None).
-PATH_FIELDS = ("password_file", "welcome_file", "log_file", "log_conf", "cache_dir", "mirror_cache")
+PATH_FIELDS = (
+    "password_file",
+    "welcome_file",
+    "log_file",
+    "log_conf",
+    "cache_dir",
+    "mirror_cache",
+    "state_dir",
+)
 
 
 class ConfigError(ValueError):
@@ -77,7 +85,7 @@ class Config:
     # Caching mirror of the fallback URL (and extra upstreams) instead of redirecting to it.
     mirror: bool = False
     mirror_ttl: float = 600.0  # seconds a fetched project page stays fresh
-    mirror_cache: Path | None = None  # default: <first root>/.creamery/mirror
+    mirror_cache: Path | None = None  # default: <state directory>/mirror
     mirror_max_size: int | None = None  # bytes of cached files; None: unbounded
     mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
     extra_upstreams: tuple[str, ...] = ()
@@ -88,6 +96,8 @@ class Config:
     body_timeout: float = 30.0  # seconds a request body may stay silent; 0 disables
     max_client_requests: int = 100  # requests in progress per client address; 0 disables
     reuse_port: bool = False  # share the port with other processes (SO_REUSEPORT)
+    # creamery's own data (yank state, provenance, journal, scratch); default <first root>/.creamery
+    state_dir: Path | None = None
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
     def with_updates(self, **changes: Any) -> Config:
@@ -100,7 +110,10 @@ class Config:
     def mirror_cache_dir(self) -> Path:
         if self.mirror_cache is not None:
             return self.mirror_cache
-        return self.roots[0] / ".creamery" / "mirror"
+        return self.state_directory() / "mirror"
+
+    def state_directory(self) -> Path:
+        return default_state_dir(self.roots, self.state_dir)
 
     def facts_cache_dir(self) -> Path:
         if self.cache_dir is not None:
@@ -208,6 +221,27 @@ def check_root(path: Path) -> Path:
     return resolved
 
 
+def default_state_dir(roots: tuple[Path, ...], state_dir: Path | None) -> Path:
+    """`--state-dir`, else a hidden `.creamery/` in the first root (scans skip dot-dirs)."""
+    if state_dir is not None:
+        return state_dir
+    return roots[0] / ".creamery"
+
+
+def check_state_dir(path: Path, roots: tuple[Path, ...]) -> Path:
+    """A state directory inside a package directory must be hidden, or it would be listed."""
+    resolved = path.expanduser().resolve()
+    for root in roots:
+        inside = resolved.is_relative_to(root.resolve())
+        parts = resolved.relative_to(root.resolve()).parts if inside else ()
+        if inside and not any(p.startswith(".") for p in parts):
+            raise ConfigError(
+                f"state directory {str(path)!r} is inside the package directory {str(root)!r}:"
+                " use a hidden name (such as .creamery) or a directory outside it"
+            )
+    return resolved
+
+
 def check_auth(config: Config) -> Config:
     """pypiserver's rules for `-a` and `-P`, checked once at start."""
     if config.auther is not None:
@@ -282,9 +316,11 @@ def config_from_app_kwargs(kwargs: dict[str, Any]) -> Config:
         changes["backend"] = kwargs.pop("backend_arg")
     if "upload_policy" in kwargs:
         changes["upload_policy"] = parse_upload_policy(kwargs.pop("upload_policy"))
-    for path_key in ("welcome_file", "log_file", "cache_dir"):
+    for path_key in ("welcome_file", "log_file", "cache_dir", "state_dir"):
         if kwargs.get(path_key) is not None:
             changes[path_key] = Path(kwargs.pop(path_key))
+    if changes.get("state_dir") is not None:
+        changes["state_dir"] = check_state_dir(changes["state_dir"], changes["roots"])
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = sorted(set(kwargs) - known)
     if unknown:

@@ -1,13 +1,15 @@
 """Facts that cost a read of the file: digests and core metadata, cached on disk.
 
-Each fact is computed once per file version, keyed by (path, size, mtime), and kept in a small
-SQLite file so that a restart does not recompute it. The cache is disposable: delete it at will.
+Each fact is computed once per file version, keyed by (path, size, mtime, inode), and kept in a
+small SQLite file so that a restart does not recompute it. The cache is disposable: delete it
+at will.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -113,7 +115,12 @@ def _strip_continuation(line: str) -> str:
 
 
 class FactsCache:
-    """Digests and metadata of files, computed at most once per (path, size, mtime)."""
+    """Digests and metadata of files, computed at most once per file identity.
+
+    A file's identity is (path, size, mtime_ns, inode): a file replaced by a rename, a link or
+    an in-place copy changes at least one, so a fact never outlives the bytes it describes. A
+    fact computed while the file changed under the reader is returned but not kept.
+    """
 
     def __init__(self, directory: Path | None, algos: tuple[str, ...]) -> None:
         self.algos = tuple(a for a in algos if a != "sha256")
@@ -123,55 +130,76 @@ class FactsCache:
             self._db = _open_db(directory)
 
     def digests(self, stored: StoredFile) -> Digests:
-        key = stored.abspath
-        row = self._get(
-            "SELECT sha256, extra FROM digests WHERE path=? AND size=? AND mtime_ns=?", stored
-        )
+        row = self._get("SELECT sha256, extra FROM digests" + _WHERE, stored)
         if row is not None:
             extra = dict(item.split("=", 1) for item in row[1].split(",") if item)
             if all(a in extra for a in self.algos):
                 return Digests(row[0], extra)
         digests = compute_digests(stored.path, self.algos)
-        extra_text = ",".join(f"{a}={h}" for a, h in digests.extra.items())
-        self._put(
-            "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?)",
-            (key, stored.size, stored.mtime_ns, digests.sha256, extra_text),
-        )
+        if _unchanged(stored):
+            self.remember_digests(stored, digests)
         return digests
 
+    def remember_digests(self, stored: StoredFile, digests: Digests) -> None:
+        """Keep digests computed elsewhere (while an upload streamed in) for this identity."""
+        extra_text = ",".join(f"{a}={h}" for a, h in digests.extra.items())
+        self._put(
+            "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?)",
+            stored,
+            digests.sha256,
+            extra_text,
+        )
+
     def metadata(self, stored: StoredFile, kind: str) -> CoreMetadata:
-        row = self._get("SELECT raw FROM metadata WHERE path=? AND size=? AND mtime_ns=?", stored)
+        row = self._get("SELECT raw FROM metadata" + _WHERE, stored)
         if row is not None:
             return parse_core_metadata(row[0])
         raw = read_metadata_bytes(stored.path, kind)
-        self._put(
-            "INSERT OR REPLACE INTO metadata VALUES (?,?,?,?)",
-            (stored.abspath, stored.size, stored.mtime_ns, raw),
-        )
+        if _unchanged(stored):
+            self.remember_metadata(stored, raw)
         return parse_core_metadata(raw)
+
+    def remember_metadata(self, stored: StoredFile, raw: bytes | None) -> None:
+        """Keep metadata read elsewhere (at upload, from the very bytes published)."""
+        self._put("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?,?)", stored, raw)
 
     def _get(self, sql: str, stored: StoredFile) -> tuple[Any, ...] | None:
         if self._db is None:
             return None
         with self._lock:
             try:
-                row: tuple[Any, ...] | None = self._db.execute(
-                    sql, (stored.abspath, stored.size, stored.mtime_ns)
-                ).fetchone()
+                row: tuple[Any, ...] | None = self._db.execute(sql, _identity(stored)).fetchone()
                 return row
             except sqlite3.Error as error:
                 log.warning("facts cache read failed: %s", error)
                 return None
 
-    def _put(self, sql: str, values: tuple[Any, ...]) -> None:
+    def _put(self, sql: str, stored: StoredFile, *values: Any) -> None:
         if self._db is None:
             return
         with self._lock:
             try:
-                self._db.execute(sql, values)
+                self._db.execute(sql, (*_identity(stored), *values))
                 self._db.commit()
             except sqlite3.Error as error:
                 log.warning("facts cache write failed: %s", error)
+
+
+_WHERE = " WHERE path=? AND size=? AND mtime_ns=? AND inode=?"
+_SCHEMA = 2  # 2: keyed by inode too; older caches are dropped (they are disposable)
+
+
+def _identity(stored: StoredFile) -> tuple[str, int, int, int]:
+    return (stored.abspath, stored.size, stored.mtime_ns, stored.inode)
+
+
+def _unchanged(stored: StoredFile) -> bool:
+    """Is the file on disk still the one *stored* describes (after reading it)?"""
+    try:
+        st = os.stat(stored.path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns, st.st_ino) == (stored.size, stored.mtime_ns, stored.inode)
 
 
 def _open_db(directory: Path) -> sqlite3.Connection | None:
@@ -181,13 +209,17 @@ def _open_db(directory: Path) -> sqlite3.Connection | None:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA cache_size=-512")  # KiB; rows are read once per file version
+        if db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA:
+            db.execute("DROP TABLE IF EXISTS digests")
+            db.execute("DROP TABLE IF EXISTS metadata")
+            db.execute(f"PRAGMA user_version={_SCHEMA}")
         db.execute(
             "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
-            " sha256 TEXT, extra TEXT)"
+            " inode INT, sha256 TEXT, extra TEXT)"
         )
         db.execute(
             "CREATE TABLE IF NOT EXISTS metadata (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
-            " raw BLOB)"
+            " inode INT, raw BLOB)"
         )
         db.commit()
         return db

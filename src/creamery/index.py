@@ -15,15 +15,18 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from creamery.names import ParsedFilename, is_sidecar, parse_filename, version_sort_key
+from creamery.state import NO_STATE, FileState, StateDir, is_legacy_sidecar
 from creamery.storage import Storage, StoredFile
 
 log = logging.getLogger("creamery.index")
 
-# Sidecars: <distribution relpath> + suffix.
+# URL suffixes: <distribution relpath> + suffix. Only the signature is a file beside the
+# distribution (as pypiserver keeps it); yank state and provenance live in the state directory
+# (`state.py`), and metadata is derived from the file (`facts.py`).
 SIGNATURE = ".asc"
-YANKED = ".yanked"  # text content = the reason (PEP 592); empty = yanked without reason
-METADATA = ".metadata"  # PEP 658 metadata stored beside the file (uploads write it)
-PROVENANCE = ".provenance"  # PEP 740 provenance stored beside the file
+YANKED = ".yanked"
+METADATA = ".metadata"  # PEP 658: the wheel's METADATA, served from the facts cache
+PROVENANCE = ".provenance"  # PEP 740: served from the state directory
 
 
 class Distribution(NamedTuple):
@@ -51,8 +54,11 @@ class Distribution(NamedTuple):
 
 
 class Index:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, state: StateDir | None = None) -> None:
         self.storage = storage
+        self.state = state
+        self.file_state: dict[str, FileState] = {}  # relpath -> what the state directory holds
+        self.legacy: dict[str, StoredFile] = {}  # sidecars beside files, not yet migrated
         self.files: dict[str, StoredFile] = {}  # every servable relpath, sidecars included
         self.dists: dict[str, Distribution] = {}  # relpath -> distribution
         self.projects: dict[str, dict[str, Distribution]] = {}  # project -> relpath -> dist
@@ -69,6 +75,8 @@ class Index:
         with self._lock:
             for stored in self.storage.scan():
                 self._add(stored)
+            if self.state is not None:
+                self.file_state = self.state.scan()
             self._changed(set(self.projects))
         log.info("index loaded: %d projects, %d files", len(self.projects), len(self.dists))
 
@@ -92,6 +100,13 @@ class Index:
             if self.files.get(stored.relpath) != stored:
                 changed.append(stored.relpath)
         changed += unseen
+        if self.state is not None:
+            on_disk = self.state.scan()
+            changed += [
+                r
+                for r in on_disk.keys() | self.file_state
+                if on_disk.get(r) != self.file_state.get(r)
+            ]
         if changed:
             log.info("rescan found %d changes", len(changed))
             self.refresh(changed)
@@ -136,6 +151,8 @@ class Index:
 
     def _refresh_one(self, relpath: str) -> set[str]:
         touched: set[str] = set()
+        if self.state is not None:
+            touched |= self._refresh_state(relpath)
         stored = self.storage.stat(relpath)
         if stored is not None:
             touched |= self._remove(relpath)
@@ -150,9 +167,25 @@ class Index:
             touched |= self._add(stored)
         return touched
 
+    def _refresh_state(self, relpath: str) -> set[str]:
+        assert self.state is not None
+        now = self.state.state_of(relpath)
+        if now == self.file_state.get(relpath, NO_STATE):
+            return set()
+        if now == NO_STATE:
+            self.file_state.pop(relpath, None)
+        else:
+            self.file_state[relpath] = now
+        dist = self.dists.get(relpath)
+        return {dist.project} if dist else set()
+
     def _add(self, stored: StoredFile) -> set[str]:
         # Scans and stat() never yield hidden paths: no need to check again here.
         filename = stored.relpath.rpartition("/")[2]
+        if is_legacy_sidecar(filename):
+            # Never listed nor served: moved into the state directory (`Creamery.start`).
+            self.legacy[stored.relpath] = stored
+            return set()
         if is_sidecar(filename):
             self.files[stored.relpath] = stored
             owner = self.dists.get(filename_owner(stored.relpath))
@@ -169,6 +202,7 @@ class Index:
         return {parsed.project}
 
     def _remove(self, relpath: str) -> set[str]:
+        self.legacy.pop(relpath, None)
         self.files.pop(relpath, None)
         dist = self.dists.pop(relpath, None)
         if dist is None:
@@ -214,15 +248,22 @@ class Index:
     def sidecar(self, dist: Distribution, suffix: str) -> StoredFile | None:
         return self.files.get(dist.relpath + suffix)
 
+    def state_of(self, dist: Distribution) -> FileState:
+        return self.file_state.get(dist.relpath, NO_STATE)
+
+    def is_yanked(self, dist: Distribution) -> bool:
+        return self.state_of(dist).yanked
+
     def yank_reason(self, dist: Distribution) -> str | None:
         """PEP 592: None when not yanked, else the reason ("" when none was given)."""
-        stored = self.sidecar(dist, YANKED)
-        if stored is None:
+        if self.state is None or not self.state_of(dist).yanked:
             return None
-        try:
-            return stored.path.read_text("utf-8", errors="replace").strip()
-        except OSError:
+        return self.state.yank_reason(dist.relpath)
+
+    def provenance(self, dist: Distribution) -> bytes | None:
+        if self.state is None or not self.state_of(dist).provenance:
             return None
+        return self.state.read(dist.relpath, "provenance")
 
     def store_page(self, key: Any, page: Any, generation: int) -> None:
         """Keep a rendered page unless its project changed while it was being rendered."""

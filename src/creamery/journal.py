@@ -11,15 +11,16 @@ import logging
 import os
 from pathlib import Path
 
+from creamery.durable import write_atomic
+
 log = logging.getLogger("creamery.journal")
 
-STATE_DIR = ".creamery"  # hidden, so scans and listings skip it
 _MAX_SIZE = 1 << 20  # started afresh past this; readers notice the shrink and resync
 
 
 class Journal:
-    def __init__(self, root: Path) -> None:
-        self.path = root / STATE_DIR / "changes.log"
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "changes.log"
         self._offset = self._size()
         self._inode = self._inode_now()
 
@@ -43,7 +44,7 @@ class Journal:
             return
         data = "".join(r + "\n" for r in relpaths).encode()
         try:
-            self.path.parent.mkdir(exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             if self._size() > _MAX_SIZE:
                 self._start_afresh()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -55,9 +56,7 @@ class Journal:
             log.warning("can't record changes for other workers: %s", error)
 
     def _start_afresh(self) -> None:
-        temp = self.path.with_suffix(".new")
-        temp.write_bytes(b"")
-        os.replace(temp, self.path)
+        write_atomic(self.path, b"", mode=0o644)
 
     def poll(self) -> list[str] | None:
         """Relpaths recorded since the last poll; None when nothing is new.

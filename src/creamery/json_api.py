@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from creamery.facts import FactsCache, dedent_header_description
-from creamery.index import SIGNATURE, YANKED, Distribution, Index
+from creamery.index import SIGNATURE, Distribution, Index
 from creamery.names import normalize, version_sort_key
 from creamery.pages import BoundedCache, base_url, body_response, relative_redirect
 from creamery.simple_api import entry_for, iso_time
@@ -207,7 +207,7 @@ def find_release(found: list[Release], version: str) -> Release | None:
 
 def is_yanked(index: Index, release: Release) -> bool:
     """PEP 592: a release is yanked when every one of its files is."""
-    return all(index.sidecar(d, YANKED) is not None for d in release.files)
+    return all(index.is_yanked(d) for d in release.files)
 
 
 def latest_release(index: Index, found: list[Release]) -> Release:

@@ -1,18 +1,17 @@
 """Operations on releases that already exist: removal and yanking (PEP 592).
 
-Shared by the HTTP API and the CLI (which works directly on the directories). The state lives
-in storage beside each file (`<file>.yanked`), so it survives restarts and backups.
+Shared by the HTTP API and the CLI (which works directly on the directories). Yank state
+lives in the state directory (`state.py`), so it survives restarts and is part of its backup.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from creamery.index import METADATA, PROVENANCE, SIGNATURE, YANKED, Distribution, Index
+from creamery.index import SIGNATURE, Distribution, Index
 from creamery.names import normalize, parse_version
+from creamery.state import KINDS, YANKED, StateDir
 from creamery.storage.local import LocalStorage
-
-SIDECARS = (SIGNATURE, YANKED, METADATA, PROVENANCE)
 
 
 class ReleaseNotFound(LookupError):
@@ -48,18 +47,24 @@ def remove(
     storage: LocalStorage, index: Index, project: str, version: str | None = None
 ) -> list[str]:
     """Delete every file of the release (or the project) and its sidecars; the relpaths."""
-    changed = remove_files(storage, matching_files(index, project, version))
+    changed = remove_files(storage, index.state, matching_files(index, project, version))
     index.refresh(changed)
     return changed
 
 
-def remove_files(storage: LocalStorage, dists: Iterable[Distribution]) -> list[str]:
-    """Delete distributions with their sidecars; the relpaths that were removed."""
+def remove_files(
+    storage: LocalStorage, state: StateDir | None, dists: Iterable[Distribution]
+) -> list[str]:
+    """Delete distributions with their signatures and state; the relpaths that changed."""
     changed: list[str] = []
     for dist in dists:
-        for relpath in (dist.relpath, *(dist.relpath + s for s in SIDECARS)):
+        # The file first: a crash after it leaves state without a file, which is ignored.
+        for relpath in (dist.relpath, dist.relpath + SIGNATURE):
             if storage.delete(relpath):
                 changed.append(relpath)
+        if state is not None:
+            for kind in KINDS:
+                state.delete(dist.relpath, kind)
     return changed
 
 
@@ -73,15 +78,18 @@ def set_yanked(
     reason: str = "",
     filename: str | None = None,
 ) -> list[str]:
-    """Yank (with an optional reason) or un-yank a release or one of its files."""
+    """Yank (with an optional reason) or un-yank a release or one of its files; the relpaths
+    of the files whose state changed."""
+    state = index.state
+    if state is None:
+        raise RuntimeError("yanking needs a state directory")
     changed: list[str] = []
     for dist in matching_files(index, project, version, filename):
-        sidecar = dist.relpath + YANKED
         if yanked:
-            storage.write_bytes(sidecar, reason.strip().encode())
-            changed.append(sidecar)
-        elif storage.delete(sidecar):
-            changed.append(sidecar)
+            state.write(dist.relpath, YANKED, reason.strip().encode())
+            changed.append(dist.relpath)
+        elif state.delete(dist.relpath, YANKED):
+            changed.append(dist.relpath)
     index.refresh(changed)
     return changed
 

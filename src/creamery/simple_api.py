@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from creamery.facts import FactsCache
 from creamery.files import NOSNIFF
-from creamery.index import METADATA, PROVENANCE, SIGNATURE, Distribution, Index
+from creamery.index import PROVENANCE, SIGNATURE, Distribution, Index
 from creamery.names import version_sort_key
 from creamery.negotiation import Format
 
@@ -81,13 +81,8 @@ def entry_for(
         digests = facts.digests(dist.stored)
         hashes = {"sha256": digests.sha256, hash_algo: digests.get(hash_algo)}
     metadata = facts.metadata(dist.stored, dist.parsed.kind)
-    core_sha: str | None = None
-    if dist.parsed.kind == "wheel":
-        stored_metadata = index.sidecar(dist, METADATA)
-        if stored_metadata is not None:
-            core_sha = hashlib.sha256(stored_metadata.path.read_bytes()).hexdigest()
-        else:
-            core_sha = metadata.sha256
+    # PEP 658: the hash of the very METADATA served at <file>.metadata, from the same facts.
+    core_sha = metadata.sha256 if dist.parsed.kind == "wheel" else None
     return FileEntry(
         filename=dist.filename,
         version=dist.version,
@@ -99,7 +94,7 @@ def entry_for(
         yanked=index.yank_reason(dist),
         provenance=(
             "../../packages/" + quote(dist.relpath + PROVENANCE)
-            if index.sidecar(dist, PROVENANCE) is not None
+            if index.state_of(dist).provenance
             else None
         ),
         size=dist.stored.size,

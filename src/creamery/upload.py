@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
-from creamery import archives, releases
-from creamery.facts import parse_core_metadata
+from creamery import archives, publish, releases
+from creamery.facts import Digests, parse_core_metadata
 from creamery.form import FormError, ReceivedFile, ReceivedForm
-from creamery.index import METADATA, PROVENANCE, SIGNATURE
 from creamery.names import (
     ParsedFilename,
     has_unsafe_characters,
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("creamery.upload")
 
-# NAME_MAX is 255 bytes, and the longest sidecar suffix must fit after the name.
-MAX_FILENAME_BYTES = 255 - max(len(suffix) for suffix in releases.SIDECARS)
 _HEX = re.compile(r"[0-9a-f]+", re.ASCII)
 STRICT_SDIST_SUFFIXES = (".tar.gz", ".zip")  # PEP 527
 # PEP 425 tags: letters, digits and `_`, several joined by `.` (compressed tag sets).
@@ -64,8 +61,6 @@ def check_filename(filename: str, policy: str = "strict") -> ParsedFilename:
         )
     if "/" in filename or "\\" in filename or filename in (".", "..") or filename.startswith("."):
         raise FormError(400, f"invalid filename {filename!r}: it must be a bare file name")
-    if len(filename.encode("utf-8", "surrogatepass")) > MAX_FILENAME_BYTES:
-        raise FormError(400, f"the filename is longer than {MAX_FILENAME_BYTES} bytes")
     if policy == "pypiserver":
         return _check_pypiserver_filename(filename)
     return _check_strict_filename(filename)
@@ -193,8 +188,7 @@ def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
     sig_name, data = sent
     if sig_name and sig_name.rpartition("/")[2] != filename + ".asc":
         raise FormError(400, f"unrelated signature {sig_name!r} for package {filename!r}")
-    if not data.strip():
-        return None
+    # pypiserver stores whatever was sent, an empty signature too: so does creamery.
     return data
 
 
@@ -221,6 +215,10 @@ def accept_file(creamery: Creamery, form: ReceivedForm, user_agent: str, user: s
     filename = content.filename
     policy = creamery.config.upload_policy
     parsed = check_filename(filename, policy)
+    try:
+        publish.check_names_fit(filename, creamery.storage.upload_root, creamery.state.path)
+    except publish.NameTooLong as error:
+        raise FormError(400, str(error)) from error
     if policy == "strict":  # pypiserver ignores the form's name and version
         check_form_matches(form, parsed, filename)
     check_digests(form, content)
@@ -228,24 +226,31 @@ def accept_file(creamery: Creamery, form: ReceivedForm, user_agent: str, user: s
     attested = provenance(form)
     metadata = check_archive(content, parsed, filename, policy)
     overwrite = creamery.config.overwrite
-    existing = [d for d in creamery.index.all_distributions() if d.filename == filename]
-    if existing and not overwrite:
-        raise _already_exists(filename, user_agent)
-    if not creamery.storage.publish(content.path, filename, overwrite=overwrite):
-        raise _already_exists(filename, user_agent)
-    changed = [filename]
-    sidecars = ((SIGNATURE, signature), (METADATA, metadata), (PROVENANCE, attested))
-    for suffix, data in sidecars:
-        if data is not None:
-            creamery.storage.write_bytes(filename + suffix, data)
-            changed.append(filename + suffix)
-        elif overwrite and creamery.storage.delete(filename + suffix):
-            changed.append(filename + suffix)
-    for old in existing:
-        if old.relpath != filename:
-            changed += releases.remove_files(creamery.storage, [old])
+    upload = publish.Upload(
+        filename, content.path, signature, attested, metadata, _digests(creamery, content)
+    )
+    try:
+        changed = publish.publish(creamery, upload, overwrite=overwrite)
+    except publish.AlreadyExists as error:
+        raise _already_exists(filename, user_agent) from error
+    if overwrite:
+        # The same filename elsewhere (another directory or root) is replaced too.
+        others = [
+            d
+            for d in creamery.index.all_distributions()
+            if d.filename == filename and d.relpath != filename
+        ]
+        changed += releases.remove_files(creamery.storage, creamery.state, others)
     log.warning("upload of %s (%d bytes) by %s", filename, content.size, user or "-")
     return Outcome(200, f"OK: {filename} uploaded", tuple(changed))
+
+
+def _digests(creamery: Creamery, content: ReceivedFile) -> Digests | None:
+    """The digests computed while the upload streamed in, when they cover what is served."""
+    wanted = creamery.facts.algos
+    if not all(a in content.hashers for a in ("sha256", *wanted)):
+        return None
+    return Digests(content.hexdigest("sha256"), {a: content.hexdigest(a) for a in wanted})
 
 
 def _already_exists(filename: str, user_agent: str) -> FormError:

@@ -10,6 +10,8 @@ import contextlib
 import logging
 import os
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -20,17 +22,20 @@ from creamery.errors import answer_client_error, is_client_error
 from creamery.facts import FactsCache
 from creamery.files import NOSNIFF, header, location, send_text
 from creamery.guard import Denial, Guard, action_for
-from creamery.index import METADATA, Index
+from creamery.index import METADATA, PROVENANCE, Index
 from creamery.journal import Journal
 from creamery.limits import NO_BODY, Limits, TimedBody
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
 from creamery.simple_api import Page, make_page, render_project, render_root
+from creamery.state import StateDir
 from creamery.storage import Watch
 from creamery.storage.local import LocalStorage
 
 log = logging.getLogger("creamery")
+
+_SETTLE_SECONDS = 0.3  # a sidecar put beside a file by hand is moved once this old
 
 Scope = dict[str, Any]
 Receive = Any
@@ -42,8 +47,9 @@ class Creamery:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.storage = LocalStorage(config.roots)
-        self.index = Index(self.storage)
+        self.state = StateDir(config.state_directory())
+        self.storage = LocalStorage(config.roots, scratch=self.state)
+        self.index = Index(self.storage, self.state)
         algos = (config.hash_algo,) if config.hash_algo else ()
         self.facts = FactsCache(config.facts_cache_dir(), algos)
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
@@ -58,9 +64,13 @@ class Creamery:
             from creamery.mirror import Mirror
 
             self.mirror = Mirror(self)
-        self.journal = Journal(config.upload_root)
+        self.journal = Journal(self.state.path)
         self._started = False
         self._start_lock = threading.Lock()
+        self._migration_lock = threading.Lock()
+        self._moving_lock = threading.Lock()
+        self._migration_timer: threading.Timer | None = None
+        self._unmovable: set[str] = set()
         self._stoppers: list[Any] = []
         self._watch: Watch | None = None
         from creamery.routes import build_starlette
@@ -74,9 +84,11 @@ class Creamery:
         with self._start_lock:
             if self._started:
                 return
+            self.state.clean_scratch(self.config.roots)
             self.index.load()
+            self.migrate_legacy_sidecars()
             if self.config.watch:
-                self._watch = self.storage.watch(self.index.refresh, self.index.rescan)
+                self._watch = self.storage.watch(self._files_changed, self.index.rescan)
             if self._watch is not None:
                 self._stoppers.append(self._watch.stop)
             if self.config.rescan_interval > 0:
@@ -90,6 +102,47 @@ class Creamery:
             stop()
         self._stoppers.clear()
 
+    def _files_changed(self, relpaths: list[str]) -> None:
+        self.index.refresh(relpaths)
+        if self.index.legacy:  # a `.yanked` put beside a file by hand: taken in shortly
+            self._schedule_migration()
+
+    def _schedule_migration(self) -> None:
+        with self._migration_lock:
+            if self._migration_timer is not None:
+                return
+            # Events arrive while the file is still being written: let it settle first.
+            timer = threading.Timer(_SETTLE_SECONDS, self._migrate_settled)
+            timer.daemon = True
+            self._migration_timer = timer
+        timer.start()
+
+    def _migrate_settled(self) -> None:
+        with self._migration_lock:
+            self._migration_timer = None
+        try:
+            if self.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS):
+                self._schedule_migration()
+        except Exception:  # a background task must not die
+            log.exception("moving sidecars into the state directory failed")
+
+    def migrate_legacy_sidecars(self, min_age: float = 0.0) -> int:
+        """Move `.yanked`/`.provenance`/`.metadata` files found beside distributions into the
+        state directory (earlier versions kept them there), and tell the other workers.
+        Files changed less than *min_age* seconds ago wait; their count is returned."""
+        with self._moving_lock:
+            young = time.time_ns() - int(min_age * 1e9)
+            legacy = {r: st for r, st in self.index.legacy.items() if r not in self._unmovable}
+            ready = {r: st for r, st in legacy.items() if st.mtime_ns <= young}
+            moved = [r for r, st in ready.items() if self.state.migrate(Path(st.root), r)]
+            # Copied but not removable (a read-only root): once, or a later un-yank would be
+            # undone by the next attempt.
+            self._unmovable |= {r for r, st in ready.items() if Path(st.abspath).exists()}
+            if moved:
+                owners = sorted({r.rpartition(".")[0] for r in moved})
+                self.record_changes(moved + owners)
+            return len(legacy) - len(ready)
+
     def _start_rescans(self, interval: float) -> Any:
         stopped = threading.Event()
 
@@ -97,6 +150,8 @@ class Creamery:
             while not stopped.wait(interval):
                 try:
                     self.index.rescan()
+                    self.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS)
+                    self.state.clean_scratch(self.config.roots)
                 except Exception:  # the safety net must not die
                     log.exception("rescan failed")
 
@@ -358,6 +413,9 @@ class Creamery:
         if stored is None and relpath.endswith(METADATA):
             await self._send_metadata(scope, send, relpath[: -len(METADATA)])
             return
+        if stored is None and relpath.endswith(PROVENANCE):
+            await self._send_provenance(scope, send, relpath[: -len(PROVENANCE)])
+            return
         if stored is None:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)")
             return
@@ -379,6 +437,18 @@ class Creamery:
         page = make_page(metadata.raw, Format.TEXT_HTML)
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+
+    async def _send_provenance(self, scope: Scope, send: Send, relpath: str) -> None:
+        """PEP 740: the provenance uploaded with the file, from the state directory."""
+        dist = self.index.dists.get(relpath)
+        data = None if dist is None else self.index.provenance(dist)
+        if data is None:
+            await send_text(send, 404, f"Not Found ({relpath}.provenance does not exist)")
+            return
+        page = make_page(data, Format.TEXT_HTML)
+        headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
+        headers.append((b"content-type", b"application/json"))
         await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
 
 

@@ -120,7 +120,7 @@ async def yank_api(creamery: Creamery, request: Request, *, yanked: bool) -> Res
     creamery.record_changes(changed)
     verb = "yanked" if yanked else "un-yanked"
     log.warning("%s %s %s by %s", verb, project, version, request.scope.get("creamery.user") or "-")
-    files = sorted({c.rpartition(".")[0] for c in changed})
+    files = sorted(set(changed))
     return JSONResponse({"message": f"{verb} {project} {version}", "files": files})
 
 

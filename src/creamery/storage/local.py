@@ -5,13 +5,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from creamery import durable
 from creamery.storage import ChangeCallback, StoredFile, Watch, inotify
+
+if TYPE_CHECKING:
+    from creamery.state import StateDir
 
 log = logging.getLogger("creamery.storage")
 
@@ -37,9 +40,10 @@ def is_safe_relpath(relpath: str) -> bool:
 
 
 class LocalStorage:
-    def __init__(self, roots: tuple[Path, ...]) -> None:
+    def __init__(self, roots: tuple[Path, ...], scratch: StateDir | None = None) -> None:
         self.roots = tuple(Path(r) for r in roots)
         self._listed: Listed = {}  # every directory the last scan listed
+        self.scratch = scratch
 
     # ------------------------------------------------------------------ reading
 
@@ -87,51 +91,30 @@ class LocalStorage:
         return self.roots[0]
 
     def new_temp_file(self) -> tuple[int, Path]:
-        """An open, hidden temp file in the upload root (same file system as the target).
-
-        Its mode is 0666 less the umask, as pypiserver's uploads get, not mkstemp's 0600:
-        a web server or backup job running as another user must be able to read the file.
-        """
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        """An open temp file to spool an upload into: in the scratch area of the state
+        directory when there is one (outside the package directory, cleaned at start), else
+        a hidden file in the upload root."""
+        if self.scratch is not None:
+            return self.scratch.new_temp_file()
         while True:
-            path = self.upload_root / f".creamery-{secrets.token_hex(8)}.part"
+            path = durable.temp_name(self.upload_root)
             try:
-                return os.open(path, flags | getattr(os, "O_BINARY", 0), 0o666), path
+                return durable.create_exclusive(path), path
             except FileExistsError:
                 continue
 
     def publish(self, temp: Path, relpath: str, *, overwrite: bool) -> bool:
-        """Move a finished temp file to *relpath* in the upload root, atomically.
+        """Move a finished temp file to *relpath* in the upload root, atomically and durably.
 
-        Without *overwrite* the file appears only if the name is free (a hard link fails on an
-        existing name, so of several concurrent publishers exactly one wins): returns False
-        when it was taken. The temp file is gone afterwards in every case.
+        Without *overwrite* the file appears only if the name is free (of several concurrent
+        publishers exactly one wins): returns False when it was taken. The temp file is gone
+        afterwards in every case.
         """
-        target = self._upload_path(relpath)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if overwrite:
-                os.replace(temp, target)
-                return True
-            try:
-                os.link(temp, target)
-            except FileExistsError:
-                return False
-            return True
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
+        return durable.place(temp, self._upload_path(relpath), overwrite=overwrite)
 
     def write_bytes(self, relpath: str, data: bytes) -> None:
-        """Create or replace a small file (a sidecar) atomically."""
-        fd, temp = self.new_temp_file()
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        self.publish(temp, relpath, overwrite=True)
+        """Create or replace a small file (a signature) atomically and durably."""
+        durable.write_atomic(self._upload_path(relpath), data)
 
     def delete(self, relpath: str) -> bool:
         """Remove *relpath* from every root; True when something was removed."""
@@ -139,9 +122,11 @@ class LocalStorage:
             return False
         removed = False
         for root in self.roots:
+            path = root / relpath
             with contextlib.suppress(FileNotFoundError):
-                (root / relpath).unlink()
+                path.unlink()
                 removed = True
+                durable.fsync_directory(path.parent)
         return removed
 
     def _upload_path(self, relpath: str) -> Path:

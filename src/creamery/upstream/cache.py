@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from creamery import durable
 from creamery.config import DEFAULT_ROOT, Config, ConfigError, check_root
 from creamery.names import normalize
 from creamery.storage import StoredFile
@@ -107,8 +108,7 @@ class MirrorCache:
 
     def publish(self, temp: Path, project: str, filename: str) -> Path:
         final = self.file_path(project, filename)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(temp, final)
+        durable.place(temp, final, overwrite=True)
         return final
 
     def added(self, size: int) -> bool:
@@ -183,18 +183,7 @@ class MirrorCache:
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Readers see the old file or the new one, never a half-written one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-        raise
+    durable.write_atomic(path, data)
 
 
 def _subdirectories(folder: Path) -> list[str]:
@@ -246,7 +235,11 @@ def _cache_directory(args: argparse.Namespace) -> Path:
     if args.mirror_cache:
         return Path(args.mirror_cache).expanduser()
     roots = args.package_directory or [DEFAULT_ROOT]
-    return Config(roots=(check_root(Path(roots[0])),)).mirror_cache_dir()
+    state_dir = os.environ.get("CREAMERY_STATE_DIR")  # the server's --state-dir
+    config = Config(
+        roots=(check_root(Path(roots[0])),), state_dir=Path(state_dir) if state_dir else None
+    )
+    return config.mirror_cache_dir()
 
 
 def _show(cache: MirrorCache) -> None:
