@@ -139,7 +139,7 @@ def test_a_corrupt_wheel_is_a_400(open_srv: Server, tmp_path: Path) -> None:
     start = data.index(b"METADATA") + len("METADATA")  # the member's compressed bytes follow
     data[start + 5 : start + 40] = bytes(range(35))
     response = upload(open_srv, "tbad-9.0-py3-none-any.whl", bytes(data))
-    assert_client_error(response, "METADATA")
+    assert_client_error(response, "not a valid zip archive")
     assert_serving(open_srv)
 
 
