@@ -18,12 +18,13 @@ from creamery import files
 from creamery.config import Config
 from creamery.facts import FactsCache
 from creamery.files import header, send_text
-from creamery.guard import Denial, Guard, action_for
+from creamery.guard import Denial, Guard
 from creamery.index import METADATA, Index
 from creamery.journal import Journal
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
+from creamery.routing import Action, WrongMethod, bad_path, relative_path
 from creamery.simple_api import Page, make_page, render_project, render_root
 from creamery.storage.local import LocalStorage
 
@@ -56,9 +57,9 @@ class Creamery:
         self._started = False
         self._start_lock = threading.Lock()
         self._stoppers: list[Any] = []
-        from creamery.routes import build_starlette
+        from creamery.routes import build_table
 
-        self.starlette = build_starlette(self)
+        self.routes = build_table(self)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -120,7 +121,7 @@ class Creamery:
                 await send_text(send, 500, "Internal Server Error: see the server's log")
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
+        path = relative_path(scope)
         if not self._started:
             if path == self.prefix + self.config.health_endpoint:
                 # Health checks don't wait for the scan: they learn it is still loading.
@@ -128,6 +129,10 @@ class Creamery:
                 await send_text(send, 503, "Not ready: the index is loading")
                 return
             await anyio.to_thread.run_sync(self.start)
+        problem = bad_path(path)
+        if problem is not None:
+            await send_text(send, 400, f"Bad Request: {problem}")
+            return
         if self.prefix:
             if not (path.startswith(self.prefix + "/") or path == self.prefix):
                 await send_text(send, 404, "Not Found")
@@ -136,24 +141,24 @@ class Creamery:
             scope["root_path"] = scope.get("root_path", "") + self.prefix
         await self._catch_up()
         method = scope["method"]
-        action = action_for(method, path, header(scope, b"content-type") or "")
-        if action is not None and self.guard.required(action):
-            user = await self.guard.check(action, header(scope, b"authorization"), _client(scope))
+        found = self.routes.match(method, path, scope)
+        if found is None:
+            await send_text(send, 404, "Not Found")
+            return
+        if isinstance(found, WrongMethod):
+            allow = ", ".join(found.allowed).encode()
+            await send_text(send, 405, "Method Not Allowed", [(b"allow", allow)])
+            return
+        action = found.route.action
+        if action is not Action.PUBLIC and self.guard.required(action.value):
+            user = await self.guard.check(
+                action.value, header(scope, b"authorization"), _client(scope)
+            )
             if isinstance(user, Denial):
                 await send_text(send, user.status, user.reason, user.headers)
                 return
             scope["creamery.user"] = user
-        if method in ("GET", "HEAD"):
-            if path.startswith("/simple/"):
-                await self.simple(scope, send, path[8:])
-                return
-            if path.startswith("/packages/") and len(path) > 10:
-                await self.download(scope, send, path[10:])
-                return
-            if path.startswith("/upstream/") and self.mirror is not None:
-                await self.mirror.download(scope, send, path[10:])
-                return
-        await self.starlette(scope, receive, send)
+        await found.route.handler(scope, receive, send, found.params)
 
     async def _catch_up(self) -> None:
         """Apply what other workers wrote, so a client reads its own writes on any worker."""
