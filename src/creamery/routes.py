@@ -122,7 +122,10 @@ def declare(creamery: Creamery) -> list[Route]:
         Route(READ, "/{project}/", action=Action.PUBLIC, handler=endpoint(project_redirect)),
     ]
     if config.metrics:
-        routes.append(Route(("GET",), "/metrics", action=Action.LIST, handler=metrics(creamery)))
+        # The metrics tell the index's size: guarded like the listings.
+        routes.append(Route(READ, "/metrics", action=Action.LIST, handler=metrics(creamery)))
+    else:  # a 404 for all, not the catch-all's redirect to a project called "metrics"
+        routes.append(Route(READ, "/metrics", action=Action.PUBLIC, handler=endpoint(not_found)))
     if creamery.mirror is not None:
         mirror = creamery.mirror
 
