@@ -39,11 +39,13 @@ if TYPE_CHECKING:
 DEVPI_SIMPLE = ("/+simple/", "/legacy/+simple/")
 
 
-def is_form(scope: Scope) -> bool:
-    """POST / is the legacy upload API when it carries a form, XML-RPC otherwise: the one rule
-    that picks both the handler and the action (`update` or `list`)."""
-    content_type = (header(scope, b"content-type") or "").lower().lstrip()
-    return content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
+def is_xml(scope: Scope) -> bool:
+    """POST / is XML-RPC when its body is declared XML (what xmlrpc.client and pip send), the
+    legacy upload API otherwise: the one rule that picks both the handler and the action
+    (`list` or `update`), so a request is checked for exactly what it will do."""
+    content_type = header(scope, b"content-type") or ""
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type in ("text/xml", "application/xml") or media_type.endswith("+xml")
 
 
 def build_table(creamery: Creamery) -> RouteTable:
@@ -100,8 +102,8 @@ def declare(creamery: Creamery) -> list[Route]:
         *(Route(READ, path + "*", action=Action.LIST, handler=simple) for path in DEVPI_SIMPLE),
         Route(READ, config.health_endpoint, action=Action.PUBLIC, handler=endpoint(health)),
         Route(READ, "/", action=Action.PUBLIC, handler=endpoint(pages.welcome(creamery))),
-        Route(POST, "/", action=Action.UPDATE, handler=endpoint(legacy), when=is_form),
-        Route(POST, "/", action=Action.LIST, handler=rpc),
+        Route(POST, "/", action=Action.LIST, handler=rpc, when=is_xml),
+        Route(POST, "/", action=Action.UPDATE, handler=endpoint(legacy)),
         Route(POST, "/legacy/", action=Action.UPDATE, handler=endpoint(legacy)),
         Route(POST, "/legacy", action=Action.UPDATE, handler=endpoint(legacy)),
         Route(POST, "/-/yank", action=Action.UPDATE, handler=endpoint(yank)),
