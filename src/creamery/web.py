@@ -24,7 +24,7 @@ from creamery.journal import Journal
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
-from creamery.routing import Action, WrongMethod, bad_path, relative_path
+from creamery.routing import WrongMethod, bad_path, relative_path
 from creamery.simple_api import Page, make_page, render_project, render_root
 from creamery.storage.local import LocalStorage
 
@@ -149,11 +149,9 @@ class Creamery:
             allow = ", ".join(found.allowed).encode()
             await send_text(send, 405, "Method Not Allowed", [(b"allow", allow)])
             return
-        action = found.route.action
-        if action is not Action.PUBLIC and self.guard.required(action.value):
-            user = await self.guard.check(
-                action.value, header(scope, b"authorization"), _client(scope)
-            )
+        action = found.route.needs
+        if action is not None and self.guard.required(action):
+            user = await self.guard.check(action, header(scope, b"authorization"), _client(scope))
             if isinstance(user, Denial):
                 await send_text(send, user.status, user.reason, user.headers)
                 return
