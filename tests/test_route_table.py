@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, clean_env, describe, run_server
+from conftest import BIN, Server, clean_env, describe, free_port, run_server, started
 from dists import make_wheel
 from passlib.hash import sha256_crypt
 
@@ -439,6 +439,23 @@ def test_every_route_under_an_asgi_root_path(base: Path, expected: dict) -> None
     for request in samples(base):
         key = key_of(request)
         assert asgi_get(app, request, "/priv") == expected[key], key
+
+
+def test_every_route_under_uvicorns_root_path(base: Path, expected: dict, tmp_path: Path) -> None:
+    """A real server that puts root_path into path, as the ASGI spec says (uvicorn --root-path,
+    for a proxy that strips the prefix)."""
+    (tmp_path / "mounted.py").write_text(
+        "import creamery\n"
+        f"app = creamery.app(roots=[{str(base / 'root')!r}], disable_fallback=True,"
+        f" cache_dir={str(tmp_path / 'cache')!r})\n"
+    )
+    port = free_port()
+    command = [BIN / "python3", "-m", "uvicorn", "--app-dir", tmp_path, "mounted:app"]
+    command += ["--root-path", "/priv", "--port", port, "--log-level", "warning"]
+    with started(command, port, tmp_path) as server, server.client() as client:
+        for request in samples(base):
+            key = key_of(request)
+            assert answers(send(client, request)) == expected[key], key
 
 
 def test_every_route_under_a_wsgi_script_name(base: Path, expected: dict) -> None:
