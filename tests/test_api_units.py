@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from dists import make_sdist, make_wheel, sign, yank
-from starlette.applications import Starlette
 from starlette.requests import Request
 
 # Starlette 1.x warns at import that it wants httpx2 for its test client; httpx works.
@@ -59,7 +58,6 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def client(root: Path, tmp_path: Path) -> Iterator[TestClient]:
     app = make_app(root, tmp_path)
-    app.starlette.router.routes[:0] = rpc_service.routes(app)  # what routes.py wires
     with serve(app) as test_client:
         yield test_client
 
@@ -330,8 +328,8 @@ def test_results_are_valid_xml() -> None:
     assert rpc_service.clean({"s": ["a\x01b\x0c\ud800c\n"]}) == {"s": ["abc\n"]}
 
 
-def test_post_simple_route_only_takes_post(root: Path, tmp_path: Path) -> None:
+def test_xmlrpc_routes_only_take_post_and_are_list(root: Path, tmp_path: Path) -> None:
     app = make_app(root, tmp_path)
-    app.start()
-    with serve(Starlette(routes=rpc_service.routes(app))) as test_client:
-        assert test_client.get("/simple/").status_code == 405
+    for route in rpc_service.routes(app):
+        assert route.methods == ("POST",)
+        assert route.action.value == "list"

@@ -281,6 +281,14 @@ def client_key(address: str) -> str:
     return str(ip)
 
 
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A reserved login attempt: counted as a failure until released."""
+
+    key: str
+    at: float
+
+
 class FailureLimiter:
     """Slows down clients that keep failing authentication: a sliding window per key.
 
@@ -316,16 +324,47 @@ class FailureLimiter:
             wait = times[0] + self.window - self._clock()
         return max(1, math.ceil(wait)) if wait > 0 else None
 
-    def record_failure(self, key: str) -> None:
+    def reserve(self, key: str) -> Attempt | int:
+        """Count an attempt as a failure before it is checked, or the seconds to wait.
+
+        Checking and recording in one step under the lock is what holds the limit when many
+        attempts arrive at once: the slow check runs for at most `max_failures` of them.
+        A success gives its attempt back with `release`.
+        """
         now = self._clock()
         with self._lock:
             times = self._failures.get(key)
+            if times is not None and len(times) >= self.max_failures:
+                wait = times[0] + self.window - now
+                if wait > 0:
+                    return max(1, math.ceil(wait))
+            self._append(key, now)
+        return Attempt(key, now)
+
+    def release(self, attempt: Attempt) -> None:
+        """The attempt succeeded: it no longer counts (earlier failures still do)."""
+        with self._lock:
+            times = self._failures.get(attempt.key)
             if times is None:
-                times = self._failures[key] = deque(maxlen=self.max_failures)
-            else:
-                self._failures.move_to_end(key)
-            times.append(now)
-            self._forget_stale(now)
+                return
+            with suppress(ValueError):
+                times.remove(attempt.at)
+            if not times:
+                del self._failures[attempt.key]
+
+    def record_failure(self, key: str) -> None:
+        now = self._clock()
+        with self._lock:
+            self._append(key, now)
+
+    def _append(self, key: str, now: float) -> None:
+        times = self._failures.get(key)
+        if times is None:
+            times = self._failures[key] = deque(maxlen=self.max_failures)
+        else:
+            self._failures.move_to_end(key)
+        times.append(now)
+        self._forget_stale(now)
 
     def record_success(self, key: str) -> None:
         with self._lock:

@@ -31,6 +31,8 @@ RESERVED_PATHS = frozenset(
     {"/", "/simple", "/simple/", "/packages", "/packages/", "/RPC2", "/pypi", "/metrics"}
 )
 
+# The prefix routes of routes.py: a health endpoint below one of them would be hidden by it.
+RESERVED_PREFIXES = ("/simple/", "/packages/", "/upstream/", "/+simple/", "/legacy/+simple/")
 Auther = Callable[[str, str], bool]
 # Config fields holding a path (or None).
 PATH_FIELDS = (
@@ -193,7 +195,7 @@ def parse_health_endpoint(text: str) -> str:
         raise ConfigError(
             f"invalid health endpoint {text!r}: it must look like /health (letters, digits, / _ -)"
         )
-    if text in RESERVED_PATHS or text.startswith(("/simple/", "/packages/")):
+    if text in RESERVED_PATHS or text.startswith(RESERVED_PREFIXES):
         raise ConfigError(f"health endpoint {text!r} collides with an index route")
     return text
 

@@ -53,18 +53,17 @@ class Guard:
         remembered = self._verified.get(key)
         if remembered is not None and remembered[1] > time.monotonic():
             return remembered[0]
-        limiter_key = client_key(client)
-        wait = self.limiter.retry_after(limiter_key)
-        if wait is not None:
+        attempt = self.limiter.reserve(client_key(client))
+        if isinstance(attempt, int):
             return Denial(
                 429,
                 "Too many failed logins: try again later",
-                [(b"retry-after", str(wait).encode())],
+                [(b"retry-after", str(attempt).encode())],
             )
         ok = await anyio.to_thread.run_sync(self.authenticator.check, user, password)
-        if not ok:
-            self.limiter.record_failure(limiter_key)
+        if not ok:  # the reservation stays: it is this failure
             return Denial(403, f"Forbidden: user {user!r} may not {action}", [])
+        self.limiter.release(attempt)
         # Failures are not forgiven by a success: one account must not unlock guessing another's.
         self._remember(key, user)
         return user
@@ -79,20 +78,3 @@ class Guard:
         if len(self._verified) >= _REMEMBER_MAX:
             self._verified.clear()
         self._verified[key] = (user, time.monotonic() + _REMEMBER_SECONDS)
-
-
-def action_for(method: str, path: str, content_type: str) -> str | None:
-    """Which pypiserver action a request performs (None: open to everyone).
-
-    *path* is relative to the mount point. `update` guards every write, `download` the
-    files, `list` the listings, JSON APIs and search.
-    """
-    if method == "POST":
-        if "xml" in content_type and path in ("/", "/RPC2", "/pypi", "/simple/"):
-            return "list"
-        return "update"
-    if path.startswith(("/packages/", "/upstream/")) and len(path) > 10:
-        return "download"
-    if path.startswith(("/simple/", "/packages/", "/pypi/")) or path.endswith("/json"):
-        return "list"
-    return None

@@ -21,12 +21,12 @@ import anyio
 from packaging.metadata import RawMetadata, parse_email
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from creamery.facts import FactsCache, dedent_header_description
 from creamery.index import SIGNATURE, Distribution, Index
 from creamery.names import normalize, version_sort_key
 from creamery.pages import BoundedCache, base_url, body_response, relative_redirect
+from creamery.routing import READ, Action, Route, endpoint
 from creamery.simple_api import entry_for, iso_time
 from creamery.storage import StoredFile
 
@@ -50,11 +50,13 @@ Document = dict[str, Any]
 
 def routes(creamery: Creamery) -> list[Route]:
     api = JsonApi(creamery)
-    methods = ["GET", "HEAD"]
+    documents = [
+        ("/{project}/json", api.legacy),
+        ("/pypi/{project}/json", api.project),
+        ("/pypi/{project}/{version}/json", api.release),
+    ]
     return [
-        Route("/{project}/json", api.legacy, methods=methods),
-        Route("/pypi/{project}/json", api.project, methods=methods),
-        Route("/pypi/{project}/{version}/json", api.release, methods=methods),
+        Route(READ, path, action=Action.LIST, handler=endpoint(serve)) for path, serve in documents
     ]
 
 

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from creamery.config import DEFAULT_LOG_REQ_FRMT, DEFAULT_LOG_RES_FRMT, Config
+from creamery.routing import relative_path
 
 access_log = logging.getLogger("creamery.access")
 error_log = logging.getLogger("creamery.error")
@@ -77,7 +78,7 @@ class Observer:
             self._record(scope, response["status"], response["bytes"], duration)
 
     def _record(self, scope: Scope, status: int, sent: int, duration: float) -> None:
-        method, path = scope["method"], scope["path"]
+        method, path = scope["method"], relative_path(scope)
         if self.metrics is not None:
             self.metrics.request(route_of(method, path), method, status, sent, duration)
             if status in (401, 403, 429):

@@ -39,6 +39,7 @@ def _env() -> jinja2.Environment:
         loader=jinja2.PackageLoader("creamery", "templates"),
         autoescape=True,
         keep_trailing_newline=True,
+        finalize=lambda value: "" if value is None else value,
     )
 
 
@@ -156,6 +157,9 @@ def welcome(creamery: Creamery) -> Endpoint:
     custom = config.welcome_file is not None or config.welcome_text is not None
     checked = _welcome_template(config.welcome_file, config.welcome_text) if custom else None
     cache = BoundedCache(max_entries=32)
+    # The page is public, as pypiserver's is; an index whose listing is protected does not
+    # tell everyone how many packages it holds.
+    count_hidden = creamery.guard.required("list")
 
     async def endpoint(request: Request) -> Response:
         base = base_url(request)
@@ -163,14 +167,16 @@ def welcome(creamery: Creamery) -> Endpoint:
         body = cache.get(key)
         if body is None:
             template = checked or _welcome_template(None, None)
-            body = render_welcome(template, base, len(creamery.index.dists))
+            count = None if count_hidden else len(creamery.index.dists)
+            body = render_welcome(template, base, count)
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")
 
     return endpoint
 
 
-def render_welcome(template: jinja2.Template, base: str, count: int) -> bytes:
+def render_welcome(template: jinja2.Template, base: str, count: int | None) -> bytes:
+    """*count* None: the number of packages is not shown (custom templates get "")."""
     variables = {
         "URL": base,
         "VERSION": __version__,

@@ -21,13 +21,14 @@ from creamery.config import Config
 from creamery.errors import answer_client_error, is_client_error
 from creamery.facts import FactsCache
 from creamery.files import NOSNIFF, header, location, send_text
-from creamery.guard import Denial, Guard, action_for
+from creamery.guard import Denial, Guard
 from creamery.index import METADATA, PROVENANCE, Index
 from creamery.journal import Journal
 from creamery.limits import NO_BODY, Limits, TimedBody
 from creamery.names import normalize
 from creamery.negotiation import Format, format_from_query, negotiate
 from creamery.observe import Observer, log_error
+from creamery.routing import WrongMethod, bad_path, relative_path
 from creamery.simple_api import Page, make_page, render_project, render_root
 from creamery.state import StateDir
 from creamery.storage import Watch
@@ -73,9 +74,9 @@ class Creamery:
         self._unmovable: set[str] = set()
         self._stoppers: list[Any] = []
         self._watch: Watch | None = None
-        from creamery.routes import build_starlette
+        from creamery.routes import build_table
 
-        self.starlette = build_starlette(self)
+        self.routes = build_table(self)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -225,7 +226,7 @@ class Creamery:
             await timed.finish()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
+        path = relative_path(scope)
         if not self._started:
             if path == self.prefix + self.config.health_endpoint:
                 # Health checks don't wait for the scan: they learn it is still loading.
@@ -233,6 +234,10 @@ class Creamery:
                 await send_text(send, 503, "Not ready: the index is loading")
                 return
             await anyio.to_thread.run_sync(self.start)
+        problem = bad_path(path)
+        if problem is not None:
+            await send_text(send, 400, f"Bad Request: {problem}")
+            return
         if self.prefix:
             if not (path.startswith(self.prefix + "/") or path == self.prefix):
                 await send_text(send, 404, "Not Found")
@@ -241,25 +246,24 @@ class Creamery:
             scope["root_path"] = scope.get("root_path", "") + self.prefix
         await self._catch_up()
         method = scope["method"]
-        action = action_for(method, path, header(scope, b"content-type") or "")
+        found = self.routes.match(method, path, scope)
+        if found is None:
+            await send_text(send, 404, "Not Found")
+            return
+        if isinstance(found, WrongMethod):
+            allow = ", ".join(found.allowed).encode()
+            await send_text(send, 405, "Method Not Allowed", [(b"allow", allow)])
+            return
+        action = found.route.needs
         if action is not None and self.guard.required(action):
             user = await self.guard.check(action, header(scope, b"authorization"), _client(scope))
             if isinstance(user, Denial):
                 await send_text(send, user.status, user.reason, user.headers)
                 return
             scope["creamery.user"] = user
-        if method in ("GET", "HEAD"):
-            if path.startswith("/simple/"):
-                await self.simple(scope, send, path[8:])
-                return
-            if path.startswith("/packages/") and len(path) > 10:
-                await self.download(scope, send, path[10:])
-                return
-            if path.startswith("/upstream/") and self.mirror is not None:
-                await self.mirror.download(scope, send, path[10:])
-                return
-        await self.settle()  # listings, JSON API and XML-RPC answers, 404s: all in one place
-        await self.starlette(scope, receive, send)
+        if not found.route.hot:
+            await self.settle()  # listings, JSON API and XML-RPC answers: all in one place
+        await found.route.handler(scope, receive, send, found.params)
 
     async def _catch_up(self) -> None:
         """Apply the file-system events already queued (a file copied just before this request)

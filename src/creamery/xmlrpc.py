@@ -22,12 +22,13 @@ from defusedxml import DefusedXmlException
 from defusedxml.xmlrpc import DefusedExpatParser
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
+from creamery import routing
 from creamery.facts import FactsCache
 from creamery.index import Index
 from creamery.json_api import is_yanked, latest_release, release_metadata, releases
 from creamery.names import normalize
+from creamery.routing import Action, Route
 
 if TYPE_CHECKING:
     from creamery.pages import Endpoint
@@ -75,10 +76,11 @@ def endpoint(creamery: Creamery) -> Endpoint:
 
 
 def routes(creamery: Creamery) -> list[Route]:
-    """The other URLs pip may be pointed at: `pip search --index http://host/simple/ …`."""
-    call = endpoint(creamery)
-    paths = ("/simple/", "/simple", "/pypi/", "/RPC2/")
-    return [Route(path, call, methods=["POST"]) for path in paths]
+    """Where clients post calls: pip to the URL given to --index (`/simple/`), others to
+    /RPC2 or /pypi. A call is `list` whatever its content type (POST / is in routes.py)."""
+    call = routing.endpoint(endpoint(creamery))
+    paths = ("/RPC2", "/RPC2/", "/pypi", "/pypi/", "/simple", "/simple/")
+    return [Route(routing.POST, path, action=Action.LIST, handler=call) for path in paths]
 
 
 async def handle(creamery: Creamery, request: Request) -> Response:
