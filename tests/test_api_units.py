@@ -274,6 +274,12 @@ def test_search_semantics(
     assert [h["name"] for h in hits] == names
 
 
+@pytest.mark.parametrize("term", ["FOO", "foo.bar", "baz", "nothing"])
+def test_search_with_a_plain_string_searches_names(client: TestClient, term: str) -> None:
+    """pypiserver's form: `search('foo')`, the spec a string, not a struct."""
+    assert rpc(client, "/RPC2", "search", term) == rpc(client, "/RPC2", "search", {"name": term})
+
+
 def test_search_reports_latest_final_release(client: TestClient) -> None:
     (hit,) = rpc(client, "/RPC2", "search", {"name": "foo"})
     assert (hit["version"], hit["summary"]) == ("1.10", "The foo project")
@@ -290,7 +296,8 @@ def test_other_methods(client: TestClient) -> None:
     ("method", "params", "code"),
     [
         ("nosuch", (), -32601),
-        ("search", ("x",), -32602),
+        ("search", (3,), -32602),
+        ("search", (["x"],), -32602),
         ("search", ({"bogus": "x"},), -32602),
         ("search", ({"name": "x"}, "xor"), -32602),
         ("search", ({"name": 3},), -32602),

@@ -755,6 +755,16 @@ def test_xmlrpc_search_by_name(server: Server, endpoint: str) -> None:
     assert entry["summary"] == "Test library"
 
 
+def test_xmlrpc_search_with_a_plain_string(server: Server, http: httpx.Client) -> None:
+    """pypiserver answers `search('tli')` and its test suite's bare `<string>` body."""
+    proxy = xmlrpc.client.ServerProxy(server.url + "/RPC2")
+    assert [r["name"] for r in proxy.search("tli")] == ["tlib"]
+    bare = b"<xml><methodName>search</methodName><string>tli</string></xml>"
+    response = http.post("/RPC2", content=bare, headers={"Content-Type": "text/xml"})
+    assert response.status_code == 200
+    assert [r["name"] for r in xmlrpc.client.loads(response.content)[0][0]] == ["tlib"]
+
+
 def test_xmlrpc_search_by_summary(server: Server) -> None:
     proxy = xmlrpc.client.ServerProxy(server.url + "/RPC2")
     results = proxy.search({"summary": "zebra"})
