@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 import warnings
 import xmlrpc.client
 from collections.abc import Iterator
@@ -142,9 +144,13 @@ def test_default_welcome_and_head(client: TestClient) -> None:
     assert head.headers["content-length"] == str(len(response.content))
 
 
+def listing_hrefs(response: Any) -> list[str]:
+    return [line.split('"')[1] for line in response.text.splitlines() if "<a href" in line]
+
+
 def test_packages_listing_order(client: TestClient) -> None:
     response = client.get("/packages/")
-    hrefs = [line.split('"')[1] for line in response.text.splitlines() if "<a href" in line]
+    hrefs = [href.partition("#")[0] for href in listing_hrefs(response)]
     assert hrefs == [
         "foo_bar-1.0-py3-none-any.whl",
         "foo_bar-1.0.tar.gz",
@@ -158,6 +164,64 @@ def test_packages_listing_order(client: TestClient) -> None:
     ]
     again = client.get("/packages/", headers={"If-None-Match": response.headers["etag"]})
     assert again.status_code == 304
+
+
+def test_packages_listing_links_carry_the_digest(client: TestClient, root: Path) -> None:
+    """Like pypiserver's: `<relpath>#sha256=<digest>`; signatures have no fragment."""
+    for href in listing_hrefs(client.get("/packages/")):
+        relpath, _, fragment = href.partition("#")
+        if relpath.endswith(".asc"):
+            assert fragment == ""
+            continue
+        digest = hashlib.sha256((root / relpath).read_bytes()).hexdigest()
+        assert fragment == f"sha256={digest}", relpath
+
+
+@pytest.mark.parametrize(("hash_algo", "prefix"), [("md5", "#md5="), ("off", "")])
+def test_packages_listing_follows_hash_algo(
+    root: Path, tmp_path: Path, hash_algo: str, prefix: str
+) -> None:
+    with serve(make_app(root, tmp_path, hash_algo=hash_algo)) as test_client:
+        hrefs = listing_hrefs(test_client.get("/packages/"))
+    wheel = next(h for h in hrefs if h.startswith("foo_bar-1.0-py3-none-any.whl"))
+    if not prefix:
+        assert "#" not in wheel
+        return
+    digest = hashlib.md5((root / "foo_bar-1.0-py3-none-any.whl").read_bytes()).hexdigest()
+    assert wheel.partition("#")[2] == f"md5={digest}"
+
+
+def test_packages_listing_hashes_big_directories_in_the_background(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the inline budget the listing answers at once and gains its digests later."""
+    monkeypatch.setattr(pages, "INLINE_HASH_BYTES", 0)
+    with serve(make_app(root, tmp_path)) as test_client:
+        first = listing_hrefs(test_client.get("/packages/"))
+        assert not any("#" in href for href in first)
+        deadline = time.monotonic() + 10
+        while True:
+            later = listing_hrefs(test_client.get("/packages/"))
+            if all("#sha256=" in h for h in later if not h.endswith(".asc")):
+                break
+            assert time.monotonic() < deadline, later
+            time.sleep(0.02)
+    assert [h.partition("#")[0] for h in later] == first
+
+
+def test_listing_digests_are_read_once_per_file_version(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-render after a change asks neither the disk nor SQLite for files it has seen."""
+    app = make_app(root, tmp_path)
+    app.start()
+    digests = pages.ListingDigests(app.facts, "sha256")
+    pages.render_listing(app.index, digests)
+    asked: list[str] = []
+    known = app.facts.known_digests
+    monkeypatch.setattr(app.facts, "known_digests", lambda s: asked.append(s.relpath) or known(s))
+    pages.render_listing(app.index, digests)
+    assert asked == []
 
 
 # ---------------------------------------------------------------- JSON

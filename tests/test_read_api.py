@@ -459,6 +459,20 @@ def test_packages_listing(server: Server, corpus: Corpus, http: httpx.Client) ->
     assert not (hidden & listed)
 
 
+def test_packages_listing_links_carry_sha256(
+    server: Server, corpus: Corpus, http: httpx.Client
+) -> None:
+    """pypiserver's listing links are `<relpath>#sha256=<digest>` (pip --find-links checks it)."""
+    response = http.get("/packages/")
+    fragments = {}
+    for anchor in parse_html(response.text).anchors:
+        url, fragment = urldefrag(resolve(response, str(anchor["href"])))
+        fragments[url] = fragment
+    for filename in corpus.files:
+        expected = "" if filename.endswith(".asc") else f"sha256={corpus.sha256(filename)}"
+        assert fragments[packages_url(server, corpus, filename)] == expected, filename
+
+
 def test_download_every_file(server: Server, corpus: Corpus, http: httpx.Client) -> None:
     for filename in corpus.files:
         response = http.get(packages_url(server, corpus, filename))

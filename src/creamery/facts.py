@@ -127,14 +127,10 @@ class FactsCache:
             self._db = _open_db(directory)
 
     def digests(self, stored: StoredFile) -> Digests:
+        known = self.known_digests(stored)
+        if known is not None:
+            return known
         key = stored.abspath
-        row = self._get(
-            "SELECT sha256, extra FROM digests WHERE path=? AND size=? AND mtime_ns=?", stored
-        )
-        if row is not None:
-            extra = dict(item.split("=", 1) for item in row[1].split(",") if item)
-            if all(a in extra for a in self.algos):
-                return Digests(row[0], extra)
         digests = compute_digests(stored.path, self.algos)
         extra_text = ",".join(f"{a}={h}" for a, h in digests.extra.items())
         self._put(
@@ -142,6 +138,17 @@ class FactsCache:
             (key, stored.size, stored.mtime_ns, digests.sha256, extra_text),
         )
         return digests
+
+    def known_digests(self, stored: StoredFile) -> Digests | None:
+        """The digests if already computed for this file version; never reads the file."""
+        row = self._get(
+            "SELECT sha256, extra FROM digests WHERE path=? AND size=? AND mtime_ns=?", stored
+        )
+        if row is not None:
+            extra = dict(item.split("=", 1) for item in row[1].split(",") if item)
+            if all(a in extra for a in self.algos):
+                return Digests(row[0], extra)
+        return None
 
     def metadata(self, stored: StoredFile, kind: str) -> CoreMetadata:
         row = self._get("SELECT raw FROM metadata WHERE path=? AND size=? AND mtime_ns=?", stored)
