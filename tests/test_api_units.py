@@ -148,6 +148,17 @@ def listing_hrefs(response: Any) -> list[str]:
     return [line.split('"')[1] for line in response.text.splitlines() if "<a href" in line]
 
 
+@pytest.mark.parametrize("endpoint", ["/simple", "/simple/", "/packages/", "/", "/RPC2"])
+def test_health_endpoint_on_a_route_is_pypiservers_runtime_error(
+    root: Path, tmp_path: Path, endpoint: str
+) -> None:
+    """pypiserver's app() raises RuntimeError("... overlaps with existing routes")."""
+    with pytest.raises(RuntimeError, match="overlaps with existing routes") as raised:
+        make_app(root, tmp_path, health_endpoint=endpoint)
+    assert isinstance(raised.value, ConfigError)
+    assert isinstance(raised.value, ValueError)  # what creamery's callers caught before
+
+
 def test_packages_listing_order(client: TestClient) -> None:
     response = client.get("/packages/")
     hrefs = [href.partition("#")[0] for href in listing_hrefs(response)]
