@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import threading
+import weakref
 from typing import Any
 
 import anyio
@@ -54,6 +55,7 @@ class Creamery:
             self.mirror = Mirror(self)
         self.journal = Journal(config.upload_root)
         self._started = False
+        self._loaded = False  # the index scan is done (a forked child keeps it)
         self._start_lock = threading.Lock()
         self._stoppers: list[Any] = []
         from creamery.routes import build_starlette
@@ -63,11 +65,17 @@ class Creamery:
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        """Scan the roots and start watching them (once per process)."""
+        """Scan the roots (once) and start watching them (once per process)."""
         with self._start_lock:
             if self._started:
                 return
-            self.index.load()
+            if self._loaded:  # forked after the scan: catch up on what changed meanwhile
+                catch_up = threading.Thread(target=self.index.rescan, daemon=True)
+                catch_up.start()
+            else:
+                self.index.load()
+                self._loaded = True
+                _restart_in_forked_children(self)
             stop_watch = self.storage.watch(self.index.refresh)
             if stop_watch is not None:
                 self._stoppers.append(stop_watch)
@@ -95,9 +103,15 @@ class Creamery:
         threading.Thread(target=loop, name="creamery-rescan", daemon=True).start()
         return stopped.set
 
+    def _forked(self) -> None:
+        """In a forked child: the parent's watcher threads did not come along; start anew."""
+        self._start_lock = threading.Lock()
+        self._stoppers.clear()
+        self._started = False
+
     @property
     def ready(self) -> bool:
-        return self._started
+        return self._started or self._loaded
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -122,7 +136,7 @@ class Creamery:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         if not self._started:
-            if path == self.prefix + self.config.health_endpoint:
+            if not self._loaded and path == self.prefix + self.config.health_endpoint:
                 # Health checks don't wait for the scan: they learn it is still loading.
                 threading.Thread(target=self.start, name="creamery-start", daemon=True).start()
                 await send_text(send, 503, "Not ready: the index is loading")
@@ -306,6 +320,22 @@ class Creamery:
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"text/plain; charset=utf-8"))
         await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+
+
+_forkable: weakref.WeakSet[Creamery] = weakref.WeakSet()
+
+
+def _restart_in_forked_children(app: Creamery) -> None:
+    """gunicorn --preload builds (and a WSGI app starts) the app before forking its workers."""
+    _forkable.add(app)
+
+
+def _after_fork_in_child() -> None:
+    for app in list(_forkable):
+        app._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _client(scope: Scope) -> str:
