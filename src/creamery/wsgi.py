@@ -99,7 +99,11 @@ class WsgiApp:
         reason = environ.get(REASON_KEY)
         if reason:
             status = f"{status.partition(' ')[0]} {reason}"
-        start_response(status, headers, exc_info)
+        try:
+            start_response(status, headers, exc_info)
+        except BaseException:
+            _close(body)
+            raise
         return _Body(first, body)
 
     def _wsgi_adapter(self) -> Any:
