@@ -56,7 +56,7 @@ def test_twine_shows_why_a_duplicate_upload_failed(
     assert reason in verbose.stdout + verbose.stderr, describe(verbose)
 
 
-@pytest.mark.parametrize("server_name", ["granian", "wsgiref"])
+@pytest.mark.parametrize("server_name", ["granian", "uvicorn", "wsgiref"])
 def test_status_line_and_body_of_a_refused_upload(
     server_name: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
