@@ -266,10 +266,11 @@ class ListingDigests:
                     continue
                 digest = found.get(self.algo)
             known[stored] = digest
+        fragments = {stored.relpath: f"#{self.algo}={digest}" for stored, digest in known.items()}
         self._known = known  # forgets files no longer listed
-        if missing:
+        if missing:  # after the fragments: the thread adds to self._known as it goes
             self._hash_in_background(missing)
-        return {stored.relpath: f"#{self.algo}={digest}" for stored, digest in known.items()}
+        return fragments
 
     def _compute(self, stored: StoredFile) -> Digests | None:
         try:
