@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 import warnings
 import xmlrpc.client
 from collections.abc import Iterator
@@ -22,6 +24,9 @@ import creamery
 from creamery import json_api, pages
 from creamery import xmlrpc as rpc_service
 from creamery.config import ConfigError
+from creamery.facts import FactsCache
+from creamery.index import Index
+from creamery.storage.local import LocalStorage
 from creamery.web import Creamery
 
 
@@ -140,9 +145,24 @@ def test_default_welcome_and_head(client: TestClient) -> None:
     assert head.headers["content-length"] == str(len(response.content))
 
 
+def listing_hrefs(response: Any) -> list[str]:
+    return [line.split('"')[1] for line in response.text.splitlines() if "<a href" in line]
+
+
+@pytest.mark.parametrize("endpoint", ["/simple", "/simple/", "/packages/", "/", "/RPC2"])
+def test_health_endpoint_on_a_route_is_pypiservers_runtime_error(
+    root: Path, tmp_path: Path, endpoint: str
+) -> None:
+    """pypiserver's app() raises RuntimeError("... overlaps with existing routes")."""
+    with pytest.raises(RuntimeError, match="overlaps with existing routes") as raised:
+        make_app(root, tmp_path, health_endpoint=endpoint)
+    assert isinstance(raised.value, ConfigError)
+    assert isinstance(raised.value, ValueError)  # what creamery's callers caught before
+
+
 def test_packages_listing_order(client: TestClient) -> None:
     response = client.get("/packages/")
-    hrefs = [line.split('"')[1] for line in response.text.splitlines() if "<a href" in line]
+    hrefs = [href.partition("#")[0] for href in listing_hrefs(response)]
     assert hrefs == [
         "foo_bar-1.0-py3-none-any.whl",
         "foo_bar-1.0.tar.gz",
@@ -156,6 +176,68 @@ def test_packages_listing_order(client: TestClient) -> None:
     ]
     again = client.get("/packages/", headers={"If-None-Match": response.headers["etag"]})
     assert again.status_code == 304
+
+
+def test_packages_listing_links_carry_the_digest(client: TestClient, root: Path) -> None:
+    """Like pypiserver's: `<relpath>#sha256=<digest>`; signatures have no fragment."""
+    for href in listing_hrefs(client.get("/packages/")):
+        relpath, _, fragment = href.partition("#")
+        if relpath.endswith(".asc"):
+            assert fragment == ""
+            continue
+        digest = hashlib.sha256((root / relpath).read_bytes()).hexdigest()
+        assert fragment == f"sha256={digest}", relpath
+
+
+@pytest.mark.parametrize(("hash_algo", "prefix"), [("md5", "#md5="), ("off", "")])
+def test_packages_listing_follows_hash_algo(
+    root: Path, tmp_path: Path, hash_algo: str, prefix: str
+) -> None:
+    with serve(make_app(root, tmp_path, hash_algo=hash_algo)) as test_client:
+        hrefs = listing_hrefs(test_client.get("/packages/"))
+    wheel = next(h for h in hrefs if h.startswith("foo_bar-1.0-py3-none-any.whl"))
+    if not prefix:
+        assert "#" not in wheel
+        return
+    digest = hashlib.md5((root / "foo_bar-1.0-py3-none-any.whl").read_bytes()).hexdigest()
+    assert wheel.partition("#")[2] == f"md5={digest}"
+
+
+def test_packages_listing_hashes_big_directories_in_the_background(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the inline budget the listing answers at once and gains its digests later."""
+    monkeypatch.setattr(pages, "INLINE_HASH_BYTES", 0)
+    index = Index(LocalStorage((root,)))
+    index.load()
+    digests = pages.ListingDigests(FactsCache(None, ()), "sha256")  # nothing hashed yet
+    dists = index.all_distributions()
+    assert digests.fragments(dists) == {}
+    deadline = time.monotonic() + 10
+    while digests.epoch == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    fragments = digests.fragments(dists)
+    assert fragments == {
+        d.relpath: "#sha256=" + hashlib.sha256(d.stored.path.read_bytes()).hexdigest()
+        for d in dists
+    }
+    assert digests.epoch == 1  # nothing left to hash: no second background pass
+
+
+def test_listing_digests_are_read_once_per_file_version(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-render after a change asks neither the disk nor SQLite for files it has seen."""
+    app = make_app(root, tmp_path)
+    app.start()
+    digests = pages.ListingDigests(app.facts, "sha256")
+    pages.render_listing(app.index, digests)
+    asked: list[str] = []
+    known = app.facts.known_digests
+    monkeypatch.setattr(app.facts, "known_digests", lambda s: asked.append(s.relpath) or known(s))
+    pages.render_listing(app.index, digests)
+    assert asked == []
 
 
 # ---------------------------------------------------------------- JSON
@@ -272,6 +354,12 @@ def test_search_semantics(
     assert [h["name"] for h in hits] == names
 
 
+@pytest.mark.parametrize("term", ["FOO", "foo.bar", "baz", "nothing"])
+def test_search_with_a_plain_string_searches_names(client: TestClient, term: str) -> None:
+    """pypiserver's form: `search('foo')`, the spec a string, not a struct."""
+    assert rpc(client, "/RPC2", "search", term) == rpc(client, "/RPC2", "search", {"name": term})
+
+
 def test_search_reports_latest_final_release(client: TestClient) -> None:
     (hit,) = rpc(client, "/RPC2", "search", {"name": "foo"})
     assert (hit["version"], hit["summary"]) == ("1.10", "The foo project")
@@ -288,7 +376,8 @@ def test_other_methods(client: TestClient) -> None:
     ("method", "params", "code"),
     [
         ("nosuch", (), -32601),
-        ("search", ("x",), -32602),
+        ("search", (3,), -32602),
+        ("search", (["x"],), -32602),
         ("search", ({"bogus": "x"},), -32602),
         ("search", ({"name": "x"}, "xor"), -32602),
         ("search", ({"name": 3},), -32602),

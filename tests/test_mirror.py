@@ -317,6 +317,79 @@ def assert_offline_service(mirror: Server, name: str, data: bytes) -> None:
     assert "failed" in never_seen.text
 
 
+def pip_install_offline(mirror: Server, target: Path, *requirements: str):
+    command = [*PIP, "install", "--no-cache-dir", "--target", str(target)]
+    command += ["--index-url", f"{mirror.url}/simple/", *requirements]
+    env = clean_env(PIP_CONFIG_FILE=os.devnull, PYTHONNOUSERSITE="1")
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_cache_cleared_while_serving_is_rebuilt(fake_dir: Path, tmp_path: Path) -> None:
+    """`mirror-cache clear` on a running mirror: the page it still holds in memory goes back to
+    disk with the next file it caches, so a restart with the upstream down still serves both."""
+    cache = tmp_path / "cache"
+    name = "tfake-1.0-py3-none-any.whl"
+    data = (fake_dir / name).read_bytes()
+    with run_upstream(fake_dir) as upstream:
+        with run_mirror(upstream.index_url, cache) as mirror:
+            httpx.get(f"{mirror.url}/simple/tfake/").raise_for_status()
+            cleared = creamery("mirror-cache", "clear", "--mirror-cache", str(cache))
+            assert cleared.returncode == 0, cleared.stderr
+            assert not (cache / "pages" / "tfake.json").exists()
+            httpx.get(f"{mirror.url}/simple/tfake/").raise_for_status()  # from memory
+            httpx.get(f"{mirror.url}/upstream/tfake/{name}").raise_for_status()
+            assert cached(cache, "tfake") == {name}
+            assert (cache / "pages" / "tfake.json").exists()
+        upstream.process.terminate()
+        upstream.process.wait(timeout=10)
+        with run_mirror(upstream.index_url, cache, "--mirror-ttl", "0") as mirror:
+            assert_offline_service(mirror, name, data)
+
+
+def test_revalidation_writes_back_a_cleared_page(upstream: Server, tmp_path: Path) -> None:
+    """A 304 from the upstream restores a page cleared from disk while the mirror ran."""
+    cache = tmp_path / "cache"
+    with run_mirror(f"{upstream.url}/simple/", cache, "--mirror-ttl", "0") as mirror:
+        httpx.get(f"{mirror.url}/simple/tapp/").raise_for_status()
+        stored = (cache / "pages" / "tapp.json").read_bytes()
+        creamery("mirror-cache", "clear", "--mirror-cache", str(cache))
+        assert not (cache / "pages" / "tapp.json").exists()
+        page = httpx.get(f"{mirror.url}/simple/tapp/")
+        assert page.status_code == 200 and "x-creamery-stale" not in page.headers
+        restored = json.loads((cache / "pages" / "tapp.json").read_bytes())
+        assert restored["listing"] == json.loads(stored)["listing"]
+
+
+def test_cached_files_keep_their_project_servable_offline(fake_dir: Path, tmp_path: Path) -> None:
+    """A cache whose page is gone (cleared before this was fixed, or deleted by hand) and no
+    upstream: the page is rebuilt from the cached files, and pip installs from it."""
+    cache = tmp_path / "cache"
+    name = "tfake-1.0-py3-none-any.whl"
+    data = (fake_dir / name).read_bytes()
+    with run_upstream(fake_dir) as upstream:
+        with run_mirror(upstream.index_url, cache) as mirror:
+            httpx.get(f"{mirror.url}/upstream/tfake/{name}").raise_for_status()
+            httpx.get(f"{mirror.url}/upstream/tfake/{name}.metadata").raise_for_status()
+        upstream.process.terminate()
+        upstream.process.wait(timeout=10)
+    (cache / "pages" / "tfake.json").unlink()
+    with run_mirror(upstream.index_url, cache) as mirror:
+        page = httpx.get(f"{mirror.url}/simple/tfake/", headers={"Accept": JSON})
+        assert page.status_code == 200, page.text
+        assert page.headers["x-creamery-stale"] == "1"
+        (entry,) = page.json()["files"]
+        assert entry["filename"] == name
+        assert entry["hashes"] == {"sha256": hashlib.sha256(data).hexdigest()}
+        assert entry["requires-python"] == ">=3.8"
+        assert entry["core-metadata"] is not False
+        assert "page rebuilt from 1 cached files" in mirror.log()
+        result = pip_install_offline(mirror, tmp_path / "target", "tfake")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert httpx.get(f"{mirror.url}/simple/tbig/").status_code == 502  # nothing cached
+    rebuilt = json.loads((cache / "pages" / "tfake.json").read_bytes())
+    assert rebuilt["fetched"] == 0  # stale: fetched again once an upstream answers
+
+
 def test_a_hanging_upstream_times_out(fake: UpstreamProcess, tmp_path: Path) -> None:
     with run_mirror(
         fake.index_url, tmp_path / "cache", "--upstream-timeout", "1", "--mirror-ttl", "0"

@@ -461,6 +461,20 @@ def test_packages_listing(server: Server, corpus: Corpus, http: httpx.Client) ->
     assert not (hidden & listed)
 
 
+def test_packages_listing_links_carry_sha256(
+    server: Server, corpus: Corpus, http: httpx.Client
+) -> None:
+    """pypiserver's listing links are `<relpath>#sha256=<digest>` (pip --find-links checks it)."""
+    response = http.get("/packages/")
+    fragments = {}
+    for anchor in parse_html(response.text).anchors:
+        url, fragment = urldefrag(resolve(response, str(anchor["href"])))
+        fragments[url] = fragment
+    for filename in corpus.files:
+        expected = "" if filename.endswith(".asc") else f"sha256={corpus.sha256(filename)}"
+        assert fragments[packages_url(server, corpus, filename)] == expected, filename
+
+
 def test_download_every_file(server: Server, corpus: Corpus, http: httpx.Client) -> None:
     for filename in corpus.files:
         response = http.get(packages_url(server, corpus, filename))
@@ -758,6 +772,16 @@ def test_xmlrpc_search_by_name(server: Server, endpoint: str) -> None:
     (entry,) = results
     assert entry["version"] in {"0.5", "0.9", "1.0", "2.0", "3.0"}
     assert entry["summary"] == "Test library"
+
+
+def test_xmlrpc_search_with_a_plain_string(server: Server, http: httpx.Client) -> None:
+    """pypiserver answers `search('tli')` and its test suite's bare `<string>` body."""
+    proxy = xmlrpc.client.ServerProxy(server.url + "/RPC2")
+    assert [r["name"] for r in proxy.search("tli")] == ["tlib"]
+    bare = b"<xml><methodName>search</methodName><string>tli</string></xml>"
+    response = http.post("/RPC2", content=bare, headers={"Content-Type": "text/xml"})
+    assert response.status_code == 200
+    assert [r["name"] for r in xmlrpc.client.loads(response.content)[0][0]] == ["tlib"]
 
 
 def test_xmlrpc_search_by_summary(server: Server) -> None:

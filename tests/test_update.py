@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import Server, clean_env, free_port
+from conftest import Server, clean_env, describe, free_port
 from dists import make_sdist, make_wheel, yank
 from packaging.version import Version
 
@@ -266,15 +266,18 @@ def test_execute_keeps_files_already_present(
 # ---------------------------------------------------------------- failures
 
 
-def test_missing_project_is_reported_and_the_rest_continue(
+def test_project_not_on_the_index_is_reported_and_not_a_failure(
     local: Path, index_url: str, tmp_path: Path
 ) -> None:
+    """Most projects of a private index are on no public one: that alone must not fail the run."""
     make_wheel(local, "tmissing", "1.0")
     incoming = tmp_path / "incoming"
     result = update("-x", "-d", incoming, "--index-url", index_url, local)
-    assert result.returncode == 1
-    error = f"creamery update: tmissing: not found on the index ({index_url}tmissing/ answered 404)"
-    assert error in result.stderr.splitlines()
+    assert result.returncode == 0, describe(result)
+    note = (
+        f"creamery update: tmissing: not on the index ({index_url}tmissing/ answered 404), skipped"
+    )
+    assert note in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
     assert result.stdout.splitlines()[:6] == plan(
         index_url,
@@ -283,7 +286,43 @@ def test_missing_project_is_reported_and_the_rest_continue(
         ("tlib", "1.0", "2.0", incoming),
     )
     assert len(tree(incoming)) == 4
-    assert "3 of 6 projects have a newer release, 1 failed" in result.stderr
+    assert "3 of 6 projects have a newer release, 1 not on the index" in result.stderr
+    assert "failed" not in result.stderr
+
+
+def test_only_private_projects_exit_zero(tmp_path: Path, index_url: str) -> None:
+    root = tmp_path / "private"
+    make_wheel(root, "tprivate-one", "1.0")
+    make_sdist(root, "tprivate-two", "2.0")
+    result = update("--index-url", index_url, root)
+    assert result.returncode == 0, describe(result)
+    assert result.stdout == ""
+    assert "0 of 2 projects have a newer release, 2 not on the index" in result.stderr
+
+
+def test_a_real_failure_beside_a_missing_project_still_fails(local: Path, tmp_path: Path) -> None:
+    """404 for the page is a skip; 404 for a file the page lists, or a 500, is a failure."""
+    wheel = make_wheel(tmp_path / "files", "tlib", "2.0")
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    StaticIndex.routes = {
+        "/simple/tlib/": project_page(
+            "tlib",
+            [{"filename": wheel.name, "url": "/gone/" + wheel.name, "hashes": {"sha256": sha}}],
+        ),
+        "/simple/tapp/": (500, "text/plain", b"boom", 0.0),
+        "/simple/tpre/": project_page("tpre", []),
+        "/simple/tcurrent/": project_page("tcurrent", []),
+    }  # foo-bar-baz: 404, not on the index
+    with serve_http(StaticIndex) as base:
+        url = base + "/simple/"
+        result = update("-x", "-d", tmp_path / "incoming", "--index-url", url, local)
+    assert result.returncode == 1, describe(result)
+    assert f"Foo.Bar_baz: not on the index ({url}foo-bar-baz/ answered 404), skipped" in (
+        result.stderr
+    )
+    assert f"tapp: {url}tapp/ answered 500 Internal Server Error" in result.stderr
+    assert f"tlib: {base}/gone/{wheel.name} answered 404 Not Found" in result.stderr
+    assert "1 of 5 projects have a newer release, 1 not on the index, 2 failed" in result.stderr
 
 
 @contextlib.contextmanager

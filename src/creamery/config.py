@@ -46,8 +46,11 @@ PATH_FIELDS = (
 )
 
 
-class ConfigError(ValueError):
-    """An option has a value that can't be used; the message is one line for a person."""
+class ConfigError(ValueError, RuntimeError):
+    """An option has a value that can't be used; the message is one line for a person.
+
+    Also a RuntimeError: pypiserver's `app()` raises that for bad options, and callers catch it.
+    """
 
 
 @dataclass(frozen=True)
@@ -191,12 +194,12 @@ def parse_hash_algo(text: str | None) -> str | None:
 
 
 def parse_health_endpoint(text: str) -> str:
+    if text in RESERVED_PATHS or text.startswith(RESERVED_PREFIXES):
+        raise ConfigError(f"provided health endpoint {text!r} overlaps with existing routes")
     if not _HEALTH_ENDPOINT.match(text):
         raise ConfigError(
             f"invalid health endpoint {text!r}: it must look like /health (letters, digits, / _ -)"
         )
-    if text in RESERVED_PATHS or text.startswith(RESERVED_PREFIXES):
-        raise ConfigError(f"health endpoint {text!r} collides with an index route")
     return text
 
 

@@ -130,11 +130,9 @@ class FactsCache:
             self._db = _open_db(directory)
 
     def digests(self, stored: StoredFile) -> Digests:
-        row = self._get("SELECT sha256, extra FROM digests" + _WHERE, stored)
-        if row is not None:
-            extra = dict(item.split("=", 1) for item in row[1].split(",") if item)
-            if all(a in extra for a in self.algos):
-                return Digests(row[0], extra)
+        known = self.known_digests(stored)
+        if known is not None:
+            return known
         digests = compute_digests(stored.path, self.algos)
         if _unchanged(stored):
             self.remember_digests(stored, digests)
@@ -149,6 +147,15 @@ class FactsCache:
             digests.sha256,
             extra_text,
         )
+
+    def known_digests(self, stored: StoredFile) -> Digests | None:
+        """The digests if already computed for this file version; never reads the file."""
+        row = self._get("SELECT sha256, extra FROM digests" + _WHERE, stored)
+        if row is not None:
+            extra = dict(item.split("=", 1) for item in row[1].split(",") if item)
+            if all(a in extra for a in self.algos):
+                return Digests(row[0], extra)
+        return None
 
     def metadata(self, stored: StoredFile, kind: str) -> CoreMetadata:
         row = self._get("SELECT raw FROM metadata" + _WHERE, stored)

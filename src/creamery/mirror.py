@@ -151,6 +151,7 @@ class Mirror:
             found = _listed(known, filename)
         if found is None or known.listing is None:
             return known.failure if known.listing is None else None
+        await self.projects.keep(known)  # the file will be cached: so must its page be
         source = known.listing.source
         if filename.endswith(METADATA):
             digest = (found.core_metadata or {}).get("sha256")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
@@ -18,9 +19,11 @@ from starlette.responses import Response
 
 from creamery import __version__
 from creamery.config import ConfigError
+from creamery.facts import Digests, FactsCache
 from creamery.files import location
-from creamery.index import SIGNATURE, Index
+from creamery.index import SIGNATURE, Distribution, Index
 from creamery.names import version_sort_key
+from creamery.storage import StoredFile
 
 if TYPE_CHECKING:
     import jinja2
@@ -213,18 +216,91 @@ def bottle_to_jinja(text: str) -> str:
 
 
 def packages_listing(creamery: Creamery) -> Endpoint:
-    """GET /packages/ : every distribution file and signature, linked relatively."""
+    """GET /packages/ : every distribution file and signature, linked relatively with a digest.
+
+    Rendered once per index generation (and once more when digests computed in the background
+    arrive), so a request costs a cache hit.
+    """
     cache = BoundedCache(max_entries=2, max_bytes=256 << 20)
+    digests = ListingDigests(creamery.facts, creamery.config.hash_algo)
 
     async def endpoint(request: Request) -> Response:
-        key = creamery.index.generation
+        key = (creamery.index.generation, digests.epoch)
         body = cache.get(key)
         if body is None:
-            body = await anyio.to_thread.run_sync(render_listing, creamery.index)
+            body = await anyio.to_thread.run_sync(render_listing, creamery.index, digests)
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")
 
     return endpoint
+
+
+# Digests of files not hashed yet are computed while rendering up to this many bytes; the rest
+# in the background, so a first listing of a big directory answers in well under a second.
+INLINE_HASH_BYTES = 128 << 20
+
+
+class ListingDigests:
+    """The `#<algo>=<digest>` fragments of the listing, remembered by file version.
+
+    A re-render after a change costs a dict lookup per file: the facts cache (SQLite) is asked
+    only for files this listing has not seen, and only files it has never hashed are read.
+    """
+
+    def __init__(self, facts: FactsCache, algo: str | None) -> None:
+        self.facts = facts
+        self.algo = algo
+        self.epoch = 0  # bumped when background hashing finishes: the listing is re-rendered
+        self._known: dict[StoredFile, str] = {}
+        self._hashing = threading.Lock()
+
+    def fragments(self, dists: list[Distribution]) -> dict[str, str]:
+        """relpath -> `#algo=digest` for files whose digest is known now; hashes the others."""
+        if self.algo is None:
+            return {}
+        known: dict[StoredFile, str] = {}
+        missing: list[StoredFile] = []
+        budget = INLINE_HASH_BYTES
+        for dist in dists:
+            stored = dist.stored
+            digest = self._known.get(stored)
+            if digest is None:
+                found = self.facts.known_digests(stored)
+                if found is None and stored.size <= budget:
+                    budget -= stored.size
+                    found = self._compute(stored)
+                if found is None:
+                    missing.append(stored)
+                    continue
+                digest = found.get(self.algo)
+            known[stored] = digest
+        fragments = {stored.relpath: f"#{self.algo}={digest}" for stored, digest in known.items()}
+        self._known = known  # forgets files no longer listed
+        if missing:  # after the fragments: the thread adds to self._known as it goes
+            self._hash_in_background(missing)
+        return fragments
+
+    def _compute(self, stored: StoredFile) -> Digests | None:
+        try:
+            return self.facts.digests(stored)
+        except OSError:  # gone or unreadable since the scan: listed without a digest
+            return None
+
+    def _hash_in_background(self, files: list[StoredFile]) -> None:
+        if not self._hashing.acquire(blocking=False):
+            return  # one hashing thread at a time; the next render hands over what is left
+
+        def run() -> None:
+            try:
+                for stored in files:
+                    found = self._compute(stored)
+                    if found is not None and self.algo is not None:
+                        self._known[stored] = found.get(self.algo)
+            finally:
+                self._hashing.release()  # before the bump: the re-render may hand over more
+                self.epoch += 1
+
+        threading.Thread(target=run, name="creamery-listing-digests", daemon=True).start()
 
 
 def listed_relpaths(index: Index) -> list[str]:
@@ -240,6 +316,9 @@ def listed_relpaths(index: Index) -> list[str]:
     return [relpath for _, relpath in rows]
 
 
-def render_listing(index: Index) -> bytes:
-    links = [(quote(relpath), relpath) for relpath in listed_relpaths(index)]
+def render_listing(index: Index, digests: ListingDigests) -> bytes:
+    relpaths = listed_relpaths(index)
+    dists = [dist for relpath in relpaths if (dist := index.dists.get(relpath)) is not None]
+    fragments = digests.fragments(dists)
+    links = [(quote(relpath) + fragments.get(relpath, ""), relpath) for relpath in relpaths]
     return _env().get_template("packages.html").render(links=links).encode("utf-8")

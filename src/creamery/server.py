@@ -374,9 +374,9 @@ def _run_wsgiref(config: Config) -> None:
 
 
 def _wsgi(asgi_app: Any) -> Any:
-    from a2wsgi import ASGIMiddleware
+    from creamery.wsgi import WsgiApp
 
-    return ASGIMiddleware(asgi_app)
+    return WsgiApp(asgi_app)
 
 
 RUNNERS: dict[str, Runner] = {

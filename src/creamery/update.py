@@ -47,6 +47,10 @@ class UpdateError(Exception):
     """One project (or file) could not be checked or fetched; the message is one line."""
 
 
+class NotOnIndex(UpdateError):
+    """The index does not have the project: normal for a private one's, so not a failure."""
+
+
 @dataclass(frozen=True)
 class Settings:
     roots: tuple[Path, ...]
@@ -241,8 +245,6 @@ def http_failure(url: str, error: httpx.HTTPError, timeout: float | None) -> Upd
 
 
 def status_failure(url: str, response: httpx.Response) -> UpdateError:
-    if response.status_code == 404:
-        return UpdateError(f"not found on the index ({url} answered 404)")
     return UpdateError(f"{url} answered {response.status_code} {response.reason_phrase}")
 
 
@@ -252,6 +254,8 @@ async def fetch_page(client: httpx.AsyncClient, url: str) -> tuple[dict[str, Any
         response = await client.get(url, headers={"Accept": JSON_CONTENT_TYPE})
     except httpx.HTTPError as error:
         raise http_failure(url, error, client.timeout.read) from error
+    if response.status_code in (404, 410):
+        raise NotOnIndex(f"not on the index ({url} answered {response.status_code}), skipped")
     if response.status_code != 200:
         raise status_failure(url, response)
     content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -345,6 +349,7 @@ class Reporter:
     def __init__(self, *, interactive: bool) -> None:
         self.interactive = interactive
         self.failures = 0
+        self.not_on_index = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
 
@@ -387,6 +392,10 @@ class Reporter:
         self.failures += 1
         self.note(f"{subject}: {reason}")
 
+    def skip(self, subject: str, reason: str) -> None:
+        self.not_on_index += 1
+        self.note(f"{subject}: {reason}")
+
     def _write(self, line: str, stream: IO[str]) -> None:
         if self._progress is not None and stream.isatty():
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -398,7 +407,11 @@ class Reporter:
 
 
 def run_update(args: argparse.Namespace) -> int:
-    """`creamery update`: 0 when every project was checked (and fetched with -x), else 1."""
+    """`creamery update`: 1 when a check or download failed, else 0.
+
+    A project the index does not have is reported and skipped, not a failure: most projects of a
+    private index are on no public one.
+    """
     settings = settings_from_args(args)
     if settings.execute and settings.download_dir is not None:
         _make_download_dir(settings.download_dir)
@@ -430,8 +443,9 @@ async def update_all(settings: Settings, hosted: list[Hosted], reporter: Reporte
             reporter.out(update.pip_command(settings.index_url))
         if settings.execute and updates:
             await download_all(client, gate, updates, reporter)
+    absent = f", {reporter.not_on_index} not on the index" if reporter.not_on_index else ""
     failed = f", {reporter.failures} failed" if reporter.failures else ""
-    reporter.note(f"{len(updates)} of {len(hosted)} projects have a newer release{failed}")
+    reporter.note(f"{len(updates)} of {len(hosted)} projects have a newer release{absent}{failed}")
     return 1 if reporter.failures else 0
 
 
@@ -446,6 +460,9 @@ async def check_all(
         async with gate:
             try:
                 return await find_update(client, settings, project)
+            except NotOnIndex as error:
+                reporter.skip(project.name, str(error))
+                return None
             except UpdateError as error:
                 reporter.fail(project.name, str(error))
                 return None

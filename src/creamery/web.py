@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,7 @@ class Creamery:
             self.mirror = Mirror(self)
         self.journal = Journal(self.state.path)
         self._started = False
+        self._loaded = False  # the index scan is done (a forked child keeps it)
         self._start_lock = threading.Lock()
         self._migration_lock = threading.Lock()
         self._moving_lock = threading.Lock()
@@ -81,13 +83,19 @@ class Creamery:
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        """Scan the roots and start watching them (once per process)."""
+        """Scan the roots (once) and start watching them (once per process)."""
         with self._start_lock:
             if self._started:
                 return
-            self.state.clean_scratch(self.config.roots)
-            self.index.load()
-            self.migrate_legacy_sidecars()
+            if self._loaded:  # forked after the scan: catch up on what changed meanwhile
+                catch_up = threading.Thread(target=self.index.rescan, daemon=True)
+                catch_up.start()
+            else:
+                self.state.clean_scratch(self.config.roots)
+                self.index.load()
+                self.migrate_legacy_sidecars()
+                self._loaded = True
+                _restart_in_forked_children(self)
             if self.config.watch:
                 self._watch = self.storage.watch(self._files_changed, self.index.rescan)
             if self._watch is not None:
@@ -159,9 +167,16 @@ class Creamery:
         threading.Thread(target=loop, name="creamery-rescan", daemon=True).start()
         return stopped.set
 
+    def _forked(self) -> None:
+        """In a forked child: the parent's watcher threads did not come along; start anew."""
+        self._start_lock = threading.Lock()
+        self._stoppers.clear()
+        self._watch = None  # the parent's reader thread is not here; its descriptor is the parent's
+        self._started = False
+
     @property
     def ready(self) -> bool:
-        return self._started
+        return self._started or self._loaded
 
     # ------------------------------------------------------------------ ASGI entry
 
@@ -228,7 +243,7 @@ class Creamery:
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = relative_path(scope)
         if not self._started:
-            if path == self.prefix + self.config.health_endpoint:
+            if not self._loaded and path == self.prefix + self.config.health_endpoint:
                 # Health checks don't wait for the scan: they learn it is still loading.
                 threading.Thread(target=self.start, name="creamery-start", daemon=True).start()
                 await send_text(send, 503, "Not ready: the index is loading")
@@ -454,6 +469,22 @@ class Creamery:
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"application/json"))
         await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+
+
+_forkable: weakref.WeakSet[Creamery] = weakref.WeakSet()
+
+
+def _restart_in_forked_children(app: Creamery) -> None:
+    """gunicorn --preload builds (and a WSGI app starts) the app before forking its workers."""
+    _forkable.add(app)
+
+
+def _after_fork_in_child() -> None:
+    for app in list(_forkable):
+        app._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _client(scope: Scope) -> str:

@@ -16,6 +16,7 @@ from creamery import releases, upload
 from creamery.errors import ClientError
 from creamery.form import FormError, ReceivedForm, read_multipart, read_urlencoded
 from creamery.untrusted import load_json
+from creamery.wsgi import reason_phrase
 
 if TYPE_CHECKING:
     from creamery.web import Creamery
@@ -35,6 +36,7 @@ async def legacy_api(creamery: Creamery, request: Request) -> Response:
     except ClientError as error:
         log.info("upload rejected (%d): %s", error.status, error.reason)
         _count_upload(creamery, "rejected")
+        reason_phrase(request.scope, error.reason)  # twine shows the status line's reason
         return PlainTextResponse(error.reason + "\n", status_code=error.status)
     except OSError as error:
         log.error("upload failed: %s", error)

@@ -1,25 +1,45 @@
-"""The WSGI variant of creamery, for gunicorn sync workers, waitress, mod_wsgi and paste."""
+"""The WSGI variant of creamery, for gunicorn sync workers, waitress, mod_wsgi and paste.
+
+a2wsgi runs the ASGI app on an event loop thread; `WsgiApp` around it makes the result behave
+like pypiserver's WSGI app: the index is loaded when the app is built (WSGI hosts send no
+lifespan events), and `start_response` has been called when the app returns, which WSGI
+frameworks that mount other apps (paste's urlmap, bottle's mount, ...) rely on.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-from a2wsgi import ASGIMiddleware
+import os
+import re
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from typing import TYPE_CHECKING, Any
 
 import creamery
 from creamery.config import FALSE_WORDS
+
+if TYPE_CHECKING:
+    from creamery.web import Creamery
 
 _LIST_KEYS = {"roots": "\n", "root": "\n", "authenticate": " "}
 _INT_KEYS = frozenset({"cache_control", "verbosity"})
 _BOOL_KEYS = frozenset({"overwrite", "disable_fallback", "redirect_to_fallback"})
 
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
 
-def wsgi_app(**kwargs: Any) -> ASGIMiddleware:
-    """`creamery.app(**kwargs)` wrapped as a WSGI application."""
-    return ASGIMiddleware(creamery.app(**kwargs))
+# The environ key where the app leaves a reason phrase for the status line (see reason_phrase).
+REASON_KEY = "creamery.reason_phrase"
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_MAX_REASON = 200
 
 
-def paste_app_factory(global_conf: dict[str, Any], **local_conf: str) -> ASGIMiddleware:
+def wsgi_app(**kwargs: Any) -> WsgiApp:
+    """`creamery.app(**kwargs)` as a WSGI application, its index loaded on return."""
+    return WsgiApp(creamery.app(**kwargs))
+
+
+def paste_app_factory(global_conf: dict[str, Any], **local_conf: str) -> WsgiApp:
     """PasteDeploy entry point: converts the ini file's strings like pypiserver does."""
     del global_conf  # PasteDeploy passes it; pypiserver ignores it too
     return wsgi_app(**{key: _paste_value(key, value) for key, value in local_conf.items()})
@@ -33,3 +53,111 @@ def _paste_value(key: str, value: str) -> Any:
     if key in _BOOL_KEYS:
         return value.strip().lower() not in FALSE_WORDS
     return value
+
+
+def reason_phrase(scope: MutableMapping[str, Any], reason: str) -> None:
+    """Ask for *reason* in the status line (`409 File already exists: ...`), where possible.
+
+    ASGI has no reason phrase: granian and uvicorn send the standard one. Under a WSGI host the
+    status line is ours to write, so the reason goes there too (twine prints it).
+    """
+    environ = scope.get("wsgi_environ")
+    if isinstance(environ, dict):
+        text = _UNPRINTABLE.sub("?", reason).strip()  # a status line holds no CR, LF or UTF-8
+        environ[REASON_KEY] = text[:_MAX_REASON]
+
+
+class WsgiApp:
+    """creamery's ASGI app as a WSGI application (PEP 3333)."""
+
+    def __init__(self, app: Creamery) -> None:
+        self.app = app
+        # pypiserver's app is ready when app() returns: scan now, not on the first request.
+        app.start()
+        self._lock = threading.Lock()
+        self._adapter: Any = None
+        _forkable.add(self)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        started: list[tuple[str, list[tuple[str, str]], Any]] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started.append((status, headers, exc_info))
+            return _no_write
+
+        body = iter(self._wsgi_adapter()(environ, capture))
+        try:
+            # a2wsgi calls start_response when it meets the first body message: run it that far.
+            first = next(body, b"")
+        except BaseException:
+            _close(body)
+            raise
+        if not started:
+            _close(body)
+            raise RuntimeError("the ASGI app ended without starting a response")
+        status, headers, exc_info = started[-1]
+        reason = environ.get(REASON_KEY)
+        if reason:
+            status = f"{status.partition(' ')[0]} {reason}"
+        try:
+            start_response(status, headers, exc_info)
+        except BaseException:
+            _close(body)
+            raise
+        return _Body(first, body)
+
+    def _wsgi_adapter(self) -> Any:
+        adapter = self._adapter
+        if adapter is None:
+            with self._lock:
+                if self._adapter is None:
+                    from a2wsgi import ASGIMiddleware
+
+                    # Its event loop thread starts here, in the process that serves.
+                    self._adapter = ASGIMiddleware(self.app)  # type: ignore[arg-type]
+                adapter = self._adapter
+        return adapter
+
+    def _forked(self) -> None:
+        """The parent's event loop thread did not come along into this child: make a new one."""
+        self._lock = threading.Lock()
+        self._adapter = None
+
+
+class _Body:
+    """The rest of the response body after its first chunk; close() reaches a2wsgi's."""
+
+    def __init__(self, first: bytes, rest: Iterator[bytes]) -> None:
+        self._first: bytes | None = first
+        self._rest = rest
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            if first:
+                yield first
+        yield from self._rest
+
+    def close(self) -> None:
+        _close(self._rest)
+
+
+def _close(body: Iterator[bytes]) -> None:
+    close = getattr(body, "close", None)
+    if close is not None:
+        close()
+
+
+def _no_write(data: bytes) -> None:
+    raise RuntimeError("creamery's WSGI app does not use the write() callable")
+
+
+_forkable: weakref.WeakSet[WsgiApp] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for app in list(_forkable):
+        app._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

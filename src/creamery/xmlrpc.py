@@ -197,8 +197,11 @@ class XmlRpcService:
             found = [r for r in found if not is_yanked(self.index, r)]
         return [r.version for r in reversed(found)]
 
-    def search(self, spec: dict[str, Any], operator: str = "and") -> list[dict[str, Any]]:
-        """PyPI's search: within a field any term may match, across fields `operator` decides."""
+    def search(self, spec: dict[str, Any] | str, operator: str = "and") -> list[dict[str, Any]]:
+        """PyPI's search: within a field any term may match, across fields `operator` decides.
+
+        A plain string instead of the struct searches the names, as pypiserver does.
+        """
         terms = search_terms(spec)
         _expect(
             isinstance(operator, str) and operator.lower() in ("and", "or"),
@@ -255,8 +258,15 @@ def search_record(index: Index, facts: FactsCache, project: str) -> SearchRecord
 
 
 def search_terms(spec: Any) -> dict[str, list[str]]:
-    """Validate a search spec: field -> lower-cased terms (a string or a list of strings)."""
-    _expect(isinstance(spec, dict), "search: the spec must be a struct of field -> terms")
+    """Validate a search spec: field -> lower-cased terms (a string or a list of strings).
+
+    The spec is a struct of field -> terms, or a plain string: pypiserver's form, a name term.
+    """
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    _expect(
+        isinstance(spec, dict), "search: the spec must be a string or a struct of field -> terms"
+    )
     terms: dict[str, list[str]] = {}
     for field, value in spec.items():
         _expect(field in SEARCH_FIELDS, f"search: unsupported field {field!r}")

@@ -23,9 +23,17 @@ from pathlib import Path
 
 from creamery import durable
 from creamery.config import DEFAULT_ROOT, Config, ConfigError, check_root
-from creamery.names import normalize
+from creamery.facts import compute_digests, parse_core_metadata, read_metadata_bytes
+from creamery.index import METADATA
+from creamery.names import normalize, parse_filename
 from creamery.storage import StoredFile
-from creamery.upstream.listing import Listing, listing_from_json, listing_to_json
+from creamery.upstream.listing import (
+    Listing,
+    UpstreamFile,
+    is_safe_filename,
+    listing_from_json,
+    listing_to_json,
+)
 
 log = logging.getLogger("creamery.mirror")
 
@@ -77,6 +85,37 @@ class MirrorCache:
 
     def save_listing(self, listing: Listing, fetched: float) -> None:
         write_atomically(self.page_path(listing.project), listing_to_json(listing, fetched))
+
+    def keep_listing(self, listing: Listing, fetched: float) -> None:
+        """Write the listing back if its page is gone from disk (`mirror-cache clear` while we
+        ran): a file cached from it must find its page after a restart, upstream or not."""
+        if not self.page_path(listing.project).exists():
+            self.save_listing(listing, fetched)
+
+    def listing_from_files(self, project: str, url: str, source: str) -> Listing | None:
+        """A listing of the project's cached files, for when no upstream answers and its page
+        is gone: a cached file keeps its project servable offline. Reads (hashes) each file.
+
+        What only the upstream knew (yanks, upload times) is missing; requires-python comes
+        from the file's own metadata. It is saved as fetched at time 0: stale, so the page is
+        fetched again as soon as an upstream answers.
+        """
+        try:
+            with os.scandir(self.files / project) as scan:
+                paths = sorted(
+                    Path(item.path)
+                    for item in scan
+                    if item.is_file(follow_symlinks=False) and not item.name.endswith(METADATA)
+                )
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        entries = [listed for path in paths if (listed := _cached_entry(path, url)) is not None]
+        if not entries:
+            return None
+        listing = Listing(project, url, source, tuple(entries))
+        self.save_listing(listing, 0.0)
+        log.warning("mirror: %s: page rebuilt from %d cached files", project, len(entries))
+        return listing
 
     def forget_listing(self, project: str) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -179,6 +218,33 @@ class MirrorCache:
             with contextlib.suppress(OSError):
                 if item.stat().st_mtime < cutoff:
                     item.unlink()
+
+
+def _cached_entry(path: Path, page_url: str) -> UpstreamFile | None:
+    parsed = parse_filename(path.name)
+    if parsed is None or not is_safe_filename(path.name):
+        return None
+    try:
+        size = path.stat().st_size
+        digest = compute_digests(path, ()).sha256
+    except OSError:
+        return None
+    metadata_path = path.with_name(path.name + METADATA)
+    try:
+        raw: bytes | None = metadata_path.read_bytes()
+    except OSError:
+        raw = read_metadata_bytes(path, parsed.kind)
+    core = parse_core_metadata(raw)
+    return UpstreamFile(
+        filename=path.name,
+        url=page_url + path.name,  # unknown: only served from the cache until revalidated
+        hashes={"sha256": digest},
+        requires_python=core.requires_python,
+        core_metadata={"sha256": core.sha256} if metadata_path.exists() and core.sha256 else None,
+        yanked=None,
+        size=size,
+        upload_time=None,
+    )
 
 
 def write_atomically(path: Path, data: bytes) -> None:

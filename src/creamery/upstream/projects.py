@@ -119,13 +119,42 @@ class UpstreamProjects:
             return Known(answer, now)
         if answer is Answer.NOT_MODIFIED and known is not None and previous is not None:
             known.fetched, known.failure = now, None
+            await self._keep(previous, now)
             return known
         if answer is Answer.NOT_FOUND:
             if previous is not None:
                 await anyio.to_thread.run_sync(self.cache.forget_listing, project)
             return Known(None, now)
         failure = answer if isinstance(answer, Failure) else Failure(502, "unexpected 304")
+        if previous is None:
+            known = await self._from_cached_files(project) or known
         return self._failed(project, known, failure, now)
+
+    async def _from_cached_files(self, project: str) -> Known | None:
+        """No listing anywhere and no upstream answers: what the cached files tell."""
+        upstream = self.client.upstreams[0]
+        try:
+            listing = await anyio.to_thread.run_sync(
+                self.cache.listing_from_files,
+                project,
+                upstream.project_url(project),
+                upstream.index_url,
+            )
+        except OSError as error:
+            log.warning("mirror: can't rebuild the page of %s: %s", project, error)
+            return None
+        return Known(listing, 0.0) if listing is not None else None
+
+    async def keep(self, known: Known) -> None:
+        """Before a file of *known* is cached: its page must be on disk too (see keep_listing)."""
+        if known.listing is not None:
+            await self._keep(known.listing, known.fetched)
+
+    async def _keep(self, listing: Listing, fetched: float) -> None:
+        try:
+            await anyio.to_thread.run_sync(self.cache.keep_listing, listing, fetched)
+        except OSError as error:
+            log.warning("mirror: can't store the page of %s: %s", listing.project, error)
 
     def _failed(self, project: str, known: Known | None, failure: Failure, now: float) -> Known:
         stale = known is not None and known.listing is not None

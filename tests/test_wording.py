@@ -1,0 +1,130 @@
+"""What publishing clients show of a refused upload: the status line and the body's one line.
+
+twine prints the status line's reason phrase (its body only with --verbose). ASGI has no reason
+phrase, so under granian or uvicorn the status line is the standard one and the reason is in the
+body; under a WSGI host creamery writes the reason into the status line as well. Real `creamery
+run` processes, real twine and uv.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import UV, Server, client_env, describe, run_client, run_server
+from dists import make_wheel
+
+from creamery.wsgi import reason_phrase
+
+
+def twine_upload(server: Server, home: Path, *args: str):
+    command = [
+        *(sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"),
+        *("--repository-url", server.url + "/", "-u", "any", "-p", "any", *args),
+    ]
+    return run_client(command, {**client_env(home), "COLUMNS": "300"})  # rich wraps at 80
+
+
+def uv_publish(server: Server, home: Path, *args: str):
+    command = [UV, "publish", "--no-config", "--publish-url", server.url + "/", *args]
+    return run_client(command, client_env(home))
+
+
+OPEN = ("-a", ".", "-P", ".", "--disable-fallback")
+
+
+@pytest.mark.parametrize("server_name", ["granian", "wsgiref"])
+def test_twine_shows_why_a_duplicate_upload_failed(
+    server_name: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("packages")
+    wheel = make_wheel(tmp_path / "dist", "tdup", "1.0")
+    reason = f"File already exists: {wheel.name!r} (use --overwrite to replace)"
+    with run_server([root], *OPEN, "--server", server_name) as server:
+        first = twine_upload(server, tmp_path / "home", str(wheel))
+        assert first.returncode == 0, describe(first)
+        again = twine_upload(server, tmp_path / "home", str(wheel))
+        verbose = twine_upload(server, tmp_path / "home", "--verbose", str(wheel))
+    assert again.returncode != 0 and verbose.returncode != 0
+    output = again.stdout + again.stderr
+    assert "400 Bad Request" in output, describe(again)
+    if server_name == "wsgiref":  # the status line is ours: twine prints the reason
+        assert reason in output, describe(again)
+    else:  # ASGI: the standard phrase; the reason is in the body, shown with --verbose
+        assert reason not in output, describe(again)
+    assert reason in verbose.stdout + verbose.stderr, describe(verbose)
+
+
+@pytest.mark.parametrize("server_name", ["granian", "uvicorn", "wsgiref"])
+def test_status_line_and_body_of_a_refused_upload(
+    server_name: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("packages")
+    with run_server([root], *OPEN, "--server", server_name) as server:
+        response = server.raw(
+            "POST / HTTP/1.1",
+            ["Content-Type: application/x-www-form-urlencoded"],
+            b":action=nothing%0d%0aInjected:%20yes",
+        )
+    assert response.status == 400
+    assert response.body.decode().startswith("Unsupported ':action' field: nothing")
+    assert "injected" not in response.headers  # the reason never splits the response
+    if server_name == "wsgiref":
+        assert response.reason == "Unsupported ':action' field: nothing??Injected: yes"
+    else:
+        assert response.reason == "Bad Request"
+
+
+def test_uv_publish_check_url_skips_files_already_there(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """What the README advises instead of twine's --skip-existing (PyPI-only in twine 7)."""
+    root = tmp_path_factory.mktemp("packages")
+    wheel = make_wheel(tmp_path / "dist", "tcheck", "1.0")
+    home = tmp_path / "home"
+    with run_server([root], *OPEN) as server:
+        check = ("--check-url", server.url + "/simple/", "-u", "any", "-p", "any")
+        first = uv_publish(server, home, *check, str(wheel))
+        assert first.returncode == 0, describe(first)
+        again = uv_publish(server, home, *check, str(wheel))
+        assert again.returncode == 0, describe(again)
+        assert "already exists" in (again.stdout + again.stderr).lower(), describe(again)
+        plain = uv_publish(server, home, "-u", "any", "-p", "any", str(wheel))
+    assert plain.returncode != 0
+    assert "409 Conflict" in plain.stderr and "File already exists" in plain.stderr, describe(plain)
+
+
+def test_twine_refuses_skip_existing_for_other_indexes(tmp_path: Path) -> None:
+    """Why the README no longer advises `twine upload --skip-existing` (checked, not assumed)."""
+    wheel = make_wheel(tmp_path / "dist", "tskip", "1.0")
+    command = [
+        *(sys.executable, "-m", "twine", "upload", "--non-interactive", "--skip-existing"),
+        *("--repository-url", "http://127.0.0.1:9/", "-u", "a", "-p", "b", str(wheel)),
+    ]
+    import twine
+    from packaging.version import Version
+
+    if Version(twine.__version__) < Version("6.2"):
+        pytest.skip(f"twine {twine.__version__} still allows --skip-existing elsewhere")
+    result = run_client(command, client_env(tmp_path / "home"))
+    assert result.returncode != 0
+    assert "--skip-existing" in result.stdout + result.stderr, describe(result)
+
+
+@pytest.mark.parametrize(
+    ("reason", "phrase"),
+    [
+        ("File already exists: 'x.whl'", "File already exists: 'x.whl'"),
+        ("bad\r\nSet-Cookie: a=b", "bad??Set-Cookie: a=b"),
+        ("café ünïcode", "caf? ?n?code"),
+        ("x" * 500, "x" * 200),
+    ],
+)
+def test_reason_phrase_is_one_printable_latin_line(reason: str, phrase: str) -> None:
+    environ: dict[str, object] = {}
+    reason_phrase({"wsgi_environ": environ}, reason)
+    assert environ["creamery.reason_phrase"] == phrase
+    scope: dict[str, object] = {}  # under an ASGI server: nothing to do
+    reason_phrase(scope, reason)
+    assert scope == {}
