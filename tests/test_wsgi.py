@@ -344,3 +344,15 @@ def test_the_asgi_app_still_loads_at_lifespan_startup(stable: Path, tmp_path: Pa
         "lifespan.shutdown.complete",
     ]
     assert app.ready and "tstable" in app.index.projects
+
+
+def test_a_path_that_is_not_utf8_is_a_400_under_wsgi(stable: Path, tmp_path: Path) -> None:
+    """a2wsgi decodes PATH_INFO as UTF-8 before creamery sees it: `%FF` was its 500."""
+    app = creamery.wsgi_app(**app_kwargs(stable, tmp_path / "cache"))
+    with serve_wsgi(app) as url, httpx.Client(base_url=url, timeout=10) as http:
+        for path in ("/simple/%FF/", "/packages/%C0%AE", "/%FE"):
+            response = http.get(path)
+            assert response.status_code == 400, (path, response.text)
+            assert response.text.strip() == "Bad Request: the path is not valid UTF-8"
+            assert response.headers["x-content-type-options"] == "nosniff"
+        assert http.get("/simple/tstable/").status_code == 200

@@ -67,6 +67,22 @@ def reason_phrase(scope: MutableMapping[str, Any], reason: str) -> None:
         environ[REASON_KEY] = text[:_MAX_REASON]
 
 
+_PLAIN_TEXT = [
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("X-Content-Type-Options", "nosniff"),
+]
+
+
+def _decodable_path(environ: Environ) -> bool:
+    """PEP 3333 hands the path over as latin-1 text of the raw bytes: are those bytes UTF-8?"""
+    try:
+        for key in ("SCRIPT_NAME", "PATH_INFO"):
+            str(environ.get(key, "")).encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
 class WsgiApp:
     """creamery's ASGI app as a WSGI application (PEP 3333)."""
 
@@ -79,6 +95,11 @@ class WsgiApp:
         _forkable.add(self)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if not _decodable_path(environ):
+            # a2wsgi decodes the path as UTF-8 before the app sees it, and raises on other bytes.
+            body = b"Bad Request: the path is not valid UTF-8\n"
+            start_response("400 Bad Request", [*_PLAIN_TEXT, ("Content-Length", str(len(body)))])
+            return [body]
         started: list[tuple[str, list[tuple[str, str]], Any]] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
