@@ -11,11 +11,14 @@ import os
 import re
 import shutil
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import free_port, started
 from dists import write_wheel
 
 ROUNDS = 200
@@ -243,3 +246,36 @@ def test_without_events_a_download_of_a_copied_file_looks_on_disk(run_server, tm
             download = client.get(f"/packages/{wheel.name}")
             assert download.status_code == 200 and download.content == wheel.read_bytes(), n
         assert client.get("/packages/proj-none-1.0-py3-none-any.whl").status_code == 404
+
+
+def _inotify_limited(command: list[str]) -> list[str]:
+    """*command* in a user namespace whose inotify instance limit is 0: inotify_init fails
+    with EMFILE there, as it does when other processes of the user hold them all."""
+    limit = "echo 0 > /proc/sys/user/max_inotify_instances"
+    shell = ["sh", "-c", f'{limit} && exec "$@"', "sh"]
+    return ["unshare", "--user", "--map-root-user", *shell, *command]
+
+
+def _user_namespaces_work() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(_inotify_limited(["true"]), capture_output=True, timeout=10)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _user_namespaces_work(), reason="no user namespaces to limit inotify in")
+def test_without_inotify_instances_the_server_starts_and_finds_copies(tmp_path: Path) -> None:
+    """With the inotify limit reached (EMFILE), the server used to exit 1 at start."""
+    root = tmp_path / "packages"
+    root.mkdir()
+    wheels = _staged_wheels(tmp_path / "staging", 5)
+    port = free_port()
+    command = [sys.executable, "-m", "creamery", "run", "-i", "127.0.0.1", "-p", str(port)]
+    command += ["--rescan-interval", "0", "--disable-fallback", str(root)]
+    with started(_inotify_limited(command), port, tmp_path) as server, server.client() as client:
+        for n, wheel in enumerate(wheels):
+            shutil.copy(wheel, root)
+            assert client.get(f"/simple/proj{n}/").status_code == 200, n
+        log = server.log()
+    assert "file-system events unavailable" in log, log
+    assert "Traceback" not in log, log
