@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from creamery.asgi_types import Receive
 from creamery.errors import ClientError
 
 STREAMED_FIELDS = frozenset({"content"})
@@ -59,7 +60,7 @@ NewTempFile = Callable[[], tuple[int, Path]]
 
 async def read_multipart(
     content_type: str,
-    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    receive: Receive,
     new_temp_file: NewTempFile,
     max_size: int,
 ) -> ReceivedForm:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from creamery import files
+from creamery.asgi_types import Scope, Send
 from creamery.files import header, send_text
 from creamery.index import METADATA
 from creamery.negotiation import Format
@@ -31,8 +32,6 @@ from creamery.upstream.transfer import Downloads, Job
 
 log = logging.getLogger("creamery.mirror")
 
-Scope = dict[str, Any]
-Send = Any
 
 _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # a PEP 503-normalized name
 # Digests we verify downloads with, strongest first.

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from creamery import files
+from creamery.asgi_types import Receive, Scope, Send
 from creamery.config import Config
 from creamery.errors import answer_client_error, is_client_error
 from creamery.facts import FactsCache
@@ -38,10 +39,6 @@ from creamery.storage.local import LocalStorage
 log = logging.getLogger("creamery")
 
 _SETTLE_SECONDS = 0.3  # a sidecar put beside a file by hand is moved once this old
-
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
 
 
 class Creamery:

@@ -12,10 +12,11 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import creamery
+from creamery.asgi_types import Scope
 from creamery.config import FALSE_WORDS
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _paste_value(key: str, value: str) -> Any:
     return value
 
 
-def reason_phrase(scope: MutableMapping[str, Any], reason: str) -> None:
+def reason_phrase(scope: Scope, reason: str) -> None:
     """Ask for *reason* in the status line (`409 File already exists: ...`), where possible.
 
     ASGI has no reason phrase: granian and uvicorn send the standard one. Under a WSGI host the

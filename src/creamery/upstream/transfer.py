@@ -20,14 +20,13 @@ from typing import Any
 import anyio
 import httpx
 
+from creamery.asgi_types import Scope, Send
 from creamery.files import NOSNIFF, content_type, send_text
 from creamery.upstream.cache import MirrorCache
 from creamery.upstream.client import Failure, UpstreamClient, describe
 
 log = logging.getLogger("creamery.mirror")
 
-Send = Any
-Scope = Any
 
 _CHUNK = 1 << 20
 
