@@ -373,11 +373,10 @@ class Creamery:
             generation = self.index.project_generation(None)
             pages = render_root(self.index.project_names())
             self.index.store_page((None, "root"), pages, generation)
-        page: Page = pages[fmt]
-        return page
+        return pages[fmt]
 
     async def _project_page(self, project: str, fmt: Format) -> Page | None:
-        pages: dict[Format, Page] | None = self.index.pages.get((project, "page"))
+        pages = self.index.pages.get((project, "page"))
         if pages is None:
             if project not in self.index.projects:
                 return None
@@ -386,8 +385,7 @@ class Creamery:
                 render_project, self.index, self.facts, project, self.config.hash_algo
             )
             self.index.store_page((project, "page"), pages, generation)
-        page: Page = pages[fmt]
-        return page
+        return pages[fmt]
 
     async def _unknown_project(self, scope: Scope, send: Send, project: str) -> None:
         if self.config.disable_fallback:
