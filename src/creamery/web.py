@@ -12,8 +12,9 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -35,6 +36,9 @@ from creamery.simple_api import Page, make_page, render_project, render_root
 from creamery.state import StateDir
 from creamery.storage import Watch
 from creamery.storage.local import LocalStorage
+
+if TYPE_CHECKING:
+    from creamery.mirror import Mirror
 
 log = logging.getLogger("creamery")
 
@@ -58,9 +62,9 @@ class Creamery:
             config.max_client_requests, config.body_timeout, self.prefix + config.health_endpoint
         )
         self.small_files = files.SmallFiles()
-        self.mirror: Any = None
+        self.mirror: Mirror | None = None
         if config.mirror:
-            from creamery.mirror import Mirror
+            from creamery.mirror import Mirror  # only when enabled: it brings in httpx
 
             self.mirror = Mirror(self)
         self.journal = Journal(self.state.path)
@@ -71,7 +75,7 @@ class Creamery:
         self._moving_lock = threading.Lock()
         self._migration_timer: threading.Timer | None = None
         self._unmovable: set[str] = set()
-        self._stoppers: list[Any] = []
+        self._stoppers: list[Callable[[], None]] = []
         self._watch: Watch | None = None
         from creamery.routes import build_table
 
@@ -149,7 +153,7 @@ class Creamery:
                 self.record_changes(moved + owners)
             return len(legacy) - len(ready)
 
-    def _start_rescans(self, interval: float) -> Any:
+    def _start_rescans(self, interval: float) -> Callable[[], None]:
         stopped = threading.Event()
 
         def loop() -> None:
