@@ -14,9 +14,13 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, NamedTuple
 
-from packaging.version import Version
-
-from creamery.names import ParsedFilename, is_sidecar, parse_filename, version_sort_key
+from creamery.names import (
+    ParsedFilename,
+    VersionKey,
+    is_sidecar,
+    parse_filename,
+    version_sort_key,
+)
 from creamery.state import NO_STATE, FileState, StateDir, is_legacy_sidecar
 from creamery.storage import Listing, Storage, StoredFile
 
@@ -59,7 +63,7 @@ class Distribution(NamedTuple):
     def version(self) -> str:
         return self.parsed.version
 
-    def sort_key(self) -> tuple[tuple[int, Version | str], str]:
+    def sort_key(self) -> tuple[VersionKey, str]:
         return (version_sort_key(self.parsed.version), self.filename)
 
 
