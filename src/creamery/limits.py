@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any
 
 import anyio
 
@@ -32,7 +31,7 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, kind: str, message: str, *args: Any) -> None:
+    def warning(self, kind: str, message: str, *args: object) -> None:
         now = time.monotonic()
         last = self._last.get(kind)
         if last is not None and now - last < self.interval:
