@@ -11,7 +11,7 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from creamery.asgi_types import Message, Receive, Scope, Send
@@ -110,9 +110,9 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def request_values(scope: Scope, target: str, user: str) -> dict[str, Any]:
+def request_values(scope: Scope, target: str, user: str) -> dict[str, object]:
     """pypiserver's `--log-req-frmt` keys (a WSGI environ and bottle.request), minus secrets."""
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "bottle.request": f"<LocalRequest: {scope['method']} {target}>",
         "REQUEST_METHOD": scope["method"],
         "PATH_INFO": scope["path"],
@@ -128,7 +128,7 @@ def request_values(scope: Scope, target: str, user: str) -> dict[str, Any]:
     return values
 
 
-def _safe_format(template: str, values: dict[str, Any]) -> str:
+def _safe_format(template: str, values: Mapping[str, object]) -> str:
     try:
         return template % values
     except (KeyError, ValueError, TypeError) as error:

@@ -51,7 +51,7 @@ def paste_app_factory(global_conf: dict[str, Any], **local_conf: str) -> WsgiApp
     return wsgi_app(**{key: _paste_value(key, value) for key, value in local_conf.items()})
 
 
-def _paste_value(key: str, value: str) -> Any:
+def _paste_value(key: str, value: str) -> str | int | bool | list[str]:
     if key in _LIST_KEYS:
         return [item.strip() for item in value.split(_LIST_KEYS[key]) if item.strip()]
     if key in _INT_KEYS:
