@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,11 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_quality_gate(command: tuple[str, ...]) -> None:
     result = run(*command)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_strict() -> None:
+    """The mypy gate is only as strong as its configuration: strict, and no blanket ignore of
+    untyped imports (a module without types is listed on its own, with its reason)."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert config.get("strict") is True
+    assert "ignore_missing_imports" not in config

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from creamery.web import Creamery
+    from creamery.wsgi import WsgiApp
 
 __version__ = "0.1.0"
 
 
-def app(**kwargs: Any) -> Any:
+def app(**kwargs: Any) -> Creamery:
     """Return creamery's ASGI application, configured with pypiserver's ``app()`` keywords."""
     from creamery.config import config_from_app_kwargs
     from creamery.web import create_app
@@ -15,7 +19,7 @@ def app(**kwargs: Any) -> Any:
     return create_app(config_from_app_kwargs(kwargs))
 
 
-def wsgi_app(**kwargs: Any) -> Any:
+def wsgi_app(**kwargs: Any) -> WsgiApp:
     """Return a WSGI application (gunicorn sync workers, mod_wsgi, paste)."""
     from creamery.wsgi import wsgi_app as _wsgi_app
 

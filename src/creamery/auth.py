@@ -21,10 +21,13 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from creamery import durable
-from creamery.config import Config
+from creamery.config import Auther, Config
+
+if TYPE_CHECKING:
+    from passlib.context import CryptContext
 
 logger = logging.getLogger("creamery.auth")
 
@@ -41,7 +44,7 @@ APACHE_SCHEMES = (
 
 
 @functools.cache
-def _context() -> Any:
+def _context() -> CryptContext:
     """libpass's context for the Apache schemes, loaded on first use: a server without a
     password file never pays for importing it."""
     from passlib.context import CryptContext
@@ -236,7 +239,7 @@ class Authenticator:
         return self._disabled
 
     @staticmethod
-    def _ask_auther(auther: Callable[[str, str], Any], user: str, password: str) -> bool:
+    def _ask_auther(auther: Auther, user: str, password: str) -> bool:
         try:
             return bool(auther(user, password))
         except Exception as error:

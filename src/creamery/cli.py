@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from creamery import __version__, admin, settings
 from creamery.config import (
@@ -37,6 +37,7 @@ from creamery.upstream.cache import CACHE_COMMAND as MIRROR_CACHE
 
 PROG = "creamery"
 _DEFAULTS = Config()
+_T = TypeVar("_T")
 _HELP_FLAGS = frozenset({"-h", "--help", "--version"})
 _LEGACY_UPDATE_FLAG = re.compile(r"-U[a-zA-Z]*")  # `-U`, or a short cluster such as `-Ux`
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt](?:i?b)?|b)?", re.IGNORECASE)
@@ -121,7 +122,7 @@ def _add_common_flags(parser: argparse.ArgumentParser, *, after_command: bool) -
     (pypiserver's bug); `-v` counts separately there and the two counts are added.
     """
 
-    def default(value: Any) -> Any:
+    def default(value: object) -> object:
         return argparse.SUPPRESS if after_command else value
 
     parser.add_argument(
@@ -601,7 +602,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     """
     sources: dict[str, settings.Source] = getattr(args, "sources", {})
 
-    def checked(dest: str, convert: Callable[[Any], Any]) -> Any:
+    def checked(dest: str, convert: Callable[[Any], _T]) -> _T:
         with settings.blame(sources, dest):
             return convert(getattr(args, dest))
 

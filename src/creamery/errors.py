@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
 
 from starlette.requests import ClientDisconnect
 
+from creamery.asgi_types import ASGIApp, Message, Receive, Scope, Send
 from creamery.files import safe_headers, send_text
 
 log = logging.getLogger("creamery")
-
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
 
 
 class ClientError(Exception):
@@ -56,7 +52,7 @@ async def answer_client_error(
 class ResponseHeaders:
     """ASGI middleware for the Starlette app: safe headers with nosniff; client errors as 4xx."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,7 +61,7 @@ class ResponseHeaders:
             return
         started = False
 
-        async def guarded_send(message: dict[str, Any]) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True

@@ -10,15 +10,12 @@ import os
 import re
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
-from typing import Any
 from urllib.parse import quote
 
 import anyio
 
+from creamery.asgi_types import Scope, Send
 from creamery.storage import StoredFile
-
-Send = Any
-Scope = Any
 
 # Every response says so: a body echoing client input is never sniffed into HTML or script.
 NOSNIFF = (b"x-content-type-options", b"nosniff")

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
+from creamery.asgi_types import Receive
 from creamery.errors import ClientError
+from creamery.hashing import Hasher
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 
 STREAMED_FIELDS = frozenset({"content"})
 MAX_FIELD_SIZE = 16 << 20  # a long description (README) fits easily
@@ -33,10 +38,10 @@ class ReceivedFile:
     filename: str
     path: Path  # hidden temp file in the upload root
     size: int = 0
-    hashers: dict[str, Any] = field(default_factory=dict)
+    hashers: dict[str, Hasher] = field(default_factory=dict)
 
     def hexdigest(self, name: str) -> str:
-        return str(self.hashers[name].hexdigest())
+        return self.hashers[name].hexdigest()
 
 
 @dataclass
@@ -59,7 +64,7 @@ NewTempFile = Callable[[], tuple[int, Path]]
 
 async def read_multipart(
     content_type: str,
-    receive: Callable[[], Awaitable[MutableMapping[str, Any]]],
+    receive: Receive,
     new_temp_file: NewTempFile,
     max_size: int,
 ) -> ReceivedForm:
@@ -116,7 +121,7 @@ class _PartReader:
         self._file: ReceivedFile | None = None
         self._fields_total = 0
 
-    def callbacks(self) -> Any:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": self._header_field,
@@ -170,7 +175,7 @@ class _PartReader:
                 self._fail(400, f"more than one {self._name!r} file in the form")
                 return
             self._fd, path = self.new_temp_file()
-            hashers = {
+            hashers: dict[str, Hasher] = {
                 "md5": hashlib.md5(usedforsecurity=False),
                 "sha256": hashlib.sha256(),
                 "blake2_256": hashlib.blake2b(digest_size=32),

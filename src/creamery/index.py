@@ -12,11 +12,21 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from creamery.names import ParsedFilename, is_sidecar, parse_filename, version_sort_key
+from creamery.names import (
+    ParsedFilename,
+    VersionKey,
+    is_sidecar,
+    parse_filename,
+    version_sort_key,
+)
 from creamery.state import NO_STATE, FileState, StateDir, is_legacy_sidecar
-from creamery.storage import Storage, StoredFile
+from creamery.storage import Listing, Storage, StoredFile
+
+if TYPE_CHECKING:  # for annotations only: simple_api renders from the index
+    from creamery.negotiation import Format
+    from creamery.simple_api import Page
 
 log = logging.getLogger("creamery.index")
 
@@ -27,6 +37,10 @@ SIGNATURE = ".asc"
 YANKED = ".yanked"
 METADATA = ".metadata"  # PEP 658: the wheel's METADATA, served from the facts cache
 PROVENANCE = ".provenance"  # PEP 740: served from the state directory
+
+# A rendered page: (project, or None for the root listing; which page) -> one per format.
+PageKey = tuple[str | None, str]
+Pages = dict["Format", "Page"]
 
 
 class Distribution(NamedTuple):
@@ -49,7 +63,7 @@ class Distribution(NamedTuple):
     def version(self) -> str:
         return self.parsed.version
 
-    def sort_key(self) -> tuple[Any, ...]:
+    def sort_key(self) -> tuple[VersionKey, str]:
         return (version_sort_key(self.parsed.version), self.filename)
 
 
@@ -62,7 +76,7 @@ class Index:
         self.files: dict[str, StoredFile] = {}  # every servable relpath, sidecars included
         self.dists: dict[str, Distribution] = {}  # relpath -> distribution
         self.projects: dict[str, dict[str, Distribution]] = {}  # project -> relpath -> dist
-        self.pages: dict[Any, Any] = {}  # rendered pages, keyed by the renderers
+        self.pages: dict[PageKey, Pages] = {}  # rendered pages, keyed by the renderers
         self.generation = 0  # bumped on every change
         self._project_generation: dict[str | None, int] = {}
         self._lock = threading.RLock()
@@ -124,7 +138,7 @@ class Index:
             if listings:
                 self.refresh(self._differences(listings))
 
-    def _differences(self, listings: Iterable[Any]) -> list[str]:
+    def _differences(self, listings: Iterable[Listing]) -> list[str]:
         with self._lock:
             known = list(self.files)
         by_directory: dict[str, set[str]] = {}
@@ -265,7 +279,7 @@ class Index:
             return None
         return self.state.read(dist.relpath, "provenance")
 
-    def store_page(self, key: Any, page: Any, generation: int) -> None:
+    def store_page(self, key: PageKey, page: Pages, generation: int) -> None:
         """Keep a rendered page unless its project changed while it was being rendered."""
         if self.project_generation(key[0]) <= generation:
             self.pages[key] = page

@@ -23,8 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from creamery.facts import FactsCache, dedent_header_description
+from creamery.hashing import Hasher
 from creamery.index import SIGNATURE, Distribution, Index
-from creamery.names import normalize, version_sort_key
+from creamery.names import VersionKey, normalize, version_sort_key
 from creamery.pages import BoundedCache, base_url, body_response, relative_redirect
 from creamery.routing import READ, Action, Route, endpoint
 from creamery.simple_api import entry_for, iso_time
@@ -193,7 +194,7 @@ class Release:
 
 def releases(index: Index, project: str) -> list[Release]:
     """The project's releases, oldest first; `1.0` and `1.0.0` are one release (PEP 440)."""
-    groups: dict[Any, Release] = {}
+    groups: dict[VersionKey, Release] = {}
     for dist in index.distributions(project):
         key = version_sort_key(dist.version)
         if key not in groups:
@@ -333,7 +334,7 @@ class FileDigests:
 
 
 def hash_file(path: Path) -> dict[str, str]:
-    hashers: dict[str, Any] = {
+    hashers: dict[str, Hasher] = {
         "sha256": hashlib.sha256(),
         "md5": hashlib.md5(usedforsecurity=False),
         "blake2b_256": hashlib.blake2b(digest_size=32),

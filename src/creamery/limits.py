@@ -11,16 +11,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 import anyio
 
+from creamery.asgi_types import Message, Receive, Send
+
 log = logging.getLogger("creamery.limits")
 
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 REPORT_INTERVAL = 10.0  # seconds between two log lines about one kind of trigger
 NO_BODY = frozenset({"GET", "HEAD", "OPTIONS"})  # methods whose body no route reads
@@ -34,7 +31,7 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def warning(self, kind: str, message: str, *args: Any) -> None:
+    def warning(self, kind: str, message: str, *args: object) -> None:
         now = time.monotonic()
         last = self._last.get(kind)
         if last is not None and now - last < self.interval:

@@ -12,12 +12,13 @@ import asyncio
 import hashlib
 import logging
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from creamery import files
+from creamery.asgi_types import Scope, Send
 from creamery.files import header, send_text
 from creamery.index import METADATA
 from creamery.negotiation import Format
@@ -29,10 +30,14 @@ from creamery.upstream.projects import Known, UpstreamProjects
 from creamery.upstream.render import render_mirrored
 from creamery.upstream.transfer import Downloads, Job
 
+if TYPE_CHECKING:
+    from creamery.config import Config
+    from creamery.facts import FactsCache
+    from creamery.index import Index
+    from creamery.observe import Observer
+
 log = logging.getLogger("creamery.mirror")
 
-Scope = dict[str, Any]
-Send = Any
 
 _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # a PEP 503-normalized name
 # Digests we verify downloads with, strongest first.
@@ -40,8 +45,23 @@ _VERIFY_ALGOS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", 
 STALE_HEADERS = [(b"warning", b'110 - "Response is Stale"'), (b"x-creamery-stale", b"1")]
 
 
+class Host(Protocol):
+    """What the mirror reads of the app that hosts it (`web.Creamery`), without importing it."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def index(self) -> Index: ...
+    @property
+    def facts(self) -> FactsCache: ...
+    @property
+    def observer(self) -> Observer: ...
+    @property
+    def small_files(self) -> files.SmallFiles: ...
+
+
 class Mirror:
-    def __init__(self, creamery: Any) -> None:
+    def __init__(self, creamery: Host) -> None:
         config = creamery.config
         self.creamery = creamery
         self.config = config

@@ -90,7 +90,11 @@ def parse_version(text: str) -> Version | None:
         return None
 
 
-def version_sort_key(text: str) -> tuple[int, Version | str]:
+# Sorts unparseable legacy versions (0, text) before PEP 440 ones (1, Version).
+VersionKey = tuple[int, Version | str]
+
+
+def version_sort_key(text: str) -> VersionKey:
     """Order PEP 440 versions properly and put unparseable legacy versions before them."""
     version = parse_version(text)
     if version is None:

@@ -11,17 +11,17 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from creamery.asgi_types import Message, Receive, Scope, Send
 from creamery.config import DEFAULT_LOG_REQ_FRMT, DEFAULT_LOG_RES_FRMT, Config
 from creamery.routing import relative_path
 
 access_log = logging.getLogger("creamery.access")
 error_log = logging.getLogger("creamery.error")
 
-Scope = dict[str, Any]
-Handler = Callable[[Scope, Any, Any], Awaitable[None]]
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -57,11 +57,11 @@ class Observer:
     def active(self) -> bool:
         return self.metrics is not None or access_log.isEnabledFor(logging.INFO)
 
-    async def observe(self, handle: Handler, scope: Scope, receive: Any, send: Any) -> None:
+    async def observe(self, handle: Handler, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         response = {"status": 0, "bytes": 0}
 
-        async def counting_send(message: dict[str, Any]) -> None:
+        async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
             elif message["type"] == "http.response.body":
@@ -110,9 +110,9 @@ def one_line(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
-def request_values(scope: Scope, target: str, user: str) -> dict[str, Any]:
+def request_values(scope: Scope, target: str, user: str) -> dict[str, object]:
     """pypiserver's `--log-req-frmt` keys (a WSGI environ and bottle.request), minus secrets."""
-    values: dict[str, Any] = {
+    values: dict[str, object] = {
         "bottle.request": f"<LocalRequest: {scope['method']} {target}>",
         "REQUEST_METHOD": scope["method"],
         "PATH_INFO": scope["path"],
@@ -128,7 +128,7 @@ def request_values(scope: Scope, target: str, user: str) -> dict[str, Any]:
     return values
 
 
-def _safe_format(template: str, values: dict[str, Any]) -> str:
+def _safe_format(template: str, values: Mapping[str, object]) -> str:
     try:
         return template % values
     except (KeyError, ValueError, TypeError) as error:

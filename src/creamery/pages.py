@@ -10,7 +10,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import anyio
@@ -22,7 +22,7 @@ from creamery.config import ConfigError
 from creamery.facts import Digests, FactsCache
 from creamery.files import location
 from creamery.index import SIGNATURE, Distribution, Index
-from creamery.names import version_sort_key
+from creamery.names import VersionKey, version_sort_key
 from creamery.storage import StoredFile
 
 if TYPE_CHECKING:
@@ -305,7 +305,7 @@ class ListingDigests:
 
 def listed_relpaths(index: Index) -> list[str]:
     """Distributions and their signatures, by (directory, project, version) like pypiserver."""
-    rows: list[tuple[tuple[Any, ...], str]] = []
+    rows: list[tuple[tuple[str | VersionKey, ...], str]] = []
     for dist in index.all_distributions():
         directory = dist.relpath.rpartition("/")[0]
         key = (directory, dist.project, version_sort_key(dist.version), dist.filename)

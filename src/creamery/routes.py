@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from creamery import json_api, pages, writes, xmlrpc
+from creamery.asgi_types import Receive, Scope, Send
 from creamery.files import header, is_http10
 from creamery.pages import relative_redirect
 from creamery.routing import (
@@ -24,11 +25,8 @@ from creamery.routing import (
     Action,
     Handler,
     Params,
-    Receive,
     Route,
     RouteTable,
-    Scope,
-    Send,
     endpoint,
 )
 

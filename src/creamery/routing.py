@@ -18,15 +18,13 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Send
 
+from creamery.asgi_types import Receive, Scope, Send
 from creamery.errors import ResponseHeaders
 
-Scope = dict[str, Any]
 Params = dict[str, str]
 Handler = Callable[[Scope, Receive, Send, Params], Awaitable[None]]
 Condition = Callable[[Scope], bool]

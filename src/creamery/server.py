@@ -14,12 +14,16 @@ import math
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import creamery
 from creamery.config import Config, ConfigError
 from creamery.logs import LOGGER_NAME, log_level, logging_config
 from creamery.observe import prepare_multiprocess_metrics
+
+if TYPE_CHECKING:
+    from creamery.web import Creamery
+    from creamery.wsgi import WsgiApp
 
 CONFIG_ENV = "_CREAMERY_WORKER_CONFIG"
 APP_FACTORY = "creamery.web:app_from_env"
@@ -297,7 +301,8 @@ def _run_gunicorn(config: Config) -> None:
                 if value is not None and key in self.cfg.settings:
                     self.cfg.set(key.lower(), value)
 
-        def load(self) -> Any:
+        # types-gunicorn's WSGI alias has a start_response without PEP 3333's exc_info.
+        def load(self) -> WsgiApp | Creamery:  # type: ignore[override]
             from creamery.web import create_app
 
             app = create_app(config)
@@ -373,7 +378,7 @@ def _run_wsgiref(config: Config) -> None:
         httpd.serve_forever()
 
 
-def _wsgi(asgi_app: Any) -> Any:
+def _wsgi(asgi_app: Creamery) -> WsgiApp:
     from creamery.wsgi import WsgiApp
 
     return WsgiApp(asgi_app)

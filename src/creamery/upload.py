@@ -27,6 +27,7 @@ from creamery.names import (
     normalize,
     parse_filename,
     parse_spec_filename,
+    parse_version,
 )
 from creamery.untrusted import load_json
 
@@ -89,7 +90,7 @@ def _check_strict_filename(filename: str) -> ParsedFilename:
         check_wheel_filename(filename)
     if not is_valid_project_name(parsed.raw_name):
         raise FormError(400, f"invalid project name {parsed.raw_name!r} in {filename!r}")
-    if releases.parse_version(parsed.version) is None:
+    if parse_version(parsed.version) is None:
         raise FormError(400, f"invalid version {parsed.version!r} in {filename!r} (see PEP 440)")
     return parsed
 

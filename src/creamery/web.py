@@ -12,12 +12,14 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import anyio
 
 from creamery import files
+from creamery.asgi_types import Receive, Scope, Send
 from creamery.config import Config
 from creamery.errors import answer_client_error, is_client_error
 from creamery.facts import FactsCache
@@ -35,13 +37,12 @@ from creamery.state import StateDir
 from creamery.storage import Watch
 from creamery.storage.local import LocalStorage
 
+if TYPE_CHECKING:
+    from creamery.mirror import Mirror
+
 log = logging.getLogger("creamery")
 
 _SETTLE_SECONDS = 0.3  # a sidecar put beside a file by hand is moved once this old
-
-Scope = dict[str, Any]
-Receive = Any
-Send = Any
 
 
 class Creamery:
@@ -61,9 +62,9 @@ class Creamery:
             config.max_client_requests, config.body_timeout, self.prefix + config.health_endpoint
         )
         self.small_files = files.SmallFiles()
-        self.mirror: Any = None
+        self.mirror: Mirror | None = None
         if config.mirror:
-            from creamery.mirror import Mirror
+            from creamery.mirror import Mirror  # only when enabled: it brings in httpx
 
             self.mirror = Mirror(self)
         self.journal = Journal(self.state.path)
@@ -74,7 +75,7 @@ class Creamery:
         self._moving_lock = threading.Lock()
         self._migration_timer: threading.Timer | None = None
         self._unmovable: set[str] = set()
-        self._stoppers: list[Any] = []
+        self._stoppers: list[Callable[[], None]] = []
         self._watch: Watch | None = None
         from creamery.routes import build_table
 
@@ -152,7 +153,7 @@ class Creamery:
                 self.record_changes(moved + owners)
             return len(legacy) - len(ready)
 
-    def _start_rescans(self, interval: float) -> Any:
+    def _start_rescans(self, interval: float) -> Callable[[], None]:
         stopped = threading.Event()
 
         def loop() -> None:
@@ -376,11 +377,10 @@ class Creamery:
             generation = self.index.project_generation(None)
             pages = render_root(self.index.project_names())
             self.index.store_page((None, "root"), pages, generation)
-        page: Page = pages[fmt]
-        return page
+        return pages[fmt]
 
     async def _project_page(self, project: str, fmt: Format) -> Page | None:
-        pages: dict[Format, Page] | None = self.index.pages.get((project, "page"))
+        pages = self.index.pages.get((project, "page"))
         if pages is None:
             if project not in self.index.projects:
                 return None
@@ -389,8 +389,7 @@ class Creamery:
                 render_project, self.index, self.facts, project, self.config.hash_algo
             )
             self.index.store_page((project, "page"), pages, generation)
-        page: Page = pages[fmt]
-        return page
+        return pages[fmt]
 
     async def _unknown_project(self, scope: Scope, send: Send, project: str) -> None:
         if self.config.disable_fallback:

@@ -12,21 +12,27 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, cast
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 import creamery
+from creamery.asgi_types import Scope
 from creamery.config import FALSE_WORDS
 
 if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from a2wsgi import ASGIMiddleware
+    from a2wsgi.wsgi_typing import Environ as A2wsgiEnviron
+    from a2wsgi.wsgi_typing import ExceptionInfo
+
     from creamery.web import Creamery
 
 _LIST_KEYS = {"roots": "\n", "root": "\n", "authenticate": " "}
 _INT_KEYS = frozenset({"cache_control", "verbosity"})
 _BOOL_KEYS = frozenset({"overwrite", "disable_fallback", "redirect_to_fallback"})
 
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
+Environ = WSGIEnvironment  # PEP 3333: a dict whose values are of many types
 
 # The environ key where the app leaves a reason phrase for the status line (see reason_phrase).
 REASON_KEY = "creamery.reason_phrase"
@@ -45,7 +51,7 @@ def paste_app_factory(global_conf: dict[str, Any], **local_conf: str) -> WsgiApp
     return wsgi_app(**{key: _paste_value(key, value) for key, value in local_conf.items()})
 
 
-def _paste_value(key: str, value: str) -> Any:
+def _paste_value(key: str, value: str) -> str | int | bool | list[str]:
     if key in _LIST_KEYS:
         return [item.strip() for item in value.split(_LIST_KEYS[key]) if item.strip()]
     if key in _INT_KEYS:
@@ -55,7 +61,7 @@ def _paste_value(key: str, value: str) -> Any:
     return value
 
 
-def reason_phrase(scope: MutableMapping[str, Any], reason: str) -> None:
+def reason_phrase(scope: Scope, reason: str) -> None:
     """Ask for *reason* in the status line (`409 File already exists: ...`), where possible.
 
     ASGI has no reason phrase: granian and uvicorn send the standard one. Under a WSGI host the
@@ -91,22 +97,25 @@ class WsgiApp:
         # pypiserver's app is ready when app() returns: scan now, not on the first request.
         app.start()
         self._lock = threading.Lock()
-        self._adapter: Any = None
+        self._adapter: ASGIMiddleware | None = None
         _forkable.add(self)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not _decodable_path(environ):
             # a2wsgi decodes the path as UTF-8 before the app sees it, and raises on other bytes.
-            body = b"Bad Request: the path is not valid UTF-8\n"
-            start_response("400 Bad Request", [*_PLAIN_TEXT, ("Content-Length", str(len(body)))])
-            return [body]
-        started: list[tuple[str, list[tuple[str, str]], Any]] = []
+            refusal = b"Bad Request: the path is not valid UTF-8\n"
+            start_response("400 Bad Request", [*_PLAIN_TEXT, ("Content-Length", str(len(refusal)))])
+            return [refusal]
+        started: list[tuple[str, list[tuple[str, str]], ExceptionInfo | None]] = []
 
-        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        def capture(
+            status: str, headers: list[tuple[str, str]], exc_info: ExceptionInfo | None = None, /
+        ) -> Callable[[bytes], None]:
             started.append((status, headers, exc_info))
             return _no_write
 
-        body = iter(self._wsgi_adapter()(environ, capture))
+        # a2wsgi types the environ as a TypedDict of PEP 3333's keys; it is the same dict.
+        body = iter(self._wsgi_adapter()(cast("A2wsgiEnviron", environ), capture))
         try:
             # a2wsgi calls start_response when it meets the first body message: run it that far.
             first = next(body, b"")
@@ -121,13 +130,14 @@ class WsgiApp:
         if reason:
             status = f"{status.partition(' ')[0]} {reason}"
         try:
-            start_response(status, headers, exc_info)
+            # a2wsgi's exc_info allows a None traceback, typeshed's not; it is sys.exc_info().
+            start_response(status, headers, cast("OptExcInfo | None", exc_info))
         except BaseException:
             _close(body)
             raise
         return _Body(first, body)
 
-    def _wsgi_adapter(self) -> Any:
+    def _wsgi_adapter(self) -> ASGIMiddleware:
         adapter = self._adapter
         if adapter is None:
             with self._lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 
 class StoredFile(NamedTuple):
@@ -23,6 +23,15 @@ class StoredFile(NamedTuple):
     @property
     def path(self) -> Path:
         return Path(self.abspath)
+
+
+class Listing(NamedTuple):
+    """One directory as it is now: its visible file names (None: it is gone), and the
+    relpaths of the subdirectories that no scan listed yet."""
+
+    relpath: str  # "" for a root
+    files: set[str] | None
+    new_directories: list[str]
 
 
 ChangeCallback = Callable[[list[str]], None]
@@ -69,7 +78,7 @@ class Storage(Protocol):
         """
         ...
 
-    def changed_listings(self) -> Sequence[Any]:
+    def changed_listings(self) -> Sequence[Listing]:
         """The directories that may have changed since they were last listed (changes that no
         event reported: no watch, a network file system), listed again by name. One `stat`
         per directory, one listing (no `stat` per file) per changed directory."""

@@ -8,10 +8,10 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from creamery import durable
-from creamery.storage import ChangeCallback, StoredFile, Watch, inotify
+from creamery.storage import ChangeCallback, Listing, StoredFile, Watch, inotify
 
 if TYPE_CHECKING:
     from creamery.state import StateDir
@@ -188,15 +188,6 @@ class LocalStorage:
             self._listed.pop(directory, None)
             return Listing(relative, None, [])
         return Listing(relative, files, new_directories)
-
-
-class Listing(NamedTuple):
-    """One directory as it is now: its visible file names (None: it is gone), and the
-    relpaths of the subdirectories that no scan listed yet."""
-
-    relpath: str  # "" for a root
-    files: set[str] | None
-    new_directories: list[str]
 
 
 def _is_below(path: str, root: str) -> bool:

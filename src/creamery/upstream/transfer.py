@@ -13,21 +13,21 @@ import contextlib
 import hashlib
 import logging
 import os
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 import httpx
 
+from creamery.asgi_types import Scope, Send
 from creamery.files import NOSNIFF, content_type, send_text
+from creamery.hashing import Hasher
 from creamery.upstream.cache import MirrorCache
 from creamery.upstream.client import Failure, UpstreamClient, describe
 
 log = logging.getLogger("creamery.mirror")
 
-Send = Any
-Scope = Any
 
 _CHUNK = 1 << 20
 
@@ -168,7 +168,7 @@ def _length(response: httpx.Response, listed: int | None) -> int | None:
     return listed
 
 
-def _mismatch(job: Job, transfer: Transfer, hasher: Any) -> str | None:
+def _mismatch(job: Job, transfer: Transfer, hasher: Hasher) -> str | None:
     expected_size = job.size if job.size is not None else transfer.length
     if expected_size is not None and transfer.written != expected_size:
         return f"has {transfer.written} bytes where {expected_size} were expected"
@@ -183,7 +183,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-async def _capture(awaitable: Any) -> Exception | None:
+async def _capture(awaitable: Awaitable[object]) -> Exception | None:
     try:
         await awaitable
     except Exception as error:
