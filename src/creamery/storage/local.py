@@ -293,8 +293,8 @@ def _watchdog(roots: tuple[Path, ...], changed: ChangeCallback) -> Watch | None:
             paths = [event.src_path, getattr(event, "dest_path", "") or ""]
             changed([os.fsdecode(p) for p in paths if p])
 
-    observer = Observer()
     try:
+        observer = Observer()  # inotify's observer opens its instance here (EMFILE at the limit)
         for root in roots:
             observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
         observer.start()
