@@ -59,3 +59,41 @@ def test_file_events_unavailable_fall_back_to_rescans(tmp_path: Path) -> None:
     assert result.returncode == 0, describe(result)
     assert "watch: None" in result.stdout, describe(result)
     assert "relying on periodic rescans" in result.stderr, describe(result)
+
+
+# pypiserver reads these two names otherwise than the specs (and creamery) do: it shows
+# pywin32 version "217-55" (the wheel's build tag joined to the version) and project "ABC12"
+# version "34_V1X-1.2.3"; creamery lists them as pywin32 217 and abc12-34-v1x 1.2.3, which pip
+# can install. A removal spelled from what pypiserver showed must still find the file.
+_BUILD_TAGGED = "pywin32-217-55-cp27-none-win32.whl"
+_PLAIN = "pywin32-217-cp27-none-win32.whl"
+_LEGACY = "ABC12-34_V1X-1.2.3.zip"
+
+
+def test_remove_pkg_spelled_as_pypiserver_showed_it(run_server, tmp_path: Path) -> None:
+    """Was: `remove_pkg pywin32 217-55` and `remove_pkg ABC12 34_V1X-1.2.3` answered 404 (they
+    remove the file under pypiserver), and nothing removed the build-tagged wheel alone."""
+    for name in (_BUILD_TAGGED, _PLAIN, _LEGACY, _LEGACY + ".asc"):
+        (tmp_path / name).write_bytes(b"x")
+    with run_server([tmp_path], "-P", ".", "-a", ".") as server, server.client() as http:
+
+        def remove(name: str, version: str) -> int:
+            form = {":action": "remove_pkg", "name": name, "version": version}
+            return http.post("/", data=form).status_code
+
+        assert remove("pywin32", "217-55") == 200
+        assert sorted(p.name for p in tmp_path.glob("pywin32*")) == [_PLAIN]
+        assert remove("ABC12", "34_V1X-1.2.3") == 200
+        assert not list(tmp_path.glob("ABC12*")), "the file and its signature are removed"
+        assert remove("pywin32", "217-55") == 404, "nothing left of that spelling"
+        assert remove("pywin32", "217-56") == 404
+        assert http.get("/simple/pywin32/").text.count(".whl#") == 1
+
+
+def test_pypiserver_spelling_is_its_guess_of_the_filename() -> None:
+    from creamery.names import guess_like_pypiserver
+
+    # pypiserver's own table (tests/test_pkg_helpers.py), the rows creamery reads otherwise
+    assert guess_like_pypiserver(_BUILD_TAGGED) == ("pywin32", "217-55")
+    assert guess_like_pypiserver(_LEGACY) == ("ABC12", "34_V1X-1.2.3")
+    assert guess_like_pypiserver(_PLAIN) == ("pywin32", "217")
