@@ -294,7 +294,7 @@ def _watchdog(roots: tuple[Path, ...], changed: ChangeCallback) -> Watch | None:
             changed([os.fsdecode(p) for p in paths if p])
 
     try:
-        observer = Observer()  # inotify's observer opens its instance here (EMFILE at the limit)
+        observer = Observer()  # on Linux an inotify instance too: the user's limit may be reached
         for root in roots:
             observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
         observer.start()
