@@ -97,3 +97,20 @@ def test_pypiserver_spelling_is_its_guess_of_the_filename() -> None:
     assert guess_like_pypiserver(_BUILD_TAGGED) == ("pywin32", "217-55")
     assert guess_like_pypiserver(_LEGACY) == ("ABC12", "34_V1X-1.2.3")
     assert guess_like_pypiserver(_PLAIN) == ("pywin32", "217")
+
+
+def test_serving_alone_leaves_the_default_root_as_it_was(run_server, tmp_path: Path) -> None:
+    """deploy.md promises: the default state directory (`.creamery/` in the first root) is made
+    by the first write, never by serving, so a read-only use keeps pypiserver's layout."""
+    import creamery
+
+    name = "served-1.0.tar.gz"
+    (tmp_path / name).write_bytes(b"x")
+    app = creamery.wsgi_app(roots=[str(tmp_path)])  # built and scanned, like pypiserver's app()
+    with run_server([tmp_path], "-P", ".", "-a", ".") as server, server.client() as http:
+        for path in ("/", "/health", "/simple/", "/simple/served/", f"/packages/{name}"):
+            assert http.get(path).status_code == 200, path
+        assert http.get("/served/json").status_code == 200
+        assert http.get("/packages/").status_code == 200
+    assert app is not None
+    assert [p.name for p in tmp_path.iterdir()] == [name]
