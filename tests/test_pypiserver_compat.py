@@ -7,6 +7,7 @@ the resources it would like (file-system events) run out.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -114,3 +115,73 @@ def test_serving_alone_leaves_the_default_root_as_it_was(run_server, tmp_path: P
         assert http.get("/packages/").status_code == 200
     assert app is not None
     assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+# In a child process: build many WSGI apps one after another, as pypiserver's users do in their
+# tests, each answering requests, and drop each; what they held must go with them.
+_MANY_APPS = textwrap.dedent(
+    """
+    import gc, io, os, sys, threading, time
+    from pathlib import Path
+    import creamery
+
+    def get(app, path):
+        started = []
+        environ = {
+            "REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+            "SERVER_NAME": "x", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr,
+        }
+        body = app(environ, lambda status, headers, exc_info=None: started.append(status))
+        data = b"".join(body)
+        body.close()
+        return started[0], data
+
+    # SQLite defers closing a database file while another connection of the process (the kept
+    # app's) holds a lock on it, and reuses those descriptors: a few, however many apps.
+    SQLITE_DEFERRED = 4
+
+    def held():
+        return len(os.listdir("/proc/self/fd")) - SQLITE_DEFERRED, threading.active_count()
+
+    def gone(before):
+        now = held()
+        return now[0] <= before[0] + SQLITE_DEFERRED and now[1] <= before[1]
+
+    base = Path(sys.argv[1])
+    keeper = creamery.wsgi_app(roots=[str(base)], state_dir=str(base / ".state"))
+    (base / "kept-1.0.tar.gz").write_bytes(b"kept")
+    before = held()
+    for n in range(40):
+        root = base / f"root{n}"
+        root.mkdir()
+        (root / "pkg-1.0.tar.gz").write_bytes(b"x")
+        app = creamery.wsgi_app(roots=[str(root)], state_dir=str(base / f"state{n}"))
+        assert get(app, "/health")[0] == "200 OK"
+        assert get(app, "/packages/pkg-1.0.tar.gz") == ("200 OK", b"x")
+        del app
+    deadline = time.monotonic() + 20
+    while not gone(before) and time.monotonic() < deadline:
+        gc.collect()  # as the interpreter does by itself in time: some apps end in a cycle
+        time.sleep(0.1)
+    print("before", before, "after", held())
+    assert gone(before), f"descriptors and threads still held: {before} -> {held()}"
+    assert get(keeper, "/packages/kept-1.0.tar.gz") == ("200 OK", b"kept"), "the kept app works"
+    """
+)
+
+
+def test_a_dropped_wsgi_app_releases_its_threads_and_descriptors(tmp_path: Path) -> None:
+    """Was: every `wsgi_app()` kept 3 threads and 6 descriptors (its watcher, the event loop
+    a2wsgi runs it on) for the life of the process, so a test suite building one app per test
+    ran into the descriptor limit (1024 by default) after ~160 apps, and the inotify instance
+    limit (128 per user) well before."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # the facts cache too
+    result = subprocess.run(
+        [sys.executable, "-c", _MANY_APPS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, describe(result)

@@ -170,10 +170,19 @@ class FactsCache:
         """Keep metadata read elsewhere (at upload, from the very bytes published)."""
         self._put("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?,?)", stored, raw)
 
+    def close(self) -> None:
+        """Close the database (its app is gone); lookups after this compute afresh."""
+        with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                db.close()
+
     def _get(self, sql: str, stored: StoredFile) -> tuple[Any, ...] | None:
         if self._db is None:
             return None
         with self._lock:
+            if self._db is None:  # closed meanwhile
+                return None
             try:
                 row: tuple[Any, ...] | None = self._db.execute(sql, _identity(stored)).fetchone()
                 return row
@@ -185,6 +194,8 @@ class FactsCache:
         if self._db is None:
             return
         with self._lock:
+            if self._db is None:  # closed meanwhile
+                return
             try:
                 self._db.execute(sql, (*_identity(stored), *values))
                 self._db.commit()
