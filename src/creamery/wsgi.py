@@ -97,7 +97,8 @@ class WsgiApp:
         _forkable.add(self)
         # pypiserver's app holds no thread or descriptor, so its users build one per test (its
         # own suite ~170 in one process): this one's watcher and event loop go when it does.
-        weakref.finalize(self, _release, app, self._loop)
+        release = weakref.finalize(self, _release, app, self._loop)
+        release.atexit = False  # at exit the daemon threads just end (no new thread then)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not _decodable_path(environ):
