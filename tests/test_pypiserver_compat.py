@@ -2,17 +2,20 @@
 
 pypiserver's app holds no operating-system resources, so its users build one app per test (its
 own suite builds ~170 in one process) or several per process. creamery's must keep working when
-the resources it would like (file-system events) run out.
+the resources it would like (file-system events) run out, and give back what it holds. Also
+what running that suite turned up on the way (a damaged facts cache was never rebuilt).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from conftest import describe
 
 # In a child process: no file descriptor left, as at the per-user inotify instance limit (the
@@ -185,3 +188,36 @@ def test_a_dropped_wsgi_app_releases_its_threads_and_descriptors(tmp_path: Path)
         env=env,
     )
     assert result.returncode == 0, describe(result)
+
+
+def _damaged_database(path: Path) -> None:
+    """A real SQLite file whose first page's b-tree header was overwritten."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with path.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\xff" * 100)
+
+
+@pytest.mark.parametrize("damage", ["malformed", "not a database"])
+def test_a_damaged_facts_cache_is_started_afresh(run_server, tmp_path: Path, damage: str) -> None:
+    """Was: 'facts cache disabled (database disk image is malformed): facts are recomputed after
+    a restart', at every start, for good: the disposable cache was never rebuilt."""
+    cache, root = tmp_path / "cache", tmp_path / "root"
+    cache.mkdir()
+    root.mkdir()
+    database = cache / "facts.sqlite3"
+    if damage == "malformed":
+        _damaged_database(database)
+    else:
+        database.write_bytes(b"this is not a database\n" * 200)
+    (root / "cached-1.0.tar.gz").write_bytes(b"x")
+    with run_server([root], "--cache-dir", str(cache)) as server, server.client() as http:
+        assert "#sha256=" in http.get("/simple/cached/").text
+        assert "was damaged" in server.log()
+    db = sqlite3.connect(database)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    paths = [row[0] for row in db.execute("SELECT path FROM digests")]
+    assert paths == [str(root / "cached-1.0.tar.gz")], "the new cache is used"
