@@ -7,6 +7,7 @@ at will.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -170,10 +171,19 @@ class FactsCache:
         """Keep metadata read elsewhere (at upload, from the very bytes published)."""
         self._put("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?,?)", stored, raw)
 
+    def close(self) -> None:
+        """Close the database (its app is gone); lookups after this compute afresh."""
+        with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                db.close()
+
     def _get(self, sql: str, stored: StoredFile) -> tuple[Any, ...] | None:
         if self._db is None:
             return None
         with self._lock:
+            if self._db is None:  # closed meanwhile
+                return None
             try:
                 row: tuple[Any, ...] | None = self._db.execute(sql, _identity(stored)).fetchone()
                 return row
@@ -185,6 +195,8 @@ class FactsCache:
         if self._db is None:
             return
         with self._lock:
+            if self._db is None:  # closed meanwhile
+                return
             try:
                 self._db.execute(sql, (*_identity(stored), *values))
                 self._db.commit()
@@ -209,10 +221,33 @@ def _unchanged(stored: StoredFile) -> bool:
     return (st.st_size, st.st_mtime_ns, st.st_ino) == (stored.size, stored.mtime_ns, stored.inode)
 
 
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+
+
 def _open_db(directory: Path) -> sqlite3.Connection | None:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(directory / "facts.sqlite3", check_same_thread=False, timeout=10)
+        return _connect(directory)
+    except (OSError, sqlite3.Error) as error:
+        if getattr(error, "sqlite_errorname", "") not in _DAMAGED:
+            log.warning("facts cache disabled (%s): facts are recomputed after a restart", error)
+            return None
+        # The cache is disposable: a damaged one (a crash on a disk that lies about fsync, a
+        # stray write) would otherwise stay disabled at every start.
+        log.warning("facts cache %s was damaged (%s): starting afresh", directory, error)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / f"facts.sqlite3{suffix}").unlink()
+    try:
+        return _connect(directory)
+    except (OSError, sqlite3.Error) as error:
+        log.warning("facts cache disabled (%s): facts are recomputed after a restart", error)
+        return None
+
+
+def _connect(directory: Path) -> sqlite3.Connection:
+    directory.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(directory / "facts.sqlite3", check_same_thread=False, timeout=10)
+    try:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA cache_size=-512")  # KiB; rows are read once per file version
@@ -229,7 +264,7 @@ def _open_db(directory: Path) -> sqlite3.Connection | None:
             " inode INT, raw BLOB)"
         )
         db.commit()
-        return db
-    except (OSError, sqlite3.Error) as error:
-        log.warning("facts cache disabled (%s): facts are recomputed after a restart", error)
-        return None
+    except BaseException:
+        db.close()
+        raise
+    return db

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from creamery.index import SIGNATURE, Distribution, Index
-from creamery.names import normalize, parse_version
+from creamery.names import guess_like_pypiserver, normalize, parse_version
 from creamery.state import KINDS, YANKED, StateDir
 from creamery.storage.local import LocalStorage
 
@@ -43,11 +43,31 @@ def matching_files(
     return found
 
 
+def spelled_like_pypiserver(index: Index, project: str, version: str) -> list[Distribution]:
+    """Files that pypiserver would list as *project* *version*, where creamery reads them
+    otherwise (`pywin32-217-55-...whl` is pywin32 217-55 there, 217 with build tag 55 here;
+    `ABC12-34_V1X-1.2.3.zip` is ABC12 34_V1X-1.2.3 there), so a removal spelled from what
+    pypiserver showed still finds them. Looks at every file: removals are rare."""
+    wanted = (normalize(project), version)
+    return [
+        dist
+        for dist in index.all_distributions()
+        if (guess := guess_like_pypiserver(dist.filename)) is not None
+        and (normalize(guess[0]), guess[1]) == wanted
+    ]
+
+
 def remove(
     storage: LocalStorage, index: Index, project: str, version: str | None = None
 ) -> list[str]:
     """Delete every file of the release (or the project) and its sidecars; the relpaths."""
-    changed = remove_files(storage, index.state, matching_files(index, project, version))
+    try:
+        dists = matching_files(index, project, version)
+    except ReleaseNotFound:
+        dists = spelled_like_pypiserver(index, project, version) if version else []
+        if not dists:
+            raise
+    changed = remove_files(storage, index.state, dists)
     index.refresh(changed)
     return changed
 

@@ -8,6 +8,7 @@ frameworks that mount other apps (paste's urlmap, bottle's mount, ...) rely on.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import threading
@@ -98,7 +99,12 @@ class WsgiApp:
         app.start()
         self._lock = threading.Lock()
         self._adapter: ASGIMiddleware | None = None
+        self._loop = _LoopHolder()
         _forkable.add(self)
+        # pypiserver's app holds no thread or descriptor, so its users build one per test (its
+        # own suite ~170 in one process): this one's watcher and event loop go when it does.
+        release = weakref.finalize(self, _release, app, self._loop)
+        release.atexit = False  # at exit the daemon threads just end (no new thread then)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if not _decodable_path(environ):
@@ -135,7 +141,7 @@ class WsgiApp:
         except BaseException:
             _close(body)
             raise
-        return _Body(first, body)
+        return _Body(first, body, self)
 
     def _wsgi_adapter(self) -> ASGIMiddleware:
         adapter = self._adapter
@@ -145,7 +151,8 @@ class WsgiApp:
                     from a2wsgi import ASGIMiddleware
 
                     # Its event loop thread starts here, in the process that serves.
-                    self._adapter = ASGIMiddleware(self.app)  # type: ignore[arg-type]
+                    loop = self._loop.start()
+                    self._adapter = ASGIMiddleware(self.app, loop=loop)  # type: ignore[arg-type]
                 adapter = self._adapter
         return adapter
 
@@ -153,14 +160,55 @@ class WsgiApp:
         """The parent's event loop thread did not come along into this child: make a new one."""
         self._lock = threading.Lock()
         self._adapter = None
+        self._loop.loop = None
+
+
+class _LoopHolder:
+    """The event loop a2wsgi runs the app on, in a thread of its own (which closes it)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        threading.Thread(
+            target=_run_forever, args=(loop,), name="creamery-wsgi", daemon=True
+        ).start()
+        self.loop = loop
+        return loop
+
+    def stop(self) -> None:
+        loop, self.loop = self.loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+
+
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_forever()
+    finally:
+        loop.close()
+
+
+def _release(app: Creamery, loop: _LoopHolder) -> None:
+    """The WsgiApp is gone: stop its loop, watcher and rescans (in a thread: the collector may
+    run this in one of the threads being stopped)."""
+    loop.stop()
+    threading.Thread(target=_stop_app, args=(app,), name="creamery-release", daemon=True).start()
+
+
+def _stop_app(app: Creamery) -> None:
+    app.stop()
+    app.facts.close()
 
 
 class _Body:
     """The rest of the response body after its first chunk; close() reaches a2wsgi's."""
 
-    def __init__(self, first: bytes, rest: Iterator[bytes]) -> None:
+    def __init__(self, first: bytes, rest: Iterator[bytes], app: WsgiApp) -> None:
         self._first: bytes | None = first
         self._rest = rest
+        self._app = app  # a body still being sent keeps its app (and event loop) alive
 
     def __iter__(self) -> Iterator[bytes]:
         if self._first is not None:

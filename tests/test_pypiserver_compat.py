@@ -1,0 +1,223 @@
+"""Gaps that pypiserver's own test suite found when pointed at creamery (issue 9, second round).
+
+pypiserver's app holds no operating-system resources, so its users build one app per test (its
+own suite builds ~170 in one process) or several per process. creamery's must keep working when
+the resources it would like (file-system events) run out, and give back what it holds. Also
+what running that suite turned up on the way (a damaged facts cache was never rebuilt).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import describe
+
+# In a child process: no file descriptor left, as at the per-user inotify instance limit (the
+# kernel answers EMFILE for both), then ask for file events; then serve a copied file.
+_WATCH_WITHOUT_DESCRIPTORS = textwrap.dedent(
+    """
+    import errno, os, resource, sys
+    from pathlib import Path
+    from creamery.storage.local import LocalStorage
+    import watchdog.events, watchdog.observers  # imported before: an import needs descriptors
+
+    root = Path(sys.argv[1])
+    storage = LocalStorage((root,))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+    fillers = []
+    try:
+        while True:
+            fillers.append(os.dup(0))
+    except OSError as error:
+        assert error.errno == errno.EMFILE, error
+    try:
+        watch = storage.watch(lambda paths: None, lambda: None)
+    finally:
+        for fd in fillers:
+            os.close(fd)
+    print("watch:", watch)
+    """
+)
+
+
+def test_file_events_unavailable_fall_back_to_rescans(tmp_path: Path) -> None:
+    """At the inotify instance limit (EMFILE) the app still builds, without file events.
+
+    Was: our inotify reader gave up and fell back to watchdog, whose observer raised the same
+    EMFILE out of `wsgi_app()`, so the 129th app in one process (or any app on a machine whose
+    editors use up the user's 128 instances) could not be built at all.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _WATCH_WITHOUT_DESCRIPTORS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, describe(result)
+    assert "watch: None" in result.stdout, describe(result)
+    assert "relying on periodic rescans" in result.stderr, describe(result)
+
+
+# pypiserver reads these two names otherwise than the specs (and creamery) do: it shows
+# pywin32 version "217-55" (the wheel's build tag joined to the version) and project "ABC12"
+# version "34_V1X-1.2.3"; creamery lists them as pywin32 217 and abc12-34-v1x 1.2.3, which pip
+# can install. A removal spelled from what pypiserver showed must still find the file.
+_BUILD_TAGGED = "pywin32-217-55-cp27-none-win32.whl"
+_PLAIN = "pywin32-217-cp27-none-win32.whl"
+_LEGACY = "ABC12-34_V1X-1.2.3.zip"
+
+
+def test_remove_pkg_spelled_as_pypiserver_showed_it(run_server, tmp_path: Path) -> None:
+    """Was: `remove_pkg pywin32 217-55` and `remove_pkg ABC12 34_V1X-1.2.3` answered 404 (they
+    remove the file under pypiserver), and nothing removed the build-tagged wheel alone."""
+    for name in (_BUILD_TAGGED, _PLAIN, _LEGACY, _LEGACY + ".asc"):
+        (tmp_path / name).write_bytes(b"x")
+    with run_server([tmp_path], "-P", ".", "-a", ".") as server, server.client() as http:
+
+        def remove(name: str, version: str) -> int:
+            form = {":action": "remove_pkg", "name": name, "version": version}
+            return http.post("/", data=form).status_code
+
+        assert remove("pywin32", "217-55") == 200
+        assert sorted(p.name for p in tmp_path.glob("pywin32*")) == [_PLAIN]
+        assert remove("ABC12", "34_V1X-1.2.3") == 200
+        assert not list(tmp_path.glob("ABC12*")), "the file and its signature are removed"
+        assert remove("pywin32", "217-55") == 404, "nothing left of that spelling"
+        assert remove("pywin32", "217-56") == 404
+        assert http.get("/simple/pywin32/").text.count(".whl#") == 1
+
+
+def test_pypiserver_spelling_is_its_guess_of_the_filename() -> None:
+    from creamery.names import guess_like_pypiserver
+
+    # pypiserver's own table (tests/test_pkg_helpers.py), the rows creamery reads otherwise
+    assert guess_like_pypiserver(_BUILD_TAGGED) == ("pywin32", "217-55")
+    assert guess_like_pypiserver(_LEGACY) == ("ABC12", "34_V1X-1.2.3")
+    assert guess_like_pypiserver(_PLAIN) == ("pywin32", "217")
+
+
+def test_serving_alone_leaves_the_default_root_as_it_was(run_server, tmp_path: Path) -> None:
+    """deploy.md promises: the default state directory (`.creamery/` in the first root) is made
+    by the first write, never by serving, so a read-only use keeps pypiserver's layout."""
+    import creamery
+
+    name = "served-1.0.tar.gz"
+    (tmp_path / name).write_bytes(b"x")
+    app = creamery.wsgi_app(roots=[str(tmp_path)])  # built and scanned, like pypiserver's app()
+    with run_server([tmp_path], "-P", ".", "-a", ".") as server, server.client() as http:
+        for path in ("/", "/health", "/simple/", "/simple/served/", f"/packages/{name}"):
+            assert http.get(path).status_code == 200, path
+        assert http.get("/served/json").status_code == 200
+        assert http.get("/packages/").status_code == 200
+    assert app is not None
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+# In a child process: build many WSGI apps one after another, as pypiserver's users do in their
+# tests, each answering requests, and drop each; what they held must go with them.
+_MANY_APPS = textwrap.dedent(
+    """
+    import gc, io, os, sys, threading, time
+    from pathlib import Path
+    import creamery
+
+    def get(app, path):
+        started = []
+        environ = {
+            "REQUEST_METHOD": "GET", "PATH_INFO": path, "SCRIPT_NAME": "", "QUERY_STRING": "",
+            "SERVER_NAME": "x", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr,
+        }
+        body = app(environ, lambda status, headers, exc_info=None: started.append(status))
+        data = b"".join(body)
+        body.close()
+        return started[0], data
+
+    # SQLite defers closing a database file while another connection of the process (the kept
+    # app's) holds a lock on it, and reuses those descriptors: a few, however many apps.
+    SQLITE_DEFERRED = 4
+
+    def held():
+        return len(os.listdir("/proc/self/fd")) - SQLITE_DEFERRED, threading.active_count()
+
+    def gone(before):
+        now = held()
+        return now[0] <= before[0] + SQLITE_DEFERRED and now[1] <= before[1]
+
+    base = Path(sys.argv[1])
+    keeper = creamery.wsgi_app(roots=[str(base)], state_dir=str(base / ".state"))
+    (base / "kept-1.0.tar.gz").write_bytes(b"kept")
+    before = held()
+    for n in range(40):
+        root = base / f"root{n}"
+        root.mkdir()
+        (root / "pkg-1.0.tar.gz").write_bytes(b"x")
+        app = creamery.wsgi_app(roots=[str(root)], state_dir=str(base / f"state{n}"))
+        assert get(app, "/health")[0] == "200 OK"
+        assert get(app, "/packages/pkg-1.0.tar.gz") == ("200 OK", b"x")
+        del app
+    deadline = time.monotonic() + 20
+    while not gone(before) and time.monotonic() < deadline:
+        gc.collect()  # as the interpreter does by itself in time: some apps end in a cycle
+        time.sleep(0.1)
+    print("before", before, "after", held())
+    assert gone(before), f"descriptors and threads still held: {before} -> {held()}"
+    assert get(keeper, "/packages/kept-1.0.tar.gz") == ("200 OK", b"kept"), "the kept app works"
+    """
+)
+
+
+def test_a_dropped_wsgi_app_releases_its_threads_and_descriptors(tmp_path: Path) -> None:
+    """Was: every `wsgi_app()` kept 3 threads and 6 descriptors (its watcher, the event loop
+    a2wsgi runs it on) for the life of the process, so a test suite building one app per test
+    ran into the descriptor limit (1024 by default) after ~160 apps, and the inotify instance
+    limit (128 per user) well before."""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # the facts cache too
+    result = subprocess.run(
+        [sys.executable, "-c", _MANY_APPS, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, describe(result)
+
+
+def _damaged_database(path: Path) -> None:
+    """A real SQLite file whose first page's b-tree header was overwritten."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE t (x)")
+    db.commit()
+    db.close()
+    with path.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\xff" * 100)
+
+
+@pytest.mark.parametrize("damage", ["malformed", "not a database"])
+def test_a_damaged_facts_cache_is_started_afresh(run_server, tmp_path: Path, damage: str) -> None:
+    """Was: 'facts cache disabled (database disk image is malformed): facts are recomputed after
+    a restart', at every start, for good: the disposable cache was never rebuilt."""
+    cache, root = tmp_path / "cache", tmp_path / "root"
+    cache.mkdir()
+    root.mkdir()
+    database = cache / "facts.sqlite3"
+    if damage == "malformed":
+        _damaged_database(database)
+    else:
+        database.write_bytes(b"this is not a database\n" * 200)
+    (root / "cached-1.0.tar.gz").write_bytes(b"x")
+    with run_server([root], "--cache-dir", str(cache)) as server, server.client() as http:
+        assert "#sha256=" in http.get("/simple/cached/").text
+        assert "was damaged" in server.log()
+    db = sqlite3.connect(database)
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    paths = [row[0] for row in db.execute("SELECT path FROM digests")]
+    assert paths == [str(root / "cached-1.0.tar.gz")], "the new cache is used"
