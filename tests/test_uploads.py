@@ -679,6 +679,51 @@ def test_setup_py_upload_is_accepted(srv: Server, tmp_path: Path) -> None:
     assert sdist.name in listed(srv, "setuppy-upload")
 
 
+def distutils_register_body(fields: Sequence[tuple[str, str]]) -> tuple[bytes, str]:
+    """The body `setup.py register` sends (distutils' post_to_server): lines end with LF only."""
+    boundary = "--------------GHSKFJDLGDS7543FJKLFHRE75642756743254"
+    body = io.StringIO()
+    for name, value in fields:
+        body.write(f'\n--{boundary}\nContent-Disposition: form-data; name="{name}"\n\n{value}')
+    body.write(f"\n--{boundary}--\n")
+    return body.getvalue().encode(), f"multipart/form-data; boundary={boundary}; charset=utf-8"
+
+
+def test_setup_py_register_is_answered(srv: Server) -> None:
+    """pypiserver 1.x's README: `python setup.py sdist register -r local upload -r local`."""
+    fields = [(":action", "submit"), ("metadata_version", "1.0"), ("name", "registered")]
+    fields += [("version", "1.0"), ("summary", "d"), ("description", "L\n\nmore")]
+    body, content_type = distutils_register_body(fields)
+    headers = {"Content-Type": content_type, "User-Agent": "Python-urllib/3.11"}
+    with srv.client(auth=AUTH) as client:
+        for size in (len(body), 5):  # one chunk, or the start cut into small ones
+            chunks = [body[i : i + size] for i in range(0, len(body), size)]
+            response = client.post("/", content=iter(chunks), headers=headers)
+            assert response.status_code == 200, response.text
+    assert listed(srv, "registered") == {}  # registering stores nothing, as in pypiserver
+
+
+def test_a_file_in_a_form_with_lf_lines_is_refused(srv: Server, valid_sdist: bytes) -> None:
+    boundary = "b0undary"
+    body = (
+        (
+            f'\n--{boundary}\nContent-Disposition: form-data; name=":action"\n\nfile_upload'
+            f'\n--{boundary}\nContent-Disposition: form-data; name="content"; '
+            f'filename="vproj-1.0.tar.gz"\n\n'
+        ).encode()
+        + valid_sdist
+        + f"\n--{boundary}--\n".encode()
+    )
+    before = root_state(root_of(srv))
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    with srv.client(auth=AUTH) as client:
+        response = client.post("/", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert_one_line(response, "must end its lines with CRLF")
+    assert root_state(root_of(srv)) == before
+    assert temp_files(root_of(srv)) == []
+
+
 def test_attestations_are_kept_beside_the_upload(srv: Server, tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path, "attested", "1.0")
     attestations = '[{"version": 1, "verification_material": {}, "envelope": {}}]'
