@@ -178,6 +178,10 @@ def test_header_description_loses_its_continuation_indent() -> None:
         raw, "Title\n        =====\n        \n            code\n       |x"
     )
     assert parsed == "Title\n=====\n\n    code\nx"
+    raw = legacy_pkg_info("a", "1", "\nTitle\n\n    code\n")
+    assert dedent_header_description(
+        raw, "\r\n        Title\r\n        \r\n            code\r\n"
+    ) == ("Title\n\n    code")
     body = b"Metadata-Version: 2.1\nName: a\nVersion: 1\n\nText\n        indented\n"
     assert dedent_header_description(body, "Text\n        indented\n") == "Text\n        indented\n"
 
@@ -471,6 +475,11 @@ def placed(tmp_path_factory: pytest.TempPathFactory, bombs: dict[str, Path]) -> 
     (root / "docopt-0.6.2.tar.gz").write_bytes(
         tar_gz({"docopt-0.6.2/PKG-INFO": legacy_pkg_info("docopt", "0.6.2", description)})
     )
+    # As MySQL-python 1.2.5's: CRLF lines, the description starting on the next line.
+    next_line = legacy_pkg_info("mysql-python", "1.2.5", "\nTitle\n=====\n\nText\n")
+    (root / "MySQL-python-1.2.5.zip").write_bytes(
+        zip_bytes({"MySQL-python-1.2.5/PKG-INFO": next_line.replace(b"\n", b"\r\n")})
+    )
     (root / "package.zip").write_bytes(zip_bytes({"package/setup.py": b""}))
     with run_server([root], "-P", ".", "-a", ".", "--disable-fallback") as server:
         yield server
@@ -543,3 +552,6 @@ def test_metadata_1_descriptions_lose_the_continuation_indent(placed: Server) ->
     assert info["description"] == (
         "``docopt`` creates *beautiful* interfaces\n===\n\n    indented code\n\nEnd"
     )
+    # PyPI (twine reads PKG-INFO with pkginfo) has no blank first line nor trailing blanks.
+    info = HTTP.get(f"{placed.url}/pypi/mysql-python/1.2.5/json").json()["info"]
+    assert info["description"] == "Title\n=====\n\nText"

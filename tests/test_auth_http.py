@@ -200,7 +200,7 @@ def test_scheme_end_to_end(srv: Server, scheme: str, tmp_path: Path) -> None:
     other = make_wheel(tmp_path / "dist", project, "2.0")
     refused = upload(srv, other, (user, password.upper()), failing)
     assert refused.status_code == 403
-    assert user in assert_one_line(refused)
+    assert f"wrong password for {user!r}" in assert_one_line(refused)  # not a permission
     assert not (srv.roots[0] / other.name).exists()
 
 
@@ -215,6 +215,7 @@ def test_every_action_challenges_then_refuses(srv: Server, artefacts: dict[str, 
         assert_one_line(anonymous)
         nobody = from_address(30).get(srv.url + path, auth=("nobody", password))
         assert nobody.status_code == 403, path
+        assert assert_one_line(nobody) == "Forbidden: wrong password for 'nobody', or no such user"
         assert HTTP.get(srv.url + path, auth=(user, password)).status_code == 200, path
     # Some things stay open: the health check.
     assert HTTP.get(srv.url + "/health").status_code == 200

@@ -581,6 +581,7 @@ def _bad_form_cases(sdist: bytes, wheel: bytes, other_name: bytes, other_version
         "wrong-sha256": (s, sdist, [("sha256_digest", "0" * 64)], "sha256_digest"),
         "wrong-md5": (s, sdist, [("md5_digest", "0" * 32)], "md5_digest"),
         "wrong-blake2": (s, sdist, [("blake2_256_digest", "0" * 64)], "blake2_256_digest"),
+        "wrong-distutils-blake2": (s, sdist, [("blake2_256_digest", "0" * 128)], "blake2_256_"),
         "one-wrong-digest-of-three": (
             s,
             sdist,
@@ -628,6 +629,99 @@ def test_form_fields_are_compared_normalized(srv: Server, tmp_path: Path) -> Non
     response = upload(srv, wheel.name, wheel.read_bytes(), ("name", "FOO.bar"))
     assert response.status_code == 200, response.text
     assert set(listed(srv, "foo-bar")) == {sdist.name, wheel.name}
+
+
+def distutils_upload_body(fields: Sequence[tuple[str, object]]) -> tuple[bytes, str]:
+    """The body `setup.py sdist upload` sends, encoded as distutils' upload command does.
+
+    A CRLF before the first boundary, the file before the digests, absent metadata as "None",
+    and (a distutils bug) BLAKE2b-512 under `blake2_256_digest`.
+    """
+    boundary = "--------------GHSKFJDLGDS7543FJKLFHRE75642756743254"
+    separator = b"\r\n--" + boundary.encode()
+    body = io.BytesIO()
+    for name, value in fields:
+        title = f'\r\nContent-Disposition: form-data; name="{name}"'
+        if isinstance(value, tuple):
+            title += f'; filename="{value[0]}"'
+            data = value[1]
+        else:
+            data = str(value).encode()
+        body.write(separator + title.encode() + b"\r\n\r\n" + data)
+    body.write(separator + b"--\r\n")
+    return body.getvalue(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_setup_py_upload_is_accepted(srv: Server, tmp_path: Path) -> None:
+    sdist = make_sdist(tmp_path, "setuppy-upload", "1.0", filename_name="setuppy-upload")
+    data = sdist.read_bytes()
+    body, content_type = distutils_upload_body(
+        [
+            (":action", "file_upload"),
+            ("protocol_version", "1"),
+            ("name", "setuppy-upload"),
+            ("version", "1.0"),
+            ("content", (sdist.name, data)),
+            ("filetype", "sdist"),
+            ("pyversion", ""),
+            ("metadata_version", "1.0"),
+            ("summary", None),
+            ("comment", ""),
+            ("md5_digest", hashlib.md5(data).hexdigest()),
+            ("sha256_digest", hashlib.sha256(data).hexdigest()),
+            ("blake2_256_digest", hashlib.blake2b(data).hexdigest()),  # 512 bits, as distutils
+        ]
+    )
+    headers = {"Content-Type": content_type, "User-Agent": "Python-urllib/3.11"}
+    with srv.client(auth=AUTH) as client:
+        response = client.post("/", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert sdist.name in listed(srv, "setuppy-upload")
+
+
+def distutils_register_body(fields: Sequence[tuple[str, str]]) -> tuple[bytes, str]:
+    """The body `setup.py register` sends (distutils' post_to_server): lines end with LF only."""
+    boundary = "--------------GHSKFJDLGDS7543FJKLFHRE75642756743254"
+    body = io.StringIO()
+    for name, value in fields:
+        body.write(f'\n--{boundary}\nContent-Disposition: form-data; name="{name}"\n\n{value}')
+    body.write(f"\n--{boundary}--\n")
+    return body.getvalue().encode(), f"multipart/form-data; boundary={boundary}; charset=utf-8"
+
+
+def test_setup_py_register_is_answered(srv: Server) -> None:
+    """pypiserver 1.x's README: `python setup.py sdist register -r local upload -r local`."""
+    fields = [(":action", "submit"), ("metadata_version", "1.0"), ("name", "registered")]
+    fields += [("version", "1.0"), ("summary", "d"), ("description", "L\n\nmore")]
+    body, content_type = distutils_register_body(fields)
+    headers = {"Content-Type": content_type, "User-Agent": "Python-urllib/3.11"}
+    with srv.client(auth=AUTH) as client:
+        for size in (len(body), 5):  # one chunk, or the start cut into small ones
+            chunks = [body[i : i + size] for i in range(0, len(body), size)]
+            response = client.post("/", content=iter(chunks), headers=headers)
+            assert response.status_code == 200, response.text
+    assert listed(srv, "registered") == {}  # registering stores nothing, as in pypiserver
+
+
+def test_a_file_in_a_form_with_lf_lines_is_refused(srv: Server, valid_sdist: bytes) -> None:
+    boundary = "b0undary"
+    body = (
+        (
+            f'\n--{boundary}\nContent-Disposition: form-data; name=":action"\n\nfile_upload'
+            f'\n--{boundary}\nContent-Disposition: form-data; name="content"; '
+            f'filename="vproj-1.0.tar.gz"\n\n'
+        ).encode()
+        + valid_sdist
+        + f"\n--{boundary}--\n".encode()
+    )
+    before = root_state(root_of(srv))
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    with srv.client(auth=AUTH) as client:
+        response = client.post("/", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert_one_line(response, "must end its lines with CRLF")
+    assert root_state(root_of(srv)) == before
+    assert temp_files(root_of(srv)) == []
 
 
 def test_attestations_are_kept_beside_the_upload(srv: Server, tmp_path: Path) -> None:

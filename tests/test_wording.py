@@ -15,6 +15,7 @@ import pytest
 from conftest import UV, Server, client_env, describe, run_client, run_server
 from dists import make_wheel
 
+from creamery.auth import add_user
 from creamery.wsgi import reason_phrase
 
 
@@ -93,6 +94,30 @@ def test_uv_publish_check_url_skips_files_already_there(
         plain = uv_publish(server, home, "-u", "any", "-p", "any", str(wheel))
     assert plain.returncode != 0
     assert "409 Conflict" in plain.stderr and "File already exists" in plain.stderr, describe(plain)
+
+
+def test_uv_publish_check_url_with_a_guarded_index(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With `-a update,download,list` the README's --check-url carries the credentials: uv
+    sends -u/-p only with the upload, so a bare check URL gets 401 and uv uploads anyway."""
+    root = tmp_path_factory.mktemp("packages")
+    htpasswd = tmp_path / "htpasswd"
+    add_user(htpasswd, "alice", "secret-pw", rounds=4)
+    wheel = make_wheel(tmp_path / "dist", "tguarded", "1.0")
+    home = tmp_path / "home"
+    guarded = ("-P", str(htpasswd), "-a", "update,download,list", "--disable-fallback")
+    with run_server([root], *guarded, ready_paths=("/health",)) as server:
+        creds = ("-u", "alice", "-p", "secret-pw")
+        first = uv_publish(server, home, *creds, str(wheel))
+        assert first.returncode == 0, describe(first)
+        bare = ("--check-url", server.url + "/simple/")
+        unchecked = uv_publish(server, home, *creds, *bare, str(wheel))
+        with_url = server.url.replace("http://", "http://alice:secret-pw@") + "/simple/"
+        checked = uv_publish(server, home, *creds, "--check-url", with_url, str(wheel))
+    assert unchecked.returncode != 0 and "409 Conflict" in unchecked.stderr, describe(unchecked)
+    assert checked.returncode == 0, describe(checked)
+    assert "already exists" in (checked.stdout + checked.stderr).lower(), describe(checked)
 
 
 def test_twine_refuses_skip_existing_for_other_indexes(tmp_path: Path) -> None:

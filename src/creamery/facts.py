@@ -100,13 +100,13 @@ def dedent_header_description(raw: bytes, description: str) -> str:
 
     Metadata 1.x (and setuptools until 2.1) put the long description in a header whose
     continuation lines start with 8 spaces, or 7 spaces and `|` (the core metadata spec);
-    PyPI and pkginfo strip them. A description in the message body is returned as it is.
+    PyPI and pkginfo strip them, and the blank lines around it (a description that starts on
+    the header's next line). A description in the message body is returned as it is.
     """
     head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
     if not any(line[:12].lower() == b"description:" for line in head.splitlines()):
         return description
-    first, *rest = description.splitlines()
-    return "\n".join([first, *(_strip_continuation(line) for line in rest)])
+    return "\n".join(_strip_continuation(line) for line in description.strip().splitlines())
 
 
 def _strip_continuation(line: str) -> str:

@@ -75,6 +75,8 @@ async def read_multipart(
         raise FormError(400, "multipart/form-data without a boundary")
     reader = _PartReader(new_temp_file)
     received = 0
+    lf_start = b"\n--" + boundary + b"\n"
+    head = b""  # the body's first bytes, until it is known whether its lines end with LF
     try:
         parser = MultipartParser(boundary, reader.callbacks())  # may refuse the boundary
         while True:
@@ -85,10 +87,17 @@ async def read_multipart(
             received += len(chunk)
             if received > max_size:
                 raise FormError(413, f"upload larger than the limit of {max_size} bytes")
+            more = message.get("more_body", False)
+            if reader.lf_only is None:
+                head += chunk
+                if len(head) < len(lf_start) and more:
+                    continue
+                reader.lf_only = head.startswith(lf_start)
+                chunk = head
             if chunk:
-                parser.write(chunk)
+                parser.write(chunk.replace(b"\n", b"\r\n") if reader.lf_only else chunk)
             reader.raise_pending()
-            if not message.get("more_body", False):
+            if not more:
                 break
         parser.finalize()
         reader.raise_pending()
@@ -120,6 +129,9 @@ class _PartReader:
         self._fd: int | None = None
         self._file: ReceivedFile | None = None
         self._fields_total = 0
+        # distutils' `setup.py register` (pypiserver 1.x's README advises it) ends the lines of
+        # its form with LF alone; such a form is read with CRLF for LF, and may carry no file.
+        self.lf_only: bool | None = None
 
     def callbacks(self) -> MultipartCallbacks:
         return {
@@ -170,6 +182,9 @@ class _PartReader:
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
         raw_filename = params.get(b"filename")
         self._filename = None if raw_filename is None else raw_filename.decode("utf-8", "replace")
+        if self._filename is not None and self.lf_only:
+            self._fail(400, "a multipart body with a file must end its lines with CRLF")
+            return
         if self._filename is not None and self._name in STREAMED_FIELDS:
             if self._name in self.form.files:
                 self._fail(400, f"more than one {self._name!r} file in the form")

@@ -62,7 +62,9 @@ class Guard:
             )
         ok = await anyio.to_thread.run_sync(self.authenticator.check, user, password)
         if not ok:  # the reservation stays: it is this failure
-            return Denial(403, f"Forbidden: user {user!r} may not {action}", [])
+            # A refusal is always the credentials (every valid user may do every guarded
+            # action); the same words for an unknown user keep user names secret.
+            return Denial(403, f"Forbidden: wrong password for {user!r}, or no such user", [])
         self.limiter.release(attempt)
         # Failures are not forgiven by a success: one account must not unlock guessing another's.
         self._remember(key, user)
