@@ -142,7 +142,7 @@ def log_error(config: Config, scope: Scope, error: BaseException) -> None:
         "exception": repr(error),
         "traceback": "".join(traceback.format_exception(error)),
     }
-    error_log.error(_safe_format(config.log_err_frmt, values))
+    error_log.error(_safe_format(config.log_err_frmt, values), extra={"multiline": True})
 
 
 class Metrics:
