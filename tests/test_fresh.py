@@ -243,3 +243,28 @@ def test_without_events_a_download_of_a_copied_file_looks_on_disk(run_server, tm
             download = client.get(f"/packages/{wheel.name}")
             assert download.status_code == 200 and download.content == wheel.read_bytes(), n
         assert client.get("/packages/proj-none-1.0-py3-none-any.whl").status_code == 404
+
+
+def test_no_inotify_instance_left_means_rescans_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The user's inotify instances are all taken (fs.inotify.max_user_instances, 128 by
+    default, shared by every process of the user): our watcher and watchdog's both fail to
+    start, and the server serves on with its periodic rescans (it exited with a traceback)."""
+    import errno
+
+    import watchdog.observers
+
+    from creamery.storage import inotify
+    from creamery.storage.local import LocalStorage
+
+    def no_instance(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EMFILE, "inotify instance limit reached")
+
+    # Our watcher already failed (or is unavailable): watchdog is the fallback that raised.
+    monkeypatch.setattr(inotify, "available", lambda: False)
+    monkeypatch.setattr(watchdog.observers, "Observer", no_instance)
+    storage = LocalStorage((tmp_path,))
+    with caplog.at_level("WARNING", logger="creamery.storage"):
+        assert storage.watch(lambda relpaths: None, lambda: None) is None
+    assert "relying on periodic rescans" in caplog.text

@@ -293,8 +293,8 @@ def _watchdog(roots: tuple[Path, ...], changed: ChangeCallback) -> Watch | None:
             paths = [event.src_path, getattr(event, "dest_path", "") or ""]
             changed([os.fsdecode(p) for p in paths if p])
 
-    observer = Observer()
     try:
+        observer = Observer()  # on Linux an inotify instance too: the user's limit may be reached
         for root in roots:
             observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
         observer.start()
