@@ -99,6 +99,12 @@ def request_with(headers: dict[str, str], root_path: str = "") -> Request:
         ({"Host": "idx", "X-Forwarded-Prefix": "/mirror"}, "/pypi", "http://idx/mirror/pypi/"),
         ({"Host": "idx", "X-Forwarded-Prefix": "/pypi"}, "/pypi", "http://idx/pypi/"),
         ({"X-Forwarded-Host": "forward.ed/priv/"}, "", "http://forward.ed/priv/"),
+        ({"Host": "[::1]:8080", "X-Forwarded-Proto": "HTTPS"}, "", "https://[::1]:8080/"),
+        # Not a scheme, not a host: ignored, never copied into a URL (or the welcome's links).
+        ({"Host": "idx", "X-Forwarded-Proto": "javascript:alert(1)//"}, "", "http://idx/"),
+        ({"Host": "idx", "X-Forwarded-Host": 'a"><script>'}, "", "http://idx/"),
+        ({"Host": "idx", "X-Forwarded-Host": "a b c"}, "", "http://idx/"),
+        ({"Host": "a b", "X-Forwarded-Host": "x:port"}, "", "http://10.0.0.1:8080/"),
     ],
 )
 def test_base_url(headers: dict[str, str], root_path: str, expected: str) -> None:
@@ -117,8 +123,13 @@ def test_bottle_templates_translate() -> None:
 def test_custom_welcome_escapes_unless_asked(root: Path, tmp_path: Path) -> None:
     app = make_app(root, tmp_path, welcome_msg="<p>{{URL}}|{{!URL}}|{{NUMPKGS}}|{{SIMPLE}}</p>")
     with serve(app) as test_client:
-        response = test_client.get("/", headers={"X-Forwarded-Host": "a<b"})
-    assert response.text == "<p>http://a&lt;b/|http://a<b/|8|http://a&lt;b/simple/</p>"
+        response = test_client.get("/", headers={"X-Forwarded-Prefix": "/a'b"})
+        refused = test_client.get("/", headers={"X-Forwarded-Host": "a<b"}).text
+    assert (
+        response.text
+        == "<p>http://testserver/a%27b/|http://testserver/a%27b/|8|http://testserver/a%27b/simple/</p>"
+    )
+    assert refused == "<p>http://testserver/|http://testserver/|8|http://testserver/simple/</p>"
 
 
 def test_welcome_file_and_bad_templates(root: Path, tmp_path: Path) -> None:

@@ -412,3 +412,31 @@ def test_control_characters_in_a_path_cannot_forge_log_lines(auth_srv: Server) -
     lines = [line for line in auth_srv.log().splitlines() if "forged" in line]
     assert lines and all("creamery.access" in line for line in lines), lines
     assert "\\r\\n2026-01-01|creamery|WARNING|forged\\x00line" in lines[0], lines
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {":action": "file_\nupload\n2026-01-01|creamery|WARNING|forged-action"},
+        {
+            ":action": "remove_pkg",
+            "name": "x\r\n2026-01-01|creamery|WARNING|forged-name",
+            "version": "1",
+        },
+    ],
+    ids=["action", "name"],
+)
+def test_control_characters_in_form_fields_cannot_forge_log_lines(
+    open_srv: Server, form: dict[str, str]
+) -> None:
+    """A field the server quotes in its log (the unknown action, the release not found) is
+    escaped like a path: every log line is a line the server wrote."""
+    marker = next(value for value in form.values() if "forged" in value).rpartition("|")[2]
+    response = httpx.post(open_srv.url + "/", data=form)
+    assert response.status_code in (400, 404), response.text
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and marker not in open_srv.log():
+        time.sleep(0.05)
+    lines = [line for line in open_srv.log().splitlines() if marker in line]
+    assert len(lines) == 1 and "creamery.writes" in lines[0], lines
+    assert "\\n2026-01-01|creamery|WARNING|" + marker in lines[0], lines

@@ -379,6 +379,23 @@ def test_log_format_applies_to_stream_and_file(
     assert log_file.read_text() == "<hello>\n"
 
 
+def test_every_handler_keeps_client_values_on_one_line(
+    tmp_path: Path, restore_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Control characters in a logged value are escaped; a record marked multiline (a server
+    error's traceback, `--log-err-frmt`) keeps its lines."""
+    log_file = tmp_path / "creamery.log"
+    config = Config(verbosity=1, log_file=log_file, log_stream="stderr", log_frmt="<%(message)s>")
+    setup_logging(config)
+    restore_logger.info("rejected: %s (%d)", "x\r\nforged\x1b[31m", 400)
+    restore_logger.error("Traceback:\n  line", extra={"multiline": True})
+    for handler in restore_logger.handlers:
+        handler.flush()
+    expected = "<rejected: x\\r\\nforged\\x1b[31m (400)>\n<Traceback:\n  line>\n"
+    assert capsys.readouterr().err == expected
+    assert log_file.read_text() == expected
+
+
 def test_log_stream_none_is_silent(
     restore_logger: logging.Logger, capsys: pytest.CaptureFixture[str]
 ) -> None:

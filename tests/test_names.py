@@ -249,3 +249,24 @@ def test_project_is_normalized(filename: str, project: str) -> None:
 def test_normalize(name: str, expected: str) -> None:
     assert normalize(name) == expected
     assert normalize(expected) == expected  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("one", "other", "same"),
+    [
+        ("demo-1.0.tar.gz", "Demo-1.0.tar.gz", True),
+        ("demo-1.0.tar.gz", "demo-1.0.0.tar.gz", True),
+        ("foo_bar-1.0-py3-none-any.whl", "Foo.Bar-1.0-PY3-none-any.whl", True),
+        ("foo_bar-1.0-py3-none-any.whl", "foo_bar-01.0-py3-none-any.whl", True),
+        ("demo-1.0.tar.gz", "demo-1.0.zip", False),
+        ("demo-1.0.tar.gz", "demo-1.0.1.tar.gz", False),
+        ("demo-1.0-py3-none-any.whl", "demo-1.0-1-py3-none-any.whl", False),
+        ("demo-1.0-py3-none-any.whl", "demo-1.0-cp311-cp311-linux_x86_64.whl", False),
+        ("demo-1.0.tar.gz", "demo2-1.0.tar.gz", False),
+        ("README", "readme", True),  # not a distribution: the name, in any case
+    ],
+)
+def test_same_file_key(one: str, other: str, same: bool) -> None:
+    from creamery.names import same_file_key
+
+    assert (same_file_key(one) == same_file_key(other)) is same

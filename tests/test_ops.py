@@ -372,6 +372,17 @@ def test_metrics_scrape(metered: Server, tmp_path: Path) -> None:
     assert value(after, "creamery_files") == 4
 
 
+def test_request_methods_a_client_makes_up_are_one_series(metered: Server) -> None:
+    """The method label is bounded: 50 invented methods are counted as "other", not as 50
+    series kept for the life of the process (and served on every scrape)."""
+    for number in range(50):
+        assert metered.raw(f"X{number}INVENTED /simple/ HTTP/1.1").status == 405
+    families = scrape(metered)
+    methods = {s.labels["method"] for s in families["creamery_requests"]}
+    assert not any("INVENTED" in method for method in methods), methods
+    assert value(families, "creamery_requests_total", method="other", status="405") >= 50
+
+
 def test_metrics_off_by_default(tmp_path: Path) -> None:
     with run_server([make_root(tmp_path)]) as server:
         assert httpx.get(server.url + "/metrics").status_code == 404

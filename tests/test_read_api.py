@@ -866,6 +866,28 @@ def test_forwarded_host_and_proto_without_prefix(http: httpx.Client) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-Proto": "javascript:alert(document.domain)//"},
+        {"X-Forwarded-Host": 'evil"><script>alert(1)</script>'},
+        {"X-Forwarded-Host": "a b c", "X-Forwarded-Proto": "data:text/html,"},
+    ],
+    ids=["proto", "host-markup", "host-space"],
+)
+def test_forwarded_values_that_are_no_scheme_or_host_are_ignored(
+    server: Server, http: httpx.Client, headers: dict[str, str]
+) -> None:
+    """A proxy that passes a client's X-Forwarded-* through must not let it choose the links
+    of the welcome page (a `javascript:` href) or the JSON API's URLs for a shared cache."""
+    own = f"http://127.0.0.1:{server.port}/"
+    welcome = http.get("/", headers=headers).text
+    assert f'href="{own}simple/"' in welcome and "javascript" not in welcome
+    assert "script>" not in welcome and "a b c" not in welcome
+    body = http.get("/pypi/tapp/json", headers=headers).json()
+    assert body["urls"][0]["url"].startswith(own + "packages/")
+
+
 def test_simple_links_stay_relative_behind_a_proxy(http: httpx.Client) -> None:
     response = http.get("/simple/tlib/", headers={**FORWARDED, "Accept": "text/html"})
     for anchor in anchors(response).values():

@@ -354,6 +354,48 @@ def test_twine_reupload_fails_and_keeps_the_original(
     assert temp_files(root_of(srv)) == []
 
 
+@pytest.mark.parametrize(
+    ("kind", "respelled"),
+    [
+        ("sdist", "Sp_Elled-1.0.tar.gz"),
+        ("sdist", "sp-elled-1.0.0.tar.gz"),
+        ("wheel", "SP_ELLED-1.0-py3-none-any.whl"),
+        ("wheel", "sp_elled-01.0-PY3-none-any.whl"),
+    ],
+    ids=["sdist-case", "sdist-version", "wheel-case", "wheel-version-tags"],
+)
+def test_a_respelled_filename_is_the_same_file(
+    srv: Server, overwrite_srv: Server, tmp_path: Path, kind: str, respelled: str
+) -> None:
+    """pip takes `Sp_Elled-1.0.tar.gz` and `sp-elled-1.0.0.tar.gz` for `sp_elled-1.0.tar.gz`: a
+    second spelling would let an upload replace a release's file without --overwrite (both
+    listed, the installer picks one). Without -o it is refused; with -o it replaces the file."""
+    make = make_wheel if kind == "wheel" else make_sdist
+    original = make(tmp_path / "a", "sp_elled", "1.0", summary="the original")
+    impostor = make(tmp_path / "b", "sp_elled", "1.0", summary="an impostor").read_bytes()
+    version = respelled.removesuffix(".tar.gz").split("-")[-1 if kind == "sdist" else 1]
+    for server in (srv, overwrite_srv):
+        auth = AUTH if server is srv else None
+        assert upload(server, original.name, original.read_bytes(), auth=auth).status_code == 200
+        response = upload(server, respelled, impostor, ("version", version), auth=auth)
+        expected = {original.name} if server is srv else {respelled}
+        if server is srv:
+            assert response.status_code == 409, response.text
+            assert_one_line(response, "File already exists")
+        else:
+            assert response.status_code == 200, response.text
+        assert set(listed(server, "sp-elled")) == expected
+        assert {p.name for p in root_of(server).glob("*")} >= expected
+        assert not {p.name for p in root_of(server).glob("*")} & (
+            {original.name, respelled} - expected
+        )
+        assert temp_files(root_of(server)) == []
+        removed = post_form(
+            server, [(":action", "remove_pkg"), ("name", "sp-elled"), ("version", "1.0")], auth=auth
+        )
+        assert removed.status_code == 200, removed.text
+
+
 def test_twine_skip_existing(srv: Server, dist: Path, tmp_path: Path) -> None:
     """twine 7 refuses `--skip-existing` for any index but PyPI before sending anything, so
     the re-run can't succeed there; what the server controls is its answer, and that answer is

@@ -35,7 +35,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def root(base: Path) -> Path:
     root = base / "root"
-    for project in ("yhttp", "ynoreason", "yfile", "yauth", "ycli", "ypip"):
+    for project in ("yhttp", "ynoreason", "yfile", "yauth", "ycli", "ypip", "yfull"):
         make_wheel(root, project, "1.0")
         make_wheel(root, project, "2.0")
         make_sdist(root, project, "2.0")
@@ -206,6 +206,28 @@ def test_yank_errors(srv: Server, root: Path, payload, status: int, fragment: st
     message = response.json()["message"]
     assert fragment in message and "\n" not in message
     assert sidecars(root) == before
+
+
+@pytest.mark.parametrize("blocked", files_of("yfull", "2.0"))
+def test_a_yank_the_state_directory_refuses_is_507_and_changes_nothing(
+    srv: Server, root: Path, blocked: str
+) -> None:
+    """A full or read-only state directory: 507 (the server's fault, not 500), and no file of
+    the release is left yanked, whichever file's marker could not be written."""
+    blocker = root / ".creamery" / "files" / blocked  # a file where its directory must go
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_bytes(b"")
+    try:
+        response = yank_api(srv, "yank", {"project": "yfull", "version": "2.0", "reason": "x"})
+        assert response.status_code == 507, response.text
+        assert "yank failed" in response.json()["message"]
+        assert not any(name.startswith("yfull") for name in sidecars(root))
+        assert_state(srv, "yfull", {})
+    finally:
+        blocker.unlink()
+    assert yank_api(srv, "yank", {"project": "yfull", "version": "2.0"}).status_code == 200
+    assert yank_api(srv, "unyank", {"project": "yfull", "version": "2.0"}).status_code == 200
+    assert "Traceback" not in srv.log()
 
 
 def test_yank_body_must_be_json(srv: Server) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from creamery.config import Config, ConfigError
+from creamery.observe import one_line
 
 LOGGER_NAME = "creamery"
 # Level 1 rather than NOTSET: on a named logger NOTSET defers to the root logger (WARNING).
@@ -25,6 +26,21 @@ def log_level(verbosity: int) -> int:
     return _VERBOSITY_LEVELS[min(max(verbosity, 0), len(_VERBOSITY_LEVELS) - 1)]
 
 
+class OneLine(logging.Filter):
+    """Every log message on one line, its control characters escaped: a value a client sent (a
+    form field, a filename) can't forge a log line. A record logged with `extra={"multiline":
+    True}` (a server error's traceback) keeps its lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "multiline", False):
+            return True
+        message = record.getMessage()
+        escaped = one_line(message)
+        if escaped is not message:
+            record.msg, record.args = escaped, None
+        return True
+
+
 def logging_config(config: Config, loggers: Iterable[str] = ()) -> dict[str, Any]:
     """A dictConfig for the "creamery" logger and `loggers`, all with the same handlers."""
     handlers: dict[str, dict[str, Any]] = {}
@@ -33,12 +49,14 @@ def logging_config(config: Config, loggers: Iterable[str] = ()) -> dict[str, Any
             "class": "logging.StreamHandler",
             "stream": f"ext://sys.{config.log_stream}",
             "formatter": "creamery",
+            "filters": ["one_line"],
         }
     if config.log_file is not None:
         handlers["file"] = {
             "class": "logging.FileHandler",
             "filename": str(config.log_file),
             "formatter": "creamery",
+            "filters": ["one_line"],
         }
     if not handlers:  # without any handler, logging's last resort would print warnings to stderr
         handlers["null"] = {"class": "logging.NullHandler"}
@@ -47,6 +65,7 @@ def logging_config(config: Config, loggers: Iterable[str] = ()) -> dict[str, Any
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"creamery": {"format": config.log_frmt}},
+        "filters": {"one_line": {"()": "creamery.logs.OneLine"}},
         "handlers": handlers,
         "loggers": {
             name: {"level": level, "handlers": list(handlers), "propagate": False}

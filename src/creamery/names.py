@@ -10,7 +10,7 @@ import re
 import sys
 from typing import Literal, NamedTuple
 
-from packaging.utils import canonicalize_name
+from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import VERSION_PATTERN, InvalidVersion, Version
 
 Kind = Literal["wheel", "sdist", "egg", "bdist"]
@@ -148,6 +148,18 @@ def parse_filename(filename: str) -> ParsedFilename | None:
     if guessed is None or not is_valid_project_name(guessed[0]):
         return None
     return _parsed(*guessed, _kind_of(filename))
+
+
+def same_file_key(filename: str) -> str:
+    """Equal for filenames an installer takes for the same file: the normalized name, the
+    canonical version and the rest (tags, archive type) in any case, so `Demo-1.0.tar.gz` and
+    `demo-1.0.0.tar.gz` are `demo-1.0.tar.gz` (pip sees two candidates for one release)."""
+    parsed = parse_filename(filename)
+    prefix = f"{parsed.raw_name}-{parsed.version}" if parsed is not None else ""
+    if parsed is None or not filename.startswith(prefix):
+        return filename.lower()
+    rest = filename[len(prefix) :].lower()
+    return f"{parsed.project}-{canonicalize_version(parsed.version)}{rest}"
 
 
 def _kind_of(filename: str) -> Kind:

@@ -142,7 +142,10 @@ def log_error(config: Config, scope: Scope, error: BaseException) -> None:
         "exception": repr(error),
         "traceback": "".join(traceback.format_exception(error)),
     }
-    error_log.error(_safe_format(config.log_err_frmt, values))
+    error_log.error(_safe_format(config.log_err_frmt, values), extra={"multiline": True})
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 
 
 class Metrics:
@@ -181,6 +184,8 @@ class Metrics:
         )
 
     def request(self, route: str, method: str, status: int, sent: int, duration: float) -> None:
+        # The method is the client's word: each new one would be a series kept forever.
+        method = method if method in _METHODS else "other"
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route).observe(duration)
         self.bytes_sent.labels(route).inc(sent)

@@ -60,15 +60,33 @@ def base_url(request: Request) -> str:
     Like pypiserver, a path inside X-Forwarded-Host (`proxy.example/priv`) is a prefix too.
     """
     headers = request.headers
-    scheme = _first(headers.get("x-forwarded-proto")) or request.url.scheme
-    host = _first(headers.get("x-forwarded-host")) or headers.get("host") or _server(request)
-    host, _, host_path = host.partition("/")
+    scheme = (_first(headers.get("x-forwarded-proto")) or "").lower()
+    if scheme not in _SCHEMES:  # `javascript:` would become the welcome page's links
+        scheme = request.url.scheme
+    host, host_path = (
+        _host_and_path(_first(headers.get("x-forwarded-host")))
+        or _host_and_path(headers.get("host"))
+        or (_server(request), "")
+    )
     prefix = _join_paths(host_path, _first(headers.get("x-forwarded-prefix")) or "")
     root_path = request.scope.get("root_path", "").rstrip("/")
     # A proxy that does not strip its prefix forwards it in both places: count it once.
     if not (prefix and root_path.startswith(prefix)):
         root_path = _join_paths(prefix, root_path)
     return f"{scheme}://{host}{quote(root_path, safe='/%')}/"
+
+
+_SCHEMES = frozenset({"http", "https"})
+# A host name or an IP literal, and a port: nothing a header could smuggle into a URL.
+_HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+def _host_and_path(value: str | None) -> tuple[str, str] | None:
+    """A forwarded host as (host[:port], path), or None when it is not a host."""
+    if not value:
+        return None
+    host, _, path = value.partition("/")
+    return (host, path) if _HOST.fullmatch(host) else None
 
 
 def _first(value: str | None) -> str | None:

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING
 
 from creamery import durable
 from creamery.facts import Digests
-from creamery.index import SIGNATURE
+from creamery.index import SIGNATURE, Distribution
+from creamery.names import parse_filename, same_file_key
 from creamery.state import PROVENANCE
 from creamery.storage import StoredFile
 
@@ -129,7 +130,7 @@ def publish(creamery: Creamery, upload: Upload, *, overwrite: bool) -> list[str]
     root = creamery.storage.upload_root
     state = creamery.state
     transaction = _Transaction()
-    with state.lock(filename):
+    with state.lock(same_file_key(filename)):  # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`
         if not overwrite and _taken(creamery, filename):
             raise AlreadyExists(filename)
         provenance = state.path_of(filename, PROVENANCE)
@@ -150,7 +151,20 @@ def publish(creamery: Creamery, upload: Upload, *, overwrite: bool) -> list[str]
 
 def _taken(creamery: Creamery, filename: str) -> bool:
     on_disk = (creamery.storage.upload_root / filename).exists()
-    return on_disk or any(d.filename == filename for d in creamery.index.all_distributions())
+    return on_disk or bool(same_files(creamery, filename))
+
+
+def same_files(creamery: Creamery, filename: str) -> list[Distribution]:
+    """Indexed files that are *filename* to an installer: the same name, or one spelled
+    differently (case, name normalization, `1.0` for `1.0.0`)."""
+    key = same_file_key(filename)
+    parsed = parse_filename(filename)
+    candidates = (
+        creamery.index.distributions(parsed.project)
+        if parsed is not None
+        else creamery.index.all_distributions()
+    )
+    return [d for d in candidates if d.filename == filename or same_file_key(d.filename) == key]
 
 
 def _spooled(creamery: Creamery, data: bytes | None) -> Path | None:

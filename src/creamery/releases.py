@@ -6,6 +6,7 @@ lives in the state directory (`state.py`), so it survives restarts and is part o
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from creamery.index import SIGNATURE, Distribution, Index
@@ -104,14 +105,30 @@ def set_yanked(
     if state is None:
         raise RuntimeError("yanking needs a state directory")
     changed: list[str] = []
-    for dist in matching_files(index, project, version, filename):
-        if yanked:
-            state.write(dist.relpath, YANKED, reason.strip().encode())
-            changed.append(dist.relpath)
-        elif state.delete(dist.relpath, YANKED):
-            changed.append(dist.relpath)
+    before: dict[str, bytes | None] = {}
+    try:
+        for dist in matching_files(index, project, version, filename):
+            before[dist.relpath] = state.read(dist.relpath, YANKED)
+            if yanked:
+                state.write(dist.relpath, YANKED, reason.strip().encode())
+                changed.append(dist.relpath)
+            elif state.delete(dist.relpath, YANKED):
+                changed.append(dist.relpath)
+    except OSError:
+        # All or nothing: a release is never left half yanked (a full or read-only state dir).
+        _restore_yanked(state, {relpath: before[relpath] for relpath in changed})
+        raise
     index.refresh(changed)
     return changed
+
+
+def _restore_yanked(state: StateDir, previous: dict[str, bytes | None]) -> None:
+    for relpath, data in previous.items():
+        with contextlib.suppress(OSError):
+            if data is None:
+                state.delete(relpath, YANKED)
+            else:
+                state.write(relpath, YANKED, data)
 
 
 def describe(dists: Iterable[Distribution]) -> str:

@@ -249,12 +249,8 @@ def accept_file(creamery: Creamery, form: ReceivedForm, user_agent: str, user: s
     except publish.AlreadyExists as error:
         raise _already_exists(filename, user_agent) from error
     if overwrite:
-        # The same filename elsewhere (another directory or root) is replaced too.
-        others = [
-            d
-            for d in creamery.index.all_distributions()
-            if d.filename == filename and d.relpath != filename
-        ]
+        # The same file elsewhere (another directory or root, another spelling) is replaced too.
+        others = [d for d in publish.same_files(creamery, filename) if d.relpath != filename]
         changed += releases.remove_files(creamery.storage, creamery.state, others)
     log.warning("upload of %s (%d bytes) by %s", filename, content.size, user or "-")
     return Outcome(200, f"OK: {filename} uploaded", tuple(changed))

@@ -119,6 +119,9 @@ async def yank_api(creamery: Creamery, request: Request, *, yanked: bool) -> Res
         )
     except releases.ReleaseNotFound as error:
         return JSONResponse({"message": str(error)}, status_code=404)
+    except OSError as error:  # the state directory is full or read-only: the server's fault
+        log.error("yank failed: %s", error)
+        return JSONResponse({"message": f"yank failed: {error.strerror}"}, status_code=507)
     creamery.record_changes(changed)
     verb = "yanked" if yanked else "un-yanked"
     log.warning("%s %s %s by %s", verb, project, version, request.scope.get("creamery.user") or "-")
