@@ -146,6 +146,16 @@ def test_a_corrupt_wheel_is_a_400(open_srv: Server, tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- yank, XML-RPC
 
 
+def test_a_yank_reason_longer_than_a_sentence_is_a_400(open_srv: Server) -> None:
+    """The reason is repeated in every page of the project: a megabyte of it was accepted."""
+    body = {"project": "tbad", "version": "1.0", "reason": "x" * 1001}
+    response = httpx.post(open_srv.url + "/-/yank", json=body)
+    assert response.status_code == 400, response.text
+    assert "longer than 1000 characters" in response.json()["message"]
+    assert "data-yanked" not in httpx.get(open_srv.url + "/simple/tbad/").text
+    assert_serving(open_srv)
+
+
 def test_yank_json_nested_without_end_is_a_400(open_srv: Server) -> None:
     for body in ("[" * 100_000, '{"project":' * 1000):
         response = httpx.post(

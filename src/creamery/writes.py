@@ -21,6 +21,8 @@ from creamery.wsgi import reason_phrase
 if TYPE_CHECKING:
     from creamery.web import Creamery
 
+MAX_YANK_REASON = 1000
+
 log = logging.getLogger("creamery.writes")
 
 _MAX_SMALL_BODY = 1 << 20  # url-encoded forms and JSON requests
@@ -143,4 +145,7 @@ def _yank_request(body: bytes, content_type: str) -> dict[str, str]:
     for key in ("reason", "filename"):
         if data.get(key) is not None and not isinstance(data[key], str):
             raise FormError(400, f"{key!r} must be a string")
+    if len(data.get("reason") or "") > MAX_YANK_REASON:
+        # The reason is repeated in every page of the project: keep it a sentence.
+        raise FormError(400, f"'reason' is longer than {MAX_YANK_REASON} characters")
     return {k: v.strip() for k, v in data.items() if isinstance(v, str)}
