@@ -15,7 +15,7 @@ import sys
 import tarfile
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -28,6 +28,7 @@ from dists import (
     make_wheel,
     many_member_sdist,
     many_member_wheel,
+    multipart,
 )
 
 from creamery import archives
@@ -35,7 +36,6 @@ from creamery.facts import dedent_header_description
 from creamery.form import FormError
 from creamery.upload import check_filename
 
-BOUNDARY = "creamery-archives-boundary"
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
 HTTP = httpx.Client(timeout=60)
 
@@ -265,22 +265,12 @@ def test_strict_accepts_the_specs() -> None:
 # ----------------------------------------------------------------------------- servers
 
 
-def multipart(filename: str, data: bytes, fields: Sequence[tuple[str, str]] = ()) -> bytes:
-    out = bytearray()
-    for name, value in [(":action", "file_upload"), *fields]:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-        out += value.encode() + b"\r\n"
-    out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="content"; '.encode()
-    out += b'filename="' + filename.encode() + b'"\r\nContent-Type: application/octet-stream'
-    out += b"\r\n\r\n" + data + f"\r\n--{BOUNDARY}--\r\n".encode()
-    return bytes(out)
-
-
 def upload(server: Server, filename: str, data: bytes) -> httpx.Response:
+    body, content_type = multipart([(":action", "file_upload")], [("content", filename, data)])
     return HTTP.post(
         server.url + "/",
-        content=multipart(filename, data),
-        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        content=body,
+        headers={"Content-Type": content_type},
     )
 
 

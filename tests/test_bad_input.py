@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import RawResponse, Server, run_server
-from dists import make_sdist, make_wheel
+from dists import BOUNDARY, make_sdist, make_wheel, multipart
 
 from creamery.auth import add_user
 from creamery.errors import ClientError
@@ -29,7 +29,6 @@ from creamery.files import location, safe_headers
 from creamery.untrusted import load_json, nesting_depth
 
 USER, PASSWORD = "alice", "bad-input-s3cret"
-BOUNDARY = "bad-input-boundary"
 
 
 @pytest.fixture(scope="module")
@@ -58,21 +57,11 @@ def auth_srv(base: Path) -> Iterator[Server]:
         yield server
 
 
-def multipart(fields: list[tuple[str, str]], files: list[tuple[str, str, bytes]]) -> bytes:
-    out = bytearray()
-    for name, value in fields:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-        out += value.encode() + b"\r\n"
-    for name, filename, data in files:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; '.encode()
-        out += f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-        out += data + b"\r\n"
-    return bytes(out + f"--{BOUNDARY}--\r\n".encode())
-
-
 def upload(server: Server, filename: str, data: bytes, *fields: tuple[str, str]) -> httpx.Response:
-    body = multipart([(":action", "file_upload"), *fields], [("content", filename, data)])
-    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    body, content_type = multipart(
+        [(":action", "file_upload"), *fields], [("content", filename, data)]
+    )
+    headers = {"content-type": content_type}
     return httpx.post(server.url + "/", content=body, headers=headers, timeout=10)
 
 
@@ -345,7 +334,7 @@ def test_every_response_says_nosniff(auth_srv: Server, open_srv: Server) -> None
             seen.append((f"{method} {path}", response.status_code))
             assert response.headers.get("x-content-type-options") == "nosniff", (method, path)
     with httpx.Client(base_url=open_srv.url, timeout=10) as client:
-        removal = multipart([(":action", "remove_pkg"), ("name", "<script>"), ("version", "1")], [])
+        removal, _ = multipart([(":action", "remove_pkg"), ("name", "<script>"), ("version", "1")])
         responses = [
             client.post(
                 "/",

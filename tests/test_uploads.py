@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import UV, Server, clean_env, client_env, describe, run_client, run_server
-from dists import make_sdist, make_wheel, sign
+from dists import BOUNDARY, make_sdist, make_wheel, multipart, sign
 
 from creamery.auth import add_user
 
@@ -36,7 +36,6 @@ USER, PASSWORD = "alice", "upl0ad-s3cret"
 AUTH = (USER, PASSWORD)
 MAX_UPLOAD = 1 << 20  # the module server runs with --max-upload-size 1M
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
-BOUNDARY = "creamery-test-boundary-7d1f0c"
 # One client for the whole module: building one costs ~60 ms (its TLS context), which adds up.
 HTTP = httpx.Client(timeout=30)
 
@@ -142,23 +141,6 @@ def wait_for(condition, timeout: float = 5.0, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return condition()
-
-
-def multipart(
-    fields: Sequence[tuple[str, str]] = (),
-    files: Sequence[tuple[str, str, bytes]] = (),
-) -> tuple[bytes, str]:
-    """A multipart/form-data body written byte for byte: filenames go out unescaped."""
-    out = bytearray()
-    for name, value in fields:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-        out += value.encode() + b"\r\n"
-    for name, filename, data in files:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; '.encode()
-        out += b'filename="' + filename.encode("utf-8", "surrogateescape") + b'"\r\n'
-        out += b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
-    out += f"--{BOUNDARY}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={BOUNDARY}"
 
 
 def post_form(
