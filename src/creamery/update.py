@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import secrets
 import shlex
 import sys
 import urllib.request
@@ -28,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from packaging.version import Version
 
-from creamery import __version__
+from creamery import __version__, durable
 from creamery.config import DEFAULT_ROOT, ConfigError, check_root
 from creamery.index import Index
 from creamery.names import normalize, parse_filename, parse_version
@@ -301,10 +300,8 @@ async def download(client: httpx.AsyncClient, file: UpstreamFile, directory: Pat
     if file.sha256 is None:
         raise UpdateError(f"{file.filename}: the index gives no sha256 to verify it; not saved")
     storage = LocalStorage((directory,))
-    temp = directory / f".creamery-{secrets.token_hex(8)}.part"
-    # The mode pip would give the file (0666 less the umask), not mkstemp's 0600: a server
-    # running as another user must be able to read it.
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    temp = durable.temp_name(directory)
+    fd = durable.create_exclusive(temp)  # 0666 less the umask: a server as another user reads it
     try:
         with os.fdopen(fd, "wb") as out:
             digest = await _stream_to(client, file.url, out)
