@@ -333,8 +333,7 @@ class Creamery:
                 [(b"vary", b"Accept")],
             )
             return
-        if rest == "":
-            await self.settle()
+        if rest == "":  # an exact route: the dispatcher has looked on disk already
             page = await self._root_page(fmt)
             await self._send_page(scope, send, page)
             return
