@@ -321,10 +321,14 @@ class FailureLimiter:
 
     def retry_after(self, key: str) -> int | None:
         with self._lock:
-            times = self._failures.get(key)
-            if times is None or len(times) < self.max_failures:
-                return None
-            wait = times[0] + self.window - self._clock()
+            return self._wait(key, self._clock())
+
+    def _wait(self, key: str, now: float) -> int | None:
+        """Seconds *key* must wait (it has `max_failures` in the window), or None."""
+        times = self._failures.get(key)
+        if times is None or len(times) < self.max_failures:
+            return None
+        wait = times[0] + self.window - now
         return max(1, math.ceil(wait)) if wait > 0 else None
 
     def reserve(self, key: str) -> Attempt | int:
@@ -336,11 +340,9 @@ class FailureLimiter:
         """
         now = self._clock()
         with self._lock:
-            times = self._failures.get(key)
-            if times is not None and len(times) >= self.max_failures:
-                wait = times[0] + self.window - now
-                if wait > 0:
-                    return max(1, math.ceil(wait))
+            wait = self._wait(key, now)
+            if wait is not None:
+                return wait
             self._append(key, now)
         return Attempt(key, now)
 
