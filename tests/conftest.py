@@ -346,7 +346,7 @@ class Corpus:
         return wheel_metadata(self.files[filename])
 
     def project_files(self, project: str) -> set[str]:
-        from creamery.names import parse_filename
+        from creamery.core.names import parse_filename
 
         return {
             name

@@ -21,13 +21,13 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 import creamery
-from creamery import json_api, pages
-from creamery import xmlrpc as rpc_service
-from creamery.config import ConfigError
-from creamery.facts import FactsCache
-from creamery.index import Index
+from creamery.catalog.facts import FactsCache
+from creamery.catalog.index import Index
+from creamery.core.config import ConfigError
 from creamery.storage.local import LocalStorage
-from creamery.web import Creamery
+from creamery.web import json_api, pages
+from creamery.web import xmlrpc as rpc_service
+from creamery.web.app import Creamery
 
 
 def make_app(root: Path, tmp_path: Path, **kwargs: object) -> Creamery:

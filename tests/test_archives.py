@@ -31,10 +31,10 @@ from dists import (
     multipart,
 )
 
-from creamery import archives
-from creamery.facts import dedent_header_description
-from creamery.form import FormError
-from creamery.upload import check_filename
+from creamery.catalog.facts import dedent_header_description
+from creamery.core import archives
+from creamery.http.form import FormError
+from creamery.web.upload import check_filename
 
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
 HTTP = httpx.Client(timeout=60)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from passlib.hash import apr_md5_crypt, bcrypt, des_crypt, ldap_sha1, sha256_crypt, sha512_crypt
 
-from creamery import auth
-from creamery.auth import (
+from creamery.catalog import auth
+from creamery.catalog.auth import (
     Authenticator,
     FailureLimiter,
     HtpasswdFile,
@@ -22,7 +22,7 @@ from creamery.auth import (
     client_key,
     parse_basic_authorization,
 )
-from creamery.config import Config
+from creamery.core.config import Config
 
 HTPASSWD = shutil.which("htpasswd") or "/usr/bin/htpasswd"
 needs_htpasswd = pytest.mark.skipif(

@@ -23,10 +23,10 @@ import pytest
 from conftest import RawResponse, Server, run_server
 from dists import BOUNDARY, make_sdist, make_wheel, multipart
 
-from creamery.auth import add_user
-from creamery.errors import ClientError
-from creamery.files import location, safe_headers
-from creamery.untrusted import load_json, nesting_depth
+from creamery.catalog.auth import add_user
+from creamery.core.errors import ClientError
+from creamery.core.untrusted import load_json, nesting_depth
+from creamery.http.files import location, safe_headers
 
 USER, PASSWORD = "alice", "bad-input-s3cret"
 

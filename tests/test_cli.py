@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from creamery import __version__, server, wsgi
-from creamery.cli import build_run_config, main, parse_args, parse_size
-from creamery.config import Config, ConfigError
-from creamery.logs import LOGGER_NAME, log_level, logging_config, setup_logging
+from creamery.cli.main import build_run_config, main, parse_args, parse_size
+from creamery.core.config import Config, ConfigError
+from creamery.http.logs import LOGGER_NAME, log_level, logging_config, setup_logging
 
 
 @pytest.fixture
@@ -286,9 +286,9 @@ def test_dash_u_means_update(argv: list[str], execute: bool) -> None:
 
 def test_update_calls_run_update(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
     seen = []
-    module = types.ModuleType("creamery.update")
+    module = types.ModuleType("creamery.cli.update")
     module.run_update = lambda args: seen.append(args) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "creamery.update", module)
+    monkeypatch.setitem(sys.modules, "creamery.cli.update", module)
     assert main(["-v", "update", "-x", "-d", "dl", "--ignorelist-file", "ign", str(root)]) == 0
     (args,) = seen
     assert args.execute and args.download_directory == "dl" and args.ignorelist_file == "ign"
@@ -298,7 +298,7 @@ def test_update_calls_run_update(monkeypatch: pytest.MonkeyPatch, root: Path) ->
 def test_update_not_available(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(sys.modules, "creamery.update", None)
+    monkeypatch.setitem(sys.modules, "creamery.cli.update", None)
     line = assert_one_error_line(capsys, main(["update"]))
     assert line == "creamery: error: creamery update is not available yet"
 
@@ -340,7 +340,7 @@ def test_uninstalled_server_from_main(
     root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(server, "_installed", lambda module: module != "hypercorn")
-    monkeypatch.setattr("creamery.logs.setup_logging", lambda config: None)
+    monkeypatch.setattr("creamery.http.logs.setup_logging", lambda config: None)
     line = assert_one_error_line(capsys, main(["run", "--server", "hypercorn", str(root)]))
     assert line.endswith("server 'hypercorn' is not installed: pip install hypercorn")
 

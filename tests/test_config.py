@@ -17,9 +17,9 @@ import pytest
 from conftest import clean_env, run_server
 from dists import make_wheel
 
-from creamery.cli import build_run_config, config_from_args, main, parse_args, run_options
-from creamery.config import Config, ConfigError, config_from_app_kwargs
-from creamery.settings import CONFIG_FILE_ENV, ENV_PREFIX, Source
+from creamery.cli.main import build_run_config, config_from_args, main, parse_args, run_options
+from creamery.cli.settings import CONFIG_FILE_ENV, ENV_PREFIX, Source
+from creamery.core.config import Config, ConfigError, config_from_app_kwargs
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 

@@ -25,7 +25,7 @@ from conftest import BIN, Server, free_port, started
 from dists import make_wheel
 from test_standalone import python_m, twine_upload, write_htpasswd
 
-from creamery.cli import parse_args
+from creamery.cli.main import parse_args
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

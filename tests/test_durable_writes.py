@@ -35,8 +35,9 @@ from conftest import (
 )
 from dists import make_wheel, sign
 
-from creamery import durable, publish
-from creamery.state import FileState, StateDir
+from creamery.catalog import publish
+from creamery.core import durable
+from creamery.storage.state import FileState, StateDir
 
 HTTP = httpx.Client(timeout=30)
 JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
@@ -505,7 +506,7 @@ def test_a_transaction_undone_restores_every_old_version(tmp_path: Path) -> None
 
 
 def test_app_keywords_take_a_state_directory(tmp_path: Path) -> None:
-    from creamery.config import ConfigError, config_from_app_kwargs
+    from creamery.core.config import ConfigError, config_from_app_kwargs
 
     (tmp_path / "root").mkdir()
     config = config_from_app_kwargs({"roots": tmp_path / "root", "state_dir": tmp_path / "s"})

@@ -27,7 +27,7 @@ import pytest
 from conftest import Server, run_server
 from dists import make_sdist, make_wheel
 
-from creamery.auth import add_user
+from creamery.catalog.auth import add_user
 
 CASES = int(os.environ.get("CREAMERY_FUZZ_CASES", "300"))
 SEED = int(os.environ.get("CREAMERY_FUZZ_SEED", "20261201"))

@@ -21,8 +21,8 @@ import httpx
 import pytest
 from conftest import Server, clean_env, free_port, run_server, started
 
-from creamery.auth import add_user
-from creamery.limits import BodyTimeout, Limits, RateLimitedLog, TimedBody
+from creamery.catalog.auth import add_user
+from creamery.http.limits import BodyTimeout, Limits, RateLimitedLog, TimedBody
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="127.0.0.x sources: Linux")
 

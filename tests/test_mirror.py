@@ -23,8 +23,8 @@ from conftest import UV, Corpus, Server, clean_env, run_server
 from dists import make_wheel
 from upstream_server import UpstreamProcess, run_upstream
 
-from creamery.upstream.client import Upstream
-from creamery.upstream.listing import ListingError, parse_html, parse_json
+from creamery.mirror.client import Upstream
+from creamery.mirror.listing import ListingError, parse_html, parse_json
 
 JSON = "application/vnd.pypi.simple.v1+json"
 BIG = 256 * 1024  # incompressible bytes in each tbig wheel

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from creamery.names import guess_like_pypiserver, normalize, parse_filename
+from creamery.core.names import guess_like_pypiserver, normalize, parse_filename
 
 # (filename, raw name as spelled, version as spelled, kind)
 WHEELS = [
@@ -267,6 +267,6 @@ def test_normalize(name: str, expected: str) -> None:
     ],
 )
 def test_same_file_key(one: str, other: str, same: bool) -> None:
-    from creamery.names import same_file_key
+    from creamery.core.names import same_file_key
 
     assert (same_file_key(one) == same_file_key(other)) is same

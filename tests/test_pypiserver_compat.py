@@ -95,7 +95,7 @@ def test_remove_pkg_spelled_as_pypiserver_showed_it(run_server, tmp_path: Path) 
 
 
 def test_pypiserver_spelling_is_its_guess_of_the_filename() -> None:
-    from creamery.names import guess_like_pypiserver
+    from creamery.core.names import guess_like_pypiserver
 
     # pypiserver's own table (tests/test_pkg_helpers.py), the rows creamery reads otherwise
     assert guess_like_pypiserver(_BUILD_TAGGED) == ("pywin32", "217-55")

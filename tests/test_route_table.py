@@ -23,9 +23,17 @@ from dists import make_wheel
 from passlib.hash import sha256_crypt
 
 import creamery
-from creamery.auth import FailureLimiter
-from creamery.config import RESERVED_PREFIXES, ConfigError, parse_health_endpoint
-from creamery.routing import READ, Action, Route, RouteTable, WrongMethod, bad_path, relative_path
+from creamery.catalog.auth import FailureLimiter
+from creamery.core.config import RESERVED_PREFIXES, ConfigError, parse_health_endpoint
+from creamery.http.routing import (
+    READ,
+    Action,
+    Route,
+    RouteTable,
+    WrongMethod,
+    bad_path,
+    relative_path,
+)
 
 USER, PASSWORD = "alice", "s3cret"
 ALL_ACTIONS = "update,download,list"

@@ -31,7 +31,7 @@ from conftest import Server, clean_env, describe, free_port
 from dists import make_sdist, make_wheel, yank
 from packaging.version import Version
 
-from creamery.update import _bypassed, newest_release, read_ignorelist
+from creamery.cli.update import _bypassed, newest_release, read_ignorelist
 
 PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 

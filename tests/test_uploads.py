@@ -30,7 +30,7 @@ import pytest
 from conftest import UV, Server, clean_env, client_env, describe, run_client, run_server
 from dists import BOUNDARY, make_sdist, make_wheel, multipart, sign
 
-from creamery.auth import add_user
+from creamery.catalog.auth import add_user
 
 USER, PASSWORD = "alice", "upl0ad-s3cret"
 AUTH = (USER, PASSWORD)

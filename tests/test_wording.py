@@ -15,8 +15,8 @@ import pytest
 from conftest import UV, Server, client_env, describe, run_client, run_server
 from dists import make_wheel
 
-from creamery.auth import add_user
-from creamery.wsgi import reason_phrase
+from creamery.catalog.auth import add_user
+from creamery.http.status_line import reason_phrase
 
 
 def twine_upload(server: Server, home: Path, *args: str):

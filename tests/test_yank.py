@@ -17,7 +17,7 @@ import pytest
 from conftest import Server, clean_env, client_env, run_server, uv_install_command
 from dists import make_sdist, make_wheel
 
-from creamery.auth import add_user
+from creamery.catalog.auth import add_user
 
 USER, PASSWORD = "releaser", "yank-s3cret"
 AUTH = (USER, PASSWORD)

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from creamery.web import Creamery
+    from creamery.web.app import Creamery
     from creamery.wsgi import WsgiApp
 
-__version__ = "0.1.0"
+from creamery.core.version import __version__
 
 
 def app(**kwargs: Any) -> Creamery:
     """Return creamery's ASGI application, configured with pypiserver's ``app()`` keywords."""
-    from creamery.config import config_from_app_kwargs
-    from creamery.web import create_app
+    from creamery.core.config import config_from_app_kwargs
+    from creamery.web.app import create_app
 
     return create_app(config_from_app_kwargs(kwargs))
 

@@ -1,4 +1,4 @@
-from creamery.cli import main
+from creamery.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

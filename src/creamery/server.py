@@ -1,6 +1,6 @@
 """Run the web app under one of the supported HTTP servers.
 
-Servers that start worker processes load the app by name (`creamery.web:app_from_env`), so the
+Servers that start worker processes load the app by name (`creamery.web.app:app_from_env`), so the
 configuration travels to them as JSON in the `_CREAMERY_WORKER_CONFIG` environment variable
 (not `CREAMERY_CONFIG`, which names the --config file: see settings.py).
 """
@@ -16,17 +16,17 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import creamery
-from creamery.config import Config, ConfigError
-from creamery.logs import LOGGER_NAME, log_level, logging_config
-from creamery.observe import prepare_multiprocess_metrics
+from creamery.core.config import CONFIG_ENV, Config, ConfigError
+from creamery.core.version import __version__
+from creamery.http.logs import LOGGER_NAME, log_level, logging_config
+from creamery.http.observe import prepare_multiprocess_metrics
+from creamery.http.reaper import start_reaper
 
 if TYPE_CHECKING:
-    from creamery.web import Creamery
+    from creamery.web.app import Creamery
     from creamery.wsgi import WsgiApp
 
-CONFIG_ENV = "_CREAMERY_WORKER_CONFIG"
-APP_FACTORY = "creamery.web:app_from_env"
+APP_FACTORY = "creamery.web.app:app_from_env"
 # pypiserver's bottle servers that creamery does not run.
 UNSUPPORTED_SERVERS = ("cherrypy", "gevent", "paste", "twisted")
 # Multipart framing around the largest upload, so the server never refuses what the app accepts.
@@ -51,7 +51,7 @@ def serve(config: Config) -> None:
     prepare_multiprocess_metrics(config)
     log.info(
         "creamery %s serving %s on %s",
-        creamery.__version__,
+        __version__,
         ", ".join(str(root) for root in config.roots),
         _url(config),
     )
@@ -124,13 +124,6 @@ def raise_fd_limit(max_connections: int) -> None:
         )
 
 
-def start_reaper(config: Config) -> None:
-    """In each process that accepts connections: close those that never send a byte."""
-    from creamery import reaper
-
-    reaper.start(config.port, config.header_timeout)
-
-
 def _per_worker(config: Config) -> int:
     return max(1, math.ceil(config.max_connections / config.workers))
 
@@ -201,7 +194,7 @@ def _run_granian_in_process(config: Config) -> None:
     from granian.log import LogLevels
     from granian.server.embed import Server
 
-    from creamery.web import create_app
+    from creamery.web.app import create_app
 
     logging.getLogger("_granian").addFilter(_QuietEmbedWarning())
     levels = {0: LogLevels.warning, 1: LogLevels.info}
@@ -303,7 +296,7 @@ def _run_gunicorn(config: Config) -> None:
 
         # types-gunicorn's WSGI alias has a start_response without PEP 3333's exc_info.
         def load(self) -> WsgiApp | Creamery:  # type: ignore[override]
-            from creamery.web import create_app
+            from creamery.web.app import create_app
 
             app = create_app(config)
             start_reaper(config)
@@ -330,14 +323,14 @@ def _run_hypercorn(config: Config) -> None:
 def _run_waitress(config: Config) -> None:
     import waitress
 
-    from creamery.web import create_app
+    from creamery.web.app import create_app
 
     start_reaper(config)
     waitress.serve(
         _wsgi(create_app(config)),
         host=config.host,
         port=config.port,
-        ident=f"creamery/{creamery.__version__}",
+        ident=f"creamery/{__version__}",
         max_request_body_size=config.max_upload_size + _UPLOAD_SLACK,
         connection_limit=config.max_connections,
         backlog=_BACKLOG,
@@ -353,7 +346,7 @@ def _run_wsgiref(config: Config) -> None:
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    from creamery.web import create_app
+    from creamery.web.app import create_app
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 from wsgiref.types import StartResponse, WSGIEnvironment
 
-import creamery
-from creamery.asgi_types import Scope
-from creamery.config import FALSE_WORDS
+from creamery.core.config import FALSE_WORDS, config_from_app_kwargs
+from creamery.http.status_line import REASON_KEY
+from creamery.web.app import create_app
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
     from a2wsgi.wsgi_typing import Environ as A2wsgiEnviron
     from a2wsgi.wsgi_typing import ExceptionInfo
 
-    from creamery.web import Creamery
+    from creamery.web.app import Creamery
 
 _LIST_KEYS = {"roots": "\n", "root": "\n", "authenticate": " "}
 _INT_KEYS = frozenset({"cache_control", "verbosity"})
@@ -35,15 +34,10 @@ _BOOL_KEYS = frozenset({"overwrite", "disable_fallback", "redirect_to_fallback"}
 
 Environ = WSGIEnvironment  # PEP 3333: a dict whose values are of many types
 
-# The environ key where the app leaves a reason phrase for the status line (see reason_phrase).
-REASON_KEY = "creamery.reason_phrase"
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
-_MAX_REASON = 200
-
 
 def wsgi_app(**kwargs: Any) -> WsgiApp:
     """`creamery.app(**kwargs)` as a WSGI application, its index loaded on return."""
-    return WsgiApp(creamery.app(**kwargs))
+    return WsgiApp(create_app(config_from_app_kwargs(kwargs)))
 
 
 def paste_app_factory(global_conf: dict[str, Any], **local_conf: str) -> WsgiApp:
@@ -60,18 +54,6 @@ def _paste_value(key: str, value: str) -> str | int | bool | list[str]:
     if key in _BOOL_KEYS:
         return value.strip().lower() not in FALSE_WORDS
     return value
-
-
-def reason_phrase(scope: Scope, reason: str) -> None:
-    """Ask for *reason* in the status line (`409 File already exists: ...`), where possible.
-
-    ASGI has no reason phrase: granian and uvicorn send the standard one. Under a WSGI host the
-    status line is ours to write, so the reason goes there too (twine prints it).
-    """
-    environ = scope.get("wsgi_environ")
-    if isinstance(environ, dict):
-        text = _UNPRINTABLE.sub("?", reason).strip()  # a status line holds no CR, LF or UTF-8
-        environ[REASON_KEY] = text[:_MAX_REASON]
 
 
 _PLAIN_TEXT = [

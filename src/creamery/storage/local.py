@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from creamery import durable
+from creamery.core import durable
 from creamery.storage import ChangeCallback, Listing, StoredFile, Watch, inotify
 
 if TYPE_CHECKING:
-    from creamery.state import StateDir
+    from creamery.storage.state import StateDir
 
 log = logging.getLogger("creamery.storage")
 

@@ -1,0 +1,270 @@
+"""Facts that cost a read of the file: digests and core metadata, cached on disk.
+
+Each fact is computed once per file version, keyed by (path, size, mtime, inode), and kept in a
+small SQLite file so that a restart does not recompute it. The cache is disposable: delete it
+at will.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+from creamery.core import archives
+from creamery.storage import StoredFile
+
+log = logging.getLogger("creamery.facts")
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Digests:
+    sha256: str
+    extra: dict[str, str]  # other hashlib algorithms asked for (--hash-algo)
+
+    def get(self, algo: str) -> str:
+        return self.sha256 if algo == "sha256" else self.extra[algo]
+
+
+@dataclass(frozen=True, slots=True)
+class CoreMetadata:
+    """PEP 658 metadata of a distribution (None fields when absent)."""
+
+    raw: bytes | None  # the METADATA / PKG-INFO bytes, served as <file>.metadata for wheels
+    sha256: str | None
+    name: str | None
+    version: str | None
+    summary: str | None
+    requires_python: str | None
+
+
+NO_METADATA = CoreMetadata(None, None, None, None, None, None)
+
+
+def compute_digests(path: Path, algos: tuple[str, ...]) -> Digests:
+    hashers = {"sha256": hashlib.sha256(), **{a: hashlib.new(a) for a in algos if a != "sha256"}}
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    sha256 = hashers.pop("sha256").hexdigest()
+    return Digests(sha256, {a: h.hexdigest() for a, h in hashers.items()})
+
+
+def read_metadata_bytes(path: Path, kind: str, filename: str | None = None) -> bytes | None:
+    """METADATA of a wheel, PKG-INFO of an sdist or egg; None when there is none to read.
+
+    Read within the limits of `archives`: a file that exceeds one is listed without its core
+    metadata, and says so in one log line (the result is cached, so once per file version).
+    """
+    name = filename or path.name
+    try:
+        return archives.inspect(path, name, kind).metadata
+    except archives.ArchiveLimitError as error:
+        log.warning("not reading the metadata of %s: %s", name, error)
+    except archives.ArchiveError as error:
+        log.info("can't read the metadata of %s: %s", name, error)
+    return None
+
+
+def parse_core_metadata(raw: bytes | None) -> CoreMetadata:
+    if raw is None:
+        return NO_METADATA
+    headers = BytesHeaderParser().parsebytes(raw)
+
+    def field(key: str) -> str | None:
+        value = headers.get(key)
+        return str(value).strip() if value is not None else None
+
+    return CoreMetadata(
+        raw=raw,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        name=field("Name"),
+        version=field("Version"),
+        summary=field("Summary"),
+        requires_python=field("Requires-Python") or None,
+    )
+
+
+def dedent_header_description(raw: bytes, description: str) -> str:
+    """A Description given as a header, with the continuation indent removed.
+
+    Metadata 1.x (and setuptools until 2.1) put the long description in a header whose
+    continuation lines start with 8 spaces, or 7 spaces and `|` (the core metadata spec);
+    PyPI and pkginfo strip them, and the blank lines around it (a description that starts on
+    the header's next line). A description in the message body is returned as it is.
+    """
+    head = raw.split(b"\n\n", 1)[0].split(b"\r\n\r\n", 1)[0]
+    if not any(line[:12].lower() == b"description:" for line in head.splitlines()):
+        return description
+    return "\n".join(_strip_continuation(line) for line in description.strip().splitlines())
+
+
+def _strip_continuation(line: str) -> str:
+    if line.startswith("        ") or line.startswith("       |"):
+        return line[8:]
+    return line
+
+
+class FactsCache:
+    """Digests and metadata of files, computed at most once per file identity.
+
+    A file's identity is (path, size, mtime_ns, inode): a file replaced by a rename, a link or
+    an in-place copy changes at least one, so a fact never outlives the bytes it describes. A
+    fact computed while the file changed under the reader is returned but not kept.
+    """
+
+    def __init__(self, directory: Path | None, algos: tuple[str, ...]) -> None:
+        self.algos = tuple(a for a in algos if a != "sha256")
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        if directory is not None:
+            self._db = _open_db(directory)
+
+    def digests(self, stored: StoredFile) -> Digests:
+        known = self.known_digests(stored)
+        if known is not None:
+            return known
+        digests = compute_digests(stored.path, self.algos)
+        if _unchanged(stored):
+            self.remember_digests(stored, digests)
+        return digests
+
+    def remember_digests(self, stored: StoredFile, digests: Digests) -> None:
+        """Keep digests computed elsewhere (while an upload streamed in) for this identity."""
+        extra_text = ",".join(f"{a}={h}" for a, h in digests.extra.items())
+        self._put(
+            "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?)",
+            stored,
+            digests.sha256,
+            extra_text,
+        )
+
+    def known_digests(self, stored: StoredFile) -> Digests | None:
+        """The digests if already computed for this file version; never reads the file."""
+        row = self._get("SELECT sha256, extra FROM digests" + _WHERE, stored)
+        if row is not None:
+            extra = dict(item.split("=", 1) for item in row[1].split(",") if item)
+            if all(a in extra for a in self.algos):
+                return Digests(row[0], extra)
+        return None
+
+    def metadata(self, stored: StoredFile, kind: str) -> CoreMetadata:
+        row = self._get("SELECT raw FROM metadata" + _WHERE, stored)
+        if row is not None:
+            return parse_core_metadata(row[0])
+        raw = read_metadata_bytes(stored.path, kind)
+        if _unchanged(stored):
+            self.remember_metadata(stored, raw)
+        return parse_core_metadata(raw)
+
+    def remember_metadata(self, stored: StoredFile, raw: bytes | None) -> None:
+        """Keep metadata read elsewhere (at upload, from the very bytes published)."""
+        self._put("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?,?)", stored, raw)
+
+    def close(self) -> None:
+        """Close the database (its app is gone); lookups after this compute afresh."""
+        with self._lock:
+            db, self._db = self._db, None
+            if db is not None:
+                db.close()
+
+    def _get(self, sql: str, stored: StoredFile) -> tuple[Any, ...] | None:
+        if self._db is None:
+            return None
+        with self._lock:
+            if self._db is None:  # closed meanwhile
+                return None
+            try:
+                row: tuple[Any, ...] | None = self._db.execute(sql, _identity(stored)).fetchone()
+                return row
+            except sqlite3.Error as error:
+                log.warning("facts cache read failed: %s", error)
+                return None
+
+    def _put(self, sql: str, stored: StoredFile, *values: Any) -> None:
+        if self._db is None:
+            return
+        with self._lock:
+            if self._db is None:  # closed meanwhile
+                return
+            try:
+                self._db.execute(sql, (*_identity(stored), *values))
+                self._db.commit()
+            except sqlite3.Error as error:
+                log.warning("facts cache write failed: %s", error)
+
+
+_WHERE = " WHERE path=? AND size=? AND mtime_ns=? AND inode=?"
+_SCHEMA = 2  # 2: keyed by inode too; older caches are dropped (they are disposable)
+
+
+def _identity(stored: StoredFile) -> tuple[str, int, int, int]:
+    return (stored.abspath, stored.size, stored.mtime_ns, stored.inode)
+
+
+def _unchanged(stored: StoredFile) -> bool:
+    """Is the file on disk still the one *stored* describes (after reading it)?"""
+    try:
+        st = os.stat(stored.path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns, st.st_ino) == (stored.size, stored.mtime_ns, stored.inode)
+
+
+_DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+
+
+def _open_db(directory: Path) -> sqlite3.Connection | None:
+    try:
+        return _connect(directory)
+    except (OSError, sqlite3.Error) as error:
+        if getattr(error, "sqlite_errorname", "") not in _DAMAGED:
+            log.warning("facts cache disabled (%s): facts are recomputed after a restart", error)
+            return None
+        # The cache is disposable: a damaged one (a crash on a disk that lies about fsync, a
+        # stray write) would otherwise stay disabled at every start.
+        log.warning("facts cache %s was damaged (%s): starting afresh", directory, error)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                (directory / f"facts.sqlite3{suffix}").unlink()
+    try:
+        return _connect(directory)
+    except (OSError, sqlite3.Error) as error:
+        log.warning("facts cache disabled (%s): facts are recomputed after a restart", error)
+        return None
+
+
+def _connect(directory: Path) -> sqlite3.Connection:
+    directory.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(directory / "facts.sqlite3", check_same_thread=False, timeout=10)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA cache_size=-512")  # KiB; rows are read once per file version
+        if db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA:
+            db.execute("DROP TABLE IF EXISTS digests")
+            db.execute("DROP TABLE IF EXISTS metadata")
+            db.execute(f"PRAGMA user_version={_SCHEMA}")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
+            " inode INT, sha256 TEXT, extra TEXT)"
+        )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS metadata (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
+            " inode INT, raw BLOB)"
+        )
+        db.commit()
+    except BaseException:
+        db.close()
+        raise
+    return db

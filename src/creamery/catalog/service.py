@@ -1,0 +1,34 @@
+"""The catalog: the one service through which the index is read and changed.
+
+It owns the storage, the state directory, the in-memory index, the facts cache and the change
+log, and records every change it makes so other processes (server workers, the CLI) see it.
+HTTP handlers and the CLI both go through it; it knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from creamery.catalog.facts import FactsCache
+from creamery.catalog.index import Index
+from creamery.changes.journal import Journal
+from creamery.core.config import Config
+from creamery.storage.local import LocalStorage
+from creamery.storage.state import StateDir
+
+
+class Catalog:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state = StateDir(config.state_directory())
+        self.storage = LocalStorage(config.roots, scratch=self.state)
+        self.index = Index(self.storage, self.state)
+        algos = (config.hash_algo,) if config.hash_algo else ()
+        self.facts = FactsCache(config.facts_cache_dir(), algos)
+        self.journal = Journal(self.state.path)
+
+    def record(self, relpaths: Iterable[str]) -> None:
+        """After a write: update this process's index now and tell the other processes."""
+        changed = list(relpaths)
+        self.index.refresh(changed)
+        self.journal.append(changed)

@@ -1,0 +1,729 @@
+"""The `creamery` and `pypi-server` command line, compatible with pypiserver's flags.
+
+Each subcommand is a `Subcommand`: a function adding its arguments and a handler taking the parsed
+namespace and returning the exit status. Common flags (`-v`, log flags, `--hash-algo`, `--backend`)
+are accepted before and after the subcommand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+from creamery.cli import admin, settings
+from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
+from creamery.core.config import (
+    DEFAULT_FALLBACK_URL,
+    DEFAULT_ROOT,
+    UPLOAD_POLICIES,
+    Config,
+    ConfigError,
+    check_auth,
+    check_root,
+    check_state_dir,
+    parse_auth_actions,
+    parse_base_url,
+    parse_hash_algo,
+    parse_health_endpoint,
+)
+from creamery.core.names import normalize
+from creamery.core.version import __version__
+
+PROG = "creamery"
+_DEFAULTS = Config()
+_T = TypeVar("_T")
+_HELP_FLAGS = frozenset({"-h", "--help", "--version"})
+_LEGACY_UPDATE_FLAG = re.compile(r"-U[a-zA-Z]*")  # `-U`, or a short cluster such as `-Ux`
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt](?:i?b)?|b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+class CliError(Exception):
+    """A usage error, reported as one line and exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CliError(message)
+
+
+# ---------------------------------------------------------------- argparse types
+
+
+def _port(text: str) -> int:
+    port = _int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def parse_size(text: str) -> int:
+    """A byte count such as 1024, 500M, 1G or 1.5GiB (binary multiples)."""
+    match = _SIZE.fullmatch(text.strip())
+    size = int(float(match[1]) * _SIZE_UNITS[(match[2] or "")[:1].lower()]) if match else 0
+    if size < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid size {text!r}: use a byte count or a K, M, G or T suffix, such as 500M"
+        )
+    return size
+
+
+# ---------------------------------------------------------------- flags
+
+
+def _add_common_flags(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    """Flags valid on both sides of the subcommand.
+
+    After the subcommand they default to SUPPRESS, so they never overwrite a value given before it
+    (pypiserver's bug); `-v` counts separately there and the two counts are added.
+    """
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if after_command else value
+
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        dest="verbosity_after" if after_command else "verbosity",
+        default=default(0),
+        help="log INFO; repeat for DEBUG (-vv) and everything (-vvv)",
+    )
+    parser.add_argument(
+        "--log-file", metavar="FILE", default=default(None), help="also log to FILE"
+    )
+    parser.add_argument(
+        "--log-stream",
+        type=str.lower,
+        choices=("stdout", "stderr", "none"),
+        default=default(_DEFAULTS.log_stream),
+        help=f"where to log (default: {_DEFAULTS.log_stream})",
+    )
+    parser.add_argument(
+        "--log-frmt",
+        metavar="FORMAT",
+        default=default(_DEFAULTS.log_frmt),
+        help="logging format string for every handler",
+    )
+    parser.add_argument(
+        "--hash-algo",
+        metavar="ALGO",
+        default=default(_DEFAULTS.hash_algo),
+        help="hashlib algorithm for link fragments; 0/no/off/false disables (default: sha256)",
+    )
+    parser.add_argument(
+        "--backend",
+        type=str.lower,
+        choices=("auto", "simple-dir", "cached-dir"),
+        default=default(_DEFAULTS.backend),
+        help="accepted for pypiserver compatibility; creamery has one storage backend",
+    )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    from creamery.server import SERVER_CHOICES, SERVERS
+
+    parser.add_argument(
+        "package_directory",
+        metavar="PACKAGES_DIRECTORY",
+        nargs="*",
+        help="directories to serve, scanned recursively; uploads go to the first (default: "
+        "~/packages)",
+    )
+    parser.add_argument(
+        "-p", "--port", type=_port, default=_DEFAULTS.port, help="listen on PORT (default: 8080)"
+    )
+    parser.add_argument(
+        "-i",
+        "-H",
+        "--interface",
+        "--host",
+        dest="host",
+        default=_DEFAULTS.host,
+        help="listen on HOST (default: 0.0.0.0, every interface)",
+    )
+    parser.add_argument(
+        "-a",
+        "--authenticate",
+        metavar="ACTIONS",
+        default=",".join(sorted(_DEFAULTS.authenticate)),
+        help="comma list of update, download, list to protect; '.' for none (with -P .)",
+    )
+    parser.add_argument(
+        "-P",
+        "--passwords",
+        dest="password_file",
+        metavar="PASSWORD_FILE",
+        help="htpasswd file; '.' for no authentication (with -a .)",
+    )
+    parser.add_argument(
+        "--disable-fallback",
+        action="store_true",
+        help="answer 404 for unknown projects instead of redirecting to the fallback URL",
+    )
+    parser.add_argument(
+        "--fallback-url",
+        default=_DEFAULTS.fallback_url,
+        help=f"where unknown projects redirect (default: {_DEFAULTS.fallback_url})",
+    )
+    parser.add_argument(
+        "--health-endpoint",
+        default=_DEFAULTS.health_endpoint,
+        help="path answering 200 for health checks (default: /health)",
+    )
+    parser.add_argument(
+        "--server",
+        metavar="SERVER",
+        type=str.lower,
+        choices=SERVER_CHOICES,
+        default=_DEFAULTS.server,
+        help=f"HTTP server: {', '.join(SERVERS)} (default: auto, granian, else uvicorn)",
+    )
+    parser.add_argument(
+        "-o", "--overwrite", action="store_true", help="allow uploads to replace existing files"
+    )
+    parser.add_argument(
+        "--welcome", dest="welcome_file", metavar="HTML_FILE", help="template for the start page"
+    )
+    parser.add_argument(
+        "--cache-control",
+        metavar="AGE",
+        type=_non_negative_int,
+        help="send Cache-Control: public, max-age=AGE with package files",
+    )
+    parser.add_argument(
+        "--server-base-url",
+        metavar="PATH",
+        default=_DEFAULTS.server_base_url,
+        help="serve under this path prefix, such as /pypi (default: /)",
+    )
+    parser.add_argument("--log-req-frmt", metavar="FORMAT", default=_DEFAULTS.log_req_frmt)
+    parser.add_argument("--log-res-frmt", metavar="FORMAT", default=_DEFAULTS.log_res_frmt)
+    parser.add_argument("--log-err-frmt", metavar="FORMAT", default=_DEFAULTS.log_err_frmt)
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        type=_positive_int,
+        default=_DEFAULTS.workers,
+        help="server worker processes (default: 1)",
+    )
+    parser.add_argument("--cache-dir", metavar="DIR", help="where to cache hashes and metadata")
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="creamery's own data: yank state, provenance, change journal, upload scratch "
+        "(default: .creamery in the first package directory)",
+    )
+    parser.add_argument(
+        "--rescan-interval",
+        metavar="SECONDS",
+        type=_seconds,
+        default=_DEFAULTS.rescan_interval,
+        help="seconds between safety rescans of the directories; 0 disables",
+    )
+    parser.add_argument(
+        "--disable-watch",
+        action="store_true",
+        help="don't watch the directories for file-system events (rescans and checks only)",
+    )
+    parser.add_argument(
+        "--metrics", action="store_true", help="expose Prometheus metrics at /metrics"
+    )
+    parser.add_argument(
+        "--log-conf",
+        metavar="FILE",
+        help="logging configuration file (INI for fileConfig, or .json for dictConfig)",
+    )
+    _add_mirror_arguments(parser)
+    parser.add_argument(
+        "--max-upload-size",
+        metavar="SIZE",
+        type=parse_size,
+        default=_DEFAULTS.max_upload_size,
+        help="largest accepted upload, such as 500M or 2G (default: 1G)",
+    )
+    _add_connection_arguments(parser)
+    parser.add_argument(
+        "--upload-policy",
+        type=str.lower,
+        choices=UPLOAD_POLICIES,
+        default=_DEFAULTS.upload_policy,
+        help="which uploads are accepted: strict (PyPI's rules: wheels and .tar.gz/.zip sdists,"
+        " PEP 440 versions) or pypiserver (whatever pypiserver 2.x accepts) (default: strict)",
+    )
+    group = parser.add_argument_group(
+        "configuration",
+        f"Every option can also come from the environment, named after its long flag "
+        f"({settings.ENV_PREFIX}PORT, {settings.ENV_PREFIX}HASH_ALGO, "
+        f"{settings.ENV_PREFIX}PACKAGES_DIRECTORY...), or from a TOML file; precedence: flag > "
+        f"environment > file > default. See docs/configuration.md.",
+    )
+    group.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help=f"read options from this TOML file (or ${settings.CONFIG_FILE_ENV})",
+    )
+    group.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective options and where each came from, then exit",
+    )
+
+
+def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "connections and timeouts (see docs/security.md)",
+    )
+    group.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=_positive_int,
+        default=_DEFAULTS.max_connections,
+        help=f"open connections served at once, over all workers; more wait in the listen queue "
+        f"(default: {_DEFAULTS.max_connections})",
+    )
+    group.add_argument(
+        "--header-timeout",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=_DEFAULTS.header_timeout,
+        help=f"close a connection that has not sent its request headers within this time "
+        f"(default: {_DEFAULTS.header_timeout:g})",
+    )
+    group.add_argument(
+        "--body-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=_DEFAULTS.body_timeout,
+        help=f"answer 408 and close when a request body sends nothing for this long; 0 waits "
+        f"forever (default: {_DEFAULTS.body_timeout:g})",
+    )
+    group.add_argument(
+        "--max-client-requests",
+        metavar="N",
+        type=_non_negative_int,
+        default=_DEFAULTS.max_client_requests,
+        help=f"requests one client address may have in progress per worker; more get 429; 0 "
+        f"disables (default: {_DEFAULTS.max_client_requests})",
+    )
+    group.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="start even if another process listens on the port, sharing its connections "
+        "(SO_REUSEPORT; granian only)",
+    )
+
+
+def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("caching mirror (instead of redirecting to --fallback-url)")
+    group.add_argument(
+        "--mirror",
+        action="store_true",
+        help="serve projects not hosted here from --fallback-url, caching pages and files",
+    )
+    group.add_argument(
+        "--mirror-ttl",
+        metavar="SECONDS",
+        type=_seconds,
+        default=_DEFAULTS.mirror_ttl,
+        help="how long a fetched project page stays fresh (default: 600)",
+    )
+    group.add_argument("--mirror-cache", metavar="DIR", help="where mirrored files are kept")
+    group.add_argument(
+        "--mirror-max-size",
+        metavar="SIZE",
+        type=parse_size,
+        help="evict least recently used mirrored files beyond this size, such as 20G",
+    )
+    group.add_argument(
+        "--mirror-merge",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a local project whose upstream files may be merged in (repeatable; or @FILE)",
+    )
+    group.add_argument(
+        "--extra-upstream",
+        metavar="URL",
+        action="append",
+        default=[],
+        help="another index to mirror, asked after --fallback-url (repeatable)",
+    )
+    group.add_argument(
+        "--upstream-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=_DEFAULTS.upstream_timeout,
+        help="give up on an upstream after this long and serve stale copies (default: 10)",
+    )
+
+
+def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "package_directory",
+        metavar="PACKAGES_DIRECTORY",
+        nargs="*",
+        help="directories whose projects to check, scanned recursively (default: ~/packages)",
+    )
+    parser.add_argument(
+        "-x",
+        "--execute",
+        action="store_true",
+        help="download the newer wheels and sdists (sha256-verified) instead of only printing "
+        "pip commands",
+    )
+    parser.add_argument(
+        "-d",
+        "--download-directory",
+        metavar="DIR",
+        help="where new files go (default: the directory of the project's latest file)",
+    )
+    parser.add_argument(
+        "-u",
+        "--allow-unstable",
+        action="store_true",
+        help="also consider pre-releases (alpha, beta, rc, dev)",
+    )
+    parser.add_argument(
+        "--blacklist-file",
+        "--ignorelist-file",
+        dest="ignorelist_file",
+        metavar="FILE",
+        help="projects to skip: one name per line, # comments, any spelling of the name",
+    )
+    parser.add_argument(
+        "--index-url",
+        metavar="URL",
+        default=DEFAULT_FALLBACK_URL,
+        help=f"simple index to compare with; must speak PEP 691 JSON (default: "
+        f"{DEFAULT_FALLBACK_URL})",
+    )
+    parser.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=30.0,
+        help="give up on a request after this long; 0 waits forever (default: 30)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        metavar="N",
+        type=_positive_int,
+        default=8,
+        help="requests in flight at once (default: 8)",
+    )
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def _run(args: argparse.Namespace) -> int:
+    from creamery.http.logs import setup_logging
+    from creamery.server import serve
+
+    config = config_from_args(args)
+    if args.print_config:
+        roots = {"package_directory": [str(root) for root in config.roots]}
+        print(settings.render(run_options(), args, args.sources, roots), end="")
+        return 0
+    setup_logging(config)
+    serve(config)
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    try:
+        from creamery.cli.update import run_update
+    except ModuleNotFoundError as error:
+        if error.name != "creamery.cli.update":
+            raise
+        raise CliError("creamery update is not available yet") from error
+    status: int | None = run_update(args)
+    return status or 0
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS = (
+    Subcommand("run", "serve the package directories", _add_run_arguments, _run),
+    Subcommand("update", "list or download newer releases", _add_update_arguments, _update),
+    Subcommand("passwd", "add or update a user in an htpasswd file", *admin.PASSWD),
+    Subcommand("yank", "yank a release or file (PEP 592)", *admin.YANK),
+    Subcommand("unyank", "un-yank a release or file", *admin.UNYANK),
+    Subcommand("remove", "remove a release (or a whole project)", *admin.REMOVE),
+    Subcommand("mirror-cache", "show or clear the caching mirror's cache", *MIRROR_CACHE),
+)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="A fast, self-hosted Python package index.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _add_common_flags(parser, after_command=False)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in SUBCOMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        _add_common_flags(sub, after_command=True)
+        command.add_arguments(sub)
+        sub.set_defaults(handler=command.handler)
+    return parser
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> argparse.Namespace:
+    """Parse, accepting pypiserver's legacy form (no subcommand, `-U` for update).
+
+    For `run`, what no flag gives comes from *environ* (default: `os.environ`) or the --config
+    file (settings.py), and `args.sources` says where each option's value came from.
+    """
+    argv = list(argv)
+    names = {command.name for command in SUBCOMMANDS}
+    legacy = not names.intersection(argv) and not _HELP_FLAGS.intersection(argv)
+    if legacy:
+        argv = _legacy_argv(argv)
+    args = _parse(make_parser(), argv)
+    args.verbosity += vars(args).pop("verbosity_after", 0)
+    if args.command == "run":
+        # Parsed again without defaults, the namespace holds only what the flags gave.
+        given = _parse(_without_defaults(make_parser()), argv)
+        explicit = {dest for dest, value in vars(given).items() if value != []}
+        if "verbosity_after" in explicit:
+            explicit.add("verbosity")
+        environ = os.environ if environ is None else environ
+        args.sources = settings.apply(run_options(), args, explicit, environ)
+    if legacy:  # like pypiserver, only once the arguments are known to be good
+        print(
+            f"{PROG}: warning: running without a command is deprecated,"
+            f" use '{PROG} {args.command} ...'",
+            file=sys.stderr,
+        )
+    return args
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Directories after options (`yank P V --reason R DIR`): argparse takes positionals
+        # in one go, so collect the stragglers here.
+        if any(e.startswith("-") for e in extra) or not hasattr(args, "package_directory"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.package_directory = [*(getattr(args, "package_directory", None) or []), *extra]
+    return args
+
+
+def _without_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action._name_parser_map.values():
+                _without_defaults(sub)
+    return parser
+
+
+def run_options() -> list[settings.Option]:
+    """The `run` options that the environment and a --config file may set."""
+    parser = make_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return settings.options_of(action._name_parser_map["run"])
+    raise AssertionError("no run command")
+
+
+def _legacy_argv(argv: list[str]) -> list[str]:
+    """pypiserver 1.x: `pypi-server [-U] [OPTIONS] [DIR...]` becomes `run`/`update ...`."""
+    rest: list[str] = []
+    command = "run"
+    for token in argv:
+        if _LEGACY_UPDATE_FLAG.fullmatch(token):
+            command = "update"
+            token = "-" + token[2:]
+            if token == "-":
+                continue
+        rest.append(token)
+    return [command, *rest]
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The `run` namespace as a checked Config; ConfigError names the first bad value.
+
+    A value from the environment or a --config file is named with its source.
+    """
+    sources: dict[str, settings.Source] = getattr(args, "sources", {})
+
+    def checked(dest: str, convert: Callable[[Any], _T]) -> _T:
+        with settings.blame(sources, dest):
+            return convert(getattr(args, dest))
+
+    def directories(given: Sequence[str | Path] | None) -> tuple[Path, ...]:
+        return tuple(check_root(Path(directory)) for directory in given or (DEFAULT_ROOT,))
+
+    config = Config(
+        host=args.host,
+        port=args.port,
+        authenticate=checked("authenticate", parse_auth_actions),
+        password_file=_path(args.password_file),
+        disable_fallback=args.disable_fallback,
+        fallback_url=args.fallback_url,
+        health_endpoint=checked("health_endpoint", parse_health_endpoint),
+        server=args.server,
+        overwrite=args.overwrite,
+        hash_algo=checked("hash_algo", parse_hash_algo),
+        cache_control=args.cache_control,
+        server_base_url=checked("server_base_url", parse_base_url),
+        backend=args.backend,
+        verbosity=args.verbosity,
+        log_file=_path(args.log_file),
+        log_stream=args.log_stream,
+        log_frmt=args.log_frmt,
+        log_req_frmt=args.log_req_frmt,
+        log_res_frmt=args.log_res_frmt,
+        log_err_frmt=args.log_err_frmt,
+        workers=args.workers,
+        cache_dir=_path(args.cache_dir),
+        state_dir=_path(args.state_dir),
+        rescan_interval=args.rescan_interval,
+        watch=not args.disable_watch,
+        max_upload_size=args.max_upload_size,
+        upload_policy=args.upload_policy,
+        metrics=args.metrics,
+        log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),
+        mirror=args.mirror,
+        mirror_ttl=args.mirror_ttl,
+        mirror_cache=_path(args.mirror_cache),
+        mirror_max_size=args.mirror_max_size,
+        mirror_merge=checked("mirror_merge", parse_merge_list),
+        extra_upstreams=tuple(args.extra_upstream),
+        upstream_timeout=args.upstream_timeout,
+        max_connections=args.max_connections,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_client_requests=args.max_client_requests,
+        reuse_port=args.reuse_port,
+        # File-system checks last: a mistyped flag is reported before a missing directory.
+        roots=checked("package_directory", directories),
+        welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),
+    )
+    if config.state_dir is not None:
+        with settings.blame(sources, "state_dir"):
+            config = config.with_updates(state_dir=check_state_dir(config.state_dir, config.roots))
+    with settings.blame(sources, "authenticate", "password_file"):
+        config = check_auth(config)
+    with settings.blame(sources, "password_file"):
+        _readable(config.password_file, "password file")
+    if config.mirror:
+        from creamery.mirror.client import Upstream
+
+        with settings.blame(sources, "fallback_url", "extra_upstream"):
+            for url in (config.fallback_url, *config.extra_upstreams):
+                Upstream.parse(url)
+    return config
+
+
+def parse_merge_list(items: list[str]) -> tuple[str, ...]:
+    """`--mirror-merge NAME` or `--mirror-merge @FILE` (one name per line, # comments)."""
+    names: list[str] = []
+    for item in items:
+        if item.startswith("@"):
+            path = _readable(Path(item[1:]).expanduser(), "merge list file")
+            assert path is not None
+            lines = path.read_text("utf-8").splitlines()
+            names += [line.split("#", 1)[0].strip() for line in lines]
+        else:
+            names.append(item)
+    return tuple(sorted({normalize(n) for n in names if n}))
+
+
+def _path(text: str | None) -> Path | None:
+    return None if text is None else Path(text).expanduser()
+
+
+def _readable(path: Path | None, what: str) -> Path | None:
+    if path is not None:
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as error:
+            raise ConfigError(f"{what} {str(path)!r} can't be read: {error.strerror}") from error
+    return path
+
+
+def build_run_config(argv: Sequence[str]) -> Config:
+    """The Config that `creamery ARGV` would serve, without serving it."""
+    args = parse_args(argv)
+    if args.command != "run":
+        raise CliError(f"not a run command: {args.command}")
+    return config_from_args(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        status: int = args.handler(args)
+    except (CliError, ConfigError) as error:
+        print(f"{PROG}: error: {' '.join(str(error).splitlines())}", file=sys.stderr)
+        return 2
+    except SystemExit as done:  # --help, --version, or a server exiting on its own
+        return _exit_status(done)
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+def _exit_status(done: SystemExit) -> int:
+    if done.code is None or isinstance(done.code, int):
+        return done.code or 0
+    print(done.code, file=sys.stderr)
+    return 1

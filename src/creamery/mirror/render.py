@@ -1,0 +1,150 @@
+"""Our simple pages for mirrored projects, rendered by `simple_api` like local ones, so they carry
+the same standards (hashes, requires-python, yanked, core metadata, sizes, upload times), with
+file URLs that lead through creamery and PEP 708 `tracks` / `alternate-locations` when merged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from html import escape
+from urllib.parse import quote
+
+from creamery.core.names import parse_filename, version_sort_key
+from creamery.mirror.listing import Listing
+from creamery.render.negotiation import Format
+from creamery.render.simple_api import (
+    API_VERSION,
+    FileEntry,
+    Page,
+    make_page,
+    render_project_html,
+    render_project_json,
+)
+
+PEP_708_VERSION = "1.2"
+_NO_SIZE_VERSION = "1.0"  # PEP 700 (1.1) makes sizes mandatory; HTML upstreams don't give them
+_UNKNOWN_SIZE = -1
+# Preferred digests for the HTML fragment, when the configured one is not listed upstream.
+_FRAGMENT_ALGOS = ("sha256", "sha512", "sha384", "blake2b", "sha1", "md5")
+
+
+def upstream_entries(listing: Listing) -> list[FileEntry]:
+    """The listing's files, with URLs relative to our project page (`/upstream/<p>/<file>`)."""
+    entries = []
+    for item in listing.files:
+        parsed = parse_filename(item.filename)
+        if parsed is None:  # the listing keeps parseable names only
+            continue
+        entries.append(
+            FileEntry(
+                filename=item.filename,
+                version=parsed.version,
+                url=f"../../upstream/{quote(listing.project)}/{quote(item.filename)}",
+                hashes=item.hashes,
+                requires_python=item.requires_python,
+                # Only a digest lets us verify the .metadata file we pass on.
+                core_metadata_sha256=(item.core_metadata or {}).get("sha256"),
+                gpg_sig=False,
+                yanked=item.yanked,
+                size=_UNKNOWN_SIZE if item.size is None else item.size,
+                upload_time=item.upload_time or "",
+                # Provenance stays at the upstream: it is evidence about the file, not the file.
+                provenance=item.provenance,
+            )
+        )
+    return entries
+
+
+def render_mirrored(
+    project: str,
+    listing: Listing | None,
+    local: Sequence[FileEntry],
+    hash_algo: str | None,
+) -> dict[Format, Page]:
+    """Pages for *project*: upstream files, and local ones first when merged."""
+    upstream = upstream_entries(listing) if listing is not None else []
+    local_names = {entry.filename for entry in local}
+    entries = [*local, *(e for e in upstream if e.filename not in local_names)]
+    entries.sort(key=lambda e: (version_sort_key(e.version), e.filename))
+    tracks: list[str] = []
+    alternates: list[str] = []
+    if listing is not None:
+        tracks += listing.tracks
+        alternates += listing.alternate_locations
+        if local:  # merged: say which upstream project ours extends
+            tracks.append(listing.url)
+            alternates.append(listing.url)
+    version = _api_version(entries, bool(tracks or alternates))
+    algo = _fragment_algo(entries, hash_algo)
+    html = _html(project, entries, algo, version, _unique(tracks), _unique(alternates))
+    versions = listing.versions if listing is not None else ()
+    body = _json(project, entries, version, _unique(tracks), _unique(alternates), versions)
+    return {
+        Format.TEXT_HTML: make_page(html, Format.TEXT_HTML),
+        Format.HTML: make_page(html, Format.HTML),
+        Format.JSON: make_page(body, Format.JSON),
+    }
+
+
+def _api_version(entries: Sequence[FileEntry], pep_708: bool) -> str:
+    if any(entry.size == _UNKNOWN_SIZE for entry in entries):
+        return _NO_SIZE_VERSION
+    if pep_708:
+        return max(API_VERSION, PEP_708_VERSION, key=lambda v: tuple(map(int, v.split("."))))
+    return API_VERSION
+
+
+def _fragment_algo(entries: Sequence[FileEntry], preferred: str | None) -> str | None:
+    """A digest every entry has, for the `#<algo>=` fragment of the HTML links."""
+    for algo in dict.fromkeys((preferred, *_FRAGMENT_ALGOS)):
+        if algo is not None and all(algo in entry.hashes for entry in entries):
+            return algo
+    return None
+
+
+def _html(
+    project: str,
+    entries: list[FileEntry],
+    algo: str | None,
+    version: str,
+    tracks: list[str],
+    alternates: list[str],
+) -> bytes:
+    html = render_project_html(project, entries, algo)
+    head = [f'<meta name="pypi:repository-version" content="{version}">']
+    head += [f'    <meta name="pypi:tracks" content="{escape(url)}">' for url in tracks]
+    head += [
+        f'    <meta name="pypi:alternate-locations" content="{escape(url)}">' for url in alternates
+    ]
+    rendered = f'<meta name="pypi:repository-version" content="{API_VERSION}">'.encode()
+    return html.replace(rendered, "\n".join(head).encode(), 1)
+
+
+def _json(
+    project: str,
+    entries: list[FileEntry],
+    version: str,
+    tracks: list[str],
+    alternates: list[str],
+    upstream_versions: Sequence[str] = (),
+) -> bytes:
+    document = json.loads(render_project_json(project, entries))
+    if upstream_versions:  # PEP 700: the upstream's versions, those without files included
+        known = {*document["versions"], *upstream_versions}
+        document["versions"] = sorted(known, key=version_sort_key)
+    for item, entry in zip(document["files"], entries, strict=True):
+        if entry.size == _UNKNOWN_SIZE:
+            del item["size"]
+        if not entry.upload_time:
+            del item["upload-time"]  # optional in PEP 700
+    document["meta"]["api-version"] = version
+    if tracks:
+        document["meta"]["tracks"] = tracks  # PEP 708: `meta.tracks`
+    if alternates:
+        document["alternate-locations"] = alternates  # PEP 708: a top-level key
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def _unique(urls: list[str]) -> list[str]:
+    return list(dict.fromkeys(urls))

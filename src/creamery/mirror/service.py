@@ -1,0 +1,221 @@
+"""The caching mirror: projects not hosted here are served from the upstream indexes.
+
+It wraps the local index rather than changing it: `web.Creamery` asks `handles(project)` and
+hands over the simple page of such a project and the `/upstream/<project>/<file>` downloads.
+Local projects are never mixed with upstream files (dependency confusion) unless listed in
+`--mirror-merge`. See docs/mirror.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+from creamery.catalog.index import METADATA
+from creamery.http import files
+from creamery.http.asgi_types import Scope, Send
+from creamery.http.files import header, send_text
+from creamery.mirror.cache import MirrorCache
+from creamery.mirror.client import Failure, UpstreamClient
+from creamery.mirror.listing import UpstreamFile, is_safe_filename
+from creamery.mirror.projects import Known, UpstreamProjects
+from creamery.mirror.render import render_mirrored
+from creamery.mirror.transfer import Downloads, Job
+from creamery.render.negotiation import Format
+from creamery.render.simple_api import Page, file_entries
+
+if TYPE_CHECKING:
+    from creamery.catalog.facts import FactsCache
+    from creamery.catalog.index import Index
+    from creamery.core.config import Config
+    from creamery.http.observe import Observer
+
+log = logging.getLogger("creamery.mirror")
+
+
+_PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # a PEP 503-normalized name
+# Digests we verify downloads with, strongest first.
+_VERIFY_ALGOS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
+STALE_HEADERS = [(b"warning", b'110 - "Response is Stale"'), (b"x-creamery-stale", b"1")]
+
+
+class Host(Protocol):
+    """What the mirror reads of the app that hosts it (`web.Creamery`), without importing it."""
+
+    @property
+    def config(self) -> Config: ...
+    @property
+    def index(self) -> Index: ...
+    @property
+    def facts(self) -> FactsCache: ...
+    @property
+    def observer(self) -> Observer: ...
+    @property
+    def small_files(self) -> files.SmallFiles: ...
+
+
+class Mirror:
+    def __init__(self, creamery: Host) -> None:
+        config = creamery.config
+        self.creamery = creamery
+        self.config = config
+        self.merge = frozenset(config.mirror_merge)
+        self.cache = MirrorCache(config.mirror_cache_dir(), config.mirror_max_size)
+        self.client = UpstreamClient(
+            (config.fallback_url, *config.extra_upstreams), config.upstream_timeout
+        )
+        self.projects = UpstreamProjects(self.cache, self.client, config.mirror_ttl)
+        self.downloads = Downloads(self.cache, self.client)
+        self._closing: asyncio.Task[None] | None = None
+
+    def handles(self, project: str) -> bool:
+        """Projects hosted here are ours alone, unless the operator allowed merging them."""
+        return project not in self.creamery.index.projects or project in self.merge
+
+    def close(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop, so no connections left to close
+        self._closing = loop.create_task(self.client.aclose())
+
+    def _count(self, kind: str, result: str) -> None:
+        metrics = self.creamery.observer.metrics
+        if metrics is not None:
+            metrics.mirror_events.labels(kind, result).inc()
+
+    def cached_bytes(self) -> int:
+        """Bytes of mirrored files on disk (walks the cache: for scrapes, not hot paths)."""
+        return sum(entry.size for entry in self.cache.list_files())
+
+    # ------------------------------------------------------------------ project pages
+
+    async def serve_project(self, scope: Scope, send: Send, project: str, fmt: Format) -> None:
+        if not _PROJECT.fullmatch(project):
+            await send_text(send, 404, f"Not Found ({project} is not a valid project name)")
+            return
+        local = project in self.creamery.index.projects
+        known = await self.projects.get(project, fresh=True)
+        if known.listing is None and not local:
+            if known.failure is not None:
+                await send_text(send, known.failure.status, known.failure.text)
+            else:
+                await send_text(send, 404, f"Not Found (no upstream index has {project})")
+            return
+        pages = await self._pages(project, known, local)
+        extra = STALE_HEADERS if known.failure is not None else []
+        self._count("page", "stale" if extra else "served")
+        await send_page(scope, send, pages[fmt], extra)
+
+    async def _pages(self, project: str, known: Known, local: bool) -> dict[Format, Page]:
+        generation = self.creamery.index.project_generation(project) if local else None
+        rendered = known.pages
+        if rendered is not None and rendered[0] == generation and rendered[1] is known.listing:
+            return rendered[2]
+        pages = await anyio.to_thread.run_sync(self._render, project, known, local)
+        known.pages = (generation, known.listing, pages)
+        self.projects.remember(project, known)
+        return pages
+
+    def _render(self, project: str, known: Known, local: bool) -> dict[Format, Page]:
+        hash_algo = self.config.hash_algo
+        entries = []
+        if local:
+            entries = file_entries(self.creamery.index, self.creamery.facts, project, hash_algo)
+        return render_mirrored(project, known.listing, entries, hash_algo)
+
+    # ------------------------------------------------------------------ files
+
+    async def download(self, scope: Scope, send: Send, rest: str) -> None:
+        """`/upstream/<project>/<file>`: from the cache, else from the upstream (and cached)."""
+        project, _, filename = rest.partition("/")
+        dist = filename.removesuffix(METADATA)
+        if not _PROJECT.fullmatch(project) or not is_safe_filename(dist):
+            await send_text(send, 404, f"Not Found ({rest} is not a mirrored file)")
+            return
+        if not self.handles(project):
+            await send_text(
+                send, 404, f"Not Found ({project} is hosted here: upstream files are not served)"
+            )
+            return
+        stored = self.cache.cached(project, filename)
+        self._count("file", "hit" if stored is not None else "miss")
+        if stored is not None:
+            self.cache.touch(stored)
+            await files.send_file(
+                scope, send, stored, self.config.cache_control, self.creamery.small_files
+            )
+            return
+        job = await self._job(project, filename)
+        if isinstance(job, Failure):
+            await send_text(send, job.status, job.text)
+        elif job is None:
+            await send_text(send, 404, f"Not Found ({project}/{filename} is not listed upstream)")
+        elif scope["method"] == "HEAD":
+            await _send_head(send, job)
+        else:
+            await self.downloads.serve(scope, send, job)
+
+    async def _job(self, project: str, filename: str) -> Job | Failure | None:
+        """Where to fetch *filename* and how to verify it; None when no upstream lists it."""
+        known = await self.projects.get(project, fresh=False)
+        found = _listed(known, filename)
+        if found is None and not self.projects.is_fresh(known):
+            known = await self.projects.get(project, fresh=True)  # maybe a new release
+            found = _listed(known, filename)
+        if found is None or known.listing is None:
+            return known.failure if known.listing is None else None
+        await self.projects.keep(known)  # the file will be cached: so must its page be
+        source = known.listing.source
+        if filename.endswith(METADATA):
+            digest = (found.core_metadata or {}).get("sha256")
+            if digest is None:
+                return None
+            url = _metadata_url(found.url)
+            return Job(project, filename, url, source, "sha256", digest, None)
+        algo = next((a for a in _VERIFY_ALGOS if a in found.hashes), None)
+        if algo is None or algo not in hashlib.algorithms_available:
+            log.info("mirror: %s has no digest we know: cached unverified", found.url)
+            algo = None
+        digest = found.hashes[algo] if algo is not None else None
+        return Job(project, filename, found.url, source, algo, digest, found.size)
+
+
+def _listed(known: Known, filename: str) -> UpstreamFile | None:
+    if known.listing is None:
+        return None
+    return known.listing.file(filename.removesuffix(METADATA))
+
+
+def _metadata_url(url: str) -> str:
+    """PEP 658: the file's URL with `.metadata` appended to its path."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=parts.path + METADATA))
+
+
+async def _send_head(send: Send, job: Job) -> None:
+    """HEAD of a file not cached yet: what the listing says, without downloading it."""
+    headers = [(b"content-type", files.content_type(job.filename).encode()), files.NOSNIFF]
+    if job.size is not None:
+        headers.append((b"content-length", str(job.size).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def send_page(scope: Scope, send: Send, page: Page, extra: list[tuple[bytes, bytes]]) -> None:
+    """A rendered page with its strong ETag, or 304 when the client has it (as web.py does)."""
+    inm = header(scope, b"if-none-match")
+    if inm is not None and page.etag in {t.strip() for t in inm.split(",")}:
+        headers = [(b"etag", page.etag.encode()), (b"vary", b"Accept"), files.NOSNIFF, *extra]
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": page.headers + extra})
+    body = b"" if scope["method"] == "HEAD" else page.body
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,504 @@
+"""App wiring: the ASGI application, its hot paths, and the Starlette app for everything else.
+
+The simple API and file downloads are answered here in plain ASGI (a dict lookup and ready
+bytes); every other route goes to Starlette (`routes.py`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio
+
+from creamery.catalog.index import METADATA, PROVENANCE
+from creamery.catalog.service import Catalog
+from creamery.core.config import CONFIG_ENV, Config
+from creamery.core.names import normalize
+from creamery.http import files
+from creamery.http.asgi_types import Receive, Scope, Send
+from creamery.http.errors import answer_client_error, is_client_error
+from creamery.http.files import NOSNIFF, header, location, send_text
+from creamery.http.limits import NO_BODY, Limits, TimedBody
+from creamery.http.observe import Observer, log_error
+from creamery.http.reaper import start_reaper
+from creamery.http.routing import WrongMethod, bad_path, relative_path
+from creamery.render.negotiation import Format, format_from_query, negotiate
+from creamery.render.simple_api import Page, make_page, render_project, render_root
+from creamery.storage import Watch
+from creamery.web.guard import Denial, Guard
+
+if TYPE_CHECKING:
+    from creamery.mirror.service import Mirror
+
+log = logging.getLogger("creamery")
+
+_SETTLE_SECONDS = 0.3  # a sidecar put beside a file by hand is moved once this old
+
+
+class Creamery:
+    """The ASGI application. One instance per worker process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.catalog = Catalog(config)
+        # Shortcuts into the catalog, for the hot paths.
+        self.state = self.catalog.state
+        self.storage = self.catalog.storage
+        self.index = self.catalog.index
+        self.facts = self.catalog.facts
+        self.prefix = "" if config.server_base_url == "/" else config.server_base_url
+        self.guard = Guard(config)
+        self.observer = Observer(config)
+        self.limits = Limits(
+            config.max_client_requests, config.body_timeout, self.prefix + config.health_endpoint
+        )
+        self.small_files = files.SmallFiles()
+        self.mirror: Mirror | None = None
+        if config.mirror:
+            from creamery.mirror.service import Mirror  # only when enabled: it brings in httpx
+
+            self.mirror = Mirror(self)
+        self.journal = self.catalog.journal
+        self._started = False
+        self._loaded = False  # the index scan is done (a forked child keeps it)
+        self._start_lock = threading.Lock()
+        self._migration_lock = threading.Lock()
+        self._moving_lock = threading.Lock()
+        self._migration_timer: threading.Timer | None = None
+        self._unmovable: set[str] = set()
+        self._stoppers: list[Callable[[], None]] = []
+        self._watch: Watch | None = None
+        from creamery.web.routes import build_table
+
+        self.routes = build_table(self)
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Scan the roots (once) and start watching them (once per process)."""
+        with self._start_lock:
+            if self._started:
+                return
+            if self._loaded:  # forked after the scan: catch up on what changed meanwhile
+                catch_up = threading.Thread(target=self.index.rescan, daemon=True)
+                catch_up.start()
+            else:
+                self.state.clean_scratch(self.config.roots)
+                self.index.load()
+                self.migrate_legacy_sidecars()
+                self._loaded = True
+                _restart_in_forked_children(self)
+            if self.config.watch:
+                self._watch = self.storage.watch(self._files_changed, self.index.rescan)
+            if self._watch is not None:
+                self._stoppers.append(self._watch.stop)
+            if self.config.rescan_interval > 0:
+                self._stoppers.append(self._start_rescans(self.config.rescan_interval))
+            self._started = True
+
+    def stop(self) -> None:
+        if self.mirror is not None:
+            self.mirror.close()
+        for stop in self._stoppers:
+            stop()
+        self._stoppers.clear()
+
+    def _files_changed(self, relpaths: list[str]) -> None:
+        self.index.refresh(relpaths)
+        if self.index.legacy:  # a `.yanked` put beside a file by hand: taken in shortly
+            self._schedule_migration()
+
+    def _schedule_migration(self) -> None:
+        with self._migration_lock:
+            if self._migration_timer is not None:
+                return
+            # Events arrive while the file is still being written: let it settle first.
+            timer = threading.Timer(_SETTLE_SECONDS, self._migrate_settled)
+            timer.daemon = True
+            self._migration_timer = timer
+        timer.start()
+
+    def _migrate_settled(self) -> None:
+        with self._migration_lock:
+            self._migration_timer = None
+        try:
+            if self.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS):
+                self._schedule_migration()
+        except Exception:  # a background task must not die
+            log.exception("moving sidecars into the state directory failed")
+
+    def migrate_legacy_sidecars(self, min_age: float = 0.0) -> int:
+        """Move `.yanked`/`.provenance`/`.metadata` files found beside distributions into the
+        state directory (earlier versions kept them there), and tell the other workers.
+        Files changed less than *min_age* seconds ago wait; their count is returned."""
+        with self._moving_lock:
+            young = time.time_ns() - int(min_age * 1e9)
+            legacy = {r: st for r, st in self.index.legacy.items() if r not in self._unmovable}
+            ready = {r: st for r, st in legacy.items() if st.mtime_ns <= young}
+            moved = [r for r, st in ready.items() if self.state.migrate(Path(st.root), r)]
+            # Copied but not removable (a read-only root): once, or a later un-yank would be
+            # undone by the next attempt.
+            self._unmovable |= {r for r, st in ready.items() if Path(st.abspath).exists()}
+            if moved:
+                owners = sorted({r.rpartition(".")[0] for r in moved})
+                self.record_changes(moved + owners)
+            return len(legacy) - len(ready)
+
+    def _start_rescans(self, interval: float) -> Callable[[], None]:
+        stopped = threading.Event()
+
+        def loop() -> None:
+            while not stopped.wait(interval):
+                try:
+                    self.index.rescan()
+                    self.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS)
+                    self.state.clean_scratch(self.config.roots)
+                except Exception:  # the safety net must not die
+                    log.exception("rescan failed")
+
+        threading.Thread(target=loop, name="creamery-rescan", daemon=True).start()
+        return stopped.set
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's watcher threads did not come along; start anew."""
+        self._start_lock = threading.Lock()
+        self._stoppers.clear()
+        self._watch = None  # the parent's reader thread is not here; its descriptor is the parent's
+        self._started = False
+
+    @property
+    def ready(self) -> bool:
+        return self._started or self._loaded
+
+    # ------------------------------------------------------------------ ASGI entry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        # The per-client count, inline: this runs before every request, hot paths included.
+        limits = self.limits
+        client = scope.get("client")
+        address: str = client[0] if client else ""
+        count = limits.in_progress.get(address, 0)
+        counted = count < limits.cap or scope["path"] == limits.exempt
+        if counted:
+            limits.in_progress[address] = count + 1
+            handler = self._handle if scope["method"] in NO_BODY else self._timed
+        else:
+            handler = self._refuse
+        try:
+            if self.observer.active():
+                await self.observer.observe(handler, scope, receive, send)
+            else:
+                await handler(scope, receive, send)
+        except Exception as error:
+            if is_client_error(error):  # the client's mistake, or it went away: never a 500
+                with contextlib.suppress(Exception):
+                    await answer_client_error(scope, send, error, started=False)
+                return
+            if not getattr(error, "already_logged", False):
+                log_error(self.config, scope, error)
+            with contextlib.suppress(Exception):  # fails when the response had started
+                await send_text(send, 500, "Internal Server Error: see the server's log")
+        finally:
+            if counted:
+                count = limits.in_progress[address] - 1
+                if count:
+                    limits.in_progress[address] = count
+                else:  # addresses that have gone leave nothing behind
+                    del limits.in_progress[address]
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Past --max-client-requests: 429."""
+        await self.limits.refuse(send, _client(scope))
+
+    async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request that may carry a body: one that stalls ends with 408 (--body-timeout)."""
+        limits = self.limits
+        if not limits.body_timeout:
+            await self._handle(scope, receive, send)
+            return
+        timed = TimedBody(receive, send, limits.body_timeout)
+        try:
+            await self._handle(scope, timed.receive, timed.send)
+        except Exception:
+            if not timed.timed_out:  # anything raised after a timeout is its consequence
+                raise
+        if timed.timed_out:
+            limits.report_body_timeout(_client(scope), scope["method"], scope["path"])
+            await timed.finish()
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = relative_path(scope)
+        if not self._started:
+            if not self._loaded and path == self.prefix + self.config.health_endpoint:
+                # Health checks don't wait for the scan: they learn it is still loading.
+                threading.Thread(target=self.start, name="creamery-start", daemon=True).start()
+                await send_text(send, 503, "Not ready: the index is loading")
+                return
+            await anyio.to_thread.run_sync(self.start)
+        problem = bad_path(path)
+        if problem is not None:
+            await send_text(send, 400, f"Bad Request: {problem}")
+            return
+        if self.prefix:
+            if not (path.startswith(self.prefix + "/") or path == self.prefix):
+                await send_text(send, 404, "Not Found")
+                return
+            path = path[len(self.prefix) :] or "/"
+            scope["root_path"] = scope.get("root_path", "") + self.prefix
+        await self._catch_up()
+        method = scope["method"]
+        found = self.routes.match(method, path, scope)
+        if found is None:
+            await send_text(send, 404, "Not Found")
+            return
+        if isinstance(found, WrongMethod):
+            allow = ", ".join(found.allowed).encode()
+            await send_text(send, 405, "Method Not Allowed", [(b"allow", allow)])
+            return
+        action = found.route.needs
+        if action is not None and self.guard.required(action):
+            user = await self.guard.check(action, header(scope, b"authorization"), _client(scope))
+            if isinstance(user, Denial):
+                await send_text(send, user.status, user.reason, user.headers)
+                return
+            scope["creamery.user"] = user
+        if not found.route.hot:
+            await self.settle()  # listings, JSON API and XML-RPC answers: all in one place
+        await found.route.handler(scope, receive, send, found.params)
+
+    async def _catch_up(self) -> None:
+        """Apply the file-system events already queued (a file copied just before this request)
+        and what other workers wrote, so a client reads its own writes on any worker."""
+        if self._watch is not None and self._watch.pending():
+            await anyio.to_thread.run_sync(self._watch.drain)
+        changes = self.journal.poll()
+        if changes:
+            self.index.refresh(changes)
+        elif changes is not None:
+            await anyio.to_thread.run_sync(self.index.rescan)
+
+    async def settle(self, *relpaths: str) -> None:
+        """Before a 404 or a listing: find the changes that no event reported (no watch, a
+        network file system), and look on disk for *relpaths*. The hits of the hot paths
+        never come here: they stay free of file-system calls."""
+        if relpaths:
+            await anyio.to_thread.run_sync(self.index.look_for, list(relpaths))
+        if self._watch is None or not self._watch.synchronous:
+            await anyio.to_thread.run_sync(self.index.catch_up_unreported)
+
+    def record_changes(self, relpaths: list[str]) -> None:
+        """After a write: update this worker's index now and tell the other workers."""
+        self.catalog.record(relpaths)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await anyio.to_thread.run_sync(self.start)
+                except Exception as error:
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ------------------------------------------------------------------ simple API
+
+    async def simple(self, scope: Scope, send: Send, rest: str) -> None:
+        fmt = self._negotiate(scope)
+        if fmt is None:
+            await send_text(
+                send,
+                406,
+                "Not Acceptable: this index offers HTML and PEP 691 JSON",
+                [(b"vary", b"Accept")],
+            )
+            return
+        if rest == "":  # an exact route: the dispatcher has looked on disk already
+            page = await self._root_page(fmt)
+            await self._send_page(scope, send, page)
+            return
+        project, slash, tail = rest.partition("/")
+        if tail or not project:
+            await send_text(send, 404, "Not Found")
+            return
+        normalized = normalize(project)
+        if not slash or normalized != project:
+            # Relative, so it holds behind any proxy prefix (and keeps ?format=).
+            target = f"../{normalized}/" if slash else f"{normalized}/"
+            query = scope.get("query_string", b"")
+            query_text = query.decode("utf-8", "surrogateescape")  # location() restores the bytes
+            await self._redirect(send, 301, target + ("?" + query_text if query else ""))
+            return
+        if project not in self.index.projects:
+            await self.settle()  # copied just now? (before the mirror takes it as not hosted)
+        if self.mirror is not None and self.mirror.handles(project):
+            await self.mirror.serve_project(scope, send, project, fmt)
+            return
+        found = await self._project_page(project, fmt)
+        if found is None:
+            await self._unknown_project(scope, send, project)
+            return
+        await self._send_page(scope, send, found)
+
+    def _negotiate(self, scope: Scope) -> Format | None:
+        query = scope.get("query_string", b"")
+        if query and b"format=" in query:
+            from urllib.parse import parse_qs
+
+            values = parse_qs(query.decode("latin-1")).get("format")
+            if values:
+                return format_from_query(values[0])
+        return negotiate(header(scope, b"accept"))
+
+    async def _root_page(self, fmt: Format) -> Page:
+        pages = self.index.pages.get((None, "root"))
+        if pages is None:
+            generation = self.index.project_generation(None)
+            pages = render_root(self.index.project_names())
+            self.index.store_page((None, "root"), pages, generation)
+        return pages[fmt]
+
+    async def _project_page(self, project: str, fmt: Format) -> Page | None:
+        pages = self.index.pages.get((project, "page"))
+        if pages is None:
+            if project not in self.index.projects:
+                return None
+            generation = self.index.project_generation(project)
+            pages = await anyio.to_thread.run_sync(
+                render_project, self.index, self.facts, project, self.config.hash_algo
+            )
+            self.index.store_page((project, "page"), pages, generation)
+        return pages[fmt]
+
+    async def _unknown_project(self, scope: Scope, send: Send, project: str) -> None:
+        if self.config.disable_fallback:
+            await send_text(send, 404, f"Not Found ({project} does not exist)")
+            return
+        status = 302 if files.is_http10(scope) else 303
+        target = self.config.fallback_url.rstrip("/") + f"/{project}/"
+        await self._redirect(send, status, target)
+
+    async def _send_page(self, scope: Scope, send: Send, page: Page) -> None:
+        inm = header(scope, b"if-none-match")
+        if inm is not None and page.etag in {t.strip() for t in inm.split(",")}:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 304,
+                    "headers": [(b"etag", page.etag.encode()), (b"vary", b"Accept"), NOSNIFF],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": page.headers})
+        body = b"" if scope["method"] == "HEAD" else page.body
+        await send({"type": "http.response.body", "body": body})
+
+    async def _redirect(self, send: Send, status: int, target: str) -> None:
+        quoted = location(target)
+        await send_text(send, status, f"Redirecting to {quoted.decode()}", [(b"location", quoted)])
+
+    # ------------------------------------------------------------------ files
+
+    async def download(self, scope: Scope, send: Send, relpath: str) -> None:
+        stored = self.index.files.get(relpath)
+        if stored is None and not self._metadata_of_known_wheel(relpath):
+            # Not known: maybe copied just now, by a tool whose event was not reported.
+            owner = relpath[: -len(METADATA)] if relpath.endswith(METADATA) else None
+            await self.settle(*(r for r in (relpath, owner) if r))
+            stored = self.index.files.get(relpath)
+        if stored is None and relpath.endswith(METADATA):
+            await self._send_metadata(scope, send, relpath[: -len(METADATA)])
+            return
+        if stored is None and relpath.endswith(PROVENANCE):
+            await self._send_provenance(scope, send, relpath[: -len(PROVENANCE)])
+            return
+        if stored is None:
+            await send_text(send, 404, f"Not Found ({relpath} does not exist)")
+            return
+        await files.send_file(scope, send, stored, self.config.cache_control, self.small_files)
+
+    def _metadata_of_known_wheel(self, relpath: str) -> bool:
+        return relpath.endswith(METADATA) and relpath[: -len(METADATA)] in self.index.dists
+
+    async def _send_metadata(self, scope: Scope, send: Send, relpath: str) -> None:
+        """PEP 658: the wheel's METADATA, extracted once and cached."""
+        dist = self.index.dists.get(relpath)
+        if dist is None or dist.parsed.kind != "wheel":
+            await send_text(send, 404, f"Not Found ({relpath}.metadata does not exist)")
+            return
+        metadata = await anyio.to_thread.run_sync(self.facts.metadata, dist.stored, "wheel")
+        if metadata.raw is None:
+            await send_text(send, 404, f"Not Found ({relpath} has no metadata)")
+            return
+        page = make_page(metadata.raw, Format.TEXT_HTML)
+        headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
+        headers.append((b"content-type", b"text/plain; charset=utf-8"))
+        await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+
+    async def _send_provenance(self, scope: Scope, send: Send, relpath: str) -> None:
+        """PEP 740: the provenance uploaded with the file, from the state directory."""
+        dist = self.index.dists.get(relpath)
+        data = None if dist is None else self.index.provenance(dist)
+        if data is None:
+            await send_text(send, 404, f"Not Found ({relpath}.provenance does not exist)")
+            return
+        page = make_page(data, Format.TEXT_HTML)
+        headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
+        headers.append((b"content-type", b"application/json"))
+        await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+
+
+_forkable: weakref.WeakSet[Creamery] = weakref.WeakSet()
+
+
+def _restart_in_forked_children(app: Creamery) -> None:
+    """gunicorn --preload builds (and a WSGI app starts) the app before forking its workers."""
+    _forkable.add(app)
+
+
+def _after_fork_in_child() -> None:
+    for app in list(_forkable):
+        app._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def create_app(config: Config) -> Creamery:
+    return Creamery(config)
+
+
+def app_from_env() -> Creamery:
+    """Factory for server workers: the CLI passes the configuration in the environment."""
+    config = Config.from_json(os.environ[CONFIG_ENV])
+    if config.log_conf is not None:
+        from creamery.http.logs import apply_log_conf
+
+        apply_log_conf(config.log_conf)
+    app = create_app(config)
+    start_reaper(config)  # only servers load the app this way: this process accepts connections
+    return app

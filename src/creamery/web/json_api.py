@@ -1,0 +1,346 @@
+"""PyPI's JSON API (`/pypi/<project>/json`, `/pypi/<project>/<version>/json`) and pypiserver's
+`/<project>/json` (the shape MicroPython's upip reads).
+
+Documents carry absolute URLs, so they are cached per base URL and project generation; building
+one reads files (hashes, core metadata) and runs in a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import anyio
+from packaging.metadata import RawMetadata, parse_email
+from starlette.requests import Request
+from starlette.responses import Response
+
+from creamery.catalog.facts import FactsCache, dedent_header_description
+from creamery.catalog.index import SIGNATURE, Distribution, Index
+from creamery.core.hashing import Hasher
+from creamery.core.names import VersionKey, normalize, version_sort_key
+from creamery.http.routing import READ, Action, Route, endpoint
+from creamery.render.simple_api import entry_for, iso_time
+from creamery.storage import StoredFile
+from creamery.web.pages import BoundedCache, base_url, body_response, relative_redirect
+
+if TYPE_CHECKING:
+    from creamery.web.app import Creamery
+
+JSON = "application/json"
+NOT_FOUND = json.dumps({"message": "Not Found"}).encode()
+_CHUNK = 1 << 20
+_PACKAGETYPES = {"wheel": "bdist_wheel", "sdist": "sdist", "egg": "bdist_egg"}
+_BDIST_TYPES = {
+    ".exe": "bdist_wininst",
+    ".msi": "bdist_msi",
+    ".rpm": "bdist_rpm",
+    ".dmg": "bdist_dmg",
+}
+_PY_VERSION = re.compile(r"-py(\d+(?:\.\d+)?)", re.IGNORECASE)
+
+Document = dict[str, Any]
+
+
+def routes(creamery: Creamery) -> list[Route]:
+    api = JsonApi(creamery)
+    documents = [
+        ("/{project}/json", api.legacy),
+        ("/pypi/{project}/json", api.project),
+        ("/pypi/{project}/{version}/json", api.release),
+    ]
+    return [
+        Route(READ, path, action=Action.LIST, handler=endpoint(serve)) for path, serve in documents
+    ]
+
+
+class JsonApi:
+    def __init__(self, creamery: Creamery) -> None:
+        self.creamery = creamery
+        self.digests = FileDigests()
+        self.cache = BoundedCache(max_entries=256, max_bytes=64 << 20)
+
+    async def legacy(self, request: Request) -> Response:
+        project = request.path_params["project"]
+        if normalize(project) != project:
+            return relative_redirect(f"../{normalize(project)}/json")
+        return await self._serve(request, project, None, self._legacy_document)
+
+    async def project(self, request: Request) -> Response:
+        project = request.path_params["project"]
+        if normalize(project) != project:
+            return relative_redirect(f"../{normalize(project)}/json")
+        return await self._serve(request, project, None, self._pypi_document)
+
+    async def release(self, request: Request) -> Response:
+        project, version = request.path_params["project"], request.path_params["version"]
+        if normalize(project) != project:
+            return relative_redirect(f"../../{normalize(project)}/{quote(version)}/json")
+        return await self._serve(request, project, version, self._pypi_document)
+
+    async def _serve(
+        self,
+        request: Request,
+        project: str,
+        version: str | None,
+        build: Callable[[str, str | None, str], Document | None],
+    ) -> Response:
+        index = self.creamery.index
+        if project not in index.projects:
+            return body_response(request, NOT_FOUND, JSON, 404)
+        base = base_url(request)
+        key = (build.__name__, project, version, base, index.project_generation(project))
+        body = self.cache.get(key)
+        if body is None:
+            document = await anyio.to_thread.run_sync(build, project, version, base)
+            if document is None:
+                return body_response(request, NOT_FOUND, JSON, 404)
+            body = json.dumps(document).encode()
+            self.cache.put(key, body)
+        return body_response(request, body, JSON)
+
+    # ------------------------------------------------------------ documents (run in a thread)
+
+    def _legacy_document(self, project: str, _version: str | None, base: str) -> Document | None:
+        """pypiserver's shape (`info.version`, `releases.<v>[].url`) with a few PyPI fields."""
+        index = self.creamery.index
+        found = releases(index, project)
+        if not found:
+            return None
+        return {
+            "info": {"name": project, "version": found[-1].version},
+            "releases": {r.version: [file_basics(index, d, base) for d in r.files] for r in found},
+        }
+
+    def _pypi_document(self, project: str, version: str | None, base: str) -> Document | None:
+        index = self.creamery.index
+        found = releases(index, project)
+        if not found:
+            return None
+        chosen = latest_release(index, found) if version is None else find_release(found, version)
+        if chosen is None:
+            return None
+        document: Document = {
+            "info": self._info(project, chosen, base),
+            "last_serial": index.project_generation(project),
+        }
+        if version is None:
+            document["releases"] = {r.version: self._files(r, base) for r in found}
+        document["urls"] = self._files(chosen, base)
+        document["vulnerabilities"] = []
+        return document
+
+    def _files(self, release: Release, base: str) -> list[Document]:
+        files = []
+        for dist in release.files:
+            try:
+                files.append(self._file(dist, base))
+            except OSError:  # deleted while we looked: the next change event drops it
+                continue
+        return files
+
+    def _file(self, dist: Distribution, base: str) -> Document:
+        index, facts = self.creamery.index, self.creamery.facts
+        entry = entry_for(index, facts, dist, None)
+        digests = self.digests.get(dist.stored)
+        return {
+            **file_basics(index, dist, base),
+            "comment_text": "",
+            "digests": digests,
+            "downloads": -1,
+            "md5_digest": digests["md5"],
+            "requires_python": entry.requires_python,
+            "yanked": entry.yanked is not None,
+            "yanked_reason": entry.yanked or None,
+        }
+
+    def _info(self, project: str, release: Release, base: str) -> Document:
+        index = self.creamery.index
+        meta = release_metadata(self.creamery.facts, release)
+        name = meta.get("name") or release.files[0].parsed.raw_name
+        reasons = [index.yank_reason(d) for d in release.files]
+        yanked = all(r is not None for r in reasons)
+        info = {
+            **metadata_fields(meta),
+            "name": name,
+            "version": release.version,
+            "bugtrack_url": None,
+            "docs_url": None,
+            "downloads": {"last_day": -1, "last_month": -1, "last_week": -1},
+            "package_url": f"{base}simple/{project}/",
+            "project_url": f"{base}simple/{project}/",
+            "release_url": f"{base}pypi/{project}/{quote(release.version)}/json",
+            "yanked": yanked,
+            "yanked_reason": next((r for r in reasons if r), None) if yanked else None,
+        }
+        return dict(sorted(info.items()))
+
+
+# ---------------------------------------------------------------- releases
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    version: str  # as the first of its files spells it
+    files: list[Distribution]
+
+
+def releases(index: Index, project: str) -> list[Release]:
+    """The project's releases, oldest first; `1.0` and `1.0.0` are one release (PEP 440)."""
+    groups: dict[VersionKey, Release] = {}
+    for dist in index.distributions(project):
+        key = version_sort_key(dist.version)
+        if key not in groups:
+            groups[key] = Release(dist.version, [])
+        groups[key].files.append(dist)
+    return list(groups.values())
+
+
+def find_release(found: list[Release], version: str) -> Release | None:
+    wanted = version_sort_key(version)
+    return next((r for r in found if version_sort_key(r.version) == wanted), None)
+
+
+def is_yanked(index: Index, release: Release) -> bool:
+    """PEP 592: a release is yanked when every one of its files is."""
+    return all(index.is_yanked(d) for d in release.files)
+
+
+def latest_release(index: Index, found: list[Release]) -> Release:
+    """PyPI's choice: the newest release not yanked, preferring final releases."""
+    candidates = [r for r in found if not is_yanked(index, r)] or found
+    final = [r for r in candidates if not _is_prerelease(r.version)]
+    return (final or candidates)[-1]
+
+
+def _is_prerelease(version: str) -> bool:
+    key = version_sort_key(version)
+    return key[0] == 1 and key[1].is_prerelease  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- files and metadata
+
+
+def file_basics(index: Index, dist: Distribution, base: str) -> Document:
+    """What a file entry says without reading the file."""
+    uploaded = iso_time(dist.stored.mtime_ns)
+    return {
+        "filename": dist.filename,
+        "url": f"{base}packages/{quote(dist.relpath)}",
+        "size": dist.stored.size,
+        "packagetype": packagetype(dist),
+        "python_version": python_version(dist),
+        "has_sig": index.sidecar(dist, SIGNATURE) is not None,
+        "upload_time": uploaded[:19],
+        "upload_time_iso_8601": uploaded,
+    }
+
+
+def packagetype(dist: Distribution) -> str:
+    kind = dist.parsed.kind
+    if kind in _PACKAGETYPES:
+        return _PACKAGETYPES[kind]
+    return _BDIST_TYPES.get(Path(dist.filename).suffix.lower(), "bdist_dumb")
+
+
+def python_version(dist: Distribution) -> str:
+    """The wheel's python tag, "source" for sdists, the `-pyX.Y` of older binaries."""
+    if dist.parsed.kind == "wheel":
+        return dist.filename[:-4].split("-")[-3]
+    if dist.parsed.kind == "sdist":
+        return "source"
+    match = _PY_VERSION.search(dist.filename)
+    return match.group(1) if match else "any"
+
+
+def release_metadata(facts: FactsCache, release: Release) -> RawMetadata:
+    """Core metadata of the release, from a wheel when there is one (the most reliable)."""
+    order = {"wheel": 0, "sdist": 1}
+    for dist in sorted(release.files, key=lambda d: order.get(d.parsed.kind, 2)):
+        raw = facts.metadata(dist.stored, dist.parsed.kind).raw
+        if raw is not None:
+            return parse_metadata(raw)
+    return RawMetadata()
+
+
+def parse_metadata(raw: bytes) -> RawMetadata:
+    try:
+        parsed, _unparsed = parse_email(raw)
+    except (ValueError, UnicodeDecodeError):
+        return RawMetadata()
+    if parsed.get("description"):
+        parsed["description"] = dedent_header_description(raw, parsed["description"])
+    return parsed
+
+
+def metadata_fields(meta: RawMetadata) -> Document:
+    """The `info` fields PyPI takes from core metadata (None when absent, like PyPI)."""
+    keywords = meta.get("keywords")
+    platforms = meta.get("platforms")
+    return {
+        "author": meta.get("author"),
+        "author_email": meta.get("author_email"),
+        "classifiers": meta.get("classifiers", []),
+        "description": meta.get("description", ""),
+        "description_content_type": meta.get("description_content_type"),
+        "download_url": meta.get("download_url"),
+        "dynamic": meta.get("dynamic"),
+        "home_page": meta.get("home_page"),
+        "keywords": ",".join(keywords) if keywords else None,
+        "license": meta.get("license"),
+        "license_expression": meta.get("license_expression"),
+        "license_files": meta.get("license_files"),
+        "maintainer": meta.get("maintainer"),
+        "maintainer_email": meta.get("maintainer_email"),
+        "platform": ", ".join(platforms) if platforms else None,
+        "project_urls": meta.get("project_urls"),
+        "provides_extra": meta.get("provides_extra"),
+        "requires_dist": meta.get("requires_dist"),
+        "requires_python": meta.get("requires_python"),
+        "summary": meta.get("summary"),
+    }
+
+
+class FileDigests:
+    """sha256, md5 and blake2b-256 (PyPI's `digests`) of each file version, hashed in one pass.
+
+    Kept in memory: the facts cache's hashlib names can't express blake2b with a 256-bit digest.
+    """
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self._known: dict[tuple[str, int, int], dict[str, str]] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def get(self, stored: StoredFile) -> dict[str, str]:
+        key = (stored.abspath, stored.size, stored.mtime_ns)
+        with self._lock:
+            found = self._known.get(key)
+        if found is not None:
+            return found
+        digests = hash_file(stored.path)
+        with self._lock:
+            if len(self._known) >= self._limit:
+                self._known.clear()
+            self._known[key] = digests
+        return digests
+
+
+def hash_file(path: Path) -> dict[str, str]:
+    hashers: dict[str, Hasher] = {
+        "sha256": hashlib.sha256(),
+        "md5": hashlib.md5(usedforsecurity=False),
+        "blake2b_256": hashlib.blake2b(digest_size=32),
+    }
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            for hasher in hashers.values():
+                hasher.update(chunk)
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}

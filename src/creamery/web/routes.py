@@ -1,0 +1,151 @@
+"""Every route creamery answers, declared once: methods, path, pypiserver action, handler.
+
+`routing.RouteTable` matches them; `web.Creamery` asks the guard about the matched route's
+action and calls its handler, so the decision and the dispatch can't disagree. The hot paths
+(`/simple/…`, `/packages/…`, `/upstream/…`) are prefix routes to plain ASGI handlers; the rest
+are Starlette endpoints (a Request in, a Response out) adapted by `endpoint`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from creamery.http.asgi_types import Receive, Scope, Send
+from creamery.http.files import header, is_http10
+from creamery.http.routing import (
+    POST,
+    READ,
+    Action,
+    Handler,
+    Params,
+    Route,
+    RouteTable,
+    endpoint,
+)
+from creamery.web import json_api, pages, writes, xmlrpc
+from creamery.web.pages import relative_redirect
+
+if TYPE_CHECKING:
+    from creamery.web.app import Creamery
+
+# hatch looks for existing files at <upload URL>/+simple/<project>/ (devpi's layout).
+DEVPI_SIMPLE = ("/+simple/", "/legacy/+simple/")
+
+
+def is_xml(scope: Scope) -> bool:
+    """POST / is XML-RPC when its body is declared XML (what xmlrpc.client and pip send), the
+    legacy upload API otherwise: the one rule that picks both the handler and the action
+    (`list` or `update`), so a request is checked for exactly what it will do."""
+    content_type = header(scope, b"content-type") or ""
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type in ("text/xml", "application/xml") or media_type.endswith("+xml")
+
+
+def build_table(creamery: Creamery) -> RouteTable:
+    return RouteTable(declare(creamery))
+
+
+def declare(creamery: Creamery) -> list[Route]:
+    config = creamery.config
+
+    async def simple(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await creamery.simple(scope, send, params.get("rest", ""))
+
+    async def download(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+        await creamery.download(scope, send, params["rest"])
+
+    async def health(request: Request) -> Response:
+        if not creamery.ready:
+            return PlainTextResponse("Not ready: the index is loading", status_code=503)
+        for root in config.roots:
+            if not os.access(root, os.R_OK | os.X_OK):
+                return PlainTextResponse(f"Unhealthy: {root} is not readable", status_code=503)
+        return Response("Ok", media_type="text/html")
+
+    async def to_slash(request: Request) -> Response:
+        return relative_redirect(request.url.path.rpartition("/")[2] + "/", 301)
+
+    async def project_redirect(request: Request) -> Response:
+        project = request.path_params["project"]
+        target = (
+            f"simple/{project}/" if not request.url.path.endswith("/") else f"../simple/{project}/"
+        )
+        status = 302 if is_http10(request.scope) else 303
+        return relative_redirect(target, status)
+
+    async def not_found(request: Request) -> Response:
+        return PlainTextResponse("Not Found", status_code=404)
+
+    async def legacy(request: Request) -> Response:
+        return await writes.legacy_api(creamery, request)
+
+    async def yank(request: Request) -> Response:
+        return await writes.yank_api(creamery, request, yanked=True)
+
+    async def unyank(request: Request) -> Response:
+        return await writes.yank_api(creamery, request, yanked=False)
+
+    rpc = endpoint(xmlrpc.endpoint(creamery))
+    routes = [
+        # The hot paths first: one startswith each.
+        Route(READ, "/simple/", action=Action.LIST, handler=simple),
+        Route(READ, "/simple/*", action=Action.LIST, handler=simple),
+        Route(READ, "/packages/*", action=Action.DOWNLOAD, handler=download),
+        *(Route(READ, path, action=Action.LIST, handler=simple) for path in DEVPI_SIMPLE),
+        *(Route(READ, path + "*", action=Action.LIST, handler=simple) for path in DEVPI_SIMPLE),
+        Route(READ, config.health_endpoint, action=Action.PUBLIC, handler=endpoint(health)),
+        Route(READ, "/", action=Action.PUBLIC, handler=endpoint(pages.welcome(creamery))),
+        Route(POST, "/", action=Action.LIST, handler=rpc, when=is_xml),
+        Route(POST, "/", action=Action.UPDATE, handler=endpoint(legacy)),
+        Route(POST, "/legacy/", action=Action.UPDATE, handler=endpoint(legacy)),
+        Route(POST, "/legacy", action=Action.UPDATE, handler=endpoint(legacy)),
+        Route(POST, "/-/yank", action=Action.UPDATE, handler=endpoint(yank)),
+        Route(POST, "/-/unyank", action=Action.UPDATE, handler=endpoint(unyank)),
+        *xmlrpc.routes(creamery),
+        Route(READ, "/favicon.ico", action=Action.PUBLIC, handler=endpoint(not_found)),
+        Route(READ, "/simple", action=Action.LIST, handler=endpoint(to_slash)),
+        Route(READ, "/packages", action=Action.LIST, handler=endpoint(to_slash)),
+        Route(
+            READ,
+            "/packages/",
+            action=Action.LIST,
+            handler=endpoint(pages.packages_listing(creamery)),
+        ),
+        *json_api.routes(creamery),
+        # pypiserver's catch-all: a redirect to the project's page, open to all like its own.
+        Route(READ, "/{project}", action=Action.PUBLIC, handler=endpoint(project_redirect)),
+        Route(READ, "/{project}/", action=Action.PUBLIC, handler=endpoint(project_redirect)),
+    ]
+    if config.metrics:
+        # The metrics tell the index's size: guarded like the listings.
+        routes.append(Route(READ, "/metrics", action=Action.LIST, handler=metrics(creamery)))
+    else:  # a 404 for all, not the catch-all's redirect to a project called "metrics"
+        routes.append(Route(READ, "/metrics", action=Action.PUBLIC, handler=endpoint(not_found)))
+    if creamery.mirror is not None:
+        mirror = creamery.mirror
+
+        async def upstream(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
+            await mirror.download(scope, send, params["rest"])
+
+        routes.insert(3, Route(READ, "/upstream/*", action=Action.DOWNLOAD, handler=upstream))
+    return routes
+
+
+def metrics(creamery: Creamery) -> Handler:
+    async def exposition(request: Request) -> Response:
+        collected = creamery.observer.metrics
+        if collected is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        collected.projects.set(len(creamery.index.projects))
+        collected.files.set(len(creamery.index.dists))
+        if creamery.mirror is not None:
+            collected.mirror_bytes.set(await anyio.to_thread.run_sync(creamery.mirror.cached_bytes))
+        body, media_type = collected.exposition()
+        return Response(body, media_type=media_type)
+
+    return endpoint(exposition)

@@ -1,0 +1,292 @@
+"""The legacy upload API (`POST /` and `/legacy/`), as twine, uv, poetry, pdm and hatch use it.
+
+Each validation rule has its own message; a rejected, aborted or truncated upload leaves no
+trace, and an accepted file appears atomically and is in the index before the response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import zipfile
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from packaging.version import InvalidVersion
+
+from creamery.catalog import publish, releases
+from creamery.catalog.facts import Digests, parse_core_metadata
+from creamery.core import archives
+from creamery.core.names import (
+    ParsedFilename,
+    has_unsafe_characters,
+    is_valid_project_name,
+    normalize,
+    parse_filename,
+    parse_spec_filename,
+    parse_version,
+)
+from creamery.core.untrusted import load_json
+from creamery.http.form import FormError, ReceivedFile, ReceivedForm
+
+if TYPE_CHECKING:
+    from creamery.web.app import Creamery
+
+log = logging.getLogger("creamery.upload")
+
+_HEX = re.compile(r"[0-9a-f]+", re.ASCII)
+STRICT_SDIST_SUFFIXES = (".tar.gz", ".zip")  # PEP 527
+# PEP 425 tags: letters, digits and `_`, several joined by `.` (compressed tag sets).
+_WHEEL_TAG = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+_BUILD_TAG = re.compile(r"[0-9][A-Za-z0-9_.]*")
+_PYPISERVER_UPLOAD_NAME = re.compile(r"[a-z0-9_.!+-]+", re.IGNORECASE)  # its issue #102
+DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    message: str
+    changed: tuple[str, ...] = ()
+
+
+def check_filename(filename: str, policy: str = "strict") -> ParsedFilename:
+    """A bare, safe distribution filename that the upload policy accepts."""
+    if not filename:
+        raise FormError(400, "the uploaded file has no filename")
+    if has_unsafe_characters(filename):
+        raise FormError(
+            400, "the filename contains control characters or format characters (bidi overrides...)"
+        )
+    if "/" in filename or "\\" in filename or filename in (".", "..") or filename.startswith("."):
+        raise FormError(400, f"invalid filename {filename!r}: it must be a bare file name")
+    if policy == "pypiserver":
+        return _check_pypiserver_filename(filename)
+    return _check_strict_filename(filename)
+
+
+def _check_strict_filename(filename: str) -> ParsedFilename:
+    """PyPI's rules: wheels, and sdists as .tar.gz or .zip (PEP 527), with PEP 440 versions."""
+    parsed = parse_spec_filename(filename)
+    if parsed is None:
+        raise FormError(400, f"invalid distribution filename {filename!r}")
+    if parsed.kind == "egg":
+        raise FormError(
+            400,
+            f"{filename!r}: eggs are not accepted (PyPI stopped taking them in 2023); upload a"
+            " wheel, or start the server with --upload-policy pypiserver",
+        )
+    if parsed.kind != "wheel" and not (
+        parsed.kind == "sdist" and filename.lower().endswith(STRICT_SDIST_SUFFIXES)
+    ):
+        raise FormError(
+            400,
+            f"{filename!r}: only wheels and .tar.gz or .zip sdists are accepted (PEP 527);"
+            " or start the server with --upload-policy pypiserver",
+        )
+    if parsed.kind == "wheel":
+        check_wheel_filename(filename)
+    if not is_valid_project_name(parsed.raw_name):
+        raise FormError(400, f"invalid project name {parsed.raw_name!r} in {filename!r}")
+    if parse_version(parsed.version) is None:
+        raise FormError(400, f"invalid version {parsed.version!r} in {filename!r} (see PEP 440)")
+    return parsed
+
+
+def check_wheel_filename(filename: str) -> None:
+    """The wheel spec's filename: `packaging`'s parser, and tags of the characters tags use."""
+    try:
+        _name, _version, build, _tags = parse_wheel_filename(filename)
+    except (InvalidWheelFilename, InvalidVersion) as error:
+        raise FormError(400, f"invalid wheel filename {filename!r}: {error}") from error
+    parts = filename[:-4].split("-")
+    for tag in parts[-3:]:
+        if not _WHEEL_TAG.fullmatch(tag):
+            raise FormError(400, f"invalid wheel tag {tag!r} in {filename!r}")
+    if build and not _BUILD_TAG.fullmatch(parts[2]):
+        raise FormError(400, f"invalid build tag {parts[2]!r} in {filename!r}")
+
+
+def _check_pypiserver_filename(filename: str) -> ParsedFilename:
+    """What pypiserver 2.x accepts: its filename characters, and a name it can guess."""
+    parsed = parse_filename(filename)
+    if not _PYPISERVER_UPLOAD_NAME.fullmatch(filename) or parsed is None:
+        raise FormError(400, f"Bad filename: {filename!r}")
+    return parsed
+
+
+def check_form_matches(form: ReceivedForm, parsed: ParsedFilename, filename: str) -> None:
+    name = form.value("name")
+    if name is not None and name.strip():
+        if not is_valid_project_name(name.strip()):
+            raise FormError(400, f"invalid project name {name!r}")
+        if normalize(name) != parsed.project:
+            raise FormError(400, f"the form's name {name!r} does not match the file {filename!r}")
+    version = (form.value("version") or "").strip()
+    if version and not releases.same_version(version, parsed.version):
+        raise FormError(400, f"the form's version {version!r} does not match the file {filename!r}")
+
+
+def check_digests(form: ReceivedForm, content: ReceivedFile) -> None:
+    for field_name, algo in DIGEST_FIELDS.items():
+        sent = (form.value(field_name) or "").strip().lower()
+        if not sent:
+            continue
+        if not _HEX.fullmatch(sent):
+            raise FormError(400, f"{field_name} is not a hexadecimal digest")
+        if not hmac.compare_digest(sent.encode("ascii"), _actual(content, algo, sent).encode()):
+            raise FormError(400, f"{field_name} does not match the uploaded file's content")
+
+
+# distutils' upload command (`setup.py sdist upload`: Python <= 3.11 and setuptools' copy of
+# distutils) sends hashlib.blake2b's default, a 512-bit digest, as `blake2_256_digest`;
+# pypiserver ignores the digests, so those uploads worked there. Check it as what it is.
+_BLAKE2B_512_HEX = 128
+
+
+def _actual(content: ReceivedFile, algo: str, sent: str) -> str:
+    if algo == "blake2_256" and len(sent) == _BLAKE2B_512_HEX:
+        with content.path.open("rb") as spooled:  # rare: read the spooled file once more
+            return hashlib.file_digest(spooled, "blake2b").hexdigest()
+    return content.hexdigest(algo)
+
+
+def check_archive(
+    content: ReceivedFile, parsed: ParsedFilename, filename: str, policy: str = "strict"
+) -> bytes | None:
+    """Open the archive within the limits; its core metadata must match the filename.
+
+    Returns a wheel's METADATA, to serve as its PEP 658 metadata. The archive limits hold
+    under every policy; under `pypiserver` a file that is not a readable archive, or whose
+    metadata disagrees, is accepted (as pypiserver does), with no `.metadata` written for it.
+    """
+    try:
+        found = archives.inspect(content.path, filename, parsed.kind, complete=True)
+    except archives.ArchiveLimitError as error:
+        raise FormError(400, f"{filename!r} exceeds an archive limit: {error}") from error
+    except archives.ArchiveError as error:
+        if policy == "strict":
+            raise FormError(400, f"{filename!r} is {error}") from error
+        return None
+    if parsed.kind not in ("wheel", "sdist"):
+        return None
+    problem = metadata_problem(found, parsed, filename)
+    if problem is not None:
+        if policy == "strict":
+            raise FormError(400, problem)
+        return None
+    return found.metadata if parsed.kind == "wheel" else None
+
+
+def metadata_problem(
+    found: archives.Inspection, parsed: ParsedFilename, filename: str
+) -> str | None:
+    """Why the archive's METADATA / PKG-INFO does not describe this file, or None."""
+    member = ".dist-info/METADATA" if parsed.kind == "wheel" else "PKG-INFO"
+    metadata = parse_core_metadata(found.metadata)
+    if found.metadata is None or metadata.name is None or metadata.version is None:
+        return f"{filename!r} has no {member} with Name and Version"
+    if normalize(metadata.name) != parsed.project:
+        return f"{member} Name {metadata.name!r} does not match the filename {filename!r}"
+    if not releases.same_version(metadata.version, parsed.version):
+        return f"{member} Version {metadata.version!r} does not match the filename {filename!r}"
+    return None
+
+
+def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
+    sent = form.small_files.get("gpg_signature")
+    if sent is None:
+        return None
+    sig_name, data = sent
+    if sig_name and sig_name.rpartition("/")[2] != filename + ".asc":
+        raise FormError(400, f"unrelated signature {sig_name!r} for package {filename!r}")
+    # pypiserver stores whatever was sent, an empty signature too: so does creamery.
+    return data
+
+
+def provenance(form: ReceivedForm) -> bytes | None:
+    """PEP 740: the attestations twine sends, kept as a provenance object."""
+    text = form.value("attestations")
+    if not text or not text.strip():
+        return None
+    attestations = load_json(text, "attestations")
+    if not isinstance(attestations, list):
+        raise FormError(400, "attestations must be a JSON list")
+    document = {
+        "version": 1,
+        "attestation_bundles": [{"publisher": None, "attestations": attestations}],
+    }
+    return json.dumps(document).encode()
+
+
+def accept_file(creamery: Creamery, form: ReceivedForm, user_agent: str, user: str) -> Outcome:
+    """Validate and publish an uploaded distribution (runs in a worker thread)."""
+    content = form.files.get("content")
+    if content is None:
+        raise FormError(400, "missing 'content' file field")
+    filename = content.filename
+    policy = creamery.config.upload_policy
+    parsed = check_filename(filename, policy)
+    try:
+        publish.check_names_fit(filename, creamery.storage.upload_root, creamery.state.path)
+    except publish.NameTooLong as error:
+        raise FormError(400, str(error)) from error
+    if policy == "strict":  # pypiserver ignores the form's name and version
+        check_form_matches(form, parsed, filename)
+    check_digests(form, content)
+    signature = check_signature(form, filename)
+    attested = provenance(form)
+    metadata = check_archive(content, parsed, filename, policy)
+    overwrite = creamery.config.overwrite
+    upload = publish.Upload(
+        filename, content.path, signature, attested, metadata, _digests(creamery, content)
+    )
+    try:
+        changed = publish.publish(creamery, upload, overwrite=overwrite)
+    except publish.AlreadyExists as error:
+        raise _already_exists(filename, user_agent) from error
+    if overwrite:
+        # The same file elsewhere (another directory or root, another spelling) is replaced too.
+        others = [d for d in publish.same_files(creamery, filename) if d.relpath != filename]
+        changed += releases.remove_files(creamery.storage, creamery.state, others)
+    log.warning("upload of %s (%d bytes) by %s", filename, content.size, user or "-")
+    return Outcome(200, f"OK: {filename} uploaded", tuple(changed))
+
+
+def _digests(creamery: Creamery, content: ReceivedFile) -> Digests | None:
+    """The digests computed while the upload streamed in, when they cover what is served."""
+    wanted = creamery.facts.algos
+    if not all(a in content.hashers for a in ("sha256", *wanted)):
+        return None
+    return Digests(content.hexdigest("sha256"), {a: content.hexdigest(a) for a in wanted})
+
+
+def _already_exists(filename: str, user_agent: str) -> FormError:
+    # twine >= 6.2 only skips (--skip-existing) on PyPI's 400 "File already exists";
+    # everyone else, uv included, understands 409.
+    status = 400 if "twine" in user_agent.lower() else 409
+    return FormError(status, f"File already exists: {filename!r} (use --overwrite to replace)")
+
+
+def remove_release(creamery: Creamery, form: ReceivedForm, user: str) -> Outcome:
+    name, version = form.value("name"), form.value("version")
+    if not name or not version:
+        raise FormError(400, f"missing 'name'/'version' fields: name={name}, version={version}")
+    try:
+        changed = releases.remove(creamery.storage, creamery.index, name, version)
+    except releases.ReleaseNotFound as error:
+        raise FormError(404, f"{name} ({version}) not found") from error
+    log.warning("removal of %s %s by %s", normalize(name), version, user or "-")
+    return Outcome(200, f"OK: {normalize(name)} {version} removed", tuple(changed))
+
+
+def check_doc_upload(form: ReceivedForm) -> Outcome:
+    """Documentation uploads are validated and then discarded: creamery hosts no docs."""
+    content = form.files.get("content") or None
+    if content is None or not zipfile.is_zipfile(content.path):
+        raise FormError(400, "doc_upload needs a 'content' zip file")
+    return Outcome(200, "OK: documentation accepted (creamery does not host documentation)")

@@ -1,0 +1,152 @@
+"""HTTP endpoints that change the index: the legacy upload API and the yank API.
+
+The guard in `web.py` has already checked the `update` action; the user is in the scope.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from creamery.catalog import releases
+from creamery.core.errors import ClientError
+from creamery.core.untrusted import load_json
+from creamery.http.form import FormError, ReceivedForm, read_multipart, read_urlencoded
+from creamery.http.status_line import reason_phrase
+from creamery.web import upload
+
+if TYPE_CHECKING:
+    from creamery.web.app import Creamery
+
+MAX_YANK_REASON = 1000
+
+log = logging.getLogger("creamery.writes")
+
+_MAX_SMALL_BODY = 1 << 20  # url-encoded forms and JSON requests
+
+
+async def legacy_api(creamery: Creamery, request: Request) -> Response:
+    """`POST /` (and `/legacy/`): file_upload, remove_pkg, submit, verify, doc_upload."""
+    user = request.scope.get("creamery.user", "")
+    form: ReceivedForm | None = None
+    try:
+        form = await _read_form(creamery, request)
+        outcome = await _dispatch(creamery, form, request, user)
+    except ClientError as error:
+        log.info("upload rejected (%d): %s", error.status, error.reason)
+        _count_upload(creamery, "rejected")
+        reason_phrase(request.scope, error.reason)  # twine shows the status line's reason
+        return PlainTextResponse(error.reason + "\n", status_code=error.status)
+    except OSError as error:
+        log.error("upload failed: %s", error)
+        return PlainTextResponse(f"Upload failed: {error.strerror}\n", status_code=507)
+    finally:
+        if form is not None:
+            form.discard()
+    if outcome.changed:
+        creamery.record_changes(list(outcome.changed))
+    if form.value(":action") == "file_upload":
+        _count_upload(creamery, "accepted")
+    return PlainTextResponse(outcome.message + "\n", status_code=outcome.status)
+
+
+def _count_upload(creamery: Creamery, outcome: str) -> None:
+    if creamery.observer.metrics is not None:
+        creamery.observer.metrics.uploads.labels(outcome).inc()
+
+
+async def _read_form(creamery: Creamery, request: Request) -> ReceivedForm:
+    content_type = request.headers.get("content-type", "")
+    limit = creamery.config.max_upload_size
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise FormError(413, f"upload larger than the limit of {limit} bytes")
+    if content_type.startswith("multipart/form-data"):
+        storage = creamery.storage
+        return await read_multipart(content_type, request.receive, storage.new_temp_file, limit)
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        return read_urlencoded(await _small_body(request))
+    raise FormError(400, "expected a multipart/form-data or url-encoded form")
+
+
+async def _small_body(request: Request) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_SMALL_BODY:
+            raise FormError(413, "request body too large")
+    return body
+
+
+async def _dispatch(
+    creamery: Creamery, form: ReceivedForm, request: Request, user: str
+) -> upload.Outcome:
+    action = form.value(":action")
+    if action is None:
+        raise FormError(400, "Missing ':action' field!")
+    if action == "file_upload":
+        agent = request.headers.get("user-agent", "")
+        return await anyio.to_thread.run_sync(upload.accept_file, creamery, form, agent, user)
+    if action == "remove_pkg":
+        return await anyio.to_thread.run_sync(upload.remove_release, creamery, form, user)
+    if action in ("submit", "verify"):
+        return upload.Outcome(200, "OK")
+    if action == "doc_upload":
+        return upload.check_doc_upload(form)
+    raise FormError(400, f"Unsupported ':action' field: {action}")
+
+
+async def yank_api(creamery: Creamery, request: Request, *, yanked: bool) -> Response:
+    """`POST /-/yank` and `/-/unyank` with JSON {project, version, filename?, reason?}."""
+    try:
+        body = await _small_body(request)
+        data = _yank_request(body, request.headers.get("content-type", ""))
+    except ClientError as error:
+        return JSONResponse({"message": error.reason}, status_code=error.status)
+    project, version = data["project"], data["version"]
+    try:
+        changed = await anyio.to_thread.run_sync(
+            lambda: releases.set_yanked(
+                creamery.storage,
+                creamery.index,
+                project,
+                version,
+                yanked=yanked,
+                reason=data.get("reason") or "",
+                filename=data.get("filename") or None,
+            )
+        )
+    except releases.ReleaseNotFound as error:
+        return JSONResponse({"message": str(error)}, status_code=404)
+    except OSError as error:  # the state directory is full or read-only: the server's fault
+        log.error("yank failed: %s", error)
+        return JSONResponse({"message": f"yank failed: {error.strerror}"}, status_code=507)
+    creamery.record_changes(changed)
+    verb = "yanked" if yanked else "un-yanked"
+    log.warning("%s %s %s by %s", verb, project, version, request.scope.get("creamery.user") or "-")
+    files = sorted(set(changed))
+    return JSONResponse({"message": f"{verb} {project} {version}", "files": files})
+
+
+def _yank_request(body: bytes, content_type: str) -> dict[str, str]:
+    if "json" in content_type:
+        data = load_json(body or b"{}", "the request body")
+    else:
+        form = read_urlencoded(body)
+        data = {k: v[0] for k, v in form.fields.items() if v}
+    if not isinstance(data, dict):
+        raise FormError(400, "expected a JSON object")
+    for key in ("project", "version"):
+        if not isinstance(data.get(key), str) or not data[key].strip():
+            raise FormError(400, f"missing {key!r}")
+    for key in ("reason", "filename"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise FormError(400, f"{key!r} must be a string")
+    if len(data.get("reason") or "") > MAX_YANK_REASON:
+        # The reason is repeated in every page of the project: keep it a sentence.
+        raise FormError(400, f"'reason' is longer than {MAX_YANK_REASON} characters")
+    return {k: v.strip() for k, v in data.items() if isinstance(v, str)}
