@@ -34,6 +34,7 @@ from creamery.render.negotiation import Format, format_from_query, negotiate
 from creamery.render.simple_api import Page, make_page, render_project, render_root
 from creamery.storage import Watch
 from creamery.web.guard import Denial, Guard
+from creamery.web.state import AppState
 
 if TYPE_CHECKING:
     from creamery.mirror.service import Mirror
@@ -66,6 +67,9 @@ class Creamery:
             from creamery.mirror.service import Mirror  # only when enabled: it brings in httpx
 
             self.mirror = Mirror(self)
+        self.app_state = AppState(
+            config, self.catalog, self.guard, self.observer, self.small_files, self.mirror
+        )
         self.journal = self.catalog.journal
         self._started = False
         self._loaded = False  # the index scan is done (a forked child keeps it)
