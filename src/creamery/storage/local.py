@@ -99,8 +99,7 @@ class LocalStorage:
     # ------------------------------------------------------------------ reading
 
     def scan(self, prefix: str = "") -> Iterator[StoredFile]:
-        prefix = prefix.rstrip("/")
-        if prefix and not is_safe_relpath(prefix):
+        if prefix and not is_safe_relpath(prefix := prefix.removesuffix("/")):
             return
         seen: set[str] = set()
         listed: Listed = self._listed if prefix else {}
