@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 import xmlrpc.client
@@ -219,9 +218,10 @@ def test_packages_listing_hashes_big_directories_in_the_background(
 ) -> None:
     """Beyond the inline budget the listing answers at once and gains its digests later."""
     monkeypatch.setattr(pages, "INLINE_HASH_BYTES", 0)
-    index = Index(LocalStorage((root,)))
+    storage = LocalStorage((root,))
+    index = Index(storage)
     index.load()
-    digests = pages.ListingDigests(FactsCache(None, ()), "sha256")  # nothing hashed yet
+    digests = pages.ListingDigests(FactsCache(None, (), storage), "sha256")  # nothing hashed yet
     dists = index.all_distributions()
     assert digests.fragments(dists) == {}
     deadline = time.monotonic() + 10
@@ -230,7 +230,7 @@ def test_packages_listing_hashes_big_directories_in_the_background(
         time.sleep(0.01)
     fragments = digests.fragments(dists)
     assert fragments == {
-        d.relpath: "#sha256=" + hashlib.sha256(d.stored.path.read_bytes()).hexdigest()
+        d.relpath: "#sha256=" + hashlib.sha256((root / d.relpath).read_bytes()).hexdigest()
         for d in dists
     }
     assert digests.epoch == 1  # nothing left to hash: no second background pass
@@ -246,7 +246,7 @@ def test_listing_digests_are_read_once_per_file_version(
     pages.render_listing(app.index, digests)
     asked: list[str] = []
     known = app.facts.known_digests
-    monkeypatch.setattr(app.facts, "known_digests", lambda s: asked.append(s.relpath) or known(s))
+    monkeypatch.setattr(app.facts, "known_digests", lambda s: asked.append(s.key) or known(s))
     pages.render_listing(app.index, digests)
     assert asked == []
 
@@ -312,19 +312,13 @@ def test_json_follows_changes(root: Path, tmp_path: Path) -> None:
 
 
 def test_digests_follow_file_changes(tmp_path: Path) -> None:
-    path = tmp_path / "f.bin"
-    path.write_bytes(b"one")
-    digests = json_api.FileDigests()
-    stat = path.stat()
-    from creamery.storage import StoredFile
-
-    first = digests.get(StoredFile("f.bin", str(path.parent), stat.st_size, stat.st_mtime_ns))
-    path.write_bytes(b"two")
-    os.utime(path, ns=(stat.st_mtime_ns + 10**9, stat.st_mtime_ns + 10**9))
-    stat = path.stat()
-    second = digests.get(StoredFile("f.bin", str(path.parent), stat.st_size, stat.st_mtime_ns))
-    assert first["sha256"] != second["sha256"]
-    assert second == json_api.hash_file(path)
+    storage = LocalStorage((tmp_path,))
+    digests = json_api.FileDigests(storage)
+    first = digests.get(storage.put("f.bin", b"one", if_absent=True))
+    second = digests.get(storage.put("f.bin", b"two", if_absent=False))  # same size and tick
+    assert first["sha256"] == hashlib.sha256(b"one").hexdigest()
+    assert second["sha256"] == hashlib.sha256(b"two").hexdigest()
+    assert second["md5"] == hashlib.md5(b"two").hexdigest()
 
 
 # ---------------------------------------------------------------- XML-RPC

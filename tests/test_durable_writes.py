@@ -37,6 +37,7 @@ from dists import make_wheel, sign
 
 from creamery.catalog import publish
 from creamery.core import durable
+from creamery.storage.local import LocalStorage
 from creamery.storage.state import FileState, StateDir
 
 HTTP = httpx.Client(timeout=30)
@@ -462,8 +463,11 @@ def test_state_scan_reads_names_only_and_migration_is_idempotent(tmp_path: Path)
     (root / "sub").mkdir(parents=True)
     state = StateDir(root / ".creamery")
     (root / "sub" / "x-1.0.tar.gz.yanked").write_text("old")
-    assert state.migrate(root, "sub/x-1.0.tar.gz.yanked")
-    assert not state.migrate(root, "sub/x-1.0.tar.gz.yanked")  # nothing left to move
+    storage = LocalStorage((root,))
+    legacy = storage.stat("sub/x-1.0.tar.gz.yanked")
+    assert legacy is not None
+    assert state.migrate(storage, legacy)
+    assert not state.migrate(storage, legacy)  # nothing left to move
     assert state.yank_reason("sub/x-1.0.tar.gz") == "old"
     state.write("y-1.0.tar.gz", "provenance", b"{}")
     assert state.scan() == {

@@ -1,6 +1,6 @@
 """Facts that cost a read of the file: digests and core metadata, cached on disk.
 
-Each fact is computed once per file version, keyed by (path, size, mtime, inode), and kept in a
+Each fact is computed once per file version, keyed by (key, size, mtime, version), and kept in a
 small SQLite file so that a restart does not recompute it. The cache is disposable: delete it
 at will.
 """
@@ -10,16 +10,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import sqlite3
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
 from creamery.core import archives
-from creamery.storage import StoredFile
+from creamery.storage import Storage, StoredFile, chunks
 
 log = logging.getLogger("creamery.facts")
 
@@ -51,11 +51,15 @@ NO_METADATA = CoreMetadata(None, None, None, None, None, None)
 
 
 def compute_digests(path: Path, algos: tuple[str, ...]) -> Digests:
-    hashers = {"sha256": hashlib.sha256(), **{a: hashlib.new(a) for a in algos if a != "sha256"}}
     with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            for hasher in hashers.values():
-                hasher.update(chunk)
+        return digests_of(iter(lambda: f.read(_CHUNK), b""), algos)
+
+
+def digests_of(content: Iterable[bytes], algos: tuple[str, ...]) -> Digests:
+    hashers = {"sha256": hashlib.sha256(), **{a: hashlib.new(a) for a in algos if a != "sha256"}}
+    for chunk in content:
+        for hasher in hashers.values():
+            hasher.update(chunk)
     sha256 = hashers.pop("sha256").hexdigest()
     return Digests(sha256, {a: h.hexdigest() for a, h in hashers.items()})
 
@@ -118,12 +122,13 @@ def _strip_continuation(line: str) -> str:
 class FactsCache:
     """Digests and metadata of files, computed at most once per file identity.
 
-    A file's identity is (path, size, mtime_ns, inode): a file replaced by a rename, a link or
+    A file's identity is (key, size, mtime_ns, version): a file replaced by a rename, a link or
     an in-place copy changes at least one, so a fact never outlives the bytes it describes. A
     fact computed while the file changed under the reader is returned but not kept.
     """
 
-    def __init__(self, directory: Path | None, algos: tuple[str, ...]) -> None:
+    def __init__(self, directory: Path | None, algos: tuple[str, ...], storage: Storage) -> None:
+        self.storage = storage  # where the files are read
         self.algos = tuple(a for a in algos if a != "sha256")
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
@@ -134,8 +139,9 @@ class FactsCache:
         known = self.known_digests(stored)
         if known is not None:
             return known
-        digests = compute_digests(stored.path, self.algos)
-        if _unchanged(stored):
+        with self.storage.open(stored) as reader:
+            digests = digests_of(chunks(reader), self.algos)
+        if self._unchanged(stored):
             self.remember_digests(stored, digests)
         return digests
 
@@ -162,14 +168,23 @@ class FactsCache:
         row = self._get("SELECT raw FROM metadata" + _WHERE, stored)
         if row is not None:
             return parse_core_metadata(row[0])
-        raw = read_metadata_bytes(stored.path, kind)
-        if _unchanged(stored):
+        path = self.storage.local_path(stored)
+        # No local file (an object store): METADATA is what the upload remembered.
+        raw = read_metadata_bytes(Path(path), kind) if path is not None else None
+        if self._unchanged(stored):
             self.remember_metadata(stored, raw)
         return parse_core_metadata(raw)
 
     def remember_metadata(self, stored: StoredFile, raw: bytes | None) -> None:
         """Keep metadata read elsewhere (at upload, from the very bytes published)."""
         self._put("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?,?)", stored, raw)
+
+    def _unchanged(self, stored: StoredFile) -> bool:
+        """Is the stored version still the one *stored* describes (after reading it)?"""
+        try:
+            return self.storage.stat(stored.key) == stored
+        except OSError:
+            return False
 
     def close(self) -> None:
         """Close the database (its app is gone); lookups after this compute afresh."""
@@ -205,20 +220,11 @@ class FactsCache:
 
 
 _WHERE = " WHERE path=? AND size=? AND mtime_ns=? AND inode=?"
-_SCHEMA = 2  # 2: keyed by inode too; older caches are dropped (they are disposable)
+_SCHEMA = 3  # 3: by storage key and version; older caches are dropped (they are disposable)
 
 
-def _identity(stored: StoredFile) -> tuple[str, int, int, int]:
-    return (stored.abspath, stored.size, stored.mtime_ns, stored.inode)
-
-
-def _unchanged(stored: StoredFile) -> bool:
-    """Is the file on disk still the one *stored* describes (after reading it)?"""
-    try:
-        st = os.stat(stored.path)
-    except OSError:
-        return False
-    return (st.st_size, st.st_mtime_ns, st.st_ino) == (stored.size, stored.mtime_ns, stored.inode)
+def _identity(stored: StoredFile) -> tuple[str, int, int, int | str]:
+    return (stored.key, stored.size, stored.mtime_ns, stored.version)
 
 
 _DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})

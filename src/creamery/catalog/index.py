@@ -49,11 +49,11 @@ class Distribution(NamedTuple):
 
     @property
     def relpath(self) -> str:
-        return self.stored.relpath
+        return self.stored.key
 
     @property
     def filename(self) -> str:
-        return self.stored.relpath.rpartition("/")[2]
+        return self.stored.key.rpartition("/")[2]
 
     @property
     def project(self) -> str:
@@ -110,9 +110,9 @@ class Index:
             unseen = set(self.files)
         changed: list[str] = []
         for stored in self.storage.scan():
-            unseen.discard(stored.relpath)
-            if self.files.get(stored.relpath) != stored:
-                changed.append(stored.relpath)
+            unseen.discard(stored.key)
+            if self.files.get(stored.key) != stored:
+                changed.append(stored.key)
         changed += unseen
         if self.state is not None:
             on_disk = self.state.scan()
@@ -177,7 +177,7 @@ class Index:
         prefix = relpath.rstrip("/") + "/"
         for below in [r for r in self.files if r.startswith(prefix)]:
             touched |= self._remove(below)
-        for stored in self.storage.scan_under(relpath):
+        for stored in self.storage.scan(relpath):
             touched |= self._add(stored)
         return touched
 
@@ -195,24 +195,24 @@ class Index:
 
     def _add(self, stored: StoredFile) -> set[str]:
         # Scans and stat() never yield hidden paths: no need to check again here.
-        filename = stored.relpath.rpartition("/")[2]
+        filename = stored.key.rpartition("/")[2]
         if is_legacy_sidecar(filename):
             # Never listed nor served: moved into the state directory (`Creamery.start`).
-            self.legacy[stored.relpath] = stored
+            self.legacy[stored.key] = stored
             return set()
         if is_sidecar(filename):
-            self.files[stored.relpath] = stored
-            owner = self.dists.get(filename_owner(stored.relpath))
+            self.files[stored.key] = stored
+            owner = self.dists.get(filename_owner(stored.key))
             return {owner.project} if owner else set()
         parsed = parse_filename(filename)
         if parsed is None:
             if not filename.endswith((".tmp", ".part")):
-                log.info("skipping %s: not a distribution filename", stored.relpath)
+                log.info("skipping %s: not a distribution filename", stored.key)
             return set()
         dist = Distribution(stored, parsed)
-        self.files[stored.relpath] = stored
-        self.dists[stored.relpath] = dist
-        self.projects.setdefault(parsed.project, {})[stored.relpath] = dist
+        self.files[stored.key] = stored
+        self.dists[stored.key] = dist
+        self.projects.setdefault(parsed.project, {})[stored.key] = dist
         return {parsed.project}
 
     def _remove(self, relpath: str) -> set[str]:

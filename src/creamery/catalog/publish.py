@@ -23,17 +23,14 @@ from creamery.catalog.facts import Digests
 from creamery.catalog.index import SIGNATURE, Distribution
 from creamery.core import durable
 from creamery.core.names import parse_filename, same_file_key
-from creamery.storage import StoredFile
+from creamery.storage import AlreadyExists as AlreadyExists
+from creamery.storage import Storage, StoredFile, read_all
 from creamery.storage.state import PROVENANCE
 
 if TYPE_CHECKING:
     from creamery.web.app import Creamery
 
 _FALLBACK_NAME_MAX = 255
-
-
-class AlreadyExists(Exception):
-    """The filename is taken (and --overwrite is off)."""
 
 
 class NameTooLong(ValueError):
@@ -98,6 +95,16 @@ class _Transaction:
             durable.fsync_directory(target.parent)
         self.undo.append(lambda: _restore(target, backup_or_none))
 
+    def put_stored(self, storage: Storage, key: str, data: bytes | None) -> None:
+        """Make *data* the content of *key* in *storage*, or remove *key* (None)."""
+        old = storage.stat(key)
+        backup = read_all(storage, old) if old is not None else None
+        if data is not None:
+            storage.put(key, data, if_absent=False)
+        elif old is not None:
+            storage.delete(key)
+        self.undo.append(lambda: _restore_stored(storage, key, backup))
+
     def rollback(self) -> None:
         for step in reversed(self.undo):
             with contextlib.suppress(OSError):
@@ -123,11 +130,18 @@ def _restore(target: Path, backup: Path | None) -> None:
     durable.fsync_directory(target.parent)
 
 
+def _restore_stored(storage: Storage, key: str, backup: bytes | None) -> None:
+    if backup is None:
+        storage.delete(key)
+    else:
+        storage.put(key, backup, if_absent=False)
+
+
 def publish(creamery: Creamery, upload: Upload, *, overwrite: bool) -> list[str]:
     """Publish under the filename's lock; the relpaths that changed. Raises AlreadyExists,
     or OSError (the server's disk) with nothing published."""
     filename = upload.filename
-    root = creamery.storage.upload_root
+    storage = creamery.storage
     state = creamery.state
     transaction = _Transaction()
     with state.lock(same_file_key(filename)):  # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`
@@ -135,23 +149,22 @@ def publish(creamery: Creamery, upload: Upload, *, overwrite: bool) -> list[str]
             raise AlreadyExists(filename)
         provenance = state.path_of(filename, PROVENANCE)
         try:
-            transaction.put(root / (filename + SIGNATURE), _spooled(creamery, upload.signature))
+            transaction.put_stored(storage, filename + SIGNATURE, upload.signature)
             transaction.put(provenance, _spooled(creamery, upload.provenance))
-            if not durable.place(upload.spool, root / filename, overwrite=overwrite):
-                raise AlreadyExists(filename)  # another process won the name meanwhile
+            # AlreadyExists when another process won the name meanwhile.
+            stored = storage.put(filename, upload.spool, if_absent=not overwrite)
         except BaseException:
             transaction.rollback()
             with contextlib.suppress(OSError):
                 provenance.parent.rmdir()  # the entry, when the undo left it empty
             raise
         transaction.commit()
-        _remember_facts(creamery, root, upload)
+        _remember_facts(creamery, stored, upload)
     return [filename, filename + SIGNATURE]
 
 
 def _taken(creamery: Creamery, filename: str) -> bool:
-    on_disk = (creamery.storage.upload_root / filename).exists()
-    return on_disk or bool(same_files(creamery, filename))
+    return creamery.storage.stat(filename) is not None or bool(same_files(creamery, filename))
 
 
 def same_files(creamery: Creamery, filename: str) -> list[Distribution]:
@@ -183,12 +196,7 @@ def _spooled(creamery: Creamery, data: bytes | None) -> Path | None:
     return path
 
 
-def _remember_facts(creamery: Creamery, root: Path, upload: Upload) -> None:
-    try:
-        st = os.stat(root / upload.filename)
-    except OSError:
-        return
-    stored = StoredFile(upload.filename, str(root), st.st_size, st.st_mtime_ns, st.st_ino)
+def _remember_facts(creamery: Creamery, stored: StoredFile, upload: Upload) -> None:
     if upload.metadata is not None:
         creamery.facts.remember_metadata(stored, upload.metadata)
     if upload.digests is not None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 from creamery.catalog.index import SIGNATURE, Distribution, Index
 from creamery.core.names import guess_like_pypiserver, normalize, parse_version
-from creamery.storage.local import LocalStorage
+from creamery.storage import Storage
 from creamery.storage.state import KINDS, YANKED, StateDir
 
 
@@ -58,9 +58,7 @@ def spelled_like_pypiserver(index: Index, project: str, version: str) -> list[Di
     ]
 
 
-def remove(
-    storage: LocalStorage, index: Index, project: str, version: str | None = None
-) -> list[str]:
+def remove(storage: Storage, index: Index, project: str, version: str | None = None) -> list[str]:
     """Delete every file of the release (or the project) and its sidecars; the relpaths."""
     try:
         dists = matching_files(index, project, version)
@@ -74,7 +72,7 @@ def remove(
 
 
 def remove_files(
-    storage: LocalStorage, state: StateDir | None, dists: Iterable[Distribution]
+    storage: Storage, state: StateDir | None, dists: Iterable[Distribution]
 ) -> list[str]:
     """Delete distributions with their signatures and state; the relpaths that changed."""
     changed: list[str] = []
@@ -90,7 +88,7 @@ def remove_files(
 
 
 def set_yanked(
-    storage: LocalStorage,
+    storage: Storage,
     index: Index,
     project: str,
     version: str,

@@ -24,7 +24,7 @@ class Catalog:
         self.storage = LocalStorage(config.roots, scratch=self.state)
         self.index = Index(self.storage, self.state)
         algos = (config.hash_algo,) if config.hash_algo else ()
-        self.facts = FactsCache(config.facts_cache_dir(), algos)
+        self.facts = FactsCache(config.facts_cache_dir(), algos, self.storage)
         self.journal = Journal(self.state.path)
 
     def record(self, relpaths: Iterable[str]) -> None:

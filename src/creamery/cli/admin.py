@@ -23,7 +23,7 @@ from creamery.core.config import (
 if TYPE_CHECKING:
     from creamery.catalog.index import Index
     from creamery.changes.journal import Journal
-    from creamery.storage.local import LocalStorage
+    from creamery.storage import Storage
 
 STATE_DIR_ENV = "CREAMERY_STATE_DIR"
 
@@ -95,7 +95,7 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     _add_release_arguments(parser, version_required=False)
 
 
-def _open(args: argparse.Namespace) -> tuple[LocalStorage, Index, Journal]:
+def _open(args: argparse.Namespace) -> tuple[Storage, Index, Journal]:
     from creamery.catalog.index import Index
     from creamery.changes.journal import Journal
     from creamery.storage.local import LocalStorage
@@ -112,7 +112,7 @@ def _open(args: argparse.Namespace) -> tuple[LocalStorage, Index, Journal]:
     index = Index(storage, state)
     index.load()
     journal = Journal(state.path)
-    migrated = [r for r, stored in index.legacy.items() if state.migrate(Path(stored.root), r)]
+    migrated = [r for r, stored in index.legacy.items() if state.migrate(storage, stored)]
     if migrated:
         changed = migrated + sorted({r.rpartition(".")[0] for r in migrated})
         index.refresh(changed)

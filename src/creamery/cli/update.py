@@ -32,6 +32,7 @@ from creamery.core import durable
 from creamery.core.config import DEFAULT_ROOT, ConfigError, check_root
 from creamery.core.names import normalize, parse_filename, parse_version
 from creamery.core.version import __version__
+from creamery.storage import AlreadyExists
 from creamery.storage.local import LocalStorage, is_safe_relpath
 
 if TYPE_CHECKING:
@@ -132,13 +133,16 @@ def read_ignorelist(path: str | None) -> frozenset[str]:
 
 def hosted_projects(roots: tuple[Path, ...], ignored: frozenset[str]) -> list[Hosted]:
     """The projects in *roots* (by normalized name) with their latest release, PEP 440 order."""
-    index = Index(LocalStorage(roots))
+    storage = LocalStorage(roots)
+    index = Index(storage)
     index.load()
     hosted = []
     for project in sorted(set(index.projects) - ignored):
         latest = index.distributions(project)[-1]
         parsed = latest.parsed
-        hosted.append(Hosted(project, parsed.raw_name, parsed.version, latest.stored.path.parent))
+        path = storage.local_path(latest.stored)
+        assert path is not None  # directories: every file has a path
+        hosted.append(Hosted(project, parsed.raw_name, parsed.version, Path(path).parent))
     return hosted
 
 
@@ -313,7 +317,10 @@ async def download(client: httpx.AsyncClient, file: UpstreamFile, directory: Pat
                 f"{file.filename}: sha256 mismatch (index: {file.sha256}, downloaded: {digest});"
                 " not saved"
             )
-        return storage.publish(temp, file.filename, overwrite=False)
+        storage.put(file.filename, temp, if_absent=True)
+        return True
+    except AlreadyExists:
+        return False
     finally:
         temp.unlink(missing_ok=True)
 

@@ -1,12 +1,12 @@
 """Serving distribution files: streamed, HEAD, Range, ETag, Last-Modified, Cache-Control.
 
-Plain ASGI, because this is a hot path. The file is opened first and described from the open
-descriptor, so an atomic replacement (`os.replace`) during a download never tears the response.
+Plain ASGI, because this is a hot path. The file is opened through the storage first and
+described from what was opened, so an atomic replacement (`os.replace`, a new object version)
+during a download never tears the response.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from email.utils import formatdate, parsedate_to_datetime
@@ -15,7 +15,7 @@ from urllib.parse import quote
 import anyio
 
 from creamery.http.asgi_types import Scope, Send
-from creamery.storage import StoredFile
+from creamery.storage import Reader, Storage, StoredFile, is_version
 
 # Every response says so: a body echoing client input is never sniffed into HTML or script.
 NOSNIFF = (b"x-content-type-options", b"nosniff")
@@ -115,10 +115,10 @@ class Snapshot:
 
 
 class SmallFiles:
-    """Small files kept in memory, keyed by the index's (path, size, mtime) of the file.
+    """Small files kept in memory, keyed by the index's StoredFile (key, size, version, mtime).
 
     The index changes the key when the file changes, so a stale copy is never served; an
-    entry is only stored when the bytes read match the key's size and mtime.
+    entry is only stored when the bytes read are the key's very version.
     """
 
     def __init__(self, max_bytes: int = 16 << 20) -> None:
@@ -141,6 +141,7 @@ class SmallFiles:
 async def send_file(
     scope: Scope,
     send: Send,
+    storage: Storage,
     stored: StoredFile,
     cache_control: int | None,
     small_files: SmallFiles,
@@ -150,26 +151,23 @@ async def send_file(
         await _respond(scope, send, snapshot, None)
         return
     try:
-        fd = os.open(stored.abspath, os.O_RDONLY)
+        reader = storage.open(stored)
     except OSError:
-        await send_text(send, 404, f"Not Found ({stored.relpath} does not exist)")
+        await send_text(send, 404, f"Not Found ({stored.key} does not exist)")
         return
     try:
-        snapshot = _snapshot(fd, stored.relpath, cache_control)
-        if snapshot.body is not None and (snapshot.size, snapshot.mtime_ns) == (
-            stored.size,
-            stored.mtime_ns,
-        ):
+        snapshot = _snapshot(reader, stored.key, cache_control)
+        if snapshot.body is not None and is_version(reader, stored):
             small_files.put(stored, snapshot)
-        await _respond(scope, send, snapshot, fd)
+        await _respond(scope, send, snapshot, reader)
     finally:
-        os.close(fd)
+        reader.close()
 
 
-def _snapshot(fd: int, relpath: str, cache_control: int | None) -> Snapshot:
-    st = os.fstat(fd)
-    etag = file_etag(st.st_size, st.st_mtime_ns)
-    last_modified = formatdate(st.st_mtime_ns / 1e9, usegmt=True)
+def _snapshot(reader: Reader, relpath: str, cache_control: int | None) -> Snapshot:
+    size, mtime_ns = reader.size, reader.mtime_ns
+    etag = file_etag(size, mtime_ns)
+    last_modified = formatdate(mtime_ns / 1e9, usegmt=True)
     headers = [
         (b"etag", etag.encode()),
         (b"last-modified", last_modified.encode()),
@@ -179,16 +177,16 @@ def _snapshot(fd: int, relpath: str, cache_control: int | None) -> Snapshot:
     ]
     if cache_control is not None:
         headers.append((b"cache-control", f"public, max-age={cache_control}".encode()))
-    body = os.pread(fd, st.st_size, 0) if st.st_size <= _SMALL else None
-    if body is not None and len(body) != st.st_size:
+    body = reader.read(0, size) if size <= _SMALL else None
+    if body is not None and len(body) != size:
         body = None  # changed while read: stream it instead
-    return Snapshot(st.st_size, st.st_mtime_ns, etag, last_modified, headers, body)
+    return Snapshot(size, mtime_ns, etag, last_modified, headers, body)
 
 
 _CONDITIONAL = (b"if-none-match", b"if-modified-since", b"range", b"if-range")
 
 
-async def _respond(scope: Scope, send: Send, snap: Snapshot, fd: int | None) -> None:
+async def _respond(scope: Scope, send: Send, snap: Snapshot, reader: Reader | None) -> None:
     asked = {k: v.decode("latin-1") for k, v in scope["headers"] if k in _CONDITIONAL}
     headers = list(snap.headers)
     if asked and _not_modified(asked, snap):
@@ -214,8 +212,8 @@ async def _respond(scope: Scope, send: Send, snap: Snapshot, fd: int | None) -> 
         await send({"type": "http.response.body", "body": b""})
     elif snap.body is not None:
         await send({"type": "http.response.body", "body": snap.body[start : start + length]})
-    elif fd is not None:
-        await _stream(send, fd, start, length)
+    elif reader is not None:
+        await _stream(send, reader, start, length)
 
 
 def _not_modified(asked: dict[bytes, str], snap: Snapshot) -> bool:
@@ -242,10 +240,10 @@ def _if_range_holds(condition: str | None, snap: Snapshot) -> bool:
     return condition == snap.last_modified
 
 
-async def _stream(send: Send, fd: int, offset: int, length: int) -> None:
+async def _stream(send: Send, reader: Reader, offset: int, length: int) -> None:
     remaining = length
     while remaining > 0:
-        chunk = await anyio.to_thread.run_sync(os.pread, fd, min(_CHUNK, remaining), offset)
+        chunk = await anyio.to_thread.run_sync(reader.read, offset, min(_CHUNK, remaining))
         if not chunk:
             break  # the file shrank under us: end the response short rather than hang
         offset += len(chunk)

@@ -34,6 +34,7 @@ from creamery.mirror.listing import (
     listing_to_json,
 )
 from creamery.storage import StoredFile
+from creamery.storage.local import LocalStorage
 
 log = logging.getLogger("creamery.mirror")
 
@@ -54,6 +55,7 @@ class MirrorCache:
         self.directory = directory
         self.pages = directory / "pages"
         self.files = directory / "files"
+        self.store = LocalStorage((self.files,))  # the cached files, served like hosted ones
         self.temp = directory / "tmp"
         self.max_size = max_size
         self._size: int | None = None  # bytes of files, once counted
@@ -127,18 +129,14 @@ class MirrorCache:
         return self.files / project / filename
 
     def cached(self, project: str, filename: str) -> StoredFile | None:
-        path = self.file_path(project, filename)
-        try:
-            st = path.stat()
-        except OSError:
-            return None
-        relpath = f"{project}/{filename}"
-        return StoredFile(relpath, str(self.files), st.st_size, st.st_mtime_ns, st.st_ino)
+        return self.store.stat(f"{project}/{filename}")
 
     def touch(self, stored: StoredFile) -> None:
         """Record a use for LRU eviction; the mtime (and so the ETag) stays as it was."""
+        path = self.store.local_path(stored)
         with contextlib.suppress(OSError):
-            os.utime(stored.path, ns=(time.time_ns(), stored.mtime_ns))
+            if path is not None:
+                os.utime(path, ns=(time.time_ns(), stored.mtime_ns))
 
     def new_temp_file(self) -> tuple[int, Path]:
         self.temp.mkdir(parents=True, exist_ok=True)  # survives an `rm -r` of the cache

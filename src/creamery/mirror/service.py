@@ -149,7 +149,12 @@ class Mirror:
         if stored is not None:
             self.cache.touch(stored)
             await files.send_file(
-                scope, send, stored, self.config.cache_control, self.creamery.small_files
+                scope,
+                send,
+                self.cache.store,
+                stored,
+                self.config.cache_control,
+                self.creamery.small_files,
             )
             return
         job = await self._job(project, filename)

@@ -1,23 +1,44 @@
-"""Package directories on a local (or network) file system."""
+"""Package directories on a local (or network) file system: `LocalStorage`.
+
+Several roots, read in order: the first root holding a key wins. Writes go to the first root.
+A file's version is its inode: with the size and mtime_ns in `StoredFile`, it tells a replaced
+file apart even within one mtime tick (a rename brings the new file's inode).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from creamery.core import durable
-from creamery.storage import ChangeCallback, Listing, StoredFile, Watch, inotify
+from creamery.storage import (
+    AlreadyExists,
+    ChangeCallback,
+    Listing,
+    StoredFile,
+    UnsafeKey,
+    Watch,
+    inotify,
+    is_hidden,
+    is_safe_relpath,
+)
 
 if TYPE_CHECKING:
     from creamery.storage.state import StateDir
 
+__all__ = ["LocalReader", "LocalStorage", "is_hidden", "is_safe_relpath"]
+
 log = logging.getLogger("creamery.storage")
 
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # A change within one timestamp tick of a listing leaves the directory's mtime alone, so a
 # directory listed within a tick of its mtime counts as changed. Timestamps with sub-second
 # digits come from a fine clock (a jiffy, a few ms); whole seconds may mean 1-2 s ticks (FAT).
@@ -26,55 +47,106 @@ _RACY_COARSE_NS = 2_000_000_000
 Listed = dict[str, tuple[int, int]]  # directory -> (its mtime_ns, time.time_ns() when listed)
 
 
-def is_hidden(relpath: str) -> bool:
-    """Dot files and anything inside a dot directory are never listed nor served."""
-    return any(part.startswith(".") for part in relpath.split("/"))
+class LocalReader:
+    """An open file: its descriptor pins the version opened, whatever replaces the name."""
 
+    __slots__ = ("_fd", "mtime_ns", "size", "version")
 
-def is_safe_relpath(relpath: str) -> bool:
-    """A relpath that stays inside its root: no absolute path, no `..`, no NUL, not hidden."""
-    if not relpath or "\0" in relpath or "\\" in relpath or relpath.startswith("/"):
-        return False
-    parts = PurePosixPath(relpath).parts
-    return all(part not in ("..", ".") for part in parts) and not is_hidden(relpath)
+    def __init__(self, fd: int, st: os.stat_result) -> None:
+        self._fd = fd
+        self.size = st.st_size
+        self.mtime_ns = st.st_mtime_ns
+        self.version: int | str = st.st_ino
+
+    def read(self, offset: int, length: int) -> bytes:
+        data = os.pread(self._fd, length, offset)
+        if len(data) == length or not data:
+            return data
+        parts, got = [data], len(data)  # rare: beyond the kernel's limit per call (2 GiB)
+        while got < length and (more := os.pread(self._fd, length - got, offset + got)):
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def fileno(self) -> int | None:
+        return self._fd
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> LocalReader:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 class LocalStorage:
     def __init__(self, roots: tuple[Path, ...], scratch: StateDir | None = None) -> None:
         self.roots = tuple(Path(r) for r in roots)
+        # Each root's text is the `place` of its files: one string shared by all of them.
+        self._places = tuple(str(r) for r in self.roots)
         self._listed: Listed = {}  # every directory the last scan listed
         self.scratch = scratch
 
     # ------------------------------------------------------------------ reading
 
-    def scan(self) -> Iterator[StoredFile]:
+    def scan(self, prefix: str = "") -> Iterator[StoredFile]:
+        if prefix and not is_safe_relpath(prefix := prefix.removesuffix("/")):
+            return
         seen: set[str] = set()
-        listed: Listed = {}
-        for root in self.roots:
-            for stored in _walk(root, root, listed):
-                if stored.relpath not in seen:
-                    seen.add(stored.relpath)
+        listed: Listed = self._listed if prefix else {}
+        for place in self._places:
+            top = f"{place}/{prefix}" if prefix else place
+            if prefix and not os.path.isdir(top):
+                continue
+            for stored in _walk(place, top, listed):
+                if stored.key not in seen:
+                    seen.add(stored.key)
                     yield stored
-        self._listed = listed
+        if not prefix:
+            self._listed = listed
 
-    def scan_under(self, relpath: str) -> Iterator[StoredFile]:
-        for root in self.roots:
-            top = root / relpath
-            if top.is_dir():
-                yield from _walk(root, top, self._listed)
-
-    def stat(self, relpath: str) -> StoredFile | None:
-        if not is_safe_relpath(relpath):
+    def stat(self, key: str) -> StoredFile | None:
+        if not is_safe_relpath(key):
             return None
-        for root in self.roots:
-            path = root / relpath
+        for place in self._places:
             try:
-                st = path.stat()
+                st = os.stat(f"{place}/{key}")
             except OSError:
                 continue
-            if os.path.isfile(path):
-                return StoredFile(relpath, str(root), st.st_size, st.st_mtime_ns, st.st_ino)
+            if stat.S_ISREG(st.st_mode):
+                return StoredFile(key, st.st_size, st.st_ino, st.st_mtime_ns, place)
         return None
+
+    def open(self, stored: StoredFile) -> LocalReader:
+        path = self.local_path(stored)
+        if path is None:
+            raise FileNotFoundError(errno.ENOENT, "not a file of this storage", stored.key)
+        fd = os.open(path, os.O_RDONLY | _CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileNotFoundError(errno.ENOENT, "not a file", stored.key)
+        except BaseException:
+            os.close(fd)
+            raise
+        return LocalReader(fd, st)
+
+    def local_path(self, stored: StoredFile) -> str | None:
+        if stored.place not in self._places or not is_safe_relpath(stored.key):
+            return None
+        return f"{stored.place}/{stored.key}"
+
+    def url(self, stored: StoredFile) -> str | None:
+        return None  # served from the file itself
 
     def locate(self, absolute: str) -> str | None:
         """The relpath of an absolute path under one of the roots, or None."""
@@ -96,43 +168,59 @@ class LocalStorage:
         a hidden file in the upload root."""
         if self.scratch is not None:
             return self.scratch.new_temp_file()
-        while True:
-            path = durable.temp_name(self.upload_root)
-            try:
-                return durable.create_exclusive(path), path
-            except FileExistsError:
-                continue
+        return _new_temp_file(self.upload_root)
 
-    def publish(self, temp: Path, relpath: str, *, overwrite: bool) -> bool:
-        """Move a finished temp file to *relpath* in the upload root, atomically and durably.
+    def put(self, key: str, content: Path | bytes, *, if_absent: bool) -> StoredFile:
+        spool = content if isinstance(content, Path) else None
+        try:
+            if not is_safe_relpath(key):
+                raise UnsafeKey(f"unsafe key {key!r}")
+            root = self.upload_root
+            if not root.is_dir():  # never recreate a root that is gone (an unmounted disk)
+                raise FileNotFoundError(errno.ENOENT, "the storage root is gone", str(root))
+            if if_absent and any(self._holds(place, key) for place in self._places[1:]):
+                raise AlreadyExists(key)
+            if spool is None:
+                assert isinstance(content, bytes)
+                spool = _spool_bytes(root, content)
+            target = root / key
+            if not durable.place(spool, target, overwrite=not if_absent):
+                raise AlreadyExists(key)
+        finally:
+            if spool is not None:
+                spool.unlink(missing_ok=True)
+        st = os.stat(target)
+        return StoredFile(key, st.st_size, st.st_ino, st.st_mtime_ns, self._places[0])
 
-        Without *overwrite* the file appears only if the name is free (of several concurrent
-        publishers exactly one wins): returns False when it was taken. The temp file is gone
-        afterwards in every case.
-        """
-        return durable.place(temp, self._upload_path(relpath), overwrite=overwrite)
-
-    def write_bytes(self, relpath: str, data: bytes) -> None:
-        """Create or replace a small file (a signature) atomically and durably."""
-        durable.write_atomic(self._upload_path(relpath), data)
-
-    def delete(self, relpath: str) -> bool:
-        """Remove *relpath* from every root; True when something was removed."""
-        if not is_safe_relpath(relpath):
+    def delete(self, key: str) -> bool:
+        """Remove *key* from every root; True when something was removed."""
+        if not is_safe_relpath(key):
             return False
         removed = False
         for root in self.roots:
-            path = root / relpath
+            path = root / key
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 removed = True
                 durable.fsync_directory(path.parent)
         return removed
 
-    def _upload_path(self, relpath: str) -> Path:
-        if not is_safe_relpath(relpath):
-            raise ValueError(f"unsafe path {relpath!r}")
-        return self.upload_root / relpath
+    def health(self) -> str | None:
+        for root in self.roots:
+            if not root.is_dir():
+                return f"{root} is gone (not a directory)"
+            if not os.access(root, os.R_OK | os.X_OK):
+                return f"{root} is not readable"
+        if not os.access(self.upload_root, os.W_OK | os.X_OK):
+            return f"{self.upload_root} is not writable: uploads would fail"
+        return None
+
+    @staticmethod
+    def _holds(place: str, key: str) -> bool:
+        try:
+            return stat.S_ISREG(os.stat(f"{place}/{key}").st_mode)
+        except OSError:
+            return False
 
     # ------------------------------------------------------------------ change events
 
@@ -300,11 +388,31 @@ def _watchdog(roots: tuple[Path, ...], changed: ChangeCallback) -> Watch | None:
     return WatchdogWatch(stop)
 
 
-def _walk(root: Path, top: Path, listed: Listed) -> Iterator[StoredFile]:
+def _new_temp_file(directory: Path) -> tuple[int, Path]:
+    while True:
+        path = durable.temp_name(directory)
+        try:
+            return durable.create_exclusive(path), path
+        except FileExistsError:
+            continue
+
+
+def _spool_bytes(directory: Path, data: bytes) -> Path:
+    """*data* in a hidden temp file of *directory*, for `durable.place` to flush and link."""
+    fd, path = _new_temp_file(directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _walk(place: str, top: str, listed: Listed) -> Iterator[StoredFile]:
     """Every visible file below *top*; records each directory's mtime in *listed*."""
-    stack = [str(top)]
-    root_text = str(root)
-    root_len = len(root_text) + 1
+    stack = [top]
+    root_len = len(place) + 1
     while stack:
         directory = stack.pop()
         try:
@@ -323,9 +431,8 @@ def _walk(root: Path, top: Path, listed: Listed) -> Iterator[StoredFile]:
                         stack.append(entry.path)
                     elif entry.is_file():
                         st = entry.stat()
-                        relpath = entry.path[root_len:].replace(os.sep, "/")
-                        yield StoredFile(
-                            relpath, root_text, st.st_size, st.st_mtime_ns, entry.inode()
-                        )
+                        key = entry.path[root_len:].replace(os.sep, "/")
+                        # st_ino as `stat()` gives it: a directory entry's may differ (overlayfs)
+                        yield StoredFile(key, st.st_size, st.st_ino, st.st_mtime_ns, place)
                 except OSError:
                     continue  # vanished while scanning

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from creamery.core import durable
+from creamery.storage import Storage, StoredFile, read_all
 
 log = logging.getLogger("creamery.state")
 
@@ -189,15 +190,16 @@ class StateDir:
 
     # ------------------------------------------------------------------ migration
 
-    def migrate(self, root: Path, relpath: str) -> bool:
+    def migrate(self, storage: Storage, stored: StoredFile) -> bool:
         """Move a legacy sidecar (`x.whl.yanked`, `.provenance`, `.metadata` beside the file)
-        into this directory. Copy durably first, then remove the old one: a crash in between
-        leaves both, and the next start does it again (idempotent). True when moved."""
+        from *storage* into this directory. Copy durably first, then delete the old one: a
+        crash in between leaves both, and the next start does it again (idempotent). True
+        when moved."""
+        relpath = stored.key
         owner, _, suffix = relpath.rpartition(".")
         suffix = suffix.lower()
-        source = root / relpath
         try:
-            data = source.read_bytes()
+            data = read_all(storage, stored)
         except OSError:
             return False
         if suffix == "metadata":
@@ -206,14 +208,11 @@ class StateDir:
         else:
             self.write(owner, suffix, data)
         try:
-            source.unlink()
-        except FileNotFoundError:
-            return False  # someone else moved it meanwhile
+            if not storage.delete(relpath):
+                return False  # someone else moved it meanwhile
         except OSError as error:
             log.warning("migrated %s into the state directory, can't remove it: %s", relpath, error)
             return False
-        with contextlib.suppress(OSError):
-            durable.fsync_directory(source.parent)
         log.info("migrated %s into %s", relpath, self.path)
         return True
 

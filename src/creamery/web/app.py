@@ -13,7 +13,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
@@ -147,10 +146,10 @@ class Creamery:
             young = time.time_ns() - int(min_age * 1e9)
             legacy = {r: st for r, st in self.index.legacy.items() if r not in self._unmovable}
             ready = {r: st for r, st in legacy.items() if st.mtime_ns <= young}
-            moved = [r for r, st in ready.items() if self.state.migrate(Path(st.root), r)]
+            moved = [r for r, st in ready.items() if self.state.migrate(self.storage, st)]
             # Copied but not removable (a read-only root): once, or a later un-yank would be
             # undone by the next attempt.
-            self._unmovable |= {r for r, st in ready.items() if Path(st.abspath).exists()}
+            self._unmovable |= {r for r in ready if self.storage.stat(r) is not None}
             if moved:
                 owners = sorted({r.rpartition(".")[0] for r in moved})
                 self.record_changes(moved + owners)
@@ -438,7 +437,9 @@ class Creamery:
         if stored is None:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)")
             return
-        await files.send_file(scope, send, stored, self.config.cache_control, self.small_files)
+        await files.send_file(
+            scope, send, self.storage, stored, self.config.cache_control, self.small_files
+        )
 
     def _metadata_of_known_wheel(self, relpath: str) -> bool:
         return relpath.endswith(METADATA) and relpath[: -len(METADATA)] in self.index.dists

@@ -28,7 +28,7 @@ from creamery.core.hashing import Hasher
 from creamery.core.names import VersionKey, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.render.simple_api import entry_for, iso_time
-from creamery.storage import StoredFile
+from creamery.storage import Reader, Storage, StoredFile, chunks, is_version
 from creamery.web.pages import BoundedCache, base_url, body_response, relative_redirect
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def routes(creamery: Creamery) -> list[Route]:
 class JsonApi:
     def __init__(self, creamery: Creamery) -> None:
         self.creamery = creamery
-        self.digests = FileDigests()
+        self.digests = FileDigests(creamery.storage)
         self.cache = BoundedCache(max_entries=256, max_bytes=64 << 20)
 
     async def legacy(self, request: Request) -> Response:
@@ -314,33 +314,35 @@ class FileDigests:
     Kept in memory: the facts cache's hashlib names can't express blake2b with a 256-bit digest.
     """
 
-    def __init__(self, limit: int = 200_000) -> None:
-        self._known: dict[tuple[str, int, int], dict[str, str]] = {}
+    def __init__(self, storage: Storage, limit: int = 200_000) -> None:
+        self.storage = storage
+        self._known: dict[StoredFile, dict[str, str]] = {}
         self._limit = limit
         self._lock = threading.Lock()
 
     def get(self, stored: StoredFile) -> dict[str, str]:
-        key = (stored.abspath, stored.size, stored.mtime_ns)
         with self._lock:
-            found = self._known.get(key)
+            found = self._known.get(stored)
         if found is not None:
             return found
-        digests = hash_file(stored.path)
+        with self.storage.open(stored) as reader:
+            digests = hash_file(reader)
+            if not is_version(reader, stored):
+                return digests  # replaced since the index saw it: not for *stored*'s key
         with self._lock:
             if len(self._known) >= self._limit:
                 self._known.clear()
-            self._known[key] = digests
+            self._known[stored] = digests
         return digests
 
 
-def hash_file(path: Path) -> dict[str, str]:
+def hash_file(reader: Reader) -> dict[str, str]:
     hashers: dict[str, Hasher] = {
         "sha256": hashlib.sha256(),
         "md5": hashlib.md5(usedforsecurity=False),
         "blake2b_256": hashlib.blake2b(digest_size=32),
     }
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            for hasher in hashers.values():
-                hasher.update(chunk)
+    for chunk in chunks(reader, _CHUNK):
+        for hasher in hashers.values():
+            hasher.update(chunk)
     return {name: hasher.hexdigest() for name, hasher in hashers.items()}

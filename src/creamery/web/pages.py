@@ -292,7 +292,7 @@ class ListingDigests:
                     continue
                 digest = found.get(self.algo)
             known[stored] = digest
-        fragments = {stored.relpath: f"#{self.algo}={digest}" for stored, digest in known.items()}
+        fragments = {stored.key: f"#{self.algo}={digest}" for stored, digest in known.items()}
         self._known = known  # forgets files no longer listed
         if missing:  # after the fragments: the thread adds to self._known as it goes
             self._hash_in_background(missing)
