@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from creamery.core.names import parse_filename
+from creamery.core.names import METADATA, parse_filename
 
 log = logging.getLogger("creamery.mirror")
 
@@ -63,7 +63,7 @@ def is_safe_filename(filename: str) -> bool:
     """A distribution filename that is also a safe single path component."""
     if not filename or len(filename) > 255 or filename.startswith("."):
         return False
-    if any(c in filename for c in "/\\\0") or filename.endswith(".metadata"):
+    if any(c in filename for c in "/\\\0") or filename.endswith(METADATA):
         return False
     return parse_filename(filename) is not None
 
