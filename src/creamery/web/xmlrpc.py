@@ -25,13 +25,14 @@ from starlette.responses import PlainTextResponse, Response
 
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
+from creamery.catalog.service import Catalog
 from creamery.core.names import normalize
 from creamery.http import routing
 from creamery.http.routing import Action, Route
 from creamery.web.json_api import is_yanked, latest_release, release_metadata, releases
+from creamery.web.state import AppState
 
 if TYPE_CHECKING:
-    from creamery.web.app import Creamery
     from creamery.web.pages import Endpoint
 
 MAX_BODY = 1 << 20
@@ -55,7 +56,7 @@ SEARCH_FIELDS = ("name", "version", "summary", *METADATA_FIELDS)
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SEPARATORS = re.compile(r"[-_.]+")
 
-_services: WeakKeyDictionary[Creamery, XmlRpcService] = WeakKeyDictionary()
+_services: WeakKeyDictionary[Catalog, XmlRpcService] = WeakKeyDictionary()
 _services_lock = threading.Lock()
 
 
@@ -66,24 +67,24 @@ class BadRequest(ValueError):
 # ---------------------------------------------------------------- HTTP
 
 
-def endpoint(creamery: Creamery) -> Endpoint:
+def endpoint(state: AppState) -> Endpoint:
     """POST /RPC2, /pypi (and whatever `routes` adds)."""
 
     async def call(request: Request) -> Response:
-        return await handle(creamery, request)
+        return await handle(state.catalog, request)
 
     return call
 
 
-def routes(creamery: Creamery) -> list[Route]:
+def routes(state: AppState) -> list[Route]:
     """Where clients post calls: pip to the URL given to --index (`/simple/`), others to
     /RPC2 or /pypi. A call is `list` whatever its content type (POST / is in routes.py)."""
-    call = routing.endpoint(endpoint(creamery))
+    call = routing.endpoint(endpoint(state))
     paths = ("/RPC2", "/RPC2/", "/pypi", "/pypi/", "/simple", "/simple/")
     return [Route(routing.POST, path, action=Action.LIST, handler=call) for path in paths]
 
 
-async def handle(creamery: Creamery, request: Request) -> Response:
+async def handle(catalog: Catalog, request: Request) -> Response:
     """Answer one XML-RPC call: a methodResponse (maybe a Fault), or 400/413 for bad bodies."""
     body = await _read_body(request)
     if body is None:
@@ -92,7 +93,7 @@ async def handle(creamery: Creamery, request: Request) -> Response:
         params, method = await anyio.to_thread.run_sync(parse_call, body)
     except BadRequest as error:
         return PlainTextResponse(f"Bad XML-RPC request: {error}\n", 400)
-    service = service_for(creamery)
+    service = service_for(catalog)
     result = await anyio.to_thread.run_sync(service.call, method, params)
     return Response(result, media_type="text/xml")
 
@@ -130,11 +131,11 @@ def parse_call(body: bytes) -> tuple[tuple[Any, ...], str]:
     return params, method
 
 
-def service_for(creamery: Creamery) -> XmlRpcService:
+def service_for(catalog: Catalog) -> XmlRpcService:
     with _services_lock:
-        service = _services.get(creamery)
+        service = _services.get(catalog)
         if service is None:
-            service = _services[creamery] = XmlRpcService(creamery.index, creamery.facts)
+            service = _services[catalog] = XmlRpcService(catalog.index, catalog.facts)
         return service
 
 
