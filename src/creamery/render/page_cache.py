@@ -17,13 +17,13 @@ Pages = dict[Format, Page]  # one rendering per format
 
 class PageCache:
     def __init__(self, index: Index) -> None:
-        self._generations = index.generations  # the index's own dict: read, never written here
+        self._index = index
         self._entries: dict[str | None, tuple[int, Pages]] = {}
 
     def get(self, project: str | None) -> Pages | None:
         """The current pages of *project* (None: the root listing), or None to render them."""
         entry = self._entries.get(project)
-        if entry is None or entry[0] != self._generations.get(project, 0):
+        if entry is None or entry[0] != self._index.generations.get(project, 0):
             return None
         return entry[1]
 

@@ -13,7 +13,7 @@ import threading
 import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from weakref import WeakKeyDictionary
 from xml.parsers.expat import ExpatError
 
@@ -30,10 +30,8 @@ from creamery.core.names import normalize
 from creamery.http import routing
 from creamery.http.routing import Action, Route
 from creamery.web.json_api import is_yanked, latest_release, release_metadata, releases
+from creamery.web.pages import Endpoint
 from creamery.web.state import AppState
-
-if TYPE_CHECKING:
-    from creamery.web.pages import Endpoint
 
 MAX_BODY = 1 << 20
 # Standard XML-RPC fault codes (specs.xmlrpc.com/spec/xmlrpc-errors).
@@ -109,7 +107,7 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def parse_call(body: bytes) -> tuple[tuple[Any, ...], str]:
+def parse_call(body: bytes) -> tuple[tuple[object, ...], str]:
     """(params, method name) of a methodCall; what `xmlrpc.client.loads` does, defused."""
     unmarshaller = xmlrpc.client.Unmarshaller()
     parser = DefusedExpatParser(unmarshaller, forbid_dtd=True)
@@ -158,6 +156,7 @@ class XmlRpcService:
         self.facts = facts
         self._records: dict[str, tuple[int, SearchRecord]] = {}
         self._lock = threading.Lock()
+        # Results are XML-RPC values (what xmlrpc.client marshals): of many types, nested.
         self.methods: dict[str, Callable[..., Any]] = {
             "search": self.search,
             "list_packages": self.list_packages,
@@ -165,7 +164,7 @@ class XmlRpcService:
             "system.listMethods": self.list_methods,
         }
 
-    def call(self, method: str, params: tuple[Any, ...]) -> bytes:
+    def call(self, method: str, params: tuple[object, ...]) -> bytes:
         """The methodResponse for one call (blocking: run it in a thread)."""
         try:
             result = self._dispatch(method, params)
@@ -174,7 +173,7 @@ class XmlRpcService:
             text = xmlrpc.client.dumps(fault, methodresponse=True)
         return text.encode("utf-8")
 
-    def _dispatch(self, method: str, params: tuple[Any, ...]) -> Any:
+    def _dispatch(self, method: str, params: tuple[object, ...]) -> Any:
         function = self.methods.get(method)
         if function is None:
             raise xmlrpc.client.Fault(METHOD_NOT_FOUND, f"method {method!r} is not supported")
@@ -198,7 +197,7 @@ class XmlRpcService:
             found = [r for r in found if not is_yanked(self.index, r)]
         return [r.version for r in reversed(found)]
 
-    def search(self, spec: dict[str, Any] | str, operator: str = "and") -> list[dict[str, Any]]:
+    def search(self, spec: object, operator: str = "and") -> list[dict[str, object]]:
         """PyPI's search: within a field any term may match, across fields `operator` decides.
 
         A plain string instead of the struct searches the names, as pypiserver does.
@@ -258,16 +257,17 @@ def search_record(index: Index, facts: FactsCache, project: str) -> SearchRecord
     return SearchRecord(name, latest.version, summary, texts)
 
 
-def search_terms(spec: Any) -> dict[str, list[str]]:
+def search_terms(spec: object) -> dict[str, list[str]]:
     """Validate a search spec: field -> lower-cased terms (a string or a list of strings).
 
     The spec is a struct of field -> terms, or a plain string: pypiserver's form, a name term.
     """
     if isinstance(spec, str):
         spec = {"name": spec}
-    _expect(
-        isinstance(spec, dict), "search: the spec must be a string or a struct of field -> terms"
-    )
+    if not isinstance(spec, dict):
+        raise xmlrpc.client.Fault(
+            INVALID_PARAMS, "search: the spec must be a string or a struct of field -> terms"
+        )
     terms: dict[str, list[str]] = {}
     for field, value in spec.items():
         _expect(field in SEARCH_FIELDS, f"search: unsupported field {field!r}")
