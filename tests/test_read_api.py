@@ -615,6 +615,17 @@ def test_simple_pages_have_strong_etags(http: httpx.Client, path: str) -> None:
 
 
 @pytest.mark.parametrize("path", ["/simple/", "/simple/tlib/"])
+def test_simple_pages_compare_if_none_match_weakly(http: httpx.Client, path: str) -> None:
+    """RFC 9110: If-None-Match uses weak comparison, and "*" matches a page that exists; the
+    same rule as for files."""
+    etag = http.get(path).headers["etag"]
+    for sent in (f"W/{etag}", f'"other", {etag}', "*"):
+        again = http.get(path, headers={"If-None-Match": sent})
+        assert again.status_code == 304, sent
+        assert again.headers["etag"] == etag
+
+
+@pytest.mark.parametrize("path", ["/simple/", "/simple/tlib/"])
 @pytest.mark.parametrize("accept", [JSON_V1, "text/html"])
 def test_head_on_simple_pages(http: httpx.Client, path: str, accept: str) -> None:
     get = http.get(path, headers={"Accept": accept})

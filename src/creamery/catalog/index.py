@@ -1,9 +1,9 @@
 """The in-memory index: projects and their files, kept current by change events.
 
 Built once at start from file *names* (nothing is read), then updated by `refresh` with the
-relpaths that events (or uploads, or a periodic rescan) report. Rendered pages live in
-`pages`, a plain dict that the hot paths read without locking; any change to a project drops
-that project's pages and the root pages.
+relpaths that events (or uploads, or a periodic rescan) report. Every change bumps the
+changed projects' generation (and the root's, `None`): caches of what is derived from the index
+(rendered pages, documents) key their entries by it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from creamery.core.names import (
     ParsedFilename,
@@ -24,23 +24,7 @@ from creamery.core.names import (
 from creamery.storage import Listing, Storage, StoredFile
 from creamery.storage.state import NO_STATE, FileState, StateDir, is_legacy_sidecar
 
-if TYPE_CHECKING:  # for annotations only: simple_api renders from the index
-    from creamery.render.negotiation import Format
-    from creamery.render.simple_api import Page
-
 log = logging.getLogger("creamery.index")
-
-# URL suffixes: <distribution relpath> + suffix. Only the signature is a file beside the
-# distribution (as pypiserver keeps it); yank state and provenance live in the state directory
-# (`state.py`), and metadata is derived from the file (`facts.py`).
-SIGNATURE = ".asc"
-YANKED = ".yanked"
-METADATA = ".metadata"  # PEP 658: the wheel's METADATA, served from the facts cache
-PROVENANCE = ".provenance"  # PEP 740: served from the state directory
-
-# A rendered page: (project, or None for the root listing; which page) -> one per format.
-PageKey = tuple[str | None, str]
-Pages = dict["Format", "Page"]
 
 
 class Distribution(NamedTuple):
@@ -76,9 +60,10 @@ class Index:
         self.files: dict[str, StoredFile] = {}  # every servable relpath, sidecars included
         self.dists: dict[str, Distribution] = {}  # relpath -> distribution
         self.projects: dict[str, dict[str, Distribution]] = {}  # project -> relpath -> dist
-        self.pages: dict[PageKey, Pages] = {}  # rendered pages, keyed by the renderers
         self.generation = 0  # bumped on every change
-        self._project_generation: dict[str | None, int] = {}
+        # project (None: the root listing) -> the generation it last changed at; read by the
+        # hot paths without locking (a dict lookup), written only under the lock.
+        self.generations: dict[str | None, int] = {}
         self._lock = threading.RLock()
         self._unreported_lock = threading.Lock()  # concurrent callers share one rescan
         self._unreported_look_started = 0.0
@@ -232,18 +217,12 @@ class Index:
     def _changed(self, projects: set[str]) -> None:
         self.generation += 1
         for project in (*projects, None):
-            self._project_generation[project] = self.generation
-        # Drop pages by rebuilding the dict: readers keep a consistent old one meanwhile.
-        self.pages = {
-            key: page
-            for key, page in self.pages.items()
-            if key[0] is not None and key[0] not in projects
-        }
+            self.generations[project] = self.generation
 
     # ------------------------------------------------------------------ reading
 
     def project_generation(self, project: str | None) -> int:
-        return self._project_generation.get(project, 0)
+        return self.generations.get(project, 0)
 
     def project_names(self) -> list[str]:
         with self._lock:
@@ -278,11 +257,6 @@ class Index:
         if self.state is None or not self.state_of(dist).provenance:
             return None
         return self.state.read(dist.relpath, "provenance")
-
-    def store_page(self, key: PageKey, page: Pages, generation: int) -> None:
-        """Keep a rendered page unless its project changed while it was being rendered."""
-        if self.project_generation(key[0]) <= generation:
-            self.pages[key] = page
 
 
 def filename_owner(sidecar_relpath: str) -> str:

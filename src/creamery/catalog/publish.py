@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from creamery.catalog.facts import Digests
-from creamery.catalog.index import SIGNATURE, Distribution
+from creamery.catalog.index import Distribution
 from creamery.core import durable
-from creamery.core.names import parse_filename, same_file_key
+from creamery.core.names import SIGNATURE, parse_filename, same_file_key
 from creamery.storage import AlreadyExists as AlreadyExists
 from creamery.storage import Storage, StoredFile, read_all
 from creamery.storage.state import PROVENANCE

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 
-from creamery.catalog.index import SIGNATURE, Distribution, Index
-from creamery.core.names import guess_like_pypiserver, normalize, parse_version
+from creamery.catalog.index import Distribution, Index
+from creamery.core.names import SIGNATURE, guess_like_pypiserver, normalize, parse_version
 from creamery.storage import Storage
 from creamery.storage.state import KINDS, YANKED, StateDir
 

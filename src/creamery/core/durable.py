@@ -22,13 +22,26 @@ _BINARY = getattr(os, "O_BINARY", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def create_exclusive(path: Path, mode: int = FILE_MODE) -> int:
-    """Open a new file for writing; FileExistsError when the name is taken."""
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY | _CLOEXEC, mode)
+def create_exclusive(path: Path, mode: int = FILE_MODE, *, readable: bool = False) -> int:
+    """Open a new file for writing (and reading); FileExistsError when the name is taken."""
+    access = os.O_RDWR if readable else os.O_WRONLY
+    return os.open(path, access | os.O_CREAT | os.O_EXCL | _BINARY | _CLOEXEC, mode)
 
 
 def temp_name(directory: Path, prefix: str = ".creamery-") -> Path:
     return directory / f"{prefix}{secrets.token_hex(8)}.part"
+
+
+def new_temp_file(
+    directory: Path, prefix: str = ".creamery-", mode: int = FILE_MODE, *, readable: bool = False
+) -> tuple[int, Path]:
+    """A new, open temp file in *directory* (a fresh name whatever else is there)."""
+    while True:
+        path = temp_name(directory, prefix)
+        try:
+            return create_exclusive(path, mode, readable=readable), path
+        except FileExistsError:
+            continue
 
 
 def fsync_file(path: Path) -> None:
@@ -65,13 +78,7 @@ def write_atomic(
     file's owner and mode onto it, say).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        temp = temp_name(path.parent)
-        try:
-            fd = create_exclusive(temp, mode)
-            break
-        except FileExistsError:
-            continue
+    fd, temp = new_temp_file(path.parent, mode=mode)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

@@ -17,9 +17,19 @@ Kind = Literal["wheel", "sdist", "egg", "bdist"]
 
 SDIST_SUFFIXES = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip")
 BDIST_SUFFIXES = (".exe", ".msi", ".rpm", ".dmg")
-# Files that live beside a distribution and describe it; never listed on their own.
 _ALL_SUFFIXES = (".whl", ".tar.gz", ".egg", *SDIST_SUFFIXES[1:], *BDIST_SUFFIXES)
-SIDECAR_SUFFIXES = (".asc", ".metadata", ".yanked", ".provenance")
+
+# Sidecars: <distribution relpath> + suffix, in URLs and (for some) on disk. Only the signature
+# is a file beside the distribution (as pypiserver keeps it); yank state and provenance live in
+# the state directory, and metadata is derived from the file (the facts cache).
+SIGNATURE = ".asc"
+METADATA = ".metadata"  # PEP 658: the wheel's METADATA
+PROVENANCE = ".provenance"  # PEP 740
+YANKED = ".yanked"  # pypiserver's yank marker
+# Files that live beside a distribution and describe it; never listed on their own.
+SIDECAR_SUFFIXES = (SIGNATURE, METADATA, YANKED, PROVENANCE)
+# Sidecars earlier versions kept beside files, moved into the state directory when found.
+LEGACY_SUFFIXES = (YANKED, PROVENANCE, METADATA)
 
 _VALID_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
 # Platform tails of old bdist names: foo-1.0.win32-py2.7.exe, foo-1.0-py2.7-linux-x86_64.egg

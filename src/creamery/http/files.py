@@ -14,11 +14,12 @@ from urllib.parse import quote
 
 import anyio
 
+from creamery.core.headers import NOSNIFF
+from creamery.core.names import METADATA, SIGNATURE
 from creamery.http.asgi_types import Scope, Send
+from creamery.http.conditional import etag_matches
 from creamery.storage import Reader, Storage, StoredFile, is_version
 
-# Every response says so: a body echoing client input is never sniffed into HTML or script.
-NOSNIFF = (b"x-content-type-options", b"nosniff")
 # RFC 3986 reserved characters and "%" stay as they are, so a URL that is already quoted is kept.
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 _HEADER_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
@@ -29,8 +30,8 @@ _CONTENT_TYPES = {
     ".zip": "application/zip",
     ".tar.gz": "application/x-tar",
     ".tgz": "application/x-tar",
-    ".asc": "text/plain; charset=utf-8",
-    ".metadata": "text/plain; charset=utf-8",
+    SIGNATURE: "text/plain; charset=utf-8",
+    METADATA: "text/plain; charset=utf-8",
 }
 
 
@@ -220,8 +221,7 @@ def _not_modified(asked: dict[bytes, str], snap: Snapshot) -> bool:
     """RFC 9110: If-None-Match wins over If-Modified-Since."""
     inm = asked.get(b"if-none-match")
     if inm is not None:
-        tags = {t.strip().removeprefix("W/") for t in inm.split(",")}
-        return snap.etag in tags or "*" in tags
+        return etag_matches(inm, snap.etag)
     ims = asked.get(b"if-modified-since")
     if ims is not None:
         try:

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from creamery.core.config import DEFAULT_LOG_REQ_FRMT, DEFAULT_LOG_RES_FRMT, Config
+from creamery.core.names import METADATA
 from creamery.http.asgi_types import Message, Receive, Scope, Send
 from creamery.http.routing import relative_path
 
@@ -33,7 +34,7 @@ def route_of(method: str, path: str) -> str:
     if path.startswith("/packages/"):
         if path == "/packages/":
             return "listing"
-        return "metadata" if path.endswith(".metadata") else "files"
+        return "metadata" if path.endswith(METADATA) else "files"
     if path.startswith("/upstream/"):
         return "mirror_files"
     if method == "POST":

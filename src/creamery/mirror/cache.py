@@ -15,17 +15,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from creamery.catalog.facts import compute_digests, parse_core_metadata, read_metadata_bytes
-from creamery.catalog.index import METADATA
 from creamery.core import durable
 from creamery.core.config import ConfigError
-from creamery.core.names import parse_filename
+from creamery.core.names import METADATA, parse_filename
 from creamery.mirror.listing import (
     Listing,
     UpstreamFile,
@@ -86,7 +84,7 @@ class MirrorCache:
             return None
 
     def save_listing(self, listing: Listing, fetched: float) -> None:
-        write_atomically(self.page_path(listing.project), listing_to_json(listing, fetched))
+        durable.write_atomic(self.page_path(listing.project), listing_to_json(listing, fetched))
 
     def keep_listing(self, listing: Listing, fetched: float) -> None:
         """Write the listing back if its page is gone from disk (`mirror-cache clear` while we
@@ -140,8 +138,8 @@ class MirrorCache:
 
     def new_temp_file(self) -> tuple[int, Path]:
         self.temp.mkdir(parents=True, exist_ok=True)  # survives an `rm -r` of the cache
-        fd, name = tempfile.mkstemp(prefix="download-", suffix=".part", dir=self.temp)
-        return fd, Path(name)
+        # Readable too: clients waiting for the same file read it while it is written.
+        return durable.new_temp_file(self.temp, prefix="download-", readable=True)
 
     def publish(self, temp: Path, project: str, filename: str) -> Path:
         final = self.file_path(project, filename)
@@ -243,11 +241,6 @@ def _cached_entry(path: Path, page_url: str) -> UpstreamFile | None:
         size=size,
         upload_time=None,
     )
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Readers see the old file or the new one, never a half-written one."""
-    durable.write_atomic(path, data)
 
 
 def _subdirectories(folder: Path) -> list[str]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from html.parser import HTMLParser
-from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
-from creamery.core.names import parse_filename
+from creamery.core.names import METADATA, parse_filename
 
 log = logging.getLogger("creamery.mirror")
 
@@ -63,7 +63,7 @@ def is_safe_filename(filename: str) -> bool:
     """A distribution filename that is also a safe single path component."""
     if not filename or len(filename) > 255 or filename.startswith("."):
         return False
-    if any(c in filename for c in "/\\\0") or filename.endswith(".metadata"):
+    if any(c in filename for c in "/\\\0") or filename.endswith(METADATA):
         return False
     return parse_filename(filename) is not None
 
@@ -93,7 +93,7 @@ def parse_json(body: bytes, project: str, page_url: str, source: str) -> Listing
     )
 
 
-def _json_file(item: Any, page_url: str) -> UpstreamFile | None:
+def _json_file(item: object, page_url: str) -> UpstreamFile | None:
     if not isinstance(item, dict):
         raise ListingError("a file entry is not an object")
     filename, url = item.get("filename"), item.get("url")
@@ -217,7 +217,7 @@ def _check_api_version(version: object) -> None:
         raise ListingError(f"unsupported repository API version {version!r}")
 
 
-def _hashes(raw: dict[Any, Any]) -> dict[str, str]:
+def _hashes(raw: dict[object, object]) -> dict[str, str]:
     return {
         str(algo).strip().lower(): digest.strip().lower()
         for algo, digest in raw.items()
@@ -238,7 +238,7 @@ def _urls(raw: object) -> tuple[str, ...]:
     return tuple(u for u in raw if isinstance(u, str) and u.startswith(("https://", "http://")))
 
 
-def _unique(files: Any) -> tuple[UpstreamFile, ...]:
+def _unique(files: Iterable[UpstreamFile]) -> tuple[UpstreamFile, ...]:
     """First entry wins when an upstream lists a filename twice."""
     seen: dict[str, UpstreamFile] = {}
     for item in files:
@@ -258,7 +258,7 @@ def public_url(url: str) -> str:
 
 
 def listing_to_json(listing: Listing, fetched: float) -> bytes:
-    data: dict[str, Any] = {f.name: getattr(listing, f.name) for f in fields(listing) if f.init}
+    data: dict[str, object] = {f.name: getattr(listing, f.name) for f in fields(listing) if f.init}
     data["files"] = [asdict(item) for item in listing.files]
     return json.dumps({"format": 1, "fetched": fetched, "listing": data}).encode()
 

@@ -1,6 +1,6 @@
 """The caching mirror: projects not hosted here are served from the upstream indexes.
 
-It wraps the local index rather than changing it: `web.Creamery` asks `handles(project)` and
+It wraps the local catalog rather than changing it: `web.Creamery` asks `handles(project)` and
 hands over the simple page of such a project and the `/upstream/<project>/<file>` downloads.
 Local projects are never mixed with upstream files (dependency confusion) unless listed in
 `--mirror-merge`. See docs/mirror.md.
@@ -12,15 +12,19 @@ import asyncio
 import hashlib
 import logging
 import re
-from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
-from creamery.catalog.index import METADATA
+from creamery.catalog.service import Catalog
+from creamery.core.config import Config
+from creamery.core.headers import NOSNIFF
+from creamery.core.names import METADATA
 from creamery.http import files
 from creamery.http.asgi_types import Scope, Send
-from creamery.http.files import header, send_text
+from creamery.http.conditional import send_page
+from creamery.http.files import SmallFiles, send_text
+from creamery.http.observe import Observer
 from creamery.mirror.cache import MirrorCache
 from creamery.mirror.client import Failure, UpstreamClient
 from creamery.mirror.listing import UpstreamFile, is_safe_filename
@@ -29,12 +33,6 @@ from creamery.mirror.render import render_mirrored
 from creamery.mirror.transfer import Downloads, Job
 from creamery.render.negotiation import Format
 from creamery.render.simple_api import Page, file_entries
-
-if TYPE_CHECKING:
-    from creamery.catalog.facts import FactsCache
-    from creamery.catalog.index import Index
-    from creamery.core.config import Config
-    from creamery.http.observe import Observer
 
 log = logging.getLogger("creamery.mirror")
 
@@ -45,26 +43,18 @@ _VERIFY_ALGOS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", 
 STALE_HEADERS = [(b"warning", b'110 - "Response is Stale"'), (b"x-creamery-stale", b"1")]
 
 
-class Host(Protocol):
-    """What the mirror reads of the app that hosts it (`web.Creamery`), without importing it."""
-
-    @property
-    def config(self) -> Config: ...
-    @property
-    def index(self) -> Index: ...
-    @property
-    def facts(self) -> FactsCache: ...
-    @property
-    def observer(self) -> Observer: ...
-    @property
-    def small_files(self) -> files.SmallFiles: ...
-
-
 class Mirror:
-    def __init__(self, creamery: Host) -> None:
-        config = creamery.config
-        self.creamery = creamery
+    """Upstream projects beside the *catalog*'s; counts its events in the *observer*'s metrics
+    and serves cached files through the app's *small_files*."""
+
+    def __init__(
+        self, config: Config, catalog: Catalog, observer: Observer, small_files: SmallFiles
+    ) -> None:
         self.config = config
+        self.index = catalog.index
+        self.facts = catalog.facts
+        self.observer = observer
+        self.small_files = small_files
         self.merge = frozenset(config.mirror_merge)
         self.cache = MirrorCache(config.mirror_cache_dir(), config.mirror_max_size)
         self.client = UpstreamClient(
@@ -76,7 +66,7 @@ class Mirror:
 
     def handles(self, project: str) -> bool:
         """Projects hosted here are ours alone, unless the operator allowed merging them."""
-        return project not in self.creamery.index.projects or project in self.merge
+        return project not in self.index.projects or project in self.merge
 
     def close(self) -> None:
         try:
@@ -86,7 +76,7 @@ class Mirror:
         self._closing = loop.create_task(self.client.aclose())
 
     def _count(self, kind: str, result: str) -> None:
-        metrics = self.creamery.observer.metrics
+        metrics = self.observer.metrics
         if metrics is not None:
             metrics.mirror_events.labels(kind, result).inc()
 
@@ -100,7 +90,7 @@ class Mirror:
         if not _PROJECT.fullmatch(project):
             await send_text(send, 404, f"Not Found ({project} is not a valid project name)")
             return
-        local = project in self.creamery.index.projects
+        local = project in self.index.projects
         known = await self.projects.get(project, fresh=True)
         if known.listing is None and not local:
             if known.failure is not None:
@@ -109,12 +99,12 @@ class Mirror:
                 await send_text(send, 404, f"Not Found (no upstream index has {project})")
             return
         pages = await self._pages(project, known, local)
-        extra = STALE_HEADERS if known.failure is not None else []
+        extra = STALE_HEADERS if known.failure is not None else None
         self._count("page", "stale" if extra else "served")
         await send_page(scope, send, pages[fmt], extra)
 
     async def _pages(self, project: str, known: Known, local: bool) -> dict[Format, Page]:
-        generation = self.creamery.index.project_generation(project) if local else None
+        generation = self.index.project_generation(project) if local else None
         rendered = known.pages
         if rendered is not None and rendered[0] == generation and rendered[1] is known.listing:
             return rendered[2]
@@ -127,7 +117,7 @@ class Mirror:
         hash_algo = self.config.hash_algo
         entries = []
         if local:
-            entries = file_entries(self.creamery.index, self.creamery.facts, project, hash_algo)
+            entries = file_entries(self.index, self.facts, project, hash_algo)
         return render_mirrored(project, known.listing, entries, hash_algo)
 
     # ------------------------------------------------------------------ files
@@ -154,7 +144,7 @@ class Mirror:
                 self.cache.store,
                 stored,
                 self.config.cache_control,
-                self.creamery.small_files,
+                self.small_files,
             )
             return
         job = await self._job(project, filename)
@@ -206,21 +196,8 @@ def _metadata_url(url: str) -> str:
 
 async def _send_head(send: Send, job: Job) -> None:
     """HEAD of a file not cached yet: what the listing says, without downloading it."""
-    headers = [(b"content-type", files.content_type(job.filename).encode()), files.NOSNIFF]
+    headers = [(b"content-type", files.content_type(job.filename).encode()), NOSNIFF]
     if job.size is not None:
         headers.append((b"content-length", str(job.size).encode()))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
-
-
-async def send_page(scope: Scope, send: Send, page: Page, extra: list[tuple[bytes, bytes]]) -> None:
-    """A rendered page with its strong ETag, or 304 when the client has it (as web.py does)."""
-    inm = header(scope, b"if-none-match")
-    if inm is not None and page.etag in {t.strip() for t in inm.split(",")}:
-        headers = [(b"etag", page.etag.encode()), (b"vary", b"Accept"), files.NOSNIFF, *extra]
-        await send({"type": "http.response.start", "status": 304, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": page.headers + extra})
-    body = b"" if scope["method"] == "HEAD" else page.body
-    await send({"type": "http.response.body", "body": body})

@@ -21,8 +21,9 @@ import anyio
 import httpx
 
 from creamery.core.hashing import Hasher
+from creamery.core.headers import NOSNIFF
 from creamery.http.asgi_types import Scope, Send
-from creamery.http.files import NOSNIFF, content_type, send_text
+from creamery.http.files import content_type, send_text
 from creamery.mirror.cache import MirrorCache
 from creamery.mirror.client import Failure, UpstreamClient, describe
 

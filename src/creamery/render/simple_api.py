@@ -15,9 +15,9 @@ from html import escape
 from urllib.parse import quote
 
 from creamery.catalog.facts import FactsCache
-from creamery.catalog.index import PROVENANCE, SIGNATURE, Distribution, Index
-from creamery.core.names import version_sort_key
-from creamery.http.files import NOSNIFF
+from creamery.catalog.index import Distribution, Index
+from creamery.core.headers import NOSNIFF
+from creamery.core.names import PROVENANCE, SIGNATURE, version_sort_key
 from creamery.render.negotiation import Format
 
 # PEP 629 / 691: 1.1 adds PEP 700 (versions, size, upload-time), 1.2 PEP 708, 1.3 PEP 740.
@@ -48,8 +48,13 @@ class FileEntry:
     provenance: str | None = None  # PEP 740: URL of the provenance object, relative to the page
 
 
+def strong_etag(body: bytes) -> str:
+    """A strong ETag from the bytes themselves: the same on every worker and after restarts."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
 def make_page(body: bytes, fmt: Format, extra: list[tuple[bytes, bytes]] | None = None) -> Page:
-    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    etag = strong_etag(body)
     headers = [
         (b"content-type", fmt.content_type.encode()),
         (b"content-length", str(len(body)).encode()),

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from creamery.core import durable
+from creamery.core.names import LEGACY_SUFFIXES
 from creamery.storage import Storage, StoredFile, read_all
 
 log = logging.getLogger("creamery.state")
@@ -40,7 +41,6 @@ DEFAULT_NAME = ".creamery"
 YANKED = "yanked"
 PROVENANCE = "provenance"
 KINDS = (YANKED, PROVENANCE)
-LEGACY_SUFFIXES = (".yanked", ".provenance", ".metadata")  # sidecars once kept beside files
 _LOCK_STRIPES = 64
 _STALE_PART_AGE = 600.0  # seconds: a `.creamery-*.part` in a root older than this is a leftover
 

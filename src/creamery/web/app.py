@@ -17,22 +17,24 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from creamery.catalog.index import METADATA, PROVENANCE
 from creamery.catalog.service import Catalog
 from creamery.core.config import CONFIG_ENV, Config
-from creamery.core.names import normalize
+from creamery.core.names import METADATA, PROVENANCE, normalize
 from creamery.http import files
 from creamery.http.asgi_types import Receive, Scope, Send
+from creamery.http.conditional import send_page
 from creamery.http.errors import answer_client_error, is_client_error
-from creamery.http.files import NOSNIFF, header, location, send_text
+from creamery.http.files import header, location, send_text
 from creamery.http.limits import NO_BODY, Limits, TimedBody
 from creamery.http.observe import Observer, log_error
 from creamery.http.reaper import start_reaper
 from creamery.http.routing import WrongMethod, bad_path, relative_path
 from creamery.render.negotiation import Format, format_from_query, negotiate
+from creamery.render.page_cache import PageCache
 from creamery.render.simple_api import Page, make_page, render_project, render_root
 from creamery.storage import Watch
 from creamery.web.guard import Denial, Guard
+from creamery.web.routes import build_table
 from creamery.web.state import AppState
 
 if TYPE_CHECKING:
@@ -61,11 +63,12 @@ class Creamery:
             config.max_client_requests, config.body_timeout, self.prefix + config.health_endpoint
         )
         self.small_files = files.SmallFiles()
+        self.pages = PageCache(self.index)  # the simple pages, for the hot path
         self.mirror: Mirror | None = None
         if config.mirror:
             from creamery.mirror.service import Mirror  # only when enabled: it brings in httpx
 
-            self.mirror = Mirror(self)
+            self.mirror = Mirror(config, self.catalog, self.observer, self.small_files)
         self.app_state = AppState(
             config, self.catalog, self.guard, self.observer, self.small_files, self.mirror
         )
@@ -79,9 +82,7 @@ class Creamery:
         self._unmovable: set[str] = set()
         self._stoppers: list[Callable[[], None]] = []
         self._watch: Watch | None = None
-        from creamery.web.routes import build_table
-
-        self.routes = build_table(self)
+        self.routes = build_table(self.app_state, self)
 
     # ------------------------------------------------------------------ life cycle
 
@@ -336,7 +337,7 @@ class Creamery:
             return
         if rest == "":  # an exact route: the dispatcher has looked on disk already
             page = await self._root_page(fmt)
-            await self._send_page(scope, send, page)
+            await send_page(scope, send, page)
             return
         project, slash, tail = rest.partition("/")
         if tail or not project:
@@ -359,7 +360,7 @@ class Creamery:
         if found is None:
             await self._unknown_project(scope, send, project)
             return
-        await self._send_page(scope, send, found)
+        await send_page(scope, send, found)
 
     def _negotiate(self, scope: Scope) -> Format | None:
         query = scope.get("query_string", b"")
@@ -372,23 +373,24 @@ class Creamery:
         return negotiate(header(scope, b"accept"))
 
     async def _root_page(self, fmt: Format) -> Page:
-        pages = self.index.pages.get((None, "root"))
+        pages = self.pages.get(None)
         if pages is None:
             generation = self.index.project_generation(None)
             pages = render_root(self.index.project_names())
-            self.index.store_page((None, "root"), pages, generation)
+            self.pages.put(None, generation, pages)
         return pages[fmt]
 
     async def _project_page(self, project: str, fmt: Format) -> Page | None:
-        pages = self.index.pages.get((project, "page"))
+        pages = self.pages.get(project)
         if pages is None:
             if project not in self.index.projects:
+                self.pages.forget(project)
                 return None
             generation = self.index.project_generation(project)
             pages = await anyio.to_thread.run_sync(
                 render_project, self.index, self.facts, project, self.config.hash_algo
             )
-            self.index.store_page((project, "page"), pages, generation)
+            self.pages.put(project, generation, pages)
         return pages[fmt]
 
     async def _unknown_project(self, scope: Scope, send: Send, project: str) -> None:
@@ -398,22 +400,6 @@ class Creamery:
         status = 302 if files.is_http10(scope) else 303
         target = self.config.fallback_url.rstrip("/") + f"/{project}/"
         await self._redirect(send, status, target)
-
-    async def _send_page(self, scope: Scope, send: Send, page: Page) -> None:
-        inm = header(scope, b"if-none-match")
-        if inm is not None and page.etag in {t.strip() for t in inm.split(",")}:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 304,
-                    "headers": [(b"etag", page.etag.encode()), (b"vary", b"Accept"), NOSNIFF],
-                }
-            )
-            await send({"type": "http.response.body", "body": b""})
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": page.headers})
-        body = b"" if scope["method"] == "HEAD" else page.body
-        await send({"type": "http.response.body", "body": body})
 
     async def _redirect(self, send: Send, status: int, target: str) -> None:
         quoted = location(target)
@@ -457,7 +443,7 @@ class Creamery:
         page = make_page(metadata.raw, Format.TEXT_HTML)
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"text/plain; charset=utf-8"))
-        await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+        await send_page(scope, send, type(page)(page.body, page.etag, headers))
 
     async def _send_provenance(self, scope: Scope, send: Send, relpath: str) -> None:
         """PEP 740: the provenance uploaded with the file, from the state directory."""
@@ -469,7 +455,7 @@ class Creamery:
         page = make_page(data, Format.TEXT_HTML)
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"application/json"))
-        await self._send_page(scope, send, type(page)(page.body, page.etag, headers))
+        await send_page(scope, send, type(page)(page.body, page.etag, headers))
 
 
 _forkable: weakref.WeakSet[Creamery] = weakref.WeakSet()

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 import anyio
@@ -23,16 +23,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from creamery.catalog.facts import FactsCache, dedent_header_description
-from creamery.catalog.index import SIGNATURE, Distribution, Index
+from creamery.catalog.index import Distribution, Index
+from creamery.catalog.service import Catalog
 from creamery.core.hashing import Hasher
-from creamery.core.names import VersionKey, normalize, version_sort_key
+from creamery.core.names import SIGNATURE, VersionKey, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.render.simple_api import entry_for, iso_time
 from creamery.storage import Reader, Storage, StoredFile, chunks, is_version
 from creamery.web.pages import BoundedCache, base_url, body_response, relative_redirect
-
-if TYPE_CHECKING:
-    from creamery.web.app import Creamery
+from creamery.web.state import AppState
 
 JSON = "application/json"
 NOT_FOUND = json.dumps({"message": "Not Found"}).encode()
@@ -46,11 +45,11 @@ _BDIST_TYPES = {
 }
 _PY_VERSION = re.compile(r"-py(\d+(?:\.\d+)?)", re.IGNORECASE)
 
-Document = dict[str, Any]
+Document = dict[str, Any]  # a JSON document: PyPI's shape, nested values of every JSON type
 
 
-def routes(creamery: Creamery) -> list[Route]:
-    api = JsonApi(creamery)
+def routes(state: AppState) -> list[Route]:
+    api = JsonApi(state.catalog)
     documents = [
         ("/{project}/json", api.legacy),
         ("/pypi/{project}/json", api.project),
@@ -62,9 +61,9 @@ def routes(creamery: Creamery) -> list[Route]:
 
 
 class JsonApi:
-    def __init__(self, creamery: Creamery) -> None:
-        self.creamery = creamery
-        self.digests = FileDigests(creamery.storage)
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.digests = FileDigests(catalog.storage)
         self.cache = BoundedCache(max_entries=256, max_bytes=64 << 20)
 
     async def legacy(self, request: Request) -> Response:
@@ -92,7 +91,7 @@ class JsonApi:
         version: str | None,
         build: Callable[[str, str | None, str], Document | None],
     ) -> Response:
-        index = self.creamery.index
+        index = self.catalog.index
         if project not in index.projects:
             return body_response(request, NOT_FOUND, JSON, 404)
         base = base_url(request)
@@ -110,7 +109,7 @@ class JsonApi:
 
     def _legacy_document(self, project: str, _version: str | None, base: str) -> Document | None:
         """pypiserver's shape (`info.version`, `releases.<v>[].url`) with a few PyPI fields."""
-        index = self.creamery.index
+        index = self.catalog.index
         found = releases(index, project)
         if not found:
             return None
@@ -120,7 +119,7 @@ class JsonApi:
         }
 
     def _pypi_document(self, project: str, version: str | None, base: str) -> Document | None:
-        index = self.creamery.index
+        index = self.catalog.index
         found = releases(index, project)
         if not found:
             return None
@@ -147,7 +146,7 @@ class JsonApi:
         return files
 
     def _file(self, dist: Distribution, base: str) -> Document:
-        index, facts = self.creamery.index, self.creamery.facts
+        index, facts = self.catalog.index, self.catalog.facts
         entry = entry_for(index, facts, dist, None)
         digests = self.digests.get(dist.stored)
         return {
@@ -162,8 +161,8 @@ class JsonApi:
         }
 
     def _info(self, project: str, release: Release, base: str) -> Document:
-        index = self.creamery.index
-        meta = release_metadata(self.creamery.facts, release)
+        index = self.catalog.index
+        meta = release_metadata(self.catalog.facts, release)
         name = meta.get("name") or release.files[0].parsed.raw_name
         reasons = [index.yank_reason(d) for d in release.files]
         yanked = all(r is not None for r in reasons)

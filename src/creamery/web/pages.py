@@ -4,7 +4,6 @@ other Starlette modules share (`base_url`, cached bodies, HEAD-aware responses).
 from __future__ import annotations
 
 import functools
-import hashlib
 import re
 import threading
 from collections import OrderedDict
@@ -18,17 +17,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from creamery.catalog.facts import Digests, FactsCache
-from creamery.catalog.index import SIGNATURE, Distribution, Index
+from creamery.catalog.index import Distribution, Index
 from creamery.core.config import ConfigError
-from creamery.core.names import VersionKey, version_sort_key
+from creamery.core.names import SIGNATURE, VersionKey, version_sort_key
 from creamery.core.version import __version__
+from creamery.http.conditional import etag_matches
 from creamery.http.files import location
+from creamery.render.simple_api import strong_etag
 from creamery.storage import StoredFile
+from creamery.web.state import AppState
 
 if TYPE_CHECKING:
     import jinja2
-
-    from creamery.web.app import Creamery
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -117,10 +117,9 @@ def body_response(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """A response with a strong ETag, a 304 on a matching If-None-Match, no body for HEAD."""
-    etag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+    etag = strong_etag(body)
     all_headers = {**(headers or {}), "etag": etag}
-    inm = request.headers.get("if-none-match")
-    if status_code == 200 and inm and etag in {t.strip() for t in inm.split(",")}:
+    if status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=all_headers)
     if request.method == "HEAD":
         all_headers["content-length"] = str(len(body))
@@ -170,9 +169,9 @@ class BoundedCache:
 # ---------------------------------------------------------------- the welcome page
 
 
-def welcome(creamery: Creamery) -> Endpoint:
+def welcome(state: AppState) -> Endpoint:
     """GET / : the bundled page, or pypiserver's custom template (`--welcome`, `welcome_msg`)."""
-    config = creamery.config
+    config = state.config
     # A custom template is checked at start (a broken one is a start-up error); the bundled
     # one is known to be good and loaded on the first visit.
     custom = config.welcome_file is not None or config.welcome_text is not None
@@ -180,15 +179,16 @@ def welcome(creamery: Creamery) -> Endpoint:
     cache = BoundedCache(max_entries=32)
     # The page is public, as pypiserver's is; an index whose listing is protected does not
     # tell everyone how many packages it holds.
-    count_hidden = creamery.guard.required("list")
+    count_hidden = state.guard.required("list")
+    catalog = state.catalog
 
     async def endpoint(request: Request) -> Response:
         base = base_url(request)
-        key = (base, creamery.index.generation)
+        key = (base, catalog.index.generation)
         body = cache.get(key)
         if body is None:
             template = checked or _welcome_template(None, None)
-            count = None if count_hidden else len(creamery.index.dists)
+            count = None if count_hidden else len(catalog.index.dists)
             body = render_welcome(template, base, count)
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")
@@ -233,20 +233,22 @@ def bottle_to_jinja(text: str) -> str:
 # ---------------------------------------------------------------- the /packages/ listing
 
 
-def packages_listing(creamery: Creamery) -> Endpoint:
+def packages_listing(state: AppState) -> Endpoint:
     """GET /packages/ : every distribution file and signature, linked relatively with a digest.
 
     Rendered once per index generation (and once more when digests computed in the background
     arrive), so a request costs a cache hit.
     """
     cache = BoundedCache(max_entries=2, max_bytes=256 << 20)
-    digests = ListingDigests(creamery.facts, creamery.config.hash_algo)
+    catalog = state.catalog
+    digests = ListingDigests(catalog.facts, state.config.hash_algo)
 
     async def endpoint(request: Request) -> Response:
-        key = (creamery.index.generation, digests.epoch)
+        index = catalog.index
+        key = (index.generation, digests.epoch)
         body = cache.get(key)
         if body is None:
-            body = await anyio.to_thread.run_sync(render_listing, creamery.index, digests)
+            body = await anyio.to_thread.run_sync(render_listing, index, digests)
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")
 

@@ -2,14 +2,15 @@
 
 `routing.RouteTable` matches them; `web.Creamery` asks the guard about the matched route's
 action and calls its handler, so the decision and the dispatch can't disagree. The hot paths
-(`/simple/…`, `/packages/…`, `/upstream/…`) are prefix routes to plain ASGI handlers; the rest
-are Starlette endpoints (a Request in, a Response out) adapted by `endpoint`.
+(`/simple/…`, `/packages/…`, `/upstream/…`) are prefix routes to plain ASGI handlers (the app's
+own, handed in as `HotPaths`); the rest are Starlette endpoints (a Request in, a Response out)
+adapted by `endpoint`, given the application's services (`AppState`), never the app.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import anyio
 from starlette.requests import Request
@@ -29,9 +30,7 @@ from creamery.http.routing import (
 )
 from creamery.web import json_api, pages, writes, xmlrpc
 from creamery.web.pages import relative_redirect
-
-if TYPE_CHECKING:
-    from creamery.web.app import Creamery
+from creamery.web.state import AppState
 
 # hatch looks for existing files at <upload URL>/+simple/<project>/ (devpi's layout).
 DEVPI_SIMPLE = ("/+simple/", "/legacy/+simple/")
@@ -46,21 +45,31 @@ def is_xml(scope: Scope) -> bool:
     return media_type in ("text/xml", "application/xml") or media_type.endswith("+xml")
 
 
-def build_table(creamery: Creamery) -> RouteTable:
-    return RouteTable(declare(creamery))
+class HotPaths(Protocol):
+    """What the table takes from the app itself: the hot paths it answers in plain ASGI (a dict
+    lookup and ready bytes), and whether its index is loaded."""
+
+    @property
+    def ready(self) -> bool: ...
+    async def simple(self, scope: Scope, send: Send, rest: str) -> None: ...
+    async def download(self, scope: Scope, send: Send, relpath: str) -> None: ...
 
 
-def declare(creamery: Creamery) -> list[Route]:
-    config = creamery.config
+def build_table(state: AppState, hot: HotPaths) -> RouteTable:
+    return RouteTable(declare(state, hot))
+
+
+def declare(state: AppState, hot: HotPaths) -> list[Route]:
+    config = state.config
 
     async def simple(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        await creamery.simple(scope, send, params.get("rest", ""))
+        await hot.simple(scope, send, params.get("rest", ""))
 
     async def download(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
-        await creamery.download(scope, send, params["rest"])
+        await hot.download(scope, send, params["rest"])
 
     async def health(request: Request) -> Response:
-        if not creamery.ready:
+        if not hot.ready:
             return PlainTextResponse("Not ready: the index is loading", status_code=503)
         for root in config.roots:
             if not os.access(root, os.R_OK | os.X_OK):
@@ -82,15 +91,15 @@ def declare(creamery: Creamery) -> list[Route]:
         return PlainTextResponse("Not Found", status_code=404)
 
     async def legacy(request: Request) -> Response:
-        return await writes.legacy_api(creamery, request)
+        return await writes.legacy_api(state, request)
 
     async def yank(request: Request) -> Response:
-        return await writes.yank_api(creamery, request, yanked=True)
+        return await writes.yank_api(state, request, yanked=True)
 
     async def unyank(request: Request) -> Response:
-        return await writes.yank_api(creamery, request, yanked=False)
+        return await writes.yank_api(state, request, yanked=False)
 
-    rpc = endpoint(xmlrpc.endpoint(creamery))
+    rpc = endpoint(xmlrpc.endpoint(state))
     routes = [
         # The hot paths first: one startswith each.
         Route(READ, "/simple/", action=Action.LIST, handler=simple),
@@ -99,14 +108,14 @@ def declare(creamery: Creamery) -> list[Route]:
         *(Route(READ, path, action=Action.LIST, handler=simple) for path in DEVPI_SIMPLE),
         *(Route(READ, path + "*", action=Action.LIST, handler=simple) for path in DEVPI_SIMPLE),
         Route(READ, config.health_endpoint, action=Action.PUBLIC, handler=endpoint(health)),
-        Route(READ, "/", action=Action.PUBLIC, handler=endpoint(pages.welcome(creamery))),
+        Route(READ, "/", action=Action.PUBLIC, handler=endpoint(pages.welcome(state))),
         Route(POST, "/", action=Action.LIST, handler=rpc, when=is_xml),
         Route(POST, "/", action=Action.UPDATE, handler=endpoint(legacy)),
         Route(POST, "/legacy/", action=Action.UPDATE, handler=endpoint(legacy)),
         Route(POST, "/legacy", action=Action.UPDATE, handler=endpoint(legacy)),
         Route(POST, "/-/yank", action=Action.UPDATE, handler=endpoint(yank)),
         Route(POST, "/-/unyank", action=Action.UPDATE, handler=endpoint(unyank)),
-        *xmlrpc.routes(creamery),
+        *xmlrpc.routes(state),
         Route(READ, "/favicon.ico", action=Action.PUBLIC, handler=endpoint(not_found)),
         Route(READ, "/simple", action=Action.LIST, handler=endpoint(to_slash)),
         Route(READ, "/packages", action=Action.LIST, handler=endpoint(to_slash)),
@@ -114,20 +123,20 @@ def declare(creamery: Creamery) -> list[Route]:
             READ,
             "/packages/",
             action=Action.LIST,
-            handler=endpoint(pages.packages_listing(creamery)),
+            handler=endpoint(pages.packages_listing(state)),
         ),
-        *json_api.routes(creamery),
+        *json_api.routes(state),
         # pypiserver's catch-all: a redirect to the project's page, open to all like its own.
         Route(READ, "/{project}", action=Action.PUBLIC, handler=endpoint(project_redirect)),
         Route(READ, "/{project}/", action=Action.PUBLIC, handler=endpoint(project_redirect)),
     ]
     if config.metrics:
         # The metrics tell the index's size: guarded like the listings.
-        routes.append(Route(READ, "/metrics", action=Action.LIST, handler=metrics(creamery)))
+        routes.append(Route(READ, "/metrics", action=Action.LIST, handler=metrics(state)))
     else:  # a 404 for all, not the catch-all's redirect to a project called "metrics"
         routes.append(Route(READ, "/metrics", action=Action.PUBLIC, handler=endpoint(not_found)))
-    if creamery.mirror is not None:
-        mirror = creamery.mirror
+    if state.mirror is not None:
+        mirror = state.mirror
 
         async def upstream(scope: Scope, receive: Receive, send: Send, params: Params) -> None:
             await mirror.download(scope, send, params["rest"])
@@ -136,15 +145,18 @@ def declare(creamery: Creamery) -> list[Route]:
     return routes
 
 
-def metrics(creamery: Creamery) -> Handler:
+def metrics(state: AppState) -> Handler:
+    mirror = state.mirror
+
     async def exposition(request: Request) -> Response:
-        collected = creamery.observer.metrics
+        collected = state.observer.metrics
         if collected is None:
             return PlainTextResponse("Not Found", status_code=404)
-        collected.projects.set(len(creamery.index.projects))
-        collected.files.set(len(creamery.index.dists))
-        if creamery.mirror is not None:
-            collected.mirror_bytes.set(await anyio.to_thread.run_sync(creamery.mirror.cached_bytes))
+        index = state.catalog.index
+        collected.projects.set(len(index.projects))
+        collected.files.set(len(index.dists))
+        if mirror is not None:
+            collected.mirror_bytes.set(await anyio.to_thread.run_sync(mirror.cached_bytes))
         body, media_type = collected.exposition()
         return Response(body, media_type=media_type)
 

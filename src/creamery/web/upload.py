@@ -22,6 +22,7 @@ from creamery.catalog import publish, releases
 from creamery.catalog.facts import Digests, parse_core_metadata
 from creamery.core import archives
 from creamery.core.names import (
+    SIGNATURE,
     ParsedFilename,
     has_unsafe_characters,
     is_valid_project_name,
@@ -202,7 +203,7 @@ def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
     if sent is None:
         return None
     sig_name, data = sent
-    if sig_name and sig_name.rpartition("/")[2] != filename + ".asc":
+    if sig_name and sig_name.rpartition("/")[2] != filename + SIGNATURE:
         raise FormError(400, f"unrelated signature {sig_name!r} for package {filename!r}")
     # pypiserver stores whatever was sent, an empty signature too: so does creamery.
     return data

@@ -13,7 +13,7 @@ import threading
 import xmlrpc.client
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from weakref import WeakKeyDictionary
 from xml.parsers.expat import ExpatError
 
@@ -25,14 +25,13 @@ from starlette.responses import PlainTextResponse, Response
 
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
+from creamery.catalog.service import Catalog
 from creamery.core.names import normalize
 from creamery.http import routing
 from creamery.http.routing import Action, Route
 from creamery.web.json_api import is_yanked, latest_release, release_metadata, releases
-
-if TYPE_CHECKING:
-    from creamery.web.app import Creamery
-    from creamery.web.pages import Endpoint
+from creamery.web.pages import Endpoint
+from creamery.web.state import AppState
 
 MAX_BODY = 1 << 20
 # Standard XML-RPC fault codes (specs.xmlrpc.com/spec/xmlrpc-errors).
@@ -55,7 +54,7 @@ SEARCH_FIELDS = ("name", "version", "summary", *METADATA_FIELDS)
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SEPARATORS = re.compile(r"[-_.]+")
 
-_services: WeakKeyDictionary[Creamery, XmlRpcService] = WeakKeyDictionary()
+_services: WeakKeyDictionary[Catalog, XmlRpcService] = WeakKeyDictionary()
 _services_lock = threading.Lock()
 
 
@@ -66,24 +65,24 @@ class BadRequest(ValueError):
 # ---------------------------------------------------------------- HTTP
 
 
-def endpoint(creamery: Creamery) -> Endpoint:
+def endpoint(state: AppState) -> Endpoint:
     """POST /RPC2, /pypi (and whatever `routes` adds)."""
 
     async def call(request: Request) -> Response:
-        return await handle(creamery, request)
+        return await handle(state.catalog, request)
 
     return call
 
 
-def routes(creamery: Creamery) -> list[Route]:
+def routes(state: AppState) -> list[Route]:
     """Where clients post calls: pip to the URL given to --index (`/simple/`), others to
     /RPC2 or /pypi. A call is `list` whatever its content type (POST / is in routes.py)."""
-    call = routing.endpoint(endpoint(creamery))
+    call = routing.endpoint(endpoint(state))
     paths = ("/RPC2", "/RPC2/", "/pypi", "/pypi/", "/simple", "/simple/")
     return [Route(routing.POST, path, action=Action.LIST, handler=call) for path in paths]
 
 
-async def handle(creamery: Creamery, request: Request) -> Response:
+async def handle(catalog: Catalog, request: Request) -> Response:
     """Answer one XML-RPC call: a methodResponse (maybe a Fault), or 400/413 for bad bodies."""
     body = await _read_body(request)
     if body is None:
@@ -92,7 +91,7 @@ async def handle(creamery: Creamery, request: Request) -> Response:
         params, method = await anyio.to_thread.run_sync(parse_call, body)
     except BadRequest as error:
         return PlainTextResponse(f"Bad XML-RPC request: {error}\n", 400)
-    service = service_for(creamery)
+    service = service_for(catalog)
     result = await anyio.to_thread.run_sync(service.call, method, params)
     return Response(result, media_type="text/xml")
 
@@ -108,7 +107,7 @@ async def _read_body(request: Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def parse_call(body: bytes) -> tuple[tuple[Any, ...], str]:
+def parse_call(body: bytes) -> tuple[tuple[object, ...], str]:
     """(params, method name) of a methodCall; what `xmlrpc.client.loads` does, defused."""
     unmarshaller = xmlrpc.client.Unmarshaller()
     parser = DefusedExpatParser(unmarshaller, forbid_dtd=True)
@@ -130,11 +129,11 @@ def parse_call(body: bytes) -> tuple[tuple[Any, ...], str]:
     return params, method
 
 
-def service_for(creamery: Creamery) -> XmlRpcService:
+def service_for(catalog: Catalog) -> XmlRpcService:
     with _services_lock:
-        service = _services.get(creamery)
+        service = _services.get(catalog)
         if service is None:
-            service = _services[creamery] = XmlRpcService(creamery.index, creamery.facts)
+            service = _services[catalog] = XmlRpcService(catalog.index, catalog.facts)
         return service
 
 
@@ -157,6 +156,7 @@ class XmlRpcService:
         self.facts = facts
         self._records: dict[str, tuple[int, SearchRecord]] = {}
         self._lock = threading.Lock()
+        # Results are XML-RPC values (what xmlrpc.client marshals): of many types, nested.
         self.methods: dict[str, Callable[..., Any]] = {
             "search": self.search,
             "list_packages": self.list_packages,
@@ -164,7 +164,7 @@ class XmlRpcService:
             "system.listMethods": self.list_methods,
         }
 
-    def call(self, method: str, params: tuple[Any, ...]) -> bytes:
+    def call(self, method: str, params: tuple[object, ...]) -> bytes:
         """The methodResponse for one call (blocking: run it in a thread)."""
         try:
             result = self._dispatch(method, params)
@@ -173,7 +173,7 @@ class XmlRpcService:
             text = xmlrpc.client.dumps(fault, methodresponse=True)
         return text.encode("utf-8")
 
-    def _dispatch(self, method: str, params: tuple[Any, ...]) -> Any:
+    def _dispatch(self, method: str, params: tuple[object, ...]) -> Any:
         function = self.methods.get(method)
         if function is None:
             raise xmlrpc.client.Fault(METHOD_NOT_FOUND, f"method {method!r} is not supported")
@@ -197,7 +197,7 @@ class XmlRpcService:
             found = [r for r in found if not is_yanked(self.index, r)]
         return [r.version for r in reversed(found)]
 
-    def search(self, spec: dict[str, Any] | str, operator: str = "and") -> list[dict[str, Any]]:
+    def search(self, spec: object, operator: str = "and") -> list[dict[str, object]]:
         """PyPI's search: within a field any term may match, across fields `operator` decides.
 
         A plain string instead of the struct searches the names, as pypiserver does.
@@ -257,16 +257,17 @@ def search_record(index: Index, facts: FactsCache, project: str) -> SearchRecord
     return SearchRecord(name, latest.version, summary, texts)
 
 
-def search_terms(spec: Any) -> dict[str, list[str]]:
+def search_terms(spec: object) -> dict[str, list[str]]:
     """Validate a search spec: field -> lower-cased terms (a string or a list of strings).
 
     The spec is a struct of field -> terms, or a plain string: pypiserver's form, a name term.
     """
     if isinstance(spec, str):
         spec = {"name": spec}
-    _expect(
-        isinstance(spec, dict), "search: the spec must be a string or a struct of field -> terms"
-    )
+    if not isinstance(spec, dict):
+        raise xmlrpc.client.Fault(
+            INVALID_PARAMS, "search: the spec must be a string or a struct of field -> terms"
+        )
     terms: dict[str, list[str]] = {}
     for field, value in spec.items():
         _expect(field in SEARCH_FIELDS, f"search: unsupported field {field!r}")
