@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -34,30 +34,6 @@ class Listing(NamedTuple):
     new_directories: list[str]
 
 
-ChangeCallback = Callable[[list[str]], None]
-"""Receives relpaths whose state may have changed (created, modified, deleted or moved)."""
-
-
-class Watch(Protocol):
-    """A running watch on the storage's change events."""
-
-    @property
-    def synchronous(self) -> bool:
-        """True when `drain()` applies every change made on this machine before it was called
-        (Linux inotify on local file systems); False when events arrive late or not at all."""
-        ...
-
-    def pending(self) -> bool:
-        """Cheap (no file-system access): are events queued that are not applied yet?"""
-        ...
-
-    def drain(self) -> None:
-        """Apply the queued events now; returns when they are applied."""
-        ...
-
-    def stop(self) -> None: ...
-
-
 class Storage(Protocol):
     def scan(self) -> Iterator[StoredFile]:
         """Every visible file under every root (first root wins on equal relpaths)."""
@@ -69,13 +45,6 @@ class Storage(Protocol):
 
     def scan_under(self, relpath: str) -> Iterator[StoredFile]:
         """Every visible file below a directory relpath, in every root."""
-        ...
-
-    def watch(self, on_change: ChangeCallback, on_overflow: Callable[[], None]) -> Watch | None:
-        """Call *on_change* when files change (*on_overflow* when events were lost: rescan).
-
-        Returns None when change events are unavailable (the caller then rescans periodically).
-        """
         ...
 
     def changed_listings(self) -> Sequence[Listing]:
