@@ -76,7 +76,7 @@ class _Cursor:
         self.close()
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except OSError:  # none yet; or the state directory is gone (a vanished root)
             return False
         head = os.pread(fd, 64, 0)
         match = _HEADER.match(head)
@@ -97,7 +97,7 @@ class _Cursor:
             return []
         try:
             current = os.stat(self.path).st_ino
-        except FileNotFoundError:
+        except OSError:
             current = self.inode
         records = self._read_to_end()
         if current != self.inode:

@@ -144,15 +144,18 @@ async def send_file(
     stored: StoredFile,
     cache_control: int | None,
     small_files: SmallFiles,
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """*extra*: headers for every response (the caller's X-Creamery-Serial)."""
+    extra = extra or []
     snapshot = small_files.get(stored)
     if snapshot is not None:
-        await _respond(scope, send, snapshot, None)
+        await _respond(scope, send, snapshot, None, extra)
         return
     try:
         fd = os.open(stored.abspath, os.O_RDONLY)
     except OSError:
-        await send_text(send, 404, f"Not Found ({stored.relpath} does not exist)")
+        await send_text(send, 404, f"Not Found ({stored.relpath} does not exist)", extra)
         return
     try:
         snapshot = _snapshot(fd, stored.relpath, cache_control)
@@ -161,7 +164,7 @@ async def send_file(
             stored.mtime_ns,
         ):
             small_files.put(stored, snapshot)
-        await _respond(scope, send, snapshot, fd)
+        await _respond(scope, send, snapshot, fd, extra)
     finally:
         os.close(fd)
 
@@ -188,9 +191,11 @@ def _snapshot(fd: int, relpath: str, cache_control: int | None) -> Snapshot:
 _CONDITIONAL = (b"if-none-match", b"if-modified-since", b"range", b"if-range")
 
 
-async def _respond(scope: Scope, send: Send, snap: Snapshot, fd: int | None) -> None:
+async def _respond(
+    scope: Scope, send: Send, snap: Snapshot, fd: int | None, extra: list[tuple[bytes, bytes]]
+) -> None:
     asked = {k: v.decode("latin-1") for k, v in scope["headers"] if k in _CONDITIONAL}
-    headers = list(snap.headers)
+    headers = snap.headers + extra
     if asked and _not_modified(asked, snap):
         validators = [h for h in headers if h[0] != b"content-type"]
         await send({"type": "http.response.start", "status": 304, "headers": validators})
@@ -201,7 +206,7 @@ async def _respond(scope: Scope, send: Send, snap: Snapshot, fd: int | None) -> 
     if range_header is not None and _if_range_holds(asked.get(b"if-range"), snap):
         wanted = parse_range(range_header, snap.size)
         if wanted is False:
-            headers = [(b"content-range", f"bytes */{snap.size}".encode())]
+            headers = [(b"content-range", f"bytes */{snap.size}".encode()), *extra]
             await send_text(send, 416, "Range Not Satisfiable", headers)
             return
         if isinstance(wanted, tuple):

@@ -500,7 +500,7 @@ class Creamery:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
             return
         await files.send_file(
-            scope, self.stamp(send), stored, self.config.cache_control, self.small_files
+            scope, send, stored, self.config.cache_control, self.small_files, self.serial_headers
         )
 
     def _metadata_of_known_wheel(self, relpath: str) -> bool:
