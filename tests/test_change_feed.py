@@ -24,6 +24,7 @@ from creamery.changes import Changes, Resync
 from creamery.changes.local_feed import FEED_NAME, LocalFeed
 
 CLOSE = {"Connection": "close"}  # a new connection each: either worker may answer
+HTTP = httpx.Client(timeout=10)  # one client: a new one per request costs more than 50 ms
 SERIAL = "x-creamery-serial"
 
 
@@ -164,29 +165,29 @@ def _serial(response: httpx.Response) -> int:
 
 def test_every_answer_carries_the_serial(two_workers) -> None:
     url = two_workers.url
-    page = httpx.get(f"{url}/simple/present/", headers=CLOSE)
+    page = HTTP.get(f"{url}/simple/present/", headers=CLOSE)
     etag = page.headers["etag"]
     answers = [
         page,
-        httpx.get(f"{url}/simple/present/", headers={**CLOSE, "If-None-Match": etag}),
-        httpx.get(f"{url}/simple/absent/", headers=CLOSE),
-        httpx.get(f"{url}/simple/present/", headers={**CLOSE, "Accept": "image/png"}),
-        httpx.get(f"{url}/simple/Present/", headers=CLOSE),
-        httpx.get(f"{url}/simple/", headers=CLOSE),
-        httpx.get(f"{url}/packages/present-1.0-py3-none-any.whl", headers=CLOSE),
-        httpx.get(
+        HTTP.get(f"{url}/simple/present/", headers={**CLOSE, "If-None-Match": etag}),
+        HTTP.get(f"{url}/simple/absent/", headers=CLOSE),
+        HTTP.get(f"{url}/simple/present/", headers={**CLOSE, "Accept": "image/png"}),
+        HTTP.get(f"{url}/simple/Present/", headers=CLOSE),
+        HTTP.get(f"{url}/simple/", headers=CLOSE),
+        HTTP.get(f"{url}/packages/present-1.0-py3-none-any.whl", headers=CLOSE),
+        HTTP.get(
             f"{url}/packages/present-1.0-py3-none-any.whl",
             headers={**CLOSE, "Range": "bytes=0-3"},
         ),
-        httpx.get(f"{url}/packages/absent-1.0.tar.gz", headers=CLOSE),
-        httpx.get(f"{url}/", headers=CLOSE),
-        httpx.get(f"{url}/packages/", headers=CLOSE),
-        httpx.get(f"{url}/pypi/present/json", headers=CLOSE),
-        httpx.get(f"{url}/health", headers=CLOSE),
-        httpx.get(f"{url}/metrics", headers=CLOSE),
-        httpx.get(f"{url}/nowhere", headers=CLOSE),
-        httpx.delete(f"{url}/simple/present/", headers=CLOSE),
-        httpx.post(f"{url}/", data={":action": "nonsense"}, headers=CLOSE),
+        HTTP.get(f"{url}/packages/absent-1.0.tar.gz", headers=CLOSE),
+        HTTP.get(f"{url}/", headers=CLOSE),
+        HTTP.get(f"{url}/packages/", headers=CLOSE),
+        HTTP.get(f"{url}/pypi/present/json", headers=CLOSE),
+        HTTP.get(f"{url}/health", headers=CLOSE),
+        HTTP.get(f"{url}/metrics", headers=CLOSE),
+        HTTP.get(f"{url}/nowhere", headers=CLOSE),
+        HTTP.delete(f"{url}/simple/present/", headers=CLOSE),
+        HTTP.post(f"{url}/", data={":action": "nonsense"}, headers=CLOSE),
     ]
     statuses = {r.status_code for r in answers}
     assert {200, 206, 301, 304, 404, 405, 406} <= statuses, statuses
@@ -197,10 +198,10 @@ def test_every_answer_carries_the_serial(two_workers) -> None:
 
 def test_an_upload_raises_the_serial_and_every_worker_sees_it(two_workers, tmp_path) -> None:
     url = two_workers.url
-    before = max(_serial(httpx.get(f"{url}/health", headers=CLOSE)) for _ in range(6))
+    before = max(_serial(HTTP.get(f"{url}/health", headers=CLOSE)) for _ in range(6))
     for n in range(4):
         wheel = make_wheel(tmp_path, "fed", f"{n}.0")
-        answer = httpx.post(
+        answer = HTTP.post(
             f"{url}/",
             data={":action": "file_upload"},
             files={"content": (wheel.name, wheel.read_bytes())},
@@ -211,11 +212,21 @@ def test_an_upload_raises_the_serial_and_every_worker_sees_it(two_workers, tmp_p
         assert written > before
         before = written
         for _ in range(6):  # both workers, at once: a hit for every version after the first
-            page = httpx.get(f"{url}/simple/fed/", headers=CLOSE)
+            page = HTTP.get(f"{url}/simple/fed/", headers=CLOSE)
             assert page.status_code == 200 and wheel.name in page.text
             assert _serial(page) >= written
-            served = httpx.get(f"{url}/packages/{wheel.name}", headers=CLOSE)
+            served = HTTP.get(f"{url}/packages/{wheel.name}", headers=CLOSE)
             assert served.content == wheel.read_bytes()
+        # A yank changes only the state directory (no file event): the feed alone carries it.
+        yank = {"project": "fed", "version": f"{n}.0", "reason": f"r{n}"}
+        answer = HTTP.post(f"{url}/-/yank", json=yank, headers=CLOSE)
+        assert answer.status_code == 200, answer.text
+        assert _serial(answer) == before + 1
+        before = _serial(answer)
+        for _ in range(12):
+            page = HTTP.get(f"{url}/simple/fed/", headers=CLOSE)
+            assert f'data-yanked="r{n}"' in page.text
+            assert _serial(page) >= before
 
 
 def test_a_copied_file_is_served_at_once_by_either_worker(two_workers, tmp_path) -> None:
@@ -223,9 +234,9 @@ def test_a_copied_file_is_served_at_once_by_either_worker(two_workers, tmp_path)
     for n in range(6):
         wheel = make_wheel(tmp_path / f"staging{n}", "copied", f"{n}.0")
         shutil.copy(wheel, root / wheel.name)
-        served = httpx.get(f"{two_workers.url}/packages/{wheel.name}", headers=CLOSE)
+        served = HTTP.get(f"{two_workers.url}/packages/{wheel.name}", headers=CLOSE)
         assert served.status_code == 200 and served.content == wheel.read_bytes()
-        page = httpx.get(
+        page = HTTP.get(
             f"{two_workers.url}/simple/copied/",
             headers={**CLOSE, "Accept": "application/vnd.pypi.simple.v1+json"},
         )
