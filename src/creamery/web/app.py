@@ -306,8 +306,8 @@ class Creamery:
                 send, 405, "Method Not Allowed", [(b"allow", allow), *self.serial_headers]
             )
             return
-        if not found.route.hot:  # the hot paths add the header to their ready lists
-            send = self.stamp(send)
+        if not found.route.hot or (self.mirror is not None and path.startswith("/upstream/")):
+            send = self.stamp(send)  # the index's hot paths add it to their ready header lists
         action = found.route.needs
         if action is not None and self.guard.required(action):
             user = await self.guard.check(action, header(scope, b"authorization"), _client(scope))
