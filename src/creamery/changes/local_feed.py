@@ -50,6 +50,7 @@ _HEADER = re.compile(rb"creamery-feed 1 base=(\d+)\n")
 _RECORD = re.compile(rb"(\d+) ([0-9a-f]{8}) (\[.*\])")
 
 Record = tuple[int, list[str]]
+_LAST = 1 << 63  # reopen(after=_LAST): just after the last record
 
 
 class _Cursor:
@@ -71,8 +72,10 @@ class _Cursor:
                 os.close(self.fd)
         self.fd = -1
 
-    def reopen(self) -> bool:
-        """From the start of the file now at the path; False when there is none (or no header)."""
+    def reopen(self, after: int = -1) -> bool:
+        """The file now at the path, positioned after the last record numbered *after* or less
+        (found from the end: a restart does not parse a whole journal); False when there is
+        none (or it has no header)."""
         self.close()
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
@@ -88,12 +91,27 @@ class _Cursor:
         self.base = self.serial = int(match.group(1))
         self.size = self.offset
         self.damaged = False
+        if after > self.base:
+            self._skip_to(after)
         return True
+
+    def _skip_to(self, after: int) -> None:
+        size = os.fstat(self.fd).st_size
+        data = os.pread(self.fd, size - self.offset, self.offset)
+        end = data.rfind(b"\n")
+        while end > 0:
+            start = data.rfind(b"\n", 0, end) + 1
+            serial = _valid_serial(data[start:end])
+            if serial is not None and serial <= after:
+                self.offset += end + 1
+                self.serial = serial
+                return
+            end = start - 1
 
     def advance(self) -> list[Record]:
         """The complete records appended since the last call, the file replaced by compaction
         followed (after its old file was read to the end). Sets *damaged* on a bad record."""
-        if self.fd < 0 and not self.reopen():
+        if self.fd < 0 and not self.reopen(after=_LAST):
             return []
         try:
             current = os.stat(self.path).st_ino
@@ -136,7 +154,7 @@ class _Cursor:
             self.damaged = True
         self.serial = serial
         try:
-            keys = json.loads(match.group(3))
+            keys = json.loads(match.group(3).decode("ascii"))
         except ValueError:
             self.damaged = True
             return []
@@ -145,6 +163,13 @@ class _Cursor:
     def ends_torn(self) -> bool:
         """After `advance`: bytes past the last complete line (a crashed append)."""
         return self.fd >= 0 and self.size > self.offset
+
+
+def _valid_serial(line: bytes) -> int | None:
+    match = _RECORD.fullmatch(line)
+    if match is None or int(match.group(2), 16) != zlib.crc32(match.group(3)):
+        return None
+    return int(match.group(1))
 
 
 class _SharedSerial:
@@ -243,7 +268,7 @@ class LocalFeed:
             cursor = self._reader
             gap = False
             if cursor.fd < 0 or cursor.serial != serial:
-                if not cursor.reopen():  # never written (or its file lost): the shared serial
+                if not cursor.reopen(after=serial):  # never written, or lost: the shared serial
                     latest = self._shared.get()
                     return Changes(serial, []) if serial == latest else Resync(latest)
                 gap = cursor.base > serial
