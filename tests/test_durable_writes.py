@@ -130,7 +130,7 @@ def test_an_upload_leaves_only_the_distribution_and_its_signature(tmp_path: Path
         provenance = HTTP.get(f"{srv.url}/simple/clean/{files[other.name]['provenance']}")
         assert provenance.status_code == 200 and provenance.json()["attestation_bundles"]
         assert (state / "files" / wheel.name / "yanked").is_file()
-        assert (state / "changes.log").is_file()
+        assert (state / "changes.feed").is_file()
     assert entries(root) == sorted([wheel.name, other.name, other.name + ".asc"])
 
 

@@ -136,7 +136,7 @@ def test_a_file_in_a_new_subdirectory_is_found(run_server, tmp_path) -> None:
 
 
 def test_inotify_drain_applies_what_is_queued_without_waiting(tmp_path: Path) -> None:
-    inotify = pytest.importorskip("creamery.storage.inotify")
+    inotify = pytest.importorskip("creamery.changes.inotify")
     if not inotify.available():
         pytest.skip("no inotify here")
     root = tmp_path / "root"
@@ -173,7 +173,7 @@ def test_inotify_drain_applies_what_is_queued_without_waiting(tmp_path: Path) ->
 
 
 def test_parse_reads_packed_inotify_events() -> None:
-    from creamery.storage.inotify import IN_CREATE, IN_ISDIR, _parse
+    from creamery.changes.inotify import IN_CREATE, IN_ISDIR, _parse
 
     packed = struct.pack("iIII", 1, IN_CREATE, 0, 8) + b"a.whl\0\0\0"
     packed += struct.pack("iIII", 2, IN_CREATE | IN_ISDIR, 0, 0)

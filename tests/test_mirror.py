@@ -117,6 +117,7 @@ def test_mirrored_page_keeps_every_standard(mirror: Server, upstream: Server) ->
     response = httpx.get(f"{mirror.url}/simple/tlib/", headers={"accept": JSON})
     assert response.status_code == 200
     assert response.headers["content-type"] == JSON
+    assert len(response.headers.get_list("x-creamery-serial")) == 1  # a mirrored page too
     ours = response.json()
     assert ours["meta"] == theirs["meta"]
     assert ours["versions"] == theirs["versions"]
@@ -158,6 +159,7 @@ def test_files_are_streamed_verified_then_served_from_the_cache(
     second = httpx.get(f"{mirror.url}/upstream/tlib/{name}")
     assert second.content == corpus.data(name)
     assert "x-creamery-cache" not in second.headers
+    assert [first.headers["x-creamery-serial"]] == second.headers.get_list("x-creamery-serial")
     etag = second.headers["etag"]
     assert (
         httpx.get(f"{mirror.url}/upstream/tlib/{name}", headers={"if-none-match": etag}).status_code

@@ -24,11 +24,10 @@ _WATCH_WITHOUT_DESCRIPTORS = textwrap.dedent(
     """
     import errno, os, resource, sys
     from pathlib import Path
-    from creamery.storage.local import LocalStorage
+    from creamery.changes import local_events
     import watchdog.events, watchdog.observers  # imported before: an import needs descriptors
 
     root = Path(sys.argv[1])
-    storage = LocalStorage((root,))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
     fillers = []
@@ -38,7 +37,7 @@ _WATCH_WITHOUT_DESCRIPTORS = textwrap.dedent(
     except OSError as error:
         assert error.errno == errno.EMFILE, error
     try:
-        watch = storage.watch(lambda paths: None, lambda: None)
+        watch = local_events.watch((root,), lambda paths: None, lambda: None)
     finally:
         for fd in fillers:
             os.close(fd)

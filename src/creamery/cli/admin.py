@@ -1,6 +1,6 @@
 """Administration commands that work directly on the package directories (no server needed):
 `creamery passwd`, `yank`, `unyank` and `remove`. They use the server's state directory and
-append to its change journal, so a running server sees their changes before its next answer.
+append to its change feed, so a running server sees their changes before its next answer.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from creamery.core.config import (
 
 if TYPE_CHECKING:
     from creamery.catalog.index import Index
-    from creamery.changes.journal import Journal
+    from creamery.changes.local_feed import LocalFeed
     from creamery.storage import Storage
 
 STATE_DIR_ENV = "CREAMERY_STATE_DIR"
@@ -95,9 +95,9 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     _add_release_arguments(parser, version_required=False)
 
 
-def _open(args: argparse.Namespace) -> tuple[Storage, Index, Journal]:
+def _open(args: argparse.Namespace) -> tuple[Storage, Index, LocalFeed]:
     from creamery.catalog.index import Index
-    from creamery.changes.journal import Journal
+    from creamery.changes.local_feed import LocalFeed
     from creamery.storage.local import LocalStorage
     from creamery.storage.state import StateDir
 
@@ -111,7 +111,7 @@ def _open(args: argparse.Namespace) -> tuple[Storage, Index, Journal]:
     storage = LocalStorage(roots, scratch=state)
     index = Index(storage, state)
     index.load()
-    journal = Journal(state.path)
+    journal = LocalFeed(state.path)
     migrated = [r for r, stored in index.legacy.items() if state.migrate(storage, stored)]
     if migrated:
         changed = migrated + sorted({r.rpartition(".")[0] for r in migrated})

@@ -146,21 +146,24 @@ async def send_file(
     stored: StoredFile,
     cache_control: int | None,
     small_files: SmallFiles,
+    extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
+    """*extra*: headers for every response (the caller's X-Creamery-Serial)."""
+    extra = extra or []
     snapshot = small_files.get(stored)
     if snapshot is not None:
-        await _respond(scope, send, snapshot, None)
+        await _respond(scope, send, snapshot, None, extra)
         return
     try:
         reader = storage.open(stored)
     except OSError:
-        await send_text(send, 404, f"Not Found ({stored.key} does not exist)")
+        await send_text(send, 404, f"Not Found ({stored.key} does not exist)", extra)
         return
     try:
         snapshot = _snapshot(reader, stored.key, cache_control)
         if snapshot.body is not None and is_version(reader, stored):
             small_files.put(stored, snapshot)
-        await _respond(scope, send, snapshot, reader)
+        await _respond(scope, send, snapshot, reader, extra)
     finally:
         reader.close()
 
@@ -187,9 +190,15 @@ def _snapshot(reader: Reader, relpath: str, cache_control: int | None) -> Snapsh
 _CONDITIONAL = (b"if-none-match", b"if-modified-since", b"range", b"if-range")
 
 
-async def _respond(scope: Scope, send: Send, snap: Snapshot, reader: Reader | None) -> None:
+async def _respond(
+    scope: Scope,
+    send: Send,
+    snap: Snapshot,
+    reader: Reader | None,
+    extra: list[tuple[bytes, bytes]],
+) -> None:
     asked = {k: v.decode("latin-1") for k, v in scope["headers"] if k in _CONDITIONAL}
-    headers = list(snap.headers)
+    headers = snap.headers + extra
     if asked and _not_modified(asked, snap):
         validators = [h for h in headers if h[0] != b"content-type"]
         await send({"type": "http.response.start", "status": 304, "headers": validators})
@@ -200,7 +209,7 @@ async def _respond(scope: Scope, send: Send, snap: Snapshot, reader: Reader | No
     if range_header is not None and _if_range_holds(asked.get(b"if-range"), snap):
         wanted = parse_range(range_header, snap.size)
         if wanted is False:
-            headers = [(b"content-range", f"bytes */{snap.size}".encode())]
+            headers = [(b"content-range", f"bytes */{snap.size}".encode()), *extra]
             await send_text(send, 416, "Range Not Satisfiable", headers)
             return
         if isinstance(wanted, tuple):

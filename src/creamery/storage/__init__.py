@@ -12,7 +12,7 @@ is never listed, found, served nor written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, Protocol
@@ -101,30 +101,6 @@ class Listing(NamedTuple):
     new_directories: list[str]
 
 
-ChangeCallback = Callable[[list[str]], None]
-"""Receives relpaths whose state may have changed (created, modified, deleted or moved)."""
-
-
-class Watch(Protocol):
-    """A running watch on the storage's change events."""
-
-    @property
-    def synchronous(self) -> bool:
-        """True when `drain()` applies every change made on this machine before it was called
-        (Linux inotify on local file systems); False when events arrive late or not at all."""
-        ...
-
-    def pending(self) -> bool:
-        """Cheap (no file-system access): are events queued that are not applied yet?"""
-        ...
-
-    def drain(self) -> None:
-        """Apply the queued events now; returns when they are applied."""
-        ...
-
-    def stop(self) -> None: ...
-
-
 class Storage(Protocol):
     """What the catalog needs of a store. Errors: `AlreadyExists`, `UnsafeKey`, and OSError
     for the store's own failures (a full disk, a network error); a read of a key that is gone
@@ -174,15 +150,6 @@ class Storage(Protocol):
 
     def health(self) -> str | None:
         """None when the store can serve and take uploads, else the problem in one line."""
-        ...
-
-    # ------------------------------------------------------------------ change events
-
-    def watch(self, on_change: ChangeCallback, on_overflow: Callable[[], None]) -> Watch | None:
-        """Call *on_change* when files change (*on_overflow* when events were lost: rescan).
-
-        Returns None when change events are unavailable (the caller then rescans periodically).
-        """
         ...
 
     def changed_listings(self) -> Sequence[Listing]:

@@ -13,7 +13,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -21,12 +21,9 @@ from typing import TYPE_CHECKING
 from creamery.core import durable
 from creamery.storage import (
     AlreadyExists,
-    ChangeCallback,
     Listing,
     StoredFile,
     UnsafeKey,
-    Watch,
-    inotify,
     is_hidden,
     is_safe_relpath,
 )
@@ -222,22 +219,6 @@ class LocalStorage:
         except OSError:
             return False
 
-    # ------------------------------------------------------------------ change events
-
-    def watch(self, on_change: ChangeCallback, on_overflow: Callable[[], None]) -> Watch | None:
-        def changed(paths: list[str]) -> None:
-            relpaths = [self.locate(p) for p in paths]
-            visible = [r for r in relpaths if r is not None and not is_hidden(r)]
-            if visible:
-                on_change(visible)
-
-        if inotify.available():
-            try:
-                return InotifyWatch(self.roots, changed, on_overflow)
-            except OSError as error:
-                log.warning("inotify unavailable (%s); trying watchdog", error)
-        return _watchdog(self.roots, changed)
-
     def changed_listings(self) -> list[Listing]:
         listings: list[Listing] = []
         for directory, (mtime_ns, listed_ns) in list(self._listed.items()):
@@ -295,97 +276,6 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 def _racy_window(mtime_ns: int) -> int:
     return _RACY_COARSE_NS if mtime_ns % 1_000_000_000 == 0 else _RACY_FINE_NS
-
-
-class InotifyWatch:
-    """Linux inotify (`storage/inotify.py`): synchronous where every root is a local file system."""
-
-    def __init__(
-        self, roots: tuple[Path, ...], on_change: ChangeCallback, on_overflow: Callable[[], None]
-    ) -> None:
-        self._inotify = inotify.Inotify([str(r) for r in roots], on_change, on_overflow)
-        remote = [r for r in roots if _is_network_file_system(r)]
-        if remote:
-            log.info(
-                "%s on a network file system: changes made elsewhere are found before a 404 "
-                "or a listing, and by rescans",
-                ", ".join(map(str, remote)),
-            )
-        self._local = not remote
-
-    @property
-    def synchronous(self) -> bool:
-        return self._local and self._inotify.complete
-
-    def pending(self) -> bool:
-        return self._inotify.pending()
-
-    def drain(self) -> None:
-        self._inotify.drain()
-
-    def stop(self) -> None:
-        self._inotify.stop()
-
-
-def _is_network_file_system(root: Path) -> bool:
-    kind = inotify.file_system_type(str(root))
-    return kind is None or kind in inotify.NETWORK_FILE_SYSTEMS
-
-
-class WatchdogWatch:
-    """watchdog where inotify is missing (macOS, Windows): events arrive late, never drained."""
-
-    synchronous = False
-
-    def __init__(self, stop: Callable[[], None]) -> None:
-        self.stop = stop
-
-    def pending(self) -> bool:
-        return False
-
-    def drain(self) -> None:
-        return None
-
-
-def _watchdog(roots: tuple[Path, ...], changed: ChangeCallback) -> Watch | None:
-    try:
-        from watchdog import events
-        from watchdog.events import FileSystemEvent, FileSystemEventHandler
-        from watchdog.observers import Observer
-    except ImportError:  # pragma: no cover - watchdog is a dependency
-        return None
-    # Only writes, moves and deletes: subscribing to opens and closes-after-read would make
-    # every download wake this thread (and cost the kernel an event per read).
-    wanted: list[type[FileSystemEvent]] = [
-        events.FileCreatedEvent,
-        events.FileModifiedEvent,
-        events.FileClosedEvent,
-        events.FileDeletedEvent,
-        events.FileMovedEvent,
-        events.DirCreatedEvent,
-        events.DirDeletedEvent,
-        events.DirMovedEvent,
-    ]
-
-    class Handler(FileSystemEventHandler):
-        def on_any_event(self, event: FileSystemEvent) -> None:
-            paths = [event.src_path, getattr(event, "dest_path", "") or ""]
-            changed([os.fsdecode(p) for p in paths if p])
-
-    try:
-        observer = Observer()  # inotify_init can fail too: the per-user instance limit
-        for root in roots:
-            observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
-        observer.start()
-    except OSError as error:
-        log.warning("file-system events unavailable (%s); relying on periodic rescans", error)
-        return None
-
-    def stop() -> None:
-        observer.stop()
-        observer.join(timeout=2)
-
-    return WatchdogWatch(stop)
 
 
 def _new_temp_file(directory: Path) -> tuple[int, Path]:

@@ -6,7 +6,7 @@ signatures. Everything else creamery keeps lives here (`--state-dir`, by default
 
     <state>/files/<relpath>/yanked      PEP 592: present = yanked; content = the reason
     <state>/files/<relpath>/provenance  PEP 740 provenance of the uploaded file
-    <state>/changes.log                 the change journal that other workers follow
+    <state>/changes.feed, .serial       the change feed every process follows (changes/)
     <state>/tmp/                        scratch: uploads are spooled here (cleaned at start)
     <state>/locks/                      per-filename publish locks (empty files)
     <state>/mirror/                     the caching mirror's files (default --mirror-cache)

@@ -1,7 +1,8 @@
 """App wiring: the ASGI application, its hot paths, and the Starlette app for everything else.
 
 The simple API and file downloads are answered here in plain ASGI (a dict lookup and ready
-bytes); every other route goes to Starlette (`routes.py`).
+bytes); every other route goes to Starlette (`routes.py`). Every answer carries the change
+feed's serial this process had applied (`X-Creamery-Serial`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from typing import TYPE_CHECKING
 import anyio
 
 from creamery.catalog.service import Catalog
+from creamery.changes import local_events
+from creamery.changes.follower import Follower
+from creamery.changes.local_events import Watch
 from creamery.core.config import CONFIG_ENV, Config
 from creamery.core.names import METADATA, PROVENANCE, normalize
 from creamery.http import files
-from creamery.http.asgi_types import Receive, Scope, Send
+from creamery.http.asgi_types import Message, Receive, Scope, Send
 from creamery.http.conditional import send_page
 from creamery.http.errors import answer_client_error, is_client_error
 from creamery.http.files import header, location, send_text
@@ -32,7 +36,6 @@ from creamery.http.routing import WrongMethod, bad_path, relative_path
 from creamery.render.negotiation import Format, format_from_query, negotiate
 from creamery.render.page_cache import PageCache
 from creamery.render.simple_api import Page, make_page, render_project, render_root
-from creamery.storage import Watch
 from creamery.web.guard import Denial, Guard
 from creamery.web.routes import build_table
 from creamery.web.state import AppState
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("creamery")
 
 _SETTLE_SECONDS = 0.3  # a sidecar put beside a file by hand is moved once this old
+SERIAL = b"x-creamery-serial"
+Headers = list[tuple[bytes, bytes]]
 
 
 class Creamery:
@@ -72,7 +77,10 @@ class Creamery:
         self.app_state = AppState(
             config, self.catalog, self.guard, self.observer, self.small_files, self.mirror
         )
-        self.journal = self.catalog.journal
+        self.feed = self.catalog.feed
+        self._announced = self.feed.announced  # bound once: asked before every request
+        self._follower: Follower | None = None
+        self.serial_headers: Headers = [(SERIAL, b"0")]  # replaced (never changed) on news
         self._started = False
         self._loaded = False  # the index scan is done (a forked child keeps it)
         self._start_lock = threading.Lock()
@@ -96,12 +104,20 @@ class Creamery:
                 catch_up.start()
             else:
                 self.state.clean_scratch(self.config.roots)
+                # Before the scan: what is appended while it runs is applied again, not missed.
+                self._follower = Follower(
+                    self.feed, self.index.refresh, self.index.rescan, self._serial_applied
+                )
                 self.index.load()
                 self.migrate_legacy_sidecars()
                 self._loaded = True
                 _restart_in_forked_children(self)
+            assert self._follower is not None
+            self._stoppers.append(self._follower.start())
             if self.config.watch:
-                self._watch = self.storage.watch(self._files_changed, self.index.rescan)
+                self._watch = local_events.watch(
+                    self.config.roots, self._files_changed, self.index.rescan
+                )
             if self._watch is not None:
                 self._stoppers.append(self._watch.stop)
             if self.config.rescan_interval > 0:
@@ -114,6 +130,7 @@ class Creamery:
         for stop in self._stoppers:
             stop()
         self._stoppers.clear()
+        self.feed.close()  # its descriptors; reopened if this app is used again
 
     def _files_changed(self, relpaths: list[str]) -> None:
         self.index.refresh(relpaths)
@@ -176,7 +193,12 @@ class Creamery:
         self._start_lock = threading.Lock()
         self._stoppers.clear()
         self._watch = None  # the parent's reader thread is not here; its descriptor is the parent's
+        if self._follower is not None:
+            self._follower.forked()
         self._started = False
+
+    def _serial_applied(self, serial: int) -> None:
+        self.serial_headers = [(SERIAL, str(serial).encode())]
 
     @property
     def ready(self) -> bool:
@@ -210,12 +232,14 @@ class Creamery:
         except Exception as error:
             if is_client_error(error):  # the client's mistake, or it went away: never a 500
                 with contextlib.suppress(Exception):
-                    await answer_client_error(scope, send, error, started=False)
+                    await answer_client_error(scope, self.stamp(send), error, started=False)
                 return
             if not getattr(error, "already_logged", False):
                 log_error(self.config, scope, error)
             with contextlib.suppress(Exception):  # fails when the response had started
-                await send_text(send, 500, "Internal Server Error: see the server's log")
+                await send_text(
+                    send, 500, "Internal Server Error: see the server's log", self.serial_headers
+                )
         finally:
             if counted:
                 count = limits.in_progress[address] - 1
@@ -226,7 +250,7 @@ class Creamery:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Past --max-client-requests: 429."""
-        await self.limits.refuse(send, _client(scope))
+        await self.limits.refuse(self.stamp(send), _client(scope))
 
     async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request that may carry a body: one that stalls ends with 408 (--body-timeout)."""
@@ -234,7 +258,7 @@ class Creamery:
         if not limits.body_timeout:
             await self._handle(scope, receive, send)
             return
-        timed = TimedBody(receive, send, limits.body_timeout)
+        timed = TimedBody(receive, self.stamp(send), limits.body_timeout)
         try:
             await self._handle(scope, timed.receive, timed.send)
         except Exception:
@@ -250,63 +274,93 @@ class Creamery:
             if not self._loaded and path == self.prefix + self.config.health_endpoint:
                 # Health checks don't wait for the scan: they learn it is still loading.
                 threading.Thread(target=self.start, name="creamery-start", daemon=True).start()
-                await send_text(send, 503, "Not ready: the index is loading")
+                await send_text(send, 503, "Not ready: the index is loading", self.serial_headers)
                 return
             await anyio.to_thread.run_sync(self.start)
         problem = bad_path(path)
         if problem is not None:
-            await send_text(send, 400, f"Bad Request: {problem}")
+            await send_text(send, 400, f"Bad Request: {problem}", self.serial_headers)
             return
         if self.prefix:
             if not (path.startswith(self.prefix + "/") or path == self.prefix):
-                await send_text(send, 404, "Not Found")
+                await send_text(send, 404, "Not Found", self.serial_headers)
                 return
             path = path[len(self.prefix) :] or "/"
             scope["root_path"] = scope.get("root_path", "") + self.prefix
-        await self._catch_up()
+        # Events already queued (a file copied just before this request) and other processes'
+        # writes (announced in shared memory): no file-system call when there is no news.
+        watch = self._watch
+        if watch is not None and watch.pending():
+            await anyio.to_thread.run_sync(watch.drain)
+        follower = self._follower
+        if follower is not None and self._announced() > follower.applied:
+            await self._follow(follower)
         method = scope["method"]
         found = self.routes.match(method, path, scope)
         if found is None:
-            await send_text(send, 404, "Not Found")
+            await send_text(send, 404, "Not Found", self.serial_headers)
             return
         if isinstance(found, WrongMethod):
             allow = ", ".join(found.allowed).encode()
-            await send_text(send, 405, "Method Not Allowed", [(b"allow", allow)])
+            await send_text(
+                send, 405, "Method Not Allowed", [(b"allow", allow), *self.serial_headers]
+            )
             return
+        if not found.route.hot or (self.mirror is not None and path.startswith("/upstream/")):
+            send = self.stamp(send)  # the index's hot paths add it to their ready header lists
         action = found.route.needs
         if action is not None and self.guard.required(action):
             user = await self.guard.check(action, header(scope, b"authorization"), _client(scope))
             if isinstance(user, Denial):
-                await send_text(send, user.status, user.reason, user.headers)
+                await send_text(self.stamp(send), user.status, user.reason, user.headers)
                 return
             scope["creamery.user"] = user
         if not found.route.hot:
             await self.settle()  # listings, JSON API and XML-RPC answers: all in one place
         await found.route.handler(scope, receive, send, found.params)
 
-    async def _catch_up(self) -> None:
-        """Apply the file-system events already queued (a file copied just before this request)
-        and what other workers wrote, so a client reads its own writes on any worker."""
-        if self._watch is not None and self._watch.pending():
-            await anyio.to_thread.run_sync(self._watch.drain)
-        changes = self.journal.poll()
-        if changes:
-            self.index.refresh(changes)
-        elif changes is not None:
-            await anyio.to_thread.run_sync(self.index.rescan)
+    async def _follow(self, follower: Follower) -> None:
+        """Apply what the change feed has that this process has not (on the event loop when
+        that is quick; a rescan, or waiting for the background poll, in a worker thread)."""
+        if not follower.poll():
+            await anyio.to_thread.run_sync(follower.catch_up)
+
+    def stamp(self, send: Send) -> Send:
+        """*send* with X-Creamery-Serial added to the response's headers (once: wrappers nest),
+        as applied when the response starts."""
+
+        async def stamped(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                if all(name != SERIAL for name, _ in headers):
+                    message = {**message, "headers": headers + self.serial_headers}
+            await send(message)
+
+        return stamped
 
     async def settle(self, *relpaths: str) -> None:
-        """Before a 404 or a listing: find the changes that no event reported (no watch, a
-        network file system), and look on disk for *relpaths*. The hits of the hot paths
-        never come here: they stay free of file-system calls."""
+        """Before a 404 or a listing: apply what the change feed and the file-system events
+        have (whatever shared memory announced: another machine may share the state
+        directory), find the changes that no event reported (no watch, a network file
+        system), and look on disk for *relpaths*. The hits of the hot paths never come here:
+        they stay free of file-system calls."""
+        if self._follower is not None:
+            await self._follow(self._follower)
+        watch = self._watch
+        if watch is not None and watch.pending():
+            await anyio.to_thread.run_sync(watch.drain)
         if relpaths:
             await anyio.to_thread.run_sync(self.index.look_for, list(relpaths))
-        if self._watch is None or not self._watch.synchronous:
+        if watch is None or not watch.synchronous:
             await anyio.to_thread.run_sync(self.index.catch_up_unreported)
 
-    def record_changes(self, relpaths: list[str]) -> None:
-        """After a write: update this worker's index now and tell the other workers."""
-        self.catalog.record(relpaths)
+    def record_changes(self, relpaths: list[str]) -> int:
+        """After a write: update this worker's index now, tell the other workers, and apply
+        what they wrote before (so the answer's serial covers this write). Returns its serial."""
+        serial = self.catalog.record(relpaths)
+        if self._follower is not None:
+            self._follower.catch_up()
+        return serial
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -332,16 +386,16 @@ class Creamery:
                 send,
                 406,
                 "Not Acceptable: this index offers HTML and PEP 691 JSON",
-                [(b"vary", b"Accept")],
+                [(b"vary", b"Accept"), *self.serial_headers],
             )
             return
         if rest == "":  # an exact route: the dispatcher has looked on disk already
             page = await self._root_page(fmt)
-            await send_page(scope, send, page)
+            await send_page(scope, send, page, self.serial_headers)
             return
         project, slash, tail = rest.partition("/")
         if tail or not project:
-            await send_text(send, 404, "Not Found")
+            await send_text(send, 404, "Not Found", self.serial_headers)
             return
         normalized = normalize(project)
         if not slash or normalized != project:
@@ -354,13 +408,13 @@ class Creamery:
         if project not in self.index.projects:
             await self.settle()  # copied just now? (before the mirror takes it as not hosted)
         if self.mirror is not None and self.mirror.handles(project):
-            await self.mirror.serve_project(scope, send, project, fmt)
+            await self.mirror.serve_project(scope, self.stamp(send), project, fmt)
             return
         found = await self._project_page(project, fmt)
         if found is None:
             await self._unknown_project(scope, send, project)
             return
-        await send_page(scope, send, found)
+        await send_page(scope, send, found, self.serial_headers)
 
     def _negotiate(self, scope: Scope) -> Format | None:
         query = scope.get("query_string", b"")
@@ -395,7 +449,7 @@ class Creamery:
 
     async def _unknown_project(self, scope: Scope, send: Send, project: str) -> None:
         if self.config.disable_fallback:
-            await send_text(send, 404, f"Not Found ({project} does not exist)")
+            await send_text(send, 404, f"Not Found ({project} does not exist)", self.serial_headers)
             return
         status = 302 if files.is_http10(scope) else 303
         target = self.config.fallback_url.rstrip("/") + f"/{project}/"
@@ -403,7 +457,8 @@ class Creamery:
 
     async def _redirect(self, send: Send, status: int, target: str) -> None:
         quoted = location(target)
-        await send_text(send, status, f"Redirecting to {quoted.decode()}", [(b"location", quoted)])
+        headers = [(b"location", quoted), *self.serial_headers]
+        await send_text(send, status, f"Redirecting to {quoted.decode()}", headers)
 
     # ------------------------------------------------------------------ files
 
@@ -421,10 +476,16 @@ class Creamery:
             await self._send_provenance(scope, send, relpath[: -len(PROVENANCE)])
             return
         if stored is None:
-            await send_text(send, 404, f"Not Found ({relpath} does not exist)")
+            await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
             return
         await files.send_file(
-            scope, send, self.storage, stored, self.config.cache_control, self.small_files
+            scope,
+            send,
+            self.storage,
+            stored,
+            self.config.cache_control,
+            self.small_files,
+            self.serial_headers,
         )
 
     def _metadata_of_known_wheel(self, relpath: str) -> bool:
@@ -434,28 +495,34 @@ class Creamery:
         """PEP 658: the wheel's METADATA, extracted once and cached."""
         dist = self.index.dists.get(relpath)
         if dist is None or dist.parsed.kind != "wheel":
-            await send_text(send, 404, f"Not Found ({relpath}.metadata does not exist)")
+            await send_text(
+                send, 404, f"Not Found ({relpath}.metadata does not exist)", self.serial_headers
+            )
             return
         metadata = await anyio.to_thread.run_sync(self.facts.metadata, dist.stored, "wheel")
         if metadata.raw is None:
-            await send_text(send, 404, f"Not Found ({relpath} has no metadata)")
+            await send_text(
+                send, 404, f"Not Found ({relpath} has no metadata)", self.serial_headers
+            )
             return
         page = make_page(metadata.raw, Format.TEXT_HTML)
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"text/plain; charset=utf-8"))
-        await send_page(scope, send, type(page)(page.body, page.etag, headers))
+        await send_page(scope, send, type(page)(page.body, page.etag, headers), self.serial_headers)
 
     async def _send_provenance(self, scope: Scope, send: Send, relpath: str) -> None:
         """PEP 740: the provenance uploaded with the file, from the state directory."""
         dist = self.index.dists.get(relpath)
         data = None if dist is None else self.index.provenance(dist)
         if data is None:
-            await send_text(send, 404, f"Not Found ({relpath}.provenance does not exist)")
+            await send_text(
+                send, 404, f"Not Found ({relpath}.provenance does not exist)", self.serial_headers
+            )
             return
         page = make_page(data, Format.TEXT_HTML)
         headers = [(k, v) for k, v in page.headers if k not in (b"content-type", b"vary")]
         headers.append((b"content-type", b"application/json"))
-        await send_page(scope, send, type(page)(page.body, page.etag, headers))
+        await send_page(scope, send, type(page)(page.body, page.etag, headers), self.serial_headers)
 
 
 _forkable: weakref.WeakSet[Creamery] = weakref.WeakSet()

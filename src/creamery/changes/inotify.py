@@ -20,7 +20,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterable
 
-log = logging.getLogger("creamery.storage")
+log = logging.getLogger("creamery.changes")
 
 IN_MODIFY = 0x2
 IN_ATTRIB = 0x4
