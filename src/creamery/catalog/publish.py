@@ -2,32 +2,29 @@
 
 The order (issue 8, `docs/architecture.md`): the upload was spooled outside the package
 directory and validated; here, under a lock on the filename, everything that takes disk space
-is written and flushed first (the signature, the provenance), each replacing its old version
+is written and flushed first (the signature, the provenance, the facts computed at upload:
+digests and core metadata, for the very bytes published), each replacing its old version
 with a backup kept; then the distribution is linked (or, with `--overwrite`, renamed) into
 place: that is the commit point. If anything fails before it, every step is undone and the
-old state is back; the change is recorded for other workers last (`Creamery.record_changes`).
-Derived facts (METADATA, digests) are stored in the facts cache under the published file's
-identity, so they can never describe other bytes.
+old state is back; the change is recorded for other processes last (`Catalog.record`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from creamery.catalog.facts import Digests
-from creamery.catalog.index import SIGNATURE, Distribution
+from creamery.catalog.facts import StoredFacts, file_version
+from creamery.catalog.index import SIGNATURE, Distribution, Index
 from creamery.core import durable
 from creamery.core.names import parse_filename, same_file_key
 from creamery.storage import StoredFile
-from creamery.storage.state import PROVENANCE
-
-if TYPE_CHECKING:
-    from creamery.web.app import Creamery
+from creamery.storage.local import LocalStorage
+from creamery.storage.state import CORE_METADATA, FACTS, PROVENANCE, StateDir
 
 _FALLBACK_NAME_MAX = 255
 
@@ -44,10 +41,11 @@ class NameTooLong(ValueError):
 class Upload:
     filename: str
     spool: Path  # the validated content, closed, in the scratch area
-    signature: bytes | None
-    provenance: bytes | None
-    metadata: bytes | None  # the wheel's METADATA, as validated
-    digests: Digests | None  # computed while the upload streamed in
+    signature: bytes | None = None
+    provenance: bytes | None = None
+    digests: dict[str, str] = field(default_factory=dict)  # computed while it streamed in
+    metadata: bytes | None = None  # the core metadata (METADATA, PKG-INFO) read from it
+    metadata_read: bool = False  # False: not looked for (the facts cache reads it later)
 
 
 def name_max(directory: Path) -> int:
@@ -123,55 +121,98 @@ def _restore(target: Path, backup: Path | None) -> None:
     durable.fsync_directory(target.parent)
 
 
-def publish(creamery: Creamery, upload: Upload, *, overwrite: bool) -> list[str]:
+@dataclass(frozen=True)
+class Target:
+    """Where uploads are published: the parts of the catalog that publishing uses."""
+
+    storage: LocalStorage
+    state: StateDir
+    index: Index
+
+
+def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
     """Publish under the filename's lock; the relpaths that changed. Raises AlreadyExists,
     or OSError (the server's disk) with nothing published."""
     filename = upload.filename
-    root = creamery.storage.upload_root
-    state = creamery.state
+    root = target.storage.upload_root
+    state = target.state
     transaction = _Transaction()
     with state.lock(same_file_key(filename)):  # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`
-        if not overwrite and _taken(creamery, filename):
+        if not overwrite and _taken(target, filename):
             raise AlreadyExists(filename)
-        provenance = state.path_of(filename, PROVENANCE)
+        entry = state.path_of(filename, PROVENANCE).parent
         try:
-            transaction.put(root / (filename + SIGNATURE), _spooled(creamery, upload.signature))
-            transaction.put(provenance, _spooled(creamery, upload.provenance))
-            if not durable.place(upload.spool, root / filename, overwrite=overwrite):
+            transaction.put(root / (filename + SIGNATURE), _spooled(state, upload.signature))
+            transaction.put(entry / PROVENANCE, _spooled(state, upload.provenance))
+            _put_facts(transaction, state, upload)
+            if not target.storage.publish(upload.spool, filename, overwrite=overwrite):
                 raise AlreadyExists(filename)  # another process won the name meanwhile
         except BaseException:
             transaction.rollback()
             with contextlib.suppress(OSError):
-                provenance.parent.rmdir()  # the entry, when the undo left it empty
+                entry.rmdir()  # the entry, when the undo left it empty
             raise
         transaction.commit()
-        _remember_facts(creamery, root, upload)
+        _check_facts(target, upload)
     return [filename, filename + SIGNATURE]
 
 
-def _taken(creamery: Creamery, filename: str) -> bool:
-    on_disk = (creamery.storage.upload_root / filename).exists()
-    return on_disk or bool(same_files(creamery, filename))
+def _put_facts(transaction: _Transaction, state: StateDir, upload: Upload) -> None:
+    """The facts of the spooled bytes, under the version the published file will have (a link
+    or a rename keeps the inode, size and mtime); none when the upload brought none."""
+    if "sha256" not in upload.digests:
+        facts_data = metadata = None
+    else:
+        metadata = upload.metadata if upload.metadata_read else None
+        sha = None if metadata is None else hashlib.sha256(metadata).hexdigest()
+        version = file_version(_as_stored(upload.filename, upload.spool))
+        facts = StoredFacts(version, dict(upload.digests), upload.metadata_read, sha)
+        facts_data = facts.to_bytes()
+    transaction.put(state.path_of(upload.filename, CORE_METADATA), _spooled(state, metadata))
+    transaction.put(state.path_of(upload.filename, FACTS), _spooled(state, facts_data))
 
 
-def same_files(creamery: Creamery, filename: str) -> list[Distribution]:
+def _check_facts(target: Target, upload: Upload) -> None:
+    """After the commit point: a file copied across file systems got another version; its
+    facts follow (until then they are ignored, as for any file whose version changed)."""
+    data = target.state.read(upload.filename, FACTS)
+    facts = None if data is None else StoredFacts.from_bytes(data)
+    stored = target.storage.stat(upload.filename)
+    if facts is None or stored is None or facts.version == file_version(stored):
+        return
+    moved = StoredFacts(
+        file_version(stored), facts.digests, facts.metadata_read, facts.metadata_sha256
+    )
+    with contextlib.suppress(OSError):
+        target.state.write(upload.filename, FACTS, moved.to_bytes())
+
+
+def _as_stored(relpath: str, path: Path) -> StoredFile:
+    st = os.stat(path)
+    return StoredFile(relpath, str(path.parent), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _taken(target: Target, filename: str) -> bool:
+    on_disk = (target.storage.upload_root / filename).exists()
+    return on_disk or bool(same_files(target.index, filename))
+
+
+def same_files(index: Index, filename: str) -> list[Distribution]:
     """Indexed files that are *filename* to an installer: the same name, or one spelled
     differently (case, name normalization, `1.0` for `1.0.0`)."""
     key = same_file_key(filename)
     parsed = parse_filename(filename)
     candidates = (
-        creamery.index.distributions(parsed.project)
-        if parsed is not None
-        else creamery.index.all_distributions()
+        index.distributions(parsed.project) if parsed is not None else index.all_distributions()
     )
     return [d for d in candidates if d.filename == filename or same_file_key(d.filename) == key]
 
 
-def _spooled(creamery: Creamery, data: bytes | None) -> Path | None:
+def _spooled(state: StateDir, data: bytes | None) -> Path | None:
     """Small data written and flushed in the scratch area; None stays None."""
     if data is None:
         return None
-    fd, path = creamery.state.new_temp_file()
+    fd, path = state.new_temp_file()
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -181,15 +222,3 @@ def _spooled(creamery: Creamery, data: bytes | None) -> Path | None:
         path.unlink(missing_ok=True)
         raise
     return path
-
-
-def _remember_facts(creamery: Creamery, root: Path, upload: Upload) -> None:
-    try:
-        st = os.stat(root / upload.filename)
-    except OSError:
-        return
-    stored = StoredFile(upload.filename, str(root), st.st_size, st.st_mtime_ns, st.st_ino)
-    if upload.metadata is not None:
-        creamery.facts.remember_metadata(stored, upload.metadata)
-    if upload.digests is not None:
-        creamery.facts.remember_digests(stored, upload.digests)

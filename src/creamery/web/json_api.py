@@ -149,7 +149,7 @@ class JsonApi:
     def _file(self, dist: Distribution, base: str) -> Document:
         index, facts = self.creamery.index, self.creamery.facts
         entry = entry_for(index, facts, dist, None)
-        digests = self.digests.get(dist.stored)
+        digests = facts.pypi_digests(dist.stored) or self.digests.get(dist.stored)
         return {
             **file_basics(index, dist, base),
             "comment_text": "",

@@ -82,13 +82,13 @@ def declare(creamery: Creamery) -> list[Route]:
         return PlainTextResponse("Not Found", status_code=404)
 
     async def legacy(request: Request) -> Response:
-        return await writes.legacy_api(creamery, request)
+        return await writes.legacy_api(creamery.app_state, request)
 
     async def yank(request: Request) -> Response:
-        return await writes.yank_api(creamery, request, yanked=True)
+        return await writes.yank_api(creamery.app_state, request, yanked=True)
 
     async def unyank(request: Request) -> Response:
-        return await writes.yank_api(creamery, request, yanked=False)
+        return await writes.yank_api(creamery.app_state, request, yanked=False)
 
     rpc = endpoint(xmlrpc.endpoint(creamery))
     routes = [

@@ -1,26 +1,24 @@
 """HTTP endpoints that change the index: the legacy upload API and the yank API.
 
-The guard in `web.py` has already checked the `update` action; the user is in the scope.
+The guard has already checked the `update` action; the user is in the scope. The writes
+themselves are the catalog's (`catalog/service.py`), which records them.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from creamery.catalog import releases
+from creamery.catalog.service import ReleaseNotFound
 from creamery.core.errors import ClientError
 from creamery.core.untrusted import load_json
 from creamery.http.form import FormError, ReceivedForm, read_multipart, read_urlencoded
 from creamery.http.status_line import reason_phrase
 from creamery.web import upload
-
-if TYPE_CHECKING:
-    from creamery.web.app import Creamery
+from creamery.web.state import AppState
 
 MAX_YANK_REASON = 1000
 
@@ -29,16 +27,16 @@ log = logging.getLogger("creamery.writes")
 _MAX_SMALL_BODY = 1 << 20  # url-encoded forms and JSON requests
 
 
-async def legacy_api(creamery: Creamery, request: Request) -> Response:
+async def legacy_api(app: AppState, request: Request) -> Response:
     """`POST /` (and `/legacy/`): file_upload, remove_pkg, submit, verify, doc_upload."""
     user = request.scope.get("creamery.user", "")
     form: ReceivedForm | None = None
     try:
-        form = await _read_form(creamery, request)
-        outcome = await _dispatch(creamery, form, request, user)
+        form = await _read_form(app, request)
+        outcome = await _dispatch(app, form, request, user)
     except ClientError as error:
         log.info("upload rejected (%d): %s", error.status, error.reason)
-        _count_upload(creamery, "rejected")
+        _count_upload(app, "rejected")
         reason_phrase(request.scope, error.reason)  # twine shows the status line's reason
         return PlainTextResponse(error.reason + "\n", status_code=error.status)
     except OSError as error:
@@ -47,27 +45,25 @@ async def legacy_api(creamery: Creamery, request: Request) -> Response:
     finally:
         if form is not None:
             form.discard()
-    if outcome.changed:
-        creamery.record_changes(list(outcome.changed))
     if form.value(":action") == "file_upload":
-        _count_upload(creamery, "accepted")
+        _count_upload(app, "accepted")
     return PlainTextResponse(outcome.message + "\n", status_code=outcome.status)
 
 
-def _count_upload(creamery: Creamery, outcome: str) -> None:
-    if creamery.observer.metrics is not None:
-        creamery.observer.metrics.uploads.labels(outcome).inc()
+def _count_upload(app: AppState, outcome: str) -> None:
+    if app.observer.metrics is not None:
+        app.observer.metrics.uploads.labels(outcome).inc()
 
 
-async def _read_form(creamery: Creamery, request: Request) -> ReceivedForm:
+async def _read_form(app: AppState, request: Request) -> ReceivedForm:
     content_type = request.headers.get("content-type", "")
-    limit = creamery.config.max_upload_size
+    limit = app.config.max_upload_size
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise FormError(413, f"upload larger than the limit of {limit} bytes")
     if content_type.startswith("multipart/form-data"):
-        storage = creamery.storage
-        return await read_multipart(content_type, request.receive, storage.new_temp_file, limit)
+        spool = app.catalog.new_spool
+        return await read_multipart(content_type, request.receive, spool, limit)
     if content_type.startswith("application/x-www-form-urlencoded"):
         return read_urlencoded(await _small_body(request))
     raise FormError(400, "expected a multipart/form-data or url-encoded form")
@@ -83,16 +79,16 @@ async def _small_body(request: Request) -> bytes:
 
 
 async def _dispatch(
-    creamery: Creamery, form: ReceivedForm, request: Request, user: str
+    app: AppState, form: ReceivedForm, request: Request, user: str
 ) -> upload.Outcome:
     action = form.value(":action")
     if action is None:
         raise FormError(400, "Missing ':action' field!")
     if action == "file_upload":
         agent = request.headers.get("user-agent", "")
-        return await anyio.to_thread.run_sync(upload.accept_file, creamery, form, agent, user)
+        return await anyio.to_thread.run_sync(upload.accept_file, app, form, agent, user)
     if action == "remove_pkg":
-        return await anyio.to_thread.run_sync(upload.remove_release, creamery, form, user)
+        return await anyio.to_thread.run_sync(upload.remove_release, app, form, user)
     if action in ("submit", "verify"):
         return upload.Outcome(200, "OK")
     if action == "doc_upload":
@@ -100,7 +96,7 @@ async def _dispatch(
     raise FormError(400, f"Unsupported ':action' field: {action}")
 
 
-async def yank_api(creamery: Creamery, request: Request, *, yanked: bool) -> Response:
+async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response:
     """`POST /-/yank` and `/-/unyank` with JSON {project, version, filename?, reason?}."""
     try:
         body = await _small_body(request)
@@ -110,9 +106,7 @@ async def yank_api(creamery: Creamery, request: Request, *, yanked: bool) -> Res
     project, version = data["project"], data["version"]
     try:
         changed = await anyio.to_thread.run_sync(
-            lambda: releases.set_yanked(
-                creamery.storage,
-                creamery.index,
+            lambda: app.catalog.set_yanked(
                 project,
                 version,
                 yanked=yanked,
@@ -120,12 +114,11 @@ async def yank_api(creamery: Creamery, request: Request, *, yanked: bool) -> Res
                 filename=data.get("filename") or None,
             )
         )
-    except releases.ReleaseNotFound as error:
+    except ReleaseNotFound as error:
         return JSONResponse({"message": str(error)}, status_code=404)
     except OSError as error:  # the state directory is full or read-only: the server's fault
         log.error("yank failed: %s", error)
         return JSONResponse({"message": f"yank failed: {error.strerror}"}, status_code=507)
-    creamery.record_changes(changed)
     verb = "yanked" if yanked else "un-yanked"
     log.warning("%s %s %s by %s", verb, project, version, request.scope.get("creamery.user") or "-")
     files = sorted(set(changed))
