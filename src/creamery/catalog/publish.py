@@ -41,11 +41,16 @@ class NameTooLong(ValueError):
 class Upload:
     filename: str
     spool: Path  # the validated content, closed, in the scratch area
+    directory: str = ""  # the relpath of its directory ("": the top of the upload root)
     signature: bytes | None = None
     provenance: bytes | None = None
     digests: dict[str, str] = field(default_factory=dict)  # computed while it streamed in
     metadata: bytes | None = None  # the core metadata (METADATA, PKG-INFO) read from it
     metadata_read: bool = False  # False: not looked for (the facts cache reads it later)
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.directory}/{self.filename}" if self.directory else self.filename
 
 
 def name_max(directory: Path) -> int:
@@ -133,28 +138,29 @@ class Target:
 def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
     """Publish under the filename's lock; the relpaths that changed. Raises AlreadyExists,
     or OSError (the server's disk) with nothing published."""
-    filename = upload.filename
+    relpath = upload.relpath
     root = target.storage.upload_root
     state = target.state
     transaction = _Transaction()
-    with state.lock(same_file_key(filename)):  # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`
-        if not overwrite and _taken(target, filename):
-            raise AlreadyExists(filename)
-        entry = state.path_of(filename, PROVENANCE).parent
+    # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`, wherever it goes.
+    with state.lock(same_file_key(upload.filename)):
+        if not overwrite and _taken(target, relpath):
+            raise AlreadyExists(upload.filename)
+        entry = state.path_of(relpath, PROVENANCE).parent
         try:
-            transaction.put(root / (filename + SIGNATURE), _spooled(state, upload.signature))
+            transaction.put(root / (relpath + SIGNATURE), _spooled(state, upload.signature))
             transaction.put(entry / PROVENANCE, _spooled(state, upload.provenance))
             _put_facts(transaction, state, upload)
-            if not target.storage.publish(upload.spool, filename, overwrite=overwrite):
-                raise AlreadyExists(filename)  # another process won the name meanwhile
+            if not target.storage.publish(upload.spool, relpath, overwrite=overwrite):
+                raise AlreadyExists(upload.filename)  # another process won the name meanwhile
         except BaseException:
             transaction.rollback()
             with contextlib.suppress(OSError):
                 entry.rmdir()  # the entry, when the undo left it empty
             raise
         transaction.commit()
-        _check_facts(target, upload)
-    return [filename, filename + SIGNATURE]
+        _check_facts(target, relpath)
+    return [relpath, relpath + SIGNATURE]
 
 
 def _put_facts(transaction: _Transaction, state: StateDir, upload: Upload) -> None:
@@ -165,26 +171,26 @@ def _put_facts(transaction: _Transaction, state: StateDir, upload: Upload) -> No
     else:
         metadata = upload.metadata if upload.metadata_read else None
         sha = None if metadata is None else hashlib.sha256(metadata).hexdigest()
-        version = file_version(_as_stored(upload.filename, upload.spool))
+        version = file_version(_as_stored(upload.relpath, upload.spool))
         facts = StoredFacts(version, dict(upload.digests), upload.metadata_read, sha)
         facts_data = facts.to_bytes()
-    transaction.put(state.path_of(upload.filename, CORE_METADATA), _spooled(state, metadata))
-    transaction.put(state.path_of(upload.filename, FACTS), _spooled(state, facts_data))
+    transaction.put(state.path_of(upload.relpath, CORE_METADATA), _spooled(state, metadata))
+    transaction.put(state.path_of(upload.relpath, FACTS), _spooled(state, facts_data))
 
 
-def _check_facts(target: Target, upload: Upload) -> None:
+def _check_facts(target: Target, relpath: str) -> None:
     """After the commit point: a file copied across file systems got another version; its
     facts follow (until then they are ignored, as for any file whose version changed)."""
-    data = target.state.read(upload.filename, FACTS)
+    data = target.state.read(relpath, FACTS)
     facts = None if data is None else StoredFacts.from_bytes(data)
-    stored = target.storage.stat(upload.filename)
+    stored = target.storage.stat(relpath)
     if facts is None or stored is None or facts.version == file_version(stored):
         return
     moved = StoredFacts(
         file_version(stored), facts.digests, facts.metadata_read, facts.metadata_sha256
     )
     with contextlib.suppress(OSError):
-        target.state.write(upload.filename, FACTS, moved.to_bytes())
+        target.state.write(relpath, FACTS, moved.to_bytes())
 
 
 def _as_stored(relpath: str, path: Path) -> StoredFile:
@@ -192,9 +198,9 @@ def _as_stored(relpath: str, path: Path) -> StoredFile:
     return StoredFile(relpath, str(path.parent), st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _taken(target: Target, filename: str) -> bool:
-    on_disk = (target.storage.upload_root / filename).exists()
-    return on_disk or bool(same_files(target.index, filename))
+def _taken(target: Target, relpath: str) -> bool:
+    on_disk = (target.storage.upload_root / relpath).exists()
+    return on_disk or bool(same_files(target.index, relpath.rpartition("/")[2]))
 
 
 def same_files(index: Index, filename: str) -> list[Distribution]:

@@ -87,7 +87,7 @@ class Catalog:
         changed = publishing.publish(target, upload, overwrite=overwrite)
         if overwrite:
             others = publishing.same_files(self.index, upload.filename)
-            stale = [d for d in others if d.relpath != upload.filename]
+            stale = [d for d in others if d.relpath != upload.relpath]
             changed += releases.remove_files(self.storage, self.state, stale)
         self.record(changed)
         return changed

@@ -243,8 +243,8 @@ def accept_file(app: AppState, form: ReceivedForm, user_agent: str, user: str) -
     upload = Upload(
         filename,
         content.path,
-        signature,
-        attested,
+        signature=signature,
+        provenance=attested,
         digests=stored_digests(content),
         metadata=None if found is None else found.metadata,
         metadata_read=found is not None,
