@@ -224,7 +224,7 @@ class FactsCache:
         return digests
 
     def remember_digests(self, stored: StoredFile, digests: Digests) -> None:
-        """Keep digests computed elsewhere (while an upload streamed in) for this identity."""
+        """Keep digests computed for this file version."""
         extra_text = ",".join(f"{a}={h}" for a, h in digests.extra.items())
         self._put(
             "INSERT OR REPLACE INTO digests VALUES (?,?,?,?)",
@@ -258,7 +258,7 @@ class FactsCache:
         return parse_core_metadata(raw)
 
     def remember_metadata(self, stored: StoredFile, raw: bytes | None) -> None:
-        """Keep metadata read elsewhere (at upload, from the very bytes published)."""
+        """Keep metadata read from this file version."""
         self._put("INSERT OR REPLACE INTO metadata VALUES (?,?,?)", stored, raw)
 
     def close(self) -> None:
