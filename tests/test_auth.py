@@ -7,6 +7,7 @@ import shutil
 import stat
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -553,6 +554,15 @@ def test_add_user_is_seen_by_a_running_reader(tmp_path: Path) -> None:
     add_user(path, "bob", "b", rounds=4)
 
     assert htpasswd.check("bob", "b")
+
+
+def test_concurrent_add_user_loses_no_user(tmp_path: Path) -> None:
+    path = tmp_path / "htpasswd"
+    users = [f"user{i}" for i in range(24)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda user: add_user(path, user, user + "-pw", rounds=4), users))
+    htpasswd = HtpasswdFile(path)
+    assert [user for user in users if user not in htpasswd] == []
 
 
 def test_add_user_through_a_symlink_updates_the_target(tmp_path: Path) -> None:

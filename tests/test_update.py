@@ -24,8 +24,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from conftest import Server, clean_env, describe, free_port
 from dists import make_sdist, make_wheel, yank
@@ -33,6 +35,7 @@ from packaging.version import Version
 
 from creamery.cli.update import _bypassed, newest_release, read_ignorelist
 
+JSON_PAGE = {"Accept": "application/vnd.pypi.simple.v1+json"}
 PROXY_VARIABLES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 
@@ -205,7 +208,8 @@ def test_execute_downloads_verified_files_beside_the_old_ones(
     before = tree(local)
     result = update("-x", "--index-url", index_url, local)
     assert result.returncode == 0, result.stderr
-    new = {k: v for k, v in tree(local).items() if k not in before}
+    state = {k for k in tree(local) if k.startswith(".creamery/")}
+    new = {k: v for k, v in tree(local).items() if k not in before and k not in state}
     assert set(new) == {
         "foo_bar_baz-0.3-py3-none-any.whl",
         "sub/tapp-1.1-py3-none-any.whl",
@@ -220,6 +224,13 @@ def test_execute_downloads_verified_files_beside_the_old_ones(
         assert stat.S_IMODE((local / relpath).stat().st_mode) == 0o666 & ~umask
     saved = sorted(line for line in result.stdout.splitlines() if line.startswith("# saved: "))
     assert saved == sorted(f"# saved: {local / relpath}" for relpath in new)
+    # Spooled in the state directory's scratch area (nothing left there), published with the
+    # digests computed while it arrived.
+    assert not [k for k in state if k.startswith(".creamery/tmp/") and not k.endswith("/")]
+    for relpath, data in new.items():
+        facts = json.loads((local / ".creamery/files" / relpath / "facts").read_bytes())
+        assert facts["digests"]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert facts["digests"]["md5"] == hashlib.md5(data).hexdigest()
     # The plan is printed as without -x, before the downloads.
     assert result.stdout.splitlines()[:6] == default_plan(index_url, local)
 
@@ -227,6 +238,26 @@ def test_execute_downloads_verified_files_beside_the_old_ones(
     assert again.returncode == 0, again.stderr
     assert again.stdout == ""
     assert "0 of 5 projects have a newer release" in again.stderr
+
+
+def test_execute_is_seen_by_a_running_server_at_once(
+    local: Path, index_url: str, upstream_root: Path, run_server: Callable[..., Any]
+) -> None:
+    # No file-system events and no rescans: only the catalog's change log can tell the server.
+    with run_server([local], "--disable-watch", "--rescan-interval", "0") as srv:
+        page = httpx.get(f"{srv.url}/simple/tlib/", headers=JSON_PAGE).json()
+        assert "tlib-2.0.tar.gz" not in {f["filename"] for f in page["files"]}
+
+        result = update("-x", "--index-url", index_url, local)
+        assert result.returncode == 0, result.stderr
+
+        page = httpx.get(f"{srv.url}/simple/tlib/", headers=JSON_PAGE).json()
+        hashes = {f["filename"]: f["hashes"]["sha256"] for f in page["files"]}
+        for filename in ("tlib-2.0.tar.gz", "tlib-2.0-py3-none-any.whl"):
+            expected = hashlib.sha256(upstream_bytes(upstream_root, filename)).hexdigest()
+            assert hashes[filename] == expected
+        tapp = httpx.get(f"{srv.url}/simple/tapp/", headers=JSON_PAGE).json()
+        assert "tapp-1.1-py3-none-any.whl" in {f["filename"] for f in tapp["files"]}
 
 
 def test_execute_into_download_directory(

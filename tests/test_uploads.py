@@ -781,6 +781,45 @@ def test_wheel_metadata_is_stored_beside_the_upload(srv: Server, tmp_path: Path)
     assert entry["requires-python"] == ">=3.8"
 
 
+def test_facts_computed_at_upload_serve_every_process(srv: Server, tmp_path: Path) -> None:
+    files = [
+        make_wheel(tmp_path, "upfacts", "1.0", requires_python=">=3.9"),
+        make_sdist(tmp_path, "upfacts", "1.0", summary="from the sdist"),
+    ]
+    for dist in files:
+        assert upload(srv, dist.name, dist.read_bytes()).status_code == 200
+    root = root_of(srv)
+    for dist in files:
+        facts = json.loads((root / ".creamery/files" / dist.name / "facts").read_bytes())
+        assert facts["digests"]["sha256"] == hashlib.sha256(dist.read_bytes()).hexdigest()
+        # Overwritten in place, size, mtime and inode kept: a process that read the file to
+        # hash it or to find its metadata would now answer something else.
+        published = root / dist.name
+        st = published.stat()
+        published.write_bytes(b"\0" * st.st_size)
+        os.utime(published, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # Another server on the same directories, with an empty facts cache of its own.
+    with run_server([root], "-a", ".", "-P", ".", "--disable-fallback") as other:
+        entries = listed(other, "upfacts")
+        pypi = HTTP.get(f"{other.url}/pypi/upfacts/json").json()
+        digests = {f["filename"]: f["digests"] for f in pypi["urls"]}
+        metadata = HTTP.get(f"{other.url}/packages/{files[0].name}.metadata")
+    for dist in files:
+        data = dist.read_bytes()
+        assert entries[dist.name]["hashes"] == {"sha256": hashlib.sha256(data).hexdigest()}
+        assert digests[dist.name] == {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "md5": hashlib.md5(data).hexdigest(),
+            "blake2b_256": hashlib.blake2b(data, digest_size=32).hexdigest(),
+        }
+    assert entries[files[0].name]["requires-python"] == ">=3.9"
+    assert b"Name: upfacts" in metadata.content
+    assert entries[files[0].name]["core-metadata"] == {
+        "sha256": hashlib.sha256(metadata.content).hexdigest()
+    }
+    assert pypi["info"]["requires_python"] == ">=3.9"
+
+
 REQUEST_CASES = {
     "missing-content": ([(":action", "file_upload"), ("name", "vproj")], "none", "'content'"),
     "content-not-a-file": ([(":action", "file_upload"), ("content", "abc")], "none", "'content'"),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import functools
 import ipaddress
 import logging
@@ -17,7 +19,7 @@ import stat
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -455,9 +457,22 @@ def add_user(
             " htpasswd -B"
         ) from error
     target = Path(os.path.realpath(path))
-    try:
-        lines = target.read_bytes().splitlines(keepends=True)
-    except FileNotFoundError:
-        lines = []
     new_line = f"{user}:{hashed}\n".encode()
-    _write_atomically(target, b"".join(_with_user(lines, user.encode("utf-8"), new_line)))
+    with _exclusive(target.parent):  # read, change, replace: one writer at a time
+        try:
+            lines = target.read_bytes().splitlines(keepends=True)
+        except FileNotFoundError:
+            lines = []
+        _write_atomically(target, b"".join(_with_user(lines, user.encode("utf-8"), new_line)))
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Concurrent `creamery passwd` runs take turns, so none loses another's user. The lock is
+    on the directory: the file itself is replaced (a lock on it would stay with the old one)."""
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

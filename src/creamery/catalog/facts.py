@@ -1,14 +1,18 @@
-"""Facts that cost a read of the file: digests and core metadata, cached on disk.
+"""Facts that cost a read of the file: digests and core metadata.
 
-Each fact is computed once per file version, keyed by (key, size, mtime, version), and kept in a
-small SQLite file so that a restart does not recompute it. The cache is disposable: delete it
-at will.
+An upload's facts are computed while it streams in and stored with the file, in the state
+directory (`StoredFacts`, written by `publish.py` before the commit point), naming the file
+version they describe: they are used first, and no process reads the file to hash it again.
+Files placed by other tools get theirs computed once per file version, keyed by (key, version)
+(`file_version`), and kept in a small SQLite file so that a restart does not recompute them.
+That cache is disposable: delete it at will.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import sqlite3
 import threading
@@ -20,6 +24,7 @@ from typing import Any
 
 from creamery.core import archives
 from creamery.storage import Storage, StoredFile, chunks
+from creamery.storage.state import CORE_METADATA, FACTS, StateDir
 
 log = logging.getLogger("creamery.facts")
 
@@ -48,6 +53,48 @@ class CoreMetadata:
 
 
 NO_METADATA = CoreMetadata(None, None, None, None, None, None)
+PYPI_DIGESTS = ("sha256", "md5", "blake2b_256")  # the JSON API's `digests`
+
+
+def file_version(stored: StoredFile) -> str:
+    """The version of a file that facts describe: the one place that knows which of
+    StoredFile's fields tell one version of a file's bytes from another."""
+    return f"{stored.size}:{stored.mtime_ns}:{stored.version}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFacts:
+    """What the uploader computed, kept in the state directory beside the file's other state."""
+
+    version: str  # file_version() of the bytes described: other bytes, other facts
+    digests: dict[str, str]  # sha256, md5, blake2b_256 (PyPI's names) at least
+    metadata_read: bool = False  # the core metadata was looked for at upload
+    metadata_sha256: str | None = None  # of the stored core metadata; None: there is none
+
+    def to_bytes(self) -> bytes:
+        document = {
+            "version": self.version,
+            "digests": self.digests,
+            "metadata_read": self.metadata_read,
+            "metadata_sha256": self.metadata_sha256,
+        }
+        return json.dumps(document, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoredFacts | None:
+        """None when *data* is not what `to_bytes` writes (damaged: the facts are recomputed)."""
+        try:
+            document = json.loads(data)
+            version, digests = document["version"], document["digests"]
+            read, sha = document.get("metadata_read", False), document.get("metadata_sha256")
+        except (ValueError, TypeError, KeyError):
+            return None
+        texts = isinstance(digests, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in digests.items()
+        )
+        if not isinstance(version, str) or not texts or not isinstance(read, bool):
+            return None
+        return cls(version, digests, read, sha if isinstance(sha, str) else None)
 
 
 def compute_digests(path: Path, algos: tuple[str, ...]) -> Digests:
@@ -122,18 +169,59 @@ def _strip_continuation(line: str) -> str:
 class FactsCache:
     """Digests and metadata of files, computed at most once per file identity.
 
-    A file's identity is (key, size, mtime_ns, version): a file replaced by a rename, a link or
-    an in-place copy changes at least one, so a fact never outlives the bytes it describes. A
-    fact computed while the file changed under the reader is returned but not kept.
+    Facts stored at upload come first. A file's identity is (key, version) (`file_version`): a
+    file replaced by a rename, a link or an in-place copy gets another version, so a fact never
+    outlives the bytes it describes. A fact computed while the file changed under the reader is
+    returned but not kept.
     """
 
-    def __init__(self, directory: Path | None, algos: tuple[str, ...], storage: Storage) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        algos: tuple[str, ...],
+        storage: Storage,
+        state: StateDir | None = None,
+    ) -> None:
         self.storage = storage  # where the files are read
         self.algos = tuple(a for a in algos if a != "sha256")
+        self._state = state  # where facts stored at upload are
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
         if directory is not None:
             self._db = _open_db(directory)
+
+    def stored(self, stored: StoredFile) -> StoredFacts | None:
+        """The facts stored at upload for this very file version; never reads the file."""
+        if self._state is None:
+            return None
+        data = self._state.read(stored.key, FACTS)
+        facts = None if data is None else StoredFacts.from_bytes(data)
+        if facts is None or facts.version != file_version(stored):
+            return None  # none, or of bytes since replaced by another tool
+        return facts
+
+    def pypi_digests(self, stored: StoredFile) -> dict[str, str] | None:
+        """sha256, md5 and blake2b-256 when stored at upload; never reads the file."""
+        facts = self.stored(stored)
+        if facts is None or not all(a in facts.digests for a in PYPI_DIGESTS):
+            return None
+        return {a: facts.digests[a] for a in PYPI_DIGESTS}
+
+    def _stored_digests(self, stored: StoredFile) -> Digests | None:
+        facts = self.stored(stored)
+        if facts is None or not all(a in facts.digests for a in ("sha256", *self.algos)):
+            return None
+        return Digests(facts.digests["sha256"], {a: facts.digests[a] for a in self.algos})
+
+    def _stored_metadata(self, stored: StoredFile) -> CoreMetadata | None:
+        facts = self.stored(stored)
+        if facts is None or not facts.metadata_read:
+            return None
+        if facts.metadata_sha256 is None:
+            return NO_METADATA  # looked for at upload: there is none
+        assert self._state is not None
+        metadata = parse_core_metadata(self._state.read(stored.key, CORE_METADATA))
+        return metadata if metadata.sha256 == facts.metadata_sha256 else None
 
     def digests(self, stored: StoredFile) -> Digests:
         known = self.known_digests(stored)
@@ -146,10 +234,10 @@ class FactsCache:
         return digests
 
     def remember_digests(self, stored: StoredFile, digests: Digests) -> None:
-        """Keep digests computed elsewhere (while an upload streamed in) for this identity."""
+        """Keep digests computed for this file version."""
         extra_text = ",".join(f"{a}={h}" for a, h in digests.extra.items())
         self._put(
-            "INSERT OR REPLACE INTO digests VALUES (?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO digests VALUES (?,?,?,?)",
             stored,
             digests.sha256,
             extra_text,
@@ -157,6 +245,9 @@ class FactsCache:
 
     def known_digests(self, stored: StoredFile) -> Digests | None:
         """The digests if already computed for this file version; never reads the file."""
+        uploaded = self._stored_digests(stored)
+        if uploaded is not None:
+            return uploaded
         row = self._get("SELECT sha256, extra FROM digests" + _WHERE, stored)
         if row is not None:
             extra = dict(item.split("=", 1) for item in row[1].split(",") if item)
@@ -165,6 +256,9 @@ class FactsCache:
         return None
 
     def metadata(self, stored: StoredFile, kind: str) -> CoreMetadata:
+        uploaded = self._stored_metadata(stored)
+        if uploaded is not None:
+            return uploaded
         row = self._get("SELECT raw FROM metadata" + _WHERE, stored)
         if row is not None:
             return parse_core_metadata(row[0])
@@ -176,8 +270,8 @@ class FactsCache:
         return parse_core_metadata(raw)
 
     def remember_metadata(self, stored: StoredFile, raw: bytes | None) -> None:
-        """Keep metadata read elsewhere (at upload, from the very bytes published)."""
-        self._put("INSERT OR REPLACE INTO metadata VALUES (?,?,?,?,?)", stored, raw)
+        """Keep metadata read from this file version."""
+        self._put("INSERT OR REPLACE INTO metadata VALUES (?,?,?)", stored, raw)
 
     def _unchanged(self, stored: StoredFile) -> bool:
         """Is the stored version still the one *stored* describes (after reading it)?"""
@@ -219,12 +313,13 @@ class FactsCache:
                 log.warning("facts cache write failed: %s", error)
 
 
-_WHERE = " WHERE path=? AND size=? AND mtime_ns=? AND inode=?"
-_SCHEMA = 3  # 3: by storage key and version; older caches are dropped (they are disposable)
+_WHERE = " WHERE path=? AND version=?"
+_SCHEMA = 3  # 3: keyed by (key, version); older caches are dropped (they are disposable)
 
 
-def _identity(stored: StoredFile) -> tuple[str, int, int, int | str]:
-    return (stored.key, stored.size, stored.mtime_ns, stored.version)
+def _identity(stored: StoredFile) -> tuple[str, str]:
+    """The cache's key: the file's key and its version."""
+    return (stored.key, file_version(stored))
 
 
 _DAMAGED = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
@@ -262,12 +357,11 @@ def _connect(directory: Path) -> sqlite3.Connection:
             db.execute("DROP TABLE IF EXISTS metadata")
             db.execute(f"PRAGMA user_version={_SCHEMA}")
         db.execute(
-            "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
-            " inode INT, sha256 TEXT, extra TEXT)"
+            "CREATE TABLE IF NOT EXISTS digests (path TEXT PRIMARY KEY, version TEXT,"
+            " sha256 TEXT, extra TEXT)"
         )
         db.execute(
-            "CREATE TABLE IF NOT EXISTS metadata (path TEXT PRIMARY KEY, size INT, mtime_ns INT,"
-            " inode INT, raw BLOB)"
+            "CREATE TABLE IF NOT EXISTS metadata (path TEXT PRIMARY KEY, version TEXT, raw BLOB)"
         )
         db.commit()
     except BaseException:

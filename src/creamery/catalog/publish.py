@@ -2,33 +2,29 @@
 
 The order (issue 8, `docs/architecture.md`): the upload was spooled outside the package
 directory and validated; here, under a lock on the filename, everything that takes disk space
-is written and flushed first (the signature, the provenance), each replacing its old version
+is written and flushed first (the signature, the provenance, the facts computed at upload:
+digests and core metadata, for the very bytes published), each replacing its old version
 with a backup kept; then the distribution is linked (or, with `--overwrite`, renamed) into
 place: that is the commit point. If anything fails before it, every step is undone and the
-old state is back; the change is recorded for other workers last (`Creamery.record_changes`).
-Derived facts (METADATA, digests) are stored in the facts cache under the published file's
-identity, so they can never describe other bytes.
+old state is back; the change is recorded for other processes last (`Catalog.record`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from creamery.catalog.facts import Digests
-from creamery.catalog.index import Distribution
+from creamery.catalog.facts import StoredFacts, file_version
+from creamery.catalog.index import Distribution, Index
 from creamery.core import durable
 from creamery.core.names import SIGNATURE, parse_filename, same_file_key
 from creamery.storage import AlreadyExists as AlreadyExists
 from creamery.storage import Storage, StoredFile, read_all
-from creamery.storage.state import PROVENANCE
-
-if TYPE_CHECKING:
-    from creamery.web.app import Creamery
+from creamery.storage.state import CORE_METADATA, FACTS, PROVENANCE, StateDir
 
 _FALLBACK_NAME_MAX = 255
 
@@ -41,10 +37,16 @@ class NameTooLong(ValueError):
 class Upload:
     filename: str
     spool: Path  # the validated content, closed, in the scratch area
-    signature: bytes | None
-    provenance: bytes | None
-    metadata: bytes | None  # the wheel's METADATA, as validated
-    digests: Digests | None  # computed while the upload streamed in
+    directory: str = ""  # the relpath of its directory ("": the top of the upload root)
+    signature: bytes | None = None
+    provenance: bytes | None = None
+    digests: dict[str, str] = field(default_factory=dict)  # computed while it streamed in
+    metadata: bytes | None = None  # the core metadata (METADATA, PKG-INFO) read from it
+    metadata_read: bool = False  # False: not looked for (the facts cache reads it later)
+
+    @property
+    def relpath(self) -> str:
+        return f"{self.directory}/{self.filename}" if self.directory else self.filename
 
 
 def name_max(directory: Path) -> int:
@@ -137,54 +139,100 @@ def _restore_stored(storage: Storage, key: str, backup: bytes | None) -> None:
         storage.put(key, backup, if_absent=False)
 
 
-def publish(creamery: Creamery, upload: Upload, *, overwrite: bool) -> list[str]:
+@dataclass(frozen=True)
+class Target:
+    """Where uploads are published: the parts of the catalog that publishing uses."""
+
+    storage: Storage
+    state: StateDir
+    index: Index
+
+
+def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
     """Publish under the filename's lock; the relpaths that changed. Raises AlreadyExists,
     or OSError (the server's disk) with nothing published."""
-    filename = upload.filename
-    storage = creamery.storage
-    state = creamery.state
+    relpath = upload.relpath
+    state = target.state
     transaction = _Transaction()
-    with state.lock(same_file_key(filename)):  # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`
-        if not overwrite and _taken(creamery, filename):
-            raise AlreadyExists(filename)
-        provenance = state.path_of(filename, PROVENANCE)
+    # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`, wherever it goes.
+    with state.lock(same_file_key(upload.filename)):
+        if not overwrite and _taken(target, relpath):
+            raise AlreadyExists(upload.filename)
+        entry = state.path_of(relpath, PROVENANCE).parent
         try:
-            transaction.put_stored(storage, filename + SIGNATURE, upload.signature)
-            transaction.put(provenance, _spooled(creamery, upload.provenance))
-            # AlreadyExists when another process won the name meanwhile.
-            stored = storage.put(filename, upload.spool, if_absent=not overwrite)
+            transaction.put_stored(target.storage, relpath + SIGNATURE, upload.signature)
+            transaction.put(entry / PROVENANCE, _spooled(state, upload.provenance))
+            _put_facts(transaction, state, upload)
+            # The commit point. AlreadyExists when another process won the name meanwhile.
+            stored = target.storage.put(relpath, upload.spool, if_absent=not overwrite)
         except BaseException:
             transaction.rollback()
             with contextlib.suppress(OSError):
-                provenance.parent.rmdir()  # the entry, when the undo left it empty
+                entry.rmdir()  # the entry, when the undo left it empty
             raise
         transaction.commit()
-        _remember_facts(creamery, stored, upload)
-    return [filename, filename + SIGNATURE]
+        _check_facts(target, stored)
+    return [relpath, relpath + SIGNATURE]
 
 
-def _taken(creamery: Creamery, filename: str) -> bool:
-    return creamery.storage.stat(filename) is not None or bool(same_files(creamery, filename))
+def _put_facts(transaction: _Transaction, state: StateDir, upload: Upload) -> None:
+    """The facts of the spooled bytes, under the version the published file will have (a link
+    or a rename keeps the inode, size and mtime); none when the upload brought none."""
+    if "sha256" not in upload.digests:
+        facts_data = metadata = None
+    else:
+        metadata = upload.metadata if upload.metadata_read else None
+        sha = None if metadata is None else hashlib.sha256(metadata).hexdigest()
+        version = file_version(_as_stored(upload.relpath, upload.spool))
+        facts = StoredFacts(version, dict(upload.digests), upload.metadata_read, sha)
+        facts_data = facts.to_bytes()
+    transaction.put(state.path_of(upload.relpath, CORE_METADATA), _spooled(state, metadata))
+    transaction.put(state.path_of(upload.relpath, FACTS), _spooled(state, facts_data))
 
 
-def same_files(creamery: Creamery, filename: str) -> list[Distribution]:
+def _check_facts(target: Target, stored: StoredFile) -> None:
+    """After the commit point: a store that copied the spool (another file system, an object
+    store) gave it another version; its facts follow (until then they are ignored, as for any
+    file whose version changed)."""
+    relpath = stored.key
+    data = target.state.read(relpath, FACTS)
+    facts = None if data is None else StoredFacts.from_bytes(data)
+    if facts is None or facts.version == file_version(stored):
+        return
+    moved = StoredFacts(
+        file_version(stored), facts.digests, facts.metadata_read, facts.metadata_sha256
+    )
+    with contextlib.suppress(OSError):
+        target.state.write(relpath, FACTS, moved.to_bytes())
+
+
+def _as_stored(relpath: str, path: Path) -> StoredFile:
+    """The spool as the local store will know it once linked or renamed into place."""
+    st = os.stat(path)
+    return StoredFile(relpath, st.st_size, st.st_ino, st.st_mtime_ns)
+
+
+def _taken(target: Target, relpath: str) -> bool:
+    on_store = target.storage.stat(relpath) is not None
+    return on_store or bool(same_files(target.index, relpath.rpartition("/")[2]))
+
+
+def same_files(index: Index, filename: str) -> list[Distribution]:
     """Indexed files that are *filename* to an installer: the same name, or one spelled
     differently (case, name normalization, `1.0` for `1.0.0`)."""
     key = same_file_key(filename)
     parsed = parse_filename(filename)
     candidates = (
-        creamery.index.distributions(parsed.project)
-        if parsed is not None
-        else creamery.index.all_distributions()
+        index.distributions(parsed.project) if parsed is not None else index.all_distributions()
     )
     return [d for d in candidates if d.filename == filename or same_file_key(d.filename) == key]
 
 
-def _spooled(creamery: Creamery, data: bytes | None) -> Path | None:
+def _spooled(state: StateDir, data: bytes | None) -> Path | None:
     """Small data written and flushed in the scratch area; None stays None."""
     if data is None:
         return None
-    fd, path = creamery.state.new_temp_file()
+    fd, path = state.new_temp_file()
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -194,10 +242,3 @@ def _spooled(creamery: Creamery, data: bytes | None) -> Path | None:
         path.unlink(missing_ok=True)
         raise
     return path
-
-
-def _remember_facts(creamery: Creamery, stored: StoredFile, upload: Upload) -> None:
-    if upload.metadata is not None:
-        creamery.facts.remember_metadata(stored, upload.metadata)
-    if upload.digests is not None:
-        creamery.facts.remember_digests(stored, upload.digests)

@@ -1,7 +1,8 @@
 """Operations on releases that already exist: removal and yanking (PEP 592).
 
-Shared by the HTTP API and the CLI (which works directly on the directories). Yank state
-lives in the state directory (`state.py`), so it survives restarts and is part of its backup.
+Used by the catalog (`service.py`), which records what they change: these functions change
+files and state, not the index. Yank state lives in the state directory (`state.py`), so it
+survives restarts and is part of its backup.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterable
 from creamery.catalog.index import Distribution, Index
 from creamery.core.names import SIGNATURE, guess_like_pypiserver, normalize, parse_version
 from creamery.storage import Storage
-from creamery.storage.state import KINDS, YANKED, StateDir
+from creamery.storage.state import YANKED, StateDir
 
 
 class ReleaseNotFound(LookupError):
@@ -66,9 +67,7 @@ def remove(storage: Storage, index: Index, project: str, version: str | None = N
         dists = spelled_like_pypiserver(index, project, version) if version else []
         if not dists:
             raise
-    changed = remove_files(storage, index.state, dists)
-    index.refresh(changed)
-    return changed
+    return remove_files(storage, index.state, dists)
 
 
 def remove_files(
@@ -82,8 +81,7 @@ def remove_files(
             if storage.delete(relpath):
                 changed.append(relpath)
         if state is not None:
-            for kind in KINDS:
-                state.delete(dist.relpath, kind)
+            state.forget(dist.relpath)
     return changed
 
 
@@ -116,7 +114,6 @@ def set_yanked(
         # All or nothing: a release is never left half yanked (a full or read-only state dir).
         _restore_yanked(state, {relpath: before[relpath] for relpath in changed})
         raise
-    index.refresh(changed)
     return changed
 
 

@@ -1,24 +1,37 @@
 """The catalog: the one service through which the index is read and changed.
 
-It owns the storage, the state directory, the in-memory index, the facts cache and the change
-feed, and records every change it makes so other processes (server workers, the CLI) see it.
-HTTP handlers and the CLI both go through it; it knows nothing about HTTP.
+It owns the storage, the state directory, the in-memory index, the facts and the change feed.
+Every write goes through it, from HTTP handlers and from the CLI alike (`publish`,
+`set_yanked`, `remove`), and it records every change it makes (`record`, last: the commit
+point's announcement) so other processes (server workers, a server beside the CLI) see it
+before their next answer. It knows nothing about HTTP.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
 
+from creamery.catalog import publish as publishing
+from creamery.catalog import releases
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.changes import ChangeFeed
+from creamery.changes.follower import Follower
 from creamery.changes.local_feed import LocalFeed
 from creamery.core.config import Config
 from creamery.storage.local import LocalStorage
 from creamery.storage.state import StateDir
 
 log = logging.getLogger("creamery.catalog")
+
+# The errors its writes raise, for callers that import only the service.
+AlreadyExists = publishing.AlreadyExists
+NameTooLong = publishing.NameTooLong
+ReleaseNotFound = releases.ReleaseNotFound
+Upload = publishing.Upload
 
 
 class Catalog:
@@ -27,17 +40,95 @@ class Catalog:
         self.state = StateDir(config.state_directory())
         self.storage = LocalStorage(config.roots, scratch=self.state)
         self.index = Index(self.storage, self.state)
-        algos = (config.hash_algo,) if config.hash_algo else ()
-        self.facts = FactsCache(config.facts_cache_dir(), algos, self.storage)
         self.feed: ChangeFeed = LocalFeed(self.state.path)
+        # Created before any scan: what is appended while one runs is applied again, not missed.
+        self.follower = Follower(self.feed, self.index.refresh, self.index.rescan)
+
+    @cached_property
+    def facts(self) -> FactsCache:
+        """Opened on first use: a CLI command that only yanks never touches the cache."""
+        algos = (self.config.hash_algo,) if self.config.hash_algo else ()
+        return FactsCache(self.config.facts_cache_dir(), algos, self.storage, self.state)
+
+    # ------------------------------------------------------------------ the index
+
+    def load(self) -> None:
+        """For a one-shot process (a CLI command): scan, and move sidecars of earlier versions
+        into the state directory. (A server does this in its life cycle, `web/app.py`.)"""
+        self.index.load()
+        legacy = self.index.legacy.items()
+        moved = [r for r, stored in legacy if self.state.migrate(self.storage, stored)]
+        if moved:
+            self.record(moved + sorted({r.rpartition(".")[0] for r in moved}))
 
     def record(self, relpaths: Iterable[str]) -> int:
-        """After a write: update this process's index now and tell the other processes.
-        Returns the change's serial (the commit point of the write)."""
+        """After a write: update this process's index now, tell the other processes, and apply
+        what they recorded before (so the serial this process has applied covers the write).
+        Returns the change's serial: the write's announcement, the last step of its commit."""
         changed = list(relpaths)
         self.index.refresh(changed)
         try:
-            return self.feed.append(changed)
+            serial = self.feed.append(changed)
         except OSError as error:  # the write is done; other processes find it by rescanning
             log.warning("can't record changes for other processes: %s", error)
-            return self.feed.announced()
+            serial = self.feed.announced()
+        self.follower.catch_up()
+        return serial
+
+    def catch_up(self) -> int:
+        """Apply what other processes recorded since the last call; the serial applied."""
+        return self.follower.catch_up()
+
+    # ------------------------------------------------------------------ writes
+
+    def new_spool(self) -> tuple[int, Path]:
+        """An open file in the scratch area, to receive an upload before it is published."""
+        return self.state.new_temp_file()
+
+    def check_name_fits(self, filename: str) -> None:
+        """Raises NameTooLong when a name *filename* needs does not fit the file systems."""
+        publishing.check_names_fit(filename, self.storage.upload_root, self.state.path)
+
+    def publish(self, upload: Upload, *, overwrite: bool) -> list[str]:
+        """Publish a validated upload (put-if-absent unless *overwrite*), its signature,
+        provenance and facts; with *overwrite*, the same file under other spellings or in other
+        directories goes. Recorded; the relpaths that changed. Raises AlreadyExists, or OSError
+        with nothing published."""
+        target = publishing.Target(self.storage, self.state, self.index)
+        changed = publishing.publish(target, upload, overwrite=overwrite)
+        if overwrite:
+            others = publishing.same_files(self.index, upload.filename)
+            stale = [d for d in others if d.relpath != upload.relpath]
+            changed += releases.remove_files(self.storage, self.state, stale)
+        self.record(changed)
+        return changed
+
+    def set_yanked(
+        self,
+        project: str,
+        version: str,
+        *,
+        yanked: bool,
+        reason: str = "",
+        filename: str | None = None,
+    ) -> list[str]:
+        """PEP 592: yank (with a reason) or un-yank a release or one of its files, all or
+        nothing. Recorded; the relpaths whose state changed. Raises ReleaseNotFound, OSError."""
+        changed = releases.set_yanked(
+            self.storage,
+            self.index,
+            project,
+            version,
+            yanked=yanked,
+            reason=reason,
+            filename=filename,
+        )
+        self.record(changed)
+        return changed
+
+    def remove(self, project: str, version: str | None = None) -> list[str]:
+        """Delete a release (or a whole project) with its signatures and state. Recorded; the
+        relpaths that changed. Raises ReleaseNotFound."""
+        changed = releases.remove(self.storage, self.index, project, version)
+        self.record(changed)
+        return changed

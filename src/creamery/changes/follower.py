@@ -34,7 +34,7 @@ class Follower:
         self.feed = feed
         self._apply = apply
         self._rescan = rescan
-        self._on_advance = on_advance
+        self.on_advance = on_advance  # the app sets it, to stamp responses
         self._lock = threading.Lock()
         self.applied = feed.latest()
         on_advance(self.applied)
@@ -70,7 +70,7 @@ class Follower:
     def _advance(self, serial: int) -> None:
         if serial != self.applied:
             self.applied = serial
-            self._on_advance(serial)
+            self.on_advance(serial)
 
     def start(self, interval: float = POLL_SECONDS) -> Callable[[], None]:
         """Poll in a background thread; returns the function that stops it."""

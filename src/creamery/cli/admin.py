@@ -1,6 +1,8 @@
 """Administration commands that work directly on the package directories (no server needed):
-`creamery passwd`, `yank`, `unyank` and `remove`. They use the server's state directory and
-append to its change feed, so a running server sees their changes before its next answer.
+`creamery passwd`, `yank`, `unyank` and `remove`. The last three go through the catalog, the
+service HTTP writes use, built from a Config of the same directories and state directory: it
+records every change, so a running server sees it before its next answer. `passwd` replaces
+the htpasswd file atomically; a server looks at that file (one `stat`) before every check.
 """
 
 from __future__ import annotations
@@ -21,9 +23,7 @@ from creamery.core.config import (
 )
 
 if TYPE_CHECKING:
-    from creamery.catalog.index import Index
-    from creamery.changes.local_feed import LocalFeed
-    from creamery.storage import Storage
+    from creamery.catalog.service import Catalog
 
 STATE_DIR_ENV = "CREAMERY_STATE_DIR"
 
@@ -95,29 +95,24 @@ def add_remove_arguments(parser: argparse.ArgumentParser) -> None:
     _add_release_arguments(parser, version_required=False)
 
 
-def _open(args: argparse.Namespace) -> tuple[Storage, Index, LocalFeed]:
-    from creamery.catalog.index import Index
-    from creamery.changes.local_feed import LocalFeed
-    from creamery.storage.local import LocalStorage
-    from creamery.storage.state import StateDir
+def open_catalog(args: argparse.Namespace) -> Catalog:
+    """The catalog of the directories and state directory given, loaded."""
+    from creamery.catalog.service import Catalog
+    from creamery.core.config import Config
 
     if args.version and not args.package_directory and os.path.isdir(args.version):
         # `creamery remove PROJECT DIR`: the optional version was left out.
         args.version, args.package_directory = None, [args.version]
     roots = tuple(check_root(Path(d)) for d in (args.package_directory or [DEFAULT_ROOT]))
-    given = args.state_dir or os.environ.get(STATE_DIR_ENV) or None
-    state_path = default_state_dir(roots, Path(given) if given else None)
-    state = StateDir(check_state_dir(state_path, roots))
-    storage = LocalStorage(roots, scratch=state)
-    index = Index(storage, state)
-    index.load()
-    journal = LocalFeed(state.path)
-    migrated = [r for r, stored in index.legacy.items() if state.migrate(storage, stored)]
-    if migrated:
-        changed = migrated + sorted({r.rpartition(".")[0] for r in migrated})
-        index.refresh(changed)
-        journal.append(changed)
-    return storage, index, journal
+    catalog = Catalog(Config(roots=roots, state_dir=state_dir_of(args, roots)))
+    catalog.load()
+    return catalog
+
+
+def state_dir_of(args: argparse.Namespace, roots: tuple[Path, ...]) -> Path:
+    """`--state-dir`, else $CREAMERY_STATE_DIR, else the server's default; checked."""
+    given = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV) or None
+    return check_state_dir(default_state_dir(roots, Path(given) if given else None), roots)
 
 
 def yank(args: argparse.Namespace) -> int:
@@ -129,22 +124,21 @@ def unyank(args: argparse.Namespace) -> int:
 
 
 def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
-    from creamery.catalog import releases
+    from creamery.catalog.service import ReleaseNotFound
 
-    storage, index, journal = _open(args)
+    catalog = open_catalog(args)
     try:
-        changed = releases.set_yanked(
-            storage,
-            index,
+        changed = catalog.set_yanked(
             args.project,
             args.version,
             yanked=yanked,
             reason=getattr(args, "reason", ""),
             filename=args.filename,
         )
-    except releases.ReleaseNotFound as error:
+    except ReleaseNotFound as error:
         raise ConfigError(str(error)) from error
-    journal.append(changed)
+    except OSError as error:
+        raise ConfigError(f"can't change the yank state: {error.strerror}") from error
     verb = "yanked" if yanked else "un-yanked"
     for relpath in changed:
         print(f"{verb} {relpath}")
@@ -154,14 +148,15 @@ def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
 
 
 def remove(args: argparse.Namespace) -> int:
-    from creamery.catalog import releases
+    from creamery.catalog.service import ReleaseNotFound
 
-    storage, index, journal = _open(args)
+    catalog = open_catalog(args)
     try:
-        changed = releases.remove(storage, index, args.project, args.version)
-    except releases.ReleaseNotFound as error:
+        changed = catalog.remove(args.project, args.version)
+    except ReleaseNotFound as error:
         raise ConfigError(str(error)) from error
-    journal.append(changed)
+    except OSError as error:
+        raise ConfigError(f"can't remove {args.project}: {error.strerror}") from error
     for relpath in changed:
         print(f"removed {relpath}")
     return 0

@@ -458,6 +458,12 @@ def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
         default=8,
         help="requests in flight at once (default: 8)",
     )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"the server's --state-dir, where -x spools and records downloads (default:"
+        f" ${admin.STATE_DIR_ENV}, else .creamery in the first package directory)",
+    )
 
 
 # ---------------------------------------------------------------- subcommands

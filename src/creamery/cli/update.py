@@ -2,8 +2,11 @@
 
 For every hosted project it asks the upstream's PEP 691 JSON page (several projects at a time),
 prints `# update X from A to B` and the `pip download` command that fetches B, and with `-x`
-downloads B's wheels and sdist itself: each file is checked against the page's sha256 and appears
-atomically beside the old file (or in `-d DIR`), never replacing an existing one.
+downloads B's wheels and sdist itself: each file is spooled in the state directory's scratch
+area, checked against the page's sha256 and published through the catalog beside the old file
+(or in `-d DIR`), never replacing an existing one, with the digests computed while it arrived.
+The catalog records the change, so a running server lists the file at once. A `-d DIR` outside
+the package directories just receives the files.
 
 Output on stdout is a shell script (comments and pip commands); problems go to stderr.
 """
@@ -27,13 +30,14 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from packaging.version import Version
 
-from creamery.catalog.index import Index
+from creamery.catalog.facts import read_metadata_bytes
+from creamery.catalog.service import AlreadyExists, Catalog, Upload
 from creamery.core import durable
-from creamery.core.config import DEFAULT_ROOT, ConfigError, check_root
+from creamery.core.config import DEFAULT_ROOT, Config, ConfigError, check_root
+from creamery.core.hashing import Hasher
 from creamery.core.names import normalize, parse_filename, parse_version
 from creamery.core.version import __version__
-from creamery.storage import AlreadyExists
-from creamery.storage.local import LocalStorage, is_safe_relpath
+from creamery.storage.local import is_safe_relpath
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -62,6 +66,11 @@ class Settings:
     ignored: frozenset[str] = frozenset()  # PEP 503-normalized names
     timeout: float | None = 30.0
     concurrency: int = 8
+    state_dir: Path | None = None  # the server's --state-dir (None: its default)
+
+    def catalog(self) -> Catalog:
+        """The catalog of these directories, as a server of them has it."""
+        return Catalog(Config(roots=self.roots, state_dir=self.state_dir))
 
 
 @dataclass(frozen=True)
@@ -98,9 +107,12 @@ class Update:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The `update` namespace as Settings; ConfigError names the first bad value."""
+    from creamery.cli.admin import state_dir_of
+
     download_dir = args.download_directory
+    roots = tuple(check_root(Path(d)) for d in args.package_directory or [DEFAULT_ROOT])
     return Settings(
-        roots=tuple(check_root(Path(d)) for d in args.package_directory or [DEFAULT_ROOT]),
+        roots=roots,
         index_url=check_index_url(args.index_url),
         download_dir=None if download_dir is None else Path(download_dir).expanduser().absolute(),
         execute=args.execute,
@@ -108,6 +120,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         ignored=read_ignorelist(args.ignorelist_file),
         timeout=args.timeout or None,
         concurrency=args.concurrency,
+        state_dir=state_dir_of(args, roots),
     )
 
 
@@ -131,16 +144,15 @@ def read_ignorelist(path: str | None) -> frozenset[str]:
     return frozenset(normalize(name) for name in names if name)
 
 
-def hosted_projects(roots: tuple[Path, ...], ignored: frozenset[str]) -> list[Hosted]:
-    """The projects in *roots* (by normalized name) with their latest release, PEP 440 order."""
-    storage = LocalStorage(roots)
-    index = Index(storage)
+def hosted_projects(catalog: Catalog, ignored: frozenset[str]) -> list[Hosted]:
+    """The catalog's projects (by normalized name) with their latest release, PEP 440 order."""
+    index = catalog.index
     index.load()
     hosted = []
     for project in sorted(set(index.projects) - ignored):
         latest = index.distributions(project)[-1]
         parsed = latest.parsed
-        path = storage.local_path(latest.stored)
+        path = catalog.storage.local_path(latest.stored)
         assert path is not None  # directories: every file has a path
         hosted.append(Hosted(project, parsed.raw_name, parsed.version, Path(path).parent))
     return hosted
@@ -294,51 +306,91 @@ async def find_update(
 # ---------------------------------------------------------------- downloading
 
 
-async def download(client: httpx.AsyncClient, file: UpstreamFile, directory: Path) -> bool:
+async def download(
+    client: httpx.AsyncClient, file: UpstreamFile, directory: Path, catalog: Catalog
+) -> bool:
     """Save *file* into *directory* once verified; False when a file of that name is there.
 
-    The bytes go to a hidden temp file in *directory* (ignored by a running server) and are
-    hard-linked into place, so the name appears complete or not at all.
+    Spooled in the scratch area, verified, then published through the catalog: the name
+    appears complete or not at all, and only if it is free (put-if-absent).
     """
     if (directory / file.filename).exists():
         return False
     if file.sha256 is None:
         raise UpdateError(f"{file.filename}: the index gives no sha256 to verify it; not saved")
-    storage = LocalStorage((directory,))
-    temp = durable.temp_name(directory)
-    fd = durable.create_exclusive(temp)  # 0666 less the umask: a server as another user reads it
+    below = relative_to_upload_root(catalog, directory)
+    fd, spool = catalog.new_spool() if below is not None else _temp_in(directory)
     try:
         with os.fdopen(fd, "wb") as out:
-            digest = await _stream_to(client, file.url, out)
+            digests = await _stream_to(client, file.url, out)
             out.flush()
             os.fsync(out.fileno())
-        if digest != file.sha256:
+        if digests["sha256"] != file.sha256:
             raise UpdateError(
-                f"{file.filename}: sha256 mismatch (index: {file.sha256}, downloaded: {digest});"
-                " not saved"
+                f"{file.filename}: sha256 mismatch (index: {file.sha256}, downloaded:"
+                f" {digests['sha256']}); not saved"
             )
-        storage.put(file.filename, temp, if_absent=True)
-        return True
+        if below is None:  # not where the catalog publishes: a plain download
+            saved = durable.place(spool, directory / file.filename, overwrite=False)
+            relpath = catalog.storage.locate(str(directory.absolute() / file.filename))
+            if saved and relpath is not None:  # in another package directory
+                catalog.record([relpath])
+            return saved
+        upload = Upload(file.filename, spool, directory=below, digests=digests)
+        return await asyncio.to_thread(_publish, catalog, upload)
+    finally:
+        spool.unlink(missing_ok=True)
+
+
+def relative_to_upload_root(catalog: Catalog, directory: Path) -> str | None:
+    """*directory* as a relpath in the catalog's upload root (where it publishes), or None."""
+    root = catalog.storage.upload_root.absolute()
+    try:
+        below = directory.absolute().relative_to(root).as_posix()
+    except ValueError:
+        return None
+    if below == ".":
+        return ""
+    return below if is_safe_relpath(below) else None
+
+
+def _temp_in(directory: Path) -> tuple[int, Path]:
+    temp = durable.temp_name(directory)
+    return durable.create_exclusive(temp), temp  # 0666 less the umask, as servers read it
+
+
+def _publish(catalog: Catalog, upload: Upload) -> bool:
+    """Publish with the core metadata as facts (read from the spool: its head, not its bytes)."""
+    parsed = parse_filename(upload.filename)
+    if parsed is not None:
+        upload.metadata = read_metadata_bytes(upload.spool, parsed.kind, upload.filename)
+        upload.metadata_read = True
+    try:
+        catalog.publish(upload, overwrite=False)
     except AlreadyExists:
         return False
-    finally:
-        temp.unlink(missing_ok=True)
+    return True
 
 
-async def _stream_to(client: httpx.AsyncClient, url: str, out: IO[bytes]) -> str:
-    """Write the body of *url* to *out*; returns its sha256 (hex)."""
-    digest = hashlib.sha256()
+async def _stream_to(client: httpx.AsyncClient, url: str, out: IO[bytes]) -> dict[str, str]:
+    """Write the body of *url* to *out*; returns its digests (hex) by the facts' names."""
+    hashers: dict[str, Hasher] = {
+        "sha256": hashlib.sha256(),
+        "md5": hashlib.md5(usedforsecurity=False),
+        "blake2b_256": hashlib.blake2b(digest_size=32),
+    }
     try:
         # identity: the hash is of the file itself, whatever a server thinks of .tar.gz
         async with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
             if response.status_code != 200:
                 raise status_failure(url, response)
             async for chunk in response.aiter_raw(CHUNK_SIZE):
-                digest.update(chunk)
+                for hasher in hashers.values():
+                    hasher.update(chunk)
                 out.write(chunk)
     except httpx.HTTPError as error:
         raise http_failure(url, error, client.timeout.read) from error
-    return digest.hexdigest()
+    return {name: hasher.hexdigest() for name, hasher in hashers.items()}
 
 
 # ---------------------------------------------------------------- reporting
@@ -420,12 +472,13 @@ def run_update(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     if settings.execute and settings.download_dir is not None:
         _make_download_dir(settings.download_dir)
-    hosted = hosted_projects(settings.roots, settings.ignored)
+    catalog = settings.catalog()
+    hosted = hosted_projects(catalog, settings.ignored)
     reporter = Reporter(interactive=sys.stderr.isatty())
     if not hosted:
         reporter.note("no projects to check in " + ", ".join(map(str, settings.roots)))
         return 0
-    return asyncio.run(update_all(settings, hosted, reporter))
+    return asyncio.run(update_all(settings, hosted, reporter, catalog))
 
 
 def _make_download_dir(path: Path) -> None:
@@ -437,7 +490,9 @@ def _make_download_dir(path: Path) -> None:
         ) from error
 
 
-async def update_all(settings: Settings, hosted: list[Hosted], reporter: Reporter) -> int:
+async def update_all(
+    settings: Settings, hosted: list[Hosted], reporter: Reporter, catalog: Catalog | None = None
+) -> int:
     async with make_client(settings) as client:
         gate = asyncio.Semaphore(settings.concurrency)
         updates = await check_all(client, gate, settings, hosted, reporter)
@@ -447,7 +502,7 @@ async def update_all(settings: Settings, hosted: list[Hosted], reporter: Reporte
             )
             reporter.out(update.pip_command(settings.index_url))
         if settings.execute and updates:
-            await download_all(client, gate, updates, reporter)
+            await download_all(client, gate, updates, reporter, catalog or settings.catalog())
     absent = f", {reporter.not_on_index} not on the index" if reporter.not_on_index else ""
     failed = f", {reporter.failures} failed" if reporter.failures else ""
     reporter.note(f"{len(updates)} of {len(hosted)} projects have a newer release{absent}{failed}")
@@ -481,12 +536,16 @@ async def check_all(
 
 
 async def download_all(
-    client: httpx.AsyncClient, gate: asyncio.Semaphore, updates: list[Update], reporter: Reporter
+    client: httpx.AsyncClient,
+    gate: asyncio.Semaphore,
+    updates: list[Update],
+    reporter: Reporter,
+    catalog: Catalog,
 ) -> None:
     async def fetch(update: Update, file: UpstreamFile) -> None:
         async with gate:
             try:
-                saved = await download(client, file, update.directory)
+                saved = await download(client, file, update.directory, catalog)
             except (UpdateError, OSError) as error:
                 reporter.fail(update.hosted.name, str(error))
                 return

@@ -6,6 +6,9 @@ signatures. Everything else creamery keeps lives here (`--state-dir`, by default
 
     <state>/files/<relpath>/yanked      PEP 592: present = yanked; content = the reason
     <state>/files/<relpath>/provenance  PEP 740 provenance of the uploaded file
+    <state>/files/<relpath>/facts       facts computed at upload: the file version they
+                                        describe, its digests, its core metadata's sha256
+    <state>/files/<relpath>/metadata    the core metadata (METADATA, PKG-INFO) read at upload
     <state>/changes.feed, .serial       the change feed every process follows (changes/)
     <state>/tmp/                        scratch: uploads are spooled here (cleaned at start)
     <state>/locks/                      per-filename publish locks (empty files)
@@ -13,8 +16,9 @@ signatures. Everything else creamery keeps lives here (`--state-dir`, by default
     <state>/migrated/                   `.metadata` files once written beside wheels
 
 Per-file state sits in a directory named after the file, holding short fixed names, so every
-name that fits the package directory fits here. Extracted metadata is not state: it is derived
-from the file's bytes and kept in the facts cache, keyed by the file's identity.
+name that fits the package directory fits here. Facts (digests, metadata) are derived from the
+file's bytes: those stored at upload name the file version they describe and are ignored once
+the file changes (`catalog/facts.py`); files placed by other tools have theirs in the facts cache.
 """
 
 from __future__ import annotations
@@ -40,7 +44,11 @@ log = logging.getLogger("creamery.state")
 DEFAULT_NAME = ".creamery"
 YANKED = "yanked"
 PROVENANCE = "provenance"
-KINDS = (YANKED, PROVENANCE)
+FACTS = "facts"
+CORE_METADATA = "metadata"
+KINDS = (YANKED, PROVENANCE)  # the state the index follows (names loaded at start)
+FACT_KINDS = (FACTS, CORE_METADATA)  # read on demand, never scanned
+ALL_KINDS = KINDS + FACT_KINDS
 _LOCK_STRIPES = 64
 _STALE_PART_AGE = 600.0  # seconds: a `.creamery-*.part` in a root older than this is a leftover
 
@@ -170,6 +178,11 @@ class StateDir:
             durable.fsync_directory(entry.parent)
             entry.parent.rmdir()  # only when empty
         return True
+
+    def forget(self, relpath: str) -> None:
+        """Remove everything kept for a file (it was removed)."""
+        for kind in ALL_KINDS:
+            self.delete(relpath, kind)
 
     def yank_reason(self, relpath: str) -> str | None:
         data = self.read(relpath, YANKED)

@@ -79,8 +79,10 @@ class Creamery:
         )
         self.feed = self.catalog.feed
         self._announced = self.feed.announced  # bound once: asked before every request
-        self._follower: Follower | None = None
+        self._follower: Follower | None = None  # the catalog's, once started
         self.serial_headers: Headers = [(SERIAL, b"0")]  # replaced (never changed) on news
+        self.catalog.follower.on_advance = self._serial_applied
+        self._serial_applied(self.catalog.follower.applied)
         self._started = False
         self._loaded = False  # the index scan is done (a forked child keeps it)
         self._start_lock = threading.Lock()
@@ -104,10 +106,7 @@ class Creamery:
                 catch_up.start()
             else:
                 self.state.clean_scratch(self.config.roots)
-                # Before the scan: what is appended while it runs is applied again, not missed.
-                self._follower = Follower(
-                    self.feed, self.index.refresh, self.index.rescan, self._serial_applied
-                )
+                self._follower = self.catalog.follower  # made before the scan (see Catalog)
                 self.index.load()
                 self.migrate_legacy_sidecars()
                 self._loaded = True
@@ -357,10 +356,7 @@ class Creamery:
     def record_changes(self, relpaths: list[str]) -> int:
         """After a write: update this worker's index now, tell the other workers, and apply
         what they wrote before (so the answer's serial covers this write). Returns its serial."""
-        serial = self.catalog.record(relpaths)
-        if self._follower is not None:
-            self._follower.catch_up()
-        return serial
+        return self.catalog.record(relpaths)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

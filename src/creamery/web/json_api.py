@@ -148,7 +148,7 @@ class JsonApi:
     def _file(self, dist: Distribution, base: str) -> Document:
         index, facts = self.catalog.index, self.catalog.facts
         entry = entry_for(index, facts, dist, None)
-        digests = self.digests.get(dist.stored)
+        digests = facts.pypi_digests(dist.stored) or self.digests.get(dist.stored)
         return {
             **file_basics(index, dist, base),
             "comment_text": "",

@@ -1,7 +1,9 @@
 """The legacy upload API (`POST /` and `/legacy/`), as twine, uv, poetry, pdm and hatch use it.
 
 Each validation rule has its own message; a rejected, aborted or truncated upload leaves no
-trace, and an accepted file appears atomically and is in the index before the response.
+trace, and an accepted file is published through the catalog: it appears atomically, with the
+facts learnt while validating it (digests, core metadata), and is in the index before the
+response.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import logging
 import re
 import zipfile
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
-from creamery.catalog import publish, releases
-from creamery.catalog.facts import Digests, parse_core_metadata
+from creamery.catalog import releases
+from creamery.catalog.facts import parse_core_metadata
+from creamery.catalog.service import AlreadyExists, NameTooLong, ReleaseNotFound, Upload
 from creamery.core import archives
 from creamery.core.names import (
     SIGNATURE,
@@ -33,9 +35,7 @@ from creamery.core.names import (
 )
 from creamery.core.untrusted import load_json
 from creamery.http.form import FormError, ReceivedFile, ReceivedForm
-
-if TYPE_CHECKING:
-    from creamery.web.app import Creamery
+from creamery.web.state import AppState
 
 log = logging.getLogger("creamery.upload")
 
@@ -46,6 +46,7 @@ _WHEEL_TAG = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
 _BUILD_TAG = re.compile(r"[0-9][A-Za-z0-9_.]*")
 _PYPISERVER_UPLOAD_NAME = re.compile(r"[a-z0-9_.!+-]+", re.IGNORECASE)  # its issue #102
 DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
+STORED_DIGESTS = {"sha256": "sha256", "md5": "md5", "blake2_256": "blake2b_256"}  # form's: facts'
 
 
 @dataclass(frozen=True)
@@ -158,12 +159,13 @@ def _actual(content: ReceivedFile, algo: str, sent: str) -> str:
 
 def check_archive(
     content: ReceivedFile, parsed: ParsedFilename, filename: str, policy: str = "strict"
-) -> bytes | None:
+) -> archives.Inspection | None:
     """Open the archive within the limits; its core metadata must match the filename.
 
-    Returns a wheel's METADATA, to serve as its PEP 658 metadata. The archive limits hold
-    under every policy; under `pypiserver` a file that is not a readable archive, or whose
-    metadata disagrees, is accepted (as pypiserver does), with no `.metadata` written for it.
+    Returns what was read (the core metadata, kept as a fact of the file), None when the
+    archive could not be read. The archive limits hold under every policy; under `pypiserver`
+    a file that is not a readable archive, or whose metadata disagrees, is accepted (as
+    pypiserver does).
     """
     try:
         found = archives.inspect(content.path, filename, parsed.kind, complete=True)
@@ -173,14 +175,11 @@ def check_archive(
         if policy == "strict":
             raise FormError(400, f"{filename!r} is {error}") from error
         return None
-    if parsed.kind not in ("wheel", "sdist"):
-        return None
-    problem = metadata_problem(found, parsed, filename)
-    if problem is not None:
-        if policy == "strict":
+    if parsed.kind in ("wheel", "sdist") and policy == "strict":
+        problem = metadata_problem(found, parsed, filename)
+        if problem is not None:
             raise FormError(400, problem)
-        return None
-    return found.metadata if parsed.kind == "wheel" else None
+    return found
 
 
 def metadata_problem(
@@ -224,46 +223,48 @@ def provenance(form: ReceivedForm) -> bytes | None:
     return json.dumps(document).encode()
 
 
-def accept_file(creamery: Creamery, form: ReceivedForm, user_agent: str, user: str) -> Outcome:
+def accept_file(app: AppState, form: ReceivedForm, user_agent: str, user: str) -> Outcome:
     """Validate and publish an uploaded distribution (runs in a worker thread)."""
     content = form.files.get("content")
     if content is None:
         raise FormError(400, "missing 'content' file field")
     filename = content.filename
-    policy = creamery.config.upload_policy
+    policy = app.config.upload_policy
     parsed = check_filename(filename, policy)
     try:
-        publish.check_names_fit(filename, creamery.storage.upload_root, creamery.state.path)
-    except publish.NameTooLong as error:
+        app.catalog.check_name_fits(filename)
+    except NameTooLong as error:
         raise FormError(400, str(error)) from error
     if policy == "strict":  # pypiserver ignores the form's name and version
         check_form_matches(form, parsed, filename)
     check_digests(form, content)
     signature = check_signature(form, filename)
     attested = provenance(form)
-    metadata = check_archive(content, parsed, filename, policy)
-    overwrite = creamery.config.overwrite
-    upload = publish.Upload(
-        filename, content.path, signature, attested, metadata, _digests(creamery, content)
+    found = check_archive(content, parsed, filename, policy)
+    upload = Upload(
+        filename,
+        content.path,
+        signature=signature,
+        provenance=attested,
+        digests=stored_digests(content),
+        metadata=None if found is None else found.metadata,
+        metadata_read=found is not None,
     )
     try:
-        changed = publish.publish(creamery, upload, overwrite=overwrite)
-    except publish.AlreadyExists as error:
+        changed = app.catalog.publish(upload, overwrite=app.config.overwrite)
+    except AlreadyExists as error:
         raise _already_exists(filename, user_agent) from error
-    if overwrite:
-        # The same file elsewhere (another directory or root, another spelling) is replaced too.
-        others = [d for d in publish.same_files(creamery, filename) if d.relpath != filename]
-        changed += releases.remove_files(creamery.storage, creamery.state, others)
     log.warning("upload of %s (%d bytes) by %s", filename, content.size, user or "-")
     return Outcome(200, f"OK: {filename} uploaded", tuple(changed))
 
 
-def _digests(creamery: Creamery, content: ReceivedFile) -> Digests | None:
-    """The digests computed while the upload streamed in, when they cover what is served."""
-    wanted = creamery.facts.algos
-    if not all(a in content.hashers for a in ("sha256", *wanted)):
-        return None
-    return Digests(content.hexdigest("sha256"), {a: content.hexdigest(a) for a in wanted})
+def stored_digests(content: ReceivedFile) -> dict[str, str]:
+    """The digests computed while the upload streamed in, by the names the facts use."""
+    return {
+        fact: content.hexdigest(algo)
+        for algo, fact in STORED_DIGESTS.items()
+        if algo in content.hashers
+    }
 
 
 def _already_exists(filename: str, user_agent: str) -> FormError:
@@ -273,13 +274,13 @@ def _already_exists(filename: str, user_agent: str) -> FormError:
     return FormError(status, f"File already exists: {filename!r} (use --overwrite to replace)")
 
 
-def remove_release(creamery: Creamery, form: ReceivedForm, user: str) -> Outcome:
+def remove_release(app: AppState, form: ReceivedForm, user: str) -> Outcome:
     name, version = form.value("name"), form.value("version")
     if not name or not version:
         raise FormError(400, f"missing 'name'/'version' fields: name={name}, version={version}")
     try:
-        changed = releases.remove(creamery.storage, creamery.index, name, version)
-    except releases.ReleaseNotFound as error:
+        changed = app.catalog.remove(name, version)
+    except ReleaseNotFound as error:
         raise FormError(404, f"{name} ({version}) not found") from error
     log.warning("removal of %s %s by %s", normalize(name), version, user or "-")
     return Outcome(200, f"OK: {normalize(name)} {version} removed", tuple(changed))

@@ -1,27 +1,24 @@
 """HTTP endpoints that change the index: the legacy upload API and the yank API.
 
-The guard in `web.py` has already checked the `update` action; the user is in the scope.
+The guard has already checked the `update` action; the user is in the scope. The writes
+themselves are the catalog's (`catalog/service.py`), which records them.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from creamery.catalog import releases
+from creamery.catalog.service import ReleaseNotFound
 from creamery.core.errors import ClientError
 from creamery.core.untrusted import load_json
 from creamery.http.form import FormError, ReceivedForm, read_multipart, read_urlencoded
 from creamery.http.status_line import reason_phrase
 from creamery.web import upload
 from creamery.web.state import AppState
-
-if TYPE_CHECKING:
-    from creamery.web.app import Creamery
 
 MAX_YANK_REASON = 1000
 
@@ -48,8 +45,6 @@ async def legacy_api(app: AppState, request: Request) -> Response:
     finally:
         if form is not None:
             form.discard()
-    if outcome.changed:
-        app.catalog.record(outcome.changed)
     if form.value(":action") == "file_upload":
         _count_upload(app, "accepted")
     return PlainTextResponse(outcome.message + "\n", status_code=outcome.status)
@@ -67,8 +62,8 @@ async def _read_form(app: AppState, request: Request) -> ReceivedForm:
     if declared.isdigit() and int(declared) > limit:
         raise FormError(413, f"upload larger than the limit of {limit} bytes")
     if content_type.startswith("multipart/form-data"):
-        storage = app.catalog.storage
-        return await read_multipart(content_type, request.receive, storage.new_temp_file, limit)
+        spool = app.catalog.new_spool
+        return await read_multipart(content_type, request.receive, spool, limit)
     if content_type.startswith("application/x-www-form-urlencoded"):
         return read_urlencoded(await _small_body(request))
     raise FormError(400, "expected a multipart/form-data or url-encoded form")
@@ -86,16 +81,14 @@ async def _small_body(request: Request) -> bytes:
 async def _dispatch(
     app: AppState, form: ReceivedForm, request: Request, user: str
 ) -> upload.Outcome:
-    # upload.py is typed against the app still; what it reads of it is the catalog's.
-    creamery = cast("Creamery", app.catalog)
     action = form.value(":action")
     if action is None:
         raise FormError(400, "Missing ':action' field!")
     if action == "file_upload":
         agent = request.headers.get("user-agent", "")
-        return await anyio.to_thread.run_sync(upload.accept_file, creamery, form, agent, user)
+        return await anyio.to_thread.run_sync(upload.accept_file, app, form, agent, user)
     if action == "remove_pkg":
-        return await anyio.to_thread.run_sync(upload.remove_release, creamery, form, user)
+        return await anyio.to_thread.run_sync(upload.remove_release, app, form, user)
     if action in ("submit", "verify"):
         return upload.Outcome(200, "OK")
     if action == "doc_upload":
@@ -113,9 +106,7 @@ async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response
     project, version = data["project"], data["version"]
     try:
         changed = await anyio.to_thread.run_sync(
-            lambda: releases.set_yanked(
-                app.catalog.storage,
-                app.catalog.index,
+            lambda: app.catalog.set_yanked(
                 project,
                 version,
                 yanked=yanked,
@@ -123,12 +114,11 @@ async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response
                 filename=data.get("filename") or None,
             )
         )
-    except releases.ReleaseNotFound as error:
+    except ReleaseNotFound as error:
         return JSONResponse({"message": str(error)}, status_code=404)
     except OSError as error:  # the state directory is full or read-only: the server's fault
         log.error("yank failed: %s", error)
         return JSONResponse({"message": f"yank failed: {error.strerror}"}, status_code=507)
-    app.catalog.record(changed)
     verb = "yanked" if yanked else "un-yanked"
     log.warning("%s %s %s by %s", verb, project, version, request.scope.get("creamery.user") or "-")
     files = sorted(set(changed))
