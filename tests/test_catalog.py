@@ -17,6 +17,7 @@ from creamery.catalog.facts import file_version
 from creamery.catalog.service import AlreadyExists, Catalog, ReleaseNotFound, Upload
 from creamery.core.config import Config
 from creamery.render.simple_api import entry_for
+from creamery.storage import read_all
 
 
 @pytest.fixture
@@ -110,7 +111,7 @@ def test_overwrite_replaces_the_bytes_and_their_facts(catalog: Catalog, tmp_path
     catalog.publish(upload_of(catalog, second), overwrite=True)
 
     (dist,) = catalog.index.distributions("replaced")
-    assert dist.stored.path.read_bytes() == second.read_bytes()
+    assert read_all(catalog.storage, dist.stored) == second.read_bytes()
     assert catalog.facts.digests(dist.stored).sha256 == digests_of(second.read_bytes())["sha256"]
     assert catalog.facts.metadata(dist.stored, "wheel").summary == "second"
 

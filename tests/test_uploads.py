@@ -496,7 +496,8 @@ def test_uv_publish_and_rerun(srv: Server, dist: Path, tmp_path: Path) -> None:
     # uv treats the 409 of a plain re-run as an error (exit 2), quoting the server's line.
     again = uv_publish(srv, home, *creds, *map(str, files))
     assert again.returncode != 0, describe(again)
-    assert "409" in again.stderr and "File already exists" in again.stderr, describe(again)
+    said = " ".join(again.stderr.split())  # uv wraps its lines
+    assert "409" in said and "File already exists" in said, describe(again)
     assert root_state(root_of(srv)) == before
 
     # With --check-url uv looks the files up in the index (by sha256) and skips them.
