@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dists import make_sdist, make_wheel, sign, yank
 from starlette.requests import Request
+from support.dists import make_sdist, make_wheel, sign, yank
 
 # Starlette 1.x warns at import that it wants httpx2 for its test client; httpx works.
 with warnings.catch_warnings():

@@ -20,23 +20,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, client_env, describe, run_client, run_server
-from dists import (
+from support.clients import client_env, describe, run_client
+from support.dists import (
     core_metadata,
     inflating_wheel,
     make_sdist,
     make_wheel,
     many_member_sdist,
     many_member_wheel,
-    multipart,
 )
+from support.forms import upload
+from support.servers import Server, run_server
+from support.wire import JSON_ACCEPT, listed
 
 from creamery.catalog.facts import dedent_header_description
 from creamery.core import archives
 from creamery.http.form import FormError
 from creamery.web.upload import check_filename
 
-JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
 HTTP = httpx.Client(timeout=60)
 
 
@@ -148,7 +149,7 @@ def test_metadata_size_and_ratio_are_bounded(tmp_path: Path) -> None:
     ("filename", "data", "reason"),
     [
         ("rand-1.0.tar.gz", b"\x8b" * 2000, "not a valid tar archive"),
-        ("rand-1.0.tar.gz", gzip.compress(b"not a tar" * 100), "not a valid tar archive"),
+        ("rand-1.0.tar.gz", gzip.compress(b"not a tar" * 100, mtime=0), "not a valid tar archive"),
         ("rand-1.0.zip", b"PK" + b"x" * 2000, "not a valid zip archive"),
         ("rand-1.0-py3-none-any.whl", b"", "not a valid zip archive"),
     ],
@@ -263,22 +264,6 @@ def test_strict_accepts_the_specs() -> None:
 
 
 # ----------------------------------------------------------------------------- servers
-
-
-def upload(server: Server, filename: str, data: bytes) -> httpx.Response:
-    body, content_type = multipart([(":action", "file_upload")], [("content", filename, data)])
-    return HTTP.post(
-        server.url + "/",
-        content=body,
-        headers={"Content-Type": content_type},
-    )
-
-
-def listed(server: Server, project: str) -> dict[str, dict]:
-    response = HTTP.get(f"{server.url}/simple/{project}/", headers=JSON_ACCEPT)
-    if response.status_code != 200:
-        return {}
-    return {f["filename"]: f for f in response.json()["files"]}
 
 
 def peak_rss_kib(server: Server) -> int:

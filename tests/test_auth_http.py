@@ -4,26 +4,16 @@ credentials in index URLs, live reloading of the password file, and throttling (
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import (
-    Server,
-    clean_env,
-    client_env,
-    describe,
-    run_client,
-    run_server,
-    uv_install_command,
-)
-from dists import make_sdist, make_wheel
 from passlib.hash import apr_md5_crypt, des_crypt, ldap_sha1, sha256_crypt, sha512_crypt
+from support.clients import creamery_passwd, describe, pip_download, twine_upload, uv_install
+from support.dists import make_sdist, make_wheel
+from support.htpasswd import sha1_hash
+from support.servers import Server, run_server
 
 HTTP = httpx.Client(timeout=30)  # one client: building one costs ~60 ms
 _CLIENTS: dict[int, httpx.Client] = {}
@@ -40,15 +30,10 @@ def from_address(n: int) -> httpx.Client:
     return _CLIENTS[n]
 
 
-def htpasswd_sha1(password: str) -> str:
-    """What `htpasswd -s` writes: {SHA} and the base64 of the raw SHA-1 digest."""
-    return "{SHA}" + base64.b64encode(hashlib.sha1(password.encode()).digest()).decode()
-
-
 # user -> (password, how its line is made); bcrypt is written by `creamery passwd`.
 SCHEMES = {
     "bcrypt": None,
-    "sha1": htpasswd_sha1,
+    "sha1": sha1_hash,
     "apr1": apr_md5_crypt.hash,
     "sha256": sha256_crypt.using(rounds=5000).hash,
     "sha512": sha512_crypt.using(rounds=5000).hash,
@@ -68,15 +53,6 @@ PASSWORDS = {scheme: f"pw-{scheme}!" if scheme != "crypt" else "pw-crypt" for sc
 
 def user_of(scheme: str) -> str:
     return f"user-{scheme}"
-
-
-def creamery_passwd(path: Path, user: str, password: str) -> None:
-    result = run_client(
-        [sys.executable, "-m", "creamery", "passwd", str(path), user, "--password-stdin"],
-        clean_env(),
-        stdin=password + "\n",
-    )
-    assert result.returncode == 0, describe(result)
 
 
 def with_credentials(server: Server, user: str, password: str) -> str:
@@ -163,24 +139,7 @@ def test_scheme_end_to_end(srv: Server, scheme: str, tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "dist", project, "1.0")
 
     # twine, the real client, logs in with this scheme's user.
-    result = run_client(
-        [
-            sys.executable,
-            "-m",
-            "twine",
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            srv.url + "/",
-            "-u",
-            user,
-            "-p",
-            password,
-            str(wheel),
-        ],
-        client_env(tmp_path / "home"),
-    )
+    result = twine_upload(srv.url + "/", tmp_path / "home", wheel, user=user, password=password)
     assert result.returncode == 0, describe(result)
     assert (srv.roots[0] / wheel.name).read_bytes() == wheel.read_bytes()
 
@@ -224,35 +183,6 @@ def test_every_action_challenges_then_refuses(srv: Server, artefacts: dict[str, 
 # ----------------------------------------------------------------------------- installers
 
 
-def pip_download(
-    server_url: str, dest: Path, home: Path, *requirements: str, verbose: bool = False
-) -> subprocess.CompletedProcess:
-    """`pip download`; *verbose* (-vv) makes pip print the HTTP status it got."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        *(["-vv"] if verbose else []),
-        "--no-cache-dir",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--keyring-provider",
-        "disabled",
-        "--timeout",
-        "15",
-        "--no-deps",
-        "--only-binary",
-        ":all:",
-        "-d",
-        str(dest),
-        "--index-url",
-        f"{server_url}/simple/",
-        *requirements,
-    ]
-    return run_client(command, client_env(home))
-
-
 def test_pip_with_credentials_in_the_index_url(
     srv: Server, artefacts: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -275,10 +205,6 @@ def test_pip_with_wrong_credentials_fails(srv: Server, tmp_path: Path) -> None:
     result = pip_download(url, tmp_path / "dl", tmp_path / "home", "authlib", verbose=True)
     assert result.returncode != 0, describe(result)
     assert "403 Client Error" in result.stdout + result.stderr, describe(result)
-
-
-def uv_install(server_url: str, target: Path, home: Path, *requirements: str):
-    return run_client(uv_install_command(server_url, target, *requirements), client_env(home))
 
 
 def test_uv_with_credentials_in_the_index_url(srv: Server, tmp_path: Path) -> None:

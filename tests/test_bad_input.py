@@ -20,8 +20,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RawResponse, Server, run_server
-from dists import BOUNDARY, make_sdist, make_wheel, multipart
+from support.dists import make_sdist, make_wheel
+from support.forms import BOUNDARY, multipart, upload
+from support.servers import Server, run_server
+from support.wire import RawResponse
 
 from creamery.catalog.auth import add_user
 from creamery.core.errors import ClientError
@@ -55,14 +57,6 @@ def auth_srv(base: Path) -> Iterator[Server]:
     add_user(htpasswd, USER, PASSWORD, rounds=4)
     with run_server([root], "-P", str(htpasswd), "-a", "update", "-v") as server:
         yield server
-
-
-def upload(server: Server, filename: str, data: bytes, *fields: tuple[str, str]) -> httpx.Response:
-    body, content_type = multipart(
-        [(":action", "file_upload"), *fields], [("content", filename, data)]
-    )
-    headers = {"content-type": content_type}
-    return httpx.post(server.url + "/", content=body, headers=headers, timeout=10)
 
 
 def assert_client_error(response: httpx.Response | RawResponse, fragment: str = "") -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import UV, Corpus, Server, clean_env, describe, run_server
+from support.clients import UV, clean_env, describe, installed
+from support.corpus import Corpus
+from support.servers import Server, run_server
 
 PIP = [sys.executable, "-m", "pip"]
 PIP_FLAGS = ["--no-cache-dir", "--disable-pip-version-check", "--no-input", "--timeout", "15"]
@@ -52,11 +54,6 @@ def pip(server: Server, *args: str, env: dict[str, str] | None = None, ok: bool 
         env or pip_env(),
         ok=ok,
     )
-
-
-def installed(target: Path) -> set[str]:
-    """`name-version` of every distribution installed in a --target directory."""
-    return {p.name.removesuffix(".dist-info") for p in target.glob("*.dist-info")}
 
 
 def module_version(target: Path, module: str) -> str:

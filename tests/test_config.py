@@ -8,14 +8,13 @@ through the flags' own converters, and an error names the variable or the file a
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import clean_env, run_server
-from dists import make_wheel
+from support.clients import clean_env, creamery
+from support.dists import make_wheel
+from support.servers import run_server
 
 from creamery.cli.main import build_run_config, config_from_args, main, parse_args, run_options
 from creamery.cli.settings import CONFIG_FILE_ENV, ENV_PREFIX, Source
@@ -353,20 +352,10 @@ def test_flag_errors_keep_their_form(root: Path, capsys: pytest.CaptureFixture[s
 # ---------------------------------------------------------------- --print-config
 
 
-def creamery(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "creamery", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(**(env or {})),
-    )
-
-
 def test_print_config_shows_each_source(root: Path, tmp_path: Path) -> None:
     toml = write(tmp_path / "c.toml", "[creamery]\nworkers = 2\nport = 1\n")
     env = {"CREAMERY_PORT": "2", "CREAMERY_HASH_ALGO": "md5", CONFIG_FILE_ENV: str(toml)}
-    done = creamery("run", "--print-config", "--overwrite", str(root), env=env)
+    done = creamery("run", "--print-config", "--overwrite", str(root), env=clean_env(**env))
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = {line.split(" = ")[0]: line for line in done.stdout.splitlines() if " = " in line}

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import BIN, Server, free_port, started
-from dists import make_wheel
-from test_standalone import python_m, twine_upload, write_htpasswd
+from support.clients import BIN, python_m, twine_upload
+from support.dists import make_wheel
+from support.htpasswd import write_sha1_htpasswd
+from support.servers import Server, free_port, started
 
 from creamery.cli.main import parse_args
 
@@ -31,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCS = ROOT / "docs" / "deploy.md"
 APP_UID = 9898
+USER, PASSWORD = "uploader", "s3cret"  # in the htpasswd files of the sites served here
 
 
 def creamery_args(command: str | list[str]) -> list[str]:
@@ -222,7 +224,7 @@ def test_nginx_config_is_valid(nginx: str, tmp_path: Path) -> None:
 def test_nginx_serves_creamery_under_pypi(nginx: str, run_server, tmp_path: Path) -> None:
     packages = tmp_path / "packages"
     make_wheel(packages, "tproxied", "1.0")
-    htpasswd = write_htpasswd(tmp_path / "htpasswd")
+    htpasswd = write_sha1_htpasswd(tmp_path / "htpasswd", USER, PASSWORD)
     with run_server([packages], "-P", str(htpasswd)) as creamery:
         port = free_port()
         config = nginx_config(tmp_path, port, creamery.port)
@@ -245,7 +247,8 @@ def check_behind_prefix(proxy: Server, tmp_path: Path) -> None:
         urls = [f["url"] for f in http.get("/pypi/pypi/tproxied/json").json()["urls"]]
         assert urls == [base + "packages/tproxied-1.0-py3-none-any.whl"]
     wheel = make_wheel(tmp_path / "dist", "tthrough", "1.0")
-    result = twine_upload(base, wheel)  # through proxy_request_buffering off
+    # Through `proxy_request_buffering off`:
+    result = twine_upload(base, tmp_path / "home", wheel, user=USER, password=PASSWORD)
     assert result.returncode == 0, result.stdout + result.stderr
     installed = python_m(
         *("pip", "download", "--disable-pip-version-check", "--no-deps", "-d", tmp_path / "got"),
@@ -315,7 +318,7 @@ def site(tmp_path: Path) -> tuple[Path, Path]:
     make_wheel(packages, "tserved", "1.0")
     etc = tmp_path / "etc"
     etc.mkdir()
-    write_htpasswd(etc / "htpasswd")
+    write_sha1_htpasswd(etc / "htpasswd", USER, PASSWORD)
     return packages, etc
 
 
@@ -333,7 +336,9 @@ def test_gunicorn_with_uvicorn_workers_as_documented(site, tmp_path: Path) -> No
     assert "-w" in command and "uvicorn.workers.UvicornWorker" in command
     with started([BIN / command[0], *command[1:]], port, tmp_path) as server:
         wheel = make_wheel(tmp_path / "dist", "tworkers", "1.0")
-        result = twine_upload(server.url + "/", wheel)
+        result = twine_upload(
+            server.url + "/", tmp_path / "home", wheel, user=USER, password=PASSWORD
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         with server.client() as http:
             for _ in range(12):  # new connections: they land on different workers

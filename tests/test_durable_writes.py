@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,17 +22,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import (
-    UV,
-    Server,
-    client_env,
-    describe,
-    free_port,
-    run_client,
-    run_server,
-    started,
-)
-from dists import make_wheel, sign
+from support.clients import UV, client_env, describe, run_client
+from support.dists import make_wheel, sign
+from support.forms import upload
+from support.polling import wait_for
+from support.servers import Server, free_port, run_server, started
+from support.wire import listed
 
 from creamery.catalog import publish
 from creamery.core import durable
@@ -41,28 +35,7 @@ from creamery.storage.local import LocalStorage
 from creamery.storage.state import FileState, StateDir
 
 HTTP = httpx.Client(timeout=30)
-JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
 OPEN = ("-P", ".", "-a", ".", "--disable-fallback")
-
-
-def upload(server: Server, path_or_name: Path | str, data: bytes | None = None, **extra):
-    """POST one file as twine does; *extra*: form fields, or `gpg_signature=(name, bytes)`."""
-    name = path_or_name if isinstance(path_or_name, str) else path_or_name.name
-    content = data if data is not None else Path(path_or_name).read_bytes()
-    files = {"content": (name, content, "application/octet-stream")}
-    signature = extra.pop("gpg_signature", None)
-    if signature is not None:
-        files["gpg_signature"] = (signature[0], signature[1], "application/octet-stream")
-    fields = {":action": "file_upload", **extra}
-    return HTTP.post(server.url + "/", data=fields, files=files)
-
-
-def listed(server: Server, project: str) -> dict[str, dict]:
-    response = HTTP.get(f"{server.url}/simple/{project}/", headers=JSON_ACCEPT)
-    if response.status_code in (303, 404):
-        return {}
-    assert response.status_code == 200, response.text
-    return {f["filename"]: f for f in response.json()["files"]}
 
 
 def wheel_metadata(data: bytes) -> bytes:
@@ -89,15 +62,6 @@ def leftovers(*directories: Path) -> list[str]:
     return found
 
 
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
-
-
 # ----------------------------------------------------------------------------- state directory
 
 
@@ -107,13 +71,17 @@ def test_an_upload_leaves_only_the_distribution_and_its_signature(tmp_path: Path
     root.mkdir()
     wheel = make_wheel(tmp_path / "dist", "clean", "1.0", requires_dist=["six>=1.10"])
     with run_server([root], *OPEN, "--state-dir", str(state)) as srv:
-        assert upload(srv, wheel).status_code == 200
+        assert upload(srv, wheel.name, wheel.read_bytes()).status_code == 200
         assert entries(root) == [wheel.name]
         signature = sign(wheel).read_bytes()
         attestations = '[{"version": 1, "verification_material": {}, "envelope": {}}]'
         other = make_wheel(tmp_path / "dist", "clean", "2.0")
         response = upload(
-            srv, other, gpg_signature=(other.name + ".asc", signature), attestations=attestations
+            srv,
+            other.name,
+            other.read_bytes(),
+            ("attestations", attestations),
+            extra_files=[("gpg_signature", other.name + ".asc", signature)],
         )
         assert response.status_code == 200, response.text
         assert HTTP.post(
@@ -139,7 +107,7 @@ def test_the_default_state_directory_is_hidden_in_the_first_root(tmp_path: Path)
     root.mkdir()
     wheel = make_wheel(tmp_path / "dist", "hidden", "1.0")
     with run_server([root], *OPEN) as srv:
-        assert upload(srv, wheel).status_code == 200
+        assert upload(srv, wheel.name, wheel.read_bytes()).status_code == 200
         assert HTTP.post(srv.url + "/-/yank", json={"project": "hidden", "version": "1.0"})
         assert entries(root) == [".creamery", wheel.name]
         assert (root / ".creamery" / "files" / wheel.name / "yanked").is_file()
@@ -223,7 +191,12 @@ def test_an_empty_signature_is_stored_as_pypiserver_stores_it(tmp_path: Path) ->
     root.mkdir()
     wheel = make_wheel(tmp_path / "dist", "emptysig", "1.0")
     with run_server([root], *OPEN) as srv:
-        response = upload(srv, wheel, gpg_signature=(wheel.name + ".asc", b""))
+        response = upload(
+            srv,
+            wheel.name,
+            wheel.read_bytes(),
+            extra_files=[("gpg_signature", wheel.name + ".asc", b"")],
+        )
         assert response.status_code == 200, response.text
         assert (root / (wheel.name + ".asc")).read_bytes() == b""
         assert HTTP.get(f"{srv.url}/packages/{wheel.name}.asc").status_code == 200
@@ -242,14 +215,16 @@ def test_a_filename_too_long_is_the_clients_fault(tmp_path: Path) -> None:
     assert len(too_long.name) == limit - 1
     longest = make_wheel(tmp_path / "ok", "b" * (limit - 4 - len(suffix)), "1.0")
     with run_server([root], *OPEN) as srv:
-        response = upload(srv, too_long)
+        response = upload(srv, too_long.name, too_long.read_bytes())
         assert response.status_code == 400, response.text
         assert "too long" in response.text and str(limit - 4) in response.text
         assert published(root) == []
         assert listed(srv, "a" * (limit - 1 - len(suffix))) == {}
         # The longest name that fits, with every derived name, is accepted and complete.
         signature = (longest.name + ".asc", sign(longest).read_bytes())
-        response = upload(srv, longest, gpg_signature=signature)
+        response = upload(
+            srv, longest.name, longest.read_bytes(), extra_files=[("gpg_signature", *signature)]
+        )
         assert response.status_code == 200, response.text
         assert HTTP.get(f"{srv.url}/packages/{longest.name}.metadata").status_code == 200
         assert HTTP.post(
@@ -293,12 +268,14 @@ def test_a_full_disk_is_507_and_publishes_nothing(small_disk: Path, tmp_path: Pa
     with run_server([root], *OPEN) as srv:
         before = published(root)
         # Larger than the disk: the spool fills it.
-        response = upload(srv, huge)
+        response = upload(srv, huge.name, huge.read_bytes())
         assert response.status_code == 507, response.text
         assert published(root) == before and leftovers(root) == []
         # The wheel fits, the signature does not: the disk fills between the two writes.
         filler = _fill(small_disk, wheel.stat().st_size + 60_000)
-        response = upload(srv, wheel, gpg_signature=signature)
+        response = upload(
+            srv, wheel.name, wheel.read_bytes(), extra_files=[("gpg_signature", *signature)]
+        )
         assert response.status_code == 507, response.text
         assert "No space left" in response.text
         assert published(root) == before
@@ -307,7 +284,9 @@ def test_a_full_disk_is_507_and_publishes_nothing(small_disk: Path, tmp_path: Pa
         assert leftovers(root) == []
         # Space again: the retry is a normal first upload (not a 409).
         filler.unlink()
-        response = upload(srv, wheel, gpg_signature=signature)
+        response = upload(
+            srv, wheel.name, wheel.read_bytes(), extra_files=[("gpg_signature", *signature)]
+        )
         assert response.status_code == 200, response.text
         assert list(listed(srv, "fulldisk")) == [wheel.name]
         assert (root / (wheel.name + ".asc")).read_bytes() == signature[1]
@@ -428,7 +407,7 @@ def test_metadata_follows_a_wheel_copied_over_an_uploaded_one(tmp_path: Path) ->
     idna = make_wheel(tmp_path / "deps", "idna", "3.0")
     with run_server([root], "-o", *OPEN) as srv:
         for wheel in (six, idna, first, rebuild):
-            assert upload(srv, wheel).status_code == 200
+            assert upload(srv, wheel.name, wheel.read_bytes()).status_code == 200
         assert b"idna" in HTTP.get(f"{srv.url}/packages/{first.name}.metadata").content
         shutil.copyfile(first, root / first.name)  # `cp` the first build over the rebuild
         served = HTTP.get(f"{srv.url}/packages/{first.name}").content

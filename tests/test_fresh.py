@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, started
-from dists import write_wheel
+from support.dists import write_wheel
+from support.servers import free_port, started
 
 ROUNDS = 200
 

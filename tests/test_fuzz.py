@@ -24,8 +24,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, run_server
-from dists import make_sdist, make_wheel
+from support.dists import make_sdist, make_wheel
+from support.forms import encode_parts, field_part, file_part
+from support.servers import Server, run_server
 
 from creamery.catalog.auth import add_user
 
@@ -306,27 +307,6 @@ def fuzz_headers(rng: random.Random) -> list[tuple[bytes, bytes]]:
 # ----------------------------------------------------------------------------- bodies
 
 
-def multipart(parts: list[tuple[bytes, bytes]], boundary: str = BOUNDARY) -> bytes:
-    """*parts* are (part headers, data); the closing delimiter ends the body."""
-    out = bytearray()
-    for head, data in parts:
-        out += b"--" + boundary.encode("latin-1", "replace") + b"\r\n" + head + b"\r\n\r\n"
-        out += data + b"\r\n"
-    out += b"--" + boundary.encode("latin-1", "replace") + b"--\r\n"
-    return bytes(out)
-
-
-def field(name: str, value: str) -> tuple[bytes, bytes]:
-    head = f'Content-Disposition: form-data; name="{name}"'
-    return head.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape")
-
-
-def file_part(name: str, filename: str, data: bytes) -> tuple[bytes, bytes]:
-    head = f'Content-Disposition: form-data; name="{name}"; filename="{filename}"'
-    head += "\r\nContent-Type: application/octet-stream"
-    return head.encode("utf-8", "surrogateescape"), data
-
-
 def flip_bytes(rng: random.Random, data: bytes, count: int) -> bytes:
     if not data:
         return data
@@ -362,7 +342,7 @@ def fuzz_upload_body(rng: random.Random, dists: dict[str, bytes]) -> tuple[bytes
         filename = mutate_text(rng, filename)
     if rng.random() < 0.2:
         data = flip_bytes(rng, data, rng.randrange(1, 20))
-    parts = [field(k, v) for k, v in fields.items()]
+    parts = [field_part(k, v) for k, v in fields.items()]
     if rng.random() < 0.9:
         parts.append(file_part("content", filename, data))
     if rng.random() < 0.1:
@@ -377,7 +357,7 @@ def fuzz_upload_body(rng: random.Random, dists: dict[str, bytes]) -> tuple[bytes
     boundary = BOUNDARY
     if rng.random() < 0.1:
         boundary = pick(rng, ["b" * 300, "", "é", "x y", '"q"', "-" * 70])
-    body = multipart(parts, boundary)
+    body = encode_parts(parts, boundary)
     if rng.random() < 0.15:
         body = flip_bytes(rng, body, rng.randrange(1, 10))
     if rng.random() < 0.1:

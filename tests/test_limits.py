@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, free_port, run_server, started
+from support.clients import clean_env
+from support.servers import Server, free_port, run_server, started
 
 from creamery.catalog.auth import add_user
 from creamery.http.limits import BodyTimeout, Limits, RateLimitedLog, TimedBody

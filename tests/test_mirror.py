@@ -1,5 +1,5 @@
 """The caching mirror (`--mirror`) against real upstreams in their own processes: another
-creamery serving the corpus, and `upstream_server.py`, which can be made slow, failing or
+creamery serving the corpus, and `support/upstream.py`, which can be made slow, failing or
 hash-corrupting. Installers (pip, uv) run through the mirror as users would.
 """
 
@@ -19,9 +19,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import UV, Corpus, Server, clean_env, run_server
-from dists import make_wheel
-from upstream_server import UpstreamProcess, run_upstream
+from support.clients import UV, clean_env, creamery
+from support.corpus import Corpus
+from support.dists import make_wheel
+from support.polling import wait_for
+from support.servers import Server, run_server
+from support.upstream import UpstreamProcess, run_upstream
 
 from creamery.mirror.client import Upstream
 from creamery.mirror.listing import ListingError, parse_html, parse_json
@@ -57,13 +60,6 @@ def cached(cache: Path, project: str) -> set[str]:
 
 def in_progress(cache: Path) -> list[Path]:
     return list((cache / "tmp").glob("*.part"))
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +243,7 @@ def test_a_corrupted_download_is_aborted_and_never_kept(
             with pytest.raises(httpx.TransportError):
                 httpx.get(f"{mirror.url}/upstream/tbig/{name}", timeout=10)
             assert cached(cache, "tbig") == set()
-            wait_for(lambda: in_progress(cache) == [])
+            assert wait_for(lambda: in_progress(cache) == [])
         fake.control(corrupt=False)
         good = httpx.get(f"{mirror.url}/upstream/tbig/{name}", timeout=10)
         assert (
@@ -265,7 +261,7 @@ def test_least_recently_used_files_are_evicted(fake: UpstreamProcess, tmp_path: 
         for name in (one, two, one, three):  # `one` used again: `two` is the least recent
             httpx.get(f"{mirror.url}/upstream/tbig/{name}").raise_for_status()
             time.sleep(0.05)
-        wait_for(lambda: cached(cache, "tbig") == {one, three})
+        assert wait_for(lambda: cached(cache, "tbig") == {one, three})
 
 
 def test_mirrored_versions_keep_the_upstreams_versions_without_files(
@@ -493,16 +489,6 @@ def test_first_upstream_that_knows_a_project_wins(
 
 
 # ---------------------------------------------------------------- the cache command
-
-
-def creamery(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "creamery", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-    )
 
 
 def test_cache_command_shows_and_clears(fake: UpstreamProcess, tmp_path: Path) -> None:

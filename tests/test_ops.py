@@ -12,19 +12,18 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Server, run_server
-from dists import make_wheel
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from support.clients import creamery_passwd
+from support.dists import make_wheel
+from support.polling import wait_for
+from support.servers import Server, run_server
 
 USER, PASSWORD = "alice", "l0g-me-n0t-s3cret"
 AUTH = (USER, PASSWORD)
@@ -36,18 +35,6 @@ ACCESS_LINE = re.compile(
     r'(?P<client>[^\s|]+) (?P<user>\S+) "(?P<method>[A-Z]+) (?P<target>\S+) HTTP/[\d.]+"'
     r" (?P<status>\d{3}) (?P<bytes>\d+) (?P<ms>\d+\.\d)ms$"
 )
-
-
-def make_htpasswd(path: Path, user: str, password: str) -> Path:
-    """With the real `creamery passwd`, as an operator would."""
-    subprocess.run(
-        [sys.executable, "-m", "creamery", "passwd", str(path), user, "--password-stdin"],
-        input=password + "\n",
-        text=True,
-        check=True,
-        capture_output=True,
-    )
-    return path
 
 
 def make_root(base: Path, name: str = "packages") -> Path:
@@ -74,15 +61,6 @@ def access_lines(text: str) -> list[re.Match[str]]:
     return found
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    """Log lines are written as requests finish; give the server a moment to flush."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
-
-
 # ---------------------------------------------------------------- logging
 
 
@@ -90,7 +68,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
 def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
     """A server protecting everything, logging at INFO to a file and nowhere else."""
     base = tmp_path_factory.mktemp("logged")
-    htpasswd = make_htpasswd(base / "htpasswd", USER, PASSWORD)
+    htpasswd = creamery_passwd(base / "htpasswd", USER, PASSWORD)
     log_file = base / "creamery.log"
     args = ("-v", "-a", "download,list,update", "-P", str(htpasswd))
     args += ("--log-file", str(log_file), "--log-stream", "none")
@@ -108,7 +86,7 @@ def test_access_line_with_basic_auth(logged: tuple[Server, Path]) -> None:
     def lines_for(target: str) -> list[re.Match[str]]:
         return [m for m in access_lines(log_file.read_text()) if m["target"] == target]
 
-    wait_for(lambda: lines_for("/packages/tlib-1.0-py3-none-any.whl"))
+    assert wait_for(lambda: lines_for("/packages/tlib-1.0-py3-none-any.whl"))
     (line,) = lines_for("/simple/tlib/")
     assert (line["client"], line["user"], line["method"]) == ("127.0.0.1", USER, "GET")
     assert (int(line["status"]), int(line["bytes"])) == (200, len(page.content))
@@ -126,7 +104,7 @@ def test_refused_requests_are_logged_without_credentials(logged: tuple[Server, P
     def statuses() -> list[str]:
         return [m["status"] for m in access_lines(log_file.read_text()) if "tapp" in m["target"]]
 
-    wait_for(lambda: len(statuses()) == 2)
+    assert wait_for(lambda: len(statuses()) == 2)
     assert sorted(statuses()) == ["401", "403"]
 
 
@@ -144,7 +122,7 @@ def test_writes_are_logged_with_their_user(logged: tuple[Server, Path], tmp_path
         lines = access_lines(log_file.read_text())
         return [m for m in lines if m["method"] == "POST" and m["status"] == "200"]
 
-    wait_for(lambda: len(posts()) == 3)
+    assert wait_for(lambda: len(posts()) == 3)
     text = log_file.read_text()
     assert f"upload of {wheel.name} ({wheel.stat().st_size} bytes) by {USER}" in text
     assert f"yanked tnew 1.0 by {USER}" in text
@@ -168,7 +146,7 @@ def test_log_never_holds_a_password_or_authorization(logged: tuple[Server, Path]
     def probes() -> list[re.Match[str]]:
         return [m for m in access_lines(log_file.read_text()) if m["target"] == "/simple/"]
 
-    wait_for(lambda: len(probes()) == 3)
+    assert wait_for(lambda: len(probes()) == 3)
     text = log_file.read_text()
     for secret in (PASSWORD, CREDENTIALS, WRONG[1], WRONG_CREDENTIALS, "Basic ", "uthorization"):
         assert secret not in text
@@ -181,7 +159,7 @@ def test_log_format_applies_to_stream_and_file(tmp_path: Path) -> None:
     with run_server([make_root(tmp_path)], *args, "--log-file", str(log_file)) as server:
         assert httpx.get(server.url + "/simple/tlib/").status_code == 200
         target = "/simple/tlib/"
-        wait_for(lambda: target in server.log() and target in log_file.read_text())
+        assert wait_for(lambda: target in server.log() and target in log_file.read_text())
         stream, file = server.log(), log_file.read_text()
     for text in (stream, file):
         (line,) = [line for line in text.splitlines() if "/simple/tlib/" in line]
@@ -196,20 +174,20 @@ def test_default_verbosity_logs_writes_not_requests(tmp_path: Path) -> None:
         with server.client() as http:
             assert http.get("/simple/tlib/").status_code == 200
             assert upload(http, wheel).status_code == 200
-        wait_for(lambda: "upload of" in server.log())
+        assert wait_for(lambda: "upload of" in server.log())
         text = server.log()
     assert f"upload of {wheel.name}" in text and " by -" in text
     assert access_lines(text) == []
 
 
 def test_custom_request_and_response_formats(tmp_path: Path) -> None:
-    htpasswd = make_htpasswd(tmp_path / "htpasswd", USER, PASSWORD)
+    htpasswd = creamery_passwd(tmp_path / "htpasswd", USER, PASSWORD)
     args = ("-v", "-a", "list,update", "-P", str(htpasswd))
     args += ("--log-req-frmt", "REQ %(REQUEST_METHOD)s %(PATH_INFO)s by %(REMOTE_USER)s")
     args += ("--log-res-frmt", "RES %(status)s %(bytes)s")
     with run_server([make_root(tmp_path)], *args) as server:
         assert httpx.get(server.url + "/simple/tlib/", auth=AUTH).status_code == 200
-        wait_for(lambda: "REQ GET /simple/tlib/" in server.log())
+        assert wait_for(lambda: "REQ GET /simple/tlib/" in server.log())
         text = server.log()
     assert re.search(rf"REQ GET /simple/tlib/ by {USER} RES 200 \d+$", text, re.MULTILINE)
     assert PASSWORD not in text and CREDENTIALS not in text
@@ -217,12 +195,12 @@ def test_custom_request_and_response_formats(tmp_path: Path) -> None:
 
 def test_authorization_header_is_not_a_format_key(tmp_path: Path) -> None:
     """A format asking for the Authorization header gets an error line, not the header."""
-    htpasswd = make_htpasswd(tmp_path / "htpasswd", USER, PASSWORD)
+    htpasswd = creamery_passwd(tmp_path / "htpasswd", USER, PASSWORD)
     args = ("-v", "-a", "list,update", "-P", str(htpasswd))
     args += ("--log-req-frmt", "REQ %(HTTP_AUTHORIZATION)s")
     with run_server([make_root(tmp_path)], *args) as server:
         assert httpx.get(server.url + "/simple/tlib/", auth=AUTH).status_code == 200
-        wait_for(lambda: "bad log format" in server.log())
+        assert wait_for(lambda: "bad log format" in server.log())
         text = server.log()
     assert CREDENTIALS not in text and PASSWORD not in text
 
@@ -283,7 +261,9 @@ def test_log_conf_file(tmp_path: Path, kind: str, workers: int) -> None:
     with run_server([make_root(tmp_path)], *args) as server:
         for _ in range(4):
             assert httpx.get(server.url + "/simple/tlib/").status_code == 200
-        wait_for(lambda: log_file.exists() and log_file.read_text().count("/simple/tlib/") == 4)
+        assert wait_for(
+            lambda: log_file.exists() and log_file.read_text().count("/simple/tlib/") == 4
+        )
         text = log_file.read_text()
     lines = [line for line in text.splitlines() if "/simple/tlib/" in line]
     assert len(lines) == 4
@@ -315,7 +295,7 @@ def value(families: dict[str, list[Sample]], sample: str, **labels: str) -> floa
 @pytest.fixture(scope="module")
 def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     base = tmp_path_factory.mktemp("metered")
-    htpasswd = make_htpasswd(base / "htpasswd", USER, PASSWORD)
+    htpasswd = creamery_passwd(base / "htpasswd", USER, PASSWORD)
     with run_server([make_root(base)], "--metrics", "-P", str(htpasswd)) as server:
         yield server
 
@@ -397,7 +377,7 @@ def test_metrics_with_two_workers(tmp_path: Path) -> None:
         for _ in range(requests):  # a connection each, so both workers take some
             assert httpx.get(server.url + "/simple/tapp/").status_code == 200
         scrapes = [scrape(server) for _ in range(6)]
-        wait_for(lambda: server.log().count("/simple/tapp/") == requests)
+        assert wait_for(lambda: server.log().count("/simple/tapp/") == requests)
         pids = re.findall(r"^PID(\d+) .*/simple/tapp/", server.log(), re.MULTILINE)
     assert len(pids) == requests
     assert len(set(pids)) == 2, "one worker answered everything: the test proves nothing"

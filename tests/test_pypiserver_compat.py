@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import describe
+from support.clients import describe
 
 # In a child process: no file descriptor left, as at the per-user inotify instance limit (the
 # kernel answers EMFILE for both), then ask for file events; then serve a copied file.

@@ -22,8 +22,9 @@ from urllib.parse import quote, urldefrag, urljoin, urlsplit
 
 import httpx
 import pytest
-from conftest import FIXED_MTIME_FILE, FIXED_MTIME_ISO, SECRET, Corpus, Server, run_server
-from dists import make_wheel
+from support.corpus import FIXED_MTIME_FILE, FIXED_MTIME_ISO, SECRET, Corpus
+from support.dists import make_wheel
+from support.servers import Server, run_server
 
 import creamery
 

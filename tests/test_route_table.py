@@ -18,9 +18,10 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import BIN, Server, clean_env, describe, free_port, run_server, started
-from dists import make_wheel
 from passlib.hash import sha256_crypt
+from support.clients import BIN, clean_env, describe
+from support.dists import make_wheel
+from support.servers import Server, free_port, run_server, started
 
 import creamery
 from creamery.catalog.auth import FailureLimiter

@@ -7,8 +7,6 @@ the packages of the running environment.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
 import stat
@@ -21,14 +19,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, free_port, started
-from dists import make_sdist, make_wheel
+from support.clients import python_m, twine_upload
+from support.dists import make_sdist, make_wheel
+from support.htpasswd import write_sha1_htpasswd
+from support.servers import Server, free_port, started
 
 import creamery
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILED = (".so", ".pyd", ".dylib", ".dll")
-PASSWORD = "s3cret"
+USER, PASSWORD = "uploader", "s3cret"
 # Written by Apache's `htpasswd -B` (bcrypt): the bundle has no bcrypt module to check it.
 BCRYPT_HASH = "$2y$04$tBhBZEZpeGGrK1UfoEQMje13huGo0LEzJUKEmMiP546BoDdFaVOmO"
 # Modules creamery uses where installed; the bare Python must have none of them.
@@ -68,7 +68,7 @@ def standalone(pyz: Path, bare_python: Path, tmp_path_factory: pytest.TempPathFa
     base = tmp_path_factory.mktemp("standalone-server")
     packages = base / "packages"
     make_wheel(packages, "tstandalone", "1.0", summary="Served by the standalone file")
-    htpasswd = write_htpasswd(base / "htpasswd", f"bcrypter:{BCRYPT_HASH}\n")
+    htpasswd = write_sha1_htpasswd(base / "htpasswd", USER, PASSWORD, f"bcrypter:{BCRYPT_HASH}\n")
     port = free_port()
     command = [bare_python, "-I", pyz, "run", "-i", "127.0.0.1", "-p", str(port)]
     command += ["-P", htpasswd, "--rescan-interval", "0", packages]  # 0: events only
@@ -127,33 +127,6 @@ def test_pip_installs_from_it(standalone: Server, tmp_path: Path) -> None:
     assert (target / "tstandalone" / "__init__.py").is_file()
 
 
-def python_m(*args: object) -> subprocess.CompletedProcess[str]:
-    """`python -m ARGS` with this environment's Python (pip, twine)."""
-    return subprocess.run(
-        [sys.executable, "-m", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=clean_env(),
-    )
-
-
-def twine_upload(
-    repository: str, *files: Path, user: str = "uploader", password: str = PASSWORD
-) -> subprocess.CompletedProcess[str]:
-    return python_m(
-        *("twine", "upload", "--non-interactive", "--disable-progress-bar"),
-        *("--repository-url", repository, "-u", user, "-p", password, *files),
-    )
-
-
-def write_htpasswd(path: Path, extra: str = "") -> Path:
-    """An htpasswd file with user `uploader` in Apache's `{SHA}` scheme (`htpasswd -s`)."""
-    digest = base64.b64encode(hashlib.sha1(PASSWORD.encode()).digest()).decode()
-    path.write_text(f"uploader:{{SHA}}{digest}\n{extra}")
-    return path
-
-
 def test_twine_uploads_with_a_sha1_htpasswd_user(
     standalone: Server, client: httpx.Client, tmp_path: Path
 ) -> None:
@@ -161,10 +134,11 @@ def test_twine_uploads_with_a_sha1_htpasswd_user(
         make_wheel(tmp_path, "tuploaded", "2.0"),
         make_sdist(tmp_path, "tuploaded", "2.0"),
     ]
-    refused = twine_upload(standalone.url + "/", *files, password="wrong")
+    home = tmp_path / "home"
+    refused = twine_upload(standalone.url + "/", home, *files, user=USER, password="wrong")
     assert refused.returncode != 0
     assert "403" in refused.stdout + refused.stderr
-    result = twine_upload(standalone.url + "/", *files)
+    result = twine_upload(standalone.url + "/", home, *files, user=USER, password=PASSWORD)
     assert result.returncode == 0, result.stdout + result.stderr
     page = client.get("/simple/tuploaded/").text
     assert all(f.name in page for f in files)

@@ -20,18 +20,18 @@ import shlex
 import stat
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from conftest import Server, clean_env, describe, free_port
-from dists import make_sdist, make_wheel, yank
 from packaging.version import Version
+from support.clients import clean_env, creamery, describe
+from support.dists import make_sdist, make_wheel, yank
+from support.servers import Server, free_port, serve_http
 
 from creamery.cli.update import _bypassed, newest_release, read_ignorelist
 
@@ -89,18 +89,8 @@ def update_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def creamery(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "creamery", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env or update_env(),
-    )
-
-
 def update(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return creamery("update", *args, env=env)
+    return creamery("update", *args, env=env or update_env())
 
 
 def plan(index_url: str, *updates: tuple[str, str, str, Path]) -> list[str]:
@@ -354,21 +344,6 @@ def test_a_real_failure_beside_a_missing_project_still_fails(local: Path, tmp_pa
     assert f"tapp: {url}tapp/ answered 500 Internal Server Error" in result.stderr
     assert f"tlib: {base}/gone/{wheel.name} answered 404 Not Found" in result.stderr
     assert "1 of 5 projects have a newer release, 1 not on the index, 2 failed" in result.stderr
-
-
-@contextlib.contextmanager
-def serve_http(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    """Run *handler* on a free port in a thread; yields its base URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    server.block_on_close = False
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 class StaticIndex(http.server.BaseHTTPRequestHandler):

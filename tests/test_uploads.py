@@ -9,6 +9,7 @@ sidecar, and no hidden `.creamery-*.part` temp file.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -16,10 +17,7 @@ import os
 import random
 import re
 import socket
-import subprocess
-import sys
 import threading
-import time
 import zipfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,17 +25,30 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import UV, Server, clean_env, client_env, describe, run_client, run_server
-from dists import BOUNDARY, make_sdist, make_wheel, multipart, sign
+from support import forms
+from support.clients import (
+    creamery,
+    describe,
+    twine,
+    twine_upload,
+    uv_publish,
+)
+from support.dists import make_sdist, make_wheel, sign
+from support.forms import BOUNDARY, multipart
+from support.polling import wait_for
+from support.servers import Server, run_server
+from support.wire import JSON_ACCEPT, listed
 
 from creamery.catalog.auth import add_user
 
 USER, PASSWORD = "alice", "upl0ad-s3cret"
 AUTH = (USER, PASSWORD)
 MAX_UPLOAD = 1 << 20  # the module server runs with --max-upload-size 1M
-JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
 # One client for the whole module: building one costs ~60 ms (its TLS context), which adds up.
 HTTP = httpx.Client(timeout=30)
+# Writes on the module's servers need credentials: these send them unless given `auth=None`.
+post_form = functools.partial(forms.post_form, auth=AUTH)
+upload = functools.partial(forms.upload, auth=AUTH)
 
 
 # ----------------------------------------------------------------------------- servers
@@ -134,54 +145,6 @@ def temp_files(root: Path) -> list[str]:
     return sorted(p.name for p in [*root.rglob(".creamery-*"), *spooled])
 
 
-def wait_for(condition, timeout: float = 5.0, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()
-
-
-def post_form(
-    server: Server,
-    fields: Sequence[tuple[str, str]] = (),
-    files: Sequence[tuple[str, str, bytes]] = (),
-    *,
-    auth: tuple[str, str] | None = AUTH,
-    path: str = "/",
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    body, content_type = multipart(fields, files)
-    return HTTP.post(
-        server.url + path,
-        content=body,
-        headers={"Content-Type": content_type, **(headers or {})},
-        auth=auth,
-        timeout=30,
-    )
-
-
-def upload(
-    server: Server,
-    filename: str,
-    data: bytes,
-    *fields: tuple[str, str],
-    auth: tuple[str, str] | None = AUTH,
-    extra_files: Sequence[tuple[str, str, bytes]] = (),
-    path: str = "/",
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    return post_form(
-        server,
-        [(":action", "file_upload"), *fields],
-        [("content", filename, data), *extra_files],
-        auth=auth,
-        path=path,
-        headers=headers,
-    )
-
-
 def assert_one_line(response: httpx.Response, *fragments: str) -> str:
     """A plain-text error a person can read: one printable line naming the problem.
 
@@ -205,14 +168,6 @@ def simple_json(server: Server, project: str, **kwargs) -> dict:
     return response.json()
 
 
-def listed(server: Server, project: str, **kwargs) -> dict[str, dict]:
-    response = HTTP.get(f"{server.url}/simple/{project}/", headers=JSON_ACCEPT, **kwargs)
-    if response.status_code == 404:
-        return {}
-    assert response.status_code == 200, response.text
-    return {f["filename"]: f for f in response.json()["files"]}
-
-
 def random_bytes(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
@@ -224,30 +179,6 @@ def big_wheel(directory: Path, name: str, version: str, size: int, seed: int = 0
         f"{name}/blob.bin": random_bytes(seed, size),
     }
     return make_wheel(directory, name, version, files=files)
-
-
-def twine(home: Path, *args: str) -> subprocess.CompletedProcess:
-    home.mkdir(exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "twine",
-        "upload",
-        "--non-interactive",
-        "--disable-progress-bar",
-        *args,
-    ]
-    return run_client(command, client_env(home))
-
-
-def twine_to(server: Server, home: Path, *args: str) -> subprocess.CompletedProcess:
-    return twine(home, "--repository-url", server.url + "/", *args)
-
-
-def uv_publish(server: Server, home: Path, *args: str) -> subprocess.CompletedProcess:
-    home.mkdir(exist_ok=True)
-    command = [UV, "publish", "--no-config", "--publish-url", server.url + "/", *args]
-    return run_client(command, client_env(home))
 
 
 def assert_published(server: Server, files: Sequence[Path], project: str) -> None:
@@ -280,7 +211,9 @@ def test_twine_upload_lands_and_is_listed_when_twine_returns(
     srv: Server, dist: Path, tmp_path: Path
 ) -> None:
     files = [make_wheel(dist, "tw-ok", "1.0"), make_sdist(dist, "tw-ok", "1.0")]
-    result = twine_to(srv, tmp_path / "home", "-u", USER, "-p", PASSWORD, *map(str, files))
+    result = twine_upload(
+        srv.url + "/", tmp_path / "home", *map(str, files), user=USER, password=PASSWORD
+    )
     assert result.returncode == 0, describe(result)
     # No waiting: the index has the files before the upload's response.
     assert_published(srv, files, "tw-ok")
@@ -293,7 +226,7 @@ def test_twine_upload_without_credentials_fails(srv: Server, dist: Path, tmp_pat
     wheel = make_wheel(dist, "tw-nocreds", "1.0")
     before = root_state(root_of(srv))
     # twine never sends an upload without credentials: non-interactive, it gives up first.
-    result = twine_to(srv, tmp_path / "home", str(wheel))
+    result = twine(tmp_path / "home", "--repository-url", srv.url + "/", str(wheel))
     assert result.returncode != 0, describe(result)
     assert "credential" in (result.stdout + result.stderr).lower(), describe(result)
     # Clients that do try get the 401 challenge that makes twine/pip/uv ask for credentials.
@@ -311,7 +244,9 @@ def test_twine_upload_with_wrong_credentials_fails_with_403(
     wheel = make_wheel(dist, "tw-wrong", "1.0")
     before = root_state(root_of(srv))
     for user, password in ((USER, "not-the-password"), ("mallory", PASSWORD)):
-        result = twine_to(srv, tmp_path / "home", "-u", user, "-p", password, str(wheel))
+        result = twine_upload(
+            srv.url + "/", tmp_path / "home", str(wheel), user=user, password=password
+        )
         assert result.returncode != 0, describe(result)
         assert "403" in result.stdout + result.stderr, describe(result)
     assert root_state(root_of(srv)) == before
@@ -325,10 +260,10 @@ def test_twine_reupload_fails_and_keeps_the_original(
     impostor = make_wheel(dist / "b", "tw-again", "1.0", summary="an impostor")
     assert original.name == impostor.name and original.read_bytes() != impostor.read_bytes()
     home = tmp_path / "home"
-    first = twine_to(srv, home, "-u", USER, "-p", PASSWORD, str(original))
+    first = twine_upload(srv.url + "/", home, str(original), user=USER, password=PASSWORD)
     assert first.returncode == 0, describe(first)
     for path in (original, impostor):
-        again = twine_to(srv, home, "-u", USER, "-p", PASSWORD, str(path))
+        again = twine_upload(srv.url + "/", home, str(path), user=USER, password=PASSWORD)
         assert again.returncode != 0, describe(again)
         # twine's User-Agent gets PyPI's 400 "File already exists" rather than 409.
         assert "400" in again.stdout + again.stderr, describe(again)
@@ -389,11 +324,13 @@ def test_twine_skip_existing(srv: Server, dist: Path, tmp_path: Path) -> None:
 
     files = [make_wheel(dist, "tw-skip", "1.0"), make_sdist(dist, "tw-skip", "1.0")]
     home = tmp_path / "home"
-    first = twine_to(srv, home, "-u", USER, "-p", PASSWORD, *map(str, files))
+    first = twine_upload(srv.url + "/", home, *map(str, files), user=USER, password=PASSWORD)
     assert first.returncode == 0, describe(first)
     before = root_state(root_of(srv))
 
-    rerun = twine_to(srv, home, "-u", USER, "-p", PASSWORD, "--skip-existing", *map(str, files))
+    rerun = twine_upload(
+        srv.url + "/", home, "--skip-existing", *map(str, files), user=USER, password=PASSWORD
+    )
     output = rerun.stdout + rerun.stderr
     if rerun.returncode != 0:
         assert "does not have support" in output and "--skip-existing" in output, describe(rerun)
@@ -423,7 +360,9 @@ def test_twine_uploads_a_signature_named_on_the_command_line(
     wheel = make_wheel(dist, "tw-signed", "1.0")
     signature = sign(wheel)
     home = tmp_path / "home"
-    result = twine_to(srv, home, "-u", USER, "-p", PASSWORD, str(wheel), str(signature))
+    result = twine_upload(
+        srv.url + "/", home, str(wheel), str(signature), user=USER, password=PASSWORD
+    )
     assert result.returncode == 0, describe(result)
 
     html = HTTP.get(f"{srv.url}/simple/tw-signed/").text
@@ -438,7 +377,7 @@ def test_twine_uploads_a_signature_named_on_the_command_line(
     # Same layout, but only the wheel named: twine 7 uploads it unsigned.
     unsigned = make_wheel(dist, "tw-signed", "2.0")
     sign(unsigned)
-    result = twine_to(srv, home, "-u", USER, "-p", PASSWORD, str(unsigned))
+    result = twine_upload(srv.url + "/", home, str(unsigned), user=USER, password=PASSWORD)
     assert result.returncode == 0, describe(result)
     assert listed(srv, "tw-signed")[unsigned.name]["gpg-sig"] is False
     assert HTTP.get(f"{srv.url}/packages/{unsigned.name}.asc").status_code == 404
@@ -488,13 +427,13 @@ def test_uv_publish_and_rerun(srv: Server, dist: Path, tmp_path: Path) -> None:
     files = [make_wheel(dist, "uv-pub", "1.0"), make_sdist(dist, "uv-pub", "1.0")]
     home = tmp_path / "home"
     creds = ("-u", USER, "-p", PASSWORD)
-    result = uv_publish(srv, home, *creds, *map(str, files))
+    result = uv_publish(srv.url + "/", home, *creds, *map(str, files))
     assert result.returncode == 0, describe(result)
     assert_published(srv, files, "uv-pub")
     before = root_state(root_of(srv))
 
     # uv treats the 409 of a plain re-run as an error (exit 2), quoting the server's line.
-    again = uv_publish(srv, home, *creds, *map(str, files))
+    again = uv_publish(srv.url + "/", home, *creds, *map(str, files))
     assert again.returncode != 0, describe(again)
     said = " ".join(again.stderr.split())  # uv wraps its lines
     assert "409" in said and "File already exists" in said, describe(again)
@@ -502,14 +441,14 @@ def test_uv_publish_and_rerun(srv: Server, dist: Path, tmp_path: Path) -> None:
 
     # With --check-url uv looks the files up in the index (by sha256) and skips them.
     check = ("--check-url", f"{srv.url}/simple/")
-    skipped = uv_publish(srv, home, *creds, *check, *map(str, files))
+    skipped = uv_publish(srv.url + "/", home, *creds, *check, *map(str, files))
     assert skipped.returncode == 0, describe(skipped)
     assert (skipped.stdout + skipped.stderr).count("already exists") == 2, describe(skipped)
     assert root_state(root_of(srv)) == before
 
     # Different bytes under a published name: refused, the original stays.
     other = make_wheel(tmp_path / "other", "uv-pub", "1.0", summary="different bytes")
-    refused = uv_publish(srv, home, *creds, *check, str(other))
+    refused = uv_publish(srv.url + "/", home, *creds, *check, str(other))
     assert refused.returncode != 0, describe(refused)
     assert root_state(root_of(srv)) == before
     assert_published(srv, files, "uv-pub")
@@ -519,14 +458,14 @@ def test_uv_publish_credentials(srv: Server, dist: Path, tmp_path: Path) -> None
     wheel = make_wheel(dist, "uv-creds", "1.0")
     home = tmp_path / "home"
     before = root_state(root_of(srv))
-    missing = uv_publish(srv, home, "--trusted-publishing", "never", str(wheel))
+    missing = uv_publish(srv.url + "/", home, "--trusted-publishing", "never", str(wheel))
     assert missing.returncode != 0, describe(missing)
     assert "Missing credentials" in missing.stderr, describe(missing)
-    wrong = uv_publish(srv, home, "-u", USER, "-p", "wrong", str(wheel))
+    wrong = uv_publish(srv.url + "/", home, "-u", USER, "-p", "wrong", str(wheel))
     assert wrong.returncode != 0, describe(wrong)
     assert "403" in wrong.stderr, describe(wrong)
     assert root_state(root_of(srv)) == before
-    ok = uv_publish(srv, home, "-u", USER, "-p", PASSWORD, str(wheel))
+    ok = uv_publish(srv.url + "/", home, "-u", USER, "-p", PASSWORD, str(wheel))
     assert ok.returncode == 0, describe(ok)
     assert_published(srv, [wheel], "uv-creds")
 
@@ -1254,10 +1193,6 @@ def test_remove_pkg_over_http(srv: Server, tmp_path: Path) -> None:
     assert temp_files(root_of(srv)) == []
 
 
-def creamery_cli(*args: str) -> subprocess.CompletedProcess:
-    return run_client([sys.executable, "-m", "creamery", *args], clean_env())
-
-
 def test_remove_cli(srv: Server, tmp_path: Path) -> None:
     root = root_of(srv)
     files = [
@@ -1267,7 +1202,7 @@ def test_remove_cli(srv: Server, tmp_path: Path) -> None:
     ]
     for path in files:
         assert upload(srv, path.name, path.read_bytes()).status_code == 200
-    result = creamery_cli("remove", "CLI_Rm", "1.0", str(root))
+    result = creamery("remove", "CLI_Rm", "1.0", str(root))
     assert result.returncode == 0, describe(result)
     assert files[0].name in result.stdout and files[1].name in result.stdout
     assert not (root / files[0].name).exists() and not (root / files[1].name).exists()
@@ -1275,11 +1210,11 @@ def test_remove_cli(srv: Server, tmp_path: Path) -> None:
     # The running server learns of it through file-system events.
     assert wait_for(lambda: set(listed(srv, "cli-rm")) == {files[2].name}), listed(srv, "cli-rm")
 
-    result = creamery_cli("remove", "cli-rm", "1.0", str(root))
+    result = creamery("remove", "cli-rm", "1.0", str(root))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "not found" in result.stderr
 
-    result = creamery_cli("remove", "cli.rm", str(root))  # no version: the whole project
+    result = creamery("remove", "cli.rm", str(root))  # no version: the whole project
     assert result.returncode == 0, describe(result)
     assert not (root / files[2].name).exists()
     assert wait_for(lambda: listed(srv, "cli-rm") == {})

@@ -12,26 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import UV, Server, client_env, describe, run_client, run_server
-from dists import make_wheel
+from support.clients import client_env, describe, run_client, twine_upload, uv_publish
+from support.dists import make_wheel
+from support.servers import run_server
 
 from creamery.catalog.auth import add_user
 from creamery.http.status_line import reason_phrase
 
-
-def twine_upload(server: Server, home: Path, *args: str):
-    command = [
-        *(sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"),
-        *("--repository-url", server.url + "/", "-u", "any", "-p", "any", *args),
-    ]
-    return run_client(command, {**client_env(home), "COLUMNS": "300"})  # rich wraps at 80
-
-
-def uv_publish(server: Server, home: Path, *args: str):
-    command = [UV, "publish", "--no-config", "--publish-url", server.url + "/", *args]
-    return run_client(command, client_env(home))
-
-
+WIDE = "300"  # twine's rich output wraps at 80 columns: keep messages on one line
 OPEN = ("-a", ".", "-P", ".", "--disable-fallback")
 
 
@@ -43,10 +31,12 @@ def test_twine_shows_why_a_duplicate_upload_failed(
     wheel = make_wheel(tmp_path / "dist", "tdup", "1.0")
     reason = f"File already exists: {wheel.name!r} (use --overwrite to replace)"
     with run_server([root], *OPEN, "--server", server_name) as server:
-        first = twine_upload(server, tmp_path / "home", str(wheel))
+        first = twine_upload(server.url + "/", tmp_path / "home", str(wheel), COLUMNS=WIDE)
         assert first.returncode == 0, describe(first)
-        again = twine_upload(server, tmp_path / "home", str(wheel))
-        verbose = twine_upload(server, tmp_path / "home", "--verbose", str(wheel))
+        again = twine_upload(server.url + "/", tmp_path / "home", str(wheel), COLUMNS=WIDE)
+        verbose = twine_upload(
+            server.url + "/", tmp_path / "home", "--verbose", str(wheel), COLUMNS=WIDE
+        )
     assert again.returncode != 0 and verbose.returncode != 0
     output = again.stdout + again.stderr
     assert "400 Bad Request" in output, describe(again)
@@ -86,14 +76,15 @@ def test_uv_publish_check_url_skips_files_already_there(
     home = tmp_path / "home"
     with run_server([root], *OPEN) as server:
         check = ("--check-url", server.url + "/simple/", "-u", "any", "-p", "any")
-        first = uv_publish(server, home, *check, str(wheel))
+        first = uv_publish(server.url + "/", home, *check, str(wheel))
         assert first.returncode == 0, describe(first)
-        again = uv_publish(server, home, *check, str(wheel))
+        again = uv_publish(server.url + "/", home, *check, str(wheel))
         assert again.returncode == 0, describe(again)
         assert "already exists" in (again.stdout + again.stderr).lower(), describe(again)
-        plain = uv_publish(server, home, "-u", "any", "-p", "any", str(wheel))
+        plain = uv_publish(server.url + "/", home, "-u", "any", "-p", "any", str(wheel))
     assert plain.returncode != 0
-    assert "409 Conflict" in plain.stderr and "File already exists" in plain.stderr, describe(plain)
+    said = " ".join(plain.stderr.split())  # uv wraps its lines
+    assert "409 Conflict" in said and "File already exists" in said, describe(plain)
 
 
 def test_uv_publish_check_url_with_a_guarded_index(
@@ -109,12 +100,12 @@ def test_uv_publish_check_url_with_a_guarded_index(
     guarded = ("-P", str(htpasswd), "-a", "update,download,list", "--disable-fallback")
     with run_server([root], *guarded, ready_paths=("/health",)) as server:
         creds = ("-u", "alice", "-p", "secret-pw")
-        first = uv_publish(server, home, *creds, str(wheel))
+        first = uv_publish(server.url + "/", home, *creds, str(wheel))
         assert first.returncode == 0, describe(first)
         bare = ("--check-url", server.url + "/simple/")
-        unchecked = uv_publish(server, home, *creds, *bare, str(wheel))
+        unchecked = uv_publish(server.url + "/", home, *creds, *bare, str(wheel))
         with_url = server.url.replace("http://", "http://alice:secret-pw@") + "/simple/"
-        checked = uv_publish(server, home, *creds, "--check-url", with_url, str(wheel))
+        checked = uv_publish(server.url + "/", home, *creds, "--check-url", with_url, str(wheel))
     assert unchecked.returncode != 0 and "409 Conflict" in unchecked.stderr, describe(unchecked)
     assert checked.returncode == 0, describe(checked)
     assert "already exists" in (checked.stdout + checked.stderr).lower(), describe(checked)

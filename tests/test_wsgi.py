@@ -11,19 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socketserver
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import httpx
 import pytest
-from conftest import BIN, clean_env, client_env, describe, free_port, run_client
-from dists import make_sdist, make_wheel
+from support.clients import BIN, clean_env, describe, installed, pip_install, twine_upload
+from support.dists import make_sdist, make_wheel
+from support.servers import free_port, serve_wsgi
 
 import creamery
 
@@ -52,49 +49,6 @@ def app_kwargs(root: Path, cache: Path, **extra: object) -> dict[str, object]:
         "cache_dir": str(cache),
         **extra,
     }
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-@contextlib.contextmanager
-def serve_wsgi(app: Callable[..., object]) -> Iterator[str]:
-    """Serve *app* with wsgiref on a free port in a thread; yields http://127.0.0.1:PORT."""
-    server = make_server("127.0.0.1", 0, app, _ThreadingServer, _QuietHandler)  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def pip_install(index_url: str, target: Path, home: Path, *requirements: str):
-    command = [
-        *(sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check"),
-        *("--no-input", "--timeout", "15", "--target", str(target), "--index-url", index_url),
-        *requirements,
-    ]
-    return run_client(command, client_env(home))
-
-
-def twine_upload(repository: str, home: Path, *files: Path):
-    command = [
-        *(sys.executable, "-m", "twine", "upload", "--non-interactive", "--disable-progress-bar"),
-        *("--repository-url", repository, "-u", "any", "-p", "any", *map(str, files)),
-    ]
-    return run_client(command, client_env(home))
-
-
-def installed(target: Path) -> set[str]:
-    return {p.name.removesuffix(".dist-info") for p in target.glob("*.dist-info")}
 
 
 # ---------------------------------------------------------------- ready when built

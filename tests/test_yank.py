@@ -7,22 +7,21 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, clean_env, client_env, run_server, uv_install_command
-from dists import make_sdist, make_wheel
+from support.clients import creamery, describe, pip_download, uv_install
+from support.dists import make_sdist, make_wheel
+from support.servers import Server, run_server
+from support.wire import JSON_ACCEPT
 
 from creamery.catalog.auth import add_user
 
 USER, PASSWORD = "releaser", "yank-s3cret"
 AUTH = (USER, PASSWORD)
-JSON_ACCEPT = {"Accept": "application/vnd.pypi.simple.v1+json"}
 FRESH = {"Connection": "close"}  # a new connection per request, so either worker may answer
-TIMEOUT = 120
 HTTP = httpx.Client(timeout=30)  # one client: building one costs ~60 ms
 
 
@@ -232,20 +231,9 @@ def test_yank_body_must_be_json(srv: Server) -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def creamery_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "creamery", *args],
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-
-
 def test_cli_yank_and_unyank(srv: Server, root: Path) -> None:
     wanted = dict.fromkeys(files_of("ycli", "2.0"), "security hole")
-    result = creamery_cli("yank", "YCli", "2.0", "--reason", "security hole", str(root))
+    result = creamery("yank", "YCli", "2.0", "--reason", "security hole", str(root))
     assert result.returncode == 0, result.stderr
     assert all(name in result.stdout for name in wanted), result.stdout
     assert {k: v for k, v in sidecars(root).items() if k.startswith("ycli")} == wanted
@@ -253,18 +241,18 @@ def test_cli_yank_and_unyank(srv: Server, root: Path) -> None:
     # log does, before both workers' next answer.
     assert_state(srv, "ycli", wanted)
 
-    result = creamery_cli("unyank", "ycli", "2.0", str(root))
+    result = creamery("unyank", "ycli", "2.0", str(root))
     assert result.returncode == 0, result.stderr
     assert not any(name.startswith("ycli") for name in sidecars(root))
     assert_state(srv, "ycli", {})
 
-    result = creamery_cli("yank", "ycli", "1.0", "--file", "ycli-1.0-py3-none-any.whl", str(root))
+    result = creamery("yank", "ycli", "1.0", "--file", "ycli-1.0-py3-none-any.whl", str(root))
     assert result.returncode == 0, result.stderr
     assert_state(srv, "ycli", {"ycli-1.0-py3-none-any.whl": ""})
-    assert creamery_cli("unyank", "ycli", "1.0", str(root)).returncode == 0
+    assert creamery("unyank", "ycli", "1.0", str(root)).returncode == 0
     assert_state(srv, "ycli", {})
 
-    result = creamery_cli("yank", "ycli", "9.9", "--reason", "x", str(root))
+    result = creamery("yank", "ycli", "9.9", "--reason", "x", str(root))
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "not found" in result.stderr, result.stderr
 
@@ -278,7 +266,7 @@ def test_cli_remove_is_seen_at_once_without_file_system_events(tmp_path: Path) -
     with run_server([root], "--workers", "2", *quiet) as server:
         assert len(json_yanks(server, "yremove")) == 2
 
-        result = creamery_cli("remove", "yremove", "1.0", str(root))
+        result = creamery("remove", "yremove", "1.0", str(root))
         assert result.returncode == 0, result.stderr
         assert "removed yremove-1.0-py3-none-any.whl" in result.stdout
         for _ in range(3):  # fresh connections: both workers
@@ -286,7 +274,7 @@ def test_cli_remove_is_seen_at_once_without_file_system_events(tmp_path: Path) -
             gone = HTTP.get(f"{server.url}/packages/yremove-1.0-py3-none-any.whl", headers=FRESH)
             assert gone.status_code == 404
 
-        result = creamery_cli("remove", "ywhole", str(root))
+        result = creamery("remove", "ywhole", str(root))
         assert result.returncode == 0, result.stderr
         for _ in range(3):
             response = HTTP.get(f"{server.url}/simple/ywhole/", headers=FRESH)
@@ -296,33 +284,10 @@ def test_cli_remove_is_seen_at_once_without_file_system_events(tmp_path: Path) -
 # ----------------------------------------------------------------------------- installers
 
 
-def pip_download(server: Server, dest: Path, requirement: str) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-cache-dir",
-        "--disable-pip-version-check",
-        "--no-input",
-        "--no-deps",
-        "--only-binary",
-        ":all:",
-        "-d",
-        str(dest),
-        "--index-url",
-        f"{server.url}/simple/",
-        requirement,
-    ]
-    result = subprocess.run(
-        command,
-        env=client_env(dest.parent / "home"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+def pip_downloaded(server: Server, dest: Path, requirement: str) -> subprocess.CompletedProcess:
+    """`pip download` that must succeed."""
+    result = pip_download(server.url, dest, dest.parent / "home", requirement)
+    assert result.returncode == 0, describe(result)
     return result
 
 
@@ -330,17 +295,10 @@ def downloaded(dest: Path) -> list[str]:
     return sorted(p.name for p in dest.iterdir())
 
 
-def uv_install(server: Server, target: Path, requirement: str) -> str:
-    command = uv_install_command(server.url, target, requirement)
-    result = subprocess.run(
-        command,
-        env=client_env(target.parent / "uv-home"),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+def uv_installed(server: Server, target: Path, requirement: str) -> str:
+    """`uv pip install` that must succeed; the installed `ypip/__init__.py`."""
+    result = uv_install(server.url, target, target.parent / "uv-home", requirement)
+    assert result.returncode == 0, describe(result)
     return (target / "ypip" / "__init__.py").read_text()
 
 
@@ -348,18 +306,18 @@ def test_installers_skip_a_yanked_release_unless_pinned(srv: Server, tmp_path: P
     response = yank_api(srv, "yank", {"project": "ypip", "version": "2.0", "reason": "do not use"})
     assert response.status_code == 200, response.text
 
-    pip_download(srv, tmp_path / "latest", "ypip")
+    pip_downloaded(srv, tmp_path / "latest", "ypip")
     assert downloaded(tmp_path / "latest") == ["ypip-1.0-py3-none-any.whl"]
 
-    pinned = pip_download(srv, tmp_path / "pinned", "ypip==2.0")
+    pinned = pip_downloaded(srv, tmp_path / "pinned", "ypip==2.0")
     assert downloaded(tmp_path / "pinned") == ["ypip-2.0-py3-none-any.whl"]
     output = pinned.stdout + pinned.stderr
     assert "yanked" in output and "do not use" in output, output
 
-    assert uv_install(srv, tmp_path / "uv-latest", "ypip") == '__version__ = "1.0"\n'
-    assert uv_install(srv, tmp_path / "uv-pinned", "ypip==2.0") == '__version__ = "2.0"\n'
+    assert uv_installed(srv, tmp_path / "uv-latest", "ypip") == '__version__ = "1.0"\n'
+    assert uv_installed(srv, tmp_path / "uv-pinned", "ypip==2.0") == '__version__ = "2.0"\n'
 
     response = yank_api(srv, "unyank", {"project": "ypip", "version": "2.0"})
     assert response.status_code == 200, response.text
-    pip_download(srv, tmp_path / "after", "ypip")
+    pip_downloaded(srv, tmp_path / "after", "ypip")
     assert downloaded(tmp_path / "after") == ["ypip-2.0-py3-none-any.whl"]

@@ -15,7 +15,7 @@ Controls (all off by default):
   no_length    send files chunked, without Content-Length
   versions     {project: [versions]}: list these as the JSON page's PEP 700 `versions`
 
-Run `python upstream_server.py DIRECTORY`: it prints `port <N>` once it listens on 127.0.0.1.
+Run `python upstream.py DIRECTORY`: it prints `port <N>` once it listens on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def main() -> None:
 
 @dataclass
 class UpstreamProcess:
-    """A running upstream_server process."""
+    """A running upstream process (this module run as a script)."""
 
     url: str  # http://127.0.0.1:PORT, no trailing slash
     process: subprocess.Popen[str]
@@ -266,7 +266,7 @@ def run_upstream(directory: Path) -> Iterator[UpstreamProcess]:
         assert process.stdout is not None
         line = process.stdout.readline()
         if not line.startswith("port "):
-            raise RuntimeError(f"upstream_server did not start: {line!r}")
+            raise RuntimeError(f"the upstream server did not start: {line!r}")
         yield UpstreamProcess(f"http://127.0.0.1:{int(line.split()[1])}", process)
     finally:
         process.terminate()

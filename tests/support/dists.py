@@ -14,7 +14,7 @@ import re
 import tarfile
 import textwrap
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 # Fixed timestamps inside archives keep every build byte-for-byte reproducible.
@@ -64,7 +64,7 @@ def write_wheel(
     name: str,
     version: str,
     metadata_text: str,
-    files: dict,
+    files: dict[str, str | bytes],
     tag: str = "py3-none-any",
     build_tag: str | None = None,
 ) -> str:
@@ -175,7 +175,7 @@ def backend_source() -> str:
     return header + textwrap.dedent(inspect.getsource(write_wheel)) + _BACKEND_HOOKS
 
 
-def _default_files(name: str, version: str) -> dict[str, str]:
+def _default_files(name: str, version: str) -> dict[str, str | bytes]:
     return {f"{module_name(name)}/__init__.py": f'__version__ = "{version}"\n'}
 
 
@@ -392,27 +392,3 @@ def inflating_wheel(directory: Path | str, name: str, version: str, metadata_siz
     """A small wheel whose METADATA inflates to *metadata_size* bytes (a long, empty README)."""
     metadata = core_metadata(name, version) + "\n" + " " * metadata_size
     return Path(directory) / write_wheel(str(directory), name, version, metadata, {})
-
-
-# ---------------------------------------------------------------- upload forms
-
-
-BOUNDARY = "creamery-test-boundary-7d1f0c"
-
-
-def multipart(
-    fields: Sequence[tuple[str, str]] = (),
-    files: Sequence[tuple[str, str, bytes]] = (),
-) -> tuple[bytes, str]:
-    """A multipart/form-data body written byte for byte (filenames go out unescaped), and its
-    Content-Type."""
-    out = bytearray()
-    for name, value in fields:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-        out += value.encode() + b"\r\n"
-    for name, filename, data in files:
-        out += f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"; '.encode()
-        out += b'filename="' + filename.encode("utf-8", "surrogateescape") + b'"\r\n'
-        out += b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n"
-    out += f"--{BOUNDARY}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={BOUNDARY}"
