@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from dists import make_sdist, make_wheel, wheel_metadata
+from support.dists import make_sdist, make_wheel, wheel_metadata
 
 from creamery.catalog.facts import file_version
 from creamery.catalog.service import AlreadyExists, Catalog, ReleaseNotFound, Upload

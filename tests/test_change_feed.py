@@ -17,8 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_server
-from dists import make_wheel
+from support.dists import make_wheel
+from support.servers import run_server
 
 from creamery.changes import Changes, Resync
 from creamery.changes.local_feed import FEED_NAME, LocalFeed
@@ -143,6 +143,20 @@ def test_another_process_announces_its_serial_through_shared_memory(tmp_path: Pa
     )
     assert done.stdout.split() == ["1", "2"], done.stderr
     assert feed.announced() == 2  # no read of the journal
+
+
+def test_a_first_write_is_announced_to_a_reader_that_started_before_the_state_dir(
+    tmp_path: Path,
+) -> None:
+    """Serving alone creates no state directory; the first write (another process) makes it,
+    and a reader that could map nothing at its start still hears of it without polling."""
+    state = tmp_path / "not-yet"
+    feed = LocalFeed(state)
+    assert feed.latest() == 0 and not state.exists()
+    state.mkdir()
+    writer = LocalFeed(state)
+    assert writer.append(["first"]) == 1
+    assert feed.announced() == 1
 
 
 # ----------------------------------------------------------------------------- a real server

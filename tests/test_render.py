@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from dists import make_wheel
+from support.dists import make_wheel
 
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index

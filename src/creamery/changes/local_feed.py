@@ -182,6 +182,7 @@ class _SharedSerial:
         self._value: ctypes.c_uint64 | None = None
         self._fallback = 0
         self._warned = False
+        self._absent = False  # no state directory yet: looked for again on every get()
 
     def open(self) -> None:
         """Map the file (created if missing, in a state directory that exists); until then,
@@ -192,10 +193,13 @@ class _SharedSerial:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except FileNotFoundError:
-            return  # no state directory yet: nothing was ever written; the first writer makes it
+            self._absent = True  # nothing was ever written: the first writer makes it
+            return
         except OSError as error:
+            self._absent = False
             self._warn(error)
             return
+        self._absent = False
         try:
             if os.fstat(fd).st_size < 8:
                 os.ftruncate(fd, 8)  # concurrent starters all extend it to 8: never shrinks
@@ -213,6 +217,12 @@ class _SharedSerial:
 
     def get(self) -> int:
         value = self._value
+        if value is None and self._absent:
+            # Until the first write anywhere creates the state directory, another process's
+            # first write can only be noticed by looking (one failing `open`, ~1 µs): without
+            # it a hit right after that write would be answered from the old state.
+            self.open()
+            value = self._value
         return self._fallback if value is None else value.value
 
     def set(self, serial: int) -> None:
