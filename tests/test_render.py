@@ -26,7 +26,11 @@ def index(tmp_path: Path) -> Index:
 
 def _render(index: Index, cache: PageCache, project: str) -> None:
     generation = index.project_generation(project)
-    cache.put(project, generation, render_project(index, FactsCache(None, ()), project, None))
+    cache.put(
+        project,
+        generation,
+        render_project(index, FactsCache(None, (), index.storage), project, None),
+    )
 
 
 def test_a_change_makes_the_project_and_root_pages_stale_and_no_other(
@@ -49,7 +53,7 @@ def test_a_page_rendered_while_its_project_changed_is_not_served(
 ) -> None:
     cache = PageCache(index)
     generation = index.project_generation("alpha")
-    pages = render_project(index, FactsCache(None, ()), "alpha", None)
+    pages = render_project(index, FactsCache(None, (), index.storage), "alpha", None)
     index.refresh([make_wheel(tmp_path, "alpha", "2.0").name])  # while it was rendered
     cache.put("alpha", generation, pages)
     assert cache.get("alpha") is None
