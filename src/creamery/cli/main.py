@@ -256,8 +256,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--state-dir",
         metavar="DIR",
-        help="creamery's own data: yank state, provenance, change journal, upload scratch "
-        "(default: .creamery in the first package directory)",
+        help="creamery's own data: yank state, provenance, upload facts, change feed, "
+        "upload scratch (default: .creamery in the first package directory)",
     )
     parser.add_argument(
         "--rescan-interval",

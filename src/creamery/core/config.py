@@ -103,7 +103,7 @@ class Config:
     body_timeout: float = 30.0  # seconds a request body may stay silent; 0 disables
     max_client_requests: int = 100  # requests in progress per client address; 0 disables
     reuse_port: bool = False  # share the port with other processes (SO_REUSEPORT)
-    # creamery's own data (yank state, provenance, journal, scratch); default <first root>/.creamery
+    # creamery's own data (yank state, provenance, facts, feed, scratch): <first root>/.creamery
     state_dir: Path | None = None
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
