@@ -19,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from dists import make_wheel  # the test suite's real wheel builder
+from support.dists import make_wheel  # the test suite's real wheel builder
 
 import creamery
 

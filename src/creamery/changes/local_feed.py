@@ -183,6 +183,7 @@ class _SharedSerial:
         self._fallback = 0
         self._warned = False
         self._absent = False  # no state directory yet: looked for again on every get()
+        self._directory = str(path.parent)
 
     def open(self) -> None:
         """Map the file (created if missing, in a state directory that exists); until then,
@@ -217,10 +218,10 @@ class _SharedSerial:
 
     def get(self) -> int:
         value = self._value
-        if value is None and self._absent:
+        if value is None and self._absent and os.access(self._directory, os.F_OK):
             # Until the first write anywhere creates the state directory, another process's
-            # first write can only be noticed by looking (one failing `open`, ~1 µs): without
-            # it a hit right after that write would be answered from the old state.
+            # first write can only be noticed by looking (`access`: no exception, < 1 µs):
+            # without it a hit right after that write would be answered from the old state.
             self.open()
             value = self._value
         return self._fallback if value is None else value.value

@@ -315,7 +315,7 @@ class Creamery:
                 return
             scope["creamery.user"] = user
         if not found.route.hot:
-            await self.settle()  # listings, JSON API and XML-RPC answers: all in one place
+            await self.settle(miss=False)  # listings, JSON API, XML-RPC: all in one place
         await found.route.handler(scope, receive, send, found.params)
 
     async def _follow(self, follower: Follower) -> None:
@@ -337,14 +337,16 @@ class Creamery:
 
         return stamped
 
-    async def settle(self, *relpaths: str) -> None:
-        """Before a 404 or a listing: apply what the change feed and the file-system events
-        have (whatever shared memory announced: another machine may share the state
-        directory), find the changes that no event reported (no watch, a network file
-        system), and look on disk for *relpaths*. The hits of the hot paths never come here:
-        they stay free of file-system calls."""
-        if self._follower is not None:
-            await self._follow(self._follower)
+    async def settle(self, *relpaths: str, miss: bool = True) -> None:
+        """Before a 404 or a listing: apply what the file-system events have, find the changes
+        that no event reported (no watch, a network file system), and look on disk for
+        *relpaths*. Before a 404 (*miss*) also read the change feed itself, not only what
+        shared memory announced (a writer on another machine may share the state directory);
+        a listing relies on the announcement (this machine) and the background poll (others),
+        as hits do. The hits of the hot paths never come here: no file-system calls."""
+        follower = self._follower
+        if follower is not None and (miss or self._announced() > follower.applied):
+            await self._follow(follower)
         watch = self._watch
         if watch is not None and watch.pending():
             await anyio.to_thread.run_sync(watch.drain)
