@@ -75,7 +75,7 @@ async def main() -> None:
             cache_dir=str(Path(work) / "cache"),
         )
         await asyncio.to_thread(app.start)
-        for path in ("/simple/proj1/", "/packages/proj1-1.0-py3-none-any.whl"):
+        for path in ("/simple/", "/simple/proj1/", "/packages/proj1-1.0-py3-none-any.whl"):
             print(f"{path:45} {await measure(app, path):6.2f} µs per request")
         app.stop()
 
