@@ -24,7 +24,7 @@ from creamery.http.reaper import start_reaper
 
 if TYPE_CHECKING:
     from creamery.web.app import Creamery
-    from creamery.wsgi import WsgiApp
+    from creamery.wsgi import WsgiApp  # start-up cost: a2wsgi, for WSGI servers only
 
 APP_FACTORY = "creamery.web.app:app_from_env"
 # pypiserver's bottle servers that creamery does not run.
@@ -194,7 +194,7 @@ def _run_granian_in_process(config: Config) -> None:
     from granian.log import LogLevels
     from granian.server.embed import Server
 
-    from creamery.web.app import create_app
+    from creamery.web.app import create_app  # start-up cost: each server loads only its own
 
     logging.getLogger("_granian").addFilter(_QuietEmbedWarning())
     levels = {0: LogLevels.warning, 1: LogLevels.info}
@@ -296,7 +296,7 @@ def _run_gunicorn(config: Config) -> None:
 
         # types-gunicorn's WSGI alias has a start_response without PEP 3333's exc_info.
         def load(self) -> WsgiApp | Creamery:  # type: ignore[override]
-            from creamery.web.app import create_app
+            from creamery.web.app import create_app  # in the worker, after gunicorn forked
 
             app = create_app(config)
             start_reaper(config)
@@ -323,7 +323,7 @@ def _run_hypercorn(config: Config) -> None:
 def _run_waitress(config: Config) -> None:
     import waitress
 
-    from creamery.web.app import create_app
+    from creamery.web.app import create_app  # start-up cost: each server loads only its own
 
     start_reaper(config)
     waitress.serve(
@@ -346,7 +346,7 @@ def _run_wsgiref(config: Config) -> None:
     from socketserver import ThreadingMixIn
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-    from creamery.web.app import create_app
+    from creamery.web.app import create_app  # start-up cost: each server loads only its own
 
     class Server(ThreadingMixIn, WSGIServer):
         daemon_threads = True

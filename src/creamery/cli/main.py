@@ -166,7 +166,7 @@ def _add_common_flags(parser: argparse.ArgumentParser, *, after_command: bool) -
 
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    from creamery.server import SERVER_CHOICES, SERVERS
+    from creamery.server import SERVER_CHOICES, SERVERS  # start-up cost: only `run` needs it
 
     parser.add_argument(
         "package_directory",
@@ -470,6 +470,7 @@ def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Start-up cost: the other commands never load the server, the app or logging.config.
     from creamery.http.logs import setup_logging
     from creamery.server import serve
 
@@ -485,7 +486,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _update(args: argparse.Namespace) -> int:
     try:
-        from creamery.cli.update import run_update
+        from creamery.cli.update import run_update  # start-up cost: httpx and rich
     except ModuleNotFoundError as error:
         if error.name != "creamery.cli.update":
             raise
@@ -670,7 +671,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     with settings.blame(sources, "password_file"):
         _readable(config.password_file, "password file")
     if config.mirror:
-        from creamery.mirror.client import Upstream
+        from creamery.mirror.client import Upstream  # start-up cost: httpx, with --mirror only
 
         with settings.blame(sources, "fallback_url", "extra_upstream"):
             for url in (config.fallback_url, *config.extra_upstreams):

@@ -32,6 +32,7 @@ from packaging.version import Version
 
 from creamery.catalog.facts import read_metadata_bytes
 from creamery.catalog.service import AlreadyExists, Catalog, Upload
+from creamery.cli.admin import state_dir_of
 from creamery.core import durable
 from creamery.core.config import DEFAULT_ROOT, Config, ConfigError, check_root
 from creamery.core.hashing import Hasher
@@ -107,8 +108,6 @@ class Update:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The `update` namespace as Settings; ConfigError names the first bad value."""
-    from creamery.cli.admin import state_dir_of
-
     download_dir = args.download_directory
     roots = tuple(check_root(Path(d)) for d in args.package_directory or [DEFAULT_ROOT])
     return Settings(

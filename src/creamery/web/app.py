@@ -552,7 +552,7 @@ def app_from_env() -> Creamery:
     """Factory for server workers: the CLI passes the configuration in the environment."""
     config = Config.from_json(os.environ[CONFIG_ENV])
     if config.log_conf is not None:
-        from creamery.http.logs import apply_log_conf
+        from creamery.http.logs import apply_log_conf  # start-up cost: logging.config, rarely
 
         apply_log_conf(config.log_conf)
     app = create_app(config)
