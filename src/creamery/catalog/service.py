@@ -10,6 +10,8 @@ before their next answer. It knows nothing about HTTP.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +45,8 @@ class Catalog:
         self.feed: ChangeFeed = LocalFeed(self.state.path)
         # Created before any scan: what is appended while one runs is applied again, not missed.
         self.follower = Follower(self.feed, self.index.refresh, self.index.rescan)
+        self._moving_lock = threading.Lock()
+        self._unmovable: set[str] = set()  # legacy sidecars copied but not removable
 
     @cached_property
     def facts(self) -> FactsCache:
@@ -56,10 +60,23 @@ class Catalog:
         """For a one-shot process (a CLI command): scan, and move sidecars of earlier versions
         into the state directory. (A server does this in its life cycle, `web/app.py`.)"""
         self.index.load()
-        legacy = self.index.legacy.items()
-        moved = [r for r, stored in legacy if self.state.migrate(self.storage, stored)]
-        if moved:
-            self.record(moved + sorted({r.rpartition(".")[0] for r in moved}))
+        self.migrate_legacy_sidecars()
+
+    def migrate_legacy_sidecars(self, min_age: float = 0.0) -> int:
+        """Move `.yanked`/`.provenance`/`.metadata` files found beside distributions into the
+        state directory (earlier versions kept them there), and record it. Files changed less
+        than *min_age* seconds ago wait; their count is returned."""
+        with self._moving_lock:
+            young = time.time_ns() - int(min_age * 1e9)
+            legacy = {r: st for r, st in self.index.legacy.items() if r not in self._unmovable}
+            ready = {r: st for r, st in legacy.items() if st.mtime_ns <= young}
+            moved = [r for r, st in ready.items() if self.state.migrate(self.storage, st)]
+            # Copied but not removable (a read-only root): once, or a later un-yank would be
+            # undone by the next attempt.
+            self._unmovable |= {r for r in ready if self.storage.stat(r) is not None}
+            if moved:
+                self.record(moved + sorted({r.rpartition(".")[0] for r in moved}))
+            return len(legacy) - len(ready)
 
     def record(self, relpaths: Iterable[str]) -> int:
         """After a write: update this process's index now, tell the other processes, and apply

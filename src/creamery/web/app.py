@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -87,9 +86,7 @@ class Creamery:
         self._loaded = False  # the index scan is done (a forked child keeps it)
         self._start_lock = threading.Lock()
         self._migration_lock = threading.Lock()
-        self._moving_lock = threading.Lock()
         self._migration_timer: threading.Timer | None = None
-        self._unmovable: set[str] = set()
         self._stoppers: list[Callable[[], None]] = []
         self._watch: Watch | None = None
         self.routes = build_table(self.app_state, self)
@@ -108,7 +105,7 @@ class Creamery:
                 self.state.clean_scratch(self.config.roots)
                 self._follower = self.catalog.follower  # made before the scan (see Catalog)
                 self.index.load()
-                self.migrate_legacy_sidecars()
+                self.catalog.migrate_legacy_sidecars()
                 self._loaded = True
                 _restart_in_forked_children(self)
             assert self._follower is not None
@@ -150,27 +147,10 @@ class Creamery:
         with self._migration_lock:
             self._migration_timer = None
         try:
-            if self.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS):
+            if self.catalog.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS):
                 self._schedule_migration()
         except Exception:  # a background task must not die
             log.exception("moving sidecars into the state directory failed")
-
-    def migrate_legacy_sidecars(self, min_age: float = 0.0) -> int:
-        """Move `.yanked`/`.provenance`/`.metadata` files found beside distributions into the
-        state directory (earlier versions kept them there), and tell the other workers.
-        Files changed less than *min_age* seconds ago wait; their count is returned."""
-        with self._moving_lock:
-            young = time.time_ns() - int(min_age * 1e9)
-            legacy = {r: st for r, st in self.index.legacy.items() if r not in self._unmovable}
-            ready = {r: st for r, st in legacy.items() if st.mtime_ns <= young}
-            moved = [r for r, st in ready.items() if self.state.migrate(self.storage, st)]
-            # Copied but not removable (a read-only root): once, or a later un-yank would be
-            # undone by the next attempt.
-            self._unmovable |= {r for r in ready if self.storage.stat(r) is not None}
-            if moved:
-                owners = sorted({r.rpartition(".")[0] for r in moved})
-                self.record_changes(moved + owners)
-            return len(legacy) - len(ready)
 
     def _start_rescans(self, interval: float) -> Callable[[], None]:
         stopped = threading.Event()
@@ -179,7 +159,7 @@ class Creamery:
             while not stopped.wait(interval):
                 try:
                     self.index.rescan()
-                    self.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS)
+                    self.catalog.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS)
                     self.state.clean_scratch(self.config.roots)
                 except Exception:  # the safety net must not die
                     log.exception("rescan failed")
@@ -342,10 +322,11 @@ class Creamery:
         that no event reported (no watch, a network file system), and look on disk for
         *relpaths*. Before a 404 (*miss*) also read the change feed itself, not only what
         shared memory announced (a writer on another machine may share the state directory);
-        a listing relies on the announcement (this machine) and the background poll (others),
-        as hits do. The hits of the hot paths never come here: no file-system calls."""
+        a listing relies on the announcement, applied as every request starts (this machine),
+        and the background poll (others), as hits do. The hits of the hot paths never come
+        here: no file-system calls."""
         follower = self._follower
-        if follower is not None and (miss or self._announced() > follower.applied):
+        if follower is not None and miss:
             await self._follow(follower)
         watch = self._watch
         if watch is not None and watch.pending():
@@ -354,11 +335,6 @@ class Creamery:
             await anyio.to_thread.run_sync(self.index.look_for, list(relpaths))
         if watch is None or not watch.synchronous:
             await anyio.to_thread.run_sync(self.index.catch_up_unreported)
-
-    def record_changes(self, relpaths: list[str]) -> int:
-        """After a write: update this worker's index now, tell the other workers, and apply
-        what they wrote before (so the answer's serial covers this write). Returns its serial."""
-        return self.catalog.record(relpaths)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
