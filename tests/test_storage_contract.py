@@ -94,7 +94,7 @@ def _local_backend(tmp_path: Path) -> Backend:
         root.rmdir()
 
     return Backend(
-        LocalStorage((root,), scratch=scratch),
+        LocalStorage((root,)),
         spool,
         plant,
         same_tick,
@@ -370,7 +370,7 @@ def test_local_first_root_wins_and_uploads_go_to_it(tmp_path: Path) -> None:
 def test_local_the_spool_is_linked_not_copied(tmp_path: Path) -> None:
     (root,) = _roots(tmp_path, 1)
     state = StateDir(tmp_path / "state")
-    storage = LocalStorage((root,), scratch=state)
+    storage = LocalStorage((root,))
     fd, spool = state.new_temp_file()
     os.write(fd, b"upload")
     os.close(fd)

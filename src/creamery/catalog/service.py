@@ -40,7 +40,7 @@ class Catalog:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = StateDir(config.state_directory())
-        self.storage = LocalStorage(config.roots, scratch=self.state)
+        self.storage = LocalStorage(config.roots)
         self.index = Index(self.storage, self.state)
         self.feed: ChangeFeed = LocalFeed(self.state.path)
         # Created before any scan: what is appended while one runs is applied again, not missed.

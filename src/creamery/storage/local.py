@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from creamery.core import durable
 from creamery.storage import (
@@ -27,9 +26,6 @@ from creamery.storage import (
     is_hidden,
     is_safe_relpath,
 )
-
-if TYPE_CHECKING:
-    from creamery.storage.state import StateDir
 
 __all__ = ["LocalReader", "LocalStorage", "is_hidden", "is_safe_relpath"]
 
@@ -86,12 +82,11 @@ class LocalReader:
 
 
 class LocalStorage:
-    def __init__(self, roots: tuple[Path, ...], scratch: StateDir | None = None) -> None:
+    def __init__(self, roots: tuple[Path, ...]) -> None:
         self.roots = tuple(Path(r) for r in roots)
         # Each root's text is the `place` of its files: one string shared by all of them.
         self._places = tuple(str(r) for r in self.roots)
         self._listed: Listed = {}  # every directory the last scan listed
-        self.scratch = scratch
 
     # ------------------------------------------------------------------ reading
 
@@ -158,14 +153,6 @@ class LocalStorage:
     @property
     def upload_root(self) -> Path:
         return self.roots[0]
-
-    def new_temp_file(self) -> tuple[int, Path]:
-        """An open temp file to spool an upload into: in the scratch area of the state
-        directory when there is one (outside the package directory, cleaned at start), else
-        a hidden file in the upload root."""
-        if self.scratch is not None:
-            return self.scratch.new_temp_file()
-        return _new_temp_file(self.upload_root)
 
     def put(self, key: str, content: Path | bytes, *, if_absent: bool) -> StoredFile:
         spool = content if isinstance(content, Path) else None
@@ -278,18 +265,9 @@ def _racy_window(mtime_ns: int) -> int:
     return _RACY_COARSE_NS if mtime_ns % 1_000_000_000 == 0 else _RACY_FINE_NS
 
 
-def _new_temp_file(directory: Path) -> tuple[int, Path]:
-    while True:
-        path = durable.temp_name(directory)
-        try:
-            return durable.create_exclusive(path), path
-        except FileExistsError:
-            continue
-
-
 def _spool_bytes(directory: Path, data: bytes) -> Path:
     """*data* in a hidden temp file of *directory*, for `durable.place` to flush and link."""
-    fd, path = _new_temp_file(directory)
+    fd, path = durable.new_temp_file(directory)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

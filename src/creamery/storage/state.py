@@ -75,13 +75,7 @@ class StateDir:
 
     def new_temp_file(self) -> tuple[int, Path]:
         """An open temp file in this process's scratch directory (same file system as the state)."""
-        spool = self._spool_dir()
-        while True:
-            path = durable.temp_name(spool, prefix="upload-")
-            try:
-                return durable.create_exclusive(path), path
-            except FileExistsError:
-                continue
+        return durable.new_temp_file(self._spool_dir(), prefix="upload-")
 
     def _spool_dir(self) -> Path:
         # One directory per process, flock'ed while the process lives: a cleaner can tell a
