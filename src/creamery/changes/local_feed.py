@@ -142,8 +142,8 @@ class _Cursor:
         return records
 
     def _parse(self, line: bytes) -> list[Record]:
-        match = _RECORD.fullmatch(line)
-        if match is None or int(match.group(2), 16) != zlib.crc32(match.group(3)):
+        match = _valid_record(line)
+        if match is None:
             self.damaged = True
             return []
         serial = int(match.group(1))
@@ -165,11 +165,17 @@ class _Cursor:
         return self.fd >= 0 and self.size > self.offset
 
 
-def _valid_serial(line: bytes) -> int | None:
+def _valid_record(line: bytes) -> re.Match[bytes] | None:
+    """A record line whose CRC matches its keys, else None."""
     match = _RECORD.fullmatch(line)
     if match is None or int(match.group(2), 16) != zlib.crc32(match.group(3)):
         return None
-    return int(match.group(1))
+    return match
+
+
+def _valid_serial(line: bytes) -> int | None:
+    match = _valid_record(line)
+    return None if match is None else int(match.group(1))
 
 
 class _SharedSerial:
