@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from creamery.core import archives
+from creamery.core.hashing import PYPI_DIGESTS
 from creamery.storage import Storage, StoredFile, chunks
 from creamery.storage.state import CORE_METADATA, FACTS, StateDir
 
@@ -53,7 +54,6 @@ class CoreMetadata:
 
 
 NO_METADATA = CoreMetadata(None, None, None, None, None, None)
-PYPI_DIGESTS = ("sha256", "md5", "blake2b_256")  # the JSON API's `digests`
 
 
 def file_version(stored: StoredFile) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import os
 import shlex
 import sys
@@ -35,7 +34,7 @@ from creamery.catalog.service import AlreadyExists, Catalog, Upload
 from creamery.cli.admin import state_dir_of
 from creamery.core import durable
 from creamery.core.config import DEFAULT_ROOT, Config, ConfigError, check_root
-from creamery.core.hashing import Hasher
+from creamery.core.hashing import pypi_hashers
 from creamery.core.names import normalize, parse_filename, parse_version
 from creamery.core.version import __version__
 from creamery.storage.local import is_safe_relpath
@@ -373,11 +372,7 @@ def _publish(catalog: Catalog, upload: Upload) -> bool:
 
 async def _stream_to(client: httpx.AsyncClient, url: str, out: IO[bytes]) -> dict[str, str]:
     """Write the body of *url* to *out*; returns its digests (hex) by the facts' names."""
-    hashers: dict[str, Hasher] = {
-        "sha256": hashlib.sha256(),
-        "md5": hashlib.md5(usedforsecurity=False),
-        "blake2b_256": hashlib.blake2b(digest_size=32),
-    }
+    hashers = pypi_hashers()
     try:
         # identity: the hash is of the file itself, whatever a server thinks of .tar.gz
         async with client.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:

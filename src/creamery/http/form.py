@@ -7,7 +7,6 @@ within a bound. Whatever goes wrong, `ReceivedForm.discard()` leaves no file beh
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from creamery.core.errors import ClientError
-from creamery.core.hashing import Hasher
+from creamery.core.hashing import Hasher, pypi_hashers
 from creamery.http.asgi_types import Receive
 
 if TYPE_CHECKING:
@@ -190,12 +189,7 @@ class _PartReader:
                 self._fail(400, f"more than one {self._name!r} file in the form")
                 return
             self._fd, path = self.new_temp_file()
-            hashers: dict[str, Hasher] = {
-                "md5": hashlib.md5(usedforsecurity=False),
-                "sha256": hashlib.sha256(),
-                "blake2_256": hashlib.blake2b(digest_size=32),
-            }
-            self._file = ReceivedFile(self._filename, path, hashers=hashers)
+            self._file = ReceivedFile(self._filename, path, hashers=pypi_hashers())
             self.form.files[self._name] = self._file
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:

@@ -7,7 +7,6 @@ one reads files (hashes, core metadata) and runs in a thread.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
@@ -25,7 +24,7 @@ from starlette.responses import Response
 from creamery.catalog.facts import FactsCache, dedent_header_description
 from creamery.catalog.index import Distribution, Index
 from creamery.catalog.service import Catalog
-from creamery.core.hashing import Hasher
+from creamery.core.hashing import pypi_hashers
 from creamery.core.names import SIGNATURE, VersionKey, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.render.simple_api import entry_for, iso_time
@@ -336,11 +335,7 @@ class FileDigests:
 
 
 def hash_file(reader: Reader) -> dict[str, str]:
-    hashers: dict[str, Hasher] = {
-        "sha256": hashlib.sha256(),
-        "md5": hashlib.md5(usedforsecurity=False),
-        "blake2b_256": hashlib.blake2b(digest_size=32),
-    }
+    hashers = pypi_hashers()
     for chunk in chunks(reader, _CHUNK):
         for hasher in hashers.values():
             hasher.update(chunk)

@@ -45,8 +45,7 @@ STRICT_SDIST_SUFFIXES = (".tar.gz", ".zip")  # PEP 527
 _WHEEL_TAG = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
 _BUILD_TAG = re.compile(r"[0-9][A-Za-z0-9_.]*")
 _PYPISERVER_UPLOAD_NAME = re.compile(r"[a-z0-9_.!+-]+", re.IGNORECASE)  # its issue #102
-DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2_256"}
-STORED_DIGESTS = {"sha256": "sha256", "md5": "md5", "blake2_256": "blake2b_256"}  # form's: facts'
+DIGEST_FIELDS = {"md5_digest": "md5", "sha256_digest": "sha256", "blake2_256_digest": "blake2b_256"}
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,7 @@ _BLAKE2B_512_HEX = 128
 
 
 def _actual(content: ReceivedFile, algo: str, sent: str) -> str:
-    if algo == "blake2_256" and len(sent) == _BLAKE2B_512_HEX:
+    if algo == "blake2b_256" and len(sent) == _BLAKE2B_512_HEX:
         with content.path.open("rb") as spooled:  # rare: read the spooled file once more
             return hashlib.file_digest(spooled, "blake2b").hexdigest()
     return content.hexdigest(algo)
@@ -260,11 +259,7 @@ def accept_file(app: AppState, form: ReceivedForm, user_agent: str, user: str) -
 
 def stored_digests(content: ReceivedFile) -> dict[str, str]:
     """The digests computed while the upload streamed in, by the names the facts use."""
-    return {
-        fact: content.hexdigest(algo)
-        for algo, fact in STORED_DIGESTS.items()
-        if algo in content.hashers
-    }
+    return {name: content.hexdigest(name) for name in content.hashers}
 
 
 def _already_exists(filename: str, user_agent: str) -> FormError:
