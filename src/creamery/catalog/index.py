@@ -182,7 +182,7 @@ class Index:
         # Scans and stat() never yield hidden paths: no need to check again here.
         filename = stored.key.rpartition("/")[2]
         if is_legacy_sidecar(filename):
-            # Never listed nor served: moved into the state directory (`Creamery.start`).
+            # Never listed nor served: moved into the state directory (`catalog/service.py`).
             self.legacy[stored.key] = stored
             return set()
         if is_sidecar(filename):
