@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from support.corpus import Corpus, build_corpus
+from support.s3 import S3Server, s3_server
 from support.servers import Server, run_server
 
 
@@ -25,3 +26,19 @@ def server(corpus: Corpus) -> Iterator[Server]:
     """One default server over the corpus per test module."""
     with run_server(corpus.roots) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """One S3-compatible server (moto) for the session; each test takes its own bucket."""
+    pytest.importorskip("moto", reason="the s3 tests need moto[server] (the test extra)")
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Server) -> str:
+    """A fresh, empty bucket on the session's S3 server."""
+    if s3.paused:
+        s3.start()
+    return s3.new_bucket()

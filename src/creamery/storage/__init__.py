@@ -39,6 +39,12 @@ class AlreadyExists(Exception):
     Not an OSError: the store worked, the client asked for a name that is not free."""
 
 
+class StoreUnavailable(OSError):
+    """The store did not answer, or answered with its own failure (a network error, a timeout,
+    a 5xx): the request may succeed later. HTTP answers it with 503 and `Retry-After`; a read
+    of a key that is gone raises FileNotFoundError instead (404)."""
+
+
 class UnsafeKey(ValueError):
     """A key that breaks the key rule (`is_safe_relpath`) was given to a write."""
 
@@ -103,8 +109,14 @@ class Listing(NamedTuple):
 
 class Storage(Protocol):
     """What the catalog needs of a store. Errors: `AlreadyExists`, `UnsafeKey`, and OSError
-    for the store's own failures (a full disk, a network error); a read of a key that is gone
-    raises FileNotFoundError."""
+    for the store's own failures (a full disk; `StoreUnavailable` for a store that does not
+    answer); a read of a key that is gone raises FileNotFoundError.
+
+    *remote*: every call may wait on a network (an object store): callers on an event loop
+    run them in a worker thread. False for a local file system, whose calls are cheap enough
+    to make inline on the hot paths."""
+
+    remote: bool
 
     # ------------------------------------------------------------------ reading
 

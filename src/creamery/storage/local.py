@@ -82,6 +82,8 @@ class LocalReader:
 
 
 class LocalStorage:
+    remote = False  # system calls on a local (or mounted) file system: cheap, made inline
+
     def __init__(self, roots: tuple[Path, ...]) -> None:
         self.roots = tuple(Path(r) for r in roots)
         # Each root's text is the `place` of its files: one string shared by all of them.
