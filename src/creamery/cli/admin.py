@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING
 from creamery.core.config import (
     DEFAULT_ROOT,
     ConfigError,
-    check_root,
+    check_root_spec,
     check_state_dir,
     default_state_dir,
 )
+from creamery.core.objects import ObjectRoot, is_object_url
 
 if TYPE_CHECKING:
     from creamery.catalog.service import Catalog
@@ -71,13 +72,19 @@ def _read_password(from_stdin: bool) -> str:
 def _add_release_arguments(parser: argparse.ArgumentParser, *, version_required: bool) -> None:
     parser.add_argument("project", metavar="PROJECT")
     parser.add_argument("version", metavar="VERSION", nargs=None if version_required else "?")
-    parser.add_argument("package_directory", metavar="PACKAGES_DIRECTORY", nargs="*")
+    parser.add_argument(
+        "package_directory",
+        metavar="PACKAGES_DIRECTORY",
+        nargs="*",
+        help="directories or s3://BUCKET[/PREFIX] roots, as the server has them",
+    )
     parser.add_argument(
         "--state-dir",
         metavar="DIR",
         help=f"the server's --state-dir (default: ${STATE_DIR_ENV}, else .creamery in the first"
         " package directory)",
     )
+    add_s3_arguments(parser)
 
 
 def add_yank_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,19 +107,55 @@ def open_catalog(args: argparse.Namespace) -> Catalog:
     from creamery.catalog.service import Catalog
     from creamery.core.config import Config
 
-    if args.version and not args.package_directory and os.path.isdir(args.version):
+    version = args.version
+    if (
+        version
+        and not args.package_directory
+        and (os.path.isdir(version) or is_object_url(version))
+    ):
         # `creamery remove PROJECT DIR`: the optional version was left out.
-        args.version, args.package_directory = None, [args.version]
-    roots = tuple(check_root(Path(d)) for d in (args.package_directory or [DEFAULT_ROOT]))
-    catalog = Catalog(Config(roots=roots, state_dir=state_dir_of(args, roots)))
+        args.version, args.package_directory = None, [version]
+    roots = roots_of(args)
+    config = Config(roots=roots, state_dir=state_dir_of(args, roots))
+    catalog = Catalog(config.with_updates(**s3_settings(args)))
     catalog.load()
     return catalog
 
 
-def state_dir_of(args: argparse.Namespace, roots: tuple[Path, ...]) -> Path:
-    """`--state-dir`, else $CREAMERY_STATE_DIR, else the server's default; checked."""
+def roots_of(args: argparse.Namespace) -> tuple[Path | ObjectRoot, ...]:
+    """The directories and s3:// roots given (default: ~/packages), checked."""
+    return tuple(check_root_spec(d) for d in (args.package_directory or [DEFAULT_ROOT]))
+
+
+def add_s3_arguments(parser: argparse.ArgumentParser) -> None:
+    """For an s3:// root: the options `creamery run` has (each also from its CREAMERY_S3_*
+    variable, as the server reads it); the AWS_* variables are read by the store's client."""
+    parser.add_argument("--s3-endpoint-url", metavar="URL", help="the S3-compatible store")
+    parser.add_argument("--s3-region", metavar="REGION", help="the bucket's region")
+    parser.add_argument("--s3-profile", metavar="NAME", help="the AWS profile to use")
+
+
+def s3_settings(args: argparse.Namespace) -> dict[str, str | None]:
+    """The object-storage Config fields from *args*, else from the CREAMERY_S3_* variables."""
+    from creamery.core.config import parse_endpoint_url
+
+    found: dict[str, str | None] = {}
+    for name in ("endpoint_url", "region", "profile"):
+        value = getattr(args, f"s3_{name}", None) or os.environ.get(f"CREAMERY_S3_{name.upper()}")
+        if value and value.strip():
+            found[f"s3_{name}"] = value.strip()
+    found["s3_endpoint_url"] = parse_endpoint_url(found.get("s3_endpoint_url"))
+    return found
+
+
+def state_dir_of(args: argparse.Namespace, roots: tuple[Path | ObjectRoot, ...]) -> Path | None:
+    """`--state-dir`, else $CREAMERY_STATE_DIR, else the server's default; checked. With a
+    bucket first, the state is in the bucket: the directory given is only the local scratch."""
     given = getattr(args, "state_dir", None) or os.environ.get(STATE_DIR_ENV) or None
-    return check_state_dir(default_state_dir(roots, Path(given) if given else None), roots)
+    if isinstance(roots[0], ObjectRoot):
+        return Path(given).expanduser() if given else None
+    local = tuple(r for r in roots if isinstance(r, Path))
+    return check_state_dir(default_state_dir(local, Path(given) if given else None), roots)
 
 
 def yank(args: argparse.Namespace) -> int:

@@ -22,18 +22,26 @@ from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
 from creamery.core.config import (
     DEFAULT_FALLBACK_URL,
     DEFAULT_ROOT,
+    LOCAL_FEED_SECONDS,
+    LOCAL_RESCAN_SECONDS,
+    OBJECT_FEED_SECONDS,
+    OBJECT_RESCAN_SECONDS,
     UPLOAD_POLICIES,
     Config,
     ConfigError,
     check_auth,
-    check_root,
+    check_mirror_cache,
+    check_root_spec,
     check_state_dir,
     parse_auth_actions,
     parse_base_url,
+    parse_endpoint_url,
     parse_hash_algo,
     parse_health_endpoint,
+    parse_redirect_seconds,
 )
 from creamery.core.names import normalize
+from creamery.core.objects import ObjectRoot
 from creamery.core.version import __version__
 
 PROG = "creamery"
@@ -172,8 +180,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "package_directory",
         metavar="PACKAGES_DIRECTORY",
         nargs="*",
-        help="directories to serve, scanned recursively; uploads go to the first (default: "
-        "~/packages)",
+        help="directories or s3://BUCKET[/PREFIX] roots to serve, scanned recursively;"
+        " uploads go to the first (default: ~/packages)",
     )
     parser.add_argument(
         "-p", "--port", type=_port, default=_DEFAULTS.port, help="listen on PORT (default: 8080)"
@@ -257,14 +265,17 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--state-dir",
         metavar="DIR",
         help="creamery's own data: yank state, provenance, upload facts, change feed, "
-        "upload scratch (default: .creamery in the first package directory)",
+        "upload scratch (default: .creamery in the first package directory; with an s3:// "
+        "root first, the state is in the bucket and this is the local upload scratch)",
     )
     parser.add_argument(
         "--rescan-interval",
         metavar="SECONDS",
         type=_seconds,
         default=_DEFAULTS.rescan_interval,
-        help="seconds between safety rescans of the directories; 0 disables",
+        help=f"seconds between safety rescans of the roots, which find what other tools changed;"
+        f" 0 disables (default: {LOCAL_RESCAN_SECONDS:g}, {OBJECT_RESCAN_SECONDS:g} with an"
+        f" s3:// root)",
     )
     parser.add_argument(
         "--disable-watch",
@@ -280,6 +291,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="logging configuration file (INI for fileConfig, or .json for dictConfig)",
     )
     _add_mirror_arguments(parser)
+    _add_object_storage_arguments(parser)
     parser.add_argument(
         "--max-upload-size",
         metavar="SIZE",
@@ -360,6 +372,73 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_object_storage_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "object storage (s3:// roots; credentials, region and endpoint also come from the "
+        "standard AWS_* variables and files)"
+    )
+    group.add_argument(
+        "--s3-endpoint-url",
+        metavar="URL",
+        type=_checked(parse_endpoint_url),
+        help="the S3-compatible store to talk to, such as http://minio:9000 (default:"
+        " $AWS_ENDPOINT_URL, else AWS S3)",
+    )
+    group.add_argument(
+        "--s3-region", metavar="REGION", help="the bucket's region (default: $AWS_REGION)"
+    )
+    group.add_argument(
+        "--s3-profile",
+        metavar="NAME",
+        help="the profile of the AWS config and credentials files (default: $AWS_PROFILE)",
+    )
+    group.add_argument(
+        "--s3-redirect",
+        metavar="SECONDS",
+        nargs="?",
+        const="true",
+        type=_checked(parse_redirect_seconds),
+        help="answer downloads with a 302 to a URL presigned for SECONDS (default 300), so "
+        "bytes go from the store to the client, which must reach the store",
+    )
+    group.add_argument(
+        "--s3-timeout",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        default=_DEFAULTS.s3_timeout,
+        help=f"give up on one request to the store after this long: downloads answer 503 "
+        f"(default: {_DEFAULTS.s3_timeout:g})",
+    )
+    group.add_argument(
+        "--feed-interval",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        help=f"how often to look for other replicas' writes in the change feed (default: "
+        f"{OBJECT_FEED_SECONDS:g} with an s3:// root first, {LOCAL_FEED_SECONDS:g} otherwise)",
+    )
+    group.add_argument(
+        "--snapshot-interval",
+        metavar="SECONDS",
+        type=_seconds,
+        default=_DEFAULTS.snapshot_interval,
+        help=f"how often a replica writes the index snapshot that lets others start without "
+        f"listing the bucket; 0 never (default: {_DEFAULTS.snapshot_interval:g})",
+    )
+
+
+def _checked(parse: Callable[[str], _T]) -> Callable[[str], _T]:
+    """A Config parser as an argparse type: its ConfigError is a usage error."""
+
+    def convert(text: str) -> _T:
+        try:
+            return parse(text)
+        except ConfigError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    convert.__name__ = parse.__name__
+    return convert
+
+
 def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("caching mirror (instead of redirecting to --fallback-url)")
     group.add_argument(
@@ -374,7 +453,11 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.mirror_ttl,
         help="how long a fetched project page stays fresh (default: 600)",
     )
-    group.add_argument("--mirror-cache", metavar="DIR", help="where mirrored files are kept")
+    group.add_argument(
+        "--mirror-cache",
+        metavar="DIR",
+        help="where mirrored files are kept (or s3://BUCKET/PREFIX)",
+    )
     group.add_argument(
         "--mirror-max-size",
         metavar="SIZE",
@@ -409,7 +492,8 @@ def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
         "package_directory",
         metavar="PACKAGES_DIRECTORY",
         nargs="*",
-        help="directories whose projects to check, scanned recursively (default: ~/packages)",
+        help="directories or s3:// roots whose projects to check, scanned recursively (default:"
+        " ~/packages)",
     )
     parser.add_argument(
         "-x",
@@ -464,6 +548,7 @@ def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"the server's --state-dir, where -x spools and records downloads (default:"
         f" ${admin.STATE_DIR_ENV}, else .creamery in the first package directory)",
     )
+    admin.add_s3_arguments(parser)
 
 
 # ---------------------------------------------------------------- subcommands
@@ -614,8 +699,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         with settings.blame(sources, dest):
             return convert(getattr(args, dest))
 
-    def directories(given: Sequence[str | Path] | None) -> tuple[Path, ...]:
-        return tuple(check_root(Path(directory)) for directory in given or (DEFAULT_ROOT,))
+    def directories(given: Sequence[str | Path] | None) -> tuple[Path | ObjectRoot, ...]:
+        return tuple(check_root_spec(directory) for directory in given or (DEFAULT_ROOT,))
 
     config = Config(
         host=args.host,
@@ -642,6 +727,13 @@ def config_from_args(args: argparse.Namespace) -> Config:
         cache_dir=_path(args.cache_dir),
         state_dir=_path(args.state_dir),
         rescan_interval=args.rescan_interval,
+        s3_endpoint_url=args.s3_endpoint_url,
+        s3_region=args.s3_region or None,
+        s3_profile=args.s3_profile or None,
+        s3_redirect=args.s3_redirect,
+        s3_timeout=args.s3_timeout,
+        feed_interval=args.feed_interval,
+        snapshot_interval=args.snapshot_interval,
         watch=not args.disable_watch,
         max_upload_size=args.max_upload_size,
         upload_policy=args.upload_policy,
@@ -649,7 +741,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),
         mirror=args.mirror,
         mirror_ttl=args.mirror_ttl,
-        mirror_cache=_path(args.mirror_cache),
+        mirror_cache=checked("mirror_cache", _mirror_cache),
         mirror_max_size=args.mirror_max_size,
         mirror_merge=checked("mirror_merge", parse_merge_list),
         extra_upstreams=tuple(args.extra_upstream),
@@ -691,6 +783,10 @@ def parse_merge_list(items: list[str]) -> tuple[str, ...]:
         else:
             names.append(item)
     return tuple(sorted({normalize(n) for n in names if n}))
+
+
+def _mirror_cache(text: str | None) -> Path | ObjectRoot | None:
+    return None if text is None else check_mirror_cache(text)
 
 
 def _path(text: str | None) -> Path | None:

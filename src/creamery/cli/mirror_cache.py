@@ -7,7 +7,13 @@ import os
 import time
 from pathlib import Path
 
-from creamery.core.config import DEFAULT_ROOT, Config, check_root
+from creamery.core.config import (
+    DEFAULT_ROOT,
+    Config,
+    ConfigError,
+    check_mirror_cache,
+    check_root_spec,
+)
 from creamery.core.names import normalize
 from creamery.mirror.cache import MirrorCache
 
@@ -48,13 +54,17 @@ def cache_command(args: argparse.Namespace) -> int:
 
 def _cache_directory(args: argparse.Namespace) -> Path:
     if args.mirror_cache:
-        return Path(args.mirror_cache).expanduser()
-    roots = args.package_directory or [DEFAULT_ROOT]
-    state_dir = os.environ.get("CREAMERY_STATE_DIR")  # the server's --state-dir
-    config = Config(
-        roots=(check_root(Path(roots[0])),), state_dir=Path(state_dir) if state_dir else None
-    )
-    return config.mirror_cache_dir()
+        found = check_mirror_cache(args.mirror_cache)
+    else:
+        roots = args.package_directory or [DEFAULT_ROOT]
+        state_dir = os.environ.get("CREAMERY_STATE_DIR")  # the server's --state-dir
+        config = Config(
+            roots=(check_root_spec(roots[0]),), state_dir=Path(state_dir) if state_dir else None
+        )
+        found = config.mirror_cache_location()
+    if not isinstance(found, Path):
+        raise ConfigError(f"mirror-cache can't show or clear a cache in a bucket yet ({found})")
+    return found
 
 
 def _show(cache: MirrorCache) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from creamery.core.config import PATH_FIELDS, ConfigError
+from creamery.core.objects import is_object_url
 
 ENV_PREFIX = "CREAMERY_"
 CONFIG_FILE_ENV = "CREAMERY_CONFIG"  # the environment's `--config FILE`
@@ -82,7 +83,7 @@ class Option:
             if self.kind == "list":
                 return [item.strip() for item in text.split(",") if item.strip()]
             if self.kind == "paths":
-                return [item for item in text.split(os.pathsep) if item]
+                return split_paths(text)
             return self.check(text)
         except (argparse.ArgumentTypeError, ValueError, TypeError) as error:
             raise ConfigError(f"{self.env_label(text)}: {error}") from None
@@ -155,7 +156,21 @@ def _count(text: str) -> int:
     return value
 
 
+def split_paths(text: str) -> list[str]:
+    """`CREAMERY_PACKAGES_DIRECTORY=/a:s3://bucket/prefix:/b`: split on the path separator,
+    except the one in `s3://`."""
+    items: list[str] = []
+    for item in text.split(os.pathsep):
+        if items and items[-1].lower() == "s3" and item.startswith("//"):
+            items[-1] += os.pathsep + item
+        else:
+            items.append(item)
+    return [item for item in items if item]
+
+
 def _resolve(text: str, base: Path) -> str:
+    if is_object_url(text):  # an s3:// root or cache is not relative to the file
+        return text
     path = Path(text).expanduser()
     return str(path if path.is_absolute() else base / path)
 

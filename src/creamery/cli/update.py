@@ -31,11 +31,12 @@ from packaging.version import Version
 
 from creamery.catalog.facts import read_metadata_bytes
 from creamery.catalog.service import AlreadyExists, Catalog, Upload
-from creamery.cli.admin import state_dir_of
+from creamery.cli.admin import roots_of, s3_settings, state_dir_of
 from creamery.core import durable
-from creamery.core.config import DEFAULT_ROOT, Config, ConfigError, check_root
+from creamery.core.config import Config, ConfigError
 from creamery.core.hashing import pypi_hashers
 from creamery.core.names import normalize, parse_filename, parse_version
+from creamery.core.objects import ObjectRoot
 from creamery.core.version import __version__
 from creamery.storage.local import is_safe_relpath
 
@@ -58,7 +59,7 @@ class NotOnIndex(UpdateError):
 
 @dataclass(frozen=True)
 class Settings:
-    roots: tuple[Path, ...]
+    roots: tuple[Path | ObjectRoot, ...]
     index_url: str  # as given; pages are at <index_url>/<normalized name>/
     download_dir: Path | None = None  # None: beside the project's latest file
     execute: bool = False
@@ -67,10 +68,12 @@ class Settings:
     timeout: float | None = 30.0
     concurrency: int = 8
     state_dir: Path | None = None  # the server's --state-dir (None: its default)
+    s3: tuple[tuple[str, str | None], ...] = ()  # the s3_* Config fields, for s3:// roots
 
     def catalog(self) -> Catalog:
         """The catalog of these directories, as a server of them has it."""
-        return Catalog(Config(roots=self.roots, state_dir=self.state_dir))
+        config = Config(roots=self.roots, state_dir=self.state_dir)
+        return Catalog(config.with_updates(**dict(self.s3)))
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,8 @@ class Hosted:
     project: str  # PEP 503-normalized
     name: str  # as spelled in the latest file's name
     version: str  # as spelled in the latest file's name
-    directory: Path  # where the latest file lives
+    # Where the latest file lives: a directory, or (an s3:// root) its relative key prefix.
+    directory: Path
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class Update:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The `update` namespace as Settings; ConfigError names the first bad value."""
     download_dir = args.download_directory
-    roots = tuple(check_root(Path(d)) for d in args.package_directory or [DEFAULT_ROOT])
+    roots = roots_of(args)
     return Settings(
         roots=roots,
         index_url=check_index_url(args.index_url),
@@ -119,6 +123,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         timeout=args.timeout or None,
         concurrency=args.concurrency,
         state_dir=state_dir_of(args, roots),
+        s3=tuple(s3_settings(args).items()),
     )
 
 
@@ -151,8 +156,9 @@ def hosted_projects(catalog: Catalog, ignored: frozenset[str]) -> list[Hosted]:
         latest = index.distributions(project)[-1]
         parsed = latest.parsed
         path = catalog.storage.local_path(latest.stored)
-        assert path is not None  # directories: every file has a path
-        hosted.append(Hosted(project, parsed.raw_name, parsed.version, Path(path).parent))
+        # A file in a bucket has no path: its directory is the key's, relative to the root.
+        directory = Path(path).parent if path else Path(latest.relpath).parent
+        hosted.append(Hosted(project, parsed.raw_name, parsed.version, directory))
     return hosted
 
 
@@ -312,11 +318,17 @@ async def download(
     Spooled in the scratch area, verified, then published through the catalog: the name
     appears complete or not at all, and only if it is free (put-if-absent).
     """
-    if (directory / file.filename).exists():
+    below = relative_to_upload_root(catalog, directory)
+    in_store = not directory.is_absolute()  # a key prefix of an s3:// upload root
+    if in_store:
+        key = f"{below}/{file.filename}" if below else file.filename
+        stat = catalog.storage.stat
+        if key in catalog.index.files or await asyncio.to_thread(stat, key) is not None:
+            return False
+    elif (directory / file.filename).exists():
         return False
     if file.sha256 is None:
         raise UpdateError(f"{file.filename}: the index gives no sha256 to verify it; not saved")
-    below = relative_to_upload_root(catalog, directory)
     fd, spool = catalog.new_spool() if below is not None else _temp_in(directory)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -330,7 +342,7 @@ async def download(
             )
         if below is None:  # not where the catalog publishes: a plain download
             saved = durable.place(spool, directory / file.filename, overwrite=False)
-            relpath = catalog.storage.locate(str(directory.absolute() / file.filename))
+            relpath = _locate(catalog, directory.absolute() / file.filename)
             if saved and relpath is not None:  # in another package directory
                 catalog.record([relpath])
             return saved
@@ -341,8 +353,15 @@ async def download(
 
 
 def relative_to_upload_root(catalog: Catalog, directory: Path) -> str | None:
-    """*directory* as a relpath in the catalog's upload root (where it publishes), or None."""
-    root = catalog.storage.upload_root.absolute()
+    """*directory* as a relpath in the catalog's upload root (where it publishes), or None.
+    A relative *directory* is a key prefix in an s3:// upload root already."""
+    if not directory.is_absolute():
+        below = directory.as_posix()
+        return "" if below == "." else below
+    upload_root = catalog.config.upload_root
+    if not isinstance(upload_root, Path):
+        return None  # -d DIR beside a bucket: a plain download
+    root = upload_root.absolute()
     try:
         below = directory.absolute().relative_to(root).as_posix()
     except ValueError:
@@ -350,6 +369,17 @@ def relative_to_upload_root(catalog: Catalog, directory: Path) -> str | None:
     if below == ".":
         return ""
     return below if is_safe_relpath(below) else None
+
+
+def _locate(catalog: Catalog, path: Path) -> str | None:
+    """The relpath of *path* in one of the catalog's directories, or None."""
+    for root in catalog.config.local_roots:
+        try:
+            below = path.relative_to(root.absolute()).as_posix()
+        except ValueError:
+            continue
+        return below if is_safe_relpath(below) else None
+    return None
 
 
 def _temp_in(directory: Path) -> tuple[int, Path]:

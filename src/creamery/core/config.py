@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from creamery.core.objects import ObjectRoot, S3Options, is_object_url, parse_object_root
+
 AUTH_ACTIONS = ("download", "list", "update")
 UPLOAD_POLICIES = ("strict", "pypiserver")
 DEFAULT_ROOT = Path("~/packages")
@@ -36,6 +38,20 @@ RESERVED_PATHS = frozenset(
 # The prefix routes of routes.py: a health endpoint below one of them would be hidden by it.
 RESERVED_PREFIXES = ("/simple/", "/packages/", "/upstream/", "/+simple/", "/legacy/+simple/")
 Auther = Callable[[str, str], bool]
+# Seconds between safety rescans (other tools' changes that no event or feed reports): a listing
+# of a bucket costs a request per 1,000 keys, so object roots are listed less often.
+LOCAL_RESCAN_SECONDS = 30.0
+OBJECT_RESCAN_SECONDS = 60.0
+# Seconds between polls of the change feed: a local feed costs two `stat`s, an object feed a
+# request to the store (what other replicas wrote shows up within this, plus a request).
+LOCAL_FEED_SECONDS = 0.05
+OBJECT_FEED_SECONDS = 1.0
+DEFAULT_SNAPSHOT_SECONDS = 300.0  # an object root's index snapshot, written this often
+DEFAULT_REDIRECT_SECONDS = 300  # --s3-redirect without a value: presigned URLs live 5 minutes
+MAX_REDIRECT_SECONDS = 7 * 24 * 3600  # SigV4's limit
+S3_EXTRA_HINT = "s3:// roots need the s3 extra: pip install 'creamery[s3]'"
+# Config fields holding a path or an s3:// root (or None).
+OBJECT_FIELDS = ("mirror_cache",)
 # Config fields holding a path (or None).
 PATH_FIELDS = (
     "password_file",
@@ -57,7 +73,7 @@ class ConfigError(ValueError, RuntimeError):
 
 @dataclass(frozen=True)
 class Config:
-    roots: tuple[Path, ...] = ()
+    roots: tuple[Path | ObjectRoot, ...] = ()
     host: str = "0.0.0.0"
     port: int = 8080
     authenticate: frozenset[str] = frozenset({"update"})
@@ -83,7 +99,8 @@ class Config:
     log_err_frmt: str = DEFAULT_LOG_ERR_FRMT
     workers: int = 1
     cache_dir: Path | None = None  # facts cache (hashes, METADATA); default under ~/.cache
-    rescan_interval: float = 30.0  # seconds between safety rescans; 0 disables
+    # Seconds between safety rescans; 0 disables; None: 30 for directories, 60 for buckets.
+    rescan_interval: float | None = None
     watch: bool = True  # file-system events
     max_upload_size: int = 1 << 30
     upload_policy: str = "strict"  # "strict" (PyPI's rules) or "pypiserver" (what it accepts)
@@ -92,7 +109,7 @@ class Config:
     # Caching mirror of the fallback URL (and extra upstreams) instead of redirecting to it.
     mirror: bool = False
     mirror_ttl: float = 600.0  # seconds a fetched project page stays fresh
-    mirror_cache: Path | None = None  # default: <state directory>/mirror
+    mirror_cache: Path | ObjectRoot | None = None  # default: <state directory>/mirror
     mirror_max_size: int | None = None  # bytes of cached files; None: unbounded
     mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
     extra_upstreams: tuple[str, ...] = ()
@@ -103,24 +120,88 @@ class Config:
     body_timeout: float = 30.0  # seconds a request body may stay silent; 0 disables
     max_client_requests: int = 100  # requests in progress per client address; 0 disables
     reuse_port: bool = False  # share the port with other processes (SO_REUSEPORT)
-    # creamery's own data (yank state, provenance, facts, feed, scratch): <first root>/.creamery
+    # creamery's own data (yank state, provenance, facts, feed, scratch): <first root>/.creamery.
+    # With a bucket first, its state is in the bucket (<prefix>/.creamery/) and this is the
+    # local scratch directory (upload spools, locks).
     state_dir: Path | None = None
+    # Object storage (s3:// roots); None: the standard AWS variables and files decide.
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_profile: str | None = None
+    s3_redirect: int | None = None  # answer downloads with 302 to URLs presigned for N seconds
+    s3_timeout: float = 10.0  # seconds for one request to the store
+    feed_interval: float | None = None  # seconds between feed polls; None: 0.05 local, 1 bucket
+    snapshot_interval: float = DEFAULT_SNAPSHOT_SECONDS  # an object root's index snapshot; 0: never
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
     def with_updates(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
     @property
-    def upload_root(self) -> Path:
+    def upload_root(self) -> Path | ObjectRoot:
         return self.roots[0]
 
-    def mirror_cache_dir(self) -> Path:
+    @property
+    def local_roots(self) -> tuple[Path, ...]:
+        """The directories among the roots (watched, cleaned of leftovers)."""
+        return tuple(r for r in self.roots if isinstance(r, Path))
+
+    @property
+    def object_roots(self) -> tuple[ObjectRoot, ...]:
+        return tuple(r for r in self.roots if isinstance(r, ObjectRoot))
+
+    def s3_options(self) -> S3Options:
+        return S3Options(
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            profile=self.s3_profile,
+            redirect_seconds=self.s3_redirect,
+            timeout=self.s3_timeout,
+        )
+
+    def rescan_seconds(self) -> float:
+        if self.rescan_interval is not None:
+            return self.rescan_interval
+        return OBJECT_RESCAN_SECONDS if self.object_roots else LOCAL_RESCAN_SECONDS
+
+    def feed_seconds(self) -> float:
+        if self.feed_interval is not None:
+            return self.feed_interval
+        return (
+            OBJECT_FEED_SECONDS if isinstance(self.upload_root, ObjectRoot) else LOCAL_FEED_SECONDS
+        )
+
+    def mirror_cache_location(self) -> Path | ObjectRoot:
+        """Where the mirror keeps its files: `--mirror-cache` (a directory or an s3:// prefix),
+        else `mirror` in the state (the bucket's `.creamery/mirror` with a bucket first)."""
         if self.mirror_cache is not None:
             return self.mirror_cache
-        return self.state_directory() / "mirror"
+        state = self.state_directory()
+        return state.below("mirror") if isinstance(state, ObjectRoot) else state / "mirror"
 
-    def state_directory(self) -> Path:
-        return default_state_dir(self.roots, self.state_dir)
+    def mirror_cache_dir(self) -> Path:
+        """The mirror's cache as a directory: where a cache in a bucket is not supported, a
+        per-process one in the local scratch."""
+        location = self.mirror_cache_location()
+        return location if isinstance(location, Path) else self.scratch_directory() / "mirror"
+
+    def state_directory(self) -> Path | ObjectRoot:
+        """Where the state lives: a directory, or the `.creamery/` prefix of the first root's
+        bucket (shared by every replica; `--state-dir` is then the local scratch)."""
+        first = self.upload_root
+        if isinstance(first, ObjectRoot):
+            return first.state()
+        return default_state_dir(self.local_roots, self.state_dir)
+
+    def scratch_directory(self) -> Path:
+        """The local directory for upload spools and locks: the state directory itself for a
+        directory first; with a bucket first, `--state-dir`, else one under the cache dir."""
+        state = self.state_directory()
+        if isinstance(state, Path):
+            return state
+        if self.state_dir is not None:
+            return self.state_dir
+        return self.facts_cache_dir() / "scratch"
 
     def facts_cache_dir(self) -> Path:
         if self.cache_dir is not None:
@@ -135,7 +216,7 @@ class Config:
             if f.name == "auther":
                 continue
             value = getattr(self, f.name)
-            if isinstance(value, Path):
+            if isinstance(value, Path | ObjectRoot):
                 value = str(value)
             elif isinstance(value, tuple | frozenset):
                 value = [str(v) for v in value]
@@ -145,14 +226,20 @@ class Config:
     @classmethod
     def from_json(cls, text: str) -> Config:
         data = json.loads(text)
-        data["roots"] = tuple(Path(p) for p in data["roots"])
+        data["roots"] = tuple(_root_from_text(p) for p in data["roots"])
         data["mirror_merge"] = tuple(data.get("mirror_merge", ()))
         data["extra_upstreams"] = tuple(data.get("extra_upstreams", ()))
         data["authenticate"] = frozenset(data["authenticate"])
         for name in PATH_FIELDS:
             if data.get(name) is not None:
-                data[name] = Path(data[name])
+                data[name] = (
+                    _root_from_text(data[name]) if name in OBJECT_FIELDS else Path(data[name])
+                )
         return cls(**data)
+
+
+def _root_from_text(text: str) -> Path | ObjectRoot:
+    return parse_object_root(text) if is_object_url(text) else Path(text)
 
 
 # ---------------------------------------------------------------- validators (argparse types)
@@ -195,6 +282,38 @@ def parse_hash_algo(text: str | None) -> str | None:
     return name
 
 
+def parse_redirect_seconds(text: str | int | None) -> int | None:
+    """`--s3-redirect[=SECONDS]`: how long presigned download URLs live; a bare flag (or
+    true/yes/on) is 300 seconds, 0/no/off/false streams the bytes instead."""
+    if text is None:
+        return None
+    word = str(text).strip().lower()
+    if word in FALSE_WORDS:
+        return None
+    if word in ("", "1", "true", "yes", "on", "y", "t") and not isinstance(text, int):
+        return DEFAULT_REDIRECT_SECONDS
+    try:
+        seconds = int(word)
+    except ValueError:
+        raise ConfigError(f"--s3-redirect: {text!r} is not a number of seconds") from None
+    if not 1 <= seconds <= MAX_REDIRECT_SECONDS:
+        raise ConfigError(
+            f"--s3-redirect: {seconds} is not between 1 and {MAX_REDIRECT_SECONDS} seconds"
+        )
+    return seconds
+
+
+def parse_endpoint_url(text: str | None) -> str | None:
+    """`--s3-endpoint-url`: an http:// or https:// URL (MinIO, Ceph RGW, Garage, R2)."""
+    if text is None or not text.strip():
+        return None
+    url = text.strip()
+    scheme, sep, rest = url.partition("://")
+    if scheme.lower() not in ("http", "https") or not sep or not rest.strip("/"):
+        raise ConfigError(f"--s3-endpoint-url {text!r} is not an http:// or https:// URL")
+    return url
+
+
 def parse_health_endpoint(text: str) -> str:
     if text in RESERVED_PATHS or text.startswith(RESERVED_PREFIXES):
         raise ConfigError(f"provided health endpoint {text!r} overlaps with existing routes")
@@ -212,6 +331,34 @@ def parse_base_url(text: str) -> str:
         path = "/" + path.split("://", 1)[1].partition("/")[2]
     path = "/" + path.strip("/")
     return path
+
+
+def check_root_spec(text: str | os.PathLike[str]) -> Path | ObjectRoot:
+    """A root as given (command line, file, environment, `app(roots=...)`): an `s3://` URL
+    (checked, and the s3 extra installed) or a directory (which must exist and be listable)."""
+    if is_object_url(text):
+        return check_object_root(str(text))
+    return check_root(Path(text))
+
+
+def check_object_root(text: str) -> ObjectRoot:
+    """A valid `s3://BUCKET[/PREFIX]`, with its client installed (not imported: a process
+    that only parses options, the CLI's `--print-config`, loads no S3 client)."""
+    import importlib.util
+
+    try:
+        root = parse_object_root(text)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if importlib.util.find_spec("obstore") is None:
+        raise ConfigError(f"{text}: {S3_EXTRA_HINT}")
+    return root
+
+
+def check_mirror_cache(text: str | os.PathLike[str]) -> Path | ObjectRoot:
+    if is_object_url(text):
+        return check_object_root(str(text))
+    return Path(text).expanduser()
 
 
 def check_root(path: Path) -> Path:
@@ -235,10 +382,12 @@ def default_state_dir(roots: tuple[Path, ...], state_dir: Path | None) -> Path:
     return roots[0] / ".creamery"
 
 
-def check_state_dir(path: Path, roots: tuple[Path, ...]) -> Path:
+def check_state_dir(path: Path, roots: tuple[Path | ObjectRoot, ...]) -> Path:
     """A state directory inside a package directory must be hidden, or it would be listed."""
     resolved = path.expanduser().resolve()
     for root in roots:
+        if isinstance(root, ObjectRoot):
+            continue
         inside = resolved.is_relative_to(root.resolve())
         parts = resolved.relative_to(root.resolve()).parts if inside else ()
         if inside and not any(p.startswith(".") for p in parts):
@@ -303,7 +452,7 @@ def config_from_app_kwargs(kwargs: dict[str, Any]) -> Config:
         roots = [DEFAULT_ROOT]
     elif isinstance(roots, str | os.PathLike):
         roots = [roots]
-    changes["roots"] = tuple(check_root(Path(r)) for r in roots)
+    changes["roots"] = tuple(check_root_spec(r) for r in roots)
     if "authenticate" in kwargs:
         changes["authenticate"] = parse_auth_actions(kwargs.pop("authenticate"))
     if "password_file" in kwargs:
