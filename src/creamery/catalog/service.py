@@ -1,6 +1,10 @@
 """The catalog: the one service through which the index is read and changed.
 
-It owns the storage, the state directory, the in-memory index, the facts and the change feed.
+It owns the storage, the state directory, the in-memory index, the facts and the change feed,
+and builds them from the roots: directories only (`LocalStorage`, the state directory and its
+local feed, as always), or with `s3://` roots (`S3Storage`, `LayeredStorage` for a mix; with a
+bucket first, the state and the change feed are under its `.creamery/` prefix, shared by every
+replica, and the index starts from the snapshot there). The S3 client is imported only then.
 Every write goes through it, from HTTP handlers and from the CLI alike (`publish`,
 `set_yanked`, `remove`), and it records every change it makes (`record`, last: the commit
 point's announcement) so other processes (server workers, a server beside the CLI) see it
@@ -12,9 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from creamery.catalog import publish as publishing
 from creamery.catalog import releases
@@ -24,8 +29,13 @@ from creamery.changes import ChangeFeed
 from creamery.changes.follower import Follower
 from creamery.changes.local_feed import LocalFeed
 from creamery.core.config import Config
+from creamery.core.objects import ObjectRoot
+from creamery.storage import Storage
 from creamery.storage.local import LocalStorage
 from creamery.storage.state import StateDir
+
+if TYPE_CHECKING:
+    from creamery.catalog.snapshot import Snapshots
 
 log = logging.getLogger("creamery.catalog")
 
@@ -39,10 +49,15 @@ Upload = publishing.Upload
 class Catalog:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.state = StateDir(config.state_directory())
-        self.storage = LocalStorage(config.roots)
+        self.storage: Storage = open_storage(config)
+        self.state = open_state(config)
         self.index = Index(self.storage, self.state)
-        self.feed: ChangeFeed = LocalFeed(self.state.path)
+        self.feed: ChangeFeed = open_feed(config, self.state)
+        self.snapshots: Snapshots | None = None
+        if isinstance(config.upload_root, ObjectRoot):
+            from creamery.catalog.snapshot import Snapshots
+
+            self.snapshots = Snapshots(self.state, self.index)
         # Created before any scan: what is appended while one runs is applied again, not missed.
         self.follower = Follower(self.feed, self.index.refresh, self.index.rescan)
         self._moving_lock = threading.Lock()
@@ -59,8 +74,26 @@ class Catalog:
     def load(self) -> None:
         """For a one-shot process (a CLI command): scan, and move sidecars of earlier versions
         into the state directory. (A server does this in its life cycle, `web/app.py`.)"""
-        self.index.load()
+        self.load_index()
         self.migrate_legacy_sidecars()
+
+    def load_index(self) -> None:
+        """A server's first load: from the bucket's index snapshot when there is one (then
+        what changed since), else by listing everything."""
+        if self.snapshots is None or not self.snapshots.load():
+            self.index.load()
+
+    def start_background(self) -> list[Callable[[], None]]:
+        """A server's periodic work beyond the rescans (the snapshot of an object root's
+        index); the functions that stop it."""
+        interval = self.config.snapshot_interval
+        if self.snapshots is None or interval <= 0:
+            return []
+        return [self.snapshots.start(interval)]
+
+    def health(self) -> str | None:
+        """None when the store answers, else the problem in one line (naming the store)."""
+        return self.storage.health()
 
     def migrate_legacy_sidecars(self, min_age: float = 0.0) -> int:
         """Move `.yanked`/`.provenance`/`.metadata` files found beside distributions into the
@@ -104,7 +137,11 @@ class Catalog:
 
     def check_name_fits(self, filename: str) -> None:
         """Raises NameTooLong when a name *filename* needs does not fit the file systems."""
-        publishing.check_names_fit(filename, self.storage.upload_root, self.state.path)
+        upload_root = self.config.upload_root
+        scratch = self.config.scratch_directory()
+        # A bucket has no NAME_MAX; the local scratch (and a directory synced from the bucket) do.
+        root = upload_root if isinstance(upload_root, Path) else scratch
+        publishing.check_names_fit(filename, root, scratch)
 
     def publish(self, upload: Upload, *, overwrite: bool) -> list[str]:
         """Publish a validated upload (put-if-absent unless *overwrite*), its signature,
@@ -149,3 +186,57 @@ class Catalog:
         changed = releases.remove(self.storage, self.index, project, version)
         self.record(changed)
         return changed
+
+
+# ---------------------------------------------------------------------- building it
+
+
+def open_storage(config: Config) -> Storage:
+    """The roots as one Storage: `LocalStorage` for directories (all of them, the fast path
+    of a local install), `S3Storage` for a bucket, `LayeredStorage` for a mix (in order:
+    first wins, uploads go to the first)."""
+    if not config.object_roots:
+        return LocalStorage(config.local_roots)
+    from creamery.storage.s3 import S3Storage  # only now: a local install never loads it
+
+    options = config.s3_options()
+    backends: list[Storage] = []
+    directories: list[Path] = []
+    for root in config.roots:
+        if isinstance(root, Path):
+            directories.append(root)
+            continue
+        if directories:  # consecutive directories: one LocalStorage, as without buckets
+            backends.append(LocalStorage(tuple(directories)))
+            directories = []
+        backends.append(S3Storage(root, options))
+    if directories:
+        backends.append(LocalStorage(tuple(directories)))
+    if len(backends) == 1:
+        return backends[0]
+    from creamery.storage.layered import LayeredStorage
+
+    return LayeredStorage(backends)
+
+
+def open_state(config: Config) -> StateDir:
+    """The state directory; with a bucket first, the state under its `.creamery/` prefix,
+    with a local scratch directory for spools and locks."""
+    state = config.state_directory()
+    if isinstance(state, Path):
+        return StateDir(state)
+    from creamery.storage.s3 import S3Storage
+
+    return StateDir.in_store(S3Storage(state, config.s3_options()), config.scratch_directory())
+
+
+def open_feed(config: Config, state: StateDir) -> ChangeFeed:
+    """The change feed every process follows: a journal in the state directory, or records
+    in the bucket's `.creamery/` prefix."""
+    if not isinstance(config.upload_root, ObjectRoot):
+        return LocalFeed(state.path)
+    from creamery.changes.object_feed import ObjectFeed
+    from creamery.storage.s3 import S3Storage
+
+    feed_root = config.upload_root.state().below("feed")
+    return ObjectFeed(S3Storage(feed_root, config.s3_options()))

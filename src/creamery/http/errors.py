@@ -4,6 +4,9 @@
 length (the client went away, or closed its side) is a 400 and one log line, never a traceback.
 `ResponseHeaders` wraps the Starlette app so every response it sends carries `nosniff` and no
 header can be split by a control character.
+
+A store that does not answer (`StoreUnavailable`: an object store that is down or timed out) is
+not a bug either: 503 with `Retry-After` and a one-line reason naming the store.
 """
 
 from __future__ import annotations
@@ -16,8 +19,43 @@ from starlette.requests import ClientDisconnect
 from creamery.core.errors import ClientError
 from creamery.http.asgi_types import ASGIApp, Message, Receive, Scope, Send
 from creamery.http.files import safe_headers, send_text
+from creamery.storage import StoreUnavailable
 
 log = logging.getLogger("creamery")
+
+RETRY_AFTER = (b"retry-after", b"5")  # seconds: a store outage is usually short
+_MAX_REASON = 300
+
+
+def is_store_outage(error: BaseException) -> bool:
+    return isinstance(error, StoreUnavailable)
+
+
+def outage_reason(error: BaseException, store: str = "") -> str:
+    """One line for a person: what the store said (first 300 characters), naming *store*."""
+    said = " ".join(str(error).split())[:_MAX_REASON] or type(error).__name__
+    if store and store not in said:
+        said = f"{store}: {said}"
+    return f"the package store is unavailable ({said}); retry later"
+
+
+async def answer_outage(
+    send: Send,
+    error: BaseException,
+    *,
+    store: str = "",
+    started: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """503 + Retry-After for a store that did not answer (logged once, without a traceback)."""
+    reason = outage_reason(error, store)
+    log.warning("503: %s", reason)
+    if started:
+        return
+    with contextlib.suppress(Exception):  # the client may be gone
+        await send_text(
+            send, 503, f"Service Unavailable: {reason}", [RETRY_AFTER, *(headers or [])]
+        )
 
 
 def is_client_error(error: BaseException) -> bool:
@@ -64,3 +102,5 @@ class ResponseHeaders:
             await self.app(scope, receive, guarded_send)
         except (ClientError, ClientDisconnect) as error:
             await answer_client_error(scope, guarded_send, error, started=started)
+        except StoreUnavailable as error:
+            await answer_outage(guarded_send, error, started=started)

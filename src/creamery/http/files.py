@@ -148,24 +148,44 @@ async def send_file(
     small_files: SmallFiles,
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """*extra*: headers for every response (the caller's X-Creamery-Serial)."""
+    """*extra*: headers for every response (the caller's X-Creamery-Serial). A file that is
+    gone answers 404; the store's other failures (OSError, `StoreUnavailable`) are raised,
+    before the response starts or (mid-stream) after it."""
     extra = extra or []
-    snapshot = small_files.get(stored)
-    if snapshot is not None:
-        await _respond(scope, send, snapshot, None, extra)
+    cached = small_files.get(stored)
+    if cached is not None:
+        await _respond(scope, send, cached, None, extra)
         return
     try:
-        reader = storage.open(stored)
-    except OSError:
+        if storage.remote:  # a network round trip: not on the event loop
+            reader, snapshot = await anyio.to_thread.run_sync(_open, storage, stored, cache_control)
+        else:
+            reader, snapshot = _open(storage, stored, cache_control)
+    except GONE:
         await send_text(send, 404, f"Not Found ({stored.key} does not exist)", extra)
         return
     try:
-        snapshot = _snapshot(reader, stored.key, cache_control)
         if snapshot.body is not None and is_version(reader, stored):
             small_files.put(stored, snapshot)
         await _respond(scope, send, snapshot, reader, extra)
     finally:
         reader.close()
+
+
+# What a read of a key that is no longer there raises (any other OSError is the store's own
+# failure: the caller answers 503).
+GONE = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def _open(
+    storage: Storage, stored: StoredFile, cache_control: int | None
+) -> tuple[Reader, Snapshot]:
+    reader = storage.open(stored)
+    try:
+        return reader, _snapshot(reader, stored.key, cache_control)
+    except BaseException:
+        reader.close()
+        raise
 
 
 def _snapshot(reader: Reader, relpath: str, cache_control: int | None) -> Snapshot:

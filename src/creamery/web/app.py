@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -26,8 +27,8 @@ from creamery.core.names import METADATA, PROVENANCE, normalize
 from creamery.http import files
 from creamery.http.asgi_types import Message, Receive, Scope, Send
 from creamery.http.conditional import send_page
-from creamery.http.errors import answer_client_error, is_client_error
-from creamery.http.files import header, location, send_text
+from creamery.http.errors import answer_client_error, answer_outage, is_client_error
+from creamery.http.files import GONE, header, location, send_text
 from creamery.http.limits import NO_BODY, Limits, TimedBody
 from creamery.http.observe import Observer, log_error
 from creamery.http.reaper import start_reaper
@@ -35,6 +36,7 @@ from creamery.http.routing import WrongMethod, bad_path, relative_path
 from creamery.render.negotiation import Format, format_from_query, negotiate
 from creamery.render.page_cache import PageCache
 from creamery.render.simple_api import Page, make_page, render_project, render_root
+from creamery.storage import StoreUnavailable
 from creamery.web.guard import Denial, Guard
 from creamery.web.routes import build_table
 from creamery.web.state import AppState
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("creamery")
 
 _SETTLE_SECONDS = 0.3  # a sidecar put beside a file by hand is moved once this old
+_START_RETRY_SECONDS = 2.0  # an object store down at start: try loading again this often
 SERIAL = b"x-creamery-serial"
 Headers = list[tuple[bytes, bytes]]
 
@@ -60,6 +63,11 @@ class Creamery:
         self.storage = self.catalog.storage
         self.index = self.catalog.index
         self.facts = self.catalog.facts
+        # An object store: every storage call waits on the network, so none runs on the loop.
+        self.remote = self.storage.remote
+        self.store_name = ", ".join(r.url for r in config.object_roots) or "the package directory"
+        # --s3-redirect: downloads of distributions answer 302 to the store's presigned URL.
+        self.redirects = config.s3_redirect is not None and bool(config.object_roots)
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
         self.guard = Guard(config)
         self.observer = Observer(config)
@@ -102,23 +110,49 @@ class Creamery:
                 catch_up = threading.Thread(target=self.index.rescan, daemon=True)
                 catch_up.start()
             else:
-                self.state.clean_scratch(self.config.roots)
+                self.state.clean_scratch(self.config.local_roots)
                 self._follower = self.catalog.follower  # made before the scan (see Catalog)
-                self.index.load()
+                self.catalog.load_index()  # a snapshot of an object root, else a scan
                 self.catalog.migrate_legacy_sidecars()
                 self._loaded = True
                 _restart_in_forked_children(self)
             assert self._follower is not None
-            self._stoppers.append(self._follower.start())
-            if self.config.watch:
+            self._stoppers.append(self._follower.start(self.config.feed_seconds()))
+            local_roots = self.config.local_roots
+            if self.config.watch and local_roots:  # a bucket sends no events
                 self._watch = local_events.watch(
-                    self.config.roots, self._files_changed, self.index.rescan
+                    local_roots, self._files_changed, self.index.rescan
                 )
             if self._watch is not None:
                 self._stoppers.append(self._watch.stop)
-            if self.config.rescan_interval > 0:
-                self._stoppers.append(self._start_rescans(self.config.rescan_interval))
+            rescan = self.config.rescan_seconds()
+            if rescan > 0:
+                self._stoppers.append(self._start_rescans(rescan))
+            self._stoppers.extend(self.catalog.start_background())  # an object root's snapshots
             self._started = True
+
+    def _start_when_the_store_answers(self) -> None:
+        """An object store that is down at start: serve 503s (health: not ready) and try again
+        every few seconds, rather than exit."""
+
+        def retry() -> None:
+            while not self._started:
+                try:
+                    self.start()
+                except OSError as error:
+                    log.warning("can't load the index yet (%s): trying again", error)
+                    time.sleep(_START_RETRY_SECONDS)
+                except Exception:  # a background task must not die silently
+                    log.exception("loading the index failed")
+                    time.sleep(_START_RETRY_SECONDS)
+
+        threading.Thread(target=retry, name="creamery-start", daemon=True).start()
+
+    def _try_start(self) -> None:
+        try:
+            self.start()
+        except OSError as error:
+            log.warning("can't load the index yet: %s", error)
 
     def stop(self) -> None:
         if self.mirror is not None:
@@ -160,7 +194,9 @@ class Creamery:
                 try:
                     self.index.rescan()
                     self.catalog.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS)
-                    self.state.clean_scratch(self.config.roots)
+                    self.state.clean_scratch(self.config.local_roots)
+                except OSError as error:  # the store is down: the next round tries again
+                    log.warning("rescan failed: %s", error)
                 except Exception:  # the safety net must not die
                     log.exception("rescan failed")
 
@@ -213,6 +249,9 @@ class Creamery:
                 with contextlib.suppress(Exception):
                     await answer_client_error(scope, self.stamp(send), error, started=False)
                 return
+            if self._is_outage(error):  # the store did not answer: 503, Retry-After
+                await answer_outage(self.stamp(send), error, store=self.store_name)
+                return
             if not getattr(error, "already_logged", False):
                 log_error(self.config, scope, error)
             with contextlib.suppress(Exception):  # fails when the response had started
@@ -226,6 +265,13 @@ class Creamery:
                     limits.in_progress[address] = count
                 else:  # addresses that have gone leave nothing behind
                     del limits.in_progress[address]
+
+    def _is_outage(self, error: Exception) -> bool:
+        """StoreUnavailable; with an object store, any OSError of its own (a file that is
+        gone is a 404, answered where it is found)."""
+        return isinstance(error, StoreUnavailable) or (
+            self.remote and isinstance(error, OSError) and not isinstance(error, GONE)
+        )
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Past --max-client-requests: 429."""
@@ -252,7 +298,7 @@ class Creamery:
         if not self._started:
             if not self._loaded and path == self.prefix + self.config.health_endpoint:
                 # Health checks don't wait for the scan: they learn it is still loading.
-                threading.Thread(target=self.start, name="creamery-start", daemon=True).start()
+                threading.Thread(target=self._try_start, name="creamery-start", daemon=True).start()
                 await send_text(send, 503, "Not ready: the index is loading", self.serial_headers)
                 return
             await anyio.to_thread.run_sync(self.start)
@@ -301,7 +347,7 @@ class Creamery:
     async def _follow(self, follower: Follower) -> None:
         """Apply what the change feed has that this process has not (on the event loop when
         that is quick; a rescan, or waiting for the background poll, in a worker thread)."""
-        if not follower.poll():
+        if self.remote or not follower.poll():  # an object feed reads the store
             await anyio.to_thread.run_sync(follower.catch_up)
 
     def stamp(self, send: Send) -> Send:
@@ -342,6 +388,12 @@ class Creamery:
             if message["type"] == "lifespan.startup":
                 try:
                     await anyio.to_thread.run_sync(self.start)
+                except OSError as error:
+                    if not self.remote:
+                        await send({"type": "lifespan.startup.failed", "message": str(error)})
+                        return
+                    log.warning("the store did not answer (%s): not ready yet", error)
+                    self._start_when_the_store_answers()
                 except Exception as error:
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
@@ -452,14 +504,29 @@ class Creamery:
         if stored is None:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
             return
-        await files.send_file(
-            scope,
-            send,
-            self.storage,
-            stored,
-            self.config.cache_control,
-            self.small_files,
-            self.serial_headers,
+        if self.redirects and relpath in self.index.dists:
+            url = await anyio.to_thread.run_sync(self.storage.url, stored)
+            if url is not None:
+                await self._redirect_to_store(send, url)
+                return
+        try:
+            await files.send_file(
+                scope,
+                send,
+                self.storage,
+                stored,
+                self.config.cache_control,
+                self.small_files,
+                self.serial_headers,
+            )
+        except OSError as error:  # the store's failure, not the client's: 503, Retry-After
+            await answer_outage(send, error, store=self.store_name, headers=self.serial_headers)
+
+    async def _redirect_to_store(self, send: Send, url: str) -> None:
+        """--s3-redirect: the bytes come from the store; the URL expires, so nobody keeps it."""
+        headers = [(b"location", location(url)), (b"cache-control", b"no-store")]
+        await send_text(
+            send, 302, "Found: download from the package store", headers + self.serial_headers
         )
 
     def _metadata_of_known_wheel(self, relpath: str) -> bool:
@@ -487,7 +554,10 @@ class Creamery:
     async def _send_provenance(self, scope: Scope, send: Send, relpath: str) -> None:
         """PEP 740: the provenance uploaded with the file, from the state directory."""
         dist = self.index.dists.get(relpath)
-        data = None if dist is None else self.index.provenance(dist)
+        data = None
+        if dist is not None:
+            read = self.index.provenance
+            data = await anyio.to_thread.run_sync(read, dist) if self.remote else read(dist)
         if data is None:
             await send_text(
                 send, 404, f"Not Found ({relpath}.provenance does not exist)", self.serial_headers

@@ -69,11 +69,19 @@ def declare(state: AppState, hot: HotPaths) -> list[Route]:
         await hot.download(scope, send, params["rest"])
 
     async def health(request: Request) -> Response:
+        # 503 only for what stops this replica serving (a load balancer then sends its
+        # traffic elsewhere): a read-only directory still serves, so it stays healthy.
         if not hot.ready:
             return PlainTextResponse("Not ready: the index is loading", status_code=503)
-        for root in config.roots:
+        for root in config.local_roots:
             if not os.access(root, os.R_OK | os.X_OK):
                 return PlainTextResponse(f"Unhealthy: {root} is not readable", status_code=503)
+        if state.catalog.storage.remote:
+            problem = await anyio.to_thread.run_sync(state.catalog.health)
+            if problem is not None:
+                return PlainTextResponse(
+                    f"Unhealthy: {problem}", status_code=503, headers={"Retry-After": "5"}
+                )
         return Response("Ok", media_type="text/html")
 
     async def to_slash(request: Request) -> Response:

@@ -15,8 +15,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from creamery.catalog.service import ReleaseNotFound
 from creamery.core.errors import ClientError
 from creamery.core.untrusted import load_json
+from creamery.http.errors import RETRY_AFTER, outage_reason
 from creamery.http.form import FormError, ReceivedForm, read_multipart, read_urlencoded
 from creamery.http.status_line import reason_phrase
+from creamery.storage import StoreUnavailable
 from creamery.web import upload
 from creamery.web.state import AppState
 
@@ -39,7 +41,11 @@ async def legacy_api(app: AppState, request: Request) -> Response:
         _count_upload(app, "rejected")
         reason_phrase(request.scope, error.reason)  # twine shows the status line's reason
         return PlainTextResponse(error.reason + "\n", status_code=error.status)
+    except StoreUnavailable as error:  # nothing was published: the client may retry
+        return _unavailable(app, "upload failed", error)
     except OSError as error:
+        if app.catalog.storage.remote:
+            return _unavailable(app, "upload failed", error)
         log.error("upload failed: %s", error)
         return PlainTextResponse(f"Upload failed: {error.strerror}\n", status_code=507)
     finally:
@@ -48,6 +54,18 @@ async def legacy_api(app: AppState, request: Request) -> Response:
     if form.value(":action") == "file_upload":
         _count_upload(app, "accepted")
     return PlainTextResponse(outcome.message + "\n", status_code=outcome.status)
+
+
+def _unavailable(app: AppState, what: str, error: OSError, *, json: bool = False) -> Response:
+    """The store did not answer: 503 with Retry-After and the reason, naming the store. The
+    write was undone (or never reached its commit point): nothing to clean up, retry later."""
+    store = ", ".join(root.url for root in app.config.object_roots)
+    reason = f"{what}: {outage_reason(error, store)}"
+    log.warning("%s", reason)
+    headers = {"Retry-After": RETRY_AFTER[1].decode()}
+    if json:
+        return JSONResponse({"message": reason}, status_code=503, headers=headers)
+    return PlainTextResponse(reason + "\n", status_code=503, headers=headers)
 
 
 def _count_upload(app: AppState, outcome: str) -> None:
@@ -116,7 +134,11 @@ async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response
         )
     except ReleaseNotFound as error:
         return JSONResponse({"message": str(error)}, status_code=404)
+    except StoreUnavailable as error:
+        return _unavailable(app, "yank failed", error, json=True)
     except OSError as error:  # the state directory is full or read-only: the server's fault
+        if app.catalog.storage.remote:
+            return _unavailable(app, "yank failed", error, json=True)
         log.error("yank failed: %s", error)
         return JSONResponse({"message": f"yank failed: {error.strerror}"}, status_code=507)
     verb = "yanked" if yanked else "un-yanked"
