@@ -47,7 +47,7 @@ class Server:
 
     url: str  # http://127.0.0.1:PORT, no trailing slash
     port: int
-    roots: tuple[Path, ...]
+    roots: tuple[Path | str, ...]  # directories, and s3:// roots as given
     process: subprocess.Popen[bytes]
     log_path: Path
     args: tuple[str, ...] = ()
@@ -125,7 +125,7 @@ def _start(
     return Server(
         url=f"http://127.0.0.1:{port}",
         port=port,
-        roots=tuple(Path(r) for r in roots),
+        roots=tuple(r if str(r).startswith("s3://") else Path(r) for r in roots),
         process=process,
         log_path=log_path,
         args=tuple(args),
