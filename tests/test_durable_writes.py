@@ -466,26 +466,29 @@ def test_every_derived_name_must_fit(tmp_path: Path) -> None:
 
 
 def test_a_transaction_undone_restores_every_old_version(tmp_path: Path) -> None:
-    old_signature = tmp_path / "x.whl.asc"
-    old_signature.write_bytes(b"old signature")
-    new_signature, provenance = tmp_path / "new.part", tmp_path / "prov.part"
-    new_signature.write_bytes(b"new signature")
-    provenance.write_bytes(b"{}")
-    state_entry = tmp_path / "state" / "x.whl" / "provenance"
+    root = tmp_path / "root"
+    root.mkdir()
+    storage = LocalStorage((root,))
+    (root / "x.whl.asc").write_bytes(b"old signature")
+    state = StateDir(tmp_path / "state")
     transaction = publish._Transaction()
-    transaction.put(old_signature, new_signature)
-    transaction.put(state_entry, provenance)
-    transaction.put(tmp_path / "absent", None)
-    assert old_signature.read_bytes() == b"new signature" and state_entry.exists()
+    transaction.put_stored(storage, "x.whl.asc", b"new signature")
+    transaction.put_stored(state.store, state.key("x.whl", "provenance"), b"{}")
+    transaction.put_stored(storage, "absent", None)
+    assert (root / "x.whl.asc").read_bytes() == b"new signature"
+    assert state.read("x.whl", "provenance") == b"{}"
     transaction.rollback()
-    assert old_signature.read_bytes() == b"old signature"
-    assert not state_entry.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state", "x.whl.asc"]  # no backups
+    state.drop_empty_entry("x.whl")
+    assert (root / "x.whl.asc").read_bytes() == b"old signature"
+    assert state.read("x.whl", "provenance") is None
+    assert sorted(p.name for p in root.iterdir()) == ["x.whl.asc"]  # no backups, no spools
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["files"]
+    assert list((tmp_path / "state" / "files").iterdir()) == []
     removal = publish._Transaction()
-    removal.put(old_signature, None)
-    assert not old_signature.exists()
+    removal.put_stored(storage, "x.whl.asc", None)
+    assert not (root / "x.whl.asc").exists()
     removal.commit()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+    assert list(root.iterdir()) == []
 
 
 def test_app_keywords_take_a_state_directory(tmp_path: Path) -> None:

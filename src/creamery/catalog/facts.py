@@ -20,11 +20,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from creamery.core import archives
 from creamery.core.hashing import PYPI_DIGESTS
 from creamery.storage import Storage, StoredFile, chunks
+from creamery.storage.reader_file import STREAM_BUFFER, ZIP_BUFFER, ReaderFile, open_reader_file
 from creamery.storage.state import CORE_METADATA, FACTS, StateDir
 
 log = logging.getLogger("creamery.facts")
@@ -111,15 +112,18 @@ def digests_of(content: Iterable[bytes], algos: tuple[str, ...]) -> Digests:
     return Digests(sha256, {a: h.hexdigest() for a, h in hashers.items()})
 
 
-def read_metadata_bytes(path: Path, kind: str, filename: str | None = None) -> bytes | None:
+def read_metadata_bytes(
+    source: Path | BinaryIO, kind: str, filename: str | None = None
+) -> bytes | None:
     """METADATA of a wheel, PKG-INFO of an sdist or egg; None when there is none to read.
 
-    Read within the limits of `archives`: a file that exceeds one is listed without its core
-    metadata, and says so in one log line (the result is cached, so once per file version).
+    *source*: a path, or a seekable binary file named *filename*. Read within the limits of
+    `archives`: a file that exceeds one is listed without its core metadata, and says so in
+    one log line (the result is cached, so once per file version).
     """
-    name = filename or path.name
+    name = filename or (source.name if isinstance(source, Path) else "")
     try:
-        return archives.inspect(path, name, kind).metadata
+        return archives.inspect(source, name, kind).metadata
     except archives.ArchiveLimitError as error:
         log.warning("not reading the metadata of %s: %s", name, error)
     except archives.ArchiveError as error:
@@ -262,12 +266,33 @@ class FactsCache:
         row = self._get("SELECT raw FROM metadata" + _WHERE, stored)
         if row is not None:
             return parse_core_metadata(row[0])
-        path = self.storage.local_path(stored)
-        # No local file (an object store): METADATA is what the upload remembered.
-        raw = read_metadata_bytes(Path(path), kind) if path is not None else None
+        raw = self._read_metadata(stored, kind)
         if self._unchanged(stored):
             self.remember_metadata(stored, raw)
         return parse_core_metadata(raw)
+
+    def _read_metadata(self, stored: StoredFile, kind: str) -> bytes | None:
+        """Read from the file: a local one by its path, a remote one by ranged reads (a wheel's
+        end and one member, not the whole file; an sdist streamed). A file gone meanwhile
+        has none (as a local one); the store's failure (`StoreUnavailable`) is raised: that
+        is no answer about the file, and is not remembered."""
+        path = self.storage.local_path(stored)
+        if path is not None:
+            return read_metadata_bytes(Path(path), kind)
+        filename = stored.key.rpartition("/")[2]
+        streamed = archives.archive_format(filename) == "tar"
+        try:
+            with (
+                self.storage.open(stored) as reader,
+                open_reader_file(reader, STREAM_BUFFER if streamed else ZIP_BUFFER) as file,
+            ):
+                raw = read_metadata_bytes(file, kind, filename)
+                assert isinstance(file.raw, ReaderFile)
+                if file.raw.failure is not None:
+                    raise file.raw.failure
+        except FileNotFoundError:
+            return None
+        return raw
 
     def remember_metadata(self, stored: StoredFile, raw: bytes | None) -> None:
         """Keep metadata read from this file version."""

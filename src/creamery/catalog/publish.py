@@ -1,12 +1,15 @@
 """Publishing an accepted upload: all or nothing.
 
 The order (issue 8, `docs/architecture.md`): the upload was spooled outside the package
-directory and validated; here, under a lock on the filename, everything that takes disk space
-is written and flushed first (the signature, the provenance, the facts computed at upload:
-digests and core metadata, for the very bytes published), each replacing its old version
-with a backup kept; then the distribution is linked (or, with `--overwrite`, renamed) into
-place: that is the commit point. If anything fails before it, every step is undone and the
-old state is back; the change is recorded for other processes last (`Catalog.record`).
+directory and validated; here, under a lock on the filename, everything that takes space is
+written first, each a durable `put` replacing its old version with a backup kept in memory:
+the signature (in the package storage), the provenance and the facts computed at upload
+(digests and core metadata, for the very bytes published; in the state's store, the bucket's
+`.creamery/` for an object root). Then the distribution is put (linked, or with `--overwrite`
+renamed, into place; an object store's conditional create): that is the commit point. If
+anything fails before or at it (another replica won the name: AlreadyExists), every step is
+undone and the old state is back; the change is recorded for other processes last
+(`Catalog.record`).
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from pathlib import Path
 
 from creamery.catalog.facts import StoredFacts, file_version
 from creamery.catalog.index import Distribution, Index
-from creamery.core import durable
 from creamery.core.names import SIGNATURE, parse_filename, same_file_key
+from creamery.core.objects import ObjectRoot
 from creamery.storage import AlreadyExists as AlreadyExists
 from creamery.storage import Storage, StoredFile, read_all
-from creamery.storage.state import CORE_METADATA, FACTS, PROVENANCE, StateDir
+from creamery.storage.state import CORE_METADATA, FACTS, LONGEST_KIND, PROVENANCE, StateDir
 
 _FALLBACK_NAME_MAX = 255
+# S3's (and R2's, MinIO's, Ceph's, Garage's) longest object key, in UTF-8 bytes.
+MAX_OBJECT_KEY = 1024
 
 
 class NameTooLong(ValueError):
@@ -61,41 +66,37 @@ def name_max(directory: Path) -> int:
     return _FALLBACK_NAME_MAX
 
 
-def check_names_fit(filename: str, upload_root: Path, state_dir: Path) -> None:
+def check_names_fit(
+    filename: str, upload_root: Path | ObjectRoot, state_dir: Path | None = None
+) -> None:
     """Every name an upload creates must fit: the file and its signature in the upload root,
-    the file's entry in the state directory. A name too long is the client's fault (400)."""
+    the file's entry in the state. A name too long is the client's fault (400).
+
+    A directory limits each name (PC_NAME_MAX), the local state directory *state_dir* too;
+    an object root limits whole keys: `<prefix>/<file>.asc` and its state's longest key,
+    `<prefix>/.creamery/files/<file>/provenance` (*state_dir* is not used)."""
     size = len(os.fsencode(filename))
-    limit = min(name_max(upload_root) - len(SIGNATURE), name_max(state_dir))
+    if isinstance(upload_root, ObjectRoot):
+        state_key = upload_root.state().key(StateDir.key(filename, "x" * LONGEST_KIND))
+        keys = (upload_root.key(filename) + SIGNATURE, state_key)
+        limit = MAX_OBJECT_KEY - max(len(os.fsencode(key)) - size for key in keys)
+    else:
+        limit = name_max(upload_root) - len(SIGNATURE)
+        if state_dir is not None:
+            limit = min(limit, name_max(state_dir))
     if size > limit:
         raise NameTooLong(
             f"filename too long: {size} bytes, this index accepts at most {limit}"
-            f" (its signature {SIGNATURE} must fit too)"
+            f" (its signature {SIGNATURE} and its state must fit too)"
         )
 
 
 @dataclass
 class _Transaction:
-    """Replacements that can be undone until the commit point."""
+    """Replacements that can be undone until the commit point: each old version is kept in
+    memory (signatures, provenance and facts are small) and put back by `rollback`."""
 
     undo: list[Callable[[], None]] = field(default_factory=list)
-    backups: list[Path] = field(default_factory=list)
-
-    def put(self, target: Path, new: Path | None) -> None:
-        """Make *new* (a flushed file) the content of *target*, or remove *target* (None)."""
-        backup = durable.temp_name(target.parent)
-        try:
-            os.link(target, backup)
-        except FileNotFoundError:
-            backup_or_none: Path | None = None
-        else:
-            backup_or_none = backup
-            self.backups.append(backup)
-        if new is not None:
-            durable.place(new, target, overwrite=True)
-        elif backup_or_none is not None:
-            target.unlink(missing_ok=True)
-            durable.fsync_directory(target.parent)
-        self.undo.append(lambda: _restore(target, backup_or_none))
 
     def put_stored(self, storage: Storage, key: str, data: bytes | None) -> None:
         """Make *data* the content of *key* in *storage*, or remove *key* (None)."""
@@ -111,25 +112,10 @@ class _Transaction:
         for step in reversed(self.undo):
             with contextlib.suppress(OSError):
                 step()
-        self._drop_backups()
+        self.undo.clear()
 
     def commit(self) -> None:
-        self._drop_backups()
-
-    def _drop_backups(self) -> None:
-        for backup in self.backups:
-            with contextlib.suppress(OSError):
-                backup.unlink()
         self.undo.clear()
-        self.backups.clear()
-
-
-def _restore(target: Path, backup: Path | None) -> None:
-    if backup is None:
-        target.unlink(missing_ok=True)
-    else:
-        os.replace(backup, target)
-    durable.fsync_directory(target.parent)
 
 
 def _restore_stored(storage: Storage, key: str, backup: bytes | None) -> None:
@@ -150,60 +136,64 @@ class Target:
 
 def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
     """Publish under the filename's lock; the relpaths that changed. Raises AlreadyExists,
-    or OSError (the server's disk) with nothing published."""
+    or OSError (the server's disk, the store) with nothing published."""
     relpath = upload.relpath
     state = target.state
     transaction = _Transaction()
-    # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`, wherever it goes.
+    # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`, wherever it goes (on this host: other
+    # replicas meet at the commit point, the store's put-if-absent).
     with state.lock(same_file_key(upload.filename)):
         if not overwrite and _taken(target, relpath):
             raise AlreadyExists(upload.filename)
-        entry = state.path_of(relpath, PROVENANCE).parent
+        facts = _facts_of(upload)
         try:
             transaction.put_stored(target.storage, relpath + SIGNATURE, upload.signature)
-            transaction.put(entry / PROVENANCE, _spooled(state, upload.provenance))
-            _put_facts(transaction, state, upload)
+            for kind, data in (
+                (PROVENANCE, upload.provenance),
+                (CORE_METADATA, _metadata_of(upload) if facts is not None else None),
+                (FACTS, facts.to_bytes() if facts is not None else None),
+            ):
+                transaction.put_stored(state.store, state.key(relpath, kind), data)
             # The commit point. AlreadyExists when another process won the name meanwhile.
             stored = target.storage.put(relpath, upload.spool, if_absent=not overwrite)
         except BaseException:
             transaction.rollback()
-            with contextlib.suppress(OSError):
-                entry.rmdir()  # the entry, when the undo left it empty
+            state.drop_empty_entry(relpath)  # the entry, when the undo left it empty
             raise
         transaction.commit()
-        _check_facts(target, stored)
+        if facts is not None:
+            _check_facts(state, stored, facts)
     return [relpath, relpath + SIGNATURE]
 
 
-def _put_facts(transaction: _Transaction, state: StateDir, upload: Upload) -> None:
+def _metadata_of(upload: Upload) -> bytes | None:
+    return upload.metadata if upload.metadata_read else None
+
+
+def _facts_of(upload: Upload) -> StoredFacts | None:
     """The facts of the spooled bytes, under the version the published file will have (a link
     or a rename keeps the inode, size and mtime); none when the upload brought none."""
     if "sha256" not in upload.digests:
-        facts_data = metadata = None
-    else:
-        metadata = upload.metadata if upload.metadata_read else None
-        sha = None if metadata is None else hashlib.sha256(metadata).hexdigest()
-        version = file_version(_as_stored(upload.relpath, upload.spool))
-        facts = StoredFacts(version, dict(upload.digests), upload.metadata_read, sha)
-        facts_data = facts.to_bytes()
-    transaction.put(state.path_of(upload.relpath, CORE_METADATA), _spooled(state, metadata))
-    transaction.put(state.path_of(upload.relpath, FACTS), _spooled(state, facts_data))
+        return None
+    metadata = _metadata_of(upload)
+    sha = None if metadata is None else hashlib.sha256(metadata).hexdigest()
+    version = file_version(_as_stored(upload.relpath, upload.spool))
+    return StoredFacts(version, dict(upload.digests), upload.metadata_read, sha)
 
 
-def _check_facts(target: Target, stored: StoredFile) -> None:
+def _check_facts(state: StateDir, stored: StoredFile, facts: StoredFacts) -> None:
     """After the commit point: a store that copied the spool (another file system, an object
-    store) gave it another version; its facts follow (until then they are ignored, as for any
-    file whose version changed)."""
-    relpath = stored.key
-    data = target.state.read(relpath, FACTS)
-    facts = None if data is None else StoredFacts.from_bytes(data)
-    if facts is None or facts.version == file_version(stored):
+    store: its version is an ETag) gave it another version; its facts follow (until then they
+    are ignored, as for any file whose version changed). The facts are this upload's own, not
+    read back: another replica may have overwritten the state meanwhile, and its digests must
+    never be stamped with this upload's version."""
+    if facts.version == file_version(stored):
         return
     moved = StoredFacts(
         file_version(stored), facts.digests, facts.metadata_read, facts.metadata_sha256
     )
     with contextlib.suppress(OSError):
-        target.state.write(relpath, FACTS, moved.to_bytes())
+        state.write(stored.key, FACTS, moved.to_bytes())
 
 
 def _as_stored(relpath: str, path: Path) -> StoredFile:
@@ -226,19 +216,3 @@ def same_files(index: Index, filename: str) -> list[Distribution]:
         index.distributions(parsed.project) if parsed is not None else index.all_distributions()
     )
     return [d for d in candidates if d.filename == filename or same_file_key(d.filename) == key]
-
-
-def _spooled(state: StateDir, data: bytes | None) -> Path | None:
-    """Small data written and flushed in the scratch area; None stays None."""
-    if data is None:
-        return None
-    fd, path = state.new_temp_file()
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return path

@@ -17,6 +17,7 @@ the server. docs/security.md lists them.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
@@ -24,7 +25,7 @@ import os
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -91,8 +92,13 @@ def metadata_member_matcher(kind: str) -> Callable[[str], bool]:
     return lambda n: n.count("/") == 1 and n.endswith("/PKG-INFO")
 
 
-def inspect(path: Path, filename: str, kind: str, *, complete: bool = False) -> Inspection:
-    """Open *path* (named *filename*) within the limits and read its core metadata.
+def inspect(
+    source: Path | BinaryIO, filename: str, kind: str, *, complete: bool = False
+) -> Inspection:
+    """Open *source* (named *filename*) within the limits and read its core metadata.
+
+    *source* is a path, or a seekable binary file (a stored file read by ranges: see
+    `storage/reader_file.py`), read from where it is and left open.
 
     With *complete*, every member is checked against the limits (uploads); otherwise reading
     stops at the metadata (files already in a directory). Raises ArchiveLimitError when a limit
@@ -103,9 +109,9 @@ def inspect(path: Path, filename: str, kind: str, *, complete: bool = False) -> 
     wanted = metadata_member_matcher(kind)
     try:
         if fmt == "zip":
-            return _inspect_zip(path, wanted, wheel=kind == "wheel")
+            return _inspect_zip(source, wanted, wheel=kind == "wheel")
         if fmt == "tar":
-            return _inspect_tar(path, filename, wanted, complete=complete)
+            return _inspect_tar(source, filename, wanted, complete=complete)
     except ArchiveError:
         raise
     except (OSError, EOFError, zipfile.BadZipFile, lzma.LZMAError, zlib.error) as error:
@@ -113,6 +119,16 @@ def inspect(path: Path, filename: str, kind: str, *, complete: bool = False) -> 
     except (ValueError, struct.error, NotImplementedError, RuntimeError) as error:
         raise ArchiveError(f"not a valid {fmt} archive ({_reason(error)})") from error
     return Inspection(None, None)
+
+
+@contextlib.contextmanager
+def _opened(source: Path | BinaryIO) -> Iterator[BinaryIO]:
+    """A path opened (and closed after), or the caller's file as it is (left open)."""
+    if isinstance(source, Path):
+        with source.open("rb") as raw:
+            yield raw
+    else:
+        yield source
 
 
 def _reason(error: BaseException) -> str:
@@ -153,8 +169,10 @@ def zip_entry_count(raw: BinaryIO) -> int:
     return int(count64)
 
 
-def _inspect_zip(path: Path, wanted: Callable[[str], bool], *, wheel: bool) -> Inspection:
-    with path.open("rb") as raw:
+def _inspect_zip(
+    source: Path | BinaryIO, wanted: Callable[[str], bool], *, wheel: bool
+) -> Inspection:
+    with _opened(source) as raw:
         count = zip_entry_count(raw)
         if count > MAX_MEMBERS:
             raise ArchiveLimitError(f"more than {MAX_MEMBERS:,} archive members ({count:,})")
@@ -226,7 +244,7 @@ def _decompressed(raw: BinaryIO, compression: str) -> BinaryIO:
         return bz2.BZ2File(raw, mode="rb")  # type: ignore[return-value]
     if compression == "xz":
         return lzma.LZMAFile(raw, mode="rb")  # type: ignore[return-value]
-    return raw  # closed twice by the caller's `with`: harmless
+    return raw
 
 
 def tar_budget(compressed: int) -> int:
@@ -235,10 +253,13 @@ def tar_budget(compressed: int) -> int:
 
 
 def _inspect_tar(
-    path: Path, filename: str, wanted: Callable[[str], bool], *, complete: bool
+    source: Path | BinaryIO, filename: str, wanted: Callable[[str], bool], *, complete: bool
 ) -> Inspection:
     compression = next(c for s, c in _TAR_SUFFIXES.items() if filename.lower().endswith(s))
-    with path.open("rb") as raw, _decompressed(raw, compression) as decompressed:
+    with _opened(source) as raw, contextlib.ExitStack() as closing:
+        decompressed = _decompressed(raw, compression)
+        if decompressed is not raw:  # the raw file is closed by whoever opened it
+            closing.enter_context(decompressed)
         compressed = raw.seek(0, os.SEEK_END)
         raw.seek(0)
         reader = TarReader(
