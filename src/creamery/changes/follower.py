@@ -1,10 +1,14 @@
 """One process following the change feed: the serial it has applied, kept current.
 
-A background thread polls the feed every few tens of milliseconds. Requests don't poll: they
-compare the feed's `announced()` serial (a memory load for the local feed) with `applied`, and
-only when the feed is ahead, or before an answer that must not be stale (a 404, a listing, a
-write's reply), catch up themselves. So a hit costs no system call, and a client reads its own
-writes on any worker process.
+A background thread polls the feed every *interval* seconds (the local feed: 50 ms, two
+`stat`s; an object feed: 1 s, one list request, so a write is seen by every replica within 2 s).
+Requests don't poll: they compare the feed's `announced()` serial (a memory load for the local
+feed) with `applied`, and only when the feed is ahead, or before an answer that must not be
+stale (a 404, a listing, a write's reply), catch up themselves. So a hit costs no system call,
+and a client reads its own writes on any worker process.
+
+A feed that can't be read (a store that is down) is logged once per outage, not per poll, and
+polled again at the same interval until it answers.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from creamery.changes import ChangeFeed, Resync
 
 log = logging.getLogger("creamery.changes")
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.05  # the local feed's; an object feed's is `object_feed.POLL_SECONDS`
 
 
 class Follower:
@@ -27,17 +31,35 @@ class Follower:
         apply: Callable[[list[str]], None],
         rescan: Callable[[], None],
         on_advance: Callable[[int], None] = lambda serial: None,
+        *,
+        interval: float = POLL_SECONDS,
     ) -> None:
         """*apply* refreshes changed keys, *rescan* compares everything (after a `Resync`);
-        *on_advance* hears every new applied serial. Start following before the initial scan:
-        what is appended meanwhile is applied again, never missed."""
+        *on_advance* hears every new applied serial; *interval*: seconds between two polls of
+        the background thread. Start following before the initial scan: what is appended
+        meanwhile is applied again, never missed. (An index restored from a snapshot instead
+        `resume`s from the snapshot's serial.)"""
+        if interval <= 0:
+            raise ValueError("the poll interval must be positive")
         self.feed = feed
+        self.interval = interval
         self._apply = apply
         self._rescan = rescan
         self.on_advance = on_advance  # the app sets it, to stamp responses
         self._lock = threading.Lock()
-        self.applied = feed.latest()
+        try:
+            self.applied = feed.latest()
+        except OSError as error:  # a store that is down: the first catch-up rescans if needed
+            log.warning("can't read the change feed (%s): following it from the start", error)
+            self.applied = feed.announced()
         on_advance(self.applied)
+
+    def resume(self, serial: int) -> None:
+        """The index now holds what was applied up to *serial* (it was restored from a
+        snapshot): the next catch-up applies what came after (or rescans when that is gone)."""
+        with self._lock:
+            self.applied = serial
+            self.on_advance(serial)
 
     def poll(self) -> bool:
         """Apply what is new, unless that needs a rescan or another thread is at it: then
@@ -72,16 +94,28 @@ class Follower:
             self.applied = serial
             self.on_advance(serial)
 
-    def start(self, interval: float = POLL_SECONDS) -> Callable[[], None]:
-        """Poll in a background thread; returns the function that stops it."""
+    def start(self, interval: float | None = None) -> Callable[[], None]:
+        """Poll in a background thread every *interval* seconds (default: the constructor's);
+        returns the function that stops it."""
+        every = self.interval if interval is None else interval
         stopped = threading.Event()
 
         def loop() -> None:
-            while not stopped.wait(interval):
+            unavailable = False
+            while not stopped.wait(every):
                 try:
                     self.catch_up()
+                except OSError as error:  # the store is down: once per outage, not per poll
+                    if not unavailable:
+                        log.warning("can't read the change feed (%s): retrying", error)
+                        unavailable = True
+                    continue
                 except Exception:  # the follower must not die; the periodic rescan still runs
                     log.exception("following the change feed failed")
+                    continue
+                if unavailable:
+                    log.warning("the change feed can be read again")
+                    unavailable = False
 
         thread = threading.Thread(target=loop, name="creamery-feed", daemon=True)
         thread.start()

@@ -125,6 +125,15 @@ class Storage(Protocol):
         only those below it. Streamed: never the whole listing in memory at once."""
         ...
 
+    def scan_after(self, prefix: str, start_after: str = "") -> Iterator[StoredFile]:
+        """The visible files below the directory key *prefix* whose keys sort after
+        *start_after* (a whole key; "" for all), in key order: bytewise on the UTF-8 keys, as
+        S3 lists. For readers of a numbered series (the change feed's records): an object
+        store lists from *start_after* itself (S3's `start-after`), so a poll costs one list
+        request, not a listing of the whole prefix. Streamed; a local directory is read whole
+        to sort it."""
+        ...
+
     def stat(self, key: str) -> StoredFile | None:
         """The file's current version, or None (absent, a directory, hidden or unsafe key)."""
         ...

@@ -108,6 +108,20 @@ class LocalStorage:
         if not prefix:
             self._listed = listed
 
+    def scan_after(self, prefix: str, start_after: str = "") -> Iterator[StoredFile]:
+        prefix = prefix.removesuffix("/")
+        if not is_safe_relpath(prefix):
+            return iter(())
+        seen: dict[str, StoredFile] = {}
+        for place in self._places:
+            top = f"{place}/{prefix}"
+            if os.path.isdir(top):
+                for stored in _walk(place, top, {}):  # not the scans' record of directories
+                    seen.setdefault(stored.key, stored)
+        after = _sort_key(start_after)
+        found = sorted((s for s in seen.values() if _sort_key(s.key) > after), key=_key_order)
+        return iter(found)
+
     def stat(self, key: str) -> StoredFile | None:
         if not is_safe_relpath(key):
             return None
@@ -246,6 +260,15 @@ class LocalStorage:
             self._listed.pop(directory, None)
             return Listing(relative, None, [])
         return Listing(relative, files, new_directories)
+
+
+def _sort_key(key: str) -> bytes:
+    """S3's order: the UTF-8 bytes (a name that is no UTF-8 keeps its raw bytes)."""
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _key_order(stored: StoredFile) -> bytes:
+    return _sort_key(stored.key)
 
 
 def _is_below(path: str, root: str) -> bool:
