@@ -53,13 +53,15 @@ class Catalog:
         self.state = open_state(config)
         self.index = Index(self.storage, self.state)
         self.feed: ChangeFeed = open_feed(config, self.state)
+        # Created before any scan: what is appended while one runs is applied again, not missed.
+        self.follower = Follower(
+            self.feed, self.index.refresh, self.index.rescan, interval=config.feed_seconds()
+        )
         self.snapshots: Snapshots | None = None
         if isinstance(config.upload_root, ObjectRoot):
             from creamery.catalog.snapshot import Snapshots
 
             self.snapshots = Snapshots(self.state, self.index)
-        # Created before any scan: what is appended while one runs is applied again, not missed.
-        self.follower = Follower(self.feed, self.index.refresh, self.index.rescan)
         self._moving_lock = threading.Lock()
         self._unmovable: set[str] = set()  # legacy sidecars copied but not removable
 
@@ -137,11 +139,7 @@ class Catalog:
 
     def check_name_fits(self, filename: str) -> None:
         """Raises NameTooLong when a name *filename* needs does not fit the file systems."""
-        upload_root = self.config.upload_root
-        scratch = self.config.scratch_directory()
-        # A bucket has no NAME_MAX; the local scratch (and a directory synced from the bucket) do.
-        root = upload_root if isinstance(upload_root, Path) else scratch
-        publishing.check_names_fit(filename, root, scratch)
+        publishing.check_names_fit(filename, self.config.upload_root, self.state.path)
 
     def publish(self, upload: Upload, *, overwrite: bool) -> list[str]:
         """Publish a validated upload (put-if-absent unless *overwrite*), its signature,
@@ -227,16 +225,14 @@ def open_state(config: Config) -> StateDir:
         return StateDir(state)
     from creamery.storage.s3 import S3Storage
 
-    return StateDir.in_store(S3Storage(state, config.s3_options()), config.scratch_directory())
+    return StateDir(S3Storage(state, config.s3_options()), config.scratch_directory())
 
 
 def open_feed(config: Config, state: StateDir) -> ChangeFeed:
     """The change feed every process follows: a journal in the state directory, or records
     in the bucket's `.creamery/` prefix."""
-    if not isinstance(config.upload_root, ObjectRoot):
+    if state.path is not None:
         return LocalFeed(state.path)
     from creamery.changes.object_feed import ObjectFeed
-    from creamery.storage.s3 import S3Storage
 
-    feed_root = config.upload_root.state().below("feed")
-    return ObjectFeed(S3Storage(feed_root, config.s3_options()))
+    return ObjectFeed(state.store)  # `changes/<serial>` beside the state's `files/`

@@ -201,7 +201,10 @@ class Config:
             return state
         if self.state_dir is not None:
             return self.state_dir
-        return self.facts_cache_dir() / "scratch"
+        # One per root (storage/state.py's object_scratch_dir): two indexes on one host never
+        # clean each other's spools.
+        digest = hashlib.sha256(str(self.upload_root).encode()).hexdigest()[:16]
+        return self.facts_cache_dir() / "scratch" / digest
 
     def facts_cache_dir(self) -> Path:
         if self.cache_dir is not None:

@@ -117,7 +117,7 @@ class Creamery:
                 self._loaded = True
                 _restart_in_forked_children(self)
             assert self._follower is not None
-            self._stoppers.append(self._follower.start(self.config.feed_seconds()))
+            self._stoppers.append(self._follower.start())  # every --feed-interval
             local_roots = self.config.local_roots
             if self.config.watch and local_roots:  # a bucket sends no events
                 self._watch = local_events.watch(
