@@ -29,7 +29,6 @@ from creamery.changes import ChangeFeed
 from creamery.changes.follower import Follower
 from creamery.changes.local_feed import LocalFeed
 from creamery.core.config import Config
-from creamery.core.objects import ObjectRoot
 from creamery.storage import Storage
 from creamery.storage.local import LocalStorage
 from creamery.storage.state import StateDir
@@ -58,10 +57,13 @@ class Catalog:
             self.feed, self.index.refresh, self.index.rescan, interval=config.feed_seconds()
         )
         self.snapshots: Snapshots | None = None
-        if isinstance(config.upload_root, ObjectRoot):
+        if self.state.path is None:  # the state is in a bucket: so are the index's snapshots
             from creamery.catalog.snapshot import Snapshots
 
-            self.snapshots = Snapshots(self.state, self.index)
+            interval = config.snapshot_interval or None  # 0: read them, never write one
+            self.snapshots = Snapshots(
+                self.state.store, self.index, **({"interval": interval} if interval else {})
+            )
         self._moving_lock = threading.Lock()
         self._unmovable: set[str] = set()  # legacy sidecars copied but not removable
 
@@ -82,8 +84,15 @@ class Catalog:
     def load_index(self) -> None:
         """A server's first load: from the bucket's index snapshot when there is one (then
         what changed since), else by listing everything."""
-        if self.snapshots is None or not self.snapshots.load():
+        serial = None if self.snapshots is None else self.snapshots.load()
+        if serial is None:
             self.index.load()
+            return
+        self.follower.resume(serial)  # the index is as of *serial*: apply what came after
+        try:
+            self.follower.catch_up()
+        except OSError as error:  # the store went away meanwhile: the background poll retries
+            log.warning("can't catch up with the change feed yet: %s", error)
 
     def start_background(self) -> list[Callable[[], None]]:
         """A server's periodic work beyond the rescans (the snapshot of an object root's
@@ -91,7 +100,7 @@ class Catalog:
         interval = self.config.snapshot_interval
         if self.snapshots is None or interval <= 0:
             return []
-        return [self.snapshots.start(interval)]
+        return [self.snapshots.start(lambda: self.follower.applied)]
 
     def health(self) -> str | None:
         """None when the store answers, else the problem in one line (naming the store)."""
