@@ -144,7 +144,15 @@ def test_a_taken_name_is_refused_and_overwrite_replaces_it(
         assert twine_upload(server.url + "/", home, first).returncode == 0
         again = twine_upload(server.url + "/", home, second)
         assert again.returncode != 0
-        assert "already exists" in again.stdout + again.stderr
+        assert "400" in again.stdout + again.stderr  # PyPI's "File already exists" for twine
+        response = httpx.post(
+            server.url + "/",
+            data={":action": "file_upload"},
+            files={"content": (second.name, second.read_bytes())},
+            timeout=10,
+        )
+        assert response.status_code == 409
+        assert "already exists" in response.text
         assert s3.get(s3_bucket, first.name) == first.read_bytes()
     with run_server([root], "-a", ".", "-P", ".", "--overwrite", env=s3.env()) as server:
         result = twine_upload(server.url + "/", home, second)
@@ -194,7 +202,7 @@ def test_cli_yank_unyank_and_remove_on_the_bucket_reach_the_server(
 
     result = creamery("unyank", "s3yank", "1.0", root, env=env)
     assert result.returncode == 0, describe(result)
-    wait_for(lambda: yanked() is None, "the un-yank to reach the server")
+    wait_for(lambda: yanked() is False, "the un-yank to reach the server")
 
     result = creamery("remove", "s3yank", "2.0", root, env=env)
     assert result.returncode == 0, describe(result)

@@ -205,7 +205,7 @@ def _run_granian_in_process(config: Config) -> None:
         del log_dict["loggers"][LOGGER_NAME]
     app = create_app(config)
     # Scan before serving: alone on the CPU, not beside granian's threads starting up.
-    app.start()
+    app.start_or_wait()
     start_reaper(config)
     server = Server(
         app,

@@ -77,8 +77,9 @@ class WsgiApp:
 
     def __init__(self, app: Creamery) -> None:
         self.app = app
-        # pypiserver's app is ready when app() returns: scan now, not on the first request.
-        app.start()
+        # pypiserver's app is ready when app() returns: scan now, not on the first request
+        # (a bucket that does not answer yet: 503s until it does).
+        app.start_or_wait()
         self._lock = threading.Lock()
         self._adapter: ASGIMiddleware | None = None
         self._loop = _LoopHolder()

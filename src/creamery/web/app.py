@@ -93,6 +93,7 @@ class Creamery:
         self._started = False
         self._loaded = False  # the index scan is done (a forked child keeps it)
         self._start_lock = threading.Lock()
+        self._retrying = False  # start_or_wait: a thread waits for the store
         self._migration_lock = threading.Lock()
         self._migration_timer: threading.Timer | None = None
         self._stoppers: list[Callable[[], None]] = []
@@ -131,28 +132,45 @@ class Creamery:
             self._stoppers.extend(self.catalog.start_background())  # an object root's snapshots
             self._started = True
 
+    def start_or_wait(self) -> None:
+        """`start`; with an object store that does not answer, keep trying in the background
+        (the replica answers 503, its health check says not ready) instead of failing."""
+        with self._start_lock:
+            if self._retrying:
+                return  # already waiting for the store
+        try:
+            self.start()
+        except OSError as error:
+            if not self.remote:
+                raise
+            log.warning("the store did not answer (%s): not ready, trying again", error)
+            self._start_when_the_store_answers()
+
     def _start_when_the_store_answers(self) -> None:
         """An object store that is down at start: serve 503s (health: not ready) and try again
         every few seconds, rather than exit."""
+        with self._start_lock:
+            if self._retrying:
+                return
+            self._retrying = True
 
         def retry() -> None:
             while not self._started:
+                time.sleep(_START_RETRY_SECONDS)
                 try:
                     self.start()
-                except OSError as error:
-                    log.warning("can't load the index yet (%s): trying again", error)
-                    time.sleep(_START_RETRY_SECONDS)
+                except OSError:
+                    continue  # said once already
                 except Exception:  # a background task must not die silently
                     log.exception("loading the index failed")
-                    time.sleep(_START_RETRY_SECONDS)
+            log.warning("the store answers: the index is loaded")
 
         threading.Thread(target=retry, name="creamery-start", daemon=True).start()
 
     def _try_start(self) -> None:
-        try:
-            self.start()
-        except OSError as error:
-            log.warning("can't load the index yet: %s", error)
+        """A health check's nudge (a WSGI host builds the app lazily): start, or wait."""
+        if not self._retrying:
+            self.start_or_wait()
 
     def stop(self) -> None:
         if self.mirror is not None:
@@ -387,13 +405,7 @@ class Creamery:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await anyio.to_thread.run_sync(self.start)
-                except OSError as error:
-                    if not self.remote:
-                        await send({"type": "lifespan.startup.failed", "message": str(error)})
-                        return
-                    log.warning("the store did not answer (%s): not ready yet", error)
-                    self._start_when_the_store_answers()
+                    await anyio.to_thread.run_sync(self.start_or_wait)
                 except Exception as error:
                     await send({"type": "lifespan.startup.failed", "message": str(error)})
                     return
