@@ -212,6 +212,23 @@ def test_cli_yank_unyank_and_remove_on_the_bucket_reach_the_server(
     assert response.status_code == 404
 
 
+def test_update_execute_puts_newer_releases_into_the_bucket(
+    s3: S3Server, s3_bucket: str, served: Server, tmp_path: Path
+) -> None:
+    old = make_wheel(tmp_path / "old", "s3upd", "1.0")
+    s3.put(s3_bucket, f"pkgs/sub/{old.name}", old.read_bytes())  # placed by another tool
+    upstream_root = tmp_path / "upstream"
+    new = make_wheel(upstream_root, "s3upd", "2.0")
+    with run_server([upstream_root], "--disable-fallback") as upstream:
+        env = clean_env(**s3.env())
+        root = f"s3://{s3_bucket}/pkgs"
+        result = creamery("update", "-x", "--index-url", f"{upstream.url}/simple/", root, env=env)
+    assert result.returncode == 0, describe(result)
+    assert s3.get(s3_bucket, f"pkgs/sub/{new.name}") == new.read_bytes()  # beside the old one
+    # Recorded in the bucket's change feed: the running server lists it.
+    wait_for(lambda: f"sub/{new.name}" in json.dumps(files_of(served, "s3upd")), "the update")
+
+
 def test_cli_refuses_a_bad_url_in_one_line(s3: S3Server) -> None:
     for command in (("run", "s3://Not_A_Bucket"), ("yank", "p", "1.0", "s3://x")):
         result = creamery(*command, env=clean_env(**s3.env()))

@@ -102,6 +102,11 @@ class Catalog:
             return []
         return [self.snapshots.start(lambda: self.follower.applied)]
 
+    def close(self) -> None:
+        """For a one-shot process (a CLI command), before it exits: what the feed does in the
+        background (an object feed's compaction) ends first."""
+        self.feed.close()
+
     def health(self) -> str | None:
         """None when the store answers, else the problem in one line (naming the store)."""
         return self.storage.health()

@@ -182,6 +182,8 @@ def _set_yanked(args: argparse.Namespace, *, yanked: bool) -> int:
         raise ConfigError(str(error)) from error
     except OSError as error:
         raise ConfigError(f"can't change the yank state: {error.strerror}") from error
+    finally:
+        catalog.close()
     verb = "yanked" if yanked else "un-yanked"
     for relpath in changed:
         print(f"{verb} {relpath}")
@@ -200,6 +202,8 @@ def remove(args: argparse.Namespace) -> int:
         raise ConfigError(str(error)) from error
     except OSError as error:
         raise ConfigError(f"can't remove {args.project}: {error.strerror}") from error
+    finally:
+        catalog.close()
     for relpath in changed:
         print(f"removed {relpath}")
     return 0

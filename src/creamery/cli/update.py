@@ -150,7 +150,7 @@ def read_ignorelist(path: str | None) -> frozenset[str]:
 def hosted_projects(catalog: Catalog, ignored: frozenset[str]) -> list[Hosted]:
     """The catalog's projects (by normalized name) with their latest release, PEP 440 order."""
     index = catalog.index
-    index.load()
+    catalog.load_index()  # a bucket's snapshot, else a scan
     hosted = []
     for project in sorted(set(index.projects) - ignored):
         latest = index.distributions(project)[-1]
@@ -497,12 +497,15 @@ def run_update(args: argparse.Namespace) -> int:
     if settings.execute and settings.download_dir is not None:
         _make_download_dir(settings.download_dir)
     catalog = settings.catalog()
-    hosted = hosted_projects(catalog, settings.ignored)
-    reporter = Reporter(interactive=sys.stderr.isatty())
-    if not hosted:
-        reporter.note("no projects to check in " + ", ".join(map(str, settings.roots)))
-        return 0
-    return asyncio.run(update_all(settings, hosted, reporter, catalog))
+    try:
+        hosted = hosted_projects(catalog, settings.ignored)
+        reporter = Reporter(interactive=sys.stderr.isatty())
+        if not hosted:
+            reporter.note("no projects to check in " + ", ".join(map(str, settings.roots)))
+            return 0
+        return asyncio.run(update_all(settings, hosted, reporter, catalog))
+    finally:
+        catalog.close()
 
 
 def _make_download_dir(path: Path) -> None:
