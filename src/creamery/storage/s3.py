@@ -40,6 +40,7 @@ from creamery.core.objects import ObjectRoot, S3Options, S3Settings, resolve_s3_
 from creamery.storage import (
     AlreadyExists,
     Listing,
+    Storage,
     StoredFile,
     StoreUnavailable,
     UnsafeKey,
@@ -584,3 +585,7 @@ class S3Reader:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _is_a_storage(storage: S3Storage) -> Storage:
+    return storage  # mypy checks the protocol here
