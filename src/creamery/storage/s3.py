@@ -20,6 +20,7 @@ FileNotFoundError, or None where the API says so.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -39,6 +40,7 @@ from creamery.core.objects import ObjectRoot, S3Options, S3Settings, resolve_s3_
 from creamery.storage import (
     AlreadyExists,
     Listing,
+    Storage,
     StoredFile,
     StoreUnavailable,
     UnsafeKey,
@@ -186,6 +188,7 @@ class S3Storage:
     network (`remote`): callers on an event loop run them in a worker thread."""
 
     remote = True
+    multipart_bytes = _MULTIPART  # an overwrite above this is a multipart upload
 
     def __init__(
         self,
@@ -357,7 +360,11 @@ class S3Storage:
                     result = obstore.put(client, target, data, mode="create", use_multipart=False)
                 else:
                     result = obstore.put(
-                        client, target, data, mode="overwrite", use_multipart=size > _MULTIPART
+                        client,
+                        target,
+                        data,
+                        mode="overwrite",
+                        use_multipart=size > self.multipart_bytes,
                     )
                 return result["e_tag"] or ""
 
@@ -418,6 +425,8 @@ class S3Storage:
 def _collect(client: S3Store, exact: str) -> list[ObjectMeta]:
     """The objects at *exact* and below it (what a skip past `P/` + "0" would jump over)."""
     found: list[ObjectMeta] = []
+    with contextlib.suppress(FileNotFoundError):
+        found.append(obstore.head(client, exact))  # a prefix is a directory: not the key itself
     for page in obstore.list(client, prefix=exact, chunk_size=1000):
         found += page
     return found
@@ -576,3 +585,7 @@ class S3Reader:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _is_a_storage(storage: S3Storage) -> Storage:
+    return storage  # mypy checks the protocol here
