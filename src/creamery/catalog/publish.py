@@ -9,7 +9,8 @@ the signature (in the package storage), the provenance and the facts computed at
 renamed, into place; an object store's conditional create): that is the commit point. If
 anything fails before or at it (another replica won the name: AlreadyExists), every step is
 undone and the old state is back; the change is recorded for other processes last
-(`Catalog.record`).
+(`Catalog.record`). One exception, between replicas on an object store: without
+`--overwrite` the winner of the put writes the rest after it (`publish`).
 """
 
 from __future__ import annotations
