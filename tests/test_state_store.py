@@ -329,9 +329,10 @@ def test_state_in_a_bucket_has_the_directory_s_keys(
             relpath, _, kind = key[len("files/") :].rpartition("/")
             state.write(relpath, kind, data)
     check_reads_the_old_layout(state)
-    expected = sorted(f"pkgs/.creamery/{k}" for k in OLD_LAYOUT if k.startswith("files/"))
+    written = [k for k in OLD_LAYOUT if k.startswith("files/")]
+    expected = sorted(f"pkgs/.creamery/{k}" for k in written)
     assert s3.keys(root.bucket) == expected
-    assert all(s3.get(root.bucket, f"pkgs/.creamery/{k}") == OLD_LAYOUT[k] for k in OLD_LAYOUT)
+    assert all(s3.get(root.bucket, f"pkgs/.creamery/{k}") == OLD_LAYOUT[k] for k in written)
     # A directory synced from the bucket (`aws s3 sync`) is the same state directory.
     synced = tmp_path / "synced"
     plant(synced, {k.removeprefix("pkgs/.creamery/"): s3.get(root.bucket, k) for k in expected})
@@ -341,6 +342,19 @@ def test_state_in_a_bucket_has_the_directory_s_keys(
     assert state.delete("demo-1.0.tar.gz", "yanked")
     assert not state.delete("demo-1.0.tar.gz", "yanked")
     assert not any("other-2.0.zip" in k or "demo-1.0.tar.gz" in k for k in s3.keys(root.bucket))
+
+    # Sidecars of earlier versions, copied into the bucket with the files, move into the state.
+    s3.put(root.bucket, "pkgs/sub/x-1.0.tar.gz.yanked", b"old")
+    s3.put(root.bucket, "pkgs/sub/x-1.0-py3-none-any.whl.metadata", b"Name: x\n")
+    for key in ("sub/x-1.0.tar.gz.yanked", "sub/x-1.0-py3-none-any.whl.metadata"):
+        legacy = site.storage.stat(key)
+        assert legacy is not None and state.migrate(site.storage, legacy)
+        assert not state.migrate(site.storage, legacy)  # nothing left to move
+    assert state.yank_reason("sub/x-1.0.tar.gz") == "old"
+    keys = s3.keys(root.bucket)
+    assert not any(k.startswith("pkgs/sub/") for k in keys)
+    assert s3.get(root.bucket, "pkgs/.creamery/files/sub/x-1.0.tar.gz/yanked") == b"old"
+    assert "pkgs/.creamery/migrated/sub/x-1.0-py3-none-any.whl.metadata" in keys
 
 
 def test_publish_into_a_bucket_writes_state_under_creamery(
