@@ -450,3 +450,37 @@ def test_metadata_of_a_wheel_in_a_bucket_without_stored_facts(
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert cache.digests(stored).sha256 == digest
     assert s3.keys(s3_bucket) == [f"pkgs/{wheel.name}"]  # reading wrote nothing there
+
+
+def bucket_tree(s3: S3Server, bucket: str) -> dict[str, bytes]:
+    return {key: s3.get(bucket, key) for key in s3.keys(bucket)}
+
+
+def test_a_failed_commit_point_in_a_bucket_leaves_the_old_state(
+    s3: S3Server, bucket_site: tuple[ObjectRoot, Published], tmp_path: Path
+) -> None:
+    root, site = bucket_site
+    first = make_wheel(tmp_path / "a", "demo", "1.0", summary="first")
+    with pytest.raises(FileNotFoundError):
+        site.publish(site.upload(first, provenance=b"{}", spooled=False))
+    assert s3.keys(root.bucket) == []  # no state entry, no object
+
+    site.publish(site.upload(first, provenance=b'{"first": 1}'))
+    before = bucket_tree(s3, root.bucket)
+    second = make_wheel(tmp_path / "b", "demo", "1.0", summary="second")
+    with pytest.raises(FileNotFoundError):
+        site.publish(site.upload(second, provenance=b"{}", spooled=False), overwrite=True)
+    assert bucket_tree(s3, root.bucket) == before  # the old provenance, facts and metadata
+
+    # A real overwrite: the new bytes with their own state, the facts under the new ETag.
+    site.publish(site.upload(second, provenance=b'{"second": 2}'), overwrite=True)
+    (dist,) = site.index.distributions("demo")
+    assert s3.get(root.bucket, f"pkgs/{second.name}") == second.read_bytes()
+    assert site.index.provenance(dist) == b'{"second": 2}'
+    cache = FactsCache(None, (), site.storage, site.state)
+    assert cache.metadata(dist.stored, "wheel").raw == wheel_metadata(second)
+    stored = cache.stored(dist.stored)
+    assert (
+        stored is not None
+        and stored.digests["sha256"] == hashlib.sha256(second.read_bytes()).hexdigest()
+    )
