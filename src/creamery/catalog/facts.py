@@ -16,6 +16,7 @@ import json
 import logging
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
@@ -31,6 +32,7 @@ from creamery.storage.state import CORE_METADATA, FACTS, StateDir
 log = logging.getLogger("creamery.facts")
 
 _CHUNK = 1 << 20
+_REMEMBERED = 16_384  # stored facts kept in memory when the state is remote (~300 bytes each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +192,10 @@ class FactsCache:
         self.algos = tuple(a for a in algos if a != "sha256")
         self._state = state  # where facts stored at upload are
         self._lock = threading.Lock()
+        # A remote state (an object store) costs requests per read: its facts, once read for
+        # a file version, are kept (bounded; they never change for that version).
+        self._remote = state is not None and state.remote
+        self._remembered: OrderedDict[tuple[str, str], StoredFacts] = OrderedDict()
         self._db: sqlite3.Connection | None = None
         if directory is not None:
             self._db = _open_db(directory)
@@ -198,10 +204,21 @@ class FactsCache:
         """The facts stored at upload for this very file version; never reads the file."""
         if self._state is None:
             return None
+        identity = _identity(stored)
+        if self._remote:
+            with self._lock:
+                known = self._remembered.get(identity)
+            if known is not None:
+                return known
         data = self._state.read(stored.key, FACTS)
         facts = None if data is None else StoredFacts.from_bytes(data)
-        if facts is None or facts.version != file_version(stored):
+        if facts is None or facts.version != identity[1]:
             return None  # none, or of bytes since replaced by another tool
+        if self._remote:  # not the absence: the facts of a file just put are written after it
+            with self._lock:
+                self._remembered[identity] = facts
+                if len(self._remembered) > _REMEMBERED:
+                    self._remembered.popitem(last=False)
         return facts
 
     def pypi_digests(self, stored: StoredFile) -> dict[str, str] | None:
@@ -260,12 +277,16 @@ class FactsCache:
         return None
 
     def metadata(self, stored: StoredFile, kind: str) -> CoreMetadata:
-        uploaded = self._stored_metadata(stored)
-        if uploaded is not None:
+        # Both describe this very file version. A remote state costs requests: there the
+        # local cache comes first, and keeps what the state held.
+        if not self._remote and (uploaded := self._stored_metadata(stored)) is not None:
             return uploaded
         row = self._get("SELECT raw FROM metadata" + _WHERE, stored)
         if row is not None:
             return parse_core_metadata(row[0])
+        if self._remote and (uploaded := self._stored_metadata(stored)) is not None:
+            self.remember_metadata(stored, uploaded.raw)
+            return uploaded
         raw = self._read_metadata(stored, kind)
         if self._unchanged(stored):
             self.remember_metadata(stored, raw)

@@ -9,7 +9,8 @@ the signature (in the package storage), the provenance and the facts computed at
 renamed, into place; an object store's conditional create): that is the commit point. If
 anything fails before or at it (another replica won the name: AlreadyExists), every step is
 undone and the old state is back; the change is recorded for other processes last
-(`Catalog.record`).
+(`Catalog.record`). One exception, between replicas on an object store: without
+`--overwrite` the winner of the put writes the rest after it (`publish`).
 """
 
 from __future__ import annotations
@@ -136,48 +137,80 @@ class Target:
 
 def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
     """Publish under the filename's lock; the relpaths that changed. Raises AlreadyExists,
-    or OSError (the server's disk, the store) with nothing published."""
+    or OSError (the server's disk, the store) with nothing published.
+
+    Replicas on one object store share no lock: without *overwrite* the store's put-if-absent
+    picks the winner, so there only the winner writes what goes with the file (signature,
+    provenance, facts), right after the commit point: a loser's writes and undo would clobber
+    the winner's. A failure after it withdraws the file. Elsewhere (and for *overwrite*,
+    which needs the old state back on failure) they are written first, as the lock orders
+    every writer."""
     relpath = upload.relpath
     state = target.state
+    winner_writes_after = not overwrite and (target.storage.remote or state.remote)
     transaction = _Transaction()
-    # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`, wherever it goes (on this host: other
-    # replicas meet at the commit point, the store's put-if-absent).
+    # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`, wherever it goes (on this host).
     with state.lock(same_file_key(upload.filename)):
         if not overwrite and _taken(target, relpath):
             raise AlreadyExists(upload.filename)
-        facts = _facts_of(upload)
+        facts = None if winner_writes_after else _facts_of(upload)
         try:
-            transaction.put_stored(target.storage, relpath + SIGNATURE, upload.signature)
-            for kind, data in (
-                (PROVENANCE, upload.provenance),
-                (CORE_METADATA, _metadata_of(upload) if facts is not None else None),
-                (FACTS, facts.to_bytes() if facts is not None else None),
-            ):
-                transaction.put_stored(state.store, state.key(relpath, kind), data)
+            if not winner_writes_after:
+                _put_companions(transaction, target, upload, facts)
             # The commit point. AlreadyExists when another process won the name meanwhile.
             stored = target.storage.put(relpath, upload.spool, if_absent=not overwrite)
         except BaseException:
             transaction.rollback()
             state.drop_empty_entry(relpath)  # the entry, when the undo left it empty
             raise
-        transaction.commit()
-        if facts is not None:
+        if winner_writes_after:
+            try:
+                _put_companions(transaction, target, upload, _facts_of(upload, stored))
+            except BaseException:
+                transaction.rollback()
+                _withdraw(target.storage, stored)
+                raise
+        elif facts is not None:
             _check_facts(state, stored, facts)
+        transaction.commit()
     return [relpath, relpath + SIGNATURE]
+
+
+def _put_companions(
+    transaction: _Transaction, target: Target, upload: Upload, facts: StoredFacts | None
+) -> None:
+    """The signature beside the file; its provenance, core metadata and facts in the state
+    (None removes an old version)."""
+    relpath, state = upload.relpath, target.state
+    transaction.put_stored(target.storage, relpath + SIGNATURE, upload.signature)
+    for kind, data in (
+        (PROVENANCE, upload.provenance),
+        (CORE_METADATA, _metadata_of(upload) if facts is not None else None),
+        (FACTS, facts.to_bytes() if facts is not None else None),
+    ):
+        transaction.put_stored(state.store, state.key(relpath, kind), data)
+
+
+def _withdraw(storage: Storage, stored: StoredFile) -> None:
+    """Undo a commit point: remove the file just put, unless it was replaced since."""
+    with contextlib.suppress(OSError):
+        if storage.stat(stored.key) == stored:
+            storage.delete(stored.key)
 
 
 def _metadata_of(upload: Upload) -> bytes | None:
     return upload.metadata if upload.metadata_read else None
 
 
-def _facts_of(upload: Upload) -> StoredFacts | None:
-    """The facts of the spooled bytes, under the version the published file will have (a link
-    or a rename keeps the inode, size and mtime); none when the upload brought none."""
+def _facts_of(upload: Upload, stored: StoredFile | None = None) -> StoredFacts | None:
+    """The facts of the spooled bytes, under the version of *stored*, else the version the
+    published file will have if linked or renamed into place (the inode, size and mtime
+    stay); none when the upload brought none."""
     if "sha256" not in upload.digests:
         return None
     metadata = _metadata_of(upload)
     sha = None if metadata is None else hashlib.sha256(metadata).hexdigest()
-    version = file_version(_as_stored(upload.relpath, upload.spool))
+    version = file_version(stored or _as_stored(upload.relpath, upload.spool))
     return StoredFacts(version, dict(upload.digests), upload.metadata_read, sha)
 
 
