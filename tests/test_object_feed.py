@@ -386,9 +386,15 @@ def test_a_store_outage_fails_the_poll_quietly_and_the_feed_recovers(
             feed.append(["during"])
         assert wait_for(lambda: "can't read the change feed" in caplog.text, timeout=30)
         s3.start()
-        assert feed.since(1) == Changes(1, [])  # and records what it could not
-        assert wait_for(lambda: follower.applied == 2, timeout=30)
-        assert applied == ["during"]
+        # The first read that reaches the store records what the append could not. (The
+        # paused server may also take the put it had queued when it resumes: a record twice
+        # is harmless, its keys are refreshed twice.)
+        assert isinstance(feed.since(1), Changes)
+        latest = feed.latest()
+        found = _feed(make_store).since(1)
+        assert latest >= 2 and isinstance(found, Changes) and "during" in found.keys
+        assert wait_for(lambda: follower.applied == latest, timeout=30)
+        assert set(applied) == {"during"}
         assert wait_for(lambda: "can be read again" in caplog.text, timeout=30)
         failures = [r for r in caplog.records if "can't read the change feed" in r.message]
         assert len(failures) == 1, "logged once per outage, not per poll"

@@ -219,6 +219,28 @@ class Index:
         for project in (*projects, None):
             self.generations[project] = self.generation
 
+    # ------------------------------------------------------------------ snapshots
+
+    def load_snapshot(self, files: Iterable[StoredFile], file_state: dict[str, FileState]) -> None:
+        """Build the index from a snapshot (`catalog/snapshot.py`) instead of a scan: the
+        files (sidecars and legacy sidecars included) and the state of each, as `snapshot`
+        gave them."""
+        with self._lock:
+            self.files.clear()
+            self.dists.clear()
+            self.projects.clear()
+            self.legacy.clear()
+            for stored in files:
+                self._add(stored)
+            self.file_state = dict(file_state)
+            self._changed(set(self.projects))
+        log.info("index loaded: %d projects, %d files", len(self.projects), len(self.dists))
+
+    def snapshot(self) -> tuple[list[StoredFile], dict[str, FileState]]:
+        """What `load_snapshot` needs to rebuild this index: every file it knows, their state."""
+        with self._lock:
+            return [*self.files.values(), *self.legacy.values()], dict(self.file_state)
+
     # ------------------------------------------------------------------ reading
 
     def project_generation(self, project: str | None) -> int:

@@ -67,6 +67,7 @@ MAX_BACKLOG = 1_000  # a follower further behind rescans: cheaper than a read pe
 MAX_PENDING = 10_000  # unrecorded keys kept for the next append; past it, the rescan finds them
 _LOSSES = 1_000  # lost races in one append before it gives up
 _READERS = 8  # parallel reads of records on a remote store
+_OWN = 64  # records written by this process remembered (their catch-up reads none back)
 _DIGITS = 20  # 2**64 fits
 _NAME = re.compile(rf"{PREFIX}/(\d{{{_DIGITS}}})")
 _RECORD = re.compile(rb"([0-9a-f]{8}) (\[.*\])\n?", re.DOTALL)
@@ -130,6 +131,8 @@ class ObjectFeed:
         self._append_lock = threading.Lock()  # one appender per process: no race with itself
         self._read_lock = threading.Lock()
         self._pending: dict[str, None] = {}  # keys whose append failed, recorded with the next
+        # The last records written here, by serial: (their version, their keys): not read back
+        self._own: dict[int, tuple[int | str, list[str]]] = {}
         self._compactor: threading.Thread | None = None
 
     # ------------------------------------------------------------------ ChangeFeed
@@ -137,14 +140,16 @@ class ObjectFeed:
     def append(self, keys: Sequence[str]) -> int:
         with self._append_lock:
             self._pending.update(dict.fromkeys(keys))
+            written = list(self._pending)
             try:
-                serial, stored = self._put(encode(list(self._pending)))
+                serial, stored = self._put(encode(written))
             except OSError:
                 if len(self._pending) > MAX_PENDING:
                     log.warning("%d changes not recorded: rescans find them", len(self._pending))
                     self._pending.clear()
                 raise
             self._pending.clear()
+            self._remember(serial, stored, written)
         self._note(serial)
         if serial % self.step == 0:
             self._compact_soon(serial, stored.mtime_ns)
@@ -198,14 +203,22 @@ class ObjectFeed:
         if self._pending and self._append_lock.acquire(blocking=False):
             try:
                 if self._pending:
-                    serial, _stored = self._put(encode(list(self._pending)))
+                    written = list(self._pending)
+                    serial, stored = self._put(encode(written))
                     self._pending.clear()
+                    self._remember(serial, stored, written)
                     self._note(serial)
                     log.info("recorded earlier changes as serial %d", serial)
             except OSError:
                 pass
             finally:
                 self._append_lock.release()
+
+    def _remember(self, serial: int, stored: StoredFile, keys: list[str]) -> None:
+        """The catch-up after a write lists its own record: no need to read it back."""
+        self._own[serial] = (stored.version, keys)
+        while len(self._own) > _OWN:
+            del self._own[next(iter(self._own))]
 
     # ------------------------------------------------------------------ reading
 
@@ -229,6 +242,7 @@ class ObjectFeed:
                 listed = listed[1:]
             if not listed:
                 if present or serial == 0:
+                    self._note(serial)
                     return Changes(serial, [])
                 # Compaction never deletes the newest record: the feed is behind this reader
                 # (restored from a backup, or started afresh).
@@ -252,14 +266,21 @@ class ObjectFeed:
         return Changes(run[-1][0], keys)
 
     def _read(self, run: Listed) -> list[str]:
-        if self.store.remote and len(run) > 2:
-            with ThreadPoolExecutor(min(_READERS, len(run))) as pool:
-                records = list(pool.map(self._read_one, (stored for _s, stored in run)))
+        remembered = self._own.copy()  # (appenders add to it meanwhile)
+        own = {  # the very objects this process wrote (not another feed's after a reset)
+            serial: remembered[serial][1]
+            for serial, stored in run
+            if serial in remembered and remembered[serial][0] == stored.version
+        }
+        unread = [stored for serial, stored in run if serial not in own]
+        if self.store.remote and len(unread) > 2:
+            with ThreadPoolExecutor(min(_READERS, len(unread))) as pool:
+                read = dict(zip(unread, pool.map(self._read_one, unread), strict=True))
         else:
-            records = [self._read_one(stored) for _s, stored in run]
+            read = {stored: self._read_one(stored) for stored in unread}
         keys: dict[str, None] = {}
-        for record in records:
-            keys.update(dict.fromkeys(record))
+        for serial, stored in run:
+            keys.update(dict.fromkeys(own[serial] if serial in own else read[stored]))
         return list(keys)
 
     def _read_one(self, stored: StoredFile) -> list[str]:

@@ -251,11 +251,24 @@ class S3Storage:
         if pending is not None:
             yield pending
 
-    def _listing(self, listed: str | None) -> Iterator[ObjectMeta]:
-        """The objects below *listed*, in key order, past hidden directories and past keys
-        obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the rest)."""
+    def scan_after(self, prefix: str, start_after: str = "") -> Iterator[StoredFile]:
+        """The listing from *start_after* on (S3's `start-after`, obstore's `offset`): a poll
+        of the change feed is one LIST, however many records the feed keeps."""
+        prefix = prefix.removesuffix("/")
+        if not is_safe_relpath(prefix):
+            return
         base = len(self._base)
-        offset: str | None = None
+        offset = self._object(start_after) if start_after else None
+        for meta in self._listing(self._object(prefix), offset):
+            rel = meta["path"][base:]
+            if is_safe_relpath(rel):
+                yield self._stored(rel, meta)
+
+    def _listing(self, listed: str | None, offset: str | None = None) -> Iterator[ObjectMeta]:
+        """The objects below *listed* (after *offset*), in key order, past hidden directories
+        and past keys obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the
+        rest)."""
+        base = len(self._base)
         while True:
             restart: str | None = None
             for page in self._pages(listed, offset):
