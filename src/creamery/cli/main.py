@@ -26,6 +26,7 @@ from creamery.core.config import (
     Config,
     ConfigError,
     check_auth,
+    check_mirror_cache,
     check_root,
     check_state_dir,
     parse_auth_actions,
@@ -34,6 +35,7 @@ from creamery.core.config import (
     parse_health_endpoint,
 )
 from creamery.core.names import normalize
+from creamery.core.objects import ObjectRoot
 from creamery.core.version import __version__
 
 PROG = "creamery"
@@ -374,12 +376,22 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.mirror_ttl,
         help="how long a fetched project page stays fresh (default: 600)",
     )
-    group.add_argument("--mirror-cache", metavar="DIR", help="where mirrored files are kept")
+    group.add_argument(
+        "--mirror-cache",
+        metavar="DIR",
+        help="where mirrored files are kept (or s3://BUCKET/PREFIX, shared by replicas)",
+    )
     group.add_argument(
         "--mirror-max-size",
         metavar="SIZE",
         type=parse_size,
         help="evict least recently used mirrored files beyond this size, such as 20G",
+    )
+    group.add_argument(
+        "--mirror-max-age",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        help="evict mirrored files unused for this long (default: kept until --mirror-max-size)",
     )
     group.add_argument(
         "--mirror-merge",
@@ -649,8 +661,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),
         mirror=args.mirror,
         mirror_ttl=args.mirror_ttl,
-        mirror_cache=_path(args.mirror_cache),
+        mirror_cache=checked("mirror_cache", _mirror_cache),
         mirror_max_size=args.mirror_max_size,
+        mirror_max_age=args.mirror_max_age,
         mirror_merge=checked("mirror_merge", parse_merge_list),
         extra_upstreams=tuple(args.extra_upstream),
         upstream_timeout=args.upstream_timeout,
@@ -691,6 +704,10 @@ def parse_merge_list(items: list[str]) -> tuple[str, ...]:
         else:
             names.append(item)
     return tuple(sorted({normalize(n) for n in names if n}))
+
+
+def _mirror_cache(text: str | None) -> Path | ObjectRoot | None:
+    return None if text is None else check_mirror_cache(text)
 
 
 def _path(text: str | None) -> Path | None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from creamery.core.objects import ObjectRoot, is_object_url, parse_object_root
+
 AUTH_ACTIONS = ("download", "list", "update")
 UPLOAD_POLICIES = ("strict", "pypiserver")
 DEFAULT_ROOT = Path("~/packages")
@@ -36,6 +38,8 @@ RESERVED_PATHS = frozenset(
 # The prefix routes of routes.py: a health endpoint below one of them would be hidden by it.
 RESERVED_PREFIXES = ("/simple/", "/packages/", "/upstream/", "/+simple/", "/legacy/+simple/")
 Auther = Callable[[str, str], bool]
+# Config fields holding a path or an s3:// root (or None).
+OBJECT_FIELDS = ("mirror_cache",)
 # Config fields holding a path (or None).
 PATH_FIELDS = (
     "password_file",
@@ -92,8 +96,9 @@ class Config:
     # Caching mirror of the fallback URL (and extra upstreams) instead of redirecting to it.
     mirror: bool = False
     mirror_ttl: float = 600.0  # seconds a fetched project page stays fresh
-    mirror_cache: Path | None = None  # default: <state directory>/mirror
+    mirror_cache: Path | ObjectRoot | None = None  # default: <state directory>/mirror
     mirror_max_size: int | None = None  # bytes of cached files; None: unbounded
+    mirror_max_age: float | None = None  # seconds a cached file may stay unused; None: forever
     mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
     extra_upstreams: tuple[str, ...] = ()
     upstream_timeout: float = 10.0
@@ -114,7 +119,7 @@ class Config:
     def upload_root(self) -> Path:
         return self.roots[0]
 
-    def mirror_cache_dir(self) -> Path:
+    def mirror_cache_dir(self) -> Path | ObjectRoot:
         if self.mirror_cache is not None:
             return self.mirror_cache
         return self.state_directory() / "mirror"
@@ -135,7 +140,7 @@ class Config:
             if f.name == "auther":
                 continue
             value = getattr(self, f.name)
-            if isinstance(value, Path):
+            if isinstance(value, Path | ObjectRoot):
                 value = str(value)
             elif isinstance(value, tuple | frozenset):
                 value = [str(v) for v in value]
@@ -151,8 +156,14 @@ class Config:
         data["authenticate"] = frozenset(data["authenticate"])
         for name in PATH_FIELDS:
             if data.get(name) is not None:
-                data[name] = Path(data[name])
+                data[name] = (
+                    _root_from_text(data[name]) if name in OBJECT_FIELDS else Path(data[name])
+                )
         return cls(**data)
+
+
+def _root_from_text(text: str) -> Path | ObjectRoot:
+    return parse_object_root(text) if is_object_url(text) else Path(text)
 
 
 # ---------------------------------------------------------------- validators (argparse types)
@@ -212,6 +223,16 @@ def parse_base_url(text: str) -> str:
         path = "/" + path.split("://", 1)[1].partition("/")[2]
     path = "/" + path.strip("/")
     return path
+
+
+def check_mirror_cache(text: str | os.PathLike[str]) -> Path | ObjectRoot:
+    """`--mirror-cache`: a directory, or an s3://BUCKET/PREFIX the replicas share."""
+    if is_object_url(text):
+        try:
+            return parse_object_root(str(text))
+        except ValueError as error:
+            raise ConfigError(f"mirror cache: {error}") from error
+    return Path(text).expanduser()
 
 
 def check_root(path: Path) -> Path:
