@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 import time
@@ -151,7 +152,7 @@ class MirrorCache:
         self.max_size = max_size
         self.max_age = max_age
         self._size: int | None = None  # bytes of files, once counted
-        self._counted = 0.0  # time.monotonic() of the last eviction pass
+        self._counted = -math.inf  # time.monotonic() of the last eviction pass: none yet
         self._evicting = threading.Lock()
         self._used: dict[str, float] = {}  # file key -> last use seen by this process
         self._recorded: dict[str, float] = {}  # file key -> when we last wrote its used/ object
@@ -274,25 +275,31 @@ class MirrorCache:
         """Put a verified download in the cache; None when it was there already (another
         replica or worker stored it first: theirs is verified too). *temp* is gone after."""
         self._ensure_directory()
+        key = _file_key(project, filename)
         try:
-            return self.store.put(_file_key(project, filename), temp, if_absent=True)
+            stored = self.store.put(key, temp, if_absent=True)
         except AlreadyExists:
             return None
+        self._used[key] = time.time()  # fetched for a client: that is a use
+        return stored
 
     def added(self, size: int) -> bool:
         """Account for a new file; True when an eviction pass is due."""
         if self.max_size is None and self.max_age is None:
             return False
-        if self._size is None or time.monotonic() - self._counted >= EVICT_INTERVAL:
-            return True  # not counted (lately): let the pass count what every replica added
-        self._size += size
-        return self.max_size is not None and self._size > self.max_size
+        if self._size is not None:
+            self._size += size
+        if self.evict_due():
+            return True  # not counted lately: let the pass count what every replica added
+        return self.max_size is not None and self._size is not None and self._size > self.max_size
 
     def evict_due(self) -> bool:
-        """Time for a pass, whether or not we added files (others may have; files age)."""
+        """Time for a pass, whether or not we added files (others may have; files age):
+        every `EVICT_INTERVAL` seconds, or a quarter of the age limit when that is shorter."""
         if self.max_size is None and self.max_age is None:
             return False
-        return self._size is None or time.monotonic() - self._counted >= EVICT_INTERVAL
+        interval = EVICT_INTERVAL if self.max_age is None else min(EVICT_INTERVAL, self.max_age / 4)
+        return time.monotonic() - self._counted >= interval
 
     def evict(self) -> list[CachedFile]:
         """Remove files unused for longer than the age limit, then the least recently used
