@@ -243,3 +243,77 @@ def test_the_cache_command_shows_and_clears_a_bucket(
     bad = cache_command(s3, "show", "--mirror-cache", "s3://No_Such/x")
     assert bad.returncode == 2
     assert "not a valid bucket name" in bad.stderr
+
+
+# ---------------------------------------------------------------- last use across replicas
+
+
+def test_last_use_is_shared_through_used_objects(
+    s3: S3Server, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replica A records a use of `old` (a `used/` object); replica B, which never served it,
+    evicts by that record: the file A used stays, the one nobody used since goes."""
+    from creamery.core.objects import ObjectRoot, S3Options
+    from creamery.mirror import cache as mirror_cache
+    from creamery.storage.s3 import S3Storage
+
+    def open_replica(name: str, max_size: int | None = None) -> mirror_cache.MirrorCache:
+        store = S3Storage(ObjectRoot(s3_bucket, PREFIX), S3Options(), environ=s3.env())
+        return mirror_cache.MirrorCache(store, tmp_path / name, name, max_size=max_size)
+
+    def publish(cache: mirror_cache.MirrorCache, name: str) -> None:
+        fd, temp = cache.new_temp_file()
+        with os.fdopen(fd, "wb") as out:
+            out.write(os.urandom(1000))
+        assert cache.publish(temp, "proj", name) is not None
+        assert not temp.exists()
+
+    a = open_replica("a")
+    publish(a, "old.whl")
+    old = a.cached("proj", "old.whl")
+    assert old is not None
+    assert a.touch(old) is False  # just cached: no record owed for an hour
+    time.sleep(1.1)  # S3's LastModified has whole seconds: make the order of events visible
+    publish(a, "new.whl")
+    time.sleep(1.1)
+    monkeypatch.setattr(mirror_cache, "USE_RECORD_SECONDS", 0.0)
+    assert a.touch(old) is True
+    a.record_use(old)
+    assert s3.keys(s3_bucket, f"{PREFIX}/used/") == [f"{PREFIX}/used/proj/old.whl"]
+
+    b = open_replica("b", max_size=1500)  # room for one of the two files
+    uses = {entry.key: entry.last_used for entry in b.list_files()}
+    assert uses["proj/old.whl"] > uses["proj/new.whl"]
+    assert [entry.key for entry in b.evict()] == ["proj/new.whl"]
+    assert cached(s3, s3_bucket, "proj") == {"old.whl"}
+    assert b.clear() == 1
+    assert s3.keys(s3_bucket, f"{PREFIX}/") == []  # the usage record went with its file
+
+
+# ---------------------------------------------------------------- store outage
+
+
+def test_a_store_outage_leaves_the_upstream_serving(
+    s3: S3Server, s3_bucket: str, fake: UpstreamProcess, fake_dir: Path, tmp_path: Path
+) -> None:
+    """The bucket stops answering: pages and files come from the upstream (not cached, never a
+    5xx); once it is back, what is fetched is cached again."""
+    with replica(s3, s3_bucket, fake, tmp_path) as a:
+        download(a, "tfake", FAKE)
+        s3.stop()
+        try:
+            page = httpx.get(f"{a.url}/simple/tbig/", timeout=60)  # waits out one store timeout
+            assert page.status_code == 200 and ONE in page.text
+            for name in (ONE, TWO):
+                assert download(a, "tbig", name).content == (fake_dir / name).read_bytes()
+            assert download(a, "tfake", FAKE).content == (fake_dir / FAKE).read_bytes()
+            assert "served but not cached" in a.log()
+        finally:
+            s3.start()
+        assert cached(s3, s3_bucket, "tbig") == set()
+
+        def cached_again() -> bool:
+            download(a, "tbig", THREE)
+            return cached(s3, s3_bucket, "tbig") == {THREE}
+
+        assert wait_for(cached_again, timeout=30, interval=0.5)

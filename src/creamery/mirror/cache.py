@@ -80,8 +80,13 @@ FILES = "files"
 USED = "used"
 STALE_TEMP_SECONDS = 24 * 3600  # older partial downloads are leftovers of a crash
 EVICT_TO = 0.9  # evict down to this share of the limit, so eviction runs rarely
+STORE_BACKOFF = 5.0  # seconds a store that did not answer is left alone (the upstream serves)
 USE_RECORD_SECONDS = 3600.0  # a file's `used/` object is rewritten at most this often
 EVICT_INTERVAL = 600.0  # seconds between eviction passes (listings) when a limit is set
+
+
+class StoreSkipped(StoreUnavailable):
+    """The store was not asked: it did not answer a moment ago (`STORE_BACKOFF`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +161,7 @@ class MirrorCache:
         self._evicting = threading.Lock()
         self._used: dict[str, float] = {}  # file key -> last use seen by this process
         self._recorded: dict[str, float] = {}  # file key -> when we last wrote its used/ object
+        self._down_until = 0.0  # time.monotonic() until which the store is taken as down
         self._remove_stale_temp_files()
 
     # ------------------------------------------------------------------ pages
@@ -164,16 +170,15 @@ class MirrorCache:
         """The stored listing and its fetch time; None when absent or unreadable."""
         key = _page_key(project)
         try:
-            stored = self.store.stat(key)
-            if stored is None:
-                return None
-            return listing_from_json(read_all(self.store, stored))
-        except FileNotFoundError:
+            with self._reaching():
+                stored = self.store.stat(key)
+                if stored is None:
+                    return None
+                return listing_from_json(read_all(self.store, stored))
+        except (FileNotFoundError, StoreSkipped):
             return None
         except StoreUnavailable as error:
-            log.warning(
-                "mirror cache %s unavailable, page of %s not read: %s", self.where, project, error
-            )
+            log.warning("mirror cache %s: page of %s not read: %s", self.where, project, error)
             return None
         except (OSError, ValueError, TypeError, KeyError) as error:
             log.warning("ignoring damaged mirror page %s/%s: %s", self.where, key, error)
@@ -181,21 +186,20 @@ class MirrorCache:
 
     def save_listing(self, listing: Listing, fetched: float) -> None:
         self._ensure_directory()
-        self.store.put(
-            _page_key(listing.project), listing_to_json(listing, fetched), if_absent=False
-        )
+        with self._reaching():
+            self.store.put(
+                _page_key(listing.project), listing_to_json(listing, fetched), if_absent=False
+            )
 
     def keep_listing(self, listing: Listing, fetched: float) -> None:
         """Write the listing back if its page is gone (`mirror-cache clear` while we ran): a
         file cached from it must find its page after a restart, upstream or not."""
-        if self.store.stat(_page_key(listing.project)) is None:
-            self._ensure_directory()
-            with contextlib.suppress(AlreadyExists):  # another replica wrote it back first
-                self.store.put(
-                    _page_key(listing.project),
-                    listing_to_json(listing, fetched),
-                    if_absent=True,
-                )
+        key = _page_key(listing.project)
+        with self._reaching():
+            if self.store.stat(key) is None:
+                self._ensure_directory()
+                with contextlib.suppress(AlreadyExists):  # another replica wrote it back first
+                    self.store.put(key, listing_to_json(listing, fetched), if_absent=True)
 
     def listing_from_files(self, project: str, url: str, source: str) -> Listing | None:
         """A listing of the project's cached files, for when no upstream answers and its page
@@ -234,11 +238,14 @@ class MirrorCache:
     # ------------------------------------------------------------------ files
 
     def cached(self, project: str, filename: str) -> StoredFile | None:
-        return self.store.stat(_file_key(project, filename))
+        """StoreUnavailable when the store does not answer (or did not, a moment ago)."""
+        with self._reaching():
+            return self.store.stat(_file_key(project, filename))
 
     def open(self, stored: StoredFile) -> Reader:
         """FileNotFoundError when it is gone (evicted meanwhile, by us or another replica)."""
-        return self.store.open(stored)
+        with self._reaching():
+            return self.store.open(stored)
 
     def touch(self, stored: StoredFile) -> bool:
         """Record a use; True when the store should hear of it (`record_use`, in a thread).
@@ -262,7 +269,8 @@ class MirrorCache:
         used_key = USED + stored.key.removeprefix(FILES)
         self._recorded[stored.key] = time.time()
         try:
-            self.store.put(used_key, b"", if_absent=False)
+            with self._reaching():
+                self.store.put(used_key, b"", if_absent=False)
         except OSError as error:
             log.info("mirror cache: use of %s not recorded: %s", stored.key, error)
 
@@ -277,9 +285,12 @@ class MirrorCache:
         self._ensure_directory()
         key = _file_key(project, filename)
         try:
-            stored = self.store.put(key, temp, if_absent=True)
+            with self._reaching():
+                stored = self.store.put(key, temp, if_absent=True)
         except AlreadyExists:
             return None
+        finally:
+            temp.unlink(missing_ok=True)  # the put's, unless it was skipped
         self._used[key] = time.time()  # fetched for a client: that is a use
         return stored
 
@@ -311,7 +322,8 @@ class MirrorCache:
             return []
         try:
             self._counted = time.monotonic()
-            entries = sorted(self.list_files(), key=lambda e: e.last_used)
+            with self._reaching():
+                entries = sorted(self.list_files(), key=lambda e: e.last_used)
             total = sum(e.size for e in entries)
             removed: list[CachedFile] = []
             cutoff = time.time() - self.max_age if self.max_age is not None else None
@@ -379,6 +391,19 @@ class MirrorCache:
         return removed
 
     # ------------------------------------------------------------------ internals
+
+    @contextlib.contextmanager
+    def _reaching(self) -> Iterator[None]:
+        """Around the store calls of requests: a store that did not answer is left alone for
+        `STORE_BACKOFF` seconds (StoreUnavailable at once), so an outage costs one timeout,
+        not one per request, while the upstream serves without the cache."""
+        if time.monotonic() < self._down_until:
+            raise StoreSkipped(f"mirror cache {self.where}: the store did not answer lately")
+        try:
+            yield
+        except StoreUnavailable:
+            self._down_until = time.monotonic() + STORE_BACKOFF
+            raise
 
     def _remove(self, entry: CachedFile) -> bool:
         removed = self.store.delete(entry.stored.key)

@@ -28,7 +28,7 @@ from creamery.http.asgi_types import Scope, Send
 from creamery.http.conditional import send_page
 from creamery.http.files import SmallFiles, send_text
 from creamery.http.observe import Observer
-from creamery.mirror.cache import Opened, open_cache
+from creamery.mirror.cache import Opened, StoreSkipped, open_cache
 from creamery.mirror.client import Failure, UpstreamClient
 from creamery.mirror.listing import UpstreamFile, is_safe_filename
 from creamery.mirror.projects import Known, UpstreamProjects
@@ -208,7 +208,7 @@ class Mirror:
             if self.small_files.get(stored) is not None:
                 return self.cache.store, stored
             reader = await self._cache_call(self.cache.open, stored)
-        except FileNotFoundError:
+        except (FileNotFoundError, StoreSkipped):
             return None
         except OSError as error:
             log.warning(
