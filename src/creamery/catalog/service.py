@@ -28,7 +28,7 @@ from creamery.catalog.index import Index
 from creamery.changes import ChangeFeed
 from creamery.changes.follower import Follower
 from creamery.changes.local_feed import LocalFeed
-from creamery.core.config import Config
+from creamery.core.config import DEFAULT_SNAPSHOT_SECONDS, Config
 from creamery.storage import Storage
 from creamery.storage.local import LocalStorage
 from creamery.storage.state import StateDir
@@ -60,10 +60,9 @@ class Catalog:
         if self.state.path is None:  # the state is in a bucket: so are the index's snapshots
             from creamery.catalog.snapshot import Snapshots
 
-            interval = config.snapshot_interval or None  # 0: read them, never write one
-            self.snapshots = Snapshots(
-                self.state.store, self.index, **({"interval": interval} if interval else {})
-            )
+            # --snapshot-interval 0: read them, never write one (start_background).
+            interval = config.snapshot_interval or DEFAULT_SNAPSHOT_SECONDS
+            self.snapshots = Snapshots(self.state.store, self.index, interval=interval)
         self._moving_lock = threading.Lock()
         self._unmovable: set[str] = set()  # legacy sidecars copied but not removable
 

@@ -465,6 +465,12 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
         help="evict least recently used mirrored files beyond this size, such as 20G",
     )
     group.add_argument(
+        "--mirror-max-age",
+        metavar="SECONDS",
+        type=_positive_seconds,
+        help="evict mirrored files unused for this long (default: kept until --mirror-max-size)",
+    )
+    group.add_argument(
         "--mirror-merge",
         metavar="NAME",
         action="append",
@@ -743,6 +749,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         mirror_ttl=args.mirror_ttl,
         mirror_cache=checked("mirror_cache", _mirror_cache),
         mirror_max_size=args.mirror_max_size,
+        mirror_max_age=args.mirror_max_age,
         mirror_merge=checked("mirror_merge", parse_merge_list),
         extra_upstreams=tuple(args.extra_upstream),
         upstream_timeout=args.upstream_timeout,

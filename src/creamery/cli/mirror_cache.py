@@ -1,9 +1,15 @@
-"""`creamery mirror-cache show|clear`: the caching mirror's cache, from the command line."""
+"""`creamery mirror-cache show|clear`: the caching mirror's cache, from the command line.
+
+The cache is a directory or an `s3://BUCKET/PREFIX` (reached with the standard AWS variables
+and files, as the server reaches it); both work while servers use it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -15,7 +21,8 @@ from creamery.core.config import (
     check_root_spec,
 )
 from creamery.core.names import normalize
-from creamery.mirror.cache import MirrorCache
+from creamery.core.objects import ObjectRoot
+from creamery.mirror.cache import MirrorCache, open_cache
 
 
 def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +33,11 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         help="the served directories; the cache defaults to .creamery/mirror in the first",
     )
-    parser.add_argument("--mirror-cache", metavar="DIR", help="the cache directory itself")
+    parser.add_argument(
+        "--mirror-cache",
+        metavar="DIR",
+        help="the cache directory itself, or s3://BUCKET/PREFIX",
+    )
     parser.add_argument(
         "--project",
         metavar="NAME",
@@ -37,45 +48,54 @@ def add_cache_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cache_command(args: argparse.Namespace) -> int:
-    directory = _cache_directory(args)
-    if not directory.is_dir():
-        print(f"mirror cache {directory}: empty (no such directory)")
+    try:
+        location = _cache_location(args)
+    except ConfigError as error:
+        print(f"creamery: error: {error}", file=sys.stderr)
+        return 2
+    if isinstance(location, Path) and not location.is_dir():
+        print(f"mirror cache {location}: empty (no such directory)")
         return 0
-    cache = MirrorCache(directory, None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="creamery-mirror-cache-") as spool:
+            cache = open_cache(location, spool=Path(spool))
+            return _act(cache, args)
+    except OSError as error:
+        print(f"creamery: error: mirror cache {location}: {error}", file=sys.stderr)
+        return 1
+
+
+def _act(cache: MirrorCache, args: argparse.Namespace) -> int:
     if args.action == "clear":
         projects = frozenset(normalize(p) for p in args.project)
         removed = cache.clear(projects)
         which = f" of {', '.join(sorted(projects))}" if projects else ""
-        print(f"mirror cache {directory}: removed {removed} files{which}")
+        print(f"mirror cache {cache.where}: removed {removed} files{which}")
         return 0
     _show(cache)
     return 0
 
 
-def _cache_directory(args: argparse.Namespace) -> Path:
+def _cache_location(args: argparse.Namespace) -> Path | ObjectRoot:
     if args.mirror_cache:
-        found = check_mirror_cache(args.mirror_cache)
-    else:
-        roots = args.package_directory or [DEFAULT_ROOT]
-        state_dir = os.environ.get("CREAMERY_STATE_DIR")  # the server's --state-dir
-        config = Config(
-            roots=(check_root_spec(roots[0]),), state_dir=Path(state_dir) if state_dir else None
-        )
-        found = config.mirror_cache_location()
-    if not isinstance(found, Path):
-        raise ConfigError(f"mirror-cache can't show or clear a cache in a bucket yet ({found})")
-    return found
+        return check_mirror_cache(args.mirror_cache)
+    roots = args.package_directory or [DEFAULT_ROOT]
+    state_dir = os.environ.get("CREAMERY_STATE_DIR")  # the server's --state-dir
+    config = Config(
+        roots=(check_root_spec(roots[0]),), state_dir=Path(state_dir) if state_dir else None
+    )
+    return config.mirror_cache_dir()
 
 
 def _show(cache: MirrorCache) -> None:
     entries = sorted(cache.list_files(), key=lambda e: e.key)
-    pages = sorted(p.stem for p in cache.pages.glob("*.json"))
+    pages = cache.page_projects()
     for entry in entries:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.last_used))
         print(f"{_human(entry.size):>10}  {used}  {entry.key}")
     total = sum(e.size for e in entries)
     print(
-        f"mirror cache {cache.directory}: {len(entries)} files, {_human(total)},"
+        f"mirror cache {cache.where}: {len(entries)} files, {_human(total)},"
         f" pages of {len(pages)} projects"
     )
 

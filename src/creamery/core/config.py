@@ -111,6 +111,7 @@ class Config:
     mirror_ttl: float = 600.0  # seconds a fetched project page stays fresh
     mirror_cache: Path | ObjectRoot | None = None  # default: <state directory>/mirror
     mirror_max_size: int | None = None  # bytes of cached files; None: unbounded
+    mirror_max_age: float | None = None  # seconds a cached file may stay unused; None: forever
     mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
     extra_upstreams: tuple[str, ...] = ()
     upstream_timeout: float = 10.0
@@ -171,19 +172,14 @@ class Config:
             OBJECT_FEED_SECONDS if isinstance(self.upload_root, ObjectRoot) else LOCAL_FEED_SECONDS
         )
 
-    def mirror_cache_location(self) -> Path | ObjectRoot:
-        """Where the mirror keeps its files: `--mirror-cache` (a directory or an s3:// prefix),
-        else `mirror` in the state (the bucket's `.creamery/mirror` with a bucket first)."""
+    def mirror_cache_dir(self) -> Path | ObjectRoot:
+        """Where the mirror keeps its files: `--mirror-cache` (a directory or an s3:// prefix
+        the replicas share), else `mirror` in the state (the bucket's `.creamery/mirror` with
+        a bucket first)."""
         if self.mirror_cache is not None:
             return self.mirror_cache
         state = self.state_directory()
         return state.below("mirror") if isinstance(state, ObjectRoot) else state / "mirror"
-
-    def mirror_cache_dir(self) -> Path:
-        """The mirror's cache as a directory: where a cache in a bucket is not supported, a
-        per-process one in the local scratch."""
-        location = self.mirror_cache_location()
-        return location if isinstance(location, Path) else self.scratch_directory() / "mirror"
 
     def state_directory(self) -> Path | ObjectRoot:
         """Where the state lives: a directory, or the `.creamery/` prefix of the first root's

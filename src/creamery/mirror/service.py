@@ -12,6 +12,8 @@ import asyncio
 import hashlib
 import logging
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -20,12 +22,13 @@ from creamery.catalog.service import Catalog
 from creamery.core.config import Config
 from creamery.core.headers import NOSNIFF
 from creamery.core.names import METADATA
+from creamery.core.objects import S3Options
 from creamery.http import files
 from creamery.http.asgi_types import Scope, Send
 from creamery.http.conditional import send_page
 from creamery.http.files import SmallFiles, send_text
 from creamery.http.observe import Observer
-from creamery.mirror.cache import MirrorCache
+from creamery.mirror.cache import Opened, StoreSkipped, open_cache
 from creamery.mirror.client import Failure, UpstreamClient
 from creamery.mirror.listing import UpstreamFile, is_safe_filename
 from creamery.mirror.projects import Known, UpstreamProjects
@@ -33,8 +36,10 @@ from creamery.mirror.render import render_mirrored
 from creamery.mirror.transfer import Downloads, Job
 from creamery.render.negotiation import Format
 from creamery.render.simple_api import Page, file_entries
+from creamery.storage import Storage, StoredFile
 
 log = logging.getLogger("creamery.mirror")
+_T = TypeVar("_T")
 
 
 _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # a PEP 503-normalized name
@@ -56,13 +61,20 @@ class Mirror:
         self.observer = observer
         self.small_files = small_files
         self.merge = frozenset(config.mirror_merge)
-        self.cache = MirrorCache(config.mirror_cache_dir(), config.mirror_max_size)
+        self.cache = open_cache(
+            config.mirror_cache_dir(),
+            spool=config.facts_cache_dir() / "mirror-spool",  # only for a bucket cache
+            options=S3Options(),  # the standard AWS variables and files
+            max_size=config.mirror_max_size,
+            max_age=config.mirror_max_age,
+        )
         self.client = UpstreamClient(
             (config.fallback_url, *config.extra_upstreams), config.upstream_timeout
         )
         self.projects = UpstreamProjects(self.cache, self.client, config.mirror_ttl)
-        self.downloads = Downloads(self.cache, self.client)
+        self.downloads = Downloads(self.cache, self.client, self._evict_soon)
         self._closing: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()  # held, or the loop may drop them
 
     def handles(self, project: str) -> bool:
         """Projects hosted here are ours alone, unless the operator allowed merging them."""
@@ -81,8 +93,30 @@ class Mirror:
             metrics.mirror_events.labels(kind, result).inc()
 
     def cached_bytes(self) -> int:
-        """Bytes of mirrored files on disk (walks the cache: for scrapes, not hot paths)."""
-        return sum(entry.size for entry in self.cache.list_files())
+        """Bytes of mirrored files kept (lists the cache: for scrapes, not hot paths)."""
+        return self.cache.size()
+
+    async def _cache_call(self, function: Callable[..., _T], *args: Any) -> _T:
+        """A cache call: inline on a directory (cheap system calls), in a thread on a bucket."""
+        if self.cache.remote:
+            return await anyio.to_thread.run_sync(function, *args)
+        return function(*args)
+
+    def _in_background(self, function: Callable[..., object], *args: Any) -> None:
+        """Run a blocking cache chore in a thread, without holding up the response."""
+
+        async def chore() -> None:
+            try:
+                await anyio.to_thread.run_sync(function, *args)
+            except Exception:
+                log.exception("mirror cache: %s failed", getattr(function, "__name__", function))
+
+        task = asyncio.get_running_loop().create_task(chore())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _evict_soon(self) -> None:
+        self._in_background(self.cache.evict)
 
     # ------------------------------------------------------------------ project pages
 
@@ -134,18 +168,21 @@ class Mirror:
                 send, 404, f"Not Found ({project} is hosted here: upstream files are not served)"
             )
             return
-        stored = self.cache.cached(project, filename)
-        self._count("file", "hit" if stored is not None else "miss")
-        if stored is not None:
-            self.cache.touch(stored)
-            await files.send_file(
-                scope,
-                send,
-                self.cache.store,
-                stored,
-                self.config.cache_control,
-                self.small_files,
-            )
+        if self.cache.evict_due():
+            self._evict_soon()
+        storage = await self._cached(project, filename)
+        self._count("file", "hit" if storage is not None else "miss")
+        if storage is not None:
+            store, stored = storage
+            if self.cache.touch(stored):
+                self._in_background(self.cache.record_use, stored)
+            try:
+                await files.send_file(
+                    scope, send, store, stored, self.config.cache_control, self.small_files
+                )
+            finally:
+                if isinstance(store, Opened):
+                    store.reader.close()  # closed by send_file too, unless it redirected
             return
         job = await self._job(project, filename)
         if isinstance(job, Failure):
@@ -156,6 +193,29 @@ class Mirror:
             await _send_head(send, job)
         else:
             await self.downloads.serve(scope, send, job)
+
+    async def _cached(self, project: str, filename: str) -> tuple[Storage, StoredFile] | None:
+        """The cached file, opened unless its bytes are in memory; None: fetch it upstream.
+
+        Opened here, before a response starts, so a file another replica evicted between the
+        lookup and the read is fetched again rather than answered 404. A store that does not
+        answer is a miss too: the upstream still can.
+        """
+        try:
+            stored = await self._cache_call(self.cache.cached, project, filename)
+            if stored is None:
+                return None
+            if self.small_files.get(stored) is not None:
+                return self.cache.store, stored
+            reader = await self._cache_call(self.cache.open, stored)
+        except (FileNotFoundError, StoreSkipped):
+            return None
+        except OSError as error:
+            log.warning(
+                "mirror cache %s: %s/%s not read: %s", self.cache.where, project, filename, error
+            )
+            return None
+        return Opened(self.cache.store, reader), stored
 
     async def _job(self, project: str, filename: str) -> Job | Failure | None:
         """Where to fetch *filename* and how to verify it; None when no upstream lists it."""

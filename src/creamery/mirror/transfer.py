@@ -1,10 +1,16 @@
 """One upstream download, shared by every client that asks for the file while it runs.
 
-The file is fetched once: chunks are hashed and appended to a temp file in the cache, and each
-client streams from that temp file as it grows (late joiners start from byte 0). The last byte
-is held back from every client until the size and hash match what the upstream listed; on a
-mismatch the temp file is deleted and each response is aborted mid-body, so the server resets
+The file is fetched once: chunks are hashed and appended to a local temp file (the spool), and
+each client streams from that temp file as it grows (late joiners start from byte 0). The last
+byte is held back from every client until the size and hash match what the upstream listed; on
+a mismatch the temp file is deleted and each response is aborted mid-body, so the server resets
 the connection and no client ends up with a complete, bad file.
+
+Only then is the verified file put in the cache (`if_absent`: of two replicas or workers that
+fetched it at once, the first put wins and the other's copy is dropped), so the cache never
+holds a torn or unverified file; and only after the put do clients get their last byte, so a
+client holding the whole file may count on every replica of the cache having it too (a store
+that refuses the put delays nothing: the file is served, not cached, and the log says so).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +69,7 @@ class Transfer:
         self.length: int | None = None  # what clients are told (Content-Length)
         self.written = 0
         self.failure: Failure | None = None
-        self.published = False
+        self.published = False  # in the cache (ours, or another process's copy)
         self.started = anyio.Event()  # the upstream answered (or the download failed)
         self.finished = anyio.Event()
         self._progress = anyio.Event()
@@ -90,9 +96,12 @@ class Transfer:
 
 
 class Downloads:
-    def __init__(self, cache: MirrorCache, client: UpstreamClient) -> None:
+    def __init__(
+        self, cache: MirrorCache, client: UpstreamClient, on_added: Callable[[], None]
+    ) -> None:
         self.cache = cache
         self.client = client
+        self.on_added = on_added  # a file went into the cache and a limit may be exceeded
         self._active: dict[str, Transfer] = {}
 
     async def serve(self, scope: Scope, send: Send, job: Job) -> None:
@@ -113,30 +122,50 @@ class Downloads:
             raise error
 
     async def _complete(self, transfer: Transfer, job: Job) -> None:
+        verified = False
         try:
-            await self._download(transfer, job)
-        except Exception as error:
-            log.exception("mirror: download of %s failed", job.url)
-            transfer.fail(Failure(502, f"{job.url} failed: {describe(error)}"))
+            try:
+                verified = await self._download(transfer, job)
+            except Exception as error:
+                log.exception("mirror: download of %s failed", job.url)
+                transfer.fail(Failure(502, f"{job.url} failed: {describe(error)}"))
+            if verified:
+                await self._publish(transfer, job)
         finally:
-            # No await from publishing to here: a new request sees the transfer or the file.
-            if not transfer.published:
+            if not verified:
                 transfer.fail(Failure(502, f"download of {job.url} was interrupted"))
-                with contextlib.suppress(OSError):
-                    os.unlink(transfer.temp)
-            os.close(transfer.fd)
+            with contextlib.suppress(OSError):
+                os.unlink(transfer.temp)  # the put took it, or it is not to be kept
+            # No await from here on: a new request sees the transfer (and dups a descriptor
+            # that is still open) or the file in the cache.
             del self._active[job.key]
-            transfer.finish()
-        if transfer.published and self.cache.added(transfer.written):
-            await anyio.to_thread.run_sync(self.cache.evict)
+            os.close(transfer.fd)
+            transfer.finish()  # clients get the last byte, or are cut short
 
-    async def _download(self, transfer: Transfer, job: Job) -> None:
+    async def _publish(self, transfer: Transfer, job: Job) -> None:
+        try:
+            stored = await anyio.to_thread.run_sync(
+                self.cache.publish, transfer.temp, job.project, job.filename
+            )
+        except OSError as error:
+            log.warning("mirror: %s served but not cached: %s", job.key, error)
+            return
+        transfer.published = True
+        if stored is None:
+            log.info("mirror: %s was cached meanwhile by another process: kept theirs", job.key)
+            return
+        log.info("mirror: cached %s (%d bytes)", job.key, transfer.written)
+        if self.cache.added(transfer.written):
+            self.on_added()
+
+    async def _download(self, transfer: Transfer, job: Job) -> bool:
+        """Fetch into the spool; True when the file is complete and matches the listing."""
         hasher = hashlib.new(job.algo or "sha256")
         try:
             async with self.client.stream_file(job.url, job.source) as response:
                 if response.status_code != 200:
                     transfer.fail(Failure(502, f"{job.url} answered {response.status_code}"))
-                    return
+                    return False
                 transfer.length = _length(response, job.size)
                 transfer.started.set()
                 async for chunk in response.aiter_raw():
@@ -146,19 +175,16 @@ class Downloads:
                     transfer.wrote(len(chunk))
         except httpx.TimeoutException:
             transfer.fail(Failure(504, f"{job.url} stalled for {self.client.timeout:g} s"))
-            return
+            return False
         except httpx.HTTPError as error:
             transfer.fail(Failure(502, f"{job.url} failed: {describe(error)}"))
-            return
+            return False
         problem = _mismatch(job, transfer, hasher)
         if problem is not None:
             log.warning("mirror: %s %s: not kept, clients aborted", job.url, problem)
             transfer.fail(Failure(502, f"{job.url} {problem}"))
-            return
-        await anyio.to_thread.run_sync(os.fsync, transfer.fd)
-        self.cache.publish(transfer.temp, job.project, job.filename)
-        transfer.published = True
-        log.info("mirror: cached %s (%d bytes)", job.key, transfer.written)
+            return False
+        return True
 
 
 def _length(response: httpx.Response, listed: int | None) -> int | None:
