@@ -1,0 +1,550 @@
+"""Replicas end to end: several `creamery run s3://BUCKET/PREFIX` processes on one bucket (moto's
+server mode), real clients (twine, uv, pip), and boto3 as the independent look into the bucket
+and as the "other tool" that changes it behind creamery's back.
+
+What issue 11 promises of replicas: a write on one is seen by the others within 2 s at the
+default settings, and at once by the client that wrote (a 404 catches up first); of racing
+uploads of one filename exactly one wins, and its bytes are what everyone serves; files put or
+deleted by other tools appear or vanish within the rescan interval; yanks and removals travel
+the same way; a store outage costs 503s, never a 500 nor an acknowledged upload; a replica
+killed mid-upload leaves nothing behind; a new replica starts from the index snapshot and says
+it is ready only when it serves everything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from support import forms
+from support.clients import (
+    clean_env,
+    creamery,
+    describe,
+    installed,
+    pip_install,
+    twine_upload,
+    uv_install,
+    uv_publish,
+)
+from support.dists import make_sdist, make_wheel, wheel_metadata
+from support.forms import BOUNDARY
+from support.polling import wait_for
+from support.s3 import S3Server
+from support.servers import Server, free_port, run_server
+from support.wire import listed
+
+pytest.importorskip("obstore", reason="object roots need the s3 extra")
+
+OPEN = ("-a", ".", "-P", ".", "--disable-fallback")  # no authentication, no redirects to PyPI
+# The promise is 2 s at the default settings; the bound a test waits for is generous (a busy
+# 2-core machine), so only a replica that does not propagate at all fails.
+PROPAGATION = 2.0
+GENEROUS = 4 * PROPAGATION
+EVENTUAL = 30.0  # an outage's end, a process's start
+FAST = ("--feed-interval", "0.2")  # where the test is not about the default interval
+HTTP = httpx.Client(timeout=30)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@contextlib.contextmanager
+def replicas(s3: S3Server, root: str, *args: str, count: int = 2) -> Iterator[list[Server]]:
+    """*count* `creamery run` processes on one object root, each with its own cache."""
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(run_server([root], *OPEN, *args, env=s3.env()))
+            for _ in range(count)
+        ]
+
+
+@contextlib.contextmanager
+def killable_replica(s3: S3Server, root: str, workdir: Path, *args: str) -> Iterator[Server]:
+    """A replica the test may kill or watch start (run_server fails a test whose server dies,
+    and waits for it to be ready): started, not waited for; its process group killed at the end.
+    """
+    workdir.mkdir(parents=True)
+    port = free_port()
+    command = [sys.executable, "-m", "creamery", "run", "-i", "127.0.0.1", "-p", str(port)]
+    command += [*OPEN, *args, root]
+    log_path = workdir / "server.log"
+    env = clean_env(XDG_CACHE_HOME=str(workdir / "cache"), **s3.env())
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+            start_new_session=True,
+        )
+    server = Server(f"http://127.0.0.1:{port}", port, (root,), process, log_path, tuple(args))
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def health(server: Server) -> int:
+    """/health's status; 0 when nothing answers (not listening yet, or gone)."""
+    try:
+        return HTTP.get(server.url + "/health", timeout=30).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def served(server: Server, filename: str) -> httpx.Response:
+    return HTTP.get(f"{server.url}/packages/{filename}")
+
+
+def hashes(server: Server, project: str) -> dict[str, str]:
+    """filename -> sha256 of what the replica lists for *project*."""
+    return {name: entry["hashes"]["sha256"] for name, entry in listed(server, project).items()}
+
+
+def yanked(server: Server, project: str, filename: str) -> object:
+    return listed(server, project)[filename].get("yanked")
+
+
+def seen_everywhere(servers: Sequence[Server], project: str, expected: dict[str, bytes]) -> bool:
+    """Every replica lists exactly *expected* (filename -> bytes) for *project*, hashes right."""
+    want = {name: sha256(data) for name, data in expected.items()}
+    return all(hashes(server, project) == want for server in servers)
+
+
+def assert_served_everywhere(servers: Sequence[Server], files: dict[str, bytes]) -> None:
+    for server in servers:
+        for name, data in files.items():
+            response = served(server, name)
+            assert response.status_code == 200, (server.url, name, response.text)
+            assert sha256(response.content) == sha256(data), (server.url, name)
+
+
+def distributions(s3: S3Server, bucket: str, prefix: str) -> list[str]:
+    """The keys under *prefix* that are not creamery's own state."""
+    return [k for k in s3.keys(bucket, prefix) if not k.startswith(f"{prefix}.creamery/")]
+
+
+def timed_wait(condition: Callable[[], object], what: str, timeout: float = GENEROUS) -> float:
+    """Wait for *condition*; the seconds it took, or the test fails naming *what*."""
+    start = time.monotonic()
+    assert wait_for(condition, timeout=timeout, interval=0.05), f"{what} not seen in {timeout} s"
+    return time.monotonic() - start
+
+
+# ----------------------------------------------------------------------------- clients
+
+
+def test_publish_to_one_replica_install_from_the_other(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """twine and `uv publish` to A, pip and uv install from B, at the default settings."""
+    dists, home = tmp_path / "dists", tmp_path / "home"
+    lib = make_wheel(dists, "replib", "1.0")
+    sdist = make_sdist(dists, "replib", "1.0")
+    app = make_wheel(dists, "repapp", "1.0", requires_dist=["replib"])
+    lib2 = make_wheel(dists, "replib", "2.0")
+    app2 = make_wheel(dists, "repapp", "2.0", requires_dist=["replib>=2"])
+    with replicas(s3, f"s3://{s3_bucket}/pkgs") as (a, b):
+        result = twine_upload(a.url + "/", home, lib, sdist, app)
+        assert result.returncode == 0, describe(result)
+        # Read-your-writes: the file's URL on B right after the upload answers (a miss catches
+        # up with the change feed before answering 404).
+        response = served(b, app.name)
+        assert (response.status_code, response.content) == (200, app.read_bytes())
+        assert seen_everywhere([a, b], "replib", {p.name: p.read_bytes() for p in (lib, sdist)})
+
+        # Propagation by the feed alone: B knows the project, so its page is a hit, answered
+        # from memory; the new release reaches it by B's poll of the feed (1 s by default).
+        result = uv_publish(a.url + "/", home, "--username", "u", "--password", "p", str(lib2))
+        assert result.returncode == 0, describe(result)
+        took = timed_wait(lambda: lib2.name in listed(b, "replib"), "uv publish's file on B")
+        print(f"propagation A -> B: {took:.2f} s")
+        response = served(b, lib2.name)
+        assert (response.status_code, response.content) == (200, lib2.read_bytes())
+
+        # uv publish, then the new file's URL on B at once: 200, not 404.
+        result = uv_publish(a.url + "/", home, "--username", "u", "--password", "p", str(app2))
+        assert result.returncode == 0, describe(result)
+        response = served(b, app2.name)
+        assert (response.status_code, response.content) == (200, app2.read_bytes())
+
+        target = tmp_path / "pip-target"
+        result = pip_install(f"{b.url}/simple/", target, home, "repapp==1.0", "replib==1.0")
+        assert result.returncode == 0, describe(result)
+        assert installed(target) == {"repapp-1.0", "replib-1.0"}
+        timed_wait(lambda: app2.name in listed(b, "repapp"), "repapp 2.0 on B's page")
+        target = tmp_path / "uv-target"
+        result = uv_install(b.url, target, home, "repapp")
+        assert result.returncode == 0, describe(result)
+        assert installed(target) == {"repapp-2.0", "replib-2.0"}
+        for server in (a, b):
+            assert "Traceback" not in server.log(), server.log()
+
+
+# ----------------------------------------------------------------------------- races
+
+
+def test_twenty_uploads_of_one_filename_across_two_replicas_one_wins(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    paths = [make_wheel(tmp_path / str(i), "reprace", "1.0", summary=f"v{i}") for i in range(20)]
+    variants = [path.read_bytes() for path in paths]
+    assert len(set(variants)) == 20
+    filename = "reprace-1.0-py3-none-any.whl"
+    with replicas(s3, f"s3://{s3_bucket}/race", *FAST) as servers:
+        barrier = threading.Barrier(len(variants))
+
+        def send(i: int) -> tuple[int, str]:
+            barrier.wait(timeout=30)
+            response = forms.upload(servers[i % 2], filename, variants[i])
+            return response.status_code, response.text
+
+        with ThreadPoolExecutor(len(variants)) as pool:
+            results = list(pool.map(send, range(len(variants))))
+        statuses = sorted(status for status, _ in results)
+        assert statuses == [200] + [409] * 19, results
+        for status, text in results:
+            if status == 409:
+                assert "File already exists" in text, text
+        (won,) = [i for i, (status, _) in enumerate(results) if status == 200]
+        winner = variants[won]
+
+        assert distributions(s3, s3_bucket, "race/") == [f"race/{filename}"]
+        assert sha256(s3.get(s3_bucket, f"race/{filename}")) == sha256(winner)
+        timed_wait(lambda: seen_everywhere(servers, "reprace", {filename: winner}), "the winner")
+        assert_served_everywhere(servers, {filename: winner})
+        for server in servers:
+            # The metadata is the winner's on both replicas: no loser's facts stuck anywhere.
+            response = HTTP.get(f"{server.url}/packages/{filename}.metadata")
+            assert (response.status_code, response.content) == (200, wheel_metadata(paths[won]))
+            assert "Traceback" not in server.log(), server.log()
+
+
+# ----------------------------------------------------------------------------- other tools
+
+
+@pytest.mark.slow
+def test_objects_put_and_deleted_by_other_tools_reach_both_replicas(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    wheel = make_wheel(tmp_path, "repoob", "1.0")
+    other = make_wheel(tmp_path, "repoob", "2.0")
+    data = wheel.read_bytes()
+    with replicas(s3, f"s3://{s3_bucket}/oob", "--rescan-interval", "1") as servers:
+        for server in servers:
+            assert listed(server, "repoob") == {}
+        s3.put(s3_bucket, f"oob/{wheel.name}", data)  # `aws s3 cp`, rclone...
+        s3.put(s3_bucket, f"oob/sub/{other.name}", other.read_bytes())  # in a "directory" too
+        expected = {wheel.name: data, other.name: other.read_bytes()}
+        timed_wait(lambda: seen_everywhere(servers, "repoob", expected), "the put objects")
+        assert_served_everywhere(servers, expected)
+        response = HTTP.get(f"{servers[0].url}/packages/{wheel.name}.metadata")
+        assert response.status_code == 200  # PEP 658 metadata, read from the object
+
+        s3.delete(s3_bucket, f"oob/{wheel.name}")
+        expected = {other.name: other.read_bytes()}
+        timed_wait(lambda: seen_everywhere(servers, "repoob", expected), "the deletion")
+        for server in servers:
+            assert served(server, wheel.name).status_code == 404
+        s3.delete(s3_bucket, f"oob/sub/{other.name}")
+        timed_wait(lambda: all(listed(s, "repoob") == {} for s in servers), "the project gone")
+        for server in servers:
+            assert served(server, other.name).status_code == 404
+            assert "Traceback" not in server.log(), server.log()
+
+
+# ----------------------------------------------------------------------------- admin
+
+
+def test_yank_and_remove_by_cli_and_http_reach_the_other_replica(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """At the default feed interval: the CLI on the bucket, and HTTP on A, seen by B."""
+    wheels = [make_wheel(tmp_path, "repyank", f"{v}.0") for v in (1, 2, 3, 4)]
+    root = f"s3://{s3_bucket}/adm"
+    env = clean_env(**s3.env())
+    with replicas(s3, root) as (a, b):
+        result = twine_upload(a.url + "/", tmp_path / "home", *wheels)
+        assert result.returncode == 0, describe(result)
+        one, two, three, four = (w.name for w in wheels)
+        timed_wait(lambda: set(listed(b, "repyank")) == {one, two, three, four}, "the uploads")
+
+        result = creamery("yank", "repyank", "1.0", "--reason", "cli reason", root, env=env)
+        assert result.returncode == 0, describe(result)
+        for server in (a, b):
+            timed_wait(lambda s=server: yanked(s, "repyank", one) == "cli reason", "CLI yank")
+
+        response = HTTP.post(
+            f"{a.url}/-/yank", json={"project": "repyank", "version": "2.0", "reason": "via http"}
+        )
+        assert response.status_code == 200, response.text
+        timed_wait(lambda: yanked(b, "repyank", two) == "via http", "HTTP yank on B")
+        page = HTTP.get(f"{b.url}/simple/repyank/").text
+        assert 'data-yanked="via http"' in page
+
+        result = creamery("unyank", "repyank", "1.0", root, env=env)
+        assert result.returncode == 0, describe(result)
+        timed_wait(lambda: yanked(b, "repyank", one) is False, "CLI un-yank on B")
+        response = HTTP.post(f"{a.url}/-/unyank", json={"project": "repyank", "version": "2.0"})
+        assert response.status_code == 200, response.text
+        timed_wait(lambda: yanked(b, "repyank", two) is False, "HTTP un-yank on B")
+
+        result = creamery("remove", "repyank", "3.0", root, env=env)
+        assert result.returncode == 0, describe(result)
+        assert f"adm/{three}" not in s3.keys(s3_bucket)
+        timed_wait(lambda: three not in listed(b, "repyank"), "CLI removal on B")
+        timed_wait(lambda: three not in listed(a, "repyank"), "CLI removal on A")
+
+        response = forms.post_form(
+            a, [(":action", "remove_pkg"), ("name", "repyank"), ("version", "4.0")]
+        )
+        assert response.status_code == 200, response.text
+        assert f"adm/{four}" not in s3.keys(s3_bucket)
+        timed_wait(lambda: set(listed(b, "repyank")) == {one, two}, "HTTP removal on B")
+        for server in (a, b):
+            for name in (three, four):
+                assert served(server, name).status_code == 404
+            assert "Traceback" not in server.log(), server.log()
+
+
+# ----------------------------------------------------------------------------- outage
+
+
+@pytest.mark.slow
+def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Uploads and downloads in a loop on both replicas while the store stops and comes back."""
+    big = make_wheel(tmp_path, "repdown", "0.1", files={"blob.bin": os.urandom(600 * 1024)})
+    args = ("--s3-timeout", "2", *FAST)
+    with replicas(s3, f"s3://{s3_bucket}/down", *args) as servers:
+        assert forms.upload(servers[0], big.name, big.read_bytes()).status_code == 200
+        stop = threading.Event()
+        lock = threading.Lock()
+        accepted: dict[str, bytes] = {}  # acknowledged uploads
+        refused: dict[str, bytes] = {}  # uploads answered 503 (the put may have landed)
+        statuses: Counter[tuple[str, int]] = Counter()
+        problems: list[str] = []
+
+        def note(kind: str, response: httpx.Response) -> None:
+            with lock:
+                statuses[kind, response.status_code] += 1
+                if response.status_code >= 500 and response.status_code != 503:
+                    problems.append(f"{kind}: {response.status_code} {response.text[:200]}")
+                if response.status_code == 503 and "retry-after" not in response.headers:
+                    problems.append(f"{kind}: 503 without Retry-After")
+
+        def uploads(index: int) -> None:
+            server, n = servers[index], 0
+            while not stop.is_set():
+                n += 1
+                wheel = make_wheel(tmp_path / f"u{index}", "repdown", f"{index + 1}.{n}")
+                data = wheel.read_bytes()
+                try:
+                    response = forms.upload(server, wheel.name, data)
+                except httpx.HTTPError as error:
+                    problems.append(f"upload {wheel.name}: {error!r}")
+                    continue
+                note("upload", response)
+                if response.status_code == 200:
+                    accepted[wheel.name] = data
+                elif response.status_code == 503:
+                    refused[wheel.name] = data
+                else:
+                    problems.append(f"upload {wheel.name}: {response.status_code} {response.text}")
+
+        def downloads(index: int) -> None:
+            server = servers[index]
+            with server.client(timeout=30) as client:
+                while not stop.is_set():
+                    for path in ("/simple/repdown/", f"/packages/{big.name}", "/health"):
+                        try:
+                            note(path, client.get(path))
+                        except httpx.HTTPError as error:
+                            problems.append(f"GET {path}: {error!r}")
+
+        threads = [
+            threading.Thread(target=f, args=(i,)) for f in (uploads, downloads) for i in (0, 1)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            assert wait_for(lambda: len(accepted) >= 4, timeout=EVENTUAL), problems
+            s3.stop()
+            try:
+                assert wait_for(lambda: statuses["/health", 503] >= 2, timeout=EVENTUAL)
+                assert wait_for(lambda: all(health(s) == 503 for s in servers), timeout=EVENTUAL)
+                assert wait_for(lambda: statuses["upload", 503] >= 2, timeout=EVENTUAL), statuses
+            finally:
+                s3.start()
+            before = set(accepted)
+            # Recovery, with no restart: both healthy, and uploads succeed on both again.
+            assert wait_for(lambda: all(health(s) == 200 for s in servers), timeout=EVENTUAL)
+
+            def recovered() -> bool:
+                new = set(accepted) - before
+                return all(any(n.startswith(f"repdown-{i}.") for n in new) for i in (1, 2))
+
+            assert wait_for(recovered, timeout=EVENTUAL), statuses
+        finally:
+            stop.set()
+            if s3.paused:
+                s3.start()
+            for thread in threads:
+                thread.join(60)
+        assert problems == [], problems
+        assert statuses["/simple/repdown/", 200] > 0  # pages served from memory throughout
+        assert statuses[f"/packages/{big.name}", 503] > 0, statuses  # the outage was seen
+
+        # No acknowledged upload lost: in the bucket, listed and served by both replicas.
+        for name, data in accepted.items():
+            assert sha256(s3.get(s3_bucket, f"down/{name}")) == sha256(data), name
+        # A refused upload whose put the paused store still carried out is whole (or absent).
+        keys = set(s3.keys(s3_bucket, "down/"))
+        for name, data in refused.items():
+            if f"down/{name}" in keys:
+                assert sha256(s3.get(s3_bucket, f"down/{name}")) == sha256(data), name
+
+        def all_listed() -> bool:
+            return all(set(accepted) <= set(hashes(s, "repdown")) for s in servers)
+
+        timed_wait(all_listed, "every acknowledged upload on both replicas", EVENTUAL)
+        for server in servers:
+            on_page = hashes(server, "repdown")
+            for name, data in accepted.items():
+                assert on_page[name] == sha256(data), (server.url, name)
+        assert_served_everywhere(servers, {**accepted, big.name: big.read_bytes()})
+        for server in servers:
+            assert "Traceback" not in server.log(), server.log()
+
+
+# ----------------------------------------------------------------------------- kill -9
+
+
+def spool_files(server: Server) -> list[Path]:
+    """Files in the replica's local scratch (where an upload is spooled before the put)."""
+    scratch = server.log_path.parent / "cache" / "creamery" / "scratch"
+    return [p for p in scratch.rglob("*") if p.is_file() and p.stat().st_size > 100_000]
+
+
+@pytest.mark.slow
+def test_a_replica_killed_mid_upload_leaves_nothing_and_the_other_serves(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    root = f"s3://{s3_bucket}/kill"
+    first = make_wheel(tmp_path, "repkill", "1.0")
+    later = make_wheel(tmp_path, "repkill", "3.0")
+    with (
+        killable_replica(s3, root, tmp_path / "a", *FAST) as a,
+        run_server([root], *OPEN, *FAST, env=s3.env()) as b,
+    ):
+        assert wait_for(lambda: health(a) == 200, timeout=EVENTUAL), a.log()
+        assert forms.upload(a, first.name, first.read_bytes()).status_code == 200
+        timed_wait(lambda: first.name in listed(b, "repkill"), "the first upload on B")
+        before = s3.keys(s3_bucket)
+
+        filename = "repkill-2.0-py3-none-any.whl"
+        head = (
+            f"--{BOUNDARY}\r\n"
+            'Content-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+            f"--{BOUNDARY}\r\n"
+            f'Content-Disposition: form-data; name="content"; filename="{filename}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        size = 8 * 1024 * 1024
+        request = (
+            "POST / HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{a.port}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(head) + size}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", a.port), timeout=10) as sock:
+            sock.sendall(request + head)
+            sent = 0
+            # Slowly, until the replica is spooling the file: then it is mid-upload.
+            while not spool_files(a) and sent < size // 2:
+                sock.sendall(os.urandom(64 * 1024))
+                sent += 64 * 1024
+            assert spool_files(a), "the upload never reached the replica's spool"
+            os.killpg(a.process.pid, signal.SIGKILL)
+            a.process.wait(10)
+
+        # Nothing in the bucket: no object, no state, no feed record, no multipart upload.
+        assert s3.keys(s3_bucket) == before
+        pending = s3.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+        assert pending == []
+
+        # B did not notice: healthy, serving, accepting uploads.
+        assert health(b) == 200
+        assert_served_everywhere([b], {first.name: first.read_bytes()})
+        assert forms.upload(b, later.name, later.read_bytes()).status_code == 200
+        assert set(listed(b, "repkill")) == {first.name, later.name}
+        assert_served_everywhere([b], {later.name: later.read_bytes()})
+        assert served(b, filename).status_code == 404
+        assert "Traceback" not in b.log(), b.log()
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+@pytest.mark.slow
+def test_a_new_replica_starts_from_the_snapshot_and_is_ready_when_it_serves(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    root = f"s3://{s3_bucket}/snap"
+    early = [make_wheel(tmp_path, f"repsnap{i}", "1.0") for i in range(5)]
+    late = make_wheel(tmp_path, "repsnap0", "2.0")
+    with replicas(s3, root, *FAST, "--snapshot-interval", "1", count=1) as (a,):
+        result = twine_upload(a.url + "/", tmp_path / "home", *early)
+        assert result.returncode == 0, describe(result)
+        response = HTTP.post(
+            f"{a.url}/-/yank", json={"project": "repsnap1", "version": "1.0", "reason": "old"}
+        )
+        assert response.status_code == 200, response.text
+
+        def snapshots() -> list[str]:
+            return s3.keys(s3_bucket, "snap/.creamery/snapshots/")
+
+        assert wait_for(snapshots, timeout=EVENTUAL), s3.keys(s3_bucket)
+        # A write after the snapshot: the new replica finds it in the feed.
+        assert forms.upload(a, late.name, late.read_bytes()).status_code == 200
+        expected = {w.name: w.read_bytes() for w in [*early, late]}
+
+        with killable_replica(s3, root, tmp_path / "c", "-v", *FAST) as c:
+            seen: list[int] = []
+
+            def ready() -> bool:
+                seen.append(health(c))
+                return seen[-1] == 200
+
+            assert wait_for(ready, timeout=EVENTUAL, interval=0.01), (seen[-5:], c.log())
+            # Ready means serving everything, at once: no poll to wait for.
+            for wheel in [*early, late]:
+                project = wheel.name.split("-")[0]
+                assert wheel.name in listed(c, project), (wheel.name, c.log())
+            assert yanked(c, "repsnap1", early[1].name) == "old"
+            assert_served_everywhere([c], expected)
+            statuses = set(seen)
+            assert statuses <= {0, 503, 200}, seen
+            print(f"/health before ready: {Counter(seen)}")
+            assert "index restored from snapshot" in c.log(), c.log()
+            assert "Traceback" not in c.log(), c.log()
