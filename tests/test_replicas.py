@@ -130,10 +130,18 @@ def seen_everywhere(servers: Sequence[Server], project: str, expected: dict[str,
     return all(hashes(server, project) == want for server in servers)
 
 
-def assert_served_everywhere(servers: Sequence[Server], files: dict[str, bytes]) -> None:
+def assert_served_everywhere(
+    servers: Sequence[Server], files: dict[str, bytes], project: str = ""
+) -> None:
+    """Each replica serves each file, byte for byte: at /packages/<filename>, or at the URL its
+    listing of *project* gives (a file in a subdirectory of the root is under its path)."""
     for server in servers:
+        page = httpx.URL(f"{server.url}/simple/{project}/")
+        urls = (
+            {n: page.join(e["url"]) for n, e in listed(server, project).items()} if project else {}
+        )
         for name, data in files.items():
-            response = served(server, name)
+            response = HTTP.get(urls[name]) if name in urls else served(server, name)
             assert response.status_code == 200, (server.url, name, response.text)
             assert sha256(response.content) == sha256(data), (server.url, name)
 
@@ -256,7 +264,7 @@ def test_objects_put_and_deleted_by_other_tools_reach_both_replicas(
         s3.put(s3_bucket, f"oob/sub/{other.name}", other.read_bytes())  # in a "directory" too
         expected = {wheel.name: data, other.name: other.read_bytes()}
         timed_wait(lambda: seen_everywhere(servers, "repoob", expected), "the put objects")
-        assert_served_everywhere(servers, expected)
+        assert_served_everywhere(servers, expected, "repoob")
         response = HTTP.get(f"{servers[0].url}/packages/{wheel.name}.metadata")
         assert response.status_code == 200  # PEP 658 metadata, read from the object
 
@@ -268,7 +276,7 @@ def test_objects_put_and_deleted_by_other_tools_reach_both_replicas(
         s3.delete(s3_bucket, f"oob/sub/{other.name}")
         timed_wait(lambda: all(listed(s, "repoob") == {} for s in servers), "the project gone")
         for server in servers:
-            assert served(server, other.name).status_code == 404
+            assert served(server, f"sub/{other.name}").status_code == 404
             assert "Traceback" not in server.log(), server.log()
 
 
@@ -411,6 +419,7 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
                 s3.start()
             for thread in threads:
                 thread.join(60)
+        print(f"outage: {dict(statuses)}; {len(accepted)} uploads acknowledged")
         assert problems == [], problems
         assert statuses["/simple/repdown/", 200] > 0  # pages served from memory throughout
         assert statuses[f"/packages/{big.name}", 503] > 0, statuses  # the outage was seen
