@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.server
 import os
 import signal
 import socket
@@ -44,7 +45,7 @@ from support.dists import make_sdist, make_wheel, wheel_metadata
 from support.forms import BOUNDARY
 from support.polling import wait_for
 from support.s3 import S3Server
-from support.servers import Server, free_port, run_server
+from support.servers import Server, free_port, run_server, serve_http
 from support.wire import listed
 
 pytest.importorskip("obstore", reason="object roots need the s3 extra")
@@ -352,6 +353,7 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
         refused: dict[str, bytes] = {}  # uploads answered 503 (the put may have landed)
         statuses: Counter[tuple[str, int]] = Counter()
         problems: list[str] = []
+        page_outages: list[str] = []
 
         def note(kind: str, response: httpx.Response) -> None:
             with lock:
@@ -360,6 +362,8 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
                     problems.append(f"{kind}: {response.status_code} {response.text[:200]}")
                 if response.status_code == 503 and "retry-after" not in response.headers:
                     problems.append(f"{kind}: 503 without Retry-After")
+                if response.status_code == 503 and kind.startswith("/simple/"):
+                    page_outages.append(response.text)
 
         def uploads(index: int) -> None:
             server, n = servers[index], 0
@@ -420,6 +424,7 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
             for thread in threads:
                 thread.join(60)
         print(f"outage: {dict(statuses)}; {len(accepted)} uploads acknowledged")
+        print("page 503s:", page_outages)
         assert problems == [], problems
         assert statuses["/simple/repdown/", 200] > 0  # pages served from memory throughout
         assert statuses[f"/packages/{big.name}", 503] > 0, statuses  # the outage was seen
@@ -444,6 +449,122 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
         assert_served_everywhere(servers, {**accepted, big.name: big.read_bytes()})
         for server in servers:
             assert "Traceback" not in server.log(), server.log()
+
+
+# ------------------------------------------------------------------ a store failing mid-way
+
+
+class StoreProxy(http.server.BaseHTTPRequestHandler):
+    """HTTP between creamery and the S3 server, forwarded as is (the signature covers the Host
+    header, which is kept), except the requests `stalled(method, path)` picks: they hang until
+    the client gives up (--s3-timeout). So the store fails between two requests of one
+    operation: the change feed's LIST answers, the GET of the record it found does not."""
+
+    protocol_version = "HTTP/1.1"
+    upstream = ""
+    stalled: Callable[[str, str], bool] = staticmethod(lambda method, path: False)
+    released = threading.Event()
+
+    def _forward(self) -> None:
+        if type(self).stalled(self.command, self.path):
+            type(self).released.wait(60)
+            self.close_connection = True
+            return
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = [(k, v) for k, v in self.headers.items() if k.lower() != "connection"]
+        response = httpx.request(
+            self.command, self.upstream + self.path, headers=headers, content=body, timeout=30
+        )
+        self.send_response_only(response.status_code)
+        for name, value in response.headers.multi_items():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", response.headers.get("content-length", "0"))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.content)
+
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def store_proxy(s3: S3Server) -> Iterator[tuple[type[StoreProxy], str]]:
+    """A `StoreProxy` subclass (set its `stalled`) and its URL, in front of *s3*."""
+    proxy = type("Proxy", (StoreProxy,), {"upstream": s3.endpoint, "released": threading.Event()})
+    try:
+        with serve_http(proxy) as url:
+            yield proxy, url
+    finally:
+        proxy.released.set()
+
+
+def feed_record_read(method: str, path: str) -> bool:
+    """A GET of one change-feed record (not the listing: that is a GET of the bucket)."""
+    return method == "GET" and "/.creamery/changes/" in path.split("?")[0]
+
+
+def test_a_store_failing_after_the_feed_listing_leaves_pages_served_from_memory(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """B's poll lists a new record of A's, then the store stops answering before B reads it:
+    B knows it is behind and cannot catch up. Its pages are in memory: they are still served
+    (the issue: "reads keep serving what is in memory"), not answered 503 one by one."""
+    root = f"s3://{s3_bucket}/behind"
+    first = make_wheel(tmp_path, "repbehind", "1.0")
+    second = make_wheel(tmp_path, "repbehind", "2.0")
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([root], *OPEN, *FAST, env=s3.env()) as a,
+        run_server(
+            [root], *OPEN, *FAST, "--s3-timeout", "1", env=s3.env(AWS_ENDPOINT_URL=endpoint)
+        ) as b,
+    ):
+        assert forms.upload(a, first.name, first.read_bytes()).status_code == 200
+        timed_wait(lambda: first.name in listed(b, "repbehind"), "the first upload on B")
+        assert served(b, first.name).status_code == 200  # small: now in B's memory too
+        proxy.stalled = staticmethod(feed_record_read)
+        assert forms.upload(a, second.name, second.read_bytes()).status_code == 200
+        assert wait_for(lambda: "can't read the change feed" in b.log(), timeout=EVENTUAL)
+        page = HTTP.get(f"{b.url}/simple/repbehind/")
+        assert page.status_code == 200, page.text
+        assert first.name in page.text
+        response = served(b, first.name)
+        assert (response.status_code, response.content) == (200, first.read_bytes())
+        proxy.stalled = staticmethod(lambda method, path: False)
+        proxy.released.set()
+        timed_wait(lambda: second.name in listed(b, "repbehind"), "the second upload on B")
+
+
+def test_a_write_committed_then_not_caught_up_is_not_answered_503(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """B's upload is put and recorded; the catch-up that follows (reading A's record, which B
+    had not applied) finds the store gone. The upload is published: in the bucket, in the
+    feed. Its answer must say so (200), not 503 "retry later" (a retry would get 409)."""
+    root = f"s3://{s3_bucket}/commit"
+    first = make_wheel(tmp_path, "repcommit", "1.0")
+    second = make_wheel(tmp_path, "repcommit", "2.0")
+    idle = ("--feed-interval", "600")  # B applies A's record only when it reads the feed
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([root], *OPEN, *FAST, env=s3.env()) as a,
+        run_server(
+            [root], *OPEN, *idle, "--s3-timeout", "1", env=s3.env(AWS_ENDPOINT_URL=endpoint)
+        ) as b,
+    ):
+        assert forms.upload(a, first.name, first.read_bytes()).status_code == 200
+        proxy.stalled = staticmethod(feed_record_read)
+        response = forms.upload(b, second.name, second.read_bytes())
+        in_bucket = f"commit/{second.name}" in s3.keys(s3_bucket)
+        proxy.stalled = staticmethod(lambda method, path: False)
+        proxy.released.set()
+        assert in_bucket
+        assert response.status_code == 200, response.text
+        timed_wait(lambda: second.name in listed(a, "repcommit"), "B's upload on A")
 
 
 # ----------------------------------------------------------------------------- kill -9
