@@ -178,6 +178,65 @@ def test_an_invalid_upload_leaves_nothing_in_the_bucket(
     assert s3.keys(s3_bucket) == before
 
 
+def test_a_bucket_beside_a_directory_serves_both(
+    s3: S3Server, s3_bucket: str, dists: Path, tmp_path: Path
+) -> None:
+    """Mixed roots, in order: uploads go to the first, the first wins on equal names."""
+    local = tmp_path / "local"
+    in_dir = make_wheel(local, "s3mixed", "1.0")
+    in_bucket = make_wheel(dists, "s3mixed", "2.0")
+    s3.put(s3_bucket, f"p/{in_bucket.name}", in_bucket.read_bytes())
+    uploaded = make_wheel(dists, "s3mixed", "3.0")
+    home = tmp_path / "home"
+    for roots, upload_goes_to in (
+        ([f"s3://{s3_bucket}/p", local], "bucket"),
+        ([local, f"s3://{s3_bucket}/p"], "directory"),
+    ):
+        with run_server(roots, "-a", ".", "-P", ".", env=s3.env()) as server:
+            assert {in_dir.name, in_bucket.name} <= set(files_of(server, "s3mixed"))
+            for path in (in_dir, in_bucket):
+                response = httpx.get(f"{server.url}/packages/{path.name}", timeout=10)
+                assert response.content == path.read_bytes()
+            result = twine_upload(server.url + "/", home, uploaded)
+            assert result.returncode == 0, describe(result)
+            in_the_bucket = f"p/{uploaded.name}" in s3.keys(s3_bucket)
+            assert in_the_bucket == (upload_goes_to == "bucket")
+            assert (local / uploaded.name).exists() == (upload_goes_to == "directory")
+            assert httpx.get(server.url + "/health", timeout=10).status_code == 200
+            # Removed through the API (remove_pkg), from wherever it is.
+            response = httpx.post(
+                server.url + "/",
+                data={":action": "remove_pkg", "name": "s3mixed", "version": "3.0"},
+                timeout=10,
+            )
+            assert response.status_code == 200, response.text
+            assert uploaded.name not in files_of(server, "s3mixed")
+
+
+def test_two_replicas_on_one_bucket_see_each_others_writes(
+    s3: S3Server, s3_bucket: str, dists: Path, tmp_path: Path
+) -> None:
+    wheel = make_wheel(dists, "s3rep", "1.0")
+    root = f"s3://{s3_bucket}/shared"
+    args = ("-a", ".", "-P", ".", "--disable-fallback")
+    with (
+        run_server([root], *args, env=s3.env()) as one,
+        run_server([root], *args, env=s3.env()) as two,
+    ):
+        result = twine_upload(one.url + "/", tmp_path / "home", wheel)
+        assert result.returncode == 0, describe(result)
+        # A miss catches up first: the other replica's write is there for the next request.
+        assert wheel.name in files_of(two, "s3rep")
+        response = httpx.post(
+            f"{two.url}/-/yank", json={"project": "s3rep", "version": "1.0", "reason": "r"}
+        )
+        assert response.status_code == 200, response.text
+        wait_for(lambda: files_of(one, "s3rep")[wheel.name].get("yanked") == "r", "the yank")
+        target = tmp_path / "target"
+        result = pip_install(f"{two.url}/simple/", target, tmp_path / "home", "s3rep==1.0")
+        assert result.returncode == 0, describe(result)
+
+
 # ----------------------------------------------------------------------------- admin commands
 
 

@@ -48,7 +48,8 @@ Upload = publishing.Upload
 class Catalog:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.storage: Storage = open_storage(config)
+        self._backends = open_backends(config)
+        self.storage: Storage = join(self._backends)
         self.state = open_state(config)
         self.index = Index(self.storage, self.state)
         self.feed: ChangeFeed = open_feed(config, self.state)
@@ -107,8 +108,11 @@ class Catalog:
         self.feed.close()
 
     def health(self) -> str | None:
-        """None when the store answers, else the problem in one line (naming the store)."""
-        return self.storage.health()
+        """None when every object store answers, else the problems in one line (naming each
+        store). Directories are not asked: one that is read-only still serves (its `health`
+        would say uploads fail), and the server checks that they can be read."""
+        problems = [p for b in self._backends if b.remote and (p := b.health()) is not None]
+        return "; ".join(problems) or None
 
     def migrate_legacy_sidecars(self, min_age: float = 0.0) -> int:
         """Move `.yanked`/`.provenance`/`.metadata` files found beside distributions into the
@@ -202,12 +206,11 @@ class Catalog:
 # ---------------------------------------------------------------------- building it
 
 
-def open_storage(config: Config) -> Storage:
-    """The roots as one Storage: `LocalStorage` for directories (all of them, the fast path
-    of a local install), `S3Storage` for a bucket, `LayeredStorage` for a mix (in order:
-    first wins, uploads go to the first)."""
+def open_backends(config: Config) -> list[Storage]:
+    """A store per kind of root, in order: a `LocalStorage` for consecutive directories (all
+    of them, the fast path of a local install), an `S3Storage` per bucket."""
     if not config.object_roots:
-        return LocalStorage(config.local_roots)
+        return [LocalStorage(config.local_roots)]
     from creamery.storage.s3 import S3Storage  # only now: a local install never loads it
 
     options = config.s3_options()
@@ -217,12 +220,18 @@ def open_storage(config: Config) -> Storage:
         if isinstance(root, Path):
             directories.append(root)
             continue
-        if directories:  # consecutive directories: one LocalStorage, as without buckets
+        if directories:
             backends.append(LocalStorage(tuple(directories)))
             directories = []
         backends.append(S3Storage(root, options))
     if directories:
         backends.append(LocalStorage(tuple(directories)))
+    return backends
+
+
+def join(backends: list[Storage]) -> Storage:
+    """The stores as one: a single one as it is, several as a `LayeredStorage` (first wins,
+    uploads go to the first)."""
     if len(backends) == 1:
         return backends[0]
     from creamery.storage.layered import LayeredStorage
