@@ -141,7 +141,10 @@ class Catalog:
         except OSError as error:  # the write is done; other processes find it by rescanning
             log.warning("can't record changes for other processes: %s", error)
             serial = self.feed.announced()
-        self.follower.catch_up()
+        try:
+            self.follower.catch_up()
+        except OSError as error:  # committed and recorded: the write must not be answered 503
+            log.warning("can't catch up with the change feed after a write: %s", error)
         return serial
 
     def catch_up(self) -> int:

@@ -337,7 +337,11 @@ class Creamery:
             await anyio.to_thread.run_sync(watch.drain)
         follower = self._follower
         if follower is not None and self._announced() > follower.applied:
-            await self._follow(follower)
+            try:
+                await self._follow(follower)
+            except OSError as error:  # what is in memory is served; a miss looks again (settle)
+                if not self._is_outage(error):
+                    raise
         method = scope["method"]
         found = self.routes.match(method, path, scope)
         if found is None:
