@@ -75,7 +75,9 @@ def replicas(s3: S3Server, root: str, *args: str, count: int = 2) -> Iterator[li
 
 
 @contextlib.contextmanager
-def killable_replica(s3: S3Server, root: str, workdir: Path, *args: str) -> Iterator[Server]:
+def killable_replica(
+    s3: S3Server, root: str, workdir: Path, *args: str, endpoint: str = ""
+) -> Iterator[Server]:
     """A replica the test may kill or watch start (run_server fails a test whose server dies,
     and waits for it to be ready): started, not waited for; its process group killed at the end.
     """
@@ -85,6 +87,8 @@ def killable_replica(s3: S3Server, root: str, workdir: Path, *args: str) -> Iter
     command += [*OPEN, *args, root]
     log_path = workdir / "server.log"
     env = clean_env(XDG_CACHE_HOME=str(workdir / "cache"), **s3.env())
+    if endpoint:  # through a StoreProxy
+        env["AWS_ENDPOINT_URL"] = endpoint
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             command,
@@ -456,9 +460,10 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
 
 class StoreProxy(http.server.BaseHTTPRequestHandler):
     """HTTP between creamery and the S3 server, forwarded as is (the signature covers the Host
-    header, which is kept), except the requests `stalled(method, path)` picks: they hang until
-    the client gives up (--s3-timeout). So the store fails between two requests of one
-    operation: the change feed's LIST answers, the GET of the record it found does not."""
+    header, which is kept), except the requests `stalled(method, path)` picks: they wait for
+    `released` (the client may give up first: --s3-timeout). So the store fails between two
+    requests of one operation (the change feed's LIST answers, the GET of the record it found
+    does not), or one kind of request is slow (a replica's start-up)."""
 
     protocol_version = "HTTP/1.1"
     upstream = ""
@@ -466,8 +471,7 @@ class StoreProxy(http.server.BaseHTTPRequestHandler):
     released = threading.Event()
 
     def _forward(self) -> None:
-        if type(self).stalled(self.command, self.path):
-            type(self).released.wait(60)
+        if type(self).stalled(self.command, self.path) and not type(self).released.wait(60):
             self.close_connection = True
             return
         length = int(self.headers.get("content-length") or 0)
@@ -476,14 +480,15 @@ class StoreProxy(http.server.BaseHTTPRequestHandler):
         response = httpx.request(
             self.command, self.upstream + self.path, headers=headers, content=body, timeout=30
         )
-        self.send_response_only(response.status_code)
-        for name, value in response.headers.multi_items():
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", response.headers.get("content-length", "0"))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.content)
+        with contextlib.suppress(OSError):  # a client that gave up on a stalled request
+            self.send_response_only(response.status_code)
+            for name, value in response.headers.multi_items():
+                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", response.headers.get("content-length", "0"))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.content)
 
     do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
 
@@ -553,8 +558,9 @@ def test_a_page_stays_served_when_a_new_files_facts_cannot_be_read(
     s3: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
     """B applies A's record of a new release (its yank state read), then cannot read that
-    file's facts (the store went away): B's page of the project, served a moment ago from memory, is still served (as
-    it was, or with the new file) rather than 503 for as long as the outage lasts."""
+    file's facts (the store went away): B's page of the project, served a moment ago from
+    memory, is still served (as it was, or with the new file) rather than 503 for as long as
+    the outage lasts."""
     root = f"s3://{s3_bucket}/facts"
     first = make_wheel(tmp_path, "repfacts", "1.0")
     second = make_wheel(tmp_path, "repfacts", "2.0")
@@ -678,10 +684,18 @@ def test_a_replica_killed_mid_upload_leaves_nothing_and_the_other_serves(
 # ----------------------------------------------------------------------------- start-up
 
 
+def snapshot_read(method: str, path: str) -> bool:
+    """The GET of an index snapshot (its listing is a GET of the bucket, not stalled)."""
+    return method == "GET" and "/.creamery/snapshots/" in path.split("?")[0]
+
+
 @pytest.mark.slow
 def test_a_new_replica_starts_from_the_snapshot_and_is_ready_when_it_serves(
     s3: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
+    """After writes (and a snapshot), replica C starts: it answers /health 503 while its index
+    loads (the snapshot's read is held back, so that is observed), 200 once it serves
+    everything (the snapshot, and the feed's records after it), and nothing else before."""
     root = f"s3://{s3_bucket}/snap"
     early = [make_wheel(tmp_path, f"repsnap{i}", "1.0") for i in range(5)]
     late = make_wheel(tmp_path, "repsnap0", "2.0")
@@ -701,22 +715,32 @@ def test_a_new_replica_starts_from_the_snapshot_and_is_ready_when_it_serves(
         assert forms.upload(a, late.name, late.read_bytes()).status_code == 200
         expected = {w.name: w.read_bytes() for w in [*early, late]}
 
-        with killable_replica(s3, root, tmp_path / "c", "-v", *FAST) as c:
+        with (
+            store_proxy(s3) as (proxy, endpoint),
+            killable_replica(s3, root, tmp_path / "c", "-v", *FAST, endpoint=endpoint) as c,
+        ):
+            proxy.stalled = staticmethod(snapshot_read)
             seen: list[int] = []
 
-            def ready() -> bool:
+            def answered(status: int) -> bool:
                 seen.append(health(c))
-                return seen[-1] == 200
+                return seen[-1] == status
 
-            assert wait_for(ready, timeout=EVENTUAL, interval=0.01), (seen[-5:], c.log())
+            assert wait_for(lambda: answered(503), timeout=EVENTUAL), (seen[-5:], c.log())
+            not_ready = HTTP.get(f"{c.url}/health")
+            assert (not_ready.status_code, not_ready.text.strip()) == (
+                503,
+                "Not ready: the index is loading",
+            )
+            proxy.released.set()
+            assert wait_for(lambda: answered(200), timeout=EVENTUAL, interval=0.01), c.log()
             # Ready means serving everything, at once: no poll to wait for.
             for wheel in [*early, late]:
                 project = wheel.name.split("-")[0]
                 assert wheel.name in listed(c, project), (wheel.name, c.log())
             assert yanked(c, "repsnap1", early[1].name) == "old"
             assert_served_everywhere([c], expected)
-            statuses = set(seen)
-            assert statuses <= {0, 503, 200}, seen
-            print(f"/health before ready: {Counter(seen)}")
+            assert set(seen) <= {0, 503, 200}, seen
+            assert seen.index(200) > seen.index(503)
             assert "index restored from snapshot" in c.log(), c.log()
             assert "Traceback" not in c.log(), c.log()
