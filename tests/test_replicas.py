@@ -179,11 +179,13 @@ def test_publish_to_one_replica_install_from_the_other(
     with replicas(s3, f"s3://{s3_bucket}/pkgs") as (a, b):
         result = twine_upload(a.url + "/", home, lib, sdist, app)
         assert result.returncode == 0, describe(result)
-        # Read-your-writes: the file's URL on B right after the upload answers (a miss catches
-        # up with the change feed before answering 404).
-        response = served(b, app.name)
-        assert (response.status_code, response.content) == (200, app.read_bytes())
-        assert seen_everywhere([a, b], "replib", {p.name: p.read_bytes() for p in (lib, sdist)})
+        # Read-your-writes: the files' URLs on B right after the upload answer (a miss catches
+        # up with the change feed before answering 404). twine sends the wheels first.
+        for path in (sdist, app, lib):
+            response = served(b, path.name)
+            assert (response.status_code, response.content) == (200, path.read_bytes())
+        want = {p.name: sha256(p.read_bytes()) for p in (lib, sdist)}
+        assert [hashes(s, "replib") for s in (a, b)] == [want, want], (a.log(), b.log())
 
         # Propagation by the feed alone: B knows the project, so its page is a hit, answered
         # from memory; the new release reaches it by B's poll of the feed (1 s by default).
