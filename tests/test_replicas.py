@@ -272,8 +272,20 @@ def test_objects_put_and_deleted_by_other_tools_reach_both_replicas(
         expected = {wheel.name: data, other.name: other.read_bytes()}
         timed_wait(lambda: seen_everywhere(servers, "repoob", expected), "the put objects")
         assert_served_everywhere(servers, expected, "repoob")
-        response = HTTP.get(f"{servers[0].url}/packages/{wheel.name}.metadata")
-        assert response.status_code == 200  # PEP 658 metadata, read from the object
+        for server in servers:  # PEP 658 metadata, read from the object
+            response = HTTP.get(f"{server.url}/packages/{wheel.name}.metadata")
+            assert (response.status_code, response.content) == (200, wheel_metadata(wheel))
+
+        # Replaced in place (`aws s3 cp` over it): the new bytes, hashes and metadata, never the
+        # old ones' facts (they are bound to the object's version).
+        replaced = make_wheel(tmp_path / "new", "repoob", "1.0", summary="replaced in place")
+        s3.put(s3_bucket, f"oob/{wheel.name}", replaced.read_bytes())
+        expected = {wheel.name: replaced.read_bytes(), other.name: other.read_bytes()}
+        timed_wait(lambda: seen_everywhere(servers, "repoob", expected), "the replaced object")
+        assert_served_everywhere(servers, expected, "repoob")
+        for server in servers:
+            response = HTTP.get(f"{server.url}/packages/{wheel.name}.metadata")
+            assert (response.status_code, response.content) == (200, wheel_metadata(replaced))
 
         s3.delete(s3_bucket, f"oob/{wheel.name}")
         expected = {other.name: other.read_bytes()}
