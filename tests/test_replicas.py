@@ -483,11 +483,16 @@ class StoreProxy(http.server.BaseHTTPRequestHandler):
     upstream = ""
     stalled: Callable[[str, str], bool] = staticmethod(lambda method, path: False)
     released = threading.Event()
+    held = threading.Event()  # set when a request is stalled
+    drop = False  # stalled requests never reach the store, even once released
 
     def _forward(self) -> None:
-        if type(self).stalled(self.command, self.path) and not type(self).released.wait(60):
-            self.close_connection = True
-            return
+        proxy = type(self)
+        if proxy.stalled(self.command, self.path):
+            proxy.held.set()
+            if not proxy.released.wait(60) or proxy.drop:
+                self.close_connection = True
+                return
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = [(k, v) for k, v in self.headers.items() if k.lower() != "connection"]
@@ -513,7 +518,8 @@ class StoreProxy(http.server.BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def store_proxy(s3: S3Server) -> Iterator[tuple[type[StoreProxy], str]]:
     """A `StoreProxy` subclass (set its `stalled`) and its URL, in front of *s3*."""
-    proxy = type("Proxy", (StoreProxy,), {"upstream": s3.endpoint, "released": threading.Event()})
+    events = {"released": threading.Event(), "held": threading.Event()}
+    proxy = type("Proxy", (StoreProxy,), {"upstream": s3.endpoint, **events})
     try:
         with serve_http(proxy) as url:
             yield proxy, url
@@ -692,6 +698,52 @@ def test_a_replica_killed_mid_upload_leaves_nothing_and_the_other_serves(
         assert set(listed(b, "repkill")) == {first.name, later.name}
         assert_served_everywhere([b], {later.name: later.read_bytes()})
         assert served(b, filename).status_code == 404
+        assert "Traceback" not in b.log(), b.log()
+
+
+def feed_record_write(method: str, path: str) -> bool:
+    """The PUT of a change-feed record: the announcement, the last step of a write."""
+    return method == "PUT" and "/.creamery/changes/" in path.split("?")[0]
+
+
+@pytest.mark.slow
+def test_a_replica_killed_after_the_commit_point_leaves_a_whole_file_found_by_rescans(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """A is killed after its put-if-absent of the file (the commit point), while it sends the
+    feed record that announces it: the record never lands. The file is whole in the bucket,
+    and B, which was never told, finds it at its rescan, with the right hashes; it is taken."""
+    root = f"s3://{s3_bucket}/commit9"
+    wheel = make_wheel(tmp_path, "repcommit9", "1.0")
+    other = make_wheel(tmp_path / "other", "repcommit9", "1.0", summary="other bytes")
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        killable_replica(s3, root, tmp_path / "a", *FAST, endpoint=endpoint) as a,
+        run_server([root], *OPEN, *FAST, "--rescan-interval", "1", env=s3.env()) as b,
+    ):
+        assert wait_for(lambda: health(a) == 200, timeout=EVENTUAL), a.log()
+        proxy.stalled, proxy.drop = staticmethod(feed_record_write), True
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(forms.upload, a, wheel.name, wheel.read_bytes())
+            assert proxy.held.wait(EVENTUAL), a.log()
+            os.killpg(a.process.pid, signal.SIGKILL)
+            a.process.wait(10)
+            with pytest.raises(httpx.HTTPError):
+                pending.result()
+        assert sha256(s3.get(s3_bucket, f"commit9/{wheel.name}")) == sha256(wheel.read_bytes())
+        # Nothing but the file and its own state (no record, no stray spool or part).
+        for key in s3.keys(s3_bucket):
+            assert key == f"commit9/{wheel.name}" or key.startswith(
+                (f"commit9/.creamery/files/{wheel.name}/", "commit9/.creamery/snapshots/")
+            ), key
+
+        expected = {wheel.name: wheel.read_bytes()}
+        timed_wait(lambda: seen_everywhere([b], "repcommit9", expected), "the file on B", EVENTUAL)
+        assert_served_everywhere([b], expected)
+        response = HTTP.get(f"{b.url}/packages/{wheel.name}.metadata")
+        assert (response.status_code, response.content) == (200, wheel_metadata(wheel))
+        again = forms.upload(b, other.name, other.read_bytes())
+        assert again.status_code == 409, again.text
         assert "Traceback" not in b.log(), b.log()
 
 
