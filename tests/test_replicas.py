@@ -179,8 +179,9 @@ def test_publish_to_one_replica_install_from_the_other(
     with replicas(s3, f"s3://{s3_bucket}/pkgs") as (a, b):
         result = twine_upload(a.url + "/", home, lib, sdist, app)
         assert result.returncode == 0, describe(result)
-        # Read-your-writes: the files' URLs on B right after the upload answer (a miss catches
-        # up with the change feed before answering 404). twine sends the wheels first.
+        # Read-your-writes: a project B never saw, at once: its page (a miss catches up with
+        # the change feed before answering 404), and the files' URLs (twine sends wheels first).
+        assert set(listed(b, "repapp")) == {app.name}
         for path in (sdist, app, lib):
             response = served(b, path.name)
             assert (response.status_code, response.content) == (200, path.read_bytes())
