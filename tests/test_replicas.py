@@ -9,13 +9,15 @@ deleted by other tools appear or vanish within the rescan interval; yanks and re
 the same way; a store outage costs 503s, never a 500 nor an acknowledged upload; a replica
 killed mid-upload leaves nothing behind; a new replica starts from the index snapshot and says
 it is ready only when it serves everything.
+
+Where a failure must fall between two requests of one operation (the feed listed, its record
+not read; the file put, its record not), `support.s3_proxy` holds those requests back.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import os
 import signal
 import socket
@@ -45,7 +47,8 @@ from support.dists import make_sdist, make_wheel, wheel_metadata
 from support.forms import BOUNDARY
 from support.polling import wait_for
 from support.s3 import S3Server
-from support.servers import Server, free_port, run_server, serve_http
+from support.s3_proxy import store_proxy
+from support.servers import Server, free_port, run_server
 from support.wire import listed
 
 pytest.importorskip("obstore", reason="object roots need the s3 extra")
@@ -473,61 +476,6 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
 # ------------------------------------------------------------------ a store failing mid-way
 
 
-class StoreProxy(http.server.BaseHTTPRequestHandler):
-    """HTTP between creamery and the S3 server, forwarded as is (the signature covers the Host
-    header, which is kept), except the requests `stalled(method, path)` picks: they wait for
-    `released` (the client may give up first: --s3-timeout). So the store fails between two
-    requests of one operation (the change feed's LIST answers, the GET of the record it found
-    does not), or one kind of request is slow (a replica's start-up)."""
-
-    protocol_version = "HTTP/1.1"
-    upstream = ""
-    stalled: Callable[[str, str], bool] = staticmethod(lambda method, path: False)
-    released = threading.Event()
-    held = threading.Event()  # set when a request is stalled
-    drop = False  # stalled requests never reach the store, even once released
-
-    def _forward(self) -> None:
-        proxy = type(self)
-        if proxy.stalled(self.command, self.path):
-            proxy.held.set()
-            if not proxy.released.wait(60) or proxy.drop:
-                self.close_connection = True
-                return
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length) if length else b""
-        headers = [(k, v) for k, v in self.headers.items() if k.lower() != "connection"]
-        response = httpx.request(
-            self.command, self.upstream + self.path, headers=headers, content=body, timeout=30
-        )
-        with contextlib.suppress(OSError):  # a client that gave up on a stalled request
-            self.send_response_only(response.status_code)
-            for name, value in response.headers.multi_items():
-                if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                    self.send_header(name, value)
-            self.send_header("Content-Length", response.headers.get("content-length", "0"))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.content)
-
-    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _forward
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def store_proxy(s3: S3Server) -> Iterator[tuple[type[StoreProxy], str]]:
-    """A `StoreProxy` subclass (set its `stalled`) and its URL, in front of *s3*."""
-    events = {"released": threading.Event(), "held": threading.Event()}
-    proxy = type("Proxy", (StoreProxy,), {"upstream": s3.endpoint, **events})
-    try:
-        with serve_http(proxy) as url:
-            yield proxy, url
-    finally:
-        proxy.released.set()
-
-
 def feed_record_read(method: str, path: str) -> bool:
     """A GET of one change-feed record (not the listing: that is a GET of the bucket)."""
     return method == "GET" and "/.creamery/changes/" in path.split("?")[0]
@@ -552,7 +500,7 @@ def test_a_store_failing_after_the_feed_listing_leaves_pages_served_from_memory(
         assert forms.upload(a, first.name, first.read_bytes()).status_code == 200
         timed_wait(lambda: first.name in listed(b, "repbehind"), "the first upload on B")
         assert served(b, first.name).status_code == 200  # small: now in B's memory too
-        proxy.stalled = staticmethod(feed_record_read)
+        proxy.hold(feed_record_read)
         assert forms.upload(a, second.name, second.read_bytes()).status_code == 200
         assert wait_for(lambda: "can't read the change feed" in b.log(), timeout=EVENTUAL)
         page = HTTP.get(f"{b.url}/simple/repbehind/")
@@ -560,8 +508,7 @@ def test_a_store_failing_after_the_feed_listing_leaves_pages_served_from_memory(
         assert first.name in page.text
         response = served(b, first.name)
         assert (response.status_code, response.content) == (200, first.read_bytes())
-        proxy.stalled = staticmethod(lambda method, path: False)
-        proxy.released.set()
+        proxy.let_go()
         timed_wait(lambda: second.name in listed(b, "repbehind"), "the second upload on B")
 
 
@@ -594,7 +541,7 @@ def test_a_page_stays_served_when_a_new_files_facts_cannot_be_read(
     ):
         assert forms.upload(a, first.name, first.read_bytes()).status_code == 200
         timed_wait(lambda: first.name in listed(b, "repfacts"), "the first upload on B")
-        proxy.stalled = staticmethod(facts_read)
+        proxy.hold(facts_read)
         serial = int(forms.upload(a, second.name, second.read_bytes()).headers["x-creamery-serial"])
 
         def applied() -> bool:
@@ -602,8 +549,7 @@ def test_a_page_stays_served_when_a_new_files_facts_cannot_be_read(
 
         timed_wait(applied, "A's record applied by B")
         page = HTTP.get(f"{b.url}/simple/repfacts/")
-        proxy.stalled = staticmethod(lambda method, path: False)
-        proxy.released.set()
+        proxy.let_go()
         assert page.status_code == 200, page.text
         assert first.name in page.text
 
@@ -626,11 +572,10 @@ def test_a_write_committed_then_not_caught_up_is_not_answered_503(
         ) as b,
     ):
         assert forms.upload(a, first.name, first.read_bytes()).status_code == 200
-        proxy.stalled = staticmethod(feed_record_read)
+        proxy.hold(feed_record_read)
         response = forms.upload(b, second.name, second.read_bytes())
         in_bucket = f"commit/{second.name}" in s3.keys(s3_bucket)
-        proxy.stalled = staticmethod(lambda method, path: False)
-        proxy.released.set()
+        proxy.let_go()
         assert in_bucket
         assert response.status_code == 200, response.text
         timed_wait(lambda: second.name in listed(a, "repcommit"), "B's upload on A")
@@ -723,7 +668,7 @@ def test_a_replica_killed_after_the_commit_point_leaves_a_whole_file_found_by_re
         run_server([root], *OPEN, *FAST, "--rescan-interval", "1", env=s3.env()) as b,
     ):
         assert wait_for(lambda: health(a) == 200, timeout=EVENTUAL), a.log()
-        proxy.stalled, proxy.drop = staticmethod(feed_record_write), True
+        proxy.hold(feed_record_write, drop=True)
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(forms.upload, a, wheel.name, wheel.read_bytes())
             assert proxy.held.wait(EVENTUAL), a.log()
@@ -786,7 +731,7 @@ def test_a_new_replica_starts_from_the_snapshot_and_is_ready_when_it_serves(
             store_proxy(s3) as (proxy, endpoint),
             killable_replica(s3, root, tmp_path / "c", "-v", *FAST, endpoint=endpoint) as c,
         ):
-            proxy.stalled = staticmethod(snapshot_read)
+            proxy.hold(snapshot_read)
             seen: list[int] = []
 
             def answered(status: int) -> bool:
@@ -799,7 +744,7 @@ def test_a_new_replica_starts_from_the_snapshot_and_is_ready_when_it_serves(
                 503,
                 "Not ready: the index is loading",
             )
-            proxy.released.set()
+            proxy.let_go()
             assert wait_for(lambda: answered(200), timeout=EVENTUAL, interval=0.01), c.log()
             # Ready means serving everything, at once: no poll to wait for.
             for wheel in [*early, late]:
