@@ -258,6 +258,30 @@ def test_twenty_uploads_of_one_filename_across_two_replicas_one_wins(
             assert "Traceback" not in server.log(), server.log()
 
 
+def test_an_overwrite_on_one_replica_replaces_what_the_other_serves(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """`--overwrite` on both: B has the old bytes in memory (a small file, downloaded); A's
+    re-upload replaces them on B too: bytes, hash, metadata, never a mix."""
+    versions = [
+        make_wheel(tmp_path / str(i), "repover", "1.0", summary=f"version {i}") for i in range(3)
+    ]
+    filename = versions[0].name
+    with replicas(s3, f"s3://{s3_bucket}/over", "--overwrite", *FAST) as (a, b):
+        for i, version in enumerate(versions):
+            writer = (a, b)[i % 2]  # A, then B, then A
+            response = forms.upload(writer, filename, version.read_bytes())
+            assert response.status_code == 200, response.text
+            data = version.read_bytes()
+            assert sha256(s3.get(s3_bucket, f"over/{filename}")) == sha256(data)
+            timed_wait(lambda d=data: seen_everywhere([a, b], "repover", {filename: d}), "it")
+            assert_served_everywhere([a, b], {filename: data})
+            for server in (a, b):
+                response = HTTP.get(f"{server.url}/packages/{filename}.metadata")
+                assert (response.status_code, response.content) == (200, wheel_metadata(version))
+        assert distributions(s3, s3_bucket, "over/") == [f"over/{filename}"]
+
+
 # ----------------------------------------------------------------------------- other tools
 
 
