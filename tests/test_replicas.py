@@ -393,6 +393,15 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
     args = ("--s3-timeout", "2", *FAST)
     with replicas(s3, f"s3://{s3_bucket}/down", *args) as servers:
         assert forms.upload(servers[0], big.name, big.read_bytes()).status_code == 200
+        # A project nobody writes to during the run: its page and small file are in memory on
+        # both replicas before the outage, and must be served throughout it.
+        stable = make_wheel(tmp_path, "repstable", "1.0")
+        assert forms.upload(servers[1], stable.name, stable.read_bytes()).status_code == 200
+        in_memory = ("/simple/repstable/", f"/packages/{stable.name}")
+        for server in servers:
+            timed_wait(lambda s=server: stable.name in listed(s, "repstable"), "repstable")
+            assert served(server, stable.name).content == stable.read_bytes()
+            assert HTTP.get(f"{server.url}/simple/repstable/").status_code == 200
         stop = threading.Event()
         lock = threading.Lock()
         accepted: dict[str, bytes] = {}  # acknowledged uploads
@@ -434,7 +443,12 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
             server = servers[index]
             with server.client(timeout=30) as client:
                 while not stop.is_set():
-                    for path in ("/simple/repdown/", f"/packages/{big.name}", "/health"):
+                    for path in (
+                        "/simple/repdown/",
+                        f"/packages/{big.name}",
+                        "/health",
+                        *in_memory,
+                    ):
                         try:
                             note(path, client.get(path), "AB"[index])
                         except httpx.HTTPError as error:
@@ -472,7 +486,10 @@ def test_store_outage_mid_run_no_500_no_lost_upload_recovery(
         print(f"outage: {dict(statuses)}; {len(accepted)} uploads acknowledged")
         print("page 503s:", page_outages, "accepted:", sorted(accepted), "503:", sorted(refused))
         assert problems == [], problems
-        assert statuses["/simple/repdown/", 200] > 0  # pages served from memory throughout
+        assert statuses["/simple/repdown/", 200] > 0
+        for path in in_memory:  # what is in memory is served throughout the outage
+            assert statuses[path, 200] > 0, statuses
+            assert not [key for key in statuses if key[0] == path and key[1] != 200], statuses
         assert statuses[f"/packages/{big.name}", 503] > 0, statuses  # the outage was seen
 
         # No acknowledged upload lost: in the bucket, listed and served by both replicas.
