@@ -12,9 +12,9 @@ The one write primitive that makes several replicas safe is the conditional crea
 header (an old MinIO, Ceph before Reef) silently lets the last writer win.
 
 Errors: a store that does not answer, times out, throttles or answers 5xx raises
-`StoreUnavailable` (one line naming the store, never a credential); one that refuses the
-credentials raises `StoreRefused`, a StoreUnavailable too (HTTP answers 503 all the same: the
-client did nothing wrong), whose line says to check the credentials. 404 is
+`StoreUnavailable` (its `strerror` is one line naming the store, never a credential); one that
+refuses the credentials raises `StoreRefused`, a StoreUnavailable too (HTTP answers 503 all
+the same: the client did nothing wrong), whose line says to check the credentials. 404 is
 FileNotFoundError, or None where the API says so.
 """
 
@@ -119,8 +119,9 @@ def _translate(error: Exception, where: str, action: str) -> NoReturn:
         403,
     ):
         raise StoreRefused(
+            errno.EACCES,
             f"{where}: the store refuses creamery's credentials ({action}: {reason or 'denied'});"
-            " check the access key, the profile and the bucket policy"
+            " check the access key, the profile and the bucket policy",
         ) from None
     if status == 404:
         raise FileNotFoundError(errno.ENOENT, f"{where}: no such bucket or key ({action})")
@@ -395,16 +396,16 @@ class S3Storage:
         return True
 
     def health(self) -> str | None:
-        """One small LIST (of the state prefix, delimited): the store answers, the bucket
+        """One small LIST (of a prefix that holds nothing): the store answers, the bucket
         exists, the credentials may list. Writes are not probed (that would cost a PUT per
         probe): a store that refuses writes shows on the first upload."""
-        probe = self._object(".creamery/")
+        probe = self._object(".creamery/health-probe/")
         try:
             self._call("LIST", lambda: obstore.list_with_delimiter(self._client, prefix=probe))
         except FileNotFoundError:
             return f"{self.place}: the bucket does not exist"
         except OSError as error:
-            return str(error).splitlines()[0]
+            return (error.strerror or str(error)).splitlines()[0]
         return None
 
     def changed_listings(self) -> list[Listing]:
