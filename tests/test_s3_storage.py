@@ -27,7 +27,7 @@ from creamery.storage.state import StateDir
 
 pytest.importorskip("obstore", reason="the s3 extra (obstore) is not installed")
 
-from creamery.storage.s3 import S3Storage, StoreRefused, describe_error
+from creamery.storage.s3 import S3Storage, StoreRefused, VersionChanged, describe_error
 
 ROOT_PREFIX = "idx"
 
@@ -298,3 +298,30 @@ def test_errors_are_classified_in_one_line_without_the_url() -> None:
     with pytest.raises(OSError, match="refused the request") as refused:
         _translate(obx.GenericError("status code: 400 Bad Request"), "s3://b", "PUT")
     assert not isinstance(refused.value, StoreUnavailable)
+
+
+def test_replace_only_the_version_one_read(s3: S3Server, storage: S3Storage) -> None:
+    """For state several replicas rewrite: a write based on a stale read loses."""
+    first = storage.put("state/snapshot", b"v1", if_absent=True)
+    second = storage.replace("state/snapshot", b"v2", version=str(first.version))
+    assert storage.stat("state/snapshot") == second and second.version != first.version
+    with pytest.raises(VersionChanged):
+        storage.replace("state/snapshot", b"stale", version=str(first.version))
+    with pytest.raises(AlreadyExists):  # what callers without obstore catch
+        storage.replace("state/snapshot", b"stale", version=str(first.version))
+    with pytest.raises(VersionChanged):
+        storage.replace("state/none", b"x", version=str(first.version))
+    assert s3.get(storage.root.bucket, storage.root.key("state/snapshot")) == b"v2"
+    assert s3.keys(storage.root.bucket) == [storage.root.key("state/snapshot")]
+
+
+def test_scan_after_lists_only_what_follows(storage: S3Storage) -> None:
+    for n in range(12):
+        storage.put(f"feed/{n:08d}", b"r", if_absent=True)
+    storage.put("feeder/00000099", b"not in feed/", if_absent=True)
+    after = [s.key for s in storage.scan_after("feed", "feed/00000008")]
+    assert after == ["feed/00000009", "feed/00000010", "feed/00000011"]
+    assert [s.key for s in storage.scan_after("feed/", "feed/00000011")] == []
+    assert len(list(storage.scan_after("feed", "feed/0"))) == 12
+    assert list(storage.scan_after("feed", "other/x")) == []
+    assert list(storage.scan_after("../feed", "../feed/1")) == []

@@ -50,7 +50,7 @@ from creamery.storage import (
 if TYPE_CHECKING:
     from obstore import GetOptions, GetResult, ObjectMeta
 
-__all__ = ["S3Reader", "S3Storage", "StoreRefused", "describe_error"]
+__all__ = ["S3Reader", "S3Storage", "StoreRefused", "VersionChanged", "describe_error"]
 
 log = logging.getLogger("creamery.storage")
 
@@ -63,9 +63,16 @@ _STREAM_CHUNK = 256 * 1024
 # A single PUT is what `If-None-Match: *` can guard (S3's limit is 5 GB), and obstore holds its
 # body in memory; an overwrite above this goes multipart, streamed from the spool file.
 _MULTIPART = 64 << 20
+_SLOWEST_UPLOAD = 512 * 1024  # bytes/s an upload to the store may crawl at before it times out
 _CONFLICT_RETRIES = 3  # 409 ConditionalRequestConflict: another conditional write in flight
 _STATUS = re.compile(r"status code: (\d{3})")
 _BAD_PATH = re.compile(r'Path "(.*)"(?: contained empty path segment|: Encountered)', re.S)
+
+
+class VersionChanged(AlreadyExists):
+    """`S3Storage.replace` found another version than the one it was to replace (or none):
+    another writer came first. An AlreadyExists, so code that can't import this module (no
+    obstore) still catches it."""
 
 
 class StoreRefused(StoreUnavailable):
@@ -149,20 +156,17 @@ def _client_config(settings: S3Settings) -> dict[str, Any]:
     return config
 
 
-def _store(bucket: str, settings: S3Settings, timeout: float, *, bulk: bool) -> S3Store:
-    """A client of *bucket*. *bulk*: for bodies that may take long (a big download streamed
-    at the client's pace, a multipart upload): no bound on the whole request, only on each
-    read; otherwise the whole request is bound by *timeout*, so a store that hangs is a
-    StoreUnavailable within about that time."""
-    seconds = f"{max(int(timeout * 1000), 1)}ms"
+def _store(bucket: str, settings: S3Settings, timeout: float, whole: float | None) -> S3Store:
+    """A client of *bucket*: *timeout* bounds connecting, each read, and the retries of a
+    call; *whole* bounds one request body included (None: no bound but each read's, for a
+    download streamed at the pace of its client). A store that hangs is a StoreUnavailable
+    within about *timeout*."""
     client: dict[str, Any] = {
         "allow_http": settings.allow_http,
-        "connect_timeout": f"{max(int(min(timeout, 5.0) * 1000), 1)}ms",
+        "connect_timeout": _duration(min(timeout, 5.0)),
+        "read_timeout": _duration(timeout),
+        "timeout": "24h" if whole is None else _duration(whole),
     }
-    if bulk:
-        client |= {"timeout": "24h", "read_timeout": seconds}
-    else:
-        client["timeout"] = seconds
     retry: dict[str, Any] = {
         "max_retries": 2,
         "retry_timeout": timedelta(seconds=timeout),
@@ -177,6 +181,10 @@ def _store(bucket: str, settings: S3Settings, timeout: float, *, bulk: bool) -> 
         retry_config=retry,  # type: ignore[arg-type]
         **_client_config(settings),
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(int(seconds * 1000), 1)}ms"
 
 
 def _mtime_ns(moment: datetime) -> int:
@@ -203,8 +211,10 @@ class S3Storage:
         self.place = root.url  # the `place` of every StoredFile: one shared string
         self._base = f"{root.prefix}/" if root.prefix else ""
         self.settings = resolve_s3_settings(options, os.environ if environ is None else environ)
-        self._client = _store(root.bucket, self.settings, options.timeout, bulk=False)
-        self._bulk = _store(root.bucket, self.settings, options.timeout, bulk=True)
+        # Making a client costs ~50 ms (its HTTP stack): two here, one per upload size class.
+        self._client = _store(root.bucket, self.settings, options.timeout, options.timeout)
+        self._bulk = _store(root.bucket, self.settings, options.timeout, None)
+        self._uploaders: dict[int, S3Store] = {}
 
     def __repr__(self) -> str:
         return f"S3Storage({self.place!r})"
@@ -252,11 +262,26 @@ class S3Storage:
         if pending is not None:
             yield pending
 
-    def _listing(self, listed: str | None) -> Iterator[ObjectMeta]:
-        """The objects below *listed*, in key order, past hidden directories and past keys
-        obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the rest)."""
+    def scan_after(self, prefix: str, after: str) -> Iterator[StoredFile]:
+        """Beyond the protocol, for a log of numbered objects (the change feed): the visible
+        files below the directory *prefix* whose keys sort after *after*, in key order
+        (S3's byte order), without listing those before (`start-after`)."""
+        prefix = prefix.removesuffix("/")
+        if not (is_safe_relpath(prefix) and is_safe_relpath(after)):
+            return
+        if not after.startswith(prefix + "/"):
+            return
         base = len(self._base)
-        offset: str | None = None
+        for meta in self._listing(self._object(prefix), self._object(after)):
+            rel = meta["path"][base:]
+            if is_safe_relpath(rel):
+                yield self._stored(rel, meta)
+
+    def _listing(self, listed: str | None, offset: str | None = None) -> Iterator[ObjectMeta]:
+        """The objects below *listed* (after *offset*), in key order, past hidden directories
+        and past keys obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the
+        rest)."""
+        base = len(self._base)
         while True:
             restart: str | None = None
             for page in self._pages(listed, offset):
@@ -343,6 +368,15 @@ class S3Storage:
         killed mid-way leaves invisible parts that a bucket lifecycle rule should expire).
         The spool is removed in every case. The ETag comes with the answer; a HEAD after it
         gives Last-Modified (if that HEAD fails the put still stands: mtime is then now)."""
+        return self._put(key, content, "create" if if_absent else "overwrite")
+
+    def replace(self, key: str, content: Path | bytes, *, version: str) -> StoredFile:
+        """Beyond the protocol, for state that several replicas rewrite (a snapshot): put
+        *content* only if *key* still holds *version* (`If-Match`), else `VersionChanged`
+        (another writer came first, or the key is gone). One PUT, as `put`."""
+        return self._put(key, content, {"e_tag": version})
+
+    def _put(self, key: str, content: Path | bytes, mode: Any) -> StoredFile:
         spool = content if isinstance(content, Path) else None
         try:
             if not is_safe_relpath(key):
@@ -353,25 +387,21 @@ class S3Storage:
             else:
                 assert isinstance(content, bytes)
                 data, size = content, len(content)
-            client = self._client if size <= _WHOLE else self._bulk
+            client = self._uploader(size)
             target = self._object(key)
+            # Only an unconditional write may be multipart (a condition needs one request).
+            multipart = mode == "overwrite" and size > self.multipart_bytes
 
             def upload() -> str:
-                if if_absent:
-                    result = obstore.put(client, target, data, mode="create", use_multipart=False)
-                else:
-                    result = obstore.put(
-                        client,
-                        target,
-                        data,
-                        mode="overwrite",
-                        use_multipart=size > self.multipart_bytes,
-                    )
+                try:
+                    result = obstore.put(client, target, data, mode=mode, use_multipart=multipart)
+                except obx.PreconditionError:
+                    raise VersionChanged(self._where(key)) from None
                 return result["e_tag"] or ""
 
             for attempt in range(_CONFLICT_RETRIES + 1):
                 try:
-                    etag = self._call("PUT", upload, key)
+                    etag: str = self._call("PUT", upload, key)
                     break
                 except StoreUnavailable as error:  # 409: a conditional write still in flight
                     if "HTTP 409" not in str(error) or attempt == _CONFLICT_RETRIES:
@@ -387,6 +417,21 @@ class S3Storage:
         if found is not None and found.version == etag:
             return found
         return StoredFile(key, size, etag, time.time_ns() // 10**9 * 10**9, self.place)
+
+    def _uploader(self, size: int) -> S3Store:
+        """The client for a body of *size*: a request may take as long as sending it at
+        `_SLOWEST_UPLOAD` (a stalled store still fails, by then), in a few size classes."""
+        if size <= _WHOLE:
+            return self._client
+        tier = _WHOLE
+        while tier < size:
+            tier *= 8
+        client = self._uploaders.get(tier)
+        if client is None:
+            whole = self.options.timeout + tier / _SLOWEST_UPLOAD
+            client = _store(self.root.bucket, self.settings, self.options.timeout, whole)
+            self._uploaders[tier] = client
+        return client
 
     def delete(self, key: str) -> bool:
         """HEAD, then DELETE (S3 answers 204 for a key that is not there: the HEAD tells)."""
