@@ -172,6 +172,22 @@ def test_a_large_object_reads_in_order_and_by_jumps(storage: S3Storage) -> None:
         assert reader.read(len(data), 10) == b""
 
 
+def test_after_a_jump_reads_go_on_in_growing_windows(storage: S3Storage) -> None:
+    """A jump asks for a window (8 MiB, then 16...), not the rest of the object: reading on
+    past a window's end opens the next one, of the same version."""
+    data = os.urandom(26 << 20)
+    stored = storage.put("pkg/huge.whl", data, if_absent=True)
+    with storage.open(stored) as reader:
+        assert reader.read(1, 10) == data[1:11]
+        got, offset = bytearray(), 11
+        while chunk := reader.read(offset, 3 << 20):
+            got += chunk
+            offset += len(chunk)
+        assert bytes(got) == data[11:]
+        assert reader.read(len(data) - 5, 100) == data[-5:]
+        assert reader.read(0, len(data)) == data  # one read across windows
+
+
 def test_a_large_spool_overwrite_goes_multipart_and_a_large_create_in_one_put(
     s3: S3Server, storage: S3Storage, tmp_path: Path
 ) -> None:

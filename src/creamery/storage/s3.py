@@ -60,6 +60,8 @@ log = logging.getLogger("creamery.storage")
 # request) or lost its connection goes on with a ranged GET bound to the ETag it opened.
 _WHOLE = 1 << 20
 _STREAM_CHUNK = 256 * 1024
+_FIRST_WINDOW = 8 << 20  # a ranged GET after a jump asks this much, then twice as much...
+_LAST_WINDOW = 128 << 20  # ...up to here; then the rest of the object
 # A single PUT is what `If-None-Match: *` can guard (S3's limit is 5 GB), and obstore holds its
 # body in memory; an overwrite above this goes multipart, streamed from the spool file.
 _MULTIPART = 64 << 20
@@ -529,6 +531,7 @@ class S3Reader:
         "_result",
         "_storage",
         "_stream",
+        "_window",
         "key",
         "mtime_ns",
         "size",
@@ -553,6 +556,7 @@ class S3Reader:
         self._stream: Iterator[bytes] | None = None
         self._position = 0  # of the stream, past what `_buffer` holds
         self._buffer = bytearray()
+        self._window: int | None = None  # of the ranged GETs after a jump; None: to the end
 
     def read(self, offset: int, length: int) -> bytes:
         end = min(offset + max(length, 0), self.size)
@@ -562,9 +566,10 @@ class S3Reader:
             return self._body[offset:end]
         if self._position - len(self._buffer) != offset:
             self._buffer.clear()
+            self._window = _FIRST_WINDOW
             self._seek(offset)
         want = end - offset
-        retried = False
+        retried = fresh = False
         while len(self._buffer) < want:
             try:
                 chunk = self._next_chunk()
@@ -574,20 +579,31 @@ class S3Reader:
                 retried = True  # a connection lost mid-way: once more from there, same version
                 self._seek(self._position)
                 continue
-            if not chunk:
+            if chunk:
+                self._buffer += chunk
+                self._position += len(chunk)
+                fresh = False
+            elif self._position < self.size and self._result is not None and not fresh:
+                window = self._window
+                self._window = None if window is None or window >= _LAST_WINDOW else window * 2
+                self._seek(self._position)  # the window ended: the next, twice as large
+                fresh = True
+            else:
                 break
-            self._buffer += chunk
-            self._position += len(chunk)
         data = bytes(self._buffer[:want])
         del self._buffer[:want]
         return data
 
     def _seek(self, offset: int) -> None:
         """Go on from *offset* by a ranged GET bound to the version opened (If-Match): a
-        replaced object answers 412, never other bytes."""
+        replaced object answers 412, never other bytes. The range is a window (8 MiB, then
+        doubling as the reader goes on) rather than the rest of the object: a zip reader or
+        a Range request jumps, reads a little and leaves."""
         self._stream = self._result = None
         storage, key = self._storage, self.key
-        options: GetOptions = {"range": {"offset": offset}, "if_match": str(self.version)}
+        window = self._window
+        wanted: Any = {"offset": offset} if window is None else (offset, offset + window)
+        options: GetOptions = {"range": wanted, "if_match": str(self.version)}
         try:
             self._result = obstore.get(storage._bulk, storage._object(key), options=options)
         except obx.PreconditionError:
