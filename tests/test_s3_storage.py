@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.s3 import S3Server
+from support.s3 import SECRET_KEY, S3Server
+from support.servers import free_port
 from test_storage_contract import s3_storage
 
 from creamery.core.objects import ObjectRoot
@@ -276,6 +277,37 @@ def test_the_put_answer_is_what_a_stat_and_boto3_see(s3: S3Server, storage: S3St
     assert list(storage.scan()) == [stored]
 
 
+def test_a_store_nobody_answers_at_says_so(s3: S3Server, s3_bucket: str) -> None:
+    refused = s3_storage(s3, ObjectRoot(s3_bucket), endpoint_url="http://127.0.0.1:1")
+    assert refused.health() == (
+        f"s3://{s3_bucket}: the store does not answer (LIST: connection refused)"
+    )
+    with pytest.raises(StoreUnavailable, match="connection refused"):
+        refused.stat("a.whl")
+
+
+def test_refused_credentials_are_a_clear_store_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moto server that checks signatures (after its first unauthenticated call, which
+    makes the bucket): creamery's keys are unknown to it, so it answers 403."""
+    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "1")
+    server = S3Server(free_port(), tmp_path)
+    server.launch()
+    try:
+        bucket = server.new_bucket()
+        storage = s3_storage(server, ObjectRoot(bucket, "p"))
+        problem = storage.health()
+        assert problem is not None and problem.startswith(f"s3://{bucket}/p: the store refuses")
+        assert "check the access key" in problem and SECRET_KEY not in problem
+        with pytest.raises(StoreRefused):
+            storage.put("a.whl", b"x", if_absent=True)
+        with pytest.raises(StoreRefused):
+            list(storage.scan())
+    finally:
+        server.shutdown()
+
+
 def test_a_bucket_that_does_not_exist(s3: S3Server) -> None:
     storage = s3_storage(s3, ObjectRoot("creamery-no-such-bucket"))
     problem = storage.health()
@@ -292,9 +324,11 @@ def test_errors_are_classified_in_one_line_without_the_url() -> None:
 
     cases = [
         ("Server returned non-2xx status code: 503 Service Unavailable: <xml>", "HTTP 503"),
-        ("HTTP error: error sending request\n\nDebug source: TimedOut", "timeout"),
-        ("tcp connect error: Connection refused (os error 111)", "connection refused"),
-        ("error sending request for url", "no answer (timeout or connection lost)"),
+        ("HTTP error: error sending request\n\nretry_timeout: 1s, kind: Timeout", "timeout"),
+        ("error sending request\nretry_timeout: 1s, source: TimedOut", "timeout"),
+        ("tcp connect error, retry_timeout: 1s, ConnectionRefused", "connection refused"),
+        ('ConnectError("dns error", "failed to lookup address information")', "unknown host"),
+        ("error sending request, retry_timeout: 1s", "no answer"),
     ]
     for text, reason in cases:
         assert describe_error(obx.GenericError(text))[0] == reason

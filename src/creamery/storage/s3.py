@@ -93,18 +93,19 @@ def describe_error(error: BaseException) -> tuple[str, int | None]:
     status = int(match.group(1)) if match else None
     if status is not None:
         return f"HTTP {status}", status
-    lowered = text.lower()
-    if "timed out" in lowered or "timedout" in lowered or "timeout" in lowered:
-        return "timeout", None
+    lowered = text.lower()  # obstore's text ends with the Rust error's debug form
     if "connection refused" in lowered or "connectionrefused" in lowered:
         return "connection refused", None
     if "dns error" in lowered or "failed to lookup address" in lowered:
         return "unknown host", None
-    if "error sending request" in lowered:
-        # reqwest says this of a request that got no answer in time, too
-        return "no answer (timeout or connection lost)", None
+    if "kind: timeout" in lowered or "timedout" in lowered or "timed out" in lowered:
+        return "timeout", None  # not a bare "timeout": every text names its retry_timeout
     if "connection reset" in lowered or "broken pipe" in lowered:
         return "connection lost", None
+    if "kind: connect" in lowered:
+        return "can't connect", None
+    if "error sending request" in lowered:
+        return "no answer", None
     return "network error", None
 
 
