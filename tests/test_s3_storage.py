@@ -375,3 +375,18 @@ def test_scan_after_lists_only_what_follows(storage: S3Storage) -> None:
     assert len(list(storage.scan_after("feed", "feed/0"))) == 12
     assert list(storage.scan_after("feed", "other/x")) == []
     assert list(storage.scan_after("../feed", "../feed/1")) == []
+
+
+def test_a_store_of_the_state_prefix_is_hidden_from_the_root(
+    s3: S3Server, root: ObjectRoot, storage: S3Storage
+) -> None:
+    state = s3_storage(s3, root.state())
+    state.put("files/pkg/a.whl/yanked", b"reason", if_absent=True)
+    storage.put("pkg/a.whl", b"wheel", if_absent=True)
+    assert [s.key for s in state.scan()] == ["files/pkg/a.whl/yanked"]
+    assert [s.key for s in storage.scan()] == ["pkg/a.whl"]
+    assert storage.stat(".creamery/files/pkg/a.whl/yanked") is None
+    assert s3.keys(root.bucket) == [
+        root.key(".creamery/files/pkg/a.whl/yanked"),
+        root.key("pkg/a.whl"),
+    ]
