@@ -107,6 +107,7 @@ def _spooler(tmp_path: Path) -> Callable[[bytes], Path]:
 def s3_storage(s3: S3Server, root: ObjectRoot, **options: object) -> Storage:
     """An S3Storage of *root* on the moto server, configured as a creamery process would be:
     by the standard AWS variables."""
+    pytest.importorskip("obstore", reason="the s3 extra (obstore) is not installed")
     from creamery.storage.s3 import S3Storage
 
     settings = S3Options(**{"redirect_seconds": 60, "timeout": 5.0, **options})  # type: ignore[arg-type]
