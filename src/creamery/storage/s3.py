@@ -12,9 +12,9 @@ The one write primitive that makes several replicas safe is the conditional crea
 header (an old MinIO, Ceph before Reef) silently lets the last writer win.
 
 Errors: a store that does not answer, times out, throttles or answers 5xx raises
-`StoreUnavailable` (one line naming the store, never a credential); one that refuses the
-credentials raises `StoreRefused`, a StoreUnavailable too (HTTP answers 503 all the same: the
-client did nothing wrong), whose line says to check the credentials. 404 is
+`StoreUnavailable` (its `strerror` is one line naming the store, never a credential); one that
+refuses the credentials raises `StoreRefused`, a StoreUnavailable too (HTTP answers 503 all
+the same: the client did nothing wrong), whose line says to check the credentials. 404 is
 FileNotFoundError, or None where the API says so.
 """
 
@@ -40,6 +40,7 @@ from creamery.core.objects import ObjectRoot, S3Options, S3Settings, resolve_s3_
 from creamery.storage import (
     AlreadyExists,
     Listing,
+    Storage,
     StoredFile,
     StoreUnavailable,
     UnsafeKey,
@@ -49,7 +50,7 @@ from creamery.storage import (
 if TYPE_CHECKING:
     from obstore import GetOptions, GetResult, ObjectMeta
 
-__all__ = ["S3Reader", "S3Storage", "StoreRefused", "describe_error"]
+__all__ = ["S3Reader", "S3Storage", "StoreRefused", "VersionChanged", "describe_error"]
 
 log = logging.getLogger("creamery.storage")
 
@@ -59,12 +60,21 @@ log = logging.getLogger("creamery.storage")
 # request) or lost its connection goes on with a ranged GET bound to the ETag it opened.
 _WHOLE = 1 << 20
 _STREAM_CHUNK = 256 * 1024
+_FIRST_WINDOW = 8 << 20  # a ranged GET after a jump asks this much, then twice as much...
+_LAST_WINDOW = 128 << 20  # ...up to here; then the rest of the object
 # A single PUT is what `If-None-Match: *` can guard (S3's limit is 5 GB), and obstore holds its
 # body in memory; an overwrite above this goes multipart, streamed from the spool file.
 _MULTIPART = 64 << 20
+_SLOWEST_UPLOAD = 512 * 1024  # bytes/s an upload to the store may crawl at before it times out
 _CONFLICT_RETRIES = 3  # 409 ConditionalRequestConflict: another conditional write in flight
 _STATUS = re.compile(r"status code: (\d{3})")
 _BAD_PATH = re.compile(r'Path "(.*)"(?: contained empty path segment|: Encountered)', re.S)
+
+
+class VersionChanged(AlreadyExists):
+    """`S3Storage.replace` found another version than the one it was to replace (or none):
+    another writer came first. An AlreadyExists, so code that can't import this module (no
+    obstore) still catches it."""
 
 
 class StoreRefused(StoreUnavailable):
@@ -118,8 +128,9 @@ def _translate(error: Exception, where: str, action: str) -> NoReturn:
         403,
     ):
         raise StoreRefused(
+            errno.EACCES,
             f"{where}: the store refuses creamery's credentials ({action}: {reason or 'denied'});"
-            " check the access key, the profile and the bucket policy"
+            " check the access key, the profile and the bucket policy",
         ) from None
     if status == 404:
         raise FileNotFoundError(errno.ENOENT, f"{where}: no such bucket or key ({action})")
@@ -147,20 +158,17 @@ def _client_config(settings: S3Settings) -> dict[str, Any]:
     return config
 
 
-def _store(bucket: str, settings: S3Settings, timeout: float, *, bulk: bool) -> S3Store:
-    """A client of *bucket*. *bulk*: for bodies that may take long (a big download streamed
-    at the client's pace, a multipart upload): no bound on the whole request, only on each
-    read; otherwise the whole request is bound by *timeout*, so a store that hangs is a
-    StoreUnavailable within about that time."""
-    seconds = f"{max(int(timeout * 1000), 1)}ms"
+def _store(bucket: str, settings: S3Settings, timeout: float, whole: float | None) -> S3Store:
+    """A client of *bucket*: *timeout* bounds connecting, each read, and the retries of a
+    call; *whole* bounds one request body included (None: no bound but each read's, for a
+    download streamed at the pace of its client). A store that hangs is a StoreUnavailable
+    within about *timeout*."""
     client: dict[str, Any] = {
         "allow_http": settings.allow_http,
-        "connect_timeout": f"{max(int(min(timeout, 5.0) * 1000), 1)}ms",
+        "connect_timeout": _duration(min(timeout, 5.0)),
+        "read_timeout": _duration(timeout),
+        "timeout": "24h" if whole is None else _duration(whole),
     }
-    if bulk:
-        client |= {"timeout": "24h", "read_timeout": seconds}
-    else:
-        client["timeout"] = seconds
     retry: dict[str, Any] = {
         "max_retries": 2,
         "retry_timeout": timedelta(seconds=timeout),
@@ -175,6 +183,10 @@ def _store(bucket: str, settings: S3Settings, timeout: float, *, bulk: bool) -> 
         retry_config=retry,  # type: ignore[arg-type]
         **_client_config(settings),
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(int(seconds * 1000), 1)}ms"
 
 
 def _mtime_ns(moment: datetime) -> int:
@@ -201,8 +213,10 @@ class S3Storage:
         self.place = root.url  # the `place` of every StoredFile: one shared string
         self._base = f"{root.prefix}/" if root.prefix else ""
         self.settings = resolve_s3_settings(options, os.environ if environ is None else environ)
-        self._client = _store(root.bucket, self.settings, options.timeout, bulk=False)
-        self._bulk = _store(root.bucket, self.settings, options.timeout, bulk=True)
+        # Making a client costs ~50 ms (its HTTP stack): two here, one per upload size class.
+        self._client = _store(root.bucket, self.settings, options.timeout, options.timeout)
+        self._bulk = _store(root.bucket, self.settings, options.timeout, None)
+        self._uploaders: dict[int, S3Store] = {}
 
     def __repr__(self) -> str:
         return f"S3Storage({self.place!r})"
@@ -250,11 +264,26 @@ class S3Storage:
         if pending is not None:
             yield pending
 
-    def _listing(self, listed: str | None) -> Iterator[ObjectMeta]:
-        """The objects below *listed*, in key order, past hidden directories and past keys
-        obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the rest)."""
+    def scan_after(self, prefix: str, after: str) -> Iterator[StoredFile]:
+        """Beyond the protocol, for a log of numbered objects (the change feed): the visible
+        files below the directory *prefix* whose keys sort after *after*, in key order
+        (S3's byte order), without listing those before (`start-after`)."""
+        prefix = prefix.removesuffix("/")
+        if not (is_safe_relpath(prefix) and is_safe_relpath(after)):
+            return
+        if not after.startswith(prefix + "/"):
+            return
         base = len(self._base)
-        offset: str | None = None
+        for meta in self._listing(self._object(prefix), self._object(after)):
+            rel = meta["path"][base:]
+            if is_safe_relpath(rel):
+                yield self._stored(rel, meta)
+
+    def _listing(self, listed: str | None, offset: str | None = None) -> Iterator[ObjectMeta]:
+        """The objects below *listed* (after *offset*), in key order, past hidden directories
+        and past keys obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the
+        rest)."""
+        base = len(self._base)
         while True:
             restart: str | None = None
             for page in self._pages(listed, offset):
@@ -341,6 +370,15 @@ class S3Storage:
         killed mid-way leaves invisible parts that a bucket lifecycle rule should expire).
         The spool is removed in every case. The ETag comes with the answer; a HEAD after it
         gives Last-Modified (if that HEAD fails the put still stands: mtime is then now)."""
+        return self._put(key, content, "create" if if_absent else "overwrite")
+
+    def replace(self, key: str, content: Path | bytes, *, version: str) -> StoredFile:
+        """Beyond the protocol, for state that several replicas rewrite (a snapshot): put
+        *content* only if *key* still holds *version* (`If-Match`), else `VersionChanged`
+        (another writer came first, or the key is gone). One PUT, as `put`."""
+        return self._put(key, content, {"e_tag": version})
+
+    def _put(self, key: str, content: Path | bytes, mode: Any) -> StoredFile:
         spool = content if isinstance(content, Path) else None
         try:
             if not is_safe_relpath(key):
@@ -351,25 +389,21 @@ class S3Storage:
             else:
                 assert isinstance(content, bytes)
                 data, size = content, len(content)
-            client = self._client if size <= _WHOLE else self._bulk
+            client = self._uploader(size)
             target = self._object(key)
+            # Only an unconditional write may be multipart (a condition needs one request).
+            multipart = mode == "overwrite" and size > self.multipart_bytes
 
             def upload() -> str:
-                if if_absent:
-                    result = obstore.put(client, target, data, mode="create", use_multipart=False)
-                else:
-                    result = obstore.put(
-                        client,
-                        target,
-                        data,
-                        mode="overwrite",
-                        use_multipart=size > self.multipart_bytes,
-                    )
+                try:
+                    result = obstore.put(client, target, data, mode=mode, use_multipart=multipart)
+                except obx.PreconditionError:
+                    raise VersionChanged(self._where(key)) from None
                 return result["e_tag"] or ""
 
             for attempt in range(_CONFLICT_RETRIES + 1):
                 try:
-                    etag = self._call("PUT", upload, key)
+                    etag: str = self._call("PUT", upload, key)
                     break
                 except StoreUnavailable as error:  # 409: a conditional write still in flight
                     if "HTTP 409" not in str(error) or attempt == _CONFLICT_RETRIES:
@@ -386,6 +420,21 @@ class S3Storage:
             return found
         return StoredFile(key, size, etag, time.time_ns() // 10**9 * 10**9, self.place)
 
+    def _uploader(self, size: int) -> S3Store:
+        """The client for a body of *size*: a request may take as long as sending it at
+        `_SLOWEST_UPLOAD` (a stalled store still fails, by then), in a few size classes."""
+        if size <= _WHOLE:
+            return self._client
+        tier = _WHOLE
+        while tier < size:
+            tier *= 8
+        client = self._uploaders.get(tier)
+        if client is None:
+            whole = self.options.timeout + tier / _SLOWEST_UPLOAD
+            client = _store(self.root.bucket, self.settings, self.options.timeout, whole)
+            self._uploaders[tier] = client
+        return client
+
     def delete(self, key: str) -> bool:
         """HEAD, then DELETE (S3 answers 204 for a key that is not there: the HEAD tells)."""
         if self.stat(key) is None:
@@ -394,16 +443,16 @@ class S3Storage:
         return True
 
     def health(self) -> str | None:
-        """One small LIST (of the state prefix, delimited): the store answers, the bucket
+        """One small LIST (of a prefix that holds nothing): the store answers, the bucket
         exists, the credentials may list. Writes are not probed (that would cost a PUT per
         probe): a store that refuses writes shows on the first upload."""
-        probe = self._object(".creamery/")
+        probe = self._object(".creamery/health-probe/")
         try:
             self._call("LIST", lambda: obstore.list_with_delimiter(self._client, prefix=probe))
         except FileNotFoundError:
             return f"{self.place}: the bucket does not exist"
         except OSError as error:
-            return str(error).splitlines()[0]
+            return (error.strerror or str(error)).splitlines()[0]
         return None
 
     def changed_listings(self) -> list[Listing]:
@@ -482,6 +531,7 @@ class S3Reader:
         "_result",
         "_storage",
         "_stream",
+        "_window",
         "key",
         "mtime_ns",
         "size",
@@ -506,6 +556,7 @@ class S3Reader:
         self._stream: Iterator[bytes] | None = None
         self._position = 0  # of the stream, past what `_buffer` holds
         self._buffer = bytearray()
+        self._window: int | None = None  # of the ranged GETs after a jump; None: to the end
 
     def read(self, offset: int, length: int) -> bytes:
         end = min(offset + max(length, 0), self.size)
@@ -515,9 +566,10 @@ class S3Reader:
             return self._body[offset:end]
         if self._position - len(self._buffer) != offset:
             self._buffer.clear()
+            self._window = _FIRST_WINDOW
             self._seek(offset)
         want = end - offset
-        retried = False
+        retried = fresh = False
         while len(self._buffer) < want:
             try:
                 chunk = self._next_chunk()
@@ -527,20 +579,31 @@ class S3Reader:
                 retried = True  # a connection lost mid-way: once more from there, same version
                 self._seek(self._position)
                 continue
-            if not chunk:
+            if chunk:
+                self._buffer += chunk
+                self._position += len(chunk)
+                fresh = False
+            elif self._position < self.size and self._result is not None and not fresh:
+                window = self._window
+                self._window = None if window is None or window >= _LAST_WINDOW else window * 2
+                self._seek(self._position)  # the window ended: the next, twice as large
+                fresh = True
+            else:
                 break
-            self._buffer += chunk
-            self._position += len(chunk)
         data = bytes(self._buffer[:want])
         del self._buffer[:want]
         return data
 
     def _seek(self, offset: int) -> None:
         """Go on from *offset* by a ranged GET bound to the version opened (If-Match): a
-        replaced object answers 412, never other bytes."""
+        replaced object answers 412, never other bytes. The range is a window (8 MiB, then
+        doubling as the reader goes on) rather than the rest of the object: a zip reader or
+        a Range request jumps, reads a little and leaves."""
         self._stream = self._result = None
         storage, key = self._storage, self.key
-        options: GetOptions = {"range": {"offset": offset}, "if_match": str(self.version)}
+        window = self._window
+        wanted: Any = {"offset": offset} if window is None else (offset, offset + window)
+        options: GetOptions = {"range": wanted, "if_match": str(self.version)}
         try:
             self._result = obstore.get(storage._bulk, storage._object(key), options=options)
         except obx.PreconditionError:
@@ -584,3 +647,7 @@ class S3Reader:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _is_a_storage(storage: S3Storage) -> Storage:
+    return storage  # mypy checks the protocol here
