@@ -402,3 +402,28 @@ def test_a_store_outage_fails_the_poll_quietly_and_the_feed_recovers(
         stop()
         if s3.paused:
             s3.start()
+
+
+def test_a_forked_child_appends_though_a_parent_thread_held_the_lock(tmp_path: Path) -> None:
+    import os
+
+    feed = _feed(_local(tmp_path / "state"))
+    feed.append(["parent"])
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with feed._append_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: the holder thread is not here
+        os._exit(0 if feed.append(["child"]) == 2 else 1)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert feed.since(1) == Changes(2, ["child"])
