@@ -402,3 +402,67 @@ def test_a_store_outage_fails_the_poll_quietly_and_the_feed_recovers(
         stop()
         if s3.paused:
             s3.start()
+
+
+def test_a_forked_child_appends_though_a_parent_thread_held_the_lock(tmp_path: Path) -> None:
+    import os
+
+    feed = _feed(_local(tmp_path / "state"))
+    feed.append(["parent"])
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with feed._append_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: the holder thread is not here
+        os._exit(0 if feed.append(["child"]) == 2 else 1)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert feed.since(1) == Changes(2, ["child"])
+
+
+def test_callers_waiting_on_a_catch_up_share_the_next_one(tmp_path: Path) -> None:
+    """A burst of misses makes one listing per round, not one each (each caller still sees
+    everything appended before it called)."""
+
+    class Counted(ObjectFeed):
+        calls = 0
+
+        def since(self, serial: int) -> Changes | Resync:
+            Counted.calls += 1
+            return super().since(serial)
+
+    make_store = _local(tmp_path / "state")
+    writer = _feed(make_store)
+    inside, release = threading.Event(), threading.Event()
+    applied: list[str] = []
+
+    def apply(keys: list[str]) -> None:
+        applied.extend(keys)
+        if keys == ["first"]:
+            inside.set()
+            release.wait(30)
+
+    follower = Follower(Counted(make_store(), background=False), apply, lambda: None)
+    writer.append(["first"])
+    first = threading.Thread(target=follower.catch_up)
+    first.start()
+    inside.wait(30)  # the first catch-up is applying "first"
+    writer.append(["second"])  # appended before the waiters call: they must see it
+    waiters = [threading.Thread(target=follower.catch_up) for _ in range(8)]
+    for waiter in waiters:
+        waiter.start()
+    assert wait_for(lambda: sum(w.is_alive() for w in waiters) == 8)
+    release.set()
+    for thread in (first, *waiters):
+        thread.join(30)
+    assert applied == ["first", "second"] and follower.applied == 2
+    assert Counted.calls < 1 + 8  # the waiters shared (typically 2 listings in all)

@@ -45,10 +45,12 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import random
 import re
 import threading
 import time
+import weakref
 import zlib
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -134,6 +136,7 @@ class ObjectFeed:
         # The last records written here, by serial: (their version, their keys): not read back
         self._own: dict[int, tuple[int | str, list[str]]] = {}
         self._compactor: threading.Thread | None = None
+        _instances.add(self)
 
     # ------------------------------------------------------------------ ChangeFeed
 
@@ -178,6 +181,13 @@ class ObjectFeed:
         compactor = self._compactor
         if compactor is not None:
             compactor.join(timeout=10)
+
+    def _forked(self) -> None:
+        """In a forked child: the parent's locks may have been held by threads not here."""
+        self._known_lock = threading.Lock()
+        self._append_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._compactor = None
 
     # ------------------------------------------------------------------ appending
 
@@ -351,3 +361,14 @@ def _contiguous(listed: Listed, first: int) -> tuple[Listed, int]:
             return listed[:index], expected
         expected += 1
     return listed, 0
+
+
+_instances: weakref.WeakSet[ObjectFeed] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for feed in list(_instances):
+        feed._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
