@@ -281,11 +281,14 @@ def test_last_use_is_shared_through_used_objects(
     a.record_use(old)
     assert s3.keys(s3_bucket, f"{PREFIX}/used/") == [f"{PREFIX}/used/proj/old.whl"]
 
+    s3.put(s3_bucket, f"{PREFIX}/used/proj/gone.whl", b"")  # its file evicted meanwhile
+
     b = open_replica("b", max_size=1500)  # room for one of the two files
     uses = {entry.key: entry.last_used for entry in b.list_files()}
     assert uses["proj/old.whl"] > uses["proj/new.whl"]
     assert [entry.key for entry in b.evict()] == ["proj/new.whl"]
     assert cached(s3, s3_bucket, "proj") == {"old.whl"}
+    assert s3.keys(s3_bucket, f"{PREFIX}/used/") == [f"{PREFIX}/used/proj/old.whl"]
     assert b.clear() == 1
     assert s3.keys(s3_bucket, f"{PREFIX}/") == []  # the usage record went with its file
 

@@ -323,7 +323,9 @@ class MirrorCache:
         try:
             self._counted = time.monotonic()
             with self._reaching():
-                entries = sorted(self.list_files(), key=lambda e: e.last_used)
+                recorded = self._recorded_uses() if self.remote else {}
+                entries = sorted(self._entries(recorded), key=lambda e: e.last_used)
+            self._forget_orphans(recorded, entries)
             total = sum(e.size for e in entries)
             removed: list[CachedFile] = []
             cutoff = time.time() - self.max_age if self.max_age is not None else None
@@ -349,7 +351,9 @@ class MirrorCache:
 
     def list_files(self) -> list[CachedFile]:
         """Every cached file with its size and last use (one listing, two for a bucket)."""
-        recorded = {} if not self.remote else self._recorded_uses()
+        return self._entries(self._recorded_uses() if self.remote else {})
+
+    def _entries(self, recorded: dict[str, float]) -> list[CachedFile]:
         entries = []
         for stored in self.store.scan(FILES):
             project_file = stored.key.removeprefix(FILES + "/")
@@ -412,6 +416,14 @@ class MirrorCache:
         self._used.pop(entry.stored.key, None)
         self._recorded.pop(entry.stored.key, None)
         return removed
+
+    def _forget_orphans(self, recorded: dict[str, float], entries: list[CachedFile]) -> None:
+        """Delete usage records whose file is gone (a use recorded just as another replica
+        evicted it). The records are listed before the files: one whose file is missing from
+        the later listing has no file."""
+        for key in set(recorded) - {entry.stored.key for entry in entries}:
+            with contextlib.suppress(OSError):
+                self.store.delete(USED + key.removeprefix(FILES))
 
     def _recorded_uses(self) -> dict[str, float]:
         """File key -> the LastModified of its `used/` object."""
