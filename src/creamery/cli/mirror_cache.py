@@ -78,7 +78,7 @@ def _cache_location(args: argparse.Namespace) -> Path | ObjectRoot:
     config = Config(
         roots=(check_root(Path(roots[0])),), state_dir=Path(state_dir) if state_dir else None
     )
-    return config.mirror_cache_location()
+    return config.mirror_cache_dir()
 
 
 def _show(cache: MirrorCache) -> None:

@@ -119,17 +119,12 @@ class Config:
     def upload_root(self) -> Path:
         return self.roots[0]
 
-    def mirror_cache_location(self) -> Path | ObjectRoot:
-        """Where the mirror keeps its files: `--mirror-cache` (a directory or an s3:// prefix),
-        else `mirror` in the state directory."""
+    def mirror_cache_dir(self) -> Path | ObjectRoot:
+        """Where the mirror keeps its files: `--mirror-cache` (a directory or an s3:// prefix
+        the replicas share), else `mirror` in the state directory."""
         if self.mirror_cache is not None:
             return self.mirror_cache
         return self.state_directory() / "mirror"
-
-    def mirror_cache_dir(self) -> Path:
-        """The mirror's cache as a directory (for a cache in a bucket: the state's, unused)."""
-        location = self.mirror_cache_location()
-        return location if isinstance(location, Path) else self.state_directory() / "mirror"
 
     def state_directory(self) -> Path:
         return default_state_dir(self.roots, self.state_dir)

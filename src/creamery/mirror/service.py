@@ -62,7 +62,7 @@ class Mirror:
         self.small_files = small_files
         self.merge = frozenset(config.mirror_merge)
         self.cache = open_cache(
-            config.mirror_cache_location(),
+            config.mirror_cache_dir(),
             spool=config.facts_cache_dir() / "mirror-spool",  # only for a bucket cache
             options=S3Options(),  # the standard AWS variables and files
             max_size=config.mirror_max_size,
