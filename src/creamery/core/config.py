@@ -120,8 +120,6 @@ class Config:
         return self.roots[0]
 
     def mirror_cache_dir(self) -> Path | ObjectRoot:
-        """Where the mirror keeps its files: `--mirror-cache` (a directory or an s3:// prefix
-        the replicas share), else `mirror` in the state directory."""
         if self.mirror_cache is not None:
             return self.mirror_cache
         return self.state_directory() / "mirror"
