@@ -43,9 +43,10 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from creamery.catalog.facts import compute_digests, parse_core_metadata, read_metadata_bytes
 from creamery.core import durable
@@ -67,9 +68,6 @@ from creamery.storage import (
     StoreUnavailable,
     chunks,
     read_all,
-)
-from creamery.storage import (
-    Listing as StorageListing,
 )
 from creamery.storage.local import LocalStorage
 
@@ -505,7 +503,8 @@ class MirrorCache:
 
 class Opened:
     """*store*, with one file already opened: `open` hands out *reader* (the version found
-    when the request began), everything else is the store's. For `http.files.send_file`."""
+    when the request began); every other member is the store's own (delegated, so the class
+    keeps up with the Storage protocol). For `http.files.send_file`."""
 
     def __init__(self, store: Storage, reader: Reader) -> None:
         self.store = store
@@ -515,29 +514,8 @@ class Opened:
     def open(self, stored: StoredFile) -> Reader:
         return self.reader
 
-    def scan(self, prefix: str = "") -> Iterator[StoredFile]:
-        return self.store.scan(prefix)
-
-    def stat(self, key: str) -> StoredFile | None:
-        return self.store.stat(key)
-
-    def local_path(self, stored: StoredFile) -> str | None:
-        return self.store.local_path(stored)
-
-    def url(self, stored: StoredFile) -> str | None:
-        return self.store.url(stored)
-
-    def put(self, key: str, content: Path | bytes, *, if_absent: bool) -> StoredFile:
-        return self.store.put(key, content, if_absent=if_absent)
-
-    def delete(self, key: str) -> bool:
-        return self.store.delete(key)
-
-    def health(self) -> str | None:
-        return self.store.health()
-
-    def changed_listings(self) -> Sequence[StorageListing]:
-        return self.store.changed_listings()
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
 def _page_key(project: str) -> str:
