@@ -223,6 +223,7 @@ def test_the_state_prefix_and_odd_keys_of_other_tools_do_not_break_a_scan(
 ) -> None:
     bucket, root = storage.root.bucket, storage.root
     wanted = {f"p{n % 7}/f-{n}.whl" for n in range(30)} | {"a/0", "a/z.whl", "z.whl"}
+    wanted |= {"0-first.whl", "a-b/x.whl", "a-b/c/y.whl"}  # in the page an odd key spoils
     for key in sorted(wanted):
         s3.put(bucket, root.key(key), b"x")
     odd = [

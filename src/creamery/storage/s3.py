@@ -285,11 +285,15 @@ class S3Storage:
         and past keys obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the
         rest)."""
         base = len(self._base)
+        floor = offset  # the last key yielded, or where this listing started
         while True:
             restart: str | None = None
             for page in self._pages(listed, offset):
                 if isinstance(page, _Skip):
-                    if page.exact is not None:  # what the restart jumps over: `P/0` itself
+                    # The page with the odd key failed whole: what it held before that key,
+                    # by delimiter listings; what the restart jumps over (`P/0`) on its own.
+                    yield from self._between(listed, floor, page.key)
+                    if page.exact is not None:
                         exact = page.exact
                         yield from self._call("LIST", lambda e=exact: _collect(self._client, e))
                     restart = page.offset
@@ -299,12 +303,40 @@ class S3Storage:
                     if jump is not None:
                         restart = self._base + jump
                         break
+                    floor = meta["path"]
                     yield meta
                 if restart is not None:
                     break
             if restart is None:
                 return
-            offset = restart
+            offset = floor = restart
+
+    def _between(self, directory: str | None, low: str | None, high: str) -> Iterator[ObjectMeta]:
+        """The objects below *directory* after *low* and before *high*, in key order, one
+        delimiter listing per directory that may hold some (a directory that holds an odd
+        key itself can't be listed: what it holds before that key is missed, and said)."""
+        try:
+            result = self._call(
+                "LIST", lambda: obstore.list_with_delimiter(self._client, prefix=directory)
+            )
+        except OSError:
+            log.warning("%s: can't list %s around an odd key", self._where(), directory or "/")
+            return
+        entries: list[tuple[str, ObjectMeta | None]] = [(m["path"], m) for m in result["objects"]]
+        entries += [(f"{p}/", None) for p in result["common_prefixes"]]
+        for name, meta in sorted(entries, key=lambda entry: entry[0]):
+            if meta is not None:
+                if (low is None or name > low) and name < high:
+                    yield meta
+                continue
+            # a directory: all its keys start with `name`
+            if not high.startswith(name) and name > high:
+                continue  # all after high
+            if low is not None and not low.startswith(name) and name < low:
+                continue  # all before low
+            if _hidden_directory(name[len(self._base) :] + "x") is not None:
+                continue
+            yield from self._between(name[:-1], low, high)
 
     def _pages(self, listed: str | None, offset: str | None) -> Iterator[Any]:
         """The listing's pages, then a `_Skip` if obstore met a key it can't parse."""
