@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -207,7 +207,7 @@ class S3Storage:
         root: ObjectRoot,
         options: S3Options,
         *,
-        environ: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.options = options
@@ -242,8 +242,9 @@ class S3Storage:
         One recursive listing, not one per directory (10,000 projects would be 10,000 LISTs):
         a hidden directory (`.creamery/` with its state objects, a `.git/`) is jumped over by
         restarting the listing after it (`start-after <prefix>/.creamery0`: every key inside
-        sorts before that), so its objects are never listed one by one. A directory marker
-        (the empty object `a/` consoles create, which obstore lists as `a`) is not a file."""
+        sorts before that), so at most its first page is read, not its objects one by one.
+        A directory marker (the empty object `a/` consoles create, which obstore lists as
+        `a`) is not a file: an empty object listed is confirmed by a HEAD."""
         if prefix:
             prefix = prefix.removesuffix("/")
             if not is_safe_relpath(prefix):
@@ -259,11 +260,16 @@ class S3Storage:
                 continue
             if pending is not None and rel.startswith(pending.key + "/"):
                 pending = None  # "a" listed just before "a/x": the marker object "a/"
-            if pending is not None:
+            if pending is not None and self._is_file(pending):
                 yield pending
             pending = self._stored(rel, meta)
-        if pending is not None:
+        if pending is not None and self._is_file(pending):
             yield pending
+
+    def _is_file(self, stored: StoredFile) -> bool:
+        """An empty object may be a directory marker (`a/`, listed as `a`): `a` itself must
+        answer a HEAD. Anything else is a file."""
+        return stored.size != 0 or self.stat(stored.key) is not None
 
     def scan_after(self, prefix: str, after: str) -> Iterator[StoredFile]:
         """Beyond the protocol, for a log of numbered objects (the change feed): the visible
