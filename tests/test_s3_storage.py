@@ -223,12 +223,16 @@ def test_the_state_prefix_and_odd_keys_of_other_tools_do_not_break_a_scan(
 ) -> None:
     bucket, root = storage.root.bucket, storage.root
     wanted = {f"p{n % 7}/f-{n}.whl" for n in range(30)} | {"a/0", "a/z.whl", "z.whl"}
+    wanted |= {"0-first.whl", "a-b/x.whl", "a-b/c/y.whl"}  # in the page an odd key spoils
     for key in sorted(wanted):
         s3.put(bucket, root.key(key), b"x")
+    s3.put(bucket, root.key("empty.whl"), b"")  # an empty file is a file
+    wanted.add("empty.whl")
     odd = [
         ".creamery/feed/000001",
         ".creamery/snapshot",
         "a/",  # a console's "folder"
+        "empty-folder/",
         "a//double.whl",
         "a/./dot.whl",
         "a/../up.whl",
@@ -236,8 +240,8 @@ def test_the_state_prefix_and_odd_keys_of_other_tools_do_not_break_a_scan(
         ".top",
     ]
     odd += [f".creamery/files/p{n}/yanked" for n in range(30)]
-    for key in odd:
-        s3.put(bucket, root.key(key), b"hidden or odd")
+    for key in odd:  # a folder marker is empty
+        s3.put(bucket, root.key(key), b"" if key.endswith("/") else b"hidden or odd")
     assert {s.key for s in storage.scan()} == wanted
     assert {s.key for s in storage.scan("a")} == {"a/0", "a/z.whl"}
     assert {s.key for s in storage.scan("p1")} == {k for k in wanted if k.startswith("p1/")}
@@ -248,7 +252,7 @@ def test_scan_streams_more_than_one_page(s3: S3Server, storage: S3Storage) -> No
     client = s3.client()
 
     def plant(n: int) -> None:
-        client.put_object(Bucket=storage.root.bucket, Key=storage.root.key(f"p/{n:05d}"), Body=b"")
+        client.put_object(Bucket=storage.root.bucket, Key=storage.root.key(f"p/{n:05d}"), Body=b"1")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(plant, range(1001)))

@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -207,7 +207,7 @@ class S3Storage:
         root: ObjectRoot,
         options: S3Options,
         *,
-        environ: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.options = options
@@ -242,8 +242,9 @@ class S3Storage:
         One recursive listing, not one per directory (10,000 projects would be 10,000 LISTs):
         a hidden directory (`.creamery/` with its state objects, a `.git/`) is jumped over by
         restarting the listing after it (`start-after <prefix>/.creamery0`: every key inside
-        sorts before that), so its objects are never listed one by one. A directory marker
-        (the empty object `a/` consoles create, which obstore lists as `a`) is not a file."""
+        sorts before that), so at most its first page is read, not its objects one by one.
+        A directory marker (the empty object `a/` consoles create, which obstore lists as
+        `a`) is not a file: an empty object listed is confirmed by a HEAD."""
         if prefix:
             prefix = prefix.removesuffix("/")
             if not is_safe_relpath(prefix):
@@ -259,11 +260,16 @@ class S3Storage:
                 continue
             if pending is not None and rel.startswith(pending.key + "/"):
                 pending = None  # "a" listed just before "a/x": the marker object "a/"
-            if pending is not None:
+            if pending is not None and self._is_file(pending):
                 yield pending
             pending = self._stored(rel, meta)
-        if pending is not None:
+        if pending is not None and self._is_file(pending):
             yield pending
+
+    def _is_file(self, stored: StoredFile) -> bool:
+        """An empty object may be a directory marker (`a/`, listed as `a`): `a` itself must
+        answer a HEAD. Anything else is a file."""
+        return stored.size != 0 or self.stat(stored.key) is not None
 
     def scan_after(self, prefix: str, after: str) -> Iterator[StoredFile]:
         """Beyond the protocol, for a log of numbered objects (the change feed): the visible
@@ -285,11 +291,15 @@ class S3Storage:
         and past keys obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the
         rest)."""
         base = len(self._base)
+        floor = offset  # the last key yielded, or where this listing started
         while True:
             restart: str | None = None
             for page in self._pages(listed, offset):
                 if isinstance(page, _Skip):
-                    if page.exact is not None:  # what the restart jumps over: `P/0` itself
+                    # The page with the odd key failed whole: what it held before that key,
+                    # by delimiter listings; what the restart jumps over (`P/0`) on its own.
+                    yield from self._between(listed, floor, page.key)
+                    if page.exact is not None:
                         exact = page.exact
                         yield from self._call("LIST", lambda e=exact: _collect(self._client, e))
                     restart = page.offset
@@ -299,12 +309,40 @@ class S3Storage:
                     if jump is not None:
                         restart = self._base + jump
                         break
+                    floor = meta["path"]
                     yield meta
                 if restart is not None:
                     break
             if restart is None:
                 return
-            offset = restart
+            offset = floor = restart
+
+    def _between(self, directory: str | None, low: str | None, high: str) -> Iterator[ObjectMeta]:
+        """The objects below *directory* after *low* and before *high*, in key order, one
+        delimiter listing per directory that may hold some (a directory that holds an odd
+        key itself can't be listed: what it holds before that key is missed, and said)."""
+        try:
+            result = self._call(
+                "LIST", lambda: obstore.list_with_delimiter(self._client, prefix=directory)
+            )
+        except OSError:
+            log.warning("%s: can't list %s around an odd key", self._where(), directory or "/")
+            return
+        entries: list[tuple[str, ObjectMeta | None]] = [(m["path"], m) for m in result["objects"]]
+        entries += [(f"{p}/", None) for p in result["common_prefixes"]]
+        for name, meta in sorted(entries, key=lambda entry: entry[0]):
+            if meta is not None:
+                if (low is None or name > low) and name < high:
+                    yield meta
+                continue
+            # a directory: all its keys start with `name`
+            if not high.startswith(name) and name > high:
+                continue  # all after high
+            if low is not None and not low.startswith(name) and name < low:
+                continue  # all before low
+            if _hidden_directory(name[len(self._base) :] + "x") is not None:
+                continue
+            yield from self._between(name[:-1], low, high)
 
     def _pages(self, listed: str | None, offset: str | None) -> Iterator[Any]:
         """The listing's pages, then a `_Skip` if obstore met a key it can't parse."""
