@@ -466,3 +466,17 @@ def test_callers_waiting_on_a_catch_up_share_the_next_one(tmp_path: Path) -> Non
         thread.join(30)
     assert applied == ["first", "second"] and follower.applied == 2
     assert Counted.calls < 1 + 8  # the waiters shared (typically 2 listings in all)
+
+
+def test_a_caller_that_needs_an_announced_serial_reads_nothing_once_it_is_applied(
+    tmp_path: Path,
+) -> None:
+    make_store = _local(tmp_path / "state")
+    writer = _feed(make_store)
+    follower = Follower(_feed(make_store), lambda keys: None, lambda: None)
+    writer.append(["a"])
+    writer.append(["b"])
+    assert follower.catch_up() == 2
+    writer.append(["c"])  # not announced to this caller: it asked for 2 only
+    assert follower.catch_up(at_least=2) == 2
+    assert follower.catch_up(at_least=3) == 3

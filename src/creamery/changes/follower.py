@@ -82,13 +82,15 @@ class Follower:
         finally:
             self._lock.release()
 
-    def catch_up(self) -> int:
+    def catch_up(self, at_least: int | None = None) -> int:
         """Apply everything appended before this call; returns the serial applied. Callers
         that wait while another thread catches up share its work when it began after they
-        arrived (a burst of misses on an object feed makes one LIST, not one each)."""
+        arrived (a burst of misses on an object feed makes one LIST, not one each). With
+        *at_least* (the serial the feed announced), a caller needs no more than that serial
+        applied: when the catch-up it waited for got there, it reads nothing itself."""
         arrived = time.monotonic()
         with self._lock:
-            if self._covered > arrived:
+            if self._covered > arrived or (at_least is not None and self.applied >= at_least):
                 return self.applied
             started = time.monotonic()
             found = self.feed.since(self.applied)
