@@ -346,3 +346,17 @@ def test_a_page_lost_from_the_bucket_is_rebuilt_from_its_files(
         assert download(b, "tfake", FAKE).content == data
         assert list(spool_of(b).glob("*.part")) == []  # the copies read for hashing are gone
     assert f"{PREFIX}/pages/tfake.json" in s3.keys(s3_bucket, PREFIX)
+
+
+def test_workers_of_one_replica_share_the_bucket_cache(
+    s3: S3Server, s3_bucket: str, fake: UpstreamProcess, fake_dir: Path, tmp_path: Path
+) -> None:
+    """`--workers 2`: the s3:// cache reaches each worker process (through the configuration
+    they are handed) and every worker serves what one fetched."""
+    data = (fake_dir / FAKE).read_bytes()
+    with replica(s3, s3_bucket, fake, tmp_path, "--workers", "2") as a:
+        assert download(a, "tfake", FAKE).content == data
+        assert cached(s3, s3_bucket, "tfake") == {FAKE}
+        for _ in range(6):  # new connections: spread over both workers
+            assert download(a, "tfake", FAKE).content == data
+    assert fake.stats()[f"/files/{FAKE}"] == 1
