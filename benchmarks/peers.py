@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -163,10 +164,20 @@ def ensure_devpi(corpus: Corpus, venvs: Path) -> Path:
     return serverdir
 
 
+def devpi_secret() -> Path:
+    """The secret a primary and its replicas share (replication is refused without it)."""
+    path = WORK / "devpi-secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path
+
+
 def devpi(corpus: Corpus, venvs: Path, port: int, role: str = "standalone") -> Peer:
     bindir = devpi_bin(venvs)
     cmd = [str(bindir / "devpi-server"), "--serverdir", str(ensure_devpi(corpus, venvs))]
     cmd += ["--host", "127.0.0.1", "--port", str(port), "--role", role]
+    cmd += ["--secretfile", str(devpi_secret())]
     return Peer("devpi", cmd, f"/{INDEX}/+simple/{{project}}/", f"/{INDEX}/+simple/")
 
 
@@ -175,8 +186,12 @@ def devpi_replica(corpus: Corpus, venvs: Path, port: int, primary: int, name: st
     bindir = devpi_bin(venvs)
     serverdir = WORK / f"devpi-replica-{name}-{corpus.name}"
     shutil.rmtree(serverdir, ignore_errors=True)
+    primary_url = f"http://127.0.0.1:{primary}"
+    init = [str(bindir / "devpi-init"), "--serverdir", str(serverdir), "--role", "replica"]
+    subprocess.run([*init, "--primary-url", primary_url], check=True, capture_output=True)
     cmd = [str(bindir / "devpi-server"), "--serverdir", str(serverdir), "--host", "127.0.0.1"]
-    cmd += ["--port", str(port), "--primary-url", f"http://127.0.0.1:{primary}"]
+    cmd += ["--port", str(port), "--primary-url", primary_url]
+    cmd += ["--secretfile", str(devpi_secret())]
     cmd += ["--replica-file-search-path", str(devpi_serverdir(corpus)), "--hard-links"]
     return Peer(f"devpi replica {name}", cmd, f"/{INDEX}/+simple/{{project}}/", "/+status")
 
