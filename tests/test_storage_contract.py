@@ -11,6 +11,8 @@ S3-only behaviour (tests/test_s3_storage.py) are tested on their own.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from support.s3 import S3Server
 
 from creamery.core.objects import ObjectRoot, S3Options
 from creamery.storage import AlreadyExists, Storage, StoredFile, UnsafeKey, read_all
+from creamery.storage.layered import LayeredStorage, storage_for
 from creamery.storage.local import LocalStorage
 from creamery.storage.state import StateDir
 
@@ -56,15 +59,39 @@ class Backend:
     has_urls: bool  # url() gives presigned URLs
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "layered"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "local":
         yield _local_backend(tmp_path)
     elif request.param == "s3":
         s3: S3Server = request.getfixturevalue("s3")
         yield _s3_backend(tmp_path, s3, request.getfixturevalue("s3_bucket"))
+    elif request.param == "layered":
+        s3 = request.getfixturevalue("s3")
+        yield _layered_backend(tmp_path, s3, request.getfixturevalue("s3_bucket"))
     else:  # pragma: no cover
         raise AssertionError(f"no backend {request.param!r}")
+
+
+def _layered_backend(tmp_path: Path, s3: S3Server, bucket: str) -> Backend:
+    """A bucket that takes the uploads, before a directory of older packages (a migration):
+    the hooks are the bucket's, and everything() shows what the directory holds too."""
+    first = _s3_backend(tmp_path, s3, bucket)
+    (tmp_path / "later").mkdir()
+    later = _local_backend(tmp_path / "later")
+
+    def everything() -> set[str]:
+        return first.everything() | {f"later:{name}" for name in later.everything()}
+
+    return Backend(
+        LayeredStorage([first.storage, later.storage]),
+        first.spool,
+        first.plant,
+        first.same_tick,
+        everything,
+        first.break_store,
+        has_urls=True,
+    )
 
 
 def _spooler(tmp_path: Path) -> Callable[[bytes], Path]:
@@ -82,6 +109,7 @@ def _spooler(tmp_path: Path) -> Callable[[bytes], Path]:
 def s3_storage(s3: S3Server, root: ObjectRoot, **options: object) -> Storage:
     """An S3Storage of *root* on the moto server, configured as a creamery process would be:
     by the standard AWS variables."""
+    pytest.importorskip("obstore", reason="the s3 extra (obstore) is not installed")
     from creamery.storage.s3 import S3Storage
 
     settings = S3Options(**{"redirect_seconds": 60, "timeout": 5.0, **options})  # type: ignore[arg-type]
@@ -492,3 +520,112 @@ def test_local_health_names_a_later_root_that_is_gone(tmp_path: Path) -> None:
     assert storage.health() is None
     second.rmdir()
     assert str(second) in (storage.health() or "")
+
+
+# ---------------------------------------------------------------- several backends
+
+
+@pytest.fixture
+def mixed(tmp_path: Path, s3: S3Server, s3_bucket: str) -> tuple[LayeredStorage, Path, str]:
+    """A directory first (it takes the uploads), then a bucket's prefix."""
+    directory = tmp_path / "first"
+    directory.mkdir()
+    bucket_root = ObjectRoot(s3_bucket, "later")
+    storage = LayeredStorage([LocalStorage((directory,)), s3_storage(s3, bucket_root)])
+    return storage, directory, s3_bucket
+
+
+def test_layered_first_backend_wins_and_uploads_go_to_it(
+    mixed: tuple[LayeredStorage, Path, str], s3: S3Server
+) -> None:
+    storage, directory, bucket = mixed
+    assert storage.remote, "one remote backend: callers use a thread"
+    s3.put(bucket, "later/sub/both.whl", b"bucket")
+    s3.put(bucket, "later/sub/only.whl", b"only in the bucket")
+    placed = storage.put("sub/both.whl", b"directory", if_absent=False)
+    assert (directory / "sub" / "both.whl").read_bytes() == b"directory"
+    for listed in (list(storage.scan()), list(storage.scan("sub"))):
+        assert sorted(s.key for s in listed) == ["sub/both.whl", "sub/only.whl"]
+        assert placed in listed
+    assert storage.stat("sub/both.whl") == placed
+    with pytest.raises(AlreadyExists):  # the bucket holds it: no new upload shadows it
+        storage.put("sub/only.whl", b"shadow", if_absent=True)
+    assert not (directory / "sub" / "only.whl").exists()
+    assert storage.delete("sub/both.whl")  # from every backend: nothing shows through
+    assert storage.stat("sub/both.whl") is None
+    assert s3.keys(bucket) == ["later/sub/only.whl"]
+
+
+def test_layered_a_file_is_read_from_the_backend_it_came_from(
+    mixed: tuple[LayeredStorage, Path, str], s3: S3Server, tmp_path: Path
+) -> None:
+    storage, directory, bucket = mixed
+    s3.put(bucket, "later/remote.whl", b"from the bucket")
+    local = storage.put("local.whl", b"from the directory", if_absent=True)
+    remote = storage.stat("remote.whl")
+    assert remote is not None and remote.place != local.place
+    assert storage.local_path(local) == str(directory / "local.whl")
+    assert storage.local_path(remote) is None
+    assert storage.url(local) is None
+    url = storage.url(remote)
+    assert url is not None and "X-Amz-Signature=" in url
+    assert read_all(storage, local) == b"from the directory"
+    assert read_all(storage, remote) == b"from the bucket"
+    with storage.open(local) as reader:
+        assert reader.fileno() is not None
+    s3.delete(bucket, "later/remote.whl")
+    with pytest.raises(FileNotFoundError):
+        storage.open(remote)
+    forged = StoredFile("local.whl", 1, 0, 0, str(tmp_path))
+    with pytest.raises(FileNotFoundError):
+        storage.open(forged)
+    spool = _spooler(tmp_path)(b"loser")
+    with pytest.raises(AlreadyExists):
+        storage.put("local.whl", spool, if_absent=True)
+    assert not spool.exists()
+
+
+def test_layered_health_names_each_backend_with_a_problem(
+    mixed: tuple[LayeredStorage, Path, str], s3: S3Server
+) -> None:
+    storage, directory, bucket = mixed
+    assert storage.health() is None
+    client = s3.client()
+    client.delete_bucket(Bucket=bucket)
+    directory.rmdir()
+    problem = storage.health()
+    assert problem is not None and "\n" not in problem
+    assert str(directory) in problem and f"s3://{bucket}/later" in problem
+
+
+def test_storage_for_groups_directories_and_makes_one_store_per_bucket(
+    tmp_path: Path, s3: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creamery.storage.s3 import S3Storage
+
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)  # as `creamery run` would find them
+    first, second, third = _roots(tmp_path, 3)
+    assert isinstance(storage_for([first]), LocalStorage)
+    local = storage_for([first, second])
+    assert isinstance(local, LocalStorage) and local.roots == (first, second)
+    bucket = ObjectRoot(s3_bucket, "p")
+    alone = storage_for([bucket])
+    assert isinstance(alone, S3Storage) and alone.place == f"s3://{s3_bucket}/p"
+    mixed = storage_for([first, second, bucket, third], S3Options(timeout=2.0))
+    assert isinstance(mixed, LayeredStorage)
+    kinds = [type(b).__name__ for b in mixed.backends]
+    assert kinds == ["LocalStorage", "S3Storage", "LocalStorage"]
+    mixed.put("a/x.whl", b"x", if_absent=True)
+    assert (first / "a" / "x.whl").exists()
+    with pytest.raises(ValueError):
+        storage_for([])
+
+
+def test_a_local_install_never_imports_the_s3_client(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from creamery.storage.layered import storage_for;"
+        f" storage_for([Path({str(tmp_path)!r})]);"
+        " assert 'obstore' not in sys.modules, 'obstore imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
