@@ -209,7 +209,7 @@ def listed(store: Storage) -> list[Found]:
     """The snapshots in *store*, newest first (one listing)."""
     found = [
         Found(int(match.group(1)), stored)
-        for stored in store.scan_after(PREFIX)
+        for stored in store.scan(PREFIX)
         if (match := _NAME.fullmatch(stored.key)) is not None
     ]
     return sorted(found, reverse=True)

@@ -11,8 +11,9 @@ an appender that saw N taken (its own put failed on N, or a listing showed N), s
 complete in the store before N+1 was written.
 
 **Reading.** `since(serial)` is one `scan_after` listing from the serial asked for (S3's
-`start-after`: one request per 1,000 records, not a listing of the whole feed), then one read
-per new record (in parallel on a remote store). A follower that sees N+1 also sees N: N was
+`start-after`: one request per 1,000 records, not a listing of the whole feed; a store that is
+not `ScansAfter` is listed whole, then sorted), then one read per new record (in parallel on
+a remote store). A follower that sees N+1 also sees N: N was
 complete before N+1 was written (above), and an S3 listing (like a directory's) shows every
 object whose write completed before the listing began. The one exception is a listing that
 runs while both are written: it may pass N's place before N lands and N+1's after it. So a
@@ -52,11 +53,11 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from creamery.changes import Changes, Resync
-from creamery.storage import AlreadyExists, Storage, StoredFile, read_all
+from creamery.storage import AlreadyExists, ScansAfter, Storage, StoredFile, read_all
 
 log = logging.getLogger("creamery.changes")
 
@@ -79,6 +80,10 @@ Listed = list[tuple[int, StoredFile]]
 
 class _Damaged(Exception):
     """A record no appender wrote (or one that vanished before it was read)."""
+
+
+def _key(stored: StoredFile) -> str:
+    return stored.key
 
 
 def record_key(serial: int) -> str:
@@ -233,8 +238,14 @@ class ObjectFeed:
     # ------------------------------------------------------------------ reading
 
     def _scan(self, after: int) -> Iterator[tuple[int, StoredFile]]:
-        """The records numbered above *after*, in order (one listing, streamed)."""
-        for stored in self.store.scan_after(PREFIX, record_key(max(after, 0))):
+        """The records numbered above *after*, in order (one listing, streamed; a store that
+        can't list from a key lists the whole feed)."""
+        floor = record_key(max(after, 0))
+        if isinstance(self.store, ScansAfter):
+            listing: Iterable[StoredFile] = self.store.scan_after(PREFIX, floor)
+        else:
+            listing = sorted((s for s in self.store.scan(PREFIX) if s.key > floor), key=_key)
+        for stored in listing:
             match = _NAME.fullmatch(stored.key)
             if match is not None and (serial := int(match.group(1))) > after:
                 yield serial, stored
