@@ -112,6 +112,10 @@ class CpuCap:
             (self.path / "cpu.cfs_period_us").write_text(f"{period}\n")
             (self.path / "cpu.cfs_quota_us").write_text(f"{quota}\n")
 
+    def add(self, pid: int) -> None:
+        """Move a running process (all its threads) into the group."""
+        (self.path / "cgroup.procs").write_text(f"{pid}\n")
+
     def wrap(self, cmd: list[str]) -> list[str]:
         """*cmd* run inside the group from its first instruction (children included)."""
         procs = self.path / "cgroup.procs"

@@ -37,6 +37,7 @@ def render(data: dict) -> str:
                 f"{cell(k, 'startup_snap_s', 2)} (snapshot)"
             ),
         ),
+        ("first pass over the 500 pages, cold caches (s)", lambda k: cell(k, "cold_pages_s", 1)),
         ("`/simple/<p>/` req/s, one process on one core", lambda k: cell(k, "page.rps")),
         ("small file GET req/s, one process on one core", lambda k: cell(k, "file.rps")),
         ("peak RSS, one process (MB)", lambda k: cell(k, "rss_mb", 1)),

@@ -68,8 +68,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--feed-interval", type=float, help="creamery --feed-interval (default: its own)"
     )
     p.add_argument("--snapshot-wait", type=float, default=180, help="s to wait for a snapshot")
+    p.add_argument(
+        "--catchup-wait", type=float, default=900, help="s to wait for devpi replicas (900)"
+    )
     p.add_argument("--creamery-python", help="python that runs creamery (default .venv)")
     p.add_argument("--creamery-arg", action="append", default=[], help="extra `creamery run` arg")
+    p.add_argument(
+        "--s3-cache-from", help="seed the first s3 replica's cache from this directory (warm)"
+    )
     p.add_argument("--peer-venvs", help="where the peers' venvs live (default benchmarks/work)")
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -221,9 +227,16 @@ class Bench:
         cmd += ["-a", ".", "-P", ".", "--disable-fallback", *extra, *self.args.creamery_arg]
         return [*cmd, root]
 
-    def creamery_env(self, name: str, store: moto_store.MotoStore | None = None) -> dict:
-        env = {**os.environ, "XDG_CACHE_HOME": str(WORK / f"os-cache-{name}")}
-        shutil.rmtree(env["XDG_CACHE_HOME"], ignore_errors=True)
+    def creamery_env(
+        self, name: str, store: moto_store.MotoStore | None = None, seed: Path | None = None
+    ) -> dict:
+        """The environment of a creamery process with a cache directory of its own: empty, or
+        a copy of *seed* (hashes already computed: a replica that served before)."""
+        cache = WORK / f"os-cache-{name}"
+        shutil.rmtree(cache, ignore_errors=True)
+        if seed is not None and seed.exists():
+            shutil.copytree(seed, cache)
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
         return {**env, **(store.env() if store else {})}
 
     def flat_dir(self) -> Path:
@@ -300,7 +313,10 @@ class Bench:
         port = servers.free_port()
         cmd = self.creamery_cmd(port, store.url, self.s3_extra())
         out["command"] = " ".join(cmd)
-        env = self.creamery_env("s3-a", store)
+        seed = Path(self.args.s3_cache_from) if self.args.s3_cache_from else None
+        env = self.creamery_env("s3-a", store, seed)
+        if seed is not None:
+            out["notes"].append(f"facts cache copied from {seed}: no cold first pass measured")
         log("  start-up without a snapshot (full listing)")
         proc, out["startup_nosnap_s"] = self.start("creamery-s3", cmd, port, "/simple/", env=env)
         try:
@@ -328,10 +344,11 @@ class Bench:
         else:
             out["notes"].append(f"no snapshot in the bucket within {self.args.snapshot_wait:g} s")
 
+        warmed = WORK / "os-cache-s3-a"  # what replica A computed: the others start warm
+
         def launch(p: int, i: int):
-            return self.creamery_cmd(p, store.url, self.s3_extra()), self.creamery_env(
-                f"s3-{i}", store
-            )
+            env = self.creamery_env(f"s3-{i}", store, warmed)
+            return self.creamery_cmd(p, store.url, self.s3_extra()), env
 
         self.scaling("creamery-s3", launch, pages, files, "/simple/", out)
         self.s3_writes(store, out)
@@ -342,7 +359,7 @@ class Bench:
         try:
             for name, port in (("a", a), ("b", b)):
                 cmd = self.creamery_cmd(port, store.url, self.s3_extra())
-                env = self.creamery_env(f"s3-w{name}", store)
+                env = self.creamery_env(f"s3-w{name}", store, WORK / "os-cache-s3-a")
                 started.append(
                     self.start(f"creamery-s3-{name}", cmd, port, "/simple/", env=env, cpus=None)[0]
                 )
@@ -435,33 +452,43 @@ class Bench:
         return out
 
     def devpi_replicas(self, primary: int, peer, pages: Path, files: Path, out: dict) -> None:
-        """devpi's own replica mode: replicas of the running primary, then nginx over them."""
+        """devpi's own replica mode: two fresh replicas of the running primary (started at once,
+        timed until they have its serial), uploads to the primary seen on a replica, then
+        nginx over one and over both, each capped like creamery's replicas."""
         started = []
         try:
             replicas = []
+            t0 = time.monotonic()
             for i in range(2):
                 port = servers.free_port()
                 rep = peers.devpi_replica(self.corpus, self.venvs, port, primary, str(i))
-                proc, seconds = self.start(
-                    f"devpi-replica-{i}", rep.cmd, port, rep.ready, cpus=None
-                )
+                proc, _ = self.spawn(f"devpi-replica-{i}", rep.cmd)
                 started.append(proc)
-                t0 = time.monotonic()
-                target = serial(primary)
-                while serial(port) < target and time.monotonic() - t0 < 900:
-                    time.sleep(0.2)
-                out[f"replica{i}_catchup_s"] = seconds + time.monotonic() - t0
+                replicas.append((port, proc, rep))
+            target = serial(primary)
+            for i, (port, proc, rep) in enumerate(replicas):
+                log_path = WORK / "logs" / f"os-devpi-replica-{i}.log"
+                propagation.wait_path(proc, port, rep.ready, t0, log_path)
+                while serial(port) < target and time.monotonic() - t0 < self.args.catchup_wait:
+                    time.sleep(0.5)
+                done = serial(port)
+                out[f"replica{i}_catchup_s"] = time.monotonic() - t0 if done >= target else None
                 log(
-                    f"  devpi replica {i}: caught up with serial {target} after "
-                    f"{out[f'replica{i}_catchup_s']:.1f} s"
+                    f"  devpi replica {i}: serial {done} of {target} after "
+                    f"{time.monotonic() - t0:.0f} s"
                 )
-                replicas.append(port)
+            if any(out[f"replica{i}_catchup_s"] is None for i in range(2)):
+                out["notes"].append(
+                    f"devpi replicas not caught up with the primary's {target} serials within "
+                    f"{self.args.catchup_wait:g} s: no propagation or scaling figures"
+                )
+                return
             project = self.corpus.sample_projects(3)[1]
             n = self.args.uploads
             log(f"  {n} uploads to the primary, polling replica 0")
             writes = propagation.propagation(
                 primary,
-                replicas[0],
+                replicas[0][0],
                 peers.devpi_upload_path(),
                 peer.page.format(project=project),
                 project,
@@ -470,22 +497,36 @@ class Bench:
             )
             out.update(writes.summary())
             log_summary(out)
+            self.devpi_scaling(
+                [port for port, _, _ in replicas], [p for _, p, _ in replicas], pages, files, out
+            )
         finally:
             for proc in started:
                 procs.stop(proc)
-        out["notes"].append("scaling: devpi replicas of the primary behind nginx (catch-up first)")
-        self.devpi_scaling(primary, pages, files, out)
+            self.close_caps()
 
-    def devpi_scaling(self, primary: int, pages: Path, files: Path, out: dict) -> None:
-        def launch(p: int, i: int):
-            return peers.devpi_replica(self.corpus, self.venvs, p, primary, f"s{i}").cmd, None
-
-        def caught_up(p: int) -> None:
-            target, t0 = serial(primary), time.monotonic()
-            while serial(p) < target and time.monotonic() - t0 < 900:
-                time.sleep(0.2)
-
-        self.scaling("devpi", launch, pages, files, "/+status", out, settle=caught_up)
+    def devpi_scaling(self, ports, processes, pages: Path, files: Path, out: dict) -> None:
+        """The caught-up replicas, capped like creamery's, behind nginx: one, then both."""
+        cap = self.args.replica_cpu if balancer.cap_available() else 0
+        out["scaling_cap"] = cap
+        for i, proc in enumerate(processes):
+            if cap > 0:
+                group = balancer.CpuCap(f"devpi-{i}", cap)
+                self.caps.append(group)
+                group.add(proc.pid)
+            self.warm(ports[i], pages, {}, "cold")
+            self.warm(ports[i], files, {}, "cold")
+        for count in (1, 2):
+            lb, lb_port = self.balanced(f"devpi-{count}", ports[:count])
+            try:
+                log(f"  {count} devpi replica(s) behind nginx, each capped at {cap:g} core")
+                out[f"lb{count}_page"] = self.wrk(lb_port, pages, out["notes"])
+                out[f"lb{count}_file"] = self.wrk(lb_port, files, out["notes"])
+            finally:
+                procs.stop(lb)
+        for kind in ("page", "file"):
+            out[f"scaling_{kind}"] = out[f"lb2_{kind}"]["rps"] / out[f"lb1_{kind}"]["rps"]
+        out["notes"].append("scaling: devpi replicas of the primary (caught up) behind nginx")
 
 
 def serial(port: int) -> int:
