@@ -10,6 +10,8 @@ FROM python:3.12-slim
 
 ARG CREAMERY_UID=9898
 ARG CREAMERY_GID=9898
+# Extras to install, such as "s3" for s3:// package roots (deploy/replicas/compose.yaml).
+ARG CREAMERY_EXTRAS=""
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -24,7 +26,8 @@ RUN groupadd --system --gid "$CREAMERY_GID" creamery \
 
 COPY pyproject.toml README.md /tmp/creamery/
 COPY src /tmp/creamery/src
-RUN pip install --no-cache-dir /tmp/creamery && rm -rf /tmp/creamery
+RUN pip install --no-cache-dir "/tmp/creamery${CREAMERY_EXTRAS:+[$CREAMERY_EXTRAS]}" \
+    && rm -rf /tmp/creamery
 
 COPY --chmod=0755 deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 COPY --chmod=0755 deploy/healthcheck.py /usr/local/bin/creamery-healthcheck

@@ -7,6 +7,7 @@ Docker entrypoint and health check. Docker itself is not run here (no daemon).
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import runpy
@@ -27,10 +28,12 @@ from support.htpasswd import write_sha1_htpasswd
 from support.servers import Server, free_port, started
 
 from creamery.cli.main import parse_args
+from creamery.core.objects import parse_object_root
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 DOCS = ROOT / "docs" / "deploy.md"
+REPLICAS = DEPLOY / "replicas"
 APP_UID = 9898
 USER, PASSWORD = "uploader", "s3cret"  # in the htpasswd files of the sites served here
 
@@ -191,6 +194,11 @@ def nginx_config(workdir: Path, listen: int, upstream: int) -> Path:
     assert "listen 80;" in server and "server creamery:8080;" in server
     server = server.replace("listen 80;", f"listen 127.0.0.1:{listen};")
     server = server.replace("server creamery:8080;", f"server 127.0.0.1:{upstream};")
+    return nginx_main(workdir, server)
+
+
+def nginx_main(workdir: Path, server: str) -> Path:
+    """A main nginx.conf with private temp paths around the server block *server*."""
     (workdir / "creamery.conf").write_text(server)
     kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     temp_paths = "".join(f"  {kind}_temp_path {workdir}/{kind};\n" for kind in kinds)
@@ -255,6 +263,150 @@ def check_behind_prefix(proxy: Server, tmp_path: Path) -> None:
         *("--index-url", base + "simple/", "tthrough==1.0"),
     )
     assert installed.returncode == 0, installed.stdout + installed.stderr
+
+
+# ---------------------------------------------------------------- replicas over a bucket
+
+_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::([-?])([^}]*))?\}")
+
+
+def interpolate(text: str, env: dict[str, str]) -> tuple[str, set[str]]:
+    """Compose's `${VAR}`, `${VAR:-default}`, `${VAR:?error}` and `$$`; also returns the
+    variables that have no default (`.env` must set them)."""
+    required: set[str] = set()
+
+    def value(match: re.Match[str]) -> str:
+        name, kind, default = match.groups()
+        if name is None:
+            return "$"
+        if kind != "-":
+            required.add(name)
+        if env.get(name):
+            return env[name]
+        if kind == "-":
+            return default
+        raise AssertionError(f"${{{name}}} is needed and unset")
+
+    return _VARIABLE.sub(value, text), required
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return dict(line.split("=", 1) for line in lines)
+
+
+def replicas_compose() -> tuple[dict, set[str]]:
+    """deploy/replicas/compose.yaml, its variables filled from .env.example (as compose does
+    from .env), and the variables it needs."""
+    yaml = pytest.importorskip("yaml")
+    text, required = interpolate(
+        (REPLICAS / "compose.yaml").read_text(), dotenv(REPLICAS / ".env.example")
+    )
+    return yaml.safe_load(text), required
+
+
+def mounts(service: dict) -> dict[str, str]:
+    return {v.split(":")[0]: v.split(":")[1] for v in service.get("volumes", [])}
+
+
+def test_replicas_compose_file_parses_and_names_what_exists() -> None:
+    compose, required = replicas_compose()
+    services = compose["services"]
+    assert set(services) == {"minio", "bucket", "creamery-a", "creamery-b", "nginx"}
+    assert required <= set(dotenv(REPLICAS / ".env.example")), "every secret has an example"
+    a, b = services["creamery-a"], services["creamery-b"]
+    assert a == b, "the replicas are one definition"
+    assert (REPLICAS / a["build"]["context"] / "Dockerfile").is_file()
+    assert a["build"]["args"]["CREAMERY_EXTRAS"] == "s3"
+    assert "ARG CREAMERY_EXTRAS" in (ROOT / "Dockerfile").read_text()
+    args = creamery_args(["creamery", *a["command"]])
+    root = parse_object_root(args[-1])
+    assert (root.bucket, root.prefix) == ("packages", "index")
+    htpasswd = args[args.index("-P") + 1]
+    assert mounts(a)["./htpasswd"] == htpasswd
+    assert a["environment"]["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert a["environment"]["AWS_ACCESS_KEY_ID"] == "creamery"  # not MinIO's administrator
+    assert a["healthcheck"]["test"] == ["CMD", "creamery-healthcheck"]
+    assert a["depends_on"]["bucket"]["condition"] == "service_completed_successfully"
+    assert services["bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    nginx = services["nginx"]
+    assert mounts(nginx)["./nginx.conf"] == "/etc/nginx/conf.d/default.conf"
+    for replica in ("creamery-a", "creamery-b"):
+        assert nginx["depends_on"][replica]["condition"] == "service_healthy"
+        assert f"server {replica}:8080" in (REPLICAS / "nginx.conf").read_text()
+    # Every file mounted exists, except the htpasswd file the user writes (git-ignored).
+    for service in services.values():
+        for source in mounts(service):
+            if source.startswith("./") and source != "./htpasswd":
+                assert (REPLICAS / source).is_file(), source
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert {"deploy/replicas/.env", "deploy/replicas/htpasswd"} <= set(ignored)
+
+
+def test_replicas_bucket_setup_script_and_policy() -> None:
+    compose, _ = replicas_compose()
+    bucket = compose["services"]["bucket"]
+    script = REPLICAS / "create-bucket.sh"
+    assert bucket["entrypoint"] == ["sh", "/setup/create-bucket.sh"]
+    assert mounts(bucket)["./create-bucket.sh"] == "/setup/create-bucket.sh"
+    assert subprocess.run(["sh", "-n", str(script)], capture_output=True).returncode == 0
+    text = script.read_text()
+    for variable in ("MINIO_ROOT_USER", "CREAMERY_BUCKET", "CREAMERY_S3_ACCESS_KEY"):
+        assert f"${variable}" in text and variable in bucket["environment"], variable
+    policy = json.loads((REPLICAS / "bucket-policy.json").read_text())
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    needed = {"s3:ListBucket", "s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    assert needed <= actions
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    assert resources == {"arn:aws:s3:::BUCKET_NAME", "arn:aws:s3:::BUCKET_NAME/*"}
+
+
+def replicas_nginx_config(workdir: Path, listen: int, upstreams: list[int]) -> Path:
+    """deploy/replicas/nginx.conf on local ports, inside a main file with private paths."""
+    server = (REPLICAS / "nginx.conf").read_text()
+    assert "listen 80;" in server
+    server = server.replace("listen 80;", f"listen 127.0.0.1:{listen};")
+    for name, port in zip(("creamery-a", "creamery-b"), upstreams, strict=True):
+        assert f"server {name}:8080 " in server
+        server = server.replace(f"server {name}:8080 ", f"server 127.0.0.1:{port} ")
+    return nginx_main(workdir, server)
+
+
+def test_replicas_nginx_config_is_valid(nginx: str, tmp_path: Path) -> None:
+    config = replicas_nginx_config(tmp_path, free_port(), [free_port(), free_port()])
+    result = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-e", str(tmp_path / "error.log"), "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_replicas_nginx_serves_while_one_replica_is_down(
+    nginx: str, run_server, tmp_path: Path
+) -> None:
+    """One replica answers, the other port is closed: every read still gets a 200 (nginx
+    sends it to the live one), and an upload goes through once."""
+    packages = tmp_path / "packages"
+    make_wheel(packages, "tbalanced", "1.0")
+    htpasswd = write_sha1_htpasswd(tmp_path / "htpasswd", USER, PASSWORD)
+    with run_server([packages], "-P", str(htpasswd)) as creamery:
+        port = free_port()
+        config = replicas_nginx_config(tmp_path, port, [free_port(), creamery.port])
+        command = [nginx, "-p", tmp_path, "-e", tmp_path / "error.log", "-c", config]
+        command += ["-g", "daemon off; master_process off;"]
+        with started(command, port, tmp_path, ready="/pypi/health") as proxy:
+            with httpx.Client(base_url=proxy.url, timeout=10) as http:
+                for _ in range(6):
+                    page = http.get("/pypi/simple/tbalanced/", headers={"connection": "close"})
+                    assert page.status_code == 200
+                    assert "tbalanced-1.0-py3-none-any.whl" in page.text
+            wheel = make_wheel(tmp_path / "dist", "tbalancedup", "1.0")
+            base = proxy.url + "/pypi/"
+            result = twine_upload(base, tmp_path / "home", wheel, user=USER, password=PASSWORD)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert (packages / wheel.name).read_bytes() == wheel.read_bytes()
 
 
 # ---------------------------------------------------------------- systemd, supervisor

@@ -281,11 +281,14 @@ def test_last_use_is_shared_through_used_objects(
     a.record_use(old)
     assert s3.keys(s3_bucket, f"{PREFIX}/used/") == [f"{PREFIX}/used/proj/old.whl"]
 
+    s3.put(s3_bucket, f"{PREFIX}/used/proj/gone.whl", b"")  # its file evicted meanwhile
+
     b = open_replica("b", max_size=1500)  # room for one of the two files
     uses = {entry.key: entry.last_used for entry in b.list_files()}
     assert uses["proj/old.whl"] > uses["proj/new.whl"]
     assert [entry.key for entry in b.evict()] == ["proj/new.whl"]
     assert cached(s3, s3_bucket, "proj") == {"old.whl"}
+    assert s3.keys(s3_bucket, f"{PREFIX}/used/") == [f"{PREFIX}/used/proj/old.whl"]
     assert b.clear() == 1
     assert s3.keys(s3_bucket, f"{PREFIX}/") == []  # the usage record went with its file
 
@@ -317,3 +320,43 @@ def test_a_store_outage_leaves_the_upstream_serving(
             return cached(s3, s3_bucket, "tbig") == {THREE}
 
         assert wait_for(cached_again, timeout=30, interval=0.5)
+
+
+def test_a_page_lost_from_the_bucket_is_rebuilt_from_its_files(
+    s3: S3Server, s3_bucket: str, fake: UpstreamProcess, fake_dir: Path, tmp_path: Path
+) -> None:
+    """No page in the bucket and no upstream: a fresh replica lists the cached files (their
+    sha256 and metadata read back from the bucket), so installs still work offline."""
+    data = (fake_dir / FAKE).read_bytes()
+    with replica(s3, s3_bucket, fake, tmp_path) as a:
+        download(a, "tfake", FAKE)
+        download(a, "tfake", FAKE + ".metadata")
+    s3.delete(s3_bucket, f"{PREFIX}/pages/tfake.json")
+    fake.control(fail=503)
+    with replica(s3, s3_bucket, fake, tmp_path) as b:
+        page = httpx.get(
+            f"{b.url}/simple/tfake/", headers={"accept": "application/vnd.pypi.simple.v1+json"}
+        )
+        assert page.status_code == 200, page.text
+        assert page.headers["x-creamery-stale"] == "1"
+        (entry,) = page.json()["files"]
+        assert entry["hashes"] == {"sha256": hashlib.sha256(data).hexdigest()}
+        assert entry["requires-python"] == ">=3.8"
+        assert entry["core-metadata"] is not False
+        assert download(b, "tfake", FAKE).content == data
+        assert list(spool_of(b).glob("*.part")) == []  # the copies read for hashing are gone
+    assert f"{PREFIX}/pages/tfake.json" in s3.keys(s3_bucket, PREFIX)
+
+
+def test_workers_of_one_replica_share_the_bucket_cache(
+    s3: S3Server, s3_bucket: str, fake: UpstreamProcess, fake_dir: Path, tmp_path: Path
+) -> None:
+    """`--workers 2`: the s3:// cache reaches each worker process (through the configuration
+    they are handed) and every worker serves what one fetched."""
+    data = (fake_dir / FAKE).read_bytes()
+    with replica(s3, s3_bucket, fake, tmp_path, "--workers", "2") as a:
+        assert download(a, "tfake", FAKE).content == data
+        assert cached(s3, s3_bucket, "tfake") == {FAKE}
+        for _ in range(6):  # new connections: spread over both workers
+            assert download(a, "tfake", FAKE).content == data
+    assert fake.stats()[f"/files/{FAKE}"] == 1

@@ -23,7 +23,8 @@ from creamery.changes import Changes, Resync
 from creamery.changes.follower import Follower
 from creamery.changes.object_feed import ObjectFeed, encode, record_key
 from creamery.core.objects import ObjectRoot, S3Options
-from creamery.storage import Storage
+from creamery.storage import ScansAfter, Storage
+from creamery.storage.layered import LayeredStorage
 from creamery.storage.local import LocalStorage
 
 # One maker of a store per backend: each call a new client on the same place (another replica).
@@ -70,14 +71,36 @@ def _feed(make_store: MakeStore, **options: object) -> ObjectFeed:
 
 def test_scan_after_lists_in_key_order_from_a_key(make_store: MakeStore) -> None:
     store = make_store()
+    assert isinstance(store, ScansAfter)
     for name in ("b/3", "b/1", "b/10", "b/2", "bb/1", "a/1", "b/sub/x"):
         store.put(name, name.encode(), if_absent=True)
-    keys = [s.key for s in store.scan_after("b")]
+    keys = [s.key for s in store.scan_after("b", "b/0")]
     assert keys == ["b/1", "b/10", "b/2", "b/3", "b/sub/x"]  # bytewise, below b/ only
     assert [s.key for s in store.scan_after("b", "b/10")] == ["b/2", "b/3", "b/sub/x"]
     assert [s.key for s in store.scan_after("b/", "b/1")] == ["b/10", "b/2", "b/3", "b/sub/x"]
     assert list(store.scan_after("b", "b/z")) == []
-    assert list(store.scan_after("missing")) == []
+    assert list(store.scan_after("b", "a/0")) == []  # a key outside the prefix
+    assert list(store.scan_after("missing", "missing/0")) == []
+    assert list(store.scan_after("../b", "../b/0")) == []
+
+
+def _records(store: Storage) -> list[str]:
+    return sorted(s.key for s in store.scan("changes"))
+
+
+def test_a_store_that_cannot_list_from_a_key_is_listed_whole(tmp_path: Path) -> None:
+    """Any Storage: a layered one has no `scan_after`, its feed lists the prefix and sorts."""
+    (tmp_path / "state").mkdir()
+    store = LayeredStorage([LocalStorage((tmp_path / "state",))])
+    assert not isinstance(store, ScansAfter)
+    feed = ObjectFeed(store, keep=3, step=5, min_age=0, background=False)
+    for n in range(12):
+        feed.append([f"k{n}"])
+    reader = ObjectFeed(LayeredStorage([LocalStorage((tmp_path / "state",))]))
+    assert reader.latest() == 12
+    assert reader.since(9) == Changes(12, ["k9", "k10", "k11"])
+    assert reader.since(2) == Resync(12)
+    assert _records(store) == [record_key(n) for n in range(8, 13)]
 
 
 def test_serials_follow_each_other_and_since_gives_what_came_after(
@@ -148,7 +171,7 @@ def test_a_follower_that_keeps_up_never_resyncs_but_one_left_behind_does(
         applied = found.serial
         seen += found.keys
     assert seen == [f"key{n}" for n in range(30)] and applied == 30
-    left = [s.key for s in make_store().scan_after("changes")]
+    left = _records(make_store())
     assert left == [record_key(n) for n in range(26, 31)]
     # A newcomer asking for what was compacted away: rescan, then carry on from 30.
     assert _feed(make_store).since(3) == Resync(30)
@@ -163,7 +186,7 @@ def test_young_records_are_not_compacted(make_store: MakeStore) -> None:
     feed = _feed(make_store, keep=2, step=4)  # min_age: 5 minutes
     for n in range(8):
         feed.append([f"k{n}"])
-    assert len(list(make_store().scan_after("changes"))) == 8
+    assert len(_records(make_store())) == 8
     assert feed.compact(8, now_ns=2**62) == 6  # later: all but the last `keep` go
     assert feed.since(6) == Changes(8, ["k6", "k7"])
 
@@ -173,9 +196,7 @@ def test_compaction_in_the_background(make_store: MakeStore) -> None:
     for n in range(10):
         feed.append([f"k{n}"])
     feed.close()  # waits for the compactor
-    assert [s.key for s in make_store().scan_after("changes")] == [
-        record_key(n) for n in (8, 9, 10)
-    ]
+    assert _records(make_store()) == [record_key(n) for n in (8, 9, 10)]
 
 
 def test_a_follower_far_behind_rescans_instead_of_reading_every_record(
@@ -402,3 +423,81 @@ def test_a_store_outage_fails_the_poll_quietly_and_the_feed_recovers(
         stop()
         if s3.paused:
             s3.start()
+
+
+def test_a_forked_child_appends_though_a_parent_thread_held_the_lock(tmp_path: Path) -> None:
+    import os
+
+    feed = _feed(_local(tmp_path / "state"))
+    feed.append(["parent"])
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with feed._append_lock:
+            held.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    pid = os.fork()
+    if pid == 0:  # the child: the holder thread is not here
+        os._exit(0 if feed.append(["child"]) == 2 else 1)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert feed.since(1) == Changes(2, ["child"])
+
+
+def test_callers_waiting_on_a_catch_up_share_the_next_one(tmp_path: Path) -> None:
+    """A burst of misses makes one listing per round, not one each (each caller still sees
+    everything appended before it called)."""
+
+    class Counted(ObjectFeed):
+        calls = 0
+
+        def since(self, serial: int) -> Changes | Resync:
+            Counted.calls += 1
+            return super().since(serial)
+
+    make_store = _local(tmp_path / "state")
+    writer = _feed(make_store)
+    inside, release = threading.Event(), threading.Event()
+    applied: list[str] = []
+
+    def apply(keys: list[str]) -> None:
+        applied.extend(keys)
+        if keys == ["first"]:
+            inside.set()
+            release.wait(30)
+
+    follower = Follower(Counted(make_store(), background=False), apply, lambda: None)
+    writer.append(["first"])
+    first = threading.Thread(target=follower.catch_up)
+    first.start()
+    inside.wait(30)  # the first catch-up is applying "first"
+    writer.append(["second"])  # appended before the waiters call: they must see it
+    waiters = [threading.Thread(target=follower.catch_up) for _ in range(8)]
+    for waiter in waiters:
+        waiter.start()
+    assert wait_for(lambda: sum(w.is_alive() for w in waiters) == 8)
+    release.set()
+    for thread in (first, *waiters):
+        thread.join(30)
+    assert applied == ["first", "second"] and follower.applied == 2
+    assert Counted.calls < 1 + 8  # the waiters shared (typically 2 listings in all)
+
+
+def test_a_caller_that_needs_an_announced_serial_reads_nothing_once_it_is_applied(
+    tmp_path: Path,
+) -> None:
+    make_store = _local(tmp_path / "state")
+    writer = _feed(make_store)
+    follower = Follower(_feed(make_store), lambda keys: None, lambda: None)
+    writer.append(["a"])
+    writer.append(["b"])
+    assert follower.catch_up() == 2
+    writer.append(["c"])  # not announced to this caller: it asked for 2 only
+    assert follower.catch_up(at_least=2) == 2
+    assert follower.catch_up(at_least=3) == 3

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.s3 import S3Server
+from support.s3 import SECRET_KEY, S3Server
+from support.servers import free_port
 from test_storage_contract import s3_storage
 
 from creamery.core.objects import ObjectRoot
@@ -27,7 +28,7 @@ from creamery.storage.state import StateDir
 
 pytest.importorskip("obstore", reason="the s3 extra (obstore) is not installed")
 
-from creamery.storage.s3 import S3Storage, StoreRefused, describe_error
+from creamery.storage.s3 import S3Storage, StoreRefused, VersionChanged, describe_error
 
 ROOT_PREFIX = "idx"
 
@@ -96,7 +97,7 @@ def test_an_outage_is_store_unavailable_within_the_timeout_and_recovery_is_by_it
     try:
         problem = storage.health()
         assert problem is not None and "\n" not in problem
-        assert root.url in problem and "does not answer" in problem
+        assert problem.startswith(f"{root.url}: the store does not answer (LIST: ")
         assert "secret" not in problem.lower()
         with pytest.raises(StoreUnavailable, match="does not answer"):
             storage.stat("pkg/small.whl")
@@ -172,6 +173,22 @@ def test_a_large_object_reads_in_order_and_by_jumps(storage: S3Storage) -> None:
         assert reader.read(len(data), 10) == b""
 
 
+def test_after_a_jump_reads_go_on_in_growing_windows(storage: S3Storage) -> None:
+    """A jump asks for a window (8 MiB, then 16...), not the rest of the object: reading on
+    past a window's end opens the next one, of the same version."""
+    data = os.urandom(26 << 20)
+    stored = storage.put("pkg/huge.whl", data, if_absent=True)
+    with storage.open(stored) as reader:
+        assert reader.read(1, 10) == data[1:11]
+        got, offset = bytearray(), 11
+        while chunk := reader.read(offset, 3 << 20):
+            got += chunk
+            offset += len(chunk)
+        assert bytes(got) == data[11:]
+        assert reader.read(len(data) - 5, 100) == data[-5:]
+        assert reader.read(0, len(data)) == data  # one read across windows
+
+
 def test_a_large_spool_overwrite_goes_multipart_and_a_large_create_in_one_put(
     s3: S3Server, storage: S3Storage, tmp_path: Path
 ) -> None:
@@ -206,12 +223,16 @@ def test_the_state_prefix_and_odd_keys_of_other_tools_do_not_break_a_scan(
 ) -> None:
     bucket, root = storage.root.bucket, storage.root
     wanted = {f"p{n % 7}/f-{n}.whl" for n in range(30)} | {"a/0", "a/z.whl", "z.whl"}
+    wanted |= {"0-first.whl", "a-b/x.whl", "a-b/c/y.whl"}  # in the page an odd key spoils
     for key in sorted(wanted):
         s3.put(bucket, root.key(key), b"x")
+    s3.put(bucket, root.key("empty.whl"), b"")  # an empty file is a file
+    wanted.add("empty.whl")
     odd = [
         ".creamery/feed/000001",
         ".creamery/snapshot",
         "a/",  # a console's "folder"
+        "empty-folder/",
         "a//double.whl",
         "a/./dot.whl",
         "a/../up.whl",
@@ -219,8 +240,8 @@ def test_the_state_prefix_and_odd_keys_of_other_tools_do_not_break_a_scan(
         ".top",
     ]
     odd += [f".creamery/files/p{n}/yanked" for n in range(30)]
-    for key in odd:
-        s3.put(bucket, root.key(key), b"hidden or odd")
+    for key in odd:  # a folder marker is empty
+        s3.put(bucket, root.key(key), b"" if key.endswith("/") else b"hidden or odd")
     assert {s.key for s in storage.scan()} == wanted
     assert {s.key for s in storage.scan("a")} == {"a/0", "a/z.whl"}
     assert {s.key for s in storage.scan("p1")} == {k for k in wanted if k.startswith("p1/")}
@@ -231,7 +252,7 @@ def test_scan_streams_more_than_one_page(s3: S3Server, storage: S3Storage) -> No
     client = s3.client()
 
     def plant(n: int) -> None:
-        client.put_object(Bucket=storage.root.bucket, Key=storage.root.key(f"p/{n:05d}"), Body=b"")
+        client.put_object(Bucket=storage.root.bucket, Key=storage.root.key(f"p/{n:05d}"), Body=b"1")
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(plant, range(1001)))
@@ -260,6 +281,37 @@ def test_the_put_answer_is_what_a_stat_and_boto3_see(s3: S3Server, storage: S3St
     assert list(storage.scan()) == [stored]
 
 
+def test_a_store_nobody_answers_at_says_so(s3: S3Server, s3_bucket: str) -> None:
+    refused = s3_storage(s3, ObjectRoot(s3_bucket), endpoint_url="http://127.0.0.1:1")
+    assert refused.health() == (
+        f"s3://{s3_bucket}: the store does not answer (LIST: connection refused)"
+    )
+    with pytest.raises(StoreUnavailable, match="connection refused"):
+        refused.stat("a.whl")
+
+
+def test_refused_credentials_are_a_clear_store_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A moto server that checks signatures (after its first unauthenticated call, which
+    makes the bucket): creamery's keys are unknown to it, so it answers 403."""
+    monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "1")
+    server = S3Server(free_port(), tmp_path)
+    server.launch()
+    try:
+        bucket = server.new_bucket()
+        storage = s3_storage(server, ObjectRoot(bucket, "p"))
+        problem = storage.health()
+        assert problem is not None and problem.startswith(f"s3://{bucket}/p: the store refuses")
+        assert "check the access key" in problem and SECRET_KEY not in problem
+        with pytest.raises(StoreRefused):
+            storage.put("a.whl", b"x", if_absent=True)
+        with pytest.raises(StoreRefused):
+            list(storage.scan())
+    finally:
+        server.shutdown()
+
+
 def test_a_bucket_that_does_not_exist(s3: S3Server) -> None:
     storage = s3_storage(s3, ObjectRoot("creamery-no-such-bucket"))
     problem = storage.health()
@@ -276,17 +328,21 @@ def test_errors_are_classified_in_one_line_without_the_url() -> None:
 
     cases = [
         ("Server returned non-2xx status code: 503 Service Unavailable: <xml>", "HTTP 503"),
-        ("HTTP error: error sending request\n\nDebug source: TimedOut", "timeout"),
-        ("tcp connect error: Connection refused (os error 111)", "connection refused"),
-        ("error sending request for url", "no answer (timeout or connection lost)"),
+        ("HTTP error: error sending request\n\nretry_timeout: 1s, kind: Timeout", "timeout"),
+        ("error sending request\nretry_timeout: 1s, source: TimedOut", "timeout"),
+        ("tcp connect error, retry_timeout: 1s, ConnectionRefused", "connection refused"),
+        ('ConnectError("dns error", "failed to lookup address information")', "unknown host"),
+        ("error sending request, retry_timeout: 1s", "no answer"),
     ]
     for text, reason in cases:
         assert describe_error(obx.GenericError(text))[0] == reason
         with pytest.raises(StoreUnavailable) as raised:
             _translate(obx.GenericError(text), "s3://b/p/k", "GET")
-        assert str(raised.value).count("\n") == 0 and "s3://b/p/k" in str(raised.value)
-    with pytest.raises(StoreRefused, match="credentials"):
+        line = raised.value.strerror
+        assert line == f"s3://b/p/k: the store does not answer (GET: {reason})"
+    with pytest.raises(StoreRefused, match="credentials") as refused_keys:
         _translate(obx.PermissionDeniedError("403 Forbidden"), "s3://b", "PUT")
+    assert (refused_keys.value.strerror or "").startswith("s3://b: the store refuses")
     with pytest.raises(StoreRefused, match="credentials"):
         _translate(obx.UnauthenticatedError("bad key"), "s3://b", "PUT")
     with pytest.raises(StoreUnavailable, match="HTTP 429"):
@@ -296,3 +352,45 @@ def test_errors_are_classified_in_one_line_without_the_url() -> None:
     with pytest.raises(OSError, match="refused the request") as refused:
         _translate(obx.GenericError("status code: 400 Bad Request"), "s3://b", "PUT")
     assert not isinstance(refused.value, StoreUnavailable)
+
+
+def test_replace_only_the_version_one_read(s3: S3Server, storage: S3Storage) -> None:
+    """For state several replicas rewrite: a write based on a stale read loses."""
+    first = storage.put("state/snapshot", b"v1", if_absent=True)
+    second = storage.replace("state/snapshot", b"v2", version=str(first.version))
+    assert storage.stat("state/snapshot") == second and second.version != first.version
+    with pytest.raises(VersionChanged):
+        storage.replace("state/snapshot", b"stale", version=str(first.version))
+    with pytest.raises(AlreadyExists):  # what callers without obstore catch
+        storage.replace("state/snapshot", b"stale", version=str(first.version))
+    with pytest.raises(VersionChanged):
+        storage.replace("state/none", b"x", version=str(first.version))
+    assert s3.get(storage.root.bucket, storage.root.key("state/snapshot")) == b"v2"
+    assert s3.keys(storage.root.bucket) == [storage.root.key("state/snapshot")]
+
+
+def test_scan_after_lists_only_what_follows(storage: S3Storage) -> None:
+    for n in range(12):
+        storage.put(f"feed/{n:08d}", b"r", if_absent=True)
+    storage.put("feeder/00000099", b"not in feed/", if_absent=True)
+    after = [s.key for s in storage.scan_after("feed", "feed/00000008")]
+    assert after == ["feed/00000009", "feed/00000010", "feed/00000011"]
+    assert [s.key for s in storage.scan_after("feed/", "feed/00000011")] == []
+    assert len(list(storage.scan_after("feed", "feed/0"))) == 12
+    assert list(storage.scan_after("feed", "other/x")) == []
+    assert list(storage.scan_after("../feed", "../feed/1")) == []
+
+
+def test_a_store_of_the_state_prefix_is_hidden_from_the_root(
+    s3: S3Server, root: ObjectRoot, storage: S3Storage
+) -> None:
+    state = s3_storage(s3, root.state())
+    state.put("files/pkg/a.whl/yanked", b"reason", if_absent=True)
+    storage.put("pkg/a.whl", b"wheel", if_absent=True)
+    assert [s.key for s in state.scan()] == ["files/pkg/a.whl/yanked"]
+    assert [s.key for s in storage.scan()] == ["pkg/a.whl"]
+    assert storage.stat(".creamery/files/pkg/a.whl/yanked") is None
+    assert s3.keys(root.bucket) == [
+        root.key(".creamery/files/pkg/a.whl/yanked"),
+        root.key("pkg/a.whl"),
+    ]

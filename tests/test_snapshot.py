@@ -109,7 +109,8 @@ def test_a_damaged_snapshot_is_skipped_for_an_older_one(make_stores: MakeStores)
     _fill(storage)
     index = _loaded(storage)
     assert snapshot.write(state, index, 3)
-    good = gzip.decompress(snapshot.encode(*index.snapshot(), 9))
+    files, file_state, parsed = index.snapshot()
+    good = gzip.decompress(snapshot.encode(files, file_state, 9, parsed))
     damaged = [
         (9, gzip.compress(good)[:-20]),  # torn
         (8, gzip.compress(good.replace(b"alpha", b"alphb", 1))[:-8] + b"\0" * 8),  # its CRC
@@ -125,6 +126,37 @@ def test_a_damaged_snapshot_is_skipped_for_an_older_one(make_stores: MakeStores)
     _same(index, restored)
     state.delete(snapshot.snapshot_key(3))
     assert snapshot.load_latest(state, Index(storage)) is None  # none usable: list everything
+
+
+def test_parsed_names_are_kept_unless_another_parser_wrote_them(tmp_path: Path) -> None:
+    storage, state = LocalStorage((tmp_path / "packages",)), LocalStorage((tmp_path / "s",))
+    for directory in ("packages", "s"):
+        (tmp_path / directory).mkdir()
+    _fill(storage)
+    index = _loaded(storage)
+    files, file_state, parsed = index.snapshot()
+    assert set(parsed) == set(index.dists)
+    document = json.loads(gzip.decompress(snapshot.encode(files, file_state, 1, parsed)))
+    assert document["parser"] == snapshot.parser_identity() != ""
+    for row in document["files"]:  # a parser that names every project "other"
+        if len(row) > 5:
+            row[5] = "other"
+
+    def load(parser: str) -> Index:
+        serial = 2 if parser else 3
+        body = json.dumps({**document, "serial": serial, "parser": parser}).encode()
+        state.put(snapshot.snapshot_key(serial), gzip.compress(body), if_absent=True)
+        restored = Index(storage)
+        assert snapshot.load_latest(state, restored) == serial
+        state.delete(snapshot.snapshot_key(serial))
+        return restored
+
+    assert load(snapshot.parser_identity()).project_names() == ["other"]  # not parsed again
+    assert load("").project_names() == index.project_names()  # parsed again
+    restored = Index(storage)
+    assert snapshot.write(state, index, 4) and snapshot.load_latest(state, restored) == 4
+    _same(index, restored)
+    assert all(restored.dists[k].parsed == d.parsed for k, d in index.dists.items())
 
 
 def test_two_writers_never_clobber_each_other_and_two_are_kept(make_stores: MakeStores) -> None:

@@ -401,7 +401,7 @@ def test_replicas_racing_on_a_filename_leave_the_winner_s_state(
         site.upload(w, provenance=f'{{"who": {i}}}'.encode())
         for i, (site, w) in enumerate(zip(sites, wheels, strict=True))
     ]
-    outcomes: list[int | None] = [None] * len(sites)
+    outcomes: list[int | str | None] = [None] * len(sites)
     start = threading.Barrier(len(sites))
 
     def race(i: int) -> None:
@@ -411,13 +411,15 @@ def test_replicas_racing_on_a_filename_leave_the_winner_s_state(
             outcomes[i] = i
         except AlreadyExists:
             outcomes[i] = -1
+        except Exception as error:  # named in the assertion below
+            outcomes[i] = repr(error)
 
     threads = [threading.Thread(target=race, args=(i,)) for i in range(len(sites))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    winners = [i for i in outcomes if i is not None and i >= 0]
+    winners = [i for i in outcomes if isinstance(i, int) and i >= 0]
     assert len(winners) == 1 and outcomes.count(-1) == len(sites) - 1, outcomes
     (winner,) = winners
     name = wheels[winner].name

@@ -11,6 +11,8 @@ S3-only behaviour (tests/test_s3_storage.py) are tested on their own.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from support.s3 import S3Server
 
 from creamery.core.objects import ObjectRoot, S3Options
 from creamery.storage import AlreadyExists, Storage, StoredFile, UnsafeKey, read_all
-from creamery.storage.layered import LayeredStorage
+from creamery.storage.layered import LayeredStorage, storage_for
 from creamery.storage.local import LocalStorage
 from creamery.storage.state import StateDir
 
@@ -107,6 +109,7 @@ def _spooler(tmp_path: Path) -> Callable[[bytes], Path]:
 def s3_storage(s3: S3Server, root: ObjectRoot, **options: object) -> Storage:
     """An S3Storage of *root* on the moto server, configured as a creamery process would be:
     by the standard AWS variables."""
+    pytest.importorskip("obstore", reason="the s3 extra (obstore) is not installed")
     from creamery.storage.s3 import S3Storage
 
     settings = S3Options(**{"redirect_seconds": 60, "timeout": 5.0, **options})  # type: ignore[arg-type]
@@ -593,3 +596,36 @@ def test_layered_health_names_each_backend_with_a_problem(
     problem = storage.health()
     assert problem is not None and "\n" not in problem
     assert str(directory) in problem and f"s3://{bucket}/later" in problem
+
+
+def test_storage_for_groups_directories_and_makes_one_store_per_bucket(
+    tmp_path: Path, s3: S3Server, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from creamery.storage.s3 import S3Storage
+
+    for name, value in s3.env().items():
+        monkeypatch.setenv(name, value)  # as `creamery run` would find them
+    first, second, third = _roots(tmp_path, 3)
+    assert isinstance(storage_for([first]), LocalStorage)
+    local = storage_for([first, second])
+    assert isinstance(local, LocalStorage) and local.roots == (first, second)
+    bucket = ObjectRoot(s3_bucket, "p")
+    alone = storage_for([bucket])
+    assert isinstance(alone, S3Storage) and alone.place == f"s3://{s3_bucket}/p"
+    mixed = storage_for([first, second, bucket, third], S3Options(timeout=2.0))
+    assert isinstance(mixed, LayeredStorage)
+    kinds = [type(b).__name__ for b in mixed.backends]
+    assert kinds == ["LocalStorage", "S3Storage", "LocalStorage"]
+    mixed.put("a/x.whl", b"x", if_absent=True)
+    assert (first / "a" / "x.whl").exists()
+    with pytest.raises(ValueError):
+        storage_for([])
+
+
+def test_a_local_install_never_imports_the_s3_client(tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from creamery.storage.layered import storage_for;"
+        f" storage_for([Path({str(tmp_path)!r})]);"
+        " assert 'obstore' not in sys.modules, 'obstore imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})

@@ -221,25 +221,44 @@ class Index:
 
     # ------------------------------------------------------------------ snapshots
 
-    def load_snapshot(self, files: Iterable[StoredFile], file_state: dict[str, FileState]) -> None:
+    def load_snapshot(
+        self,
+        files: Iterable[StoredFile],
+        file_state: dict[str, FileState],
+        parsed: dict[str, ParsedFilename] | None = None,
+    ) -> None:
         """Build the index from a snapshot (`catalog/snapshot.py`) instead of a scan: the
         files (sidecars and legacy sidecars included) and the state of each, as `snapshot`
-        gave them."""
+        gave them; *parsed*: the distributions' parsed names by key, when the snapshot's
+        parser is this one (start-up then parses no filename)."""
+        known = parsed or {}
         with self._lock:
             self.files.clear()
             self.dists.clear()
             self.projects.clear()
             self.legacy.clear()
             for stored in files:
-                self._add(stored)
+                name = known.get(stored.key)
+                if name is None:
+                    self._add(stored)
+                    continue
+                dist = Distribution(stored, name)
+                self.files[stored.key] = stored
+                self.dists[stored.key] = dist
+                self.projects.setdefault(name.project, {})[stored.key] = dist
             self.file_state = dict(file_state)
             self._changed(set(self.projects))
         log.info("index loaded: %d projects, %d files", len(self.projects), len(self.dists))
 
-    def snapshot(self) -> tuple[list[StoredFile], dict[str, FileState]]:
-        """What `load_snapshot` needs to rebuild this index: every file it knows, their state."""
+    def snapshot(
+        self,
+    ) -> tuple[list[StoredFile], dict[str, FileState], dict[str, ParsedFilename]]:
+        """What `load_snapshot` needs to rebuild this index: every file it knows, their state,
+        the distributions' parsed names."""
         with self._lock:
-            return [*self.files.values(), *self.legacy.values()], dict(self.file_state)
+            files = [*self.files.values(), *self.legacy.values()]
+            parsed = {key: dist.parsed for key, dist in self.dists.items()}
+            return files, dict(self.file_state), parsed
 
     # ------------------------------------------------------------------ reading
 

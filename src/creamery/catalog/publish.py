@@ -147,7 +147,8 @@ def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
     every writer."""
     relpath = upload.relpath
     state = target.state
-    winner_writes_after = not overwrite and (target.storage.remote or state.remote)
+    # A remote state is shared by replicas (a local one by this host's processes only).
+    winner_writes_after = not overwrite and state.remote
     transaction = _Transaction()
     # `Demo-1.0.tar.gz` waits for `demo-1.0.tar.gz`, wherever it goes (on this host).
     with state.lock(same_file_key(upload.filename)):

@@ -30,7 +30,7 @@ from creamery.changes.follower import Follower
 from creamery.changes.local_feed import LocalFeed
 from creamery.core.config import DEFAULT_SNAPSHOT_SECONDS, Config
 from creamery.storage import Storage
-from creamery.storage.local import LocalStorage
+from creamery.storage.layered import LayeredStorage, storage_for
 from creamery.storage.state import StateDir
 
 if TYPE_CHECKING:
@@ -48,8 +48,8 @@ Upload = publishing.Upload
 class Catalog:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self._backends = open_backends(config)
-        self.storage: Storage = join(self._backends)
+        # Directories only: one LocalStorage, as always (no S3 client is imported).
+        self.storage: Storage = storage_for(config.roots, config.s3_options())
         self.state = open_state(config)
         self.index = Index(self.storage, self.state)
         self.feed: ChangeFeed = open_feed(config, self.state)
@@ -111,7 +111,9 @@ class Catalog:
         """None when every object store answers, else the problems in one line (naming each
         store). Directories are not asked: one that is read-only still serves (its `health`
         would say uploads fail), and the server checks that they can be read."""
-        problems = [p for b in self._backends if b.remote and (p := b.health()) is not None]
+        storage = self.storage
+        backends = storage.backends if isinstance(storage, LayeredStorage) else (storage,)
+        problems = [p for b in backends if b.remote and (p := b.health()) is not None]
         return "; ".join(problems) or None
 
     def migrate_legacy_sidecars(self, min_age: float = 0.0) -> int:
@@ -207,39 +209,6 @@ class Catalog:
 
 
 # ---------------------------------------------------------------------- building it
-
-
-def open_backends(config: Config) -> list[Storage]:
-    """A store per kind of root, in order: a `LocalStorage` for consecutive directories (all
-    of them, the fast path of a local install), an `S3Storage` per bucket."""
-    if not config.object_roots:
-        return [LocalStorage(config.local_roots)]
-    from creamery.storage.s3 import S3Storage  # only now: a local install never loads it
-
-    options = config.s3_options()
-    backends: list[Storage] = []
-    directories: list[Path] = []
-    for root in config.roots:
-        if isinstance(root, Path):
-            directories.append(root)
-            continue
-        if directories:
-            backends.append(LocalStorage(tuple(directories)))
-            directories = []
-        backends.append(S3Storage(root, options))
-    if directories:
-        backends.append(LocalStorage(tuple(directories)))
-    return backends
-
-
-def join(backends: list[Storage]) -> Storage:
-    """The stores as one: a single one as it is, several as a `LayeredStorage` (first wins,
-    uploads go to the first)."""
-    if len(backends) == 1:
-        return backends[0]
-    from creamery.storage.layered import LayeredStorage
-
-    return LayeredStorage(backends)
 
 
 def open_state(config: Config) -> StateDir:

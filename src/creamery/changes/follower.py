@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from creamery.changes import ChangeFeed, Resync
@@ -47,6 +48,7 @@ class Follower:
         self._rescan = rescan
         self.on_advance = on_advance  # the app sets it, to stamp responses
         self._lock = threading.Lock()
+        self._covered = 0.0  # when the last complete catch-up began (time.monotonic)
         try:
             self.applied = feed.latest()
         except OSError as error:  # a store that is down: the first catch-up rescans if needed
@@ -59,6 +61,7 @@ class Follower:
         snapshot): the next catch-up applies what came after (or rescans when that is gone)."""
         with self._lock:
             self.applied = serial
+            self._covered = 0.0
             self.on_advance(serial)
 
     def poll(self) -> bool:
@@ -67,19 +70,29 @@ class Follower:
         if not self._lock.acquire(blocking=False):
             return False
         try:
+            started = time.monotonic()
             found = self.feed.since(self.applied)
             if isinstance(found, Resync):
                 return False
             if found.keys:
                 self._apply(found.keys)
             self._advance(found.serial)
+            self._covered = started
             return True
         finally:
             self._lock.release()
 
-    def catch_up(self) -> int:
-        """Apply everything appended before this call; returns the serial applied."""
+    def catch_up(self, at_least: int | None = None) -> int:
+        """Apply everything appended before this call; returns the serial applied. Callers
+        that wait while another thread catches up share its work when it began after they
+        arrived (a burst of misses on an object feed makes one LIST, not one each). With
+        *at_least* (the serial the feed announced), a caller needs no more than that serial
+        applied: when the catch-up it waited for got there, it reads nothing itself."""
+        arrived = time.monotonic()
         with self._lock:
+            if self._covered > arrived or (at_least is not None and self.applied >= at_least):
+                return self.applied
+            started = time.monotonic()
             found = self.feed.since(self.applied)
             if isinstance(found, Resync):
                 log.info("changes %d-%d were compacted: rescanning", self.applied, found.serial)
@@ -87,6 +100,7 @@ class Follower:
             elif found.keys:
                 self._apply(found.keys)
             self._advance(found.serial)
+            self._covered = started
             return self.applied
 
     def _advance(self, serial: int) -> None:

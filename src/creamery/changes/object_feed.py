@@ -11,8 +11,9 @@ an appender that saw N taken (its own put failed on N, or a listing showed N), s
 complete in the store before N+1 was written.
 
 **Reading.** `since(serial)` is one `scan_after` listing from the serial asked for (S3's
-`start-after`: one request per 1,000 records, not a listing of the whole feed), then one read
-per new record (in parallel on a remote store). A follower that sees N+1 also sees N: N was
+`start-after`: one request per 1,000 records, not a listing of the whole feed; a store that is
+not `ScansAfter` is listed whole, then sorted), then one read per new record (in parallel on
+a remote store). A follower that sees N+1 also sees N: N was
 complete before N+1 was written (above), and an S3 listing (like a directory's) shows every
 object whose write completed before the listing began. The one exception is a listing that
 runs while both are written: it may pass N's place before N lands and N+1's after it. So a
@@ -45,16 +46,18 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import os
 import random
 import re
 import threading
 import time
+import weakref
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from creamery.changes import Changes, Resync
-from creamery.storage import AlreadyExists, Storage, StoredFile, read_all
+from creamery.storage import AlreadyExists, ScansAfter, Storage, StoredFile, read_all
 
 log = logging.getLogger("creamery.changes")
 
@@ -77,6 +80,10 @@ Listed = list[tuple[int, StoredFile]]
 
 class _Damaged(Exception):
     """A record no appender wrote (or one that vanished before it was read)."""
+
+
+def _key(stored: StoredFile) -> str:
+    return stored.key
 
 
 def record_key(serial: int) -> str:
@@ -134,6 +141,7 @@ class ObjectFeed:
         # The last records written here, by serial: (their version, their keys): not read back
         self._own: dict[int, tuple[int | str, list[str]]] = {}
         self._compactor: threading.Thread | None = None
+        _instances.add(self)
 
     # ------------------------------------------------------------------ ChangeFeed
 
@@ -179,6 +187,13 @@ class ObjectFeed:
         if compactor is not None:
             compactor.join(timeout=10)
 
+    def _forked(self) -> None:
+        """In a forked child: the parent's locks may have been held by threads not here."""
+        self._known_lock = threading.Lock()
+        self._append_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._compactor = None
+
     # ------------------------------------------------------------------ appending
 
     def _put(self, body: bytes) -> tuple[int, StoredFile]:
@@ -223,8 +238,14 @@ class ObjectFeed:
     # ------------------------------------------------------------------ reading
 
     def _scan(self, after: int) -> Iterator[tuple[int, StoredFile]]:
-        """The records numbered above *after*, in order (one listing, streamed)."""
-        for stored in self.store.scan_after(PREFIX, record_key(max(after, 0))):
+        """The records numbered above *after*, in order (one listing, streamed; a store that
+        can't list from a key lists the whole feed)."""
+        floor = record_key(max(after, 0))
+        if isinstance(self.store, ScansAfter):
+            listing: Iterable[StoredFile] = self.store.scan_after(PREFIX, floor)
+        else:
+            listing = sorted((s for s in self.store.scan(PREFIX) if s.key > floor), key=_key)
+        for stored in listing:
             match = _NAME.fullmatch(stored.key)
             if match is not None and (serial := int(match.group(1))) > after:
                 yield serial, stored
@@ -351,3 +372,14 @@ def _contiguous(listed: Listed, first: int) -> tuple[Listed, int]:
             return listed[:index], expected
         expected += 1
     return listed, 0
+
+
+_instances: weakref.WeakSet[ObjectFeed] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for feed in list(_instances):
+        feed._forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

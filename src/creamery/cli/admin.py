@@ -144,7 +144,10 @@ def s3_settings(args: argparse.Namespace) -> dict[str, str | None]:
         value = getattr(args, f"s3_{name}", None) or os.environ.get(f"CREAMERY_S3_{name.upper()}")
         if value and value.strip():
             found[f"s3_{name}"] = value.strip()
-    found["s3_endpoint_url"] = parse_endpoint_url(found.get("s3_endpoint_url"))
+    try:
+        found["s3_endpoint_url"] = parse_endpoint_url(found.get("s3_endpoint_url"))
+    except ConfigError as error:
+        raise ConfigError(f"--s3-endpoint-url: {error}") from None
     return found
 
 

@@ -294,11 +294,9 @@ def parse_redirect_seconds(text: str | int | None) -> int | None:
     try:
         seconds = int(word)
     except ValueError:
-        raise ConfigError(f"--s3-redirect: {text!r} is not a number of seconds") from None
+        raise ConfigError(f"{text!r} is not a number of seconds") from None
     if not 1 <= seconds <= MAX_REDIRECT_SECONDS:
-        raise ConfigError(
-            f"--s3-redirect: {seconds} is not between 1 and {MAX_REDIRECT_SECONDS} seconds"
-        )
+        raise ConfigError(f"{seconds} is not between 1 and {MAX_REDIRECT_SECONDS} seconds")
     return seconds
 
 
@@ -309,7 +307,7 @@ def parse_endpoint_url(text: str | None) -> str | None:
     url = text.strip()
     scheme, sep, rest = url.partition("://")
     if scheme.lower() not in ("http", "https") or not sep or not rest.strip("/"):
-        raise ConfigError(f"--s3-endpoint-url {text!r} is not an http:// or https:// URL")
+        raise ConfigError(f"{text!r} is not an http:// or https:// URL")
     return url
 
 

@@ -43,9 +43,10 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from creamery.catalog.facts import compute_digests, parse_core_metadata, read_metadata_bytes
 from creamery.core import durable
@@ -67,9 +68,6 @@ from creamery.storage import (
     StoreUnavailable,
     chunks,
     read_all,
-)
-from creamery.storage import (
-    Listing as StorageListing,
 )
 from creamery.storage.local import LocalStorage
 
@@ -323,7 +321,9 @@ class MirrorCache:
         try:
             self._counted = time.monotonic()
             with self._reaching():
-                entries = sorted(self.list_files(), key=lambda e: e.last_used)
+                recorded = self._recorded_uses() if self.remote else {}
+                entries = sorted(self._entries(recorded), key=lambda e: e.last_used)
+            self._forget_orphans(recorded, entries)
             total = sum(e.size for e in entries)
             removed: list[CachedFile] = []
             cutoff = time.time() - self.max_age if self.max_age is not None else None
@@ -349,7 +349,9 @@ class MirrorCache:
 
     def list_files(self) -> list[CachedFile]:
         """Every cached file with its size and last use (one listing, two for a bucket)."""
-        recorded = {} if not self.remote else self._recorded_uses()
+        return self._entries(self._recorded_uses() if self.remote else {})
+
+    def _entries(self, recorded: dict[str, float]) -> list[CachedFile]:
         entries = []
         for stored in self.store.scan(FILES):
             project_file = stored.key.removeprefix(FILES + "/")
@@ -412,6 +414,14 @@ class MirrorCache:
         self._used.pop(entry.stored.key, None)
         self._recorded.pop(entry.stored.key, None)
         return removed
+
+    def _forget_orphans(self, recorded: dict[str, float], entries: list[CachedFile]) -> None:
+        """Delete usage records whose file is gone (a use recorded just as another replica
+        evicted it). The records are listed before the files: one whose file is missing from
+        the later listing has no file."""
+        for key in set(recorded) - {entry.stored.key for entry in entries}:
+            with contextlib.suppress(OSError):
+                self.store.delete(USED + key.removeprefix(FILES))
 
     def _recorded_uses(self) -> dict[str, float]:
         """File key -> the LastModified of its `used/` object."""
@@ -493,7 +503,8 @@ class MirrorCache:
 
 class Opened:
     """*store*, with one file already opened: `open` hands out *reader* (the version found
-    when the request began), everything else is the store's. For `http.files.send_file`."""
+    when the request began); every other member is the store's own (delegated, so the class
+    keeps up with the Storage protocol). For `http.files.send_file`."""
 
     def __init__(self, store: Storage, reader: Reader) -> None:
         self.store = store
@@ -503,29 +514,8 @@ class Opened:
     def open(self, stored: StoredFile) -> Reader:
         return self.reader
 
-    def scan(self, prefix: str = "") -> Iterator[StoredFile]:
-        return self.store.scan(prefix)
-
-    def stat(self, key: str) -> StoredFile | None:
-        return self.store.stat(key)
-
-    def local_path(self, stored: StoredFile) -> str | None:
-        return self.store.local_path(stored)
-
-    def url(self, stored: StoredFile) -> str | None:
-        return self.store.url(stored)
-
-    def put(self, key: str, content: Path | bytes, *, if_absent: bool) -> StoredFile:
-        return self.store.put(key, content, if_absent=if_absent)
-
-    def delete(self, key: str) -> bool:
-        return self.store.delete(key)
-
-    def health(self) -> str | None:
-        return self.store.health()
-
-    def changed_listings(self) -> Sequence[StorageListing]:
-        return self.store.changed_listings()
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
 
 
 def _page_key(project: str) -> str:

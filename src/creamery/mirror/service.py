@@ -75,6 +75,7 @@ class Mirror:
         self.downloads = Downloads(self.cache, self.client, self._evict_soon)
         self._closing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()  # held, or the loop may drop them
+        self._cached_bytes = 0  # the last count (cached_bytes)
 
     def handles(self, project: str) -> bool:
         """Projects hosted here are ours alone, unless the operator allowed merging them."""
@@ -93,8 +94,13 @@ class Mirror:
             metrics.mirror_events.labels(kind, result).inc()
 
     def cached_bytes(self) -> int:
-        """Bytes of mirrored files kept (lists the cache: for scrapes, not hot paths)."""
-        return self.cache.size()
+        """Bytes of mirrored files kept (lists the cache: for scrapes, not hot paths); the
+        last count while the store does not answer, so a scrape never fails for it."""
+        try:
+            self._cached_bytes = self.cache.size()
+        except OSError as error:
+            log.warning("mirror cache %s: not counted: %s", self.cache.where, error)
+        return self._cached_bytes
 
     async def _cache_call(self, function: Callable[..., _T], *args: Any) -> _T:
         """A cache call: inline on a directory (cheap system calls), in a thread on a bucket."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 class StoredFile(NamedTuple):
@@ -125,15 +125,6 @@ class Storage(Protocol):
         only those below it. Streamed: never the whole listing in memory at once."""
         ...
 
-    def scan_after(self, prefix: str, start_after: str = "") -> Iterator[StoredFile]:
-        """The visible files below the directory key *prefix* whose keys sort after
-        *start_after* (a whole key; "" for all), in key order: bytewise on the UTF-8 keys, as
-        S3 lists. For readers of a numbered series (the change feed's records): an object
-        store lists from *start_after* itself (S3's `start-after`), so a poll costs one list
-        request, not a listing of the whole prefix. Streamed; a local directory is read whole
-        to sort it."""
-        ...
-
     def stat(self, key: str) -> StoredFile | None:
         """The file's current version, or None (absent, a directory, hidden or unsafe key)."""
         ...
@@ -177,6 +168,19 @@ class Storage(Protocol):
         """The directories that may have changed since they were last listed (changes that no
         event reported: no watch, a network file system), listed again by name. One `stat`
         per directory, one listing (no `stat` per file) per changed directory."""
+        ...
+
+
+@runtime_checkable
+class ScansAfter(Protocol):
+    """A store that lists from a key on (`LocalStorage`, `S3Storage`): a reader of a numbered
+    series (the change feed's records) polls with one request (S3's `start-after`), not a
+    listing of the whole prefix. Other stores are read with `scan`."""
+
+    def scan_after(self, prefix: str, after: str) -> Iterator[StoredFile]:
+        """The visible files below the directory *prefix* whose keys sort after *after* (a
+        key below *prefix*; else nothing), in key order: bytewise on the UTF-8 keys, as S3
+        lists. Streamed; a local directory is read whole to sort it."""
         ...
 
 

@@ -14,9 +14,34 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from creamery.core.objects import ObjectRoot, S3Options
 from creamery.storage import AlreadyExists, Listing, Reader, Storage, StoredFile, is_safe_relpath
+from creamery.storage.local import LocalStorage
 
-__all__ = ["LayeredStorage"]
+__all__ = ["LayeredStorage", "storage_for"]
+
+
+def storage_for(roots: Sequence[Path | ObjectRoot], options: S3Options | None = None) -> Storage:
+    """The Storage of package roots as configured, in their order: directories next to each
+    other are one LocalStorage (its several roots), each object root an S3Storage (obstore is
+    imported here only when there is one), several of those a LayeredStorage."""
+    if not roots:
+        raise ValueError("no package root")
+    backends: list[Storage] = []
+    directories: list[Path] = []
+    for root in roots:
+        if isinstance(root, ObjectRoot):
+            if directories:
+                backends.append(LocalStorage(tuple(directories)))
+                directories = []
+            from creamery.storage.s3 import S3Storage  # the s3 extra, for object roots only
+
+            backends.append(S3Storage(root, options or S3Options()))
+        else:
+            directories.append(Path(root))
+    if directories:
+        backends.append(LocalStorage(tuple(directories)))
+    return backends[0] if len(backends) == 1 else LayeredStorage(backends)
 
 
 class LayeredStorage:

@@ -108,9 +108,12 @@ class LocalStorage:
         if not prefix:
             self._listed = listed
 
-    def scan_after(self, prefix: str, start_after: str = "") -> Iterator[StoredFile]:
+    def scan_after(self, prefix: str, after: str) -> Iterator[StoredFile]:
+        """`ScansAfter`: the directory read whole (and sorted), no scan's record changed."""
         prefix = prefix.removesuffix("/")
-        if not is_safe_relpath(prefix):
+        if not (is_safe_relpath(prefix) and is_safe_relpath(after)):
+            return iter(())
+        if not after.startswith(prefix + "/"):
             return iter(())
         seen: dict[str, StoredFile] = {}
         for place in self._places:
@@ -118,8 +121,8 @@ class LocalStorage:
             if os.path.isdir(top):
                 for stored in _walk(place, top, {}):  # not the scans' record of directories
                     seen.setdefault(stored.key, stored)
-        after = _sort_key(start_after)
-        found = sorted((s for s in seen.values() if _sort_key(s.key) > after), key=_key_order)
+        floor = _sort_key(after)
+        found = sorted((s for s in seen.values() if _sort_key(s.key) > floor), key=_key_order)
         return iter(found)
 
     def stat(self, key: str) -> StoredFile | None:

@@ -12,9 +12,9 @@ The one write primitive that makes several replicas safe is the conditional crea
 header (an old MinIO, Ceph before Reef) silently lets the last writer win.
 
 Errors: a store that does not answer, times out, throttles or answers 5xx raises
-`StoreUnavailable` (one line naming the store, never a credential); one that refuses the
-credentials raises `StoreRefused`, a StoreUnavailable too (HTTP answers 503 all the same: the
-client did nothing wrong), whose line says to check the credentials. 404 is
+`StoreUnavailable` (its `strerror` is one line naming the store, never a credential); one that
+refuses the credentials raises `StoreRefused`, a StoreUnavailable too (HTTP answers 503 all
+the same: the client did nothing wrong), whose line says to check the credentials. 404 is
 FileNotFoundError, or None where the API says so.
 """
 
@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -50,7 +50,7 @@ from creamery.storage import (
 if TYPE_CHECKING:
     from obstore import GetOptions, GetResult, ObjectMeta
 
-__all__ = ["S3Reader", "S3Storage", "StoreRefused", "describe_error"]
+__all__ = ["S3Reader", "S3Storage", "StoreRefused", "VersionChanged", "describe_error"]
 
 log = logging.getLogger("creamery.storage")
 
@@ -60,12 +60,21 @@ log = logging.getLogger("creamery.storage")
 # request) or lost its connection goes on with a ranged GET bound to the ETag it opened.
 _WHOLE = 1 << 20
 _STREAM_CHUNK = 256 * 1024
+_FIRST_WINDOW = 8 << 20  # a ranged GET after a jump asks this much, then twice as much...
+_LAST_WINDOW = 128 << 20  # ...up to here; then the rest of the object
 # A single PUT is what `If-None-Match: *` can guard (S3's limit is 5 GB), and obstore holds its
 # body in memory; an overwrite above this goes multipart, streamed from the spool file.
 _MULTIPART = 64 << 20
+_SLOWEST_UPLOAD = 512 * 1024  # bytes/s an upload to the store may crawl at before it times out
 _CONFLICT_RETRIES = 3  # 409 ConditionalRequestConflict: another conditional write in flight
 _STATUS = re.compile(r"status code: (\d{3})")
 _BAD_PATH = re.compile(r'Path "(.*)"(?: contained empty path segment|: Encountered)', re.S)
+
+
+class VersionChanged(AlreadyExists):
+    """`S3Storage.replace` found another version than the one it was to replace (or none):
+    another writer came first. An AlreadyExists, so code that can't import this module (no
+    obstore) still catches it."""
 
 
 class StoreRefused(StoreUnavailable):
@@ -84,18 +93,19 @@ def describe_error(error: BaseException) -> tuple[str, int | None]:
     status = int(match.group(1)) if match else None
     if status is not None:
         return f"HTTP {status}", status
-    lowered = text.lower()
-    if "timed out" in lowered or "timedout" in lowered or "timeout" in lowered:
-        return "timeout", None
+    lowered = text.lower()  # obstore's text ends with the Rust error's debug form
     if "connection refused" in lowered or "connectionrefused" in lowered:
         return "connection refused", None
     if "dns error" in lowered or "failed to lookup address" in lowered:
         return "unknown host", None
-    if "error sending request" in lowered:
-        # reqwest says this of a request that got no answer in time, too
-        return "no answer (timeout or connection lost)", None
+    if "kind: timeout" in lowered or "timedout" in lowered or "timed out" in lowered:
+        return "timeout", None  # not a bare "timeout": every text names its retry_timeout
     if "connection reset" in lowered or "broken pipe" in lowered:
         return "connection lost", None
+    if "kind: connect" in lowered:
+        return "can't connect", None
+    if "error sending request" in lowered:
+        return "no answer", None
     return "network error", None
 
 
@@ -119,8 +129,9 @@ def _translate(error: Exception, where: str, action: str) -> NoReturn:
         403,
     ):
         raise StoreRefused(
+            errno.EACCES,
             f"{where}: the store refuses creamery's credentials ({action}: {reason or 'denied'});"
-            " check the access key, the profile and the bucket policy"
+            " check the access key, the profile and the bucket policy",
         ) from None
     if status == 404:
         raise FileNotFoundError(errno.ENOENT, f"{where}: no such bucket or key ({action})")
@@ -148,20 +159,17 @@ def _client_config(settings: S3Settings) -> dict[str, Any]:
     return config
 
 
-def _store(bucket: str, settings: S3Settings, timeout: float, *, bulk: bool) -> S3Store:
-    """A client of *bucket*. *bulk*: for bodies that may take long (a big download streamed
-    at the client's pace, a multipart upload): no bound on the whole request, only on each
-    read; otherwise the whole request is bound by *timeout*, so a store that hangs is a
-    StoreUnavailable within about that time."""
-    seconds = f"{max(int(timeout * 1000), 1)}ms"
+def _store(bucket: str, settings: S3Settings, timeout: float, whole: float | None) -> S3Store:
+    """A client of *bucket*: *timeout* bounds connecting, each read, and the retries of a
+    call; *whole* bounds one request body included (None: no bound but each read's, for a
+    download streamed at the pace of its client). A store that hangs is a StoreUnavailable
+    within about *timeout*."""
     client: dict[str, Any] = {
         "allow_http": settings.allow_http,
-        "connect_timeout": f"{max(int(min(timeout, 5.0) * 1000), 1)}ms",
+        "connect_timeout": _duration(min(timeout, 5.0)),
+        "read_timeout": _duration(timeout),
+        "timeout": "24h" if whole is None else _duration(whole),
     }
-    if bulk:
-        client |= {"timeout": "24h", "read_timeout": seconds}
-    else:
-        client["timeout"] = seconds
     retry: dict[str, Any] = {
         "max_retries": 2,
         "retry_timeout": timedelta(seconds=timeout),
@@ -176,6 +184,10 @@ def _store(bucket: str, settings: S3Settings, timeout: float, *, bulk: bool) -> 
         retry_config=retry,  # type: ignore[arg-type]
         **_client_config(settings),
     )
+
+
+def _duration(seconds: float) -> str:
+    return f"{max(int(seconds * 1000), 1)}ms"
 
 
 def _mtime_ns(moment: datetime) -> int:
@@ -195,15 +207,17 @@ class S3Storage:
         root: ObjectRoot,
         options: S3Options,
         *,
-        environ: dict[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.options = options
         self.place = root.url  # the `place` of every StoredFile: one shared string
         self._base = f"{root.prefix}/" if root.prefix else ""
         self.settings = resolve_s3_settings(options, os.environ if environ is None else environ)
-        self._client = _store(root.bucket, self.settings, options.timeout, bulk=False)
-        self._bulk = _store(root.bucket, self.settings, options.timeout, bulk=True)
+        # Making a client costs ~50 ms (its HTTP stack): two here, one per upload size class.
+        self._client = _store(root.bucket, self.settings, options.timeout, options.timeout)
+        self._bulk = _store(root.bucket, self.settings, options.timeout, None)
+        self._uploaders: dict[int, S3Store] = {}
 
     def __repr__(self) -> str:
         return f"S3Storage({self.place!r})"
@@ -228,8 +242,9 @@ class S3Storage:
         One recursive listing, not one per directory (10,000 projects would be 10,000 LISTs):
         a hidden directory (`.creamery/` with its state objects, a `.git/`) is jumped over by
         restarting the listing after it (`start-after <prefix>/.creamery0`: every key inside
-        sorts before that), so its objects are never listed one by one. A directory marker
-        (the empty object `a/` consoles create, which obstore lists as `a`) is not a file."""
+        sorts before that), so at most its first page is read, not its objects one by one.
+        A directory marker (the empty object `a/` consoles create, which obstore lists as
+        `a`) is not a file: an empty object listed is confirmed by a HEAD."""
         if prefix:
             prefix = prefix.removesuffix("/")
             if not is_safe_relpath(prefix):
@@ -245,21 +260,28 @@ class S3Storage:
                 continue
             if pending is not None and rel.startswith(pending.key + "/"):
                 pending = None  # "a" listed just before "a/x": the marker object "a/"
-            if pending is not None:
+            if pending is not None and self._is_file(pending):
                 yield pending
             pending = self._stored(rel, meta)
-        if pending is not None:
+        if pending is not None and self._is_file(pending):
             yield pending
 
-    def scan_after(self, prefix: str, start_after: str = "") -> Iterator[StoredFile]:
-        """The listing from *start_after* on (S3's `start-after`, obstore's `offset`): a poll
-        of the change feed is one LIST, however many records the feed keeps."""
+    def _is_file(self, stored: StoredFile) -> bool:
+        """An empty object may be a directory marker (`a/`, listed as `a`): `a` itself must
+        answer a HEAD. Anything else is a file."""
+        return stored.size != 0 or self.stat(stored.key) is not None
+
+    def scan_after(self, prefix: str, after: str) -> Iterator[StoredFile]:
+        """Beyond the protocol, for a log of numbered objects (the change feed): the visible
+        files below the directory *prefix* whose keys sort after *after*, in key order
+        (S3's byte order), without listing those before (`start-after`)."""
         prefix = prefix.removesuffix("/")
-        if not is_safe_relpath(prefix):
+        if not (is_safe_relpath(prefix) and is_safe_relpath(after)):
+            return
+        if not after.startswith(prefix + "/"):
             return
         base = len(self._base)
-        offset = self._object(start_after) if start_after else None
-        for meta in self._listing(self._object(prefix), offset):
+        for meta in self._listing(self._object(prefix), self._object(after)):
             rel = meta["path"][base:]
             if is_safe_relpath(rel):
                 yield self._stored(rel, meta)
@@ -269,11 +291,15 @@ class S3Storage:
         and past keys obstore cannot parse (`a//b`, `a/./b`: one odd key must not hide the
         rest)."""
         base = len(self._base)
+        floor = offset  # the last key yielded, or where this listing started
         while True:
             restart: str | None = None
             for page in self._pages(listed, offset):
                 if isinstance(page, _Skip):
-                    if page.exact is not None:  # what the restart jumps over: `P/0` itself
+                    # The page with the odd key failed whole: what it held before that key,
+                    # by delimiter listings; what the restart jumps over (`P/0`) on its own.
+                    yield from self._between(listed, floor, page.key)
+                    if page.exact is not None:
                         exact = page.exact
                         yield from self._call("LIST", lambda e=exact: _collect(self._client, e))
                     restart = page.offset
@@ -283,12 +309,40 @@ class S3Storage:
                     if jump is not None:
                         restart = self._base + jump
                         break
+                    floor = meta["path"]
                     yield meta
                 if restart is not None:
                     break
             if restart is None:
                 return
-            offset = restart
+            offset = floor = restart
+
+    def _between(self, directory: str | None, low: str | None, high: str) -> Iterator[ObjectMeta]:
+        """The objects below *directory* after *low* and before *high*, in key order, one
+        delimiter listing per directory that may hold some (a directory that holds an odd
+        key itself can't be listed: what it holds before that key is missed, and said)."""
+        try:
+            result = self._call(
+                "LIST", lambda: obstore.list_with_delimiter(self._client, prefix=directory)
+            )
+        except OSError:
+            log.warning("%s: can't list %s around an odd key", self._where(), directory or "/")
+            return
+        entries: list[tuple[str, ObjectMeta | None]] = [(m["path"], m) for m in result["objects"]]
+        entries += [(f"{p}/", None) for p in result["common_prefixes"]]
+        for name, meta in sorted(entries, key=lambda entry: entry[0]):
+            if meta is not None:
+                if (low is None or name > low) and name < high:
+                    yield meta
+                continue
+            # a directory: all its keys start with `name`
+            if not high.startswith(name) and name > high:
+                continue  # all after high
+            if low is not None and not low.startswith(name) and name < low:
+                continue  # all before low
+            if _hidden_directory(name[len(self._base) :] + "x") is not None:
+                continue
+            yield from self._between(name[:-1], low, high)
 
     def _pages(self, listed: str | None, offset: str | None) -> Iterator[Any]:
         """The listing's pages, then a `_Skip` if obstore met a key it can't parse."""
@@ -355,6 +409,15 @@ class S3Storage:
         killed mid-way leaves invisible parts that a bucket lifecycle rule should expire).
         The spool is removed in every case. The ETag comes with the answer; a HEAD after it
         gives Last-Modified (if that HEAD fails the put still stands: mtime is then now)."""
+        return self._put(key, content, "create" if if_absent else "overwrite")
+
+    def replace(self, key: str, content: Path | bytes, *, version: str) -> StoredFile:
+        """Beyond the protocol, for state that several replicas rewrite (a snapshot): put
+        *content* only if *key* still holds *version* (`If-Match`), else `VersionChanged`
+        (another writer came first, or the key is gone). One PUT, as `put`."""
+        return self._put(key, content, {"e_tag": version})
+
+    def _put(self, key: str, content: Path | bytes, mode: Any) -> StoredFile:
         spool = content if isinstance(content, Path) else None
         try:
             if not is_safe_relpath(key):
@@ -365,25 +428,21 @@ class S3Storage:
             else:
                 assert isinstance(content, bytes)
                 data, size = content, len(content)
-            client = self._client if size <= _WHOLE else self._bulk
+            client = self._uploader(size)
             target = self._object(key)
+            # Only an unconditional write may be multipart (a condition needs one request).
+            multipart = mode == "overwrite" and size > self.multipart_bytes
 
             def upload() -> str:
-                if if_absent:
-                    result = obstore.put(client, target, data, mode="create", use_multipart=False)
-                else:
-                    result = obstore.put(
-                        client,
-                        target,
-                        data,
-                        mode="overwrite",
-                        use_multipart=size > self.multipart_bytes,
-                    )
+                try:
+                    result = obstore.put(client, target, data, mode=mode, use_multipart=multipart)
+                except obx.PreconditionError:
+                    raise VersionChanged(self._where(key)) from None
                 return result["e_tag"] or ""
 
             for attempt in range(_CONFLICT_RETRIES + 1):
                 try:
-                    etag = self._call("PUT", upload, key)
+                    etag: str = self._call("PUT", upload, key)
                     break
                 except StoreUnavailable as error:  # 409: a conditional write still in flight
                     if "HTTP 409" not in str(error) or attempt == _CONFLICT_RETRIES:
@@ -400,6 +459,21 @@ class S3Storage:
             return found
         return StoredFile(key, size, etag, time.time_ns() // 10**9 * 10**9, self.place)
 
+    def _uploader(self, size: int) -> S3Store:
+        """The client for a body of *size*: a request may take as long as sending it at
+        `_SLOWEST_UPLOAD` (a stalled store still fails, by then), in a few size classes."""
+        if size <= _WHOLE:
+            return self._client
+        tier = _WHOLE
+        while tier < size:
+            tier *= 8
+        client = self._uploaders.get(tier)
+        if client is None:
+            whole = self.options.timeout + tier / _SLOWEST_UPLOAD
+            client = _store(self.root.bucket, self.settings, self.options.timeout, whole)
+            self._uploaders[tier] = client
+        return client
+
     def delete(self, key: str) -> bool:
         """HEAD, then DELETE (S3 answers 204 for a key that is not there: the HEAD tells)."""
         if self.stat(key) is None:
@@ -408,16 +482,16 @@ class S3Storage:
         return True
 
     def health(self) -> str | None:
-        """One small LIST (of the state prefix, delimited): the store answers, the bucket
+        """One small LIST (of a prefix that holds nothing): the store answers, the bucket
         exists, the credentials may list. Writes are not probed (that would cost a PUT per
         probe): a store that refuses writes shows on the first upload."""
-        probe = self._object(".creamery/")
+        probe = self._object(".creamery/health-probe/")
         try:
             self._call("LIST", lambda: obstore.list_with_delimiter(self._client, prefix=probe))
         except FileNotFoundError:
             return f"{self.place}: the bucket does not exist"
         except OSError as error:
-            return str(error).splitlines()[0]
+            return (error.strerror or str(error)).splitlines()[0]
         return None
 
     def changed_listings(self) -> list[Listing]:
@@ -496,6 +570,7 @@ class S3Reader:
         "_result",
         "_storage",
         "_stream",
+        "_window",
         "key",
         "mtime_ns",
         "size",
@@ -520,6 +595,7 @@ class S3Reader:
         self._stream: Iterator[bytes] | None = None
         self._position = 0  # of the stream, past what `_buffer` holds
         self._buffer = bytearray()
+        self._window: int | None = None  # of the ranged GETs after a jump; None: to the end
 
     def read(self, offset: int, length: int) -> bytes:
         end = min(offset + max(length, 0), self.size)
@@ -529,9 +605,10 @@ class S3Reader:
             return self._body[offset:end]
         if self._position - len(self._buffer) != offset:
             self._buffer.clear()
+            self._window = _FIRST_WINDOW
             self._seek(offset)
         want = end - offset
-        retried = False
+        retried = fresh = False
         while len(self._buffer) < want:
             try:
                 chunk = self._next_chunk()
@@ -541,20 +618,31 @@ class S3Reader:
                 retried = True  # a connection lost mid-way: once more from there, same version
                 self._seek(self._position)
                 continue
-            if not chunk:
+            if chunk:
+                self._buffer += chunk
+                self._position += len(chunk)
+                fresh = False
+            elif self._position < self.size and self._result is not None and not fresh:
+                window = self._window
+                self._window = None if window is None or window >= _LAST_WINDOW else window * 2
+                self._seek(self._position)  # the window ended: the next, twice as large
+                fresh = True
+            else:
                 break
-            self._buffer += chunk
-            self._position += len(chunk)
         data = bytes(self._buffer[:want])
         del self._buffer[:want]
         return data
 
     def _seek(self, offset: int) -> None:
         """Go on from *offset* by a ranged GET bound to the version opened (If-Match): a
-        replaced object answers 412, never other bytes."""
+        replaced object answers 412, never other bytes. The range is a window (8 MiB, then
+        doubling as the reader goes on) rather than the rest of the object: a zip reader or
+        a Range request jumps, reads a little and leaves."""
         self._stream = self._result = None
         storage, key = self._storage, self.key
-        options: GetOptions = {"range": {"offset": offset}, "if_match": str(self.version)}
+        window = self._window
+        wanted: Any = {"offset": offset} if window is None else (offset, offset + window)
+        options: GetOptions = {"range": wanted, "if_match": str(self.version)}
         try:
             self._result = obstore.get(storage._bulk, storage._object(key), options=options)
         except obx.PreconditionError:

@@ -27,7 +27,12 @@ from creamery.core.names import METADATA, PROVENANCE, normalize
 from creamery.http import files
 from creamery.http.asgi_types import Message, Receive, Scope, Send
 from creamery.http.conditional import send_page
-from creamery.http.errors import answer_client_error, answer_outage, is_client_error
+from creamery.http.errors import (
+    RETRY_AFTER,
+    answer_client_error,
+    answer_outage,
+    is_client_error,
+)
 from creamery.http.files import GONE, header, location, send_text
 from creamery.http.limits import NO_BODY, Limits, TimedBody
 from creamery.http.observe import Observer, log_error
@@ -318,6 +323,11 @@ class Creamery:
                 # Health checks don't wait for the scan: they learn it is still loading.
                 threading.Thread(target=self._try_start, name="creamery-start", daemon=True).start()
                 await send_text(send, 503, "Not ready: the index is loading", self.serial_headers)
+                return
+            if self._retrying:  # the store was down at start: one thread tries, not every request
+                headers = [RETRY_AFTER, *self.serial_headers]
+                reason = f"Service Unavailable: not ready, waiting for {self.store_name}"
+                await send_text(send, 503, reason, headers)
                 return
             await anyio.to_thread.run_sync(self.start)
         problem = bad_path(path)

@@ -43,9 +43,7 @@ async def legacy_api(app: AppState, request: Request) -> Response:
         return PlainTextResponse(error.reason + "\n", status_code=error.status)
     except StoreUnavailable as error:  # nothing was published: the client may retry
         return _unavailable(app, "upload failed", error)
-    except OSError as error:
-        if app.catalog.storage.remote:
-            return _unavailable(app, "upload failed", error)
+    except OSError as error:  # a full scratch disk, a store refusing a write: not the client's
         log.error("upload failed: %s", error)
         return PlainTextResponse(f"Upload failed: {error.strerror}\n", status_code=507)
     finally:
@@ -137,8 +135,6 @@ async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response
     except StoreUnavailable as error:
         return _unavailable(app, "yank failed", error, json=True)
     except OSError as error:  # the state directory is full or read-only: the server's fault
-        if app.catalog.storage.remote:
-            return _unavailable(app, "yank failed", error, json=True)
         log.error("yank failed: %s", error)
         return JSONResponse({"message": f"yank failed: {error.strerror}"}, status_code=507)
     verb = "yanked" if yanked else "un-yanked"
