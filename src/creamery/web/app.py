@@ -346,9 +346,9 @@ class Creamery:
         if watch is not None and watch.pending():
             await anyio.to_thread.run_sync(watch.drain)
         follower = self._follower
-        if follower is not None and self._announced() > follower.applied:
+        if follower is not None and (announced := self._announced()) > follower.applied:
             try:
-                await self._follow(follower)
+                await self._follow(follower, announced)
             except OSError as error:  # what is in memory is served; a miss looks again (settle)
                 if not self._is_outage(error):
                     raise
@@ -376,11 +376,13 @@ class Creamery:
             await self.settle(miss=False)  # listings, JSON API, XML-RPC: all in one place
         await found.route.handler(scope, receive, send, found.params)
 
-    async def _follow(self, follower: Follower) -> None:
+    async def _follow(self, follower: Follower, announced: int | None = None) -> None:
         """Apply what the change feed has that this process has not (on the event loop when
-        that is quick; a rescan, or waiting for the background poll, in a worker thread)."""
+        that is quick; a rescan, or waiting for the background poll, in a worker thread).
+        *announced*: all this request needs (the serial announced): a catch-up already under
+        way that reaches it is enough (an object feed: no LIST per request)."""
         if self.remote or not follower.poll():  # an object feed reads the store
-            await anyio.to_thread.run_sync(follower.catch_up)
+            await anyio.to_thread.run_sync(follower.catch_up, announced)
 
     def stamp(self, send: Send) -> Send:
         """*send* with X-Creamery-Serial added to the response's headers (once: wrappers nest),
