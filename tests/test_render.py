@@ -10,7 +10,7 @@ from support.dists import make_wheel
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.http.conditional import etag_matches
-from creamery.render.page_cache import PageCache
+from creamery.render.page_cache import STALE, STALE_SECONDS, PageCache
 from creamery.render.simple_api import render_project, render_root
 from creamery.storage.local import LocalStorage
 
@@ -68,6 +68,32 @@ def test_a_project_never_rendered_or_forgotten_has_no_pages(index: Index) -> Non
     _render(index, cache, "alpha")
     cache.forget("alpha")
     assert cache.get("alpha") is None
+
+
+def test_a_render_that_found_the_store_down_serves_the_last_pages_marked_stale_for_a_while(
+    index: Index, tmp_path: Path
+) -> None:
+    now = [100.0]
+    cache = PageCache(index, clock=lambda: now[0])
+    assert cache.fall_back("alpha") is None  # never rendered: nothing to serve (503)
+    _render(index, cache, "alpha")
+    before = cache.get("alpha")
+    assert before is not None
+    index.refresh([make_wheel(tmp_path, "alpha", "2.0").name])  # its page must be rendered
+    assert cache.get("alpha") is None and cache.held("alpha") is None
+    stale = cache.fall_back("alpha")  # ... and that render found the store down
+    assert stale is not None and cache.held("alpha") is stale
+    for fmt, page in stale.items():
+        assert (page.body, page.etag) == (before[fmt].body, before[fmt].etag)
+        assert page.headers == [*before[fmt].headers, STALE]
+    assert STALE not in next(iter(before.values())).headers  # the kept pages are unchanged
+    now[0] += STALE_SECONDS
+    assert cache.held("alpha") is None  # time to try the store again
+    _render(index, cache, "alpha")  # it answered
+    assert cache.get("alpha") is not None and cache.held("alpha") is None
+    cache.fall_back("alpha")
+    cache.forget("alpha")
+    assert cache.held("alpha") is None and cache.fall_back("alpha") is None
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ from creamery.http.errors import (
     answer_client_error,
     answer_outage,
     is_client_error,
+    outage_reason,
 )
 from creamery.http.files import GONE, header, location, send_text
 from creamery.http.limits import NO_BODY, Limits, TimedBody
@@ -39,7 +40,7 @@ from creamery.http.observe import Observer, log_error
 from creamery.http.reaper import start_reaper
 from creamery.http.routing import WrongMethod, bad_path, relative_path
 from creamery.render.negotiation import Format, format_from_query, negotiate
-from creamery.render.page_cache import PageCache
+from creamery.render.page_cache import PageCache, Pages
 from creamery.render.simple_api import Page, make_page, render_project, render_root
 from creamery.storage import StoreUnavailable
 from creamery.web.guard import Denial, Guard
@@ -494,12 +495,28 @@ class Creamery:
             if project not in self.index.projects:
                 self.pages.forget(project)
                 return None
-            generation = self.index.project_generation(project)
+            pages = self.pages.held(project)  # the store was down a moment ago: stale ones
+            if pages is None:
+                pages = await self._render_project(project)
+        return pages[fmt]
+
+    async def _render_project(self, project: str) -> Pages:
+        """Render *project*'s pages and keep them. A store that does not answer (a new file's
+        facts not read yet) leaves the last rendering served, marked stale, for a while; 503
+        (raised) only when there is none."""
+        generation = self.index.project_generation(project)
+        try:
             pages = await anyio.to_thread.run_sync(
                 render_project, self.index, self.facts, project, self.config.hash_algo
             )
-            self.pages.put(project, generation, pages)
-        return pages[fmt]
+        except OSError as error:
+            if not self._is_outage(error) or (stale := self.pages.fall_back(project)) is None:
+                raise
+            reason = outage_reason(error, self.store_name)
+            log.warning("%s: serving the last page of %s (stale)", reason, project)
+            return stale
+        self.pages.put(project, generation, pages)
+        return pages
 
     async def _unknown_project(self, scope: Scope, send: Send, project: str) -> None:
         if self.config.disable_fallback:
