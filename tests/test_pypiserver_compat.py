@@ -8,6 +8,7 @@ what running that suite turned up on the way (a damaged facts cache was never re
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -17,6 +18,9 @@ from pathlib import Path
 
 import pytest
 from support.clients import describe
+
+from creamery.catalog.facts import FactsCache
+from creamery.storage.local import LocalStorage
 
 # In a child process: no file descriptor left, as at the per-user inotify instance limit (the
 # kernel answers EMFILE for both), then ask for file events; then serve a copied file.
@@ -139,16 +143,12 @@ _MANY_APPS = textwrap.dedent(
         body.close()
         return started[0], data
 
-    # SQLite defers closing a database file while another connection of the process (the kept
-    # app's) holds a lock on it, and reuses those descriptors: a few, however many apps.
-    SQLITE_DEFERRED = 4
-
     def held():
-        return len(os.listdir("/proc/self/fd")) - SQLITE_DEFERRED, threading.active_count()
+        return len(os.listdir("/proc/self/fd")), threading.active_count()
 
     def gone(before):
         now = held()
-        return now[0] <= before[0] + SQLITE_DEFERRED and now[1] <= before[1]
+        return now[0] <= before[0] and now[1] <= before[1]
 
     base = Path(sys.argv[1])
     keeper = creamery.wsgi_app(roots=[str(base)], state_dir=str(base / ".state"))
@@ -177,7 +177,10 @@ def test_a_dropped_wsgi_app_releases_its_threads_and_descriptors(tmp_path: Path)
     """Was: every `wsgi_app()` kept 3 threads and 6 descriptors (its watcher, the event loop
     a2wsgi runs it on) for the life of the process, so a test suite building one app per test
     ran into the descriptor limit (1024 by default) after ~160 apps, and the inotify instance
-    limit (128 per user) well before."""
+    limit (128 per user) well before. Then: while one app was kept, each app dropped since the
+    last one was built left the descriptor of its facts cache connection behind (SQLite keeps
+    it while another connection of the process locks the file, as every one in WAL mode does):
+    the apps of a process now share one connection per cache file."""
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}  # the facts cache too
     result = subprocess.run(
         [sys.executable, "-c", _MANY_APPS, str(tmp_path)],
@@ -220,3 +223,37 @@ def test_a_damaged_facts_cache_is_started_afresh(run_server, tmp_path: Path, dam
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     paths = [row[0] for row in db.execute("SELECT path FROM digests")]
     assert paths == ["cached-1.0.tar.gz"], "the new cache is used"
+
+
+def _descriptors_of(path: Path) -> int:
+    """How many descriptors of this process are open on *path*."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            count += os.readlink(f"/proc/self/fd/{fd}") == str(path)
+    return count
+
+
+def test_the_facts_caches_of_a_process_share_one_connection_per_file(tmp_path: Path) -> None:
+    """Was: one SQLite connection per app. In WAL mode an open connection locks the database
+    file, and SQLite keeps the descriptor of a connection closed meanwhile (closing it would
+    drop the other's POSIX locks): a kept app made each dropped one leave a descriptor."""
+    root, cache = tmp_path / "root", tmp_path / "cache"
+    root.mkdir()
+    (root / "one-1.0.tar.gz").write_bytes(b"one")
+    storage = LocalStorage((root,))
+    (stored,) = storage.scan()
+    database = cache / "facts.sqlite3"
+    kept = FactsCache(cache, (), storage)
+    assert _descriptors_of(database) == 1
+    for _ in range(5):
+        dropped = FactsCache(cache, (), storage)
+        digests = dropped.digests(stored)
+        dropped.close()
+    assert _descriptors_of(database) == 1
+    assert kept.known_digests(stored) == digests, "what a dropped one kept, the kept one reads"
+    kept.close()
+    assert _descriptors_of(database) == 0, "the last one closes the file"
+    again = FactsCache(cache, (), storage)
+    assert again.known_digests(stored) == digests, "and a new one opens it again"
+    again.close()

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -196,9 +197,9 @@ class FactsCache:
         # a file version, are kept (bounded; they never change for that version).
         self._remote = state is not None and state.remote
         self._remembered: OrderedDict[tuple[str, str], StoredFacts] = OrderedDict()
-        self._db: sqlite3.Connection | None = None
+        self._db: _Database | None = None
         if directory is not None:
-            self._db = _open_db(directory)
+            self._db = _Database.acquire(directory)
 
     def stored(self, stored: StoredFile) -> StoredFacts | None:
         """The facts stored at upload for this very file version; never reads the file."""
@@ -327,36 +328,89 @@ class FactsCache:
             return False
 
     def close(self) -> None:
-        """Close the database (its app is gone); lookups after this compute afresh."""
+        """Let go of the database (its app is gone); lookups after this compute afresh."""
         with self._lock:
             db, self._db = self._db, None
-            if db is not None:
-                db.close()
+        if db is not None:
+            db.release()
 
     def _get(self, sql: str, stored: StoredFile) -> tuple[Any, ...] | None:
-        if self._db is None:
+        db = self._db
+        if db is None:
             return None
-        with self._lock:
-            if self._db is None:  # closed meanwhile
+        with db.lock:
+            if db.connection is None:  # closed meanwhile
                 return None
             try:
-                row: tuple[Any, ...] | None = self._db.execute(sql, _identity(stored)).fetchone()
+                row: tuple[Any, ...] | None = db.connection.execute(
+                    sql, _identity(stored)
+                ).fetchone()
                 return row
             except sqlite3.Error as error:
                 log.warning("facts cache read failed: %s", error)
                 return None
 
     def _put(self, sql: str, stored: StoredFile, *values: Any) -> None:
-        if self._db is None:
+        db = self._db
+        if db is None:
             return
-        with self._lock:
-            if self._db is None:  # closed meanwhile
+        with db.lock:
+            if db.connection is None:  # closed meanwhile
                 return
             try:
-                self._db.execute(sql, (*_identity(stored), *values))
-                self._db.commit()
+                db.connection.execute(sql, (*_identity(stored), *values))
+                db.connection.commit()
             except sqlite3.Error as error:
                 log.warning("facts cache write failed: %s", error)
+
+
+class _Database:
+    """The one connection of this process to a facts cache file, shared by its FactsCaches.
+
+    One per file, not one per cache: in WAL mode every open connection holds a shared lock on
+    the database file, and SQLite cannot close the descriptor of a connection closed while
+    another connection of the process holds a lock on that file (closing it would drop the
+    other's POSIX locks): it keeps it until the last one closes. Apps built and dropped in a
+    process that keeps one (pypiserver's users build one per test, all on the same default
+    cache) so left a descriptor behind for each app dropped since the last one was built.
+    """
+
+    _open: dict[str, _Database] = {}
+    _open_lock = threading.Lock()
+
+    def __init__(self, key: str, connection: sqlite3.Connection) -> None:
+        self.key = key
+        self.connection: sqlite3.Connection | None = connection
+        self.lock = threading.Lock()  # one statement (and its commit) at a time
+        self.users = 1
+
+    @classmethod
+    def acquire(cls, directory: Path) -> _Database | None:
+        """The open database in *directory*, opened if none is: None if it cannot be."""
+        key = os.path.realpath(directory / "facts.sqlite3")
+        with cls._open_lock:
+            db = cls._open.get(key)
+            if db is not None:
+                db.users += 1
+                return db
+            connection = _open_db(directory)
+            if connection is None:
+                return None
+            db = cls._open[key] = _Database(key, connection)
+            return db
+
+    def release(self) -> None:
+        """One user less: the last one closes the connection (before another one can open:
+        a connection closed while another is open would keep its descriptor)."""
+        with self._open_lock:
+            self.users -= 1
+            if self.users:
+                return
+            del self._open[self.key]
+            with self.lock:
+                connection, self.connection = self.connection, None
+            if connection is not None:
+                connection.close()
 
 
 _WHERE = " WHERE path=? AND version=?"
