@@ -340,6 +340,52 @@ def test_downloads_answer_range_head_etag_and_304(
             assert client.get(url, headers={"Range": f"bytes={len(data)}-"}).status_code == 416
 
 
+def test_an_object_replaced_within_one_second_by_the_same_size_gets_another_etag(
+    s3: S3Server, s3_bucket: str
+) -> None:
+    """S3's Last-Modified has whole seconds: an ETag of size and mtime alone would let a
+    client's If-None-Match keep the old bytes after another tool replaced the object (seen
+    at the next rescan, every second here)."""
+    key = "pkgs/samesize-1.0.tar.gz"
+    s3.put(s3_bucket, key, b"A" * 64)
+    url = "/packages/samesize-1.0.tar.gz"
+    root = f"s3://{s3_bucket}/pkgs"
+    args = ("-a", ".", "-P", ".", "--rescan-interval", "1")
+    with run_server([root], *args, env=s3.env()) as served, served.client() as client:
+        first = wait_for(lambda: (r := client.get(url)).status_code == 200 and r, "the file")
+        assert isinstance(first, httpx.Response)
+        s3.put(s3_bucket, key, b"B" * 64)  # same size, most likely within the same second
+        again = wait_for(
+            lambda: (r := client.get(url, headers={"If-None-Match": first.headers["etag"]}))
+            .status_code == 200 and r,
+            "the replaced object (a 304 would keep the old bytes)",
+        )
+        assert isinstance(again, httpx.Response)
+        assert again.content == b"B" * 64
+        assert again.headers["etag"] != first.headers["etag"]
+
+
+def test_the_conditional_write_probe_honoured_by_moto_leaves_no_trace(
+    s3: S3Server, s3_bucket: str
+) -> None:
+    """At start a replica checks that the store honours If-None-Match: * (replicas rely on
+    it); the probe object is gone afterwards, and a store that is down is not a failure."""
+    from creamery.catalog.service import check_conditional_writes
+    from creamery.core.objects import ObjectRoot, S3Options
+    from creamery.storage.s3 import S3Storage
+
+    store = S3Storage(
+        ObjectRoot(s3_bucket, "pkgs").state(), S3Options(timeout=1.0), environ=s3.env()
+    )
+    assert check_conditional_writes(store) is True
+    assert s3.keys(s3_bucket) == []
+    s3.stop()
+    try:
+        assert check_conditional_writes(store) is None
+    finally:
+        s3.start()
+
+
 def test_s3_redirect_answers_302_to_a_presigned_url(
     s3: S3Server, s3_bucket: str, dists: Path, tmp_path: Path
 ) -> None:

@@ -14,6 +14,8 @@ before their next answer. It knows nothing about HTTP.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -96,7 +98,10 @@ class Catalog:
 
     def start_background(self) -> list[Callable[[], None]]:
         """A server's periodic work beyond the rescans (the snapshot of an object root's
-        index); the functions that stop it."""
+        index); the functions that stop it. With the state in a bucket, first the store's
+        conditional writes are checked (a warning when it ignores them)."""
+        if self.state.path is None:
+            check_conditional_writes(self.state.store)
         interval = self.config.snapshot_interval
         if self.snapshots is None or interval <= 0:
             return []
@@ -230,3 +235,33 @@ def open_feed(config: Config, state: StateDir) -> ChangeFeed:
     from creamery.changes.object_feed import ObjectFeed
 
     return ObjectFeed(state.store)  # `changes/<serial>` beside the state's `files/`
+
+
+_PROBES = "probes"
+
+
+def check_conditional_writes(store: Storage) -> bool | None:
+    """Does *store* honour `If-None-Match: *` (put-if-absent)? Replicas rely on it: for the
+    winner of two uploads of one filename, and for the change feed's serials. One probe per
+    server start (two PUTs of an empty object, one DELETE); a store that ignores the header
+    gets one warning line, since one replica is still safe on it. None: the store did not
+    answer (the server carries on; its health says so)."""
+    probe = f"{_PROBES}/{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        store.put(probe, b"", if_absent=True)
+        try:
+            store.put(probe, b"", if_absent=True)
+        except publishing.AlreadyExists:
+            honoured = True
+        else:
+            honoured = False
+            log.warning(
+                "the object store ignores conditional writes (If-None-Match: *): run one"
+                " replica only; with several, two uploads of one filename may both be"
+                " accepted (docs/deploy.md)"
+            )
+        store.delete(probe)
+    except OSError as error:
+        log.info("could not check the store's conditional writes: %s", error)
+        return None
+    return honoured

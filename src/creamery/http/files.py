@@ -22,6 +22,7 @@ from creamery.storage import Reader, Storage, StoredFile, is_version
 
 # RFC 3986 reserved characters and "%" stay as they are, so a URL that is already quoted is kept.
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
+_NOT_ETAG_CHARACTER = re.compile(r"[^0-9A-Za-z-]")  # of a store's ETag: quotes, W/
 _HEADER_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 _SMALL = 256 * 1024  # read in one go: cheaper than chunking
@@ -43,7 +44,12 @@ def content_type(filename: str) -> str:
     return "application/octet-stream"
 
 
-def file_etag(size: int, mtime_ns: int) -> str:
+def file_etag(size: int, mtime_ns: int, version: int | str = 0) -> str:
+    """A local file's ETag is its size and mtime (as before: unchanged across restarts). An
+    object's version is the store's own ETag: its Last-Modified has whole seconds only, so
+    two same-size versions written within one second would otherwise share one ETag."""
+    if isinstance(version, str) and (tag := _NOT_ETAG_CHARACTER.sub("", version)):
+        return f'"{size:x}-{tag}"'
     return f'"{size:x}-{mtime_ns:x}"'
 
 
@@ -190,7 +196,7 @@ def _open(
 
 def _snapshot(reader: Reader, relpath: str, cache_control: int | None) -> Snapshot:
     size, mtime_ns = reader.size, reader.mtime_ns
-    etag = file_etag(size, mtime_ns)
+    etag = file_etag(size, mtime_ns, reader.version)
     last_modified = formatdate(mtime_ns / 1e9, usegmt=True)
     headers = [
         (b"etag", etag.encode()),
