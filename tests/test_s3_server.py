@@ -356,8 +356,11 @@ def test_an_object_replaced_within_one_second_by_the_same_size_gets_another_etag
         assert isinstance(first, httpx.Response)
         s3.put(s3_bucket, key, b"B" * 64)  # same size, most likely within the same second
         again = wait_for(
-            lambda: (r := client.get(url, headers={"If-None-Match": first.headers["etag"]}))
-            .status_code == 200 and r,
+            lambda: (
+                (r := client.get(url, headers={"If-None-Match": first.headers["etag"]})).status_code
+                == 200
+                and r
+            ),
             "the replaced object (a 304 would keep the old bytes)",
         )
         assert isinstance(again, httpx.Response)
