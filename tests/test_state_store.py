@@ -451,7 +451,10 @@ def test_metadata_of_a_wheel_in_a_bucket_without_stored_facts(
     assert reader.read_bytes < 512 << 10 and reader.reads <= 6, (reader.read_bytes, reader.reads)
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert cache.digests(stored).sha256 == digest
-    assert s3.keys(s3_bucket) == [f"pkgs/{wheel.name}"]  # reading wrote nothing there
+    # The facts computed are shared with the other replicas, in the state, as an upload's.
+    base = f"pkgs/.creamery/files/{wheel.name}"
+    assert s3.keys(s3_bucket) == [f"{base}/facts", f"{base}/metadata", f"pkgs/{wheel.name}"]
+    assert s3.get(s3_bucket, f"{base}/metadata") == wheel_metadata(wheel)
 
 
 def bucket_tree(s3: S3Server, bucket: str) -> dict[str, bytes]:

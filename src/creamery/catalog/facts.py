@@ -6,6 +6,11 @@ version they describe: they are used first, and no process reads the file to has
 Files placed by other tools get theirs computed once per file version, keyed by (key, version)
 (`file_version`), and kept in a small SQLite file so that a restart does not recompute them.
 That cache is disposable: delete it at will.
+
+When the state is remote (an object store shared by replicas), facts computed for a file that
+had none valid are also written to the state, as an upload's are (`FactsCache._share`): the
+other replicas, and this one after a restart, read them instead of reading the file. A local
+state is never written by reads.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from creamery.core import archives
-from creamery.core.hashing import PYPI_DIGESTS
-from creamery.storage import Storage, StoredFile, chunks
+from creamery.core.hashing import PYPI_DIGESTS, Hasher, pypi_hashers
+from creamery.core.names import parse_filename
+from creamery.storage import AlreadyExists, Storage, StoredFile, chunks
 from creamery.storage.reader_file import STREAM_BUFFER, ZIP_BUFFER, ReaderFile, open_reader_file
 from creamery.storage.state import CORE_METADATA, FACTS, StateDir
 
@@ -197,6 +203,7 @@ class FactsCache:
         # a file version, are kept (bounded; they never change for that version).
         self._remote = state is not None and state.remote
         self._remembered: OrderedDict[tuple[str, str], StoredFacts] = OrderedDict()
+        self._share_failing = False  # the last write of computed facts to the state failed
         self._db: _Database | None = None
         if directory is not None:
             self._db = _Database.acquire(directory)
@@ -249,11 +256,91 @@ class FactsCache:
         known = self.known_digests(stored)
         if known is not None:
             return known
+        if not self._remote:
+            with self.storage.open(stored) as reader:
+                digests = digests_of(chunks(reader), self.algos)
+            if self._unchanged(stored):
+                self.remember_digests(stored, digests)
+            return digests
+        # Shared with the other replicas: the digests PyPI publishes too, in the same pass.
+        hashers: dict[str, Hasher] = pypi_hashers()
+        hashers.update({a: hashlib.new(a) for a in self.algos if a not in hashers})
         with self.storage.open(stored) as reader:
-            digests = digests_of(chunks(reader), self.algos)
+            for chunk in chunks(reader):
+                for hasher in hashers.values():
+                    hasher.update(chunk)
+        found = {a: h.hexdigest() for a, h in hashers.items()}
+        digests = Digests(found.pop("sha256"), found)
         if self._unchanged(stored):
             self.remember_digests(stored, digests)
-        return digests
+            self._share(stored, digests)
+        return Digests(digests.sha256, {a: found[a] for a in self.algos})
+
+    def _share_if_new(self, stored: StoredFile) -> None:
+        """Share the facts of *stored* when its digests are known here and not in the state."""
+        known = self.known_digests(stored)
+        pypi = known is not None and all(a in known.extra for a in PYPI_DIGESTS[1:])
+        if known is not None and pypi and self.stored(stored) is None:
+            self._share(stored, known)
+
+    def _share(self, stored: StoredFile, digests: Digests) -> None:
+        """Write the facts just computed for *stored* to the remote state, in the format and
+        under the keys an upload writes (`metadata`, then `facts` naming the file version),
+        so that no other replica reads the file again to compute them.
+
+        Done here, in the worker thread that computed them, after computing: it costs this
+        request one PUT pair (and the core metadata, which a page reads next anyway), needs no
+        queue that a stop could lose, and a store that is down fails the PUTs quickly after
+        it failed the reads. A failure (StoreUnavailable, any OSError) is logged once per
+        outage and never fails the request: the facts are still returned, and kept locally.
+
+        Never a wrong record: the facts name the version (ETag) they were computed from and
+        this is called only when the file still had that version after reading it. A file
+        replaced between that check and the write gets another version, so the record is
+        ignored by every reader (`stored`) and recomputed, as for an upload's facts once
+        another tool replaces the file. The metadata object is checked by its sha256 named in
+        the facts. Facts valid for the current version are never overwritten: `facts` is put
+        if absent; only a record of another version is replaced. Two replicas computing the
+        same file at once write the same content: the second one's AlreadyExists is ignored.
+        """
+        assert self._state is not None
+        state = self._state
+        parsed = parse_filename(stored.key.rpartition("/")[2])
+        try:
+            if parsed is None:
+                raw = None
+                metadata_read = False
+            else:
+                raw = self.metadata(stored, parsed.kind, share=False).raw
+                metadata_read = True
+            facts = StoredFacts(
+                file_version(stored),
+                {"sha256": digests.sha256, **digests.extra},
+                metadata_read,
+                None if raw is None else hashlib.sha256(raw).hexdigest(),
+            )
+            if raw is not None:
+                state.write(stored.key, CORE_METADATA, raw)
+            key = state.key(stored.key, FACTS)
+            try:
+                state.store.put(key, facts.to_bytes(), if_absent=True)
+            except AlreadyExists:
+                there = state.read(stored.key, FACTS)
+                old = None if there is None else StoredFacts.from_bytes(there)
+                if old is None or old.version != facts.version:  # of bytes since replaced
+                    state.write(stored.key, FACTS, facts.to_bytes())
+        except OSError as error:  # StoreUnavailable among them
+            if not self._share_failing:
+                log.warning("can't store computed facts in the state (%s): kept locally", error)
+            self._share_failing = True
+            return
+        if self._share_failing:
+            log.info("storing computed facts in the state again")
+        self._share_failing = False
+        with self._lock:
+            self._remembered[_identity(stored)] = facts
+            if len(self._remembered) > _REMEMBERED:
+                self._remembered.popitem(last=False)
 
     def remember_digests(self, stored: StoredFile, digests: Digests) -> None:
         """Keep digests computed for this file version."""
@@ -277,7 +364,7 @@ class FactsCache:
                 return Digests(row[0], extra)
         return None
 
-    def metadata(self, stored: StoredFile, kind: str) -> CoreMetadata:
+    def metadata(self, stored: StoredFile, kind: str, *, share: bool = True) -> CoreMetadata:
         # Both describe this very file version. A remote state costs requests: there the
         # local cache comes first, and keeps what the state held.
         if not self._remote and (uploaded := self._stored_metadata(stored)) is not None:
@@ -291,6 +378,10 @@ class FactsCache:
         raw = self._read_metadata(stored, kind)
         if self._unchanged(stored):
             self.remember_metadata(stored, raw)
+            # A remote state gets the facts once the digests are known too (a page asks for
+            # them first: then `digests` shared both, and this is not reached).
+            if share and self._remote:
+                self._share_if_new(stored)
         return parse_core_metadata(raw)
 
     def _read_metadata(self, stored: StoredFile, kind: str) -> bytes | None:
