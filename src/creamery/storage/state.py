@@ -21,7 +21,9 @@ prefix. Each write is a `put` (atomic and durable in every backend). Per-file st
 a key named after the file, ending in short fixed names, so every name that fits the package
 directory fits here. Facts (digests, metadata) are derived from the file's bytes: those stored
 at upload name the file version they describe and are ignored once the file changes
-(`catalog/facts.py`); files placed by other tools have theirs in the facts cache.
+(`catalog/facts.py`); files placed by other tools have theirs in the local facts cache, and
+with the state in a bucket also here, written by the first replica that computed them, so the
+others read them instead of the file.
 
 What is only this host's business stays on a local directory, the *scratch* directory:
 
