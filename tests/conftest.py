@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from support.corpus import Corpus, build_corpus
 from support.s3 import S3Server, s3_server
 from support.servers import Server, run_server
+from support.upstream import UpstreamProcess, run_upstream
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +44,17 @@ def s3_bucket(s3: S3Server) -> str:
     if s3.paused:
         s3.start()
     return s3.new_bucket()
+
+
+@pytest.fixture(scope="module")
+def fake_process(fake_dir: Path) -> Iterator[UpstreamProcess]:
+    """The controllable upstream (`support/upstream.py`) over the module's own `fake_dir`."""
+    with run_upstream(fake_dir) as upstream:
+        yield upstream
+
+
+@pytest.fixture
+def fake(fake_process: UpstreamProcess) -> UpstreamProcess:
+    """The controllable upstream, well-behaved and with fresh statistics."""
+    fake_process.reset()
+    return fake_process

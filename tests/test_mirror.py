@@ -81,19 +81,6 @@ def fake_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fake_process(fake_dir: Path) -> Iterator[UpstreamProcess]:
-    with run_upstream(fake_dir) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def fake(fake_process: UpstreamProcess) -> UpstreamProcess:
-    """The controllable upstream, well-behaved and with fresh statistics."""
-    fake_process.reset()
-    return fake_process
-
-
-@pytest.fixture(scope="module")
 def mirror_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("mirror") / "cache"
 

@@ -21,7 +21,7 @@ from support.dists import make_wheel
 from support.polling import wait_for
 from support.s3 import S3Server
 from support.servers import Server, run_server
-from support.upstream import UpstreamProcess, run_upstream
+from support.upstream import UpstreamProcess
 
 BIG = 256 * 1024  # incompressible bytes in each tbig wheel: larger than the small-file cache
 PREFIX = "cache"
@@ -36,19 +36,6 @@ def fake_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         make_wheel(directory, "tbig", version, files={"tbig/blob.bin": os.urandom(BIG)})
     make_wheel(directory, "tfake", "1.0", requires_python=">=3.8")
     return directory
-
-
-@pytest.fixture(scope="module")
-def fake_process(fake_dir: Path) -> Iterator[UpstreamProcess]:
-    with run_upstream(fake_dir) as upstream:
-        yield upstream
-
-
-@pytest.fixture
-def fake(fake_process: UpstreamProcess) -> UpstreamProcess:
-    """The controllable upstream, well-behaved and with fresh statistics."""
-    fake_process.reset()
-    return fake_process
 
 
 @contextlib.contextmanager

@@ -21,7 +21,6 @@ import hashlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -48,7 +47,7 @@ from support.forms import BOUNDARY
 from support.polling import wait_for
 from support.s3 import S3Server
 from support.s3_proxy import store_proxy
-from support.servers import Server, free_port, run_server
+from support.servers import Server, free_port, run_server, spawn
 from support.wire import listed
 
 pytest.importorskip("obstore", reason="object roots need the s3 extra")
@@ -92,16 +91,7 @@ def killable_replica(
     env = clean_env(XDG_CACHE_HOME=str(workdir / "cache"), **s3.env())
     if endpoint:  # through a StoreProxy
         env["AWS_ENDPOINT_URL"] = endpoint
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=workdir,
-            start_new_session=True,
-        )
+    process = spawn(command, workdir, env, log_path)
     server = Server(f"http://127.0.0.1:{port}", port, (root,), process, log_path, tuple(args))
     try:
         yield server

@@ -121,7 +121,7 @@ def _start(
         *[str(r) for r in roots],
     ]
     log_path = workdir / f"server-{port}.log"
-    process = _spawn(command, workdir, env, log_path)
+    process = spawn(command, workdir, env, log_path)
     return Server(
         url=f"http://127.0.0.1:{port}",
         port=port,
@@ -133,7 +133,7 @@ def _start(
     )
 
 
-def _spawn(
+def spawn(
     command: Sequence[str], workdir: Path, env: dict[str, str], log_path: Path
 ) -> subprocess.Popen[bytes]:
     """Start a server with its output in *log_path*, in a process group of its own."""
@@ -157,7 +157,7 @@ def started(
     log_path = workdir / f"server-{port}.log"
     environment = clean_env(HOME=str(workdir), XDG_CACHE_HOME=str(workdir / "cache"), **env)
     parts = [str(part) for part in command]
-    process = _spawn(parts, workdir, environment, log_path)
+    process = spawn(parts, workdir, environment, log_path)
     server = Server(f"http://127.0.0.1:{port}", port, (), process, log_path, command=tuple(parts))
     try:
         _wait_ready(server, [ready], 60.0, last=True)
