@@ -132,9 +132,14 @@ def http_get(
 
 
 def wait_ready(
-    proc: subprocess.Popen, port: int, t0: float, log: Path, timeout: float = 180
+    proc: subprocess.Popen,
+    port: int,
+    t0: float,
+    log: Path,
+    timeout: float = 180,
+    path: str = "/simple/",
 ) -> float:
-    """Seconds from *t0* (just before the spawn) to the first 200 on /simple/."""
+    """Seconds from *t0* (just before the spawn) to the first 200 on *path* (every 5 ms)."""
     deadline = t0 + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -146,15 +151,13 @@ def wait_ready(
             connected = s.connect_ex(("127.0.0.1", port)) == 0
         if connected:
             try:
-                status, _, _ = http_get(
-                    port, "/simple/", timeout=max(1, deadline - time.monotonic())
-                )
+                status, _, _ = http_get(port, path, timeout=max(1, deadline - time.monotonic()))
             except (OSError, http.client.HTTPException):
                 status = 0
             if status == 200:
                 return time.monotonic() - t0
         time.sleep(0.005)
-    raise RuntimeError(f"no 200 on /simple/ within {timeout:.0f} s")
+    raise RuntimeError(f"no 200 on {path} within {timeout:.0f} s")
 
 
 def download_mbps(url: str, cpus: set[int] | None, expected: int) -> float:

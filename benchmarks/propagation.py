@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import http.client
-import socket
 import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import measure
 
 BOUNDARY = "creamery-bench-boundary-5c1e"
 
@@ -19,23 +20,7 @@ def wait_path(
     proc: subprocess.Popen, port: int, path: str, t0: float, log: Path, timeout: float = 600
 ) -> float:
     """Seconds from *t0* to the first 200 on *path* (polled every 5 ms)."""
-    deadline = t0 + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
-            raise RuntimeError(
-                f"exited with {proc.returncode} before answering: " + " | ".join(tail)
-            )
-        with socket.socket() as s:
-            connected = s.connect_ex(("127.0.0.1", port)) == 0
-        if connected:
-            try:
-                if get(port, path, timeout=max(1.0, deadline - time.monotonic()))[0] == 200:
-                    return time.monotonic() - t0
-            except (OSError, http.client.HTTPException):
-                pass
-        time.sleep(0.005)
-    raise RuntimeError(f"no 200 on {path} within {timeout:.0f} s")
+    return measure.wait_ready(proc, port, t0, log, timeout, path=path)
 
 
 def get(
