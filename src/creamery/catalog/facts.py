@@ -223,11 +223,15 @@ class FactsCache:
         if facts is None or facts.version != identity[1]:
             return None  # none, or of bytes since replaced by another tool
         if self._remote:  # not the absence: the facts of a file just put are written after it
-            with self._lock:
-                self._remembered[identity] = facts
-                if len(self._remembered) > _REMEMBERED:
-                    self._remembered.popitem(last=False)
+            self._remember(identity, facts)
         return facts
+
+    def _remember(self, identity: tuple[str, str], facts: StoredFacts) -> None:
+        """Keep a remote state's facts of one file version (bounded, oldest out first)."""
+        with self._lock:
+            self._remembered[identity] = facts
+            if len(self._remembered) > _REMEMBERED:
+                self._remembered.popitem(last=False)
 
     def pypi_digests(self, stored: StoredFile) -> dict[str, str] | None:
         """sha256, md5 and blake2b-256 when stored at upload; never reads the file."""
@@ -337,10 +341,7 @@ class FactsCache:
         if self._share_failing:
             log.info("storing computed facts in the state again")
         self._share_failing = False
-        with self._lock:
-            self._remembered[_identity(stored)] = facts
-            if len(self._remembered) > _REMEMBERED:
-                self._remembered.popitem(last=False)
+        self._remember(_identity(stored), facts)
 
     def remember_digests(self, stored: StoredFile, digests: Digests) -> None:
         """Keep digests computed for this file version."""
