@@ -221,22 +221,22 @@ class Authenticator:
         self.actions = frozenset() if config.auth_disabled else config.authenticate
         self._disabled = config.auth_disabled
         self._auther = config.auther
-        self._htpasswd: HtpasswdFile | None = None
+        self.htpasswd: HtpasswdFile | None = None
         if config.auther is None and config.password_file is not None:
-            self._htpasswd = HtpasswdFile(config.password_file)
+            self.htpasswd = HtpasswdFile(config.password_file)
 
     def required(self, action: str) -> bool:
         return action in self.actions
 
     def fingerprint(self) -> tuple[int, ...] | None:
         """Changes when the credentials may have changed (the htpasswd file was edited)."""
-        return self._htpasswd.fingerprint() if self._htpasswd is not None else None
+        return self.htpasswd.fingerprint() if self.htpasswd is not None else None
 
     def check(self, user: str, password: str) -> bool:
         if self._auther is not None:
             return self._ask_auther(self._auther, user, password)
-        if self._htpasswd is not None:
-            return self._htpasswd.check(user, password)
+        if self.htpasswd is not None:
+            return self.htpasswd.check(user, password)
         # Without -P, pypiserver refuses every credential; `-P . -a .` accepts any.
         return self._disabled
 

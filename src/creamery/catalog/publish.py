@@ -54,6 +54,23 @@ class Upload:
     def relpath(self) -> str:
         return f"{self.directory}/{self.filename}" if self.directory else self.filename
 
+    @property
+    def project(self) -> str | None:
+        parsed = parse_filename(self.filename)
+        return None if parsed is None else parsed.project
+
+    @property
+    def version(self) -> str | None:
+        parsed = parse_filename(self.filename)
+        return None if parsed is None else parsed.version
+
+    @property
+    def size(self) -> int | None:
+        try:
+            return os.stat(self.spool).st_size
+        except OSError:
+            return None
+
 
 def name_max(directory: Path) -> int:
     """The longest file name (in bytes) the file system under *directory* accepts."""
@@ -135,7 +152,13 @@ class Target:
     index: Index
 
 
-def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
+def publish(
+    target: Target,
+    upload: Upload,
+    *,
+    overwrite: bool,
+    before_commit: Callable[[], None] = lambda: None,
+) -> list[str]:
     """Publish under the filename's lock; the relpaths that changed. Raises AlreadyExists,
     or OSError (the server's disk, the store) with nothing published.
 
@@ -144,7 +167,8 @@ def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
     provenance, facts), right after the commit point: a loser's writes and undo would clobber
     the winner's. A failure after it withdraws the file. Elsewhere (and for *overwrite*,
     which needs the old state back on failure) they are written first, as the lock orders
-    every writer."""
+    every writer. *before_commit* runs just before the commit point (the audit entry): when
+    it raises, nothing is published."""
     relpath = upload.relpath
     state = target.state
     # A remote state is shared by replicas (a local one by this host's processes only).
@@ -158,6 +182,7 @@ def publish(target: Target, upload: Upload, *, overwrite: bool) -> list[str]:
         try:
             if not winner_writes_after:
                 _put_companions(transaction, target, upload, facts)
+            before_commit()
             # The commit point. AlreadyExists when another process won the name meanwhile.
             stored = target.storage.put(relpath, upload.spool, if_absent=not overwrite)
         except BaseException:

@@ -61,13 +61,18 @@ def spelled_like_pypiserver(index: Index, project: str, version: str) -> list[Di
 
 def remove(storage: Storage, index: Index, project: str, version: str | None = None) -> list[str]:
     """Delete every file of the release (or the project) and its sidecars; the relpaths."""
+    return remove_files(storage, index.state, to_remove(index, project, version))
+
+
+def to_remove(index: Index, project: str, version: str | None = None) -> list[Distribution]:
+    """The files a removal of the release (or the project) deletes; ReleaseNotFound."""
     try:
-        dists = matching_files(index, project, version)
+        return matching_files(index, project, version)
     except ReleaseNotFound:
         dists = spelled_like_pypiserver(index, project, version) if version else []
         if not dists:
             raise
-    return remove_files(storage, index.state, dists)
+        return dists
 
 
 def remove_files(

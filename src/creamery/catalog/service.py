@@ -19,18 +19,22 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from creamery.catalog import publish as publishing
 from creamery.catalog import releases
+from creamery.catalog.access import ACCESS_KEYS, OWNERS_KEY, Access, Actor
+from creamery.catalog.audit import Entry
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.changes import ChangeFeed
 from creamery.changes.follower import Follower
 from creamery.changes.local_feed import LocalFeed
 from creamery.core.config import DEFAULT_SNAPSHOT_SECONDS, Config
+from creamery.core.names import normalize
 from creamery.storage import Storage
 from creamery.storage.layered import LayeredStorage, storage_for
 from creamery.storage.state import StateDir
@@ -55,9 +59,12 @@ class Catalog:
         self.state = open_state(config)
         self.index = Index(self.storage, self.state)
         self.feed: ChangeFeed = open_feed(config, self.state)
+        # Tokens, grants, the permission file and the audit log (PermissionFileError here
+        # when the permission file can't be used).
+        self.access = Access(config, self.state)
         # Created before any scan: what is appended while one runs is applied again, not missed.
         self.follower = Follower(
-            self.feed, self.index.refresh, self.index.rescan, interval=config.feed_seconds()
+            self.feed, self._apply, self._resync, interval=config.feed_seconds()
         )
         self.snapshots: Snapshots | None = None
         if self.state.path is None:  # the state is in a bucket: so are the index's snapshots
@@ -83,9 +90,24 @@ class Catalog:
         self.load_index()
         self.migrate_legacy_sidecars()
 
+    def _apply(self, keys: list[str]) -> None:
+        """The change feed's keys: files for the index, `.access/...` for tokens and grants."""
+        files = [k for k in keys if not k.startswith(ACCESS_KEYS)]
+        if len(files) != len(keys):
+            self.access.refresh(k for k in keys if k.startswith(ACCESS_KEYS))
+        if files:
+            self.index.refresh(files)
+
+    def _resync(self) -> None:
+        """The feed's records were compacted away: compare everything again."""
+        self.index.rescan()
+        if self.access.loaded:
+            self.access.load()
+
     def load_index(self) -> None:
         """A server's first load: from the bucket's index snapshot when there is one (then
-        what changed since), else by listing everything."""
+        what changed since), else by listing everything. The tokens and grants too."""
+        self.access.load()
         serial = None if self.snapshots is None else self.snapshots.load()
         if serial is None:
             self.index.load()
@@ -168,19 +190,51 @@ class Catalog:
         """Raises NameTooLong when a name *filename* needs does not fit the file systems."""
         publishing.check_names_fit(filename, self.config.upload_root, self.state.path)
 
-    def publish(self, upload: Upload, *, overwrite: bool) -> list[str]:
+    def publish(self, upload: Upload, *, overwrite: bool, actor: Actor | None = None) -> list[str]:
         """Publish a validated upload (put-if-absent unless *overwrite*), its signature,
         provenance and facts; with *overwrite*, the same file under other spellings or in other
-        directories goes. Recorded; the relpaths that changed. Raises AlreadyExists, or OSError
-        with nothing published."""
+        directories goes. Audited (by *actor*) just before the commit point, recorded after
+        it; the relpaths that changed. Raises AlreadyExists, or OSError with nothing published
+        (an audit log that can't be written included). With ownership on, the first uploader
+        of a project becomes its owner."""
+        actor = actor or Actor.local()
+        replacing = bool(publishing.same_files(self.index, upload.filename))
+        entry = actor.entry(
+            "overwrite" if replacing and overwrite else "upload",
+            project=upload.project,
+            version=upload.version,
+            filename=upload.filename,
+            sha256=upload.digests.get("sha256"),
+            size=upload.size,
+        )
+        audited = _Audited(self.access, entry)
         target = publishing.Target(self.storage, self.state, self.index)
-        changed = publishing.publish(target, upload, overwrite=overwrite)
+        with audited:
+            changed = publishing.publish(
+                target, upload, overwrite=overwrite, before_commit=audited.write
+            )
         if overwrite:
             others = publishing.same_files(self.index, upload.filename)
             stale = [d for d in others if d.relpath != upload.relpath]
             changed += releases.remove_files(self.storage, self.state, stale)
         self.record(changed)
+        if actor.user is not None and upload.project is not None:
+            self.claim(upload.project, actor)
         return changed
+
+    def claim(self, project: str, actor: Actor) -> None:
+        """`--owners first-uploader`: a project without owners is now *actor*'s."""
+        owners = self.access.owners
+        if owners is None or actor.user is None or owners.has_owners(project):
+            return
+        try:
+            if owners.claim(project, actor.user):
+                self.access.audit.try_write(
+                    actor.entry("owners.grant", project=project, detail=f"{actor.user} owner")
+                )
+                self.record_access([OWNERS_KEY + project])
+        except OSError as error:  # the upload is in; its ownership waits for the next one
+            log.error("can't record the owner of %s: %s", project, error)
 
     def set_yanked(
         self,
@@ -190,27 +244,77 @@ class Catalog:
         yanked: bool,
         reason: str = "",
         filename: str | None = None,
+        actor: Actor | None = None,
     ) -> list[str]:
         """PEP 592: yank (with a reason) or un-yank a release or one of its files, all or
-        nothing. Recorded; the relpaths whose state changed. Raises ReleaseNotFound, OSError."""
-        changed = releases.set_yanked(
-            self.storage,
-            self.index,
-            project,
-            version,
-            yanked=yanked,
-            reason=reason,
+        nothing. Audited first, recorded last; the relpaths whose state changed. Raises
+        ReleaseNotFound, OSError."""
+        releases.matching_files(self.index, project, version, filename)  # ReleaseNotFound
+        entry = (actor or Actor.local()).entry(
+            "yank" if yanked else "unyank",
+            project=normalize(project),
+            version=version,
             filename=filename,
+            reason=reason.strip() or None if yanked else None,
         )
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            changed = releases.set_yanked(
+                self.storage,
+                self.index,
+                project,
+                version,
+                yanked=yanked,
+                reason=reason,
+                filename=filename,
+            )
         self.record(changed)
         return changed
 
-    def remove(self, project: str, version: str | None = None) -> list[str]:
-        """Delete a release (or a whole project) with its signatures and state. Recorded; the
-        relpaths that changed. Raises ReleaseNotFound."""
-        changed = releases.remove(self.storage, self.index, project, version)
+    def remove(
+        self, project: str, version: str | None = None, *, actor: Actor | None = None
+    ) -> list[str]:
+        """Delete a release (or a whole project) with its signatures and state. Audited
+        first, recorded last; the relpaths that changed. Raises ReleaseNotFound."""
+        dists = releases.to_remove(self.index, project, version)  # ReleaseNotFound
+        entry = (actor or Actor.local()).entry(
+            "remove",
+            project=normalize(project),
+            version=version,
+            detail=releases.describe(dists),
+        )
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            changed = releases.remove_files(self.storage, self.state, dists)
         self.record(changed)
         return changed
+
+    def record_access(self, keys: list[str]) -> int:
+        """After a change to tokens or grants: tell every process and replica (the feed)."""
+        return self.record(keys)
+
+
+class _Audited:
+    """An audited write: `write` makes the entry durable (before the commit point); when the
+    write fails after that, a second entry says so (result "failed")."""
+
+    def __init__(self, access: Access, entry: Entry) -> None:
+        self.access = access
+        self.entry = entry
+        self.written = False
+
+    def write(self) -> None:
+        self.access.record(self.entry)
+        self.written = True
+
+    def __enter__(self) -> _Audited:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        if error is not None and self.written:
+            result = "exists" if isinstance(error, publishing.AlreadyExists) else "failed"
+            detail = type(error).__name__ if result == "failed" else None
+            self.access.audit.try_write(replace(self.entry, time="", result=result, detail=detail))
 
 
 # ---------------------------------------------------------------------- building it

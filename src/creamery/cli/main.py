@@ -38,7 +38,9 @@ from creamery.core.config import (
     parse_endpoint_url,
     parse_hash_algo,
     parse_health_endpoint,
+    parse_owners,
     parse_redirect_seconds,
+    parse_trusted_proxy,
 )
 from creamery.core.names import normalize
 from creamery.core.objects import ObjectRoot
@@ -290,6 +292,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="logging configuration file (INI for fileConfig, or .json for dictConfig)",
     )
+    _add_access_arguments(parser)
     _add_mirror_arguments(parser)
     _add_object_storage_arguments(parser)
     parser.add_argument(
@@ -325,6 +328,31 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--print-config",
         action="store_true",
         help="print the effective options and where each came from, then exit",
+    )
+
+
+def _add_access_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("who may do what (see docs/access.md)")
+    group.add_argument(
+        "--permissions",
+        metavar="FILE",
+        help="TOML file of groups and roles on project patterns, reloaded when it changes"
+        " (default: pypiserver's rules, every user may do everything -a guards)",
+    )
+    group.add_argument(
+        "--owners",
+        metavar="MODE",
+        help="first-uploader: the first user to upload a project owns it, others need an"
+        " owner's grant (creamery owners add); default: none",
+    )
+    group.add_argument(
+        "--trusted-proxy",
+        dest="trusted_proxy",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="a reverse proxy whose X-Forwarded-For names the client (repeatable); from any"
+        " other peer the header is ignored",
     )
 
 
@@ -758,6 +786,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         body_timeout=args.body_timeout,
         max_client_requests=args.max_client_requests,
         reuse_port=args.reuse_port,
+        owners=checked("owners", parse_owners),
+        trusted_proxies=tuple(
+            checked("trusted_proxy", lambda v: [parse_trusted_proxy(c) for c in v])
+        ),
+        permissions=checked("permissions", lambda v: _readable(_path(v), "permission file")),
         # File-system checks last: a mistyped flag is reported before a missing directory.
         roots=checked("package_directory", directories),
         welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),

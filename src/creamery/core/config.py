@@ -61,6 +61,7 @@ PATH_FIELDS = (
     "cache_dir",
     "mirror_cache",
     "state_dir",
+    "permissions",
 )
 
 
@@ -133,6 +134,12 @@ class Config:
     s3_timeout: float = 10.0  # seconds for one request to the store
     feed_interval: float | None = None  # seconds between feed polls; None: 0.05 local, 1 bucket
     snapshot_interval: float = DEFAULT_SNAPSHOT_SECONDS  # an object root's index snapshot; 0: never
+    # Who may do what (catalog/access.py): a TOML permission file (None: pypiserver's rules),
+    # PyPI-style ownership ("first-uploader", or None), and the reverse proxies whose
+    # X-Forwarded-For is believed (CIDRs).
+    permissions: Path | None = None
+    owners: str | None = None
+    trusted_proxies: tuple[str, ...] = ()
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
     def with_updates(self, **changes: Any) -> Config:
@@ -228,6 +235,7 @@ class Config:
         data["roots"] = tuple(_root_from_text(p) for p in data["roots"])
         data["mirror_merge"] = tuple(data.get("mirror_merge", ()))
         data["extra_upstreams"] = tuple(data.get("extra_upstreams", ()))
+        data["trusted_proxies"] = tuple(data.get("trusted_proxies", ()))
         data["authenticate"] = frozenset(data["authenticate"])
         for name in PATH_FIELDS:
             if data.get(name) is not None:
@@ -258,6 +266,29 @@ def parse_auth_actions(text: str | Iterable[str]) -> frozenset[str]:
             f"invalid authentication action {unknown[0]!r}: choose from {', '.join(AUTH_ACTIONS)}"
         )
     return frozenset(actions)
+
+
+OWNERSHIP_MODES = ("first-uploader",)
+
+
+def parse_owners(text: str | None) -> str | None:
+    """`--owners`: PyPI-style ownership ("first-uploader"), or None / "none" / "off"."""
+    if text is None or text.strip().lower() in FALSE_WORDS | {"none", ""}:
+        return None
+    mode = text.strip().lower()
+    if mode not in OWNERSHIP_MODES:
+        raise ConfigError(f"--owners must be one of {', '.join(OWNERSHIP_MODES)}: {text!r}")
+    return mode
+
+
+def parse_trusted_proxy(text: str) -> str:
+    """`--trusted-proxy CIDR`: an IPv4 or IPv6 network (a bare address is a /32 or /128)."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise ConfigError(f"{text!r} is not an IP address or CIDR network") from None
 
 
 def parse_upload_policy(text: str) -> str:

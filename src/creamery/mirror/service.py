@@ -126,11 +126,16 @@ class Mirror:
 
     # ------------------------------------------------------------------ project pages
 
-    async def serve_project(self, scope: Scope, send: Send, project: str, fmt: Format) -> None:
+    async def serve_project(
+        self, scope: Scope, send: Send, project: str, fmt: Format, *, hide_local: bool = False
+    ) -> None:
+        """The project's page from upstream, merged with the local files when the project is
+        merged; *hide_local*: the client may not see the local project, so it gets exactly
+        what it would get if there were none."""
         if not _PROJECT.fullmatch(project):
             await send_text(send, 404, f"Not Found ({project} is not a valid project name)")
             return
-        local = project in self.index.projects
+        local = project in self.index.projects and not hide_local
         known = await self.projects.get(project, fresh=True)
         if known.listing is None and not local:
             if known.failure is not None:

@@ -13,17 +13,18 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING
 
 import anyio
 
+from creamery.catalog.access import Principal
 from creamery.catalog.service import Catalog
 from creamery.changes import local_events
 from creamery.changes.follower import Follower
 from creamery.changes.local_events import Watch
 from creamery.core.config import CONFIG_ENV, Config
-from creamery.core.names import METADATA, PROVENANCE, normalize
+from creamery.core.names import METADATA, PROVENANCE, SIGNATURE, normalize
 from creamery.http import files
 from creamery.http.asgi_types import Message, Receive, Scope, Send
 from creamery.http.conditional import send_page
@@ -37,13 +38,14 @@ from creamery.http.errors import (
 from creamery.http.files import GONE, header, location, send_text
 from creamery.http.limits import NO_BODY, Limits, TimedBody
 from creamery.http.observe import Observer, log_error
+from creamery.http.proxy import TrustedProxies
 from creamery.http.reaper import start_reaper
 from creamery.http.routing import WrongMethod, bad_path, relative_path
 from creamery.render.negotiation import Format, format_from_query, negotiate
 from creamery.render.page_cache import PageCache, Pages
 from creamery.render.simple_api import Page, make_page, render_project, render_root
 from creamery.storage import StoreUnavailable
-from creamery.web.guard import Denial, Guard
+from creamery.web.guard import CLIENT, PRINCIPAL, Denial, Guard, client_of, principal_of, refusal
 from creamery.web.routes import build_table
 from creamery.web.state import AppState
 
@@ -54,6 +56,7 @@ log = logging.getLogger("creamery")
 
 _SETTLE_SECONDS = 0.3  # a sidecar put beside a file by hand is moved once this old
 _START_RETRY_SECONDS = 2.0  # an object store down at start: try loading again this often
+_MAX_VIEWS = 1000  # root pages kept, one per distinct view of the projects
 SERIAL = b"x-creamery-serial"
 Headers = list[tuple[bytes, bytes]]
 
@@ -75,7 +78,12 @@ class Creamery:
         # --s3-redirect: downloads of distributions answer 302 to the store's presigned URL.
         self.redirects = config.s3_redirect is not None and bool(config.object_roots)
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
-        self.guard = Guard(config)
+        self.access = self.catalog.access
+        self.guard = Guard(self.access)
+        # With a permission file, principals see different projects: pages and files check.
+        self.filtering = self.access.filters_reads()
+        self._root_views: dict[Hashable, tuple[int, Pages]] = {}
+        self.proxies = TrustedProxies(config.trusted_proxies)
         self.observer = Observer(config)
         self.limits = Limits(
             config.max_client_requests, config.body_timeout, self.prefix + config.health_endpoint
@@ -256,6 +264,10 @@ class Creamery:
         limits = self.limits
         client = scope.get("client")
         address: str = client[0] if client else ""
+        if self.proxies:  # behind a trusted reverse proxy: its X-Forwarded-For names the client
+            address = scope[CLIENT] = self.proxies.client(
+                address, header(scope, b"x-forwarded-for")
+            )
         count = limits.in_progress.get(address, 0)
         counted = count < limits.cap or scope["path"] == limits.exempt
         if counted:
@@ -367,12 +379,16 @@ class Creamery:
         if not found.route.hot or (self.mirror is not None and path.startswith("/upstream/")):
             send = self.stamp(send)  # the index's hot paths add it to their ready header lists
         action = found.route.needs
-        if action is not None and self.guard.required(action):
-            user = await self.guard.check(action, header(scope, b"authorization"), _client(scope))
-            if isinstance(user, Denial):
-                await send_text(self.stamp(send), user.status, user.reason, user.headers)
+        guard = self.guard
+        if action is not None and (guard.identifies or guard.required(action)):
+            principal = await guard.check(action, header(scope, b"authorization"), client_of(scope))
+            if isinstance(principal, Denial):
+                await send_text(
+                    self.stamp(send), principal.status, principal.reason, principal.headers
+                )
                 return
-            scope["creamery.user"] = user
+            scope[PRINCIPAL] = principal
+            scope["creamery.user"] = principal.user or ""
         if not found.route.hot:
             await self.settle(miss=False)  # listings, JSON API, XML-RPC: all in one place
         await found.route.handler(scope, receive, send, found.params)
@@ -445,7 +461,10 @@ class Creamery:
             )
             return
         if rest == "":  # an exact route: the dispatcher has looked on disk already
-            page = await self._root_page(fmt)
+            if self.filtering:
+                page = self._root_page_for(principal_of(scope), fmt)
+            else:
+                page = await self._root_page(fmt)
             await send_page(scope, send, page, self.serial_headers)
             return
         project, slash, tail = rest.partition("/")
@@ -462,6 +481,9 @@ class Creamery:
             return
         if project not in self.index.projects:
             await self.settle()  # copied just now? (before the mirror takes it as not hosted)
+        if self.filtering and not self.access.may(principal_of(scope), "list", project):
+            await self._hidden_project(scope, send, project, fmt)
+            return
         if self.mirror is not None and self.mirror.handles(project):
             await self.mirror.serve_project(scope, self.stamp(send), project, fmt)
             return
@@ -488,6 +510,28 @@ class Creamery:
             pages = render_root(self.index.project_names())
             self.pages.put(None, generation, pages)
         return pages[fmt]
+
+    def _root_page_for(self, principal: Principal, fmt: Format) -> Page:
+        """The root page of the projects *principal* may see: rendered once per view (the
+        principals who see the same projects) and index generation, not per request."""
+        view = self.access.view(principal)
+        generation = self.index.project_generation(None)
+        kept = self._root_views.get(view)
+        if kept is None or kept[0] != generation:
+            visible = self.access.visible(principal)
+            pages = render_root([n for n in self.index.project_names() if visible(normalize(n))])
+            if len(self._root_views) >= _MAX_VIEWS:
+                self._root_views.clear()
+            kept = self._root_views[view] = (generation, pages)
+        return kept[1][fmt]
+
+    async def _hidden_project(self, scope: Scope, send: Send, project: str, fmt: Format) -> None:
+        """A project this principal may not see answers exactly as one that does not exist:
+        the mirror's upstream page (without local files), or the fallback redirect, or 404."""
+        if self.mirror is not None:
+            await self.mirror.serve_project(scope, self.stamp(send), project, fmt, hide_local=True)
+            return
+        await self._unknown_project(scope, send, project)
 
     async def _project_page(self, project: str, fmt: Format) -> Page | None:
         pages = self.pages.get(project)
@@ -540,6 +584,8 @@ class Creamery:
             owner = relpath[: -len(METADATA)] if relpath.endswith(METADATA) else None
             await self.settle(*(r for r in (relpath, owner) if r))
             stored = self.index.files.get(relpath)
+        if stored is None and self.filtering and not await self._may_download(scope, send, relpath):
+            return
         if stored is None and relpath.endswith(METADATA):
             await self._send_metadata(scope, send, relpath[: -len(METADATA)])
             return
@@ -548,6 +594,8 @@ class Creamery:
             return
         if stored is None:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
+            return
+        if self.filtering and not await self._may_download(scope, send, relpath):
             return
         if self.redirects and relpath in self.index.dists:
             url = await anyio.to_thread.run_sync(self.storage.url, stored)
@@ -566,6 +614,30 @@ class Creamery:
             )
         except OSError as error:  # the store's failure, not the client's: 503, Retry-After
             await answer_outage(send, error, store=self.store_name, headers=self.serial_headers)
+
+    def _project_of_file(self, relpath: str) -> str:
+        """The normalized project a served file belongs to ("" for a file of no project:
+        the permission file's `*` rules decide for those)."""
+        for suffix in (METADATA, PROVENANCE, SIGNATURE):
+            if relpath.endswith(suffix) and relpath[: -len(suffix)] in self.index.dists:
+                relpath = relpath[: -len(suffix)]
+                break
+        dist = self.index.dists.get(relpath)
+        return "" if dist is None else dist.parsed.project
+
+    async def _may_download(self, scope: Scope, send: Send, relpath: str) -> bool:
+        """With a permission file: a file of a project the principal may not see is a 404,
+        like a file that does not exist; one it may see but not download, 401 or 403."""
+        principal = principal_of(scope)
+        project = self._project_of_file(relpath)
+        if self.access.may(principal, "download", project):
+            return True
+        if not self.access.may(principal, "list", project):
+            await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
+            return False
+        denial = refusal(self.access, principal, "download", project)
+        await send_text(send, denial.status, denial.reason, [*denial.headers, *self.serial_headers])
+        return False
 
     async def _redirect_to_store(self, send: Send, url: str) -> None:
         """--s3-redirect: the bytes come from the store; the URL expires, so nobody keeps it."""
@@ -631,8 +703,7 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else ""
+    return client_of(scope)
 
 
 def create_app(config: Config) -> Creamery:

@@ -1,32 +1,38 @@
-"""The one place that decides whether a request may do an action (download, list, update).
+"""The one place that decides whether a request may go on, and who it comes from.
 
 pypiserver's answers: no credentials -> 401 with a Basic challenge (pip, uv and twine then
-retry with URL, keyring or .pypirc credentials); wrong ones -> 403. Repeated failures from one
-client get 429 with Retry-After. Verified credentials are remembered (keyed by an HMAC of the
-header and the password file's state), so pip's burst of requests costs one bcrypt check.
+retry with URL, keyring or .pypirc credentials); a wrong password -> 403; a token that is
+invalid, revoked or expired -> 401 (sign in again). Repeated failures from one client get 429
+with Retry-After. Verified credentials are remembered (keyed by an HMAC of the header and the
+password file's state), so pip's burst of requests costs one bcrypt check; a remembered token
+is looked up again (a dict lookup) so a revocation takes effect at once. What a principal may
+do to a project is `catalog/access.py`'s decision, asked by the handlers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 
 import anyio
 
-from creamery.catalog.auth import (
-    Authenticator,
-    FailureLimiter,
-    client_key,
-    parse_basic_authorization,
-)
-from creamery.core.config import Config
+from creamery.catalog.access import ANONYMOUS, Access, Actor, Principal, Refused
+from creamery.catalog.auth import FailureLimiter, client_key, parse_basic_authorization
+from creamery.catalog.tokens import looks_like_token
+from creamery.http.asgi_types import Scope
+
+log = logging.getLogger("creamery.guard")
 
 CHALLENGE = [(b"www-authenticate", b'Basic realm="pypi"')]
 _REMEMBER_SECONDS = 300.0
 _REMEMBER_MAX = 10_000
+PRINCIPAL = "creamery.principal"  # the scope key handlers read the principal from
+CLIENT = "creamery.client"  # the client's address (X-Forwarded-For from a trusted proxy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,52 +42,122 @@ class Denial:
     headers: list[tuple[bytes, bytes]]
 
 
+def principal_of(scope: Scope) -> Principal:
+    """The principal the guard found for this request (anonymous when it asked nobody)."""
+    found = scope.get(PRINCIPAL)
+    return found if isinstance(found, Principal) else ANONYMOUS
+
+
+def actor_of(scope: Scope) -> Actor:
+    """Who made this request, for the audit log."""
+    return Actor.of(principal_of(scope), client_of(scope))
+
+
+def client_of(scope: Scope) -> str:
+    found = scope.get(CLIENT)
+    if isinstance(found, str):
+        return found
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def refusal(access: Access, principal: Principal, operation: str, project: str) -> Denial:
+    """Why *principal* may not do *operation* to *project*: a 401 challenge to an anonymous
+    request (a client retries with credentials), a 403 with the reason otherwise."""
+    if principal.anonymous:
+        return Denial(401, "Authentication required", CHALLENGE)
+    return Denial(403, access.why_not(principal, operation, project), [])
+
+
 class Guard:
-    def __init__(self, config: Config) -> None:
-        self.authenticator = Authenticator(config)
+    def __init__(self, access: Access) -> None:
+        self.access = access
         self.limiter = FailureLimiter()
+        # With a permission file, credentials are checked wherever they are sent.
+        self.identifies = access.identifies()
         self._secret = os.urandom(32)
-        self._verified: dict[bytes, tuple[str, float]] = {}
+        self._verified: dict[bytes, tuple[Principal, float]] = {}
+        self._throttled_said: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def required(self, action: str) -> bool:
-        return self.authenticator.required(action)
+        return self.access.required(action)
 
-    async def check(self, action: str, authorization: str | None, client: str) -> str | Denial:
-        """The authenticated user ("" when the action is open), or why not."""
-        if not self.required(action):
-            return ""
+    async def check(
+        self, action: str, authorization: str | None, client: str
+    ) -> Principal | Denial:
+        """The principal of the request (anonymous when the route is open and nobody needs
+        to know), or why it may not go on."""
+        needed = self.required(action)
+        if not needed and not self.identifies:
+            return ANONYMOUS
         credentials = parse_basic_authorization(authorization)
         if credentials is None:
-            return Denial(401, "Authentication required", CHALLENGE)
+            return Denial(401, "Authentication required", CHALLENGE) if needed else ANONYMOUS
         user, password = credentials
         key = self._remember_key(authorization or "")
         remembered = self._verified.get(key)
-        if remembered is not None and remembered[1] > time.monotonic():
+        if (
+            remembered is not None
+            and remembered[1] > time.monotonic()
+            and self.access.still_valid(remembered[0])
+        ):
             return remembered[0]
         attempt = self.limiter.reserve(client_key(client))
         if isinstance(attempt, int):
+            await self._said_throttled(client, user)
             return Denial(
                 429,
                 "Too many failed logins: try again later",
                 [(b"retry-after", str(attempt).encode())],
             )
-        ok = await anyio.to_thread.run_sync(self.authenticator.check, user, password)
-        if not ok:  # the reservation stays: it is this failure
-            # A refusal is always the credentials (every valid user may do every guarded
-            # action); the same words for an unknown user keep user names secret.
-            return Denial(403, f"Forbidden: wrong password for {user!r}, or no such user", [])
+        if looks_like_token(password):  # one HMAC: no thread needed
+            found = self.access.authenticate(user, password)
+        else:
+            found = await anyio.to_thread.run_sync(self.access.authenticate, user, password)
+        if isinstance(found, Refused):  # the reservation stays: it is this failure
+            headers = CHALLENGE if found.status == 401 else []
+            return Denial(found.status, found.reason, headers)
         self.limiter.release(attempt)
         # Failures are not forgiven by a success: one account must not unlock guessing another's.
-        self._remember(key, user)
-        return user
+        self._remember(key, found)
+        if found.token is not None and self.access.tokens.use_due(found.token):
+            threading.Thread(
+                target=self._note_use, args=(found, client), name="creamery-token-use", daemon=True
+            ).start()
+        return found
+
+    def _note_use(self, principal: Principal, client: str) -> None:
+        """When a token was last used (at most once per 10 minutes); its first use audited."""
+        token = principal.token
+        assert token is not None
+        try:
+            if self.access.tokens.mark_used(token):
+                entry = Actor.of(principal, client).entry("token.first-use", detail=token.id)
+                self.access.audit.try_write(entry)
+        except OSError as error:
+            log.warning("can't note the use of token %s: %s", token.id, error)
+
+    async def _said_throttled(self, client: str, user: str) -> None:
+        """Audit a throttled client once a minute at most (a flood must not flood the log)."""
+        key = client_key(client)
+        now = time.monotonic()
+        with self._lock:
+            if now - self._throttled_said.get(key, -1e9) < self.limiter.window:
+                return
+            if len(self._throttled_said) > _REMEMBER_MAX:
+                self._throttled_said.clear()
+            self._throttled_said[key] = now
+        entry = Actor(user or None, None, client).entry("login.throttled", result="denied")
+        await anyio.to_thread.run_sync(self.access.audit.try_write, entry)
 
     def _remember_key(self, authorization: str) -> bytes:
-        state = repr(self.authenticator.fingerprint()).encode()
+        state = repr(self.access.authenticator.fingerprint()).encode()
         return hmac.new(
             self._secret, state + b"\0" + authorization.encode(), hashlib.sha256
         ).digest()
 
-    def _remember(self, key: bytes, user: str) -> None:
+    def _remember(self, key: bytes, principal: Principal) -> None:
         if len(self._verified) >= _REMEMBER_MAX:
             self._verified.clear()
-        self._verified[key] = (user, time.monotonic() + _REMEMBER_SECONDS)
+        self._verified[key] = (principal, time.monotonic() + _REMEMBER_SECONDS)

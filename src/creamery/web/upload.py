@@ -20,7 +20,9 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
 from creamery.catalog import releases
+from creamery.catalog.access import ANONYMOUS, Actor, Principal
 from creamery.catalog.facts import parse_core_metadata
+from creamery.catalog.publish import same_files
 from creamery.catalog.service import AlreadyExists, NameTooLong, ReleaseNotFound, Upload
 from creamery.core import archives
 from creamery.core.names import (
@@ -222,7 +224,26 @@ def provenance(form: ReceivedForm) -> bytes | None:
     return json.dumps(document).encode()
 
 
-def accept_file(app: AppState, form: ReceivedForm, user_agent: str, user: str) -> Outcome:
+def forbidden(app: AppState, principal: Principal, operation: str, project: str) -> FormError:
+    """The refusal of *operation* on *project*: 401 (with a challenge) to an anonymous
+    request, so clients send their credentials; 403 with the reason to a signed-in one."""
+    if principal.anonymous:
+        return FormError(401, "Authentication required")
+    return FormError(403, app.catalog.access.why_not(principal, operation, project))
+
+
+def check_allowed(app: AppState, principal: Principal, operation: str, project: str) -> None:
+    if not app.catalog.access.may(principal, operation, project):
+        raise forbidden(app, principal, operation, project)
+
+
+def accept_file(
+    app: AppState,
+    form: ReceivedForm,
+    user_agent: str,
+    principal: Principal = ANONYMOUS,
+    actor: Actor | None = None,
+) -> Outcome:
     """Validate and publish an uploaded distribution (runs in a worker thread)."""
     content = form.files.get("content")
     if content is None:
@@ -230,6 +251,11 @@ def accept_file(app: AppState, form: ReceivedForm, user_agent: str, user: str) -
     filename = content.filename
     policy = app.config.upload_policy
     parsed = check_filename(filename, policy)
+    # Before reading the archive: whoever may not upload here learns nothing more.
+    check_allowed(app, principal, "upload", parsed.project)
+    overwrite = app.config.overwrite
+    if overwrite and same_files(app.catalog.index, filename):
+        check_allowed(app, principal, "overwrite", parsed.project)
     try:
         app.catalog.check_name_fits(filename)
     except NameTooLong as error:
@@ -250,10 +276,10 @@ def accept_file(app: AppState, form: ReceivedForm, user_agent: str, user: str) -
         metadata_read=found is not None,
     )
     try:
-        changed = app.catalog.publish(upload, overwrite=app.config.overwrite)
+        changed = app.catalog.publish(upload, overwrite=overwrite, actor=actor)
     except AlreadyExists as error:
         raise _already_exists(filename, user_agent) from error
-    log.warning("upload of %s (%d bytes) by %s", filename, content.size, user or "-")
+    log.warning("upload of %s (%d bytes) by %s", filename, content.size, principal)
     return Outcome(200, f"OK: {filename} uploaded", tuple(changed))
 
 
@@ -269,15 +295,21 @@ def _already_exists(filename: str, user_agent: str) -> FormError:
     return FormError(status, f"File already exists: {filename!r} (use --overwrite to replace)")
 
 
-def remove_release(app: AppState, form: ReceivedForm, user: str) -> Outcome:
+def remove_release(
+    app: AppState,
+    form: ReceivedForm,
+    principal: Principal = ANONYMOUS,
+    actor: Actor | None = None,
+) -> Outcome:
     name, version = form.value("name"), form.value("version")
     if not name or not version:
         raise FormError(400, f"missing 'name'/'version' fields: name={name}, version={version}")
+    check_allowed(app, principal, "remove", normalize(name))
     try:
-        changed = app.catalog.remove(name, version)
+        changed = app.catalog.remove(name, version, actor=actor)
     except ReleaseNotFound as error:
         raise FormError(404, f"{name} ({version}) not found") from error
-    log.warning("removal of %s %s by %s", normalize(name), version, user or "-")
+    log.warning("removal of %s %s by %s", normalize(name), version, principal)
     return Outcome(200, f"OK: {normalize(name)} {version} removed", tuple(changed))
 
 

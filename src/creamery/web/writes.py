@@ -14,13 +14,17 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from creamery.catalog.service import ReleaseNotFound
 from creamery.core.errors import ClientError
+from creamery.core.names import normalize
 from creamery.core.untrusted import load_json
 from creamery.http.errors import RETRY_AFTER, outage_reason
 from creamery.http.form import FormError, ReceivedForm, read_multipart, read_urlencoded
 from creamery.http.status_line import reason_phrase
 from creamery.storage import StoreUnavailable
 from creamery.web import upload
+from creamery.web.guard import CHALLENGE, actor_of, principal_of
 from creamery.web.state import AppState
+
+CHALLENGE_HEADERS = [(k.decode(), v.decode()) for k, v in CHALLENGE]
 
 MAX_YANK_REASON = 1000
 
@@ -31,16 +35,16 @@ _MAX_SMALL_BODY = 1 << 20  # url-encoded forms and JSON requests
 
 async def legacy_api(app: AppState, request: Request) -> Response:
     """`POST /` (and `/legacy/`): file_upload, remove_pkg, submit, verify, doc_upload."""
-    user = request.scope.get("creamery.user", "")
     form: ReceivedForm | None = None
     try:
         form = await _read_form(app, request)
-        outcome = await _dispatch(app, form, request, user)
+        outcome = await _dispatch(app, form, request)
     except ClientError as error:
         log.info("upload rejected (%d): %s", error.status, error.reason)
         _count_upload(app, "rejected")
         reason_phrase(request.scope, error.reason)  # twine shows the status line's reason
-        return PlainTextResponse(error.reason + "\n", status_code=error.status)
+        headers = dict(CHALLENGE_HEADERS) if error.status == 401 else None
+        return PlainTextResponse(error.reason + "\n", status_code=error.status, headers=headers)
     except StoreUnavailable as error:  # nothing was published: the client may retry
         return _unavailable(app, "upload failed", error)
     except OSError as error:  # a full scratch disk, a store refusing a write: not the client's
@@ -94,17 +98,19 @@ async def _small_body(request: Request) -> bytes:
     return body
 
 
-async def _dispatch(
-    app: AppState, form: ReceivedForm, request: Request, user: str
-) -> upload.Outcome:
+async def _dispatch(app: AppState, form: ReceivedForm, request: Request) -> upload.Outcome:
     action = form.value(":action")
     if action is None:
         raise FormError(400, "Missing ':action' field!")
+    principal = principal_of(request.scope)
+    actor = actor_of(request.scope)
     if action == "file_upload":
         agent = request.headers.get("user-agent", "")
-        return await anyio.to_thread.run_sync(upload.accept_file, app, form, agent, user)
+        return await anyio.to_thread.run_sync(
+            upload.accept_file, app, form, agent, principal, actor
+        )
     if action == "remove_pkg":
-        return await anyio.to_thread.run_sync(upload.remove_release, app, form, user)
+        return await anyio.to_thread.run_sync(upload.remove_release, app, form, principal, actor)
     if action in ("submit", "verify"):
         return upload.Outcome(200, "OK")
     if action == "doc_upload":
@@ -120,6 +126,12 @@ async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response
     except ClientError as error:
         return JSONResponse({"message": error.reason}, status_code=error.status)
     project, version = data["project"], data["version"]
+    principal = principal_of(request.scope)
+    normalized = normalize(project)
+    if not app.catalog.access.may(principal, "yank", normalized):
+        denial = upload.forbidden(app, principal, "yank", normalized)
+        headers = dict(CHALLENGE_HEADERS) if denial.status == 401 else None
+        return JSONResponse({"message": denial.reason}, status_code=denial.status, headers=headers)
     try:
         changed = await anyio.to_thread.run_sync(
             lambda: app.catalog.set_yanked(
@@ -128,6 +140,7 @@ async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response
                 yanked=yanked,
                 reason=data.get("reason") or "",
                 filename=data.get("filename") or None,
+                actor=actor_of(request.scope),
             )
         )
     except ReleaseNotFound as error:
@@ -138,7 +151,7 @@ async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response
         log.error("yank failed: %s", error)
         return JSONResponse({"message": f"yank failed: {error.strerror}"}, status_code=507)
     verb = "yanked" if yanked else "un-yanked"
-    log.warning("%s %s %s by %s", verb, project, version, request.scope.get("creamery.user") or "-")
+    log.warning("%s %s %s by %s", verb, project, version, principal)
     files = sorted(set(changed))
     return JSONResponse({"message": f"{verb} {project} {version}", "files": files})
 
