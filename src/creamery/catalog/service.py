@@ -26,10 +26,13 @@ from typing import TYPE_CHECKING
 
 from creamery.catalog import publish as publishing
 from creamery.catalog import releases
-from creamery.catalog.access import ACCESS_KEYS, OWNERS_KEY, Access, Actor
+from creamery.catalog.access import ACCESS_KEYS, OWNERS_KEY, TOKEN_KEY, Access, Actor
 from creamery.catalog.audit import Entry
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
+from creamery.catalog.owners import Grant, Owners
+from creamery.catalog.permissions import Role
+from creamery.catalog.tokens import Token, mint
 from creamery.changes import ChangeFeed
 from creamery.changes.follower import Follower
 from creamery.changes.local_feed import LocalFeed
@@ -292,6 +295,83 @@ class Catalog:
     def record_access(self, keys: list[str]) -> int:
         """After a change to tokens or grants: tell every process and replica (the feed)."""
         return self.record(keys)
+
+    # ------------------------------------------------------------------ tokens and grants
+
+    def create_token(
+        self,
+        owner: str,
+        *,
+        projects: Iterable[str] = (),
+        actions: Iterable[str] = (),
+        expires: float | None = None,
+        description: str = "",
+        actor: Actor | None = None,
+    ) -> tuple[Token, str]:
+        """A new API token for *owner* and its secret (shown once, stored nowhere). Audited
+        first, recorded last (every process and replica learns it from the feed). ValueError
+        for a bad scope, action, expiry or description; OSError when the state can't take it."""
+        token, secret = mint(
+            owner, projects=projects, actions=actions, expires=expires, description=description
+        )
+        entry = (actor or Actor.local()).entry(
+            "token.create",
+            detail=f"{token.id} for {owner}: {','.join(sorted(token.actions))} on "
+            + (",".join(token.projects) or "every project"),
+        )
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            self.access.tokens.create(token)
+        self.record_access([TOKEN_KEY + token.id])
+        return token, secret
+
+    def revoke_token(self, token_id: str, *, actor: Actor | None = None) -> Token | None:
+        """Revoke a token (its record is deleted); the token, None when there is none."""
+        token = self.access.tokens.get(token_id) or self.access.tokens.read(token_id)
+        if token is None:
+            return None
+        entry = (actor or Actor.local()).entry(
+            "token.revoke", detail=f"{token.id} of {token.owner}"
+        )
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            self.access.tokens.revoke(token_id)
+        self.record_access([TOKEN_KEY + token_id])
+        return token
+
+    def grant(self, project: str, user: str, role: Role, *, actor: Actor | None = None) -> Grant:
+        """Give *user* *role* on *project* (ownership: `creamery owners add`). ValueError for
+        a role that is not uploader, maintainer or owner, or when ownership is off."""
+        owners = self._owners()
+        name = normalize(project)
+        by = actor or Actor.local()
+        entry = by.entry("owners.grant", project=name, detail=f"{user} {role.label}")
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            grant = owners.grant(name, user, role, granted_by=by.user or "")
+        self.record_access([OWNERS_KEY + name])
+        return grant
+
+    def ungrant(self, project: str, user: str, *, actor: Actor | None = None) -> bool:
+        """Take *user*'s role on *project* away; False when they had none."""
+        owners = self._owners()
+        name = normalize(project)
+        if user not in owners.grants(name):
+            return False
+        entry = (actor or Actor.local()).entry("owners.revoke", project=name, detail=user)
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            owners.revoke(name, user)
+        self.record_access([OWNERS_KEY + name])
+        return True
+
+    def _owners(self) -> Owners:
+        owners = self.access.owners
+        if owners is None:
+            raise ValueError(
+                "ownership is off: start the server (and run this) with --owners first-uploader"
+            )
+        return owners
 
 
 class _Audited:

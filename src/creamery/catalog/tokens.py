@@ -223,6 +223,10 @@ class TokenStore:
             self._tokens = {i: _with_used(t, used.get(i)) for i, t in found.items()}
             self.loaded = True
 
+    def read(self, token_id: str) -> Token | None:
+        """One token's record from the store (None: no such token)."""
+        return self._read(token_id)
+
     def _read(self, token_id: str) -> Token | None:
         if not _ID.fullmatch(token_id):
             return None
