@@ -167,7 +167,7 @@ class Catalog:
         what they recorded before (so the serial this process has applied covers the write).
         Returns the change's serial: the write's announcement, the last step of its commit."""
         changed = list(relpaths)
-        self.index.refresh(changed)
+        self._apply(changed)
         try:
             serial = self.feed.append(changed)
         except OSError as error:  # the write is done; other processes find it by rescanning
