@@ -437,6 +437,10 @@ def check_auth(config: Config) -> Config:
                 "no-authentication needs both '-a .' and '-P .' (authenticated actions and "
                 "password file must both be empty)"
             )
+        if config.permissions is not None or config.owners is not None:
+            raise ConfigError(
+                "--permissions and --owners need users: give a password file (-P), not '-P . -a .'"
+            )
         return config.with_updates(password_file=None, auth_disabled=True)
     if config.password_file is not None and not config.password_file.is_file():
         raise ConfigError(f"password file {str(config.password_file)!r} does not exist")
@@ -500,7 +504,7 @@ def config_from_app_kwargs(kwargs: dict[str, Any]) -> Config:
         changes["backend"] = kwargs.pop("backend_arg")
     if "upload_policy" in kwargs:
         changes["upload_policy"] = parse_upload_policy(kwargs.pop("upload_policy"))
-    for path_key in ("welcome_file", "log_file", "cache_dir", "state_dir"):
+    for path_key in ("welcome_file", "log_file", "cache_dir", "state_dir", "permissions"):
         if kwargs.get(path_key) is not None:
             changes[path_key] = Path(kwargs.pop(path_key))
     if changes.get("state_dir") is not None:
