@@ -34,7 +34,7 @@ from creamery.catalog.permissions import (
     Policy,
     Role,
 )
-from creamery.catalog.tokens import TOKEN_USER, Token, TokenStore, looks_like_token
+from creamery.catalog.tokens import TOKEN_USER, Token, TokenStore
 from creamery.core.config import Config
 from creamery.storage.state import StateDir
 
@@ -53,6 +53,7 @@ PYPISERVER_ACTION = {
     "remove": "update",
     "manage": "update",
 }
+READS = frozenset({"list", "download"})
 TOKEN_ACTION = {
     "list": "list",
     "download": "download",
@@ -191,16 +192,14 @@ class Access:
 
     def authenticate(self, user: str, password: str) -> Principal | Refused:
         """Check credentials (bcrypt for a password: run it in a worker thread)."""
-        if user == TOKEN_USER or looks_like_token(password):
-            return self._token_principal(user, password)
+        if user == TOKEN_USER:
+            return self._token_principal(password)
         if self.authenticator.check(user, password):
             return Principal(user)
         # The same words for an unknown user keep user names secret.
         return Refused(403, f"Forbidden: wrong password for {user!r}, or no such user")
 
-    def _token_principal(self, user: str, password: str) -> Principal | Refused:
-        if user != TOKEN_USER:
-            return Refused(401, f"Unauthorized: a token is sent with the user name {TOKEN_USER}")
+    def _token_principal(self, password: str) -> Principal | Refused:
         token = self.tokens.verify(password)
         if token is None:
             return Refused(401, "Unauthorized: invalid or revoked token")
@@ -236,7 +235,13 @@ class Access:
             action = TOKEN_ACTION.get(operation)
             if action is None or not token.allows(action, project):
                 return False
+        if operation in READS:  # reading is the permission file's alone, never the grants'
+            return self._file_role(user, project) >= OPERATION_ROLES[operation]
         return self.role(user, project) >= OPERATION_ROLES[operation]
+
+    def _file_role(self, user: str, project: str) -> Role:
+        policy = self.policy
+        return Role.OWNER if policy is None else policy.role(user, project)
 
     def _anonymous_may(self, operation: str, project: str) -> bool:
         if self._disabled:
@@ -252,7 +257,7 @@ class Access:
         """A signed-in user's role on *project*: the permission file's (everything without
         one), and with ownership, the grants of an owned project."""
         policy = self.policy
-        base = Role.OWNER if policy is None else policy.role(user, project)
+        base = self._file_role(user, project)
         owners = self.owners
         if owners is None or not owners.has_owners(project):
             return base

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 
+from creamery.core.config import ConfigError
 from creamery.core.names import normalize
 
 log = logging.getLogger("creamery.permissions")
@@ -76,8 +77,9 @@ OPERATION_ROLES: dict[str, Role] = {
 }
 
 
-class PermissionFileError(ValueError):
-    """The permission file can't be used; the message is one line naming the file and why."""
+class PermissionFileError(ConfigError):
+    """The permission file can't be used; the message is one line naming the file and why
+    (a ConfigError: at start, the command line says it in one line and exits 2)."""
 
 
 @dataclass(frozen=True, slots=True)

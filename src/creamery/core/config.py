@@ -288,7 +288,9 @@ def parse_trusted_proxy(text: str) -> str:
     try:
         return str(ipaddress.ip_network(text.strip(), strict=False))
     except ValueError:
-        raise ConfigError(f"{text!r} is not an IP address or CIDR network") from None
+        raise ConfigError(
+            f"--trusted-proxy: {text!r} is not an IP address or CIDR network"
+        ) from None
 
 
 def parse_upload_policy(text: str) -> str:

@@ -23,7 +23,7 @@ import anyio
 
 from creamery.catalog.access import ANONYMOUS, Access, Actor, Principal, Refused
 from creamery.catalog.auth import FailureLimiter, client_key, parse_basic_authorization
-from creamery.catalog.tokens import looks_like_token
+from creamery.catalog.tokens import TOKEN_USER
 from creamery.http.asgi_types import Scope
 
 log = logging.getLogger("creamery.guard")
@@ -111,11 +111,14 @@ class Guard:
                 "Too many failed logins: try again later",
                 [(b"retry-after", str(attempt).encode())],
             )
-        if looks_like_token(password):  # one HMAC: no thread needed
+        if user == TOKEN_USER:  # one HMAC: no thread needed
             found = self.access.authenticate(user, password)
         else:
             found = await anyio.to_thread.run_sync(self.access.authenticate, user, password)
         if isinstance(found, Refused):  # the reservation stays: it is this failure
+            failed = Actor(None if user == TOKEN_USER else user, None, client)
+            entry = failed.entry("login.failed", result="denied", detail=found.reason)
+            await anyio.to_thread.run_sync(self.access.audit.try_write, entry)
             headers = CHALLENGE if found.status == 401 else []
             return Denial(found.status, found.reason, headers)
         self.limiter.release(attempt)

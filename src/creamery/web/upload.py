@@ -232,9 +232,23 @@ def forbidden(app: AppState, principal: Principal, operation: str, project: str)
     return FormError(403, app.catalog.access.why_not(principal, operation, project))
 
 
-def check_allowed(app: AppState, principal: Principal, operation: str, project: str) -> None:
-    if not app.catalog.access.may(principal, operation, project):
-        raise forbidden(app, principal, operation, project)
+def check_allowed(
+    app: AppState,
+    principal: Principal,
+    operation: str,
+    project: str,
+    actor: Actor | None = None,
+    **target: str | None,
+) -> None:
+    """Raise the refusal (401 or 403) unless *principal* may do *operation* to *project*;
+    a refusal to a signed-in principal is audited (result "denied")."""
+    access = app.catalog.access
+    if access.may(principal, operation, project):
+        return
+    if not principal.anonymous:
+        who = actor or Actor(principal.user, principal.token_id)
+        access.audit.try_write(who.entry(operation, result="denied", project=project, **target))
+    raise forbidden(app, principal, operation, project)
 
 
 def accept_file(
@@ -252,10 +266,10 @@ def accept_file(
     policy = app.config.upload_policy
     parsed = check_filename(filename, policy)
     # Before reading the archive: whoever may not upload here learns nothing more.
-    check_allowed(app, principal, "upload", parsed.project)
+    check_allowed(app, principal, "upload", parsed.project, actor, filename=filename)
     overwrite = app.config.overwrite
     if overwrite and same_files(app.catalog.index, filename):
-        check_allowed(app, principal, "overwrite", parsed.project)
+        check_allowed(app, principal, "overwrite", parsed.project, actor, filename=filename)
     try:
         app.catalog.check_name_fits(filename)
     except NameTooLong as error:
@@ -304,7 +318,7 @@ def remove_release(
     name, version = form.value("name"), form.value("version")
     if not name or not version:
         raise FormError(400, f"missing 'name'/'version' fields: name={name}, version={version}")
-    check_allowed(app, principal, "remove", normalize(name))
+    check_allowed(app, principal, "remove", normalize(name), actor, version=version)
     try:
         changed = app.catalog.remove(name, version, actor=actor)
     except ReleaseNotFound as error:

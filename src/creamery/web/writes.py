@@ -128,8 +128,18 @@ async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response
     project, version = data["project"], data["version"]
     principal = principal_of(request.scope)
     normalized = normalize(project)
-    if not app.catalog.access.may(principal, "yank", normalized):
-        denial = upload.forbidden(app, principal, "yank", normalized)
+    try:
+        await anyio.to_thread.run_sync(
+            lambda: upload.check_allowed(
+                app,
+                principal,
+                "yank",
+                normalized,
+                actor_of(request.scope),
+                version=version,
+            )
+        )
+    except FormError as denial:
         headers = dict(CHALLENGE_HEADERS) if denial.status == 401 else None
         return JSONResponse({"message": denial.reason}, status_code=denial.status, headers=headers)
     try:
