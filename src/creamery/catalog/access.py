@@ -87,8 +87,9 @@ class Principal:
         return None if self.token is None else self.token.id
 
     def __str__(self) -> str:
+        """How logs name it: the user, with the token's id; "-" for anonymous (as before)."""
         if self.user is None:
-            return "anonymous"
+            return "-"
         return self.user if self.token is None else f"{self.user} (token {self.token.id})"
 
 
