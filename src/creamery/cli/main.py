@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from creamery.catalog.permissions import PermissionFile, PermissionFileError
 from creamery.cli import admin, settings
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
 from creamery.core.config import (
@@ -790,7 +791,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         trusted_proxies=tuple(
             checked("trusted_proxy", lambda v: [parse_trusted_proxy(c) for c in v])
         ),
-        permissions=checked("permissions", lambda v: _readable(_path(v), "permission file")),
+        permissions=checked("permissions", _permission_file),
         # File-system checks last: a mistyped flag is reported before a missing directory.
         roots=checked("package_directory", directories),
         welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),
@@ -831,6 +832,18 @@ def _mirror_cache(text: str | None) -> Path | ObjectRoot | None:
 
 def _path(text: str | None) -> Path | None:
     return None if text is None else Path(text).expanduser()
+
+
+def _permission_file(text: str | None) -> Path | None:
+    """A --permissions file that parses: a bad one is a one-line start-up error (exit 2),
+    not a server that refuses everything."""
+    path = _readable(_path(text), "permission file")
+    if path is not None:
+        try:
+            PermissionFile(path)
+        except PermissionFileError as error:
+            raise ConfigError(str(error)) from None
+    return path
 
 
 def _readable(path: Path | None, what: str) -> Path | None:

@@ -11,13 +11,16 @@ import os
 import re
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from creamery.core.config import DEFAULT_LOG_REQ_FRMT, DEFAULT_LOG_RES_FRMT, Config
 from creamery.core.names import METADATA
 from creamery.http.asgi_types import Message, Receive, Scope, Send
 from creamery.http.routing import relative_path
+
+if TYPE_CHECKING:
+    from prometheus_client import Metric
 
 access_log = logging.getLogger("creamery.access")
 error_log = logging.getLogger("creamery.error")
@@ -175,8 +178,6 @@ class Metrics:
             "creamery_auth_failures", "Requests refused for credentials", ["status"], **kwargs
         )
         gauge_kwargs = {**kwargs, "multiprocess_mode": "livemax"} if self.multiprocess else kwargs
-        self.projects = Gauge("creamery_projects", "Projects in the index", **gauge_kwargs)
-        self.files = Gauge("creamery_files", "Distribution files in the index", **gauge_kwargs)
         self.mirror_events = Counter(
             "creamery_mirror_requests", "Mirror cache lookups", ["kind", "result"], **kwargs
         )
@@ -191,16 +192,38 @@ class Metrics:
         self.latency.labels(route).observe(duration)
         self.bytes_sent.labels(route).inc(sent)
 
-    def exposition(self) -> tuple[bytes, str]:
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    def exposition(self, projects: int, files: int) -> tuple[bytes, str]:
+        """The scrape's answer, with the index's size as the scraper may see it (*projects*,
+        *files*: counted for its principal, so hidden projects don't add to them). Those two
+        are made per scrape, not kept: a gauge shared by workers would show the largest
+        count any principal saw."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+        size = CollectorRegistry(auto_describe=True)
+        size.register(_IndexSize(projects, files))  # values, not gauges: nothing stored
+        registry = self.registry
         if self.multiprocess:
-            from prometheus_client import CollectorRegistry, multiprocess
+            from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
-            return generate_latest(registry), CONTENT_TYPE_LATEST
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(registry) + generate_latest(size), CONTENT_TYPE_LATEST
+
+
+class _IndexSize:
+    """The index's size as one scrape's principal sees it (a custom collector)."""
+
+    def __init__(self, projects: int, files: int) -> None:
+        self.values = (
+            ("creamery_projects", "Projects in the index", projects),
+            ("creamery_files", "Distribution files in the index", files),
+        )
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        for name, documentation, value in self.values:
+            yield GaugeMetricFamily(name, documentation, value=value)
 
 
 def prepare_multiprocess_metrics(config: Config) -> None:

@@ -50,12 +50,20 @@ STALE_HEADERS = [(b"warning", b'110 - "Response is Stale"'), (b"x-creamery-stale
 
 class Mirror:
     """Upstream projects beside the *catalog*'s; counts its events in the *observer*'s metrics
-    and serves cached files through the app's *small_files*."""
+    and serves cached files through the app's *small_files*. *hidden* (with a permission file):
+    may this request's principal not see this local project? Then, for that request, the
+    project is not hosted here (its upstream files are served as for any unknown name)."""
 
     def __init__(
-        self, config: Config, catalog: Catalog, observer: Observer, small_files: SmallFiles
+        self,
+        config: Config,
+        catalog: Catalog,
+        observer: Observer,
+        small_files: SmallFiles,
+        hidden: Callable[[Scope, str], bool] | None = None,
     ) -> None:
         self.config = config
+        self.hidden = hidden
         self.index = catalog.index
         self.facts = catalog.facts
         self.observer = observer
@@ -174,7 +182,7 @@ class Mirror:
         if not _PROJECT.fullmatch(project) or not is_safe_filename(dist):
             await send_text(send, 404, f"Not Found ({rest} is not a mirrored file)")
             return
-        if not self.handles(project):
+        if not self.handles(project) and (self.hidden is None or not self.hidden(scope, project)):
             await send_text(
                 send, 404, f"Not Found ({project} is hosted here: upstream files are not served)"
             )

@@ -94,7 +94,8 @@ class Creamery:
         if config.mirror:
             from creamery.mirror.service import Mirror  # only when enabled: it brings in httpx
 
-            self.mirror = Mirror(config, self.catalog, self.observer, self.small_files)
+            hidden = self._hides if self.filtering else None
+            self.mirror = Mirror(config, self.catalog, self.observer, self.small_files, hidden)
         self.app_state = AppState(
             config, self.catalog, self.guard, self.observer, self.small_files, self.mirror
         )
@@ -524,6 +525,10 @@ class Creamery:
                 self._root_views.clear()
             kept = self._root_views[view] = (generation, pages)
         return kept[1][fmt]
+
+    def _hides(self, scope: Scope, project: str) -> bool:
+        """May this request's principal not see *project* (normalized)?"""
+        return not self.access.may(principal_of(scope), "list", project)
 
     async def _hidden_project(self, scope: Scope, send: Send, project: str, fmt: Format) -> None:
         """A project this principal may not see answers exactly as one that does not exist:

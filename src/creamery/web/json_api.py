@@ -29,6 +29,7 @@ from creamery.core.names import SIGNATURE, VersionKey, normalize, version_sort_k
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.render.simple_api import entry_for, iso_time
 from creamery.storage import Reader, Storage, StoredFile, chunks, is_version
+from creamery.web.guard import principal_of
 from creamery.web.pages import BoundedCache, base_url, body_response, relative_redirect
 from creamery.web.state import AppState
 
@@ -64,6 +65,8 @@ class JsonApi:
         self.catalog = catalog
         self.digests = FileDigests(catalog.storage)
         self.cache = BoundedCache(max_entries=256, max_bytes=64 << 20)
+        # With a permission file, a project the principal may not see is not there.
+        self.filtering = catalog.access.filters_reads()
 
     async def legacy(self, request: Request) -> Response:
         project = request.path_params["project"]
@@ -91,7 +94,10 @@ class JsonApi:
         build: Callable[[str, str | None, str], Document | None],
     ) -> Response:
         index = self.catalog.index
-        if project not in index.projects:
+        if project not in index.projects or (
+            self.filtering
+            and not self.catalog.access.may(principal_of(request.scope), "list", project)
+        ):
             return body_response(request, NOT_FOUND, JSON, 404)
         base = base_url(request)
         key = (build.__name__, project, version, base, index.project_generation(project))

@@ -16,6 +16,7 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import Response
 
+from creamery.catalog.access import ANONYMOUS
 from creamery.catalog.facts import Digests, FactsCache
 from creamery.catalog.index import Distribution, Index
 from creamery.core.config import ConfigError
@@ -25,6 +26,7 @@ from creamery.http.conditional import etag_matches
 from creamery.http.files import location
 from creamery.render.simple_api import strong_etag
 from creamery.storage import StoredFile
+from creamery.web.guard import principal_of
 from creamery.web.state import AppState
 
 if TYPE_CHECKING:
@@ -181,14 +183,26 @@ def welcome(state: AppState) -> Endpoint:
     # tell everyone how many packages it holds.
     count_hidden = state.guard.required("list")
     catalog = state.catalog
+    access = catalog.access
+    # With a permission file, the page counts what anonymous visitors may see (the page is
+    # public: nobody is asked who they are), so hidden projects don't add to it.
+    filtering = access.filters_reads()
 
     async def endpoint(request: Request) -> Response:
         base = base_url(request)
-        key = (base, catalog.index.generation)
+        view = access.view(ANONYMOUS) if filtering else None
+        key = (base, catalog.index.generation, view)
         body = cache.get(key)
         if body is None:
             template = checked or _welcome_template(None, None)
-            count = None if count_hidden else len(catalog.index.dists)
+            count: int | None = None
+            if count_hidden:
+                count = None
+            elif filtering:
+                visible = access.visible(ANONYMOUS)
+                count = sum(visible(d.project) for d in catalog.index.all_distributions())
+            else:
+                count = len(catalog.index.dists)
             body = render_welcome(template, base, count)
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")
@@ -237,18 +251,25 @@ def packages_listing(state: AppState) -> Endpoint:
     """GET /packages/ : every distribution file and signature, linked relatively with a digest.
 
     Rendered once per index generation (and once more when digests computed in the background
-    arrive), so a request costs a cache hit.
+    arrive), so a request costs a cache hit. With a permission file, once per view (the
+    principals who see the same projects): the files of projects the principal may not see
+    are not listed.
     """
-    cache = BoundedCache(max_entries=2, max_bytes=256 << 20)
+    cache = BoundedCache(max_entries=16, max_bytes=256 << 20)
     catalog = state.catalog
+    access = catalog.access
+    filtering = access.filters_reads()
     digests = ListingDigests(catalog.facts, state.config.hash_algo)
 
     async def endpoint(request: Request) -> Response:
         index = catalog.index
-        key = (index.generation, digests.epoch)
+        principal = principal_of(request.scope)
+        view = access.view(principal) if filtering else None
+        key = (index.generation, digests.epoch, view)
         body = cache.get(key)
         if body is None:
-            body = await anyio.to_thread.run_sync(render_listing, index, digests)
+            visible = access.visible(principal) if filtering else None
+            body = await anyio.to_thread.run_sync(render_listing, index, digests, visible)
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")
 
@@ -336,9 +357,16 @@ def listed_relpaths(index: Index) -> list[str]:
     return [relpath for _, relpath in rows]
 
 
-def render_listing(index: Index, digests: ListingDigests) -> bytes:
+def render_listing(
+    index: Index, digests: ListingDigests, visible: Callable[[str], bool] | None = None
+) -> bytes:
+    """The listing page; with *visible*, only the files of the projects it accepts."""
     relpaths = listed_relpaths(index)
     dists = [dist for relpath in relpaths if (dist := index.dists.get(relpath)) is not None]
+    # Digests of every file, whoever asks: the digest memory then serves every view.
     fragments = digests.fragments(dists)
+    if visible is not None:
+        shown = {d.relpath for d in dists if visible(d.project)}
+        relpaths = [r for r in relpaths if r.removesuffix(SIGNATURE) in shown]
     links = [(quote(relpath) + fragments.get(relpath, ""), relpath) for relpath in relpaths]
     return _env().get_template("packages.html").render(links=links).encode("utf-8")

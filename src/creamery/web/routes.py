@@ -29,6 +29,7 @@ from creamery.http.routing import (
     endpoint,
 )
 from creamery.web import json_api, pages, writes, xmlrpc
+from creamery.web.guard import principal_of
 from creamery.web.pages import relative_redirect
 from creamery.web.state import AppState
 
@@ -161,11 +162,17 @@ def metrics(state: AppState) -> Handler:
         if collected is None:
             return PlainTextResponse("Not Found", status_code=404)
         index = state.catalog.index
-        collected.projects.set(len(index.projects))
-        collected.files.set(len(index.dists))
+        access = state.catalog.access
+        if access.filters_reads():  # counted as this principal sees the index
+            visible = access.visible(principal_of(request.scope))
+            shown = {project for project in index.project_names() if visible(project)}
+            projects = len(shown)
+            files = sum(dist.project in shown for dist in index.all_distributions())
+        else:
+            projects, files = len(index.projects), len(index.dists)
         if mirror is not None:
             collected.mirror_bytes.set(await anyio.to_thread.run_sync(mirror.cached_bytes))
-        body, media_type = collected.exposition()
+        body, media_type = collected.exposition(projects, files)
         return Response(body, media_type=media_type)
 
     return endpoint(exposition)

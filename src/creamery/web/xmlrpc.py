@@ -29,6 +29,7 @@ from creamery.catalog.service import Catalog
 from creamery.core.names import normalize
 from creamery.http import routing
 from creamery.http.routing import Action, Route
+from creamery.web.guard import principal_of
 from creamery.web.json_api import is_yanked, latest_release, release_metadata, releases
 from creamery.web.pages import Endpoint
 from creamery.web.state import AppState
@@ -54,6 +55,15 @@ SEARCH_FIELDS = ("name", "version", "summary", *METADATA_FIELDS)
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SEPARATORS = re.compile(r"[-_.]+")
 
+Visible = Callable[[str], bool]  # may the caller see this project (normalized)?
+# The methods whose answers name projects: they are given the caller's `visible`.
+_NAMING_METHODS = frozenset({"search", "list_packages", "package_releases"})
+
+
+def _everything(project: str) -> bool:
+    return True
+
+
 _services: WeakKeyDictionary[Catalog, XmlRpcService] = WeakKeyDictionary()
 _services_lock = threading.Lock()
 
@@ -69,7 +79,7 @@ def endpoint(state: AppState) -> Endpoint:
     """POST /RPC2, /pypi (and whatever `routes` adds)."""
 
     async def call(request: Request) -> Response:
-        return await handle(state.catalog, request)
+        return await handle(state.catalog, request, _visible(state.catalog, request))
 
     return call
 
@@ -82,8 +92,17 @@ def routes(state: AppState) -> list[Route]:
     return [Route(routing.POST, path, action=Action.LIST, handler=call) for path in paths]
 
 
-async def handle(catalog: Catalog, request: Request) -> Response:
-    """Answer one XML-RPC call: a methodResponse (maybe a Fault), or 400/413 for bad bodies."""
+def _visible(catalog: Catalog, request: Request) -> Visible | None:
+    """What the caller may see, with a permission file (None: everything, at no cost)."""
+    access = catalog.access
+    if not access.filters_reads():
+        return None
+    return access.visible(principal_of(request.scope))
+
+
+async def handle(catalog: Catalog, request: Request, visible: Visible | None = None) -> Response:
+    """Answer one XML-RPC call: a methodResponse (maybe a Fault), or 400/413 for bad bodies.
+    *visible*: the projects the caller may see (None: all); the others are not there."""
     body = await _read_body(request)
     if body is None:
         return PlainTextResponse(f"Request body larger than {MAX_BODY} bytes\n", 413)
@@ -92,7 +111,7 @@ async def handle(catalog: Catalog, request: Request) -> Response:
     except BadRequest as error:
         return PlainTextResponse(f"Bad XML-RPC request: {error}\n", 400)
     service = service_for(catalog)
-    result = await anyio.to_thread.run_sync(service.call, method, params)
+    result = await anyio.to_thread.run_sync(service.call, method, params, visible)
     return Response(result, media_type="text/xml")
 
 
@@ -164,16 +183,19 @@ class XmlRpcService:
             "system.listMethods": self.list_methods,
         }
 
-    def call(self, method: str, params: tuple[object, ...]) -> bytes:
-        """The methodResponse for one call (blocking: run it in a thread)."""
+    def call(
+        self, method: str, params: tuple[object, ...], visible: Visible | None = None
+    ) -> bytes:
+        """The methodResponse for one call (blocking: run it in a thread); a project
+        *visible* refuses answers as a project that does not exist."""
         try:
-            result = self._dispatch(method, params)
+            result = self._dispatch(method, params, visible or _everything)
             text = xmlrpc.client.dumps((clean(result),), methodresponse=True)
         except xmlrpc.client.Fault as fault:
             text = xmlrpc.client.dumps(fault, methodresponse=True)
         return text.encode("utf-8")
 
-    def _dispatch(self, method: str, params: tuple[object, ...]) -> Any:
+    def _dispatch(self, method: str, params: tuple[object, ...], visible: Visible) -> Any:
         function = self.methods.get(method)
         if function is None:
             raise xmlrpc.client.Fault(METHOD_NOT_FOUND, f"method {method!r} is not supported")
@@ -181,23 +203,32 @@ class XmlRpcService:
             inspect.signature(function).bind(*params)
         except TypeError as error:
             raise xmlrpc.client.Fault(INVALID_PARAMS, f"{method}: {error}") from error
+        if method in _NAMING_METHODS:
+            return function(*params, visible=visible)
         return function(*params)
 
     def list_methods(self) -> list[str]:
         return sorted(self.methods)
 
-    def list_packages(self) -> list[str]:
-        return self.index.project_names()
+    def list_packages(self, *, visible: Visible = _everything) -> list[str]:
+        return [name for name in self.index.project_names() if visible(name)]
 
-    def package_releases(self, name: str, show_hidden: bool = False) -> list[str]:
+    def package_releases(
+        self, name: str, show_hidden: bool = False, *, visible: Visible = _everything
+    ) -> list[str]:
         """Versions newest first; without show_hidden, yanked releases are left out (PyPI)."""
         _expect(isinstance(name, str), "package_releases: the name must be a string")
-        found = releases(self.index, normalize(name))
+        project = normalize(name)
+        if not visible(project):
+            return []  # what a project nobody uploaded has
+        found = releases(self.index, project)
         if not show_hidden:
             found = [r for r in found if not is_yanked(self.index, r)]
         return [r.version for r in reversed(found)]
 
-    def search(self, spec: object, operator: str = "and") -> list[dict[str, object]]:
+    def search(
+        self, spec: object, operator: str = "and", *, visible: Visible = _everything
+    ) -> list[dict[str, object]]:
         """PyPI's search: within a field any term may match, across fields `operator` decides.
 
         A plain string instead of the struct searches the names, as pypiserver does.
@@ -211,7 +242,7 @@ class XmlRpcService:
         if not terms:
             return []
         hits = []
-        for record in self.records():
+        for record in self.records(visible):
             if combine(_field_matches(record, field, words) for field, words in terms.items()):
                 hits.append(record)
         hits.sort(key=lambda r: r.name.lower())
@@ -220,10 +251,13 @@ class XmlRpcService:
             for r in hits
         ]
 
-    def records(self) -> list[SearchRecord]:
-        """A record per project, rebuilt only for projects changed since it was made."""
+    def records(self, visible: Visible = _everything) -> list[SearchRecord]:
+        """A record per *visible* project, rebuilt only for projects changed since it was
+        made."""
         found = []
         for project in self.index.project_names():
+            if not visible(project):
+                continue
             generation = self.index.project_generation(project)
             known = self._records.get(project)
             if known is None or known[0] != generation:
