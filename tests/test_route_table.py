@@ -197,6 +197,7 @@ def guarded_table(base: Path) -> tuple[Route, ...]:
 def sample(route: Route, method: str) -> httpx.Request:
     """A request this route answers: its parameters and prefix filled in, a body for POSTs."""
     path = route.path.replace("{project}", "demo").replace("{version}", "1.0")
+    path = path.replace("{id}", "0123456789ab").replace("{user}", USER)
     if path.endswith("*"):
         path = path[:-1] + REST.get(path[:-1], "demo/")
     headers: dict[str, str] = {}
@@ -204,6 +205,9 @@ def sample(route: Route, method: str) -> httpx.Request:
     if method == "POST" and route.action is Action.UPDATE:
         headers["content-type"] = "multipart/form-data; boundary=xyz"
         body = b"--xyz--\r\n"
+    elif method == "POST" and route.action is Action.ACCOUNT:
+        headers["content-type"] = "application/json"
+        body = b"{}"
     elif method == "POST":
         headers["content-type"] = "text/xml"
         body = XMLRPC_CALL
@@ -250,6 +254,26 @@ def test_every_route_is_guarded_by_its_action(guarded: Server, base: Path) -> No
             authenticated = send(client, request, auth=(USER, PASSWORD))
             assert authenticated.status_code not in (401, 403, 405), label
             assert authenticated.status_code < 500, label
+
+
+def test_account_routes_need_a_password_whatever_a_says(base: Path) -> None:
+    """The account routes (a user's tokens, the audit log, owners) live below /-/ and need
+    credentials even where -a guards only updates, or only downloads (uploads are open)."""
+    routes = [r for r in guarded_table(base) if r.action is Action.ACCOUNT]
+    assert routes and all(route.path.startswith("/-/") for route in routes)
+    assert {m for route in routes for m in route.methods} >= {"GET", "POST", "DELETE"}
+    for a in ("update", "download"):
+        args = ("-P", str(base / "htpasswd"), "-a", a, "--disable-fallback")
+        with run_server([base / "root"], *args) as server, server.client() as client:
+            for route, method in every_route_and_method(tuple(routes)):
+                request = sample(route, method)
+                label = f"-a {a}: {method} {request.url.path}"
+                anonymous = send(client, request)
+                assert anonymous.status_code == 401, label
+                assert anonymous.headers["www-authenticate"] == 'Basic realm="pypi"', label
+                authenticated = send(client, request, auth=(USER, PASSWORD))
+                assert authenticated.status_code not in (401, 403, 405), label
+                assert authenticated.status_code < 500, label
 
 
 @pytest.mark.parametrize(

@@ -40,11 +40,14 @@ _NOT_IN_PATHS = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\ufffd]")
 
 
 class Action(Enum):
-    """What a request does, in pypiserver's `-a` terms; PUBLIC needs no credentials ever."""
+    """What a request does, in pypiserver's `-a` terms; PUBLIC needs no credentials ever,
+    ACCOUNT always needs them (a user's own tokens, the audit log, a project's owners), what
+    ever `-a` says."""
 
     UPDATE = "update"
     DOWNLOAD = "download"
     LIST = "list"
+    ACCOUNT = "account"
     PUBLIC = "public"
 
 
