@@ -288,6 +288,11 @@ class Access:
         may list may list everything: pages need no filtering.)"""
         return self.permissions is not None
 
+    def narrows(self, principal: Principal) -> bool:
+        """Does *principal* see less than everything? With a permission file, or as a token
+        (its scope and actions narrow its owner's reading even without one)."""
+        return self.permissions is not None or principal.token is not None
+
     def view(self, principal: Principal) -> Hashable:
         """Principals with equal views see the same projects: the key of a page rendered for
         one of them (the root page is rendered once per view, not per request)."""

@@ -36,7 +36,14 @@ RESERVED_PATHS = frozenset(
 )
 
 # The prefix routes of routes.py: a health endpoint below one of them would be hidden by it.
-RESERVED_PREFIXES = ("/simple/", "/packages/", "/upstream/", "/+simple/", "/legacy/+simple/")
+RESERVED_PREFIXES = (
+    "/simple/",
+    "/packages/",
+    "/upstream/",
+    "/+simple/",
+    "/legacy/+simple/",
+    "/-/",  # the account and write APIs: /-/tokens, /-/audit, /-/yank...
+)
 Auther = Callable[[str, str], bool]
 # Seconds between safety rescans (other tools' changes that no event or feed reports): a listing
 # of a bucket costs a request per 1,000 keys, so object roots are listed less often.

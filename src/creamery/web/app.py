@@ -462,7 +462,7 @@ class Creamery:
             )
             return
         if rest == "":  # an exact route: the dispatcher has looked on disk already
-            if self.filtering:
+            if self._narrowed(scope):
                 page = self._root_page_for(principal_of(scope), fmt)
             else:
                 page = await self._root_page(fmt)
@@ -482,7 +482,11 @@ class Creamery:
             return
         if project not in self.index.projects:
             await self.settle()  # copied just now? (before the mirror takes it as not hosted)
-        if self.filtering and not self.access.may(principal_of(scope), "list", project):
+        if self._narrowed(scope) and not self.access.may(principal_of(scope), "list", project):
+            denial = self._out_of_scope(scope, "list", project)
+            if denial is not None:
+                await send_text(send, denial.status, denial.reason, self.serial_headers)
+                return
             await self._hidden_project(scope, send, project, fmt)
             return
         if self.mirror is not None and self.mirror.handles(project):
@@ -525,6 +529,25 @@ class Creamery:
                 self._root_views.clear()
             kept = self._root_views[view] = (generation, pages)
         return kept[1][fmt]
+
+    def _narrowed(self, scope: Scope) -> bool:
+        """Does this request see less than everything? With a permission file, or with a
+        token (whose scope and actions narrow what its owner may read)."""
+        if self.filtering:
+            return True
+        principal = scope.get(PRINCIPAL)
+        return principal is not None and principal.token is not None
+
+    def _out_of_scope(self, scope: Scope, operation: str, project: str) -> Denial | None:
+        """A token's refusal where its owner would be allowed: 403 naming the project (the
+        same for a project that does not exist: a scope is a list of names, so nothing
+        leaks). None: the owner may not either, so the project is hidden (like unknown)."""
+        principal = principal_of(scope)
+        if principal.token is None or not self.access.may(
+            Principal(principal.user), operation, project
+        ):
+            return None
+        return refusal(self.access, principal, operation, project)
 
     def _hides(self, scope: Scope, project: str) -> bool:
         """May this request's principal not see *project* (normalized)?"""
@@ -589,7 +612,11 @@ class Creamery:
             owner = relpath[: -len(METADATA)] if relpath.endswith(METADATA) else None
             await self.settle(*(r for r in (relpath, owner) if r))
             stored = self.index.files.get(relpath)
-        if stored is None and self.filtering and not await self._may_download(scope, send, relpath):
+        if (
+            stored is None
+            and self._narrowed(scope)
+            and not await self._may_download(scope, send, relpath)
+        ):
             return
         if stored is None and relpath.endswith(METADATA):
             await self._send_metadata(scope, send, relpath[: -len(METADATA)])
@@ -600,7 +627,7 @@ class Creamery:
         if stored is None:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
             return
-        if self.filtering and not await self._may_download(scope, send, relpath):
+        if self._narrowed(scope) and not await self._may_download(scope, send, relpath):
             return
         if self.redirects and relpath in self.index.dists:
             url = await anyio.to_thread.run_sync(self.storage.url, stored)
@@ -637,10 +664,11 @@ class Creamery:
         project = self._project_of_file(relpath)
         if self.access.may(principal, "download", project):
             return True
-        if not self.access.may(principal, "list", project):
+        denial = self._out_of_scope(scope, "download", project)
+        if denial is None and not self.access.may(principal, "list", project):
             await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
             return False
-        denial = refusal(self.access, principal, "download", project)
+        denial = denial or refusal(self.access, principal, "download", project)
         await send_text(send, denial.status, denial.reason, [*denial.headers, *self.serial_headers])
         return False
 

@@ -94,9 +94,11 @@ class JsonApi:
         build: Callable[[str, str | None, str], Document | None],
     ) -> Response:
         index = self.catalog.index
+        principal = principal_of(request.scope)
+        access = self.catalog.access
         if project not in index.projects or (
-            self.filtering
-            and not self.catalog.access.may(principal_of(request.scope), "list", project)
+            (self.filtering or principal.token is not None)
+            and not access.may(principal, "list", project)
         ):
             return body_response(request, NOT_FOUND, JSON, 404)
         base = base_url(request)

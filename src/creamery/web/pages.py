@@ -264,11 +264,12 @@ def packages_listing(state: AppState) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         index = catalog.index
         principal = principal_of(request.scope)
-        view = access.view(principal) if filtering else None
+        narrowed = filtering or access.narrows(principal)
+        view = access.view(principal) if narrowed else None
         key = (index.generation, digests.epoch, view)
         body = cache.get(key)
         if body is None:
-            visible = access.visible(principal) if filtering else None
+            visible = access.visible(principal) if narrowed else None
             body = await anyio.to_thread.run_sync(render_listing, index, digests, visible)
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")

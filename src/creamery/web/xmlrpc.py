@@ -95,9 +95,10 @@ def routes(state: AppState) -> list[Route]:
 def _visible(catalog: Catalog, request: Request) -> Visible | None:
     """What the caller may see, with a permission file (None: everything, at no cost)."""
     access = catalog.access
-    if not access.filters_reads():
+    principal = principal_of(request.scope)
+    if not access.narrows(principal):
         return None
-    return access.visible(principal_of(request.scope))
+    return access.visible(principal)
 
 
 async def handle(catalog: Catalog, request: Request, visible: Visible | None = None) -> Response:
