@@ -36,14 +36,8 @@ RESERVED_PATHS = frozenset(
 )
 
 # The prefix routes of routes.py: a health endpoint below one of them would be hidden by it.
-RESERVED_PREFIXES = (
-    "/simple/",
-    "/packages/",
-    "/upstream/",
-    "/+simple/",
-    "/legacy/+simple/",
-    "/-/",  # the account and write APIs: /-/tokens, /-/audit, /-/yank...
-)
+RESERVED_PREFIXES = ("/simple/", "/packages/", "/upstream/", "/+simple/", "/legacy/+simple/")
+API_PREFIX = "/-/"  # the account and write APIs (/-/tokens, /-/audit, /-/yank...): not for health
 Auther = Callable[[str, str], bool]
 # Seconds between safety rescans (other tools' changes that no event or feed reports): a listing
 # of a bucket costs a request per 1,000 keys, so object roots are listed less often.
@@ -352,7 +346,7 @@ def parse_endpoint_url(text: str | None) -> str | None:
 
 
 def parse_health_endpoint(text: str) -> str:
-    if text in RESERVED_PATHS or text.startswith(RESERVED_PREFIXES):
+    if text in RESERVED_PATHS or text.startswith((*RESERVED_PREFIXES, API_PREFIX)):
         raise ConfigError(f"provided health endpoint {text!r} overlaps with existing routes")
     if not _HEALTH_ENDPOINT.match(text):
         raise ConfigError(

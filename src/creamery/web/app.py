@@ -664,11 +664,11 @@ class Creamery:
         project = self._project_of_file(relpath)
         if self.access.may(principal, "download", project):
             return True
-        denial = self._out_of_scope(scope, "download", project)
-        if denial is None and not self.access.may(principal, "list", project):
+        # Outside a token's scope too: a 403 would tell the token's holder the file exists.
+        if not self.access.may(principal, "list", project):
             await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
             return False
-        denial = denial or refusal(self.access, principal, "download", project)
+        denial = refusal(self.access, principal, "download", project)
         await send_text(send, denial.status, denial.reason, [*denial.headers, *self.serial_headers])
         return False
 
