@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from creamery.cli import admin, settings
+from creamery.cli import access, admin, settings
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
 from creamery.core.config import (
     DEFAULT_FALLBACK_URL,
@@ -629,6 +629,9 @@ SUBCOMMANDS = (
     Subcommand("yank", "yank a release or file (PEP 592)", *admin.YANK),
     Subcommand("unyank", "un-yank a release or file", *admin.UNYANK),
     Subcommand("remove", "remove a release (or a whole project)", *admin.REMOVE),
+    Subcommand("token", "create, list or revoke API tokens", *access.TOKEN),
+    Subcommand("owners", "grant or take away roles on a project (ownership)", *access.OWNERS),
+    Subcommand("audit", "read the audit log", *access.AUDIT),
     Subcommand("mirror-cache", "show or clear the caching mirror's cache", *MIRROR_CACHE),
 )
 
