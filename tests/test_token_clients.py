@@ -10,6 +10,7 @@ throttling of failed logins.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import time
@@ -18,10 +19,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.access_state import audit_entries, create_token, revoke_token, root_of
+from support.access_state import (
+    audit_entries,
+    create_token,
+    open_catalog,
+    revoke_token,
+    root_of,
+    wait_applied,
+)
 from support.clients import (
     BIN,
     client_env,
+    creamery,
     describe,
     installed,
     pip_download,
@@ -202,6 +211,39 @@ def test_a_password_still_uploads_beside_tokens(writes: Server, tmp_path: Path) 
     result = twine_upload(writes.url + "/", tmp_path / "home", wheel, user=USER, password=PASSWORD)
     assert result.returncode == 0, describe(result)
     assert_published(writes, wheel)
+
+
+def test_a_token_made_with_the_cli(writes: Server, htpasswd: Path, tmp_path: Path) -> None:
+    """`creamery token create` on the server's directory, twine with it, `token revoke`."""
+    root = root_of(writes)
+    made = creamery("token", "create", USER, "--project", "tok-cli", "--json", "-P", htpasswd, root)
+    assert made.returncode == 0, describe(made)
+    created = json.loads(made.stdout)
+    token_id, secret = created["id"], created["token"]
+    assert secret.startswith(f"creamery-{token_id}_")
+    wait_applied(writes, open_catalog(root).feed.announced())
+    home = tmp_path / "home"
+    wheel = make_wheel(tmp_path, "tok-cli", "1.0")
+    result = twine_upload(writes.url + "/", home, wheel, user=TOKEN_USER, password=secret)
+    assert result.returncode == 0, describe(result)
+    assert_published(writes, wheel)
+    listing = creamery("token", "list", USER, "--json", root)
+    assert listing.returncode == 0, describe(listing)
+    assert token_id in listing.stdout and secret.rpartition("_")[2] not in listing.stdout
+    revoked = creamery("token", "revoke", token_id, root)
+    assert revoked.returncode == 0, describe(revoked)
+    wait_applied(writes, open_catalog(root).feed.announced())
+    again = make_wheel(tmp_path, "tok-cli", "2.0")
+    result = verbose_twine(writes, home, again, secret)
+    assert result.returncode != 0 and "401" in result.stdout, describe(result)
+    assert_not_published(writes, again)
+    audit = creamery("audit", "--json", "--project", "tok-cli", root)
+    assert audit.returncode == 0, describe(audit)
+    lines = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert [(e["action"], e["token"], e["filename"]) for e in lines] == [
+        ("upload", token_id, wheel.name)
+    ]
+    assert_no_secret_in_log(writes, secret)
 
 
 # ----------------------------------------------------------------------------- uv, poetry
