@@ -325,6 +325,13 @@ class FailureLimiter:
         with self._lock:
             return self._wait(key, self._clock())
 
+    def throttled(self, client: str) -> int | None:
+        """The seconds *client* (an address) must wait, or None; free while nobody failed
+        (checked before remembered credentials: a throttled client learns nothing from them)."""
+        if not self._failures:
+            return None
+        return self.retry_after(client_key(client))
+
     def _wait(self, key: str, now: float) -> int | None:
         """Seconds *key* must wait (it has `max_failures` in the window), or None."""
         times = self._failures.get(key)

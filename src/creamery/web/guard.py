@@ -69,6 +69,12 @@ def refusal(access: Access, principal: Principal, operation: str, project: str) 
     return Denial(403, access.why_not(principal, operation, project), [])
 
 
+def _too_many(wait: int) -> Denial:
+    return Denial(
+        429, "Too many failed logins: try again later", [(b"retry-after", str(wait).encode())]
+    )
+
+
 class Guard:
     def __init__(self, access: Access) -> None:
         self.access = access
@@ -95,6 +101,10 @@ class Guard:
         if credentials is None:
             return Denial(401, "Authentication required", CHALLENGE) if needed else ANONYMOUS
         user, password = credentials
+        wait = self.limiter.throttled(client)
+        if wait is not None:  # before the remembered ones: a right guess must not show
+            await self._said_throttled(client, user)
+            return _too_many(wait)
         key = self._remember_key(authorization or "")
         remembered = self._verified.get(key)
         if (
@@ -106,11 +116,7 @@ class Guard:
         attempt = self.limiter.reserve(client_key(client))
         if isinstance(attempt, int):
             await self._said_throttled(client, user)
-            return Denial(
-                429,
-                "Too many failed logins: try again later",
-                [(b"retry-after", str(attempt).encode())],
-            )
+            return _too_many(attempt)
         if user == TOKEN_USER:  # one HMAC: no thread needed
             found = self.access.authenticate(user, password)
         else:
