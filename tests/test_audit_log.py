@@ -202,6 +202,9 @@ def test_a_session_is_audited_exactly(server: Server, permissions: Path, tmp_pat
     for _ in range(10):
         response = forms.post_form(server, [(":action", "submit")], auth=(USER, WRONG_PASSWORD))
         assert response.status_code == 403
+        expected.append(
+            ("login.failed", "denied", USER, None, here, None, None, None, None, None, None)
+        )
     for _ in range(3):  # audited once, however many are refused
         response = forms.post_form(server, [(":action", "submit")], auth=(USER, WRONG_PASSWORD))
         assert response.status_code == 429

@@ -368,11 +368,6 @@ def test_reading_needs_credentials(reads: Server, tmp_path: Path) -> None:
     assert result.returncode != 0, describe(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: without a permission file, reads ignore a token's actions and scope"
-    " (web/app.py reads filter only when access.filters_reads(), i.e. with --permissions)",
-)
 @pytest.mark.parametrize(
     ("projects", "actions"),
     [((), ()), (("tok-other",), ("download", "list"))],

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from creamery.core import durable
-from creamery.storage import Storage, read_all
+from creamery.storage import Storage, StoreUnavailable, read_all
 from creamery.storage.state import StateDir
 
 log = logging.getLogger("creamery.audit")
@@ -107,10 +107,16 @@ class AuditLog:
             entry = replace(entry, time=_now_iso(moment))
         day = entry.time[:10]
         line = entry.to_json() + "\n"
-        if self._directory is not None:
-            self._append_local(self._directory, day, line.encode("utf-8"))
-        else:
-            self._put_object(self.state.store, day, entry.time, line.encode("utf-8"))
+        try:
+            if self._directory is not None:
+                self._append_local(self._directory, day, line.encode("utf-8"))
+            else:
+                self._put_object(self.state.store, day, entry.time, line.encode("utf-8"))
+        except StoreUnavailable:
+            raise  # the store did not answer: 503, said as such
+        except OSError as error:  # said as what failed, not as "File exists" or "No space"
+            problem = error.strerror or type(error).__name__
+            raise OSError(error.errno, f"can't write the audit log ({problem})") from error
         return entry
 
     def try_write(self, entry: Entry) -> None:
