@@ -316,6 +316,7 @@ class Catalog:
         )
         entry = (actor or Actor.local()).entry(
             "token.create",
+            project=token.projects[0] if len(token.projects) == 1 else None,
             detail=f"{token.id} for {owner}: {','.join(sorted(token.actions))} on "
             + (",".join(token.projects) or "every project"),
         )
