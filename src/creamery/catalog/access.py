@@ -145,6 +145,7 @@ class Access:
             self.permissions = PermissionFile(config.permissions, self._reloaded)
         self._disabled = config.auth_disabled
         self._guarded = frozenset() if config.auth_disabled else config.authenticate
+        self._always_required = self._guarded | {"account"}
         self.loaded = False
 
     # ------------------------------------------------------------------ state
@@ -184,12 +185,12 @@ class Access:
         """Does a route of this pypiserver action (list, download, update, account) need
         credentials before anything else? A permission file that names no anonymous rule
         makes reads need them too (clients are challenged, then send their credentials)."""
-        if action == "account":
+        if action in self._always_required:
             return True
-        if action in self._guarded:
-            return True
-        policy = self.policy
-        return policy is not None and action != "update" and not policy.names_anonymous()
+        permissions = self.permissions
+        if permissions is None or action == "update":
+            return False
+        return not permissions.policy.anonymous_named
 
     def authenticate(self, user: str, password: str) -> Principal | Refused:
         """Check credentials (bcrypt for a password: run it in a worker thread)."""

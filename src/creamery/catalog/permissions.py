@@ -42,6 +42,7 @@ ANONYMOUS = "anonymous"  # the principal of requests without credentials
 EVERY_USER = "*"  # in a rule's `user`: every authenticated user
 _RELOAD_SECONDS = 1.0  # the file is looked at (one stat) at most this often
 _MAX_RULES = 100_000
+_MAX_KEPT = 200_000  # decisions kept per policy (a dict; cleared when full)
 
 
 class Role(IntEnum):
@@ -109,7 +110,10 @@ class Policy:
     _by_pattern: list[tuple[str, tuple[int, ...]]] = field(default_factory=list, repr=False)
     _exact: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _deciding: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # A policy never changes (a reload makes a new one): what it decides is kept.
+    _roles: dict[tuple[str | None, str], Role] = field(default_factory=dict, repr=False)
+    _views: dict[str | None, frozenset[int]] = field(default_factory=dict, repr=False)
+    anonymous_named: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         per_pattern: dict[str, list[int]] = {}
@@ -162,10 +166,9 @@ class Policy:
             if pattern == "*" or fnmatch.fnmatchcase(project, pattern):
                 result = numbers
                 break
-        with self._lock:
-            if len(self._deciding) > 200_000:
-                self._deciding.clear()
-            self._deciding[project] = result
+        if len(self._deciding) >= _MAX_KEPT:
+            self._deciding.clear()
+        self._deciding[project] = result
         return result
 
     def applies(self, rule: Rule, user: str | None) -> bool:
@@ -178,6 +181,16 @@ class Policy:
 
     def role(self, user: str | None, project: str) -> Role:
         """*user*'s role on *project* (normalized); None is the anonymous principal."""
+        key = (user, project)
+        found = self._roles.get(key)
+        if found is None:
+            found = self._decide(user, project)
+            if len(self._roles) >= _MAX_KEPT:
+                self._roles.clear()
+            self._roles[key] = found
+        return found
+
+    def _decide(self, user: str | None, project: str) -> Role:
         best = Role.NONE
         for number in self.deciding_rules(project):
             rule = self.rules[number]
@@ -188,12 +201,18 @@ class Policy:
     def view_key(self, user: str | None) -> frozenset[int]:
         """The rules that name *user*: two principals with the same key have the same role on
         every project (so a page filtered for one is right for the other)."""
-        return frozenset(n for n, rule in enumerate(self.rules) if self.applies(rule, user))
+        found = self._views.get(user)
+        if found is None:
+            found = frozenset(n for n, rule in enumerate(self.rules) if self.applies(rule, user))
+            if len(self._views) >= _MAX_KEPT:
+                self._views.clear()
+            self._views[user] = found
+        return found
 
     def names_anonymous(self) -> bool:
         """Does any rule give the anonymous principal something? If not, every read needs
         credentials (clients are challenged, as with `-a list,download`)."""
-        return any(ANONYMOUS in rule.users for rule in self.rules)
+        return self.anonymous_named
 
 
 def _parse_groups(raw: object) -> dict[str, frozenset[str]]:

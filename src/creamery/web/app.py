@@ -382,7 +382,10 @@ class Creamery:
         action = found.route.needs
         guard = self.guard
         if action is not None and (guard.identifies or guard.required(action)):
-            principal = await guard.check(action, header(scope, b"authorization"), client_of(scope))
+            authorization = header(scope, b"authorization")
+            client = client_of(scope)
+            known = guard.remembered(authorization, client) if authorization else None
+            principal = known or await guard.check(action, authorization, client)
             if isinstance(principal, Denial):
                 await send_text(
                     self.stamp(send), principal.status, principal.reason, principal.headers

@@ -11,10 +11,7 @@ do to a project is `catalog/access.py`'s decision, asked by the handlers.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ log = logging.getLogger("creamery.guard")
 CHALLENGE = [(b"www-authenticate", b'Basic realm="pypi"')]
 _REMEMBER_SECONDS = 300.0
 _REMEMBER_MAX = 10_000
+_LOOK_SECONDS = 1.0  # the password file is looked at (one stat) at most this often
 PRINCIPAL = "creamery.principal"  # the scope key handlers read the principal from
 CLIENT = "creamery.client"  # the client's address (X-Forwarded-For from a trusted proxy)
 
@@ -81,8 +79,13 @@ class Guard:
         self.limiter = FailureLimiter()
         # With a permission file, credentials are checked wherever they are sent.
         self.identifies = access.identifies()
-        self._secret = os.urandom(32)
-        self._verified: dict[bytes, tuple[Principal, float]] = {}
+        # Verified credentials, by the Authorization header as sent (str hashes are keyed per
+        # process, so lookups leak no timing): the principal, until when, and the password
+        # file's generation it was verified against.
+        self._verified: dict[str, tuple[Principal, float, int]] = {}
+        self._fingerprint: tuple[int, ...] | None = access.authenticator.fingerprint()
+        self._generation = 0
+        self._looked = time.monotonic()
         self._throttled_said: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -105,14 +108,10 @@ class Guard:
         if wait is not None:  # before the remembered ones: a right guess must not show
             await self._said_throttled(client, user)
             return _too_many(wait)
-        key = self._remember_key(authorization or "")
-        remembered = self._verified.get(key)
-        if (
-            remembered is not None
-            and remembered[1] > time.monotonic()
-            and self.access.still_valid(remembered[0])
-        ):
-            return remembered[0]
+        key = authorization or ""
+        remembered = self.remembered(key, client)
+        if remembered is not None:
+            return remembered
         attempt = self.limiter.reserve(client_key(client))
         if isinstance(attempt, int):
             await self._said_throttled(client, user)
@@ -160,13 +159,35 @@ class Guard:
         entry = Actor(user or None, None, client).entry("login.throttled", result="denied")
         await anyio.to_thread.run_sync(self.access.audit.try_write, entry)
 
-    def _remember_key(self, authorization: str) -> bytes:
-        state = repr(self.access.authenticator.fingerprint()).encode()
-        return hmac.new(
-            self._secret, state + b"\0" + authorization.encode(), hashlib.sha256
-        ).digest()
+    def remembered(self, authorization: str, client: str) -> Principal | None:
+        """The principal of credentials verified a moment ago (None: check them): the hot
+        paths' way in, without a coroutine. Not for a throttled client (a right guess must not
+        show), nor once the password file changed, nor for a token revoked or expired since."""
+        found = self._verified.get(authorization)
+        if found is None:
+            return None
+        principal, until, generation = found
+        now = time.monotonic()
+        if now - self._looked >= _LOOK_SECONDS:
+            self._look_at_the_password_file(now)
+        if now > until or generation != self._generation:
+            return None
+        if principal.token is not None and not self.access.still_valid(principal):
+            return None
+        if self.limiter.throttled(client) is not None:
+            return None
+        return principal
 
-    def _remember(self, key: bytes, principal: Principal) -> None:
+    def _look_at_the_password_file(self, now: float) -> None:
+        """Once a second at most (one stat): an edited file forgets what was remembered."""
+        self._looked = now
+        fingerprint = self.access.authenticator.fingerprint()
+        if fingerprint != self._fingerprint:
+            self._fingerprint = fingerprint
+            self._generation += 1
+
+    def _remember(self, key: str, principal: Principal) -> None:
         if len(self._verified) >= _REMEMBER_MAX:
             self._verified.clear()
-        self._verified[key] = (principal, time.monotonic() + _REMEMBER_SECONDS)
+        self._look_at_the_password_file(time.monotonic())
+        self._verified[key] = (principal, time.monotonic() + _REMEMBER_SECONDS, self._generation)
