@@ -123,6 +123,7 @@ class Policy:
         ordered = sorted(per_pattern, key=_specificity, reverse=True)
         self._exact = {p: tuple(per_pattern[p]) for p in ordered if _specificity(p)[0] == 2}
         self._by_pattern = [(p, tuple(per_pattern[p])) for p in ordered if _specificity(p)[0] < 2]
+        self.anonymous_named = any(ANONYMOUS in rule.users for rule in self.rules)
 
     @classmethod
     def parse(cls, text: str, source: str = "the permission file") -> Policy:
