@@ -146,6 +146,9 @@ class Access:
         self._disabled = config.auth_disabled
         self._guarded = frozenset() if config.auth_disabled else config.authenticate
         self._always_required = self._guarded | {"account"}
+        self._guarded_operations = frozenset(
+            op for op, action in PYPISERVER_ACTION.items() if action in self._guarded
+        )
         self.loaded = False
 
     # ------------------------------------------------------------------ state
@@ -221,7 +224,8 @@ class Access:
         token = principal.token
         if token is None:
             return True
-        return self.tokens.get(token.id) is token and not token.expired()
+        current = self.tokens.get(token.id)  # replaced when its last use is noted: same digest
+        return current is not None and current.digest == token.digest and not token.expired()
 
     # ------------------------------------------------------------------ what may they do
 
@@ -248,12 +252,12 @@ class Access:
     def _anonymous_may(self, operation: str, project: str) -> bool:
         if self._disabled:
             return True
-        if PYPISERVER_ACTION[operation] in self._guarded:
+        if operation in self._guarded_operations:
             return False
-        policy = self.policy
-        if policy is None:
+        permissions = self.permissions
+        if permissions is None:
             return True
-        return policy.role(None, project) >= OPERATION_ROLES[operation]
+        return permissions.current().allows(None, operation, project)
 
     def role(self, user: str, project: str) -> Role:
         """A signed-in user's role on *project*: the permission file's (everything without
@@ -291,8 +295,9 @@ class Access:
 
     def narrows(self, principal: Principal) -> bool:
         """Does *principal* see less than everything? With a permission file, or as a token
-        (its scope and actions narrow its owner's reading even without one)."""
-        return self.permissions is not None or principal.token is not None
+        whose scope or actions narrow its owner's reading (even without one)."""
+        token = principal.token
+        return self.permissions is not None or (token is not None and token.narrows_reads)
 
     def view(self, principal: Principal) -> Hashable:
         """Principals with equal views see the same projects: the key of a page rendered for

@@ -113,6 +113,7 @@ class Policy:
     # A policy never changes (a reload makes a new one): what it decides is kept.
     _roles: dict[tuple[str | None, str], Role] = field(default_factory=dict, repr=False)
     _views: dict[str | None, frozenset[int]] = field(default_factory=dict, repr=False)
+    _allowed: dict[tuple[str | None, str, str], bool] = field(default_factory=dict, repr=False)
     anonymous_named: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -189,6 +190,17 @@ class Policy:
             if len(self._roles) >= _MAX_KEPT:
                 self._roles.clear()
             self._roles[key] = found
+        return found
+
+    def allows(self, user: str | None, operation: str, project: str) -> bool:
+        """May *user* (None: anonymous) do *operation* to *project*? Kept, like roles."""
+        key = (user, operation, project)
+        found = self._allowed.get(key)
+        if found is None:
+            found = self.role(user, project) >= OPERATION_ROLES[operation]
+            if len(self._allowed) >= _MAX_KEPT:
+                self._allowed.clear()
+            self._allowed[key] = found
         return found
 
     def _decide(self, user: str | None, project: str) -> Role:

@@ -34,6 +34,7 @@ PREFIX = "creamery-"
 TOKEN_USER = "__token__"  # the user name clients send with a token, as on PyPI
 ACTIONS = ("upload", "yank", "remove", "download", "list")
 DEFAULT_ACTIONS = frozenset({"upload"})
+READ_ACTIONS = frozenset({"list", "download"})
 TOKENS = "access/tokens"
 USED = "access/used"
 USED_EVERY = 600.0  # seconds: how stale a token's "last used" may be
@@ -57,6 +58,11 @@ class Token:
     created: float = 0.0
     expires: float | None = None
     last_used: float | None = field(default=None, compare=False)
+
+    @property
+    def narrows_reads(self) -> bool:
+        """Does this token read less than its owner (a project scope, or no list/download)?"""
+        return bool(self.projects) or not self.actions >= READ_ACTIONS
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires is not None and (time.time() if now is None else now) >= self.expires

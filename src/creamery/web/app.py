@@ -539,7 +539,7 @@ class Creamery:
         if self.filtering:
             return True
         principal = scope.get(PRINCIPAL)
-        return principal is not None and principal.token is not None
+        return principal is not None and self.access.narrows(principal)
 
     def _out_of_scope(self, scope: Scope, operation: str, project: str) -> Denial | None:
         """A token's refusal where its owner would be allowed: 403 naming the project (the
@@ -653,6 +653,9 @@ class Creamery:
     def _project_of_file(self, relpath: str) -> str:
         """The normalized project a served file belongs to ("" for a file of no project:
         the permission file's `*` rules decide for those)."""
+        dist = self.index.dists.get(relpath)
+        if dist is not None:  # a distribution: the usual download
+            return dist.parsed.project
         for suffix in (METADATA, PROVENANCE, SIGNATURE):
             if relpath.endswith(suffix) and relpath[: -len(suffix)] in self.index.dists:
                 relpath = relpath[: -len(suffix)]
