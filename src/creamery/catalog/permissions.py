@@ -25,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import threading
 import time
 import tomllib
@@ -41,6 +42,9 @@ ANONYMOUS = "anonymous"  # the principal of requests without credentials
 EVERY_USER = "*"  # in a rule's `user`: every authenticated user
 _RELOAD_SECONDS = 1.0  # the file is looked at (one stat) at most this often
 _MAX_RULES = 100_000
+# A file of a few thousand rules is tens of kilobytes; parsing 10 MB of TOML would hold a
+# request's thread (the reload runs in the first request after a change) for seconds.
+MAX_BYTES = 1 << 20
 
 
 class Role(IntEnum):
@@ -104,7 +108,9 @@ class Policy:
     groups: dict[str, frozenset[str]] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     # Per pattern: the rules naming it, most specific patterns first (built in __post_init__).
-    _by_pattern: list[tuple[str, tuple[int, ...]]] = field(default_factory=list, repr=False)
+    _by_pattern: list[tuple[re.Pattern[str] | None, tuple[int, ...]]] = field(
+        default_factory=list, repr=False
+    )
     _exact: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _deciding: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -116,15 +122,25 @@ class Policy:
                 per_pattern.setdefault(pattern, []).append(number)
         ordered = sorted(per_pattern, key=_specificity, reverse=True)
         self._exact = {p: tuple(per_pattern[p]) for p in ordered if _specificity(p)[0] == 2}
-        self._by_pattern = [(p, tuple(per_pattern[p])) for p in ordered if _specificity(p)[0] < 2]
+        # Compiled once: `fnmatch` recompiles a pattern its cache (32,768) no longer holds, so
+        # a file of many globs would recompile them all for each new project name.
+        self._by_pattern = [
+            (None if p == "*" else re.compile(fnmatch.translate(p)), tuple(per_pattern[p]))
+            for p in ordered
+            if _specificity(p)[0] < 2
+        ]
 
     @classmethod
     def parse(cls, text: str, source: str = "the permission file") -> Policy:
         """Raises PermissionFileError with one line naming *source* and the problem."""
+        if len(text) > MAX_BYTES:
+            raise PermissionFileError(f"{source}: larger than {MAX_BYTES} bytes")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise PermissionFileError(f"{source}: not valid TOML: {error}") from None
+        except RecursionError:  # tomllib recurses per nested array or inline table
+            raise PermissionFileError(f"{source}: not valid TOML: nested too deeply") from None
         try:
             return cls._from_data(data)
         except (ValueError, TypeError) as error:
@@ -157,7 +173,7 @@ class Policy:
             return cached
         result: tuple[int, ...] = ()
         for pattern, numbers in self._by_pattern:
-            if pattern == "*" or fnmatch.fnmatchcase(project, pattern):
+            if pattern is None or pattern.match(project):
                 result = numbers
                 break
         with self._lock:
@@ -301,8 +317,12 @@ class PermissionFile:
     def load(self) -> Policy:
         """Read and parse the file now; PermissionFileError (one line) when it can't be used."""
         try:
-            st = os.stat(self.path)
-            text = self.path.read_bytes().decode("utf-8")
+            with open(self.path, "rb") as file:
+                st = os.fstat(file.fileno())
+                raw = file.read(MAX_BYTES + 1)  # never more: a huge file is refused unread
+            if len(raw) > MAX_BYTES:
+                raise PermissionFileError(f"{self.path}: larger than {MAX_BYTES} bytes")
+            text = raw.decode("utf-8")
         except OSError as error:
             raise PermissionFileError(
                 f"{self.path}: can't be read: {error.strerror or error}"
