@@ -524,6 +524,9 @@ def test_revoke_removes_the_record_and_its_last_use(state: StateDir, tmp_path: P
     other.refresh(token.id)  # what the change feed makes it do
     assert other.verify(secret) is None and other.get(token.id) is None
     assert not list(state.store.scan(TOKENS)) and not list(state.store.scan(USED))
+    # A use noted after the revocation (the guard notes uses in a thread) writes nothing.
+    assert not store.mark_used(token, now=time.time() + 10_000)
+    assert not list(state.store.scan(USED))
 
 
 def test_first_use_is_seen_exactly_once_across_two_stores(state: StateDir, tmp_path: Path) -> None:

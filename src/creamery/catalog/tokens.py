@@ -355,11 +355,12 @@ class TokenStore:
             last = self._used_written.get(token.id)
             if last is not None and moment - last < USED_EVERY:
                 return False
-            self._used_written[token.id] = moment
             current = self._tokens.get(token.id)
-            first = current is not None and current.last_used is None
-            if current is not None:
-                self._tokens[token.id] = _with_used(current, moment)
+            if current is None:  # revoked meanwhile: a write would leave its `used` behind
+                return False
+            self._used_written[token.id] = moment
+            first = current.last_used is None
+            self._tokens[token.id] = _with_used(current, moment)
         data = f"{moment:.3f}".encode("ascii")
         if first:
             try:
