@@ -194,6 +194,11 @@ def test_names_and_patterns_are_normalized() -> None:
     assert rules.role("u", "acme-tool") == Role.READER
     assert rules.role("u", "my-big-tool") == Role.MAINTAINER
     assert rules.role("u", "x-1") == Role.UPLOADER
+    # Inside a class `_` stays one character (as `-`), not a range: `[a_z]` is a, z or -.
+    classes = policy(rule('user = "u"', "reader", "[A_Z]x", "tool-[!_.]"))
+    assert classes.rules[0].patterns == ("[az-]x", "tool-[!-]")
+    assert [n for n in ("ax", "zx", "-x", "mx") if classes.role("u", n)] == ["ax", "zx", "-x"]
+    assert classes.role("u", "tool-1") == Role.READER
 
 
 def test_every_user_and_groups() -> None:

@@ -29,7 +29,7 @@ import re
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -266,24 +266,46 @@ def _pattern(raw: object, number: int) -> str:
     text = raw.strip()
     if text == "*":
         return text
-    # Normalized like names (PEP 503), keeping the glob characters.
-    pieces = [normalize(part) if part else "" for part in _split_glob(text)]
-    return "".join(pieces)
+    return _normalize_glob(text)
 
 
-def _split_glob(text: str) -> Iterable[str]:
-    """Alternate literal runs and glob characters, so only the literals are normalized."""
+def _normalize_glob(text: str) -> str:
+    """A glob normalized like names (PEP 503) outside its `[...]` classes; inside a class
+    only lowercased, with `_` and `.` standing for `-` placed last, where it is no range
+    (normalizing `[a_z]` as text would make it the range `[a-z]`)."""
+    out: list[str] = []
     run = ""
-    for char in text:
-        if char in "*?[]":
-            if run:
-                yield run
-                run = ""
-            yield char
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "[":
+            end = i + 1
+            if end < len(text) and text[end] == "!":
+                end += 1
+            if end < len(text) and text[end] == "]":
+                end += 1  # a `]` first in a class is one of its characters (as fnmatch reads it)
+            end = text.find("]", end)
+            if end < 0:  # no closing `]`: fnmatch reads a literal `[`
+                run += char
+                i += 1
+                continue
+            body = text[i + 1 : end].lower()
+            negated = body.startswith("!")
+            body = body.removeprefix("!")
+            if "_" in body or "." in body:
+                body = body.replace("_", "").replace(".", "") + "-"
+            out.extend((normalize(run) if run else "", "[!" if negated else "[", body, "]"))
+            run = ""
+            i = end + 1
+        elif char in "*?":
+            out.extend((normalize(run) if run else "", char))
+            run = ""
+            i += 1
         else:
             run += char
-    if run:
-        yield run
+            i += 1
+    out.append(normalize(run) if run else "")
+    return "".join(out)
 
 
 # ---------------------------------------------------------------------- the file
