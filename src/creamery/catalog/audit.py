@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from creamery.core import durable
+from creamery.core.names import normalize
 from creamery.storage import Storage, StoreUnavailable, read_all
 from creamery.storage.state import StateDir
 
@@ -36,7 +37,7 @@ log = logging.getLogger("creamery.audit")
 
 AUDIT = "audit"
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)", re.IGNORECASE)
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)", re.IGNORECASE)  # ASCII digits
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_DURATION = 100 * 365 * 86400
 
@@ -73,10 +74,21 @@ class Entry:
 
     @classmethod
     def from_json(cls, line: str | bytes) -> Entry:
-        data = json.loads(line)
+        """ValueError for a line that is not an entry (fields of the wrong type included:
+        a number as `time` would break sorting and filtering)."""
+        try:
+            data = json.loads(line)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError("not an audit entry")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if not isinstance(known.get("action"), str) or not isinstance(known.get("time"), str):
+            raise ValueError("not an audit entry")
+        for name, value in known.items():
+            wanted = int if name == "size" else str
+            if value is not None and (not isinstance(value, wanted) or isinstance(value, bool)):
+                raise ValueError(f"not an audit entry: {name} is {type(value).__name__}")
         return cls(**known)
 
     @property
@@ -106,6 +118,8 @@ class AuditLog:
         if not entry.time:
             entry = replace(entry, time=_now_iso(moment))
         day = entry.time[:10]
+        if not _DAY.fullmatch(day):  # the day names the file: never a path of the caller's
+            raise ValueError(f"an audit entry's time must be ISO 8601: {entry.time!r}")
         line = entry.to_json() + "\n"
         try:
             if self._directory is not None:
@@ -177,13 +191,16 @@ class AuditLog:
     ) -> Iterator[Entry]:
         """The entries, oldest first, filtered (since a Unix time, of a project, of a user)."""
         first_day = None if since is None else time.strftime("%Y-%m-%d", time.gmtime(since))
+        wanted = None if project is None else normalize(project)
         for day in self.days():
             if first_day is not None and day < first_day:
                 continue
             for entry in self._read_day(day):
                 if since is not None and entry.seconds < since:
                     continue
-                if project is not None and entry.project != project:
+                if wanted is not None and (
+                    entry.project is None or normalize(entry.project) != wanted
+                ):
                     continue
                 if user is not None and entry.user != user:
                     continue

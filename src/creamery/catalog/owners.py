@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 from creamery.catalog.permissions import Role
-from creamery.core.names import normalize
+from creamery.core.names import is_valid_project_name, normalize
 from creamery.storage import AlreadyExists, Storage, read_all
 
 log = logging.getLogger("creamery.owners")
@@ -86,6 +86,8 @@ class Owners:
             return None
         try:
             data = json.loads(read_all(self.store, stored))
+            if not isinstance(data, dict):
+                raise ValueError("not a grant record")
             return Grant(
                 project,
                 user,
@@ -95,7 +97,7 @@ class Owners:
             )
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
             log.error("ownership record %s is damaged (%s): ignored", key, error)
             return None
 
@@ -104,7 +106,7 @@ class Owners:
         found: dict[str, Grant] = {}
         for stored in self.store.scan(f"{OWNERS}/{project}"):
             grant = self._read(stored.key)
-            if grant is not None:
+            if grant is not None and grant.project == project:
                 found[grant.user] = grant
         with self._lock:
             if found:
@@ -129,6 +131,10 @@ class Owners:
     def grant(self, project: str, user: str, role: Role, granted_by: str = "") -> Grant:
         if role not in GRANTABLE:
             raise ValueError("a grant's role is uploader, maintainer or owner")
+        if not is_valid_project_name(project):  # "../x" would be a key no load reads back
+            raise ValueError(f"invalid project name {project!r}")
+        if not user:
+            raise ValueError("a grant needs a user name")
         project = normalize(project)
         grant = Grant(project, user, role, granted_by, time.time())
         self.store.put(f"{OWNERS}/{project}/{user_key(user)}", grant.to_json(), if_absent=False)
@@ -150,13 +156,25 @@ class Owners:
     def claim(self, project: str, user: str) -> bool:
         """The first upload of *project* by *user*: True when it made *user* its owner (the
         project had no owner, and no other upload claimed it first)."""
+        project = normalize(project)
         if self.has_owners(project):
             return False
         try:
             self.store.put(f"{FOUNDED}/{project}", user.encode("utf-8"), if_absent=True)
         except AlreadyExists:
-            self.refresh(project)  # claimed by another process or replica: who owns it?
-            if self.has_owners(project):
+            # Claimed by another process or replica, whose grant may not be written yet (or
+            # never, if it crashed in between): only the founder itself may finish a claim.
+            self.refresh(project)
+            if self.has_owners(project) or self._founder(project) != user:
                 return False
         self.grant(project, user, Role.OWNER, granted_by=user)
         return True
+
+    def _founder(self, project: str) -> str | None:
+        stored = self.store.stat(f"{FOUNDED}/{project}")
+        if stored is None:
+            return None
+        try:
+            return read_all(self.store, stored).decode("utf-8")
+        except (FileNotFoundError, UnicodeDecodeError):
+            return None

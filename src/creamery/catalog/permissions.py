@@ -25,10 +25,11 @@ from __future__ import annotations
 import fnmatch
 import logging
 import os
+import re
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -43,6 +44,9 @@ EVERY_USER = "*"  # in a rule's `user`: every authenticated user
 _RELOAD_SECONDS = 1.0  # the file is looked at (one stat) at most this often
 _MAX_RULES = 100_000
 _MAX_KEPT = 200_000  # decisions kept per policy (a dict; cleared when full)
+# A file of a few thousand rules is tens of kilobytes; parsing 10 MB of TOML would hold a
+# request's thread (the reload runs in the first request after a change) for seconds.
+MAX_BYTES = 1 << 20
 
 
 class Role(IntEnum):
@@ -107,7 +111,9 @@ class Policy:
     groups: dict[str, frozenset[str]] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     # Per pattern: the rules naming it, most specific patterns first (built in __post_init__).
-    _by_pattern: list[tuple[str, tuple[int, ...]]] = field(default_factory=list, repr=False)
+    _by_pattern: list[tuple[re.Pattern[str] | None, tuple[int, ...]]] = field(
+        default_factory=list, repr=False
+    )
     _exact: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     _deciding: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False)
     # A policy never changes (a reload makes a new one): what it decides is kept.
@@ -123,16 +129,26 @@ class Policy:
                 per_pattern.setdefault(pattern, []).append(number)
         ordered = sorted(per_pattern, key=_specificity, reverse=True)
         self._exact = {p: tuple(per_pattern[p]) for p in ordered if _specificity(p)[0] == 2}
-        self._by_pattern = [(p, tuple(per_pattern[p])) for p in ordered if _specificity(p)[0] < 2]
+        # Compiled once: `fnmatch` recompiles a pattern its cache (32,768) no longer holds, so
+        # a file of many globs would recompile them all for each new project name.
+        self._by_pattern = [
+            (None if p == "*" else re.compile(fnmatch.translate(p)), tuple(per_pattern[p]))
+            for p in ordered
+            if _specificity(p)[0] < 2
+        ]
         self.anonymous_named = any(ANONYMOUS in rule.users for rule in self.rules)
 
     @classmethod
     def parse(cls, text: str, source: str = "the permission file") -> Policy:
         """Raises PermissionFileError with one line naming *source* and the problem."""
+        if len(text) > MAX_BYTES:
+            raise PermissionFileError(f"{source}: larger than {MAX_BYTES} bytes")
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise PermissionFileError(f"{source}: not valid TOML: {error}") from None
+        except RecursionError:  # tomllib recurses per nested array or inline table
+            raise PermissionFileError(f"{source}: not valid TOML: nested too deeply") from None
         try:
             return cls._from_data(data)
         except (ValueError, TypeError) as error:
@@ -165,7 +181,7 @@ class Policy:
             return cached
         result: tuple[int, ...] = ()
         for pattern, numbers in self._by_pattern:
-            if pattern == "*" or fnmatch.fnmatchcase(project, pattern):
+            if pattern is None or pattern.match(project):
                 result = numbers
                 break
         if len(self._deciding) >= _MAX_KEPT:
@@ -284,24 +300,46 @@ def _pattern(raw: object, number: int) -> str:
     text = raw.strip()
     if text == "*":
         return text
-    # Normalized like names (PEP 503), keeping the glob characters.
-    pieces = [normalize(part) if part else "" for part in _split_glob(text)]
-    return "".join(pieces)
+    return _normalize_glob(text)
 
 
-def _split_glob(text: str) -> Iterable[str]:
-    """Alternate literal runs and glob characters, so only the literals are normalized."""
+def _normalize_glob(text: str) -> str:
+    """A glob normalized like names (PEP 503) outside its `[...]` classes; inside a class
+    only lowercased, with `_` and `.` standing for `-` placed last, where it is no range
+    (normalizing `[a_z]` as text would make it the range `[a-z]`)."""
+    out: list[str] = []
     run = ""
-    for char in text:
-        if char in "*?[]":
-            if run:
-                yield run
-                run = ""
-            yield char
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "[":
+            end = i + 1
+            if end < len(text) and text[end] == "!":
+                end += 1
+            if end < len(text) and text[end] == "]":
+                end += 1  # a `]` first in a class is one of its characters (as fnmatch reads it)
+            end = text.find("]", end)
+            if end < 0:  # no closing `]`: fnmatch reads a literal `[`
+                run += char
+                i += 1
+                continue
+            body = text[i + 1 : end].lower()
+            negated = body.startswith("!")
+            body = body.removeprefix("!")
+            if "_" in body or "." in body:
+                body = body.replace("_", "").replace(".", "") + "-"
+            out.extend((normalize(run) if run else "", "[!" if negated else "[", body, "]"))
+            run = ""
+            i = end + 1
+        elif char in "*?":
+            out.extend((normalize(run) if run else "", char))
+            run = ""
+            i += 1
         else:
             run += char
-    if run:
-        yield run
+            i += 1
+    out.append(normalize(run) if run else "")
+    return "".join(out)
 
 
 # ---------------------------------------------------------------------- the file
@@ -335,8 +373,12 @@ class PermissionFile:
     def load(self) -> Policy:
         """Read and parse the file now; PermissionFileError (one line) when it can't be used."""
         try:
-            st = os.stat(self.path)
-            text = self.path.read_bytes().decode("utf-8")
+            with open(self.path, "rb") as file:
+                st = os.fstat(file.fileno())
+                raw = file.read(MAX_BYTES + 1)  # never more: a huge file is refused unread
+            if len(raw) > MAX_BYTES:
+                raise PermissionFileError(f"{self.path}: larger than {MAX_BYTES} bytes")
+            text = raw.decode("utf-8")
         except OSError as error:
             raise PermissionFileError(
                 f"{self.path}: can't be read: {error.strerror or error}"

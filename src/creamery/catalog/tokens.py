@@ -13,11 +13,11 @@ record itself is never rewritten (a late "last used" write can't resurrect a rev
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -41,6 +41,9 @@ USED_EVERY = 600.0  # seconds: how stale a token's "last used" may be
 _ID = re.compile(r"[0-9a-f]{12}")
 _SECRET_BYTES = 32
 _SECRET_CHARS = 43  # base64url of 32 bytes, unpadded
+# base64url's alphabet only: `urlsafe_b64decode` alone would take `+`, `/`, `=`, spaces, NULs.
+_SECRET = re.compile(rf"[A-Za-z0-9_-]{{{_SECRET_CHARS}}}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_DESCRIPTION = 200
 MAX_PROJECTS = 1000
 # Verified against this when the id is unknown, so unknown and known ids cost the same.
@@ -105,19 +108,47 @@ class Token:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Token:
-        data = json.loads(raw)
+        """A record as `to_json` writes it; ValueError for anything else (a string where a
+        list belongs would otherwise become a scope of single letters, a NaN expiry would
+        never expire)."""
+        try:
+            data = json.loads(raw)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         if not isinstance(data, dict):
             raise ValueError("not a token record")
+        token_id, owner, digest = data.get("id"), data.get("owner"), data.get("digest")
+        if not isinstance(token_id, str) or not _ID.fullmatch(token_id):
+            raise ValueError("no valid id")
+        if not isinstance(owner, str) or not owner:
+            raise ValueError("no valid owner")
+        if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+            raise ValueError("no valid digest")
+        description = data.get("description", "")
+        projects = data.get("projects", [])
+        actions = data.get("actions", sorted(DEFAULT_ACTIONS))
+        if not isinstance(description, str):
+            raise ValueError("the description is not a string")
+        if not isinstance(projects, list) or not all(isinstance(p, str) for p in projects):
+            raise ValueError("the projects are not a list of names")
+        if not isinstance(actions, list) or not set(actions) <= set(ACTIONS):
+            raise ValueError("the actions are not a list of token actions")
         return cls(
-            id=str(data["id"]),
-            owner=str(data["owner"]),
-            digest=str(data["digest"]),
-            description=str(data.get("description", "")),
-            projects=tuple(str(p) for p in data.get("projects", ())),
-            actions=frozenset(str(a) for a in data.get("actions", DEFAULT_ACTIONS)),
-            created=float(data.get("created", 0.0)),
-            expires=None if data.get("expires") is None else float(data["expires"]),
+            id=token_id,
+            owner=owner,
+            digest=digest,
+            description=description,
+            projects=tuple(projects),
+            actions=frozenset(actions),
+            created=_seconds(data.get("created", 0.0)),
+            expires=None if data.get("expires") is None else _seconds(data["expires"]),
         )
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"not a time: {value!r}")
+    return float(value)
 
 
 def _iso(seconds: float) -> str:
@@ -140,7 +171,7 @@ def check_projects(projects: Iterable[str]) -> tuple[str, ...]:
     for project in projects:
         if not is_valid_project_name(project.strip()):
             raise ValueError(f"invalid project name {project!r}")
-        names.append(normalize(project))
+        names.append(normalize(project.strip()))
     if len(names) > MAX_PROJECTS:
         raise ValueError(f"a token may name at most {MAX_PROJECTS} projects")
     return tuple(sorted(set(names)))
@@ -190,14 +221,9 @@ def split_secret(password: str) -> tuple[str, bytes] | None:
     if not password.startswith(PREFIX):
         return None
     token_id, sep, secret = password[len(PREFIX) :].partition("_")
-    if not sep or not _ID.fullmatch(token_id) or len(secret) != _SECRET_CHARS:
+    if not sep or not _ID.fullmatch(token_id) or not _SECRET.fullmatch(secret):
         return None
-    try:
-        encoded = secret.encode("ascii")
-        base64.urlsafe_b64decode(encoded + b"=")
-    except (UnicodeEncodeError, binascii.Error, ValueError):
-        return None
-    return token_id, encoded
+    return token_id, secret.encode("ascii")
 
 
 def looks_like_token(password: str) -> bool:
@@ -240,12 +266,16 @@ class TokenStore:
         if stored is None:
             return None
         try:
-            return Token.from_json(read_all(self.store, stored))
+            token = Token.from_json(read_all(self.store, stored))
         except FileNotFoundError:
             return None
-        except (ValueError, KeyError, TypeError) as error:
+        except ValueError as error:
             log.error("token record %s is damaged (%s): ignored", token_id, error)
             return None
+        if token.id != token_id:  # its digest is keyed by another id: it would never verify
+            log.error("token record %s is damaged (it names id %s): ignored", token_id, token.id)
+            return None
+        return token
 
     def _read_used_all(self) -> dict[str, float]:
         used: dict[str, float] = {}
@@ -331,11 +361,12 @@ class TokenStore:
             last = self._used_written.get(token.id)
             if last is not None and moment - last < USED_EVERY:
                 return False
-            self._used_written[token.id] = moment
             current = self._tokens.get(token.id)
-            first = current is not None and current.last_used is None
-            if current is not None:
-                self._tokens[token.id] = _with_used(current, moment)
+            if current is None:  # revoked meanwhile: a write would leave its `used` behind
+                return False
+            self._used_written[token.id] = moment
+            first = current.last_used is None
+            self._tokens[token.id] = _with_used(current, moment)
         data = f"{moment:.3f}".encode("ascii")
         if first:
             try:

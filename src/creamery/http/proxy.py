@@ -30,11 +30,23 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _network(cidr: str) -> Network:
+    """An IPv4-mapped network (`::ffff:10.0.0.0/104`) as the IPv4 one: addresses are compared
+    in that form (a v4 peer on a dual-stack socket reads `::ffff:10.0.0.1`)."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        mapped = network.network_address.ipv4_mapped
+        assert mapped is not None
+        return ipaddress.IPv4Network(f"{mapped}/{network.prefixlen - 96}")
+    return network
+
+
 class TrustedProxies:
     def __init__(self, cidrs: Iterable[str]) -> None:
-        self.networks: tuple[Network, ...] = tuple(
-            ipaddress.ip_network(c, strict=False) for c in cidrs
-        )
+        self.networks: tuple[Network, ...] = tuple(_network(c) for c in cidrs)
 
     def __bool__(self) -> bool:
         return bool(self.networks)
