@@ -1000,11 +1000,15 @@ def test_bad_credentials(tmp_path: Path) -> None:
     for user, password in [
         ("__token__", secret[:-1] + "x"),
         ("__token__", "nonsense"),
-        ("alice", secret),  # a token with another user name
     ]:
         result = access.authenticate(user, password)
         assert getattr(result, "status", None) == 401, (user, result)
         assert secret not in getattr(result, "reason", "")
+    # A token sent with another user name is a password (a password may start with
+    # creamery- too): wrong, so pypiserver's 403, and the secret is not repeated.
+    result = access.authenticate("alice", secret)
+    assert getattr(result, "status", None) == 403
+    assert secret not in getattr(result, "reason", "")
     ghost, ghost_secret = mint("carol")  # an owner no longer in the htpasswd file
     access.tokens.create(ghost)
     assert getattr(access.authenticate("__token__", ghost_secret), "status", None) == 401

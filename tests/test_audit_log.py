@@ -163,7 +163,8 @@ def test_a_session_is_audited_exactly(server: Server, permissions: Path, tmp_pat
 
     # A token (made on the host, as `creamery token create` does), its first use, revoked.
     token, secret = create_token(server, USER, projects=[PROJECT], description="ci")
-    expected.append(("token.create", "ok", *_local(), None, None, None, None, None, None))
+    # Scoped to one project: audited under it (`creamery audit --project` finds it).
+    expected.append(("token.create", "ok", *_local(), PROJECT, None, None, None, None, None))
     second = make_wheel(tmp_path / "v2", PROJECT, "2.0")
     response = upload(server, second, (TOKEN_USER, secret))
     assert response.status_code == 200, response.text

@@ -241,7 +241,8 @@ def test_a_token_made_with_the_cli(writes: Server, htpasswd: Path, tmp_path: Pat
     assert audit.returncode == 0, describe(audit)
     lines = [json.loads(line) for line in audit.stdout.splitlines()]
     assert [(e["action"], e["token"], e["filename"]) for e in lines] == [
-        ("upload", token_id, wheel.name)
+        ("token.create", None, None),  # scoped to tok-cli alone: audited under it
+        ("upload", token_id, wheel.name),
     ]
     assert_no_secret_in_log(writes, secret)
 
