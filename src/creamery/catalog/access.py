@@ -265,11 +265,17 @@ class Access:
         policy = self.policy
         base = self._file_role(user, project)
         owners = self.owners
-        if owners is None or not owners.has_owners(project):
+        if owners is None:
             return base
-        # An owned project: its grants decide; the permission file's owners are the admins.
-        admin = policy is not None and base == Role.OWNER
-        return Role.OWNER if admin else max(owners.role(user, project), min(base, Role.READER))
+        admin = policy is not None and base == Role.OWNER  # the permission file's owners
+        if admin:
+            return Role.OWNER
+        if not owners.has_owners(project):
+            # Nobody owns it yet: whoever may upload creates it (and owns it), but nobody
+            # grants themselves a name they have not uploaded.
+            return min(base, Role.MAINTAINER if policy is not None else Role.UPLOADER)
+        # An owned project: its grants decide.
+        return max(owners.role(user, project), min(base, Role.READER))
 
     def why_not(self, principal: Principal, operation: str, project: str) -> str:
         """One line for a refusal: the same for a hidden project as for an unknown one."""
@@ -297,7 +303,7 @@ class Access:
         """Does *principal* see less than everything? With a permission file, or as a token
         whose scope or actions narrow its owner's reading (even without one)."""
         token = principal.token
-        return self.permissions is not None or (token is not None and token.narrows_reads)
+        return self.permissions is not None or (token is not None and token.narrows)
 
     def view(self, principal: Principal) -> Hashable:
         """Principals with equal views see the same projects: the key of a page rendered for

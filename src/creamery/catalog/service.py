@@ -332,7 +332,9 @@ class Catalog:
         if token is None:
             return None
         entry = (actor or Actor.local()).entry(
-            "token.revoke", detail=f"{token.id} of {token.owner}"
+            "token.revoke",
+            project=token.projects[0] if len(token.projects) == 1 else None,
+            detail=f"{token.id} of {token.owner}",
         )
         with _Audited(self.access, entry) as audited:
             audited.write()

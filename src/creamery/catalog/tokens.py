@@ -61,11 +61,12 @@ class Token:
     created: float = 0.0
     expires: float | None = None
     last_used: float | None = field(default=None, compare=False)
+    # Does this token read less than its owner (a project scope, or no list or download)?
+    narrows: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def narrows_reads(self) -> bool:
-        """Does this token read less than its owner (a project scope, or no list/download)?"""
-        return bool(self.projects) or not self.actions >= READ_ACTIONS
+    def __post_init__(self) -> None:
+        narrows = bool(self.projects) or not self.actions >= READ_ACTIONS
+        object.__setattr__(self, "narrows", narrows)
 
     def expired(self, now: float | None = None) -> bool:
         return self.expires is not None and (time.time() if now is None else now) >= self.expires
@@ -89,6 +90,7 @@ class Token:
         data["projects"] = list(self.projects)
         data["actions"] = sorted(self.actions)
         data.pop("last_used")
+        data.pop("narrows")
         return json.dumps(data, sort_keys=True).encode()
 
     def public(self) -> dict[str, object]:

@@ -282,9 +282,10 @@ class Account:
     def _audit_filter(self, caller: Caller, project: str | None) -> Callable[[Entry], bool]:
         """Which entries *caller* may read: all (an admin), those of the projects they own
         (`manage`), or none at all (403: the same answer whether a project exists or not)."""
-        if is_admin(self.access, caller.user):
-            return lambda entry: True
         principal, may = caller.principal, self.access.may
+        if is_admin(self.access, caller.user):
+            # Everything but the entries of projects a more specific rule hides from them.
+            return lambda entry: entry.project is None or may(principal, "list", entry.project)
         if project is not None:
             if not may(principal, "manage", project):
                 raise _refuse(

@@ -383,9 +383,8 @@ class Creamery:
         guard = self.guard
         if action is not None and (guard.identifies or guard.required(action)):
             authorization = header(scope, b"authorization")
-            client = client_of(scope)
-            known = guard.remembered(authorization, client) if authorization else None
-            principal = known or await guard.check(action, authorization, client)
+            known = guard.remembered(authorization, scope) if authorization else None
+            principal = known or await guard.check(action, authorization, client_of(scope))
             if isinstance(principal, Denial):
                 await send_text(
                     self.stamp(send), principal.status, principal.reason, principal.headers
@@ -539,7 +538,7 @@ class Creamery:
         if self.filtering:
             return True
         principal = scope.get(PRINCIPAL)
-        return principal is not None and self.access.narrows(principal)
+        return principal is not None and principal.token is not None and principal.token.narrows
 
     def _out_of_scope(self, scope: Scope, operation: str, project: str) -> Denial | None:
         """A token's refusal where its owner would be allowed: 403 naming the project (the

@@ -109,7 +109,7 @@ class Guard:
             await self._said_throttled(client, user)
             return _too_many(wait)
         key = authorization or ""
-        remembered = self.remembered(key, client)
+        remembered = self._recall(key)  # (the limiter was asked just above)
         if remembered is not None:
             return remembered
         attempt = self.limiter.reserve(client_key(client))
@@ -156,13 +156,22 @@ class Guard:
             if len(self._throttled_said) > _REMEMBER_MAX:
                 self._throttled_said.clear()
             self._throttled_said[key] = now
-        entry = Actor(user or None, None, client).entry("login.throttled", result="denied")
+        named = None if user in ("", TOKEN_USER) else user
+        entry = Actor(named, None, client).entry("login.throttled", result="denied")
         await anyio.to_thread.run_sync(self.access.audit.try_write, entry)
 
-    def remembered(self, authorization: str, client: str) -> Principal | None:
+    def remembered(self, authorization: str, scope: Scope) -> Principal | None:
         """The principal of credentials verified a moment ago (None: check them): the hot
         paths' way in, without a coroutine. Not for a throttled client (a right guess must not
         show), nor once the password file changed, nor for a token revoked or expired since."""
+        principal = self._recall(authorization)
+        if principal is None:
+            return None
+        if len(self.limiter) and self.limiter.throttled(client_of(scope)) is not None:
+            return None
+        return principal
+
+    def _recall(self, authorization: str) -> Principal | None:
         found = self._verified.get(authorization)
         if found is None:
             return None
@@ -173,8 +182,6 @@ class Guard:
         if now > until or generation != self._generation:
             return None
         if principal.token is not None and not self.access.still_valid(principal):
-            return None
-        if self.limiter.throttled(client) is not None:
             return None
         return principal
 

@@ -165,8 +165,9 @@ def metrics(state: AppState) -> Handler:
             return PlainTextResponse("Not Found", status_code=404)
         index = state.catalog.index
         access = state.catalog.access
-        if access.filters_reads():  # counted as this principal sees the index
-            visible = access.visible(principal_of(request.scope))
+        principal = principal_of(request.scope)
+        if access.narrows(principal):  # counted as this principal sees the index
+            visible = access.visible(principal)
             shown = {project for project in index.project_names() if visible(project)}
             projects = len(shown)
             files = sum(dist.project in shown for dist in index.all_distributions())
