@@ -1053,6 +1053,9 @@ def test_ownership_with_and_without_a_permission_file(tmp_path: Path) -> None:
     owners = access.owners
     assert owners is not None
     assert access.may(Principal("bob"), "upload", "new")  # unowned: any uploader creates
+    # ...but nobody grants themselves (or removes, yanks) a name they have not uploaded.
+    for operation in ("manage", "remove", "yank", "overwrite"):
+        assert not access.may(Principal("bob"), operation, "never-uploaded"), operation
     assert owners.claim("tool", "alice")
     assert access.may(ALICE, "manage", "tool") and access.may(ALICE, "remove", "tool")
     bob = Principal("bob")

@@ -175,7 +175,7 @@ def test_a_session_is_audited_exactly(server: Server, permissions: Path, tmp_pat
     assert wait_for(lambda: any(e.action == "token.first-use" for e in audit_entries(root)))
     expected += [first_use, upload_2]
     revoke_token(server, token.id)
-    expected.append(("token.revoke", "ok", *_local(), None, None, None, None, None, None))
+    expected.append(("token.revoke", "ok", *_local(), PROJECT, None, None, None, None, None))
 
     # Remove a release (the legacy API's remove_pkg).
     response = forms.post_form(
