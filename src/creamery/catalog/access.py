@@ -145,7 +145,7 @@ class Access:
             self.permissions = PermissionFile(config.permissions, self._reloaded)
         self._disabled = config.auth_disabled
         self._guarded = frozenset() if config.auth_disabled else config.authenticate
-        self._always_required = self._guarded | {"account"}
+        self.always_required = self._guarded | {"account"}
         self._guarded_operations = frozenset(
             op for op, action in PYPISERVER_ACTION.items() if action in self._guarded
         )
@@ -188,7 +188,7 @@ class Access:
         """Does a route of this pypiserver action (list, download, update, account) need
         credentials before anything else? A permission file that names no anonymous rule
         makes reads need them too (clients are challenged, then send their credentials)."""
-        if action in self._always_required:
+        if action in self.always_required:
             return True
         permissions = self.permissions
         if permissions is None or action == "update":

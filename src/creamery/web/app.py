@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from creamery.catalog.access import Principal
+from creamery.catalog.access import ANONYMOUS, Principal
 from creamery.catalog.service import Catalog
 from creamery.changes import local_events
 from creamery.changes.follower import Follower
@@ -381,9 +381,12 @@ class Creamery:
             send = self.stamp(send)  # the index's hot paths add it to their ready header lists
         action = found.route.needs
         guard = self.guard
-        if action is not None and (guard.identifies or guard.required(action)):
+        if action is not None and (guard.identifies or action in guard.always_required):
             authorization = header(scope, b"authorization")
-            known = guard.remembered(authorization, scope) if authorization else None
+            if authorization:
+                known = guard.remembered(authorization, scope)
+            else:  # anonymous: no coroutine unless the route needs credentials (a 401)
+                known = None if guard.required(action) else ANONYMOUS
             principal = known or await guard.check(action, authorization, client_of(scope))
             if isinstance(principal, Denial):
                 await send_text(
@@ -484,7 +487,9 @@ class Creamery:
             return
         if project not in self.index.projects:
             await self.settle()  # copied just now? (before the mirror takes it as not hosted)
-        if self._narrowed(scope) and not self.access.may(principal_of(scope), "list", project):
+        if self._narrowed(scope) and not self.access.may(
+            scope.get(PRINCIPAL, ANONYMOUS), "list", project
+        ):
             denial = self._out_of_scope(scope, "list", project)
             if denial is not None:
                 await send_text(send, denial.status, denial.reason, self.serial_headers)
@@ -614,11 +619,8 @@ class Creamery:
             owner = relpath[: -len(METADATA)] if relpath.endswith(METADATA) else None
             await self.settle(*(r for r in (relpath, owner) if r))
             stored = self.index.files.get(relpath)
-        if (
-            stored is None
-            and self._narrowed(scope)
-            and not await self._may_download(scope, send, relpath)
-        ):
+        if stored is None and self._narrowed(scope) and not self._may_download(scope, relpath):
+            await self._refuse_download(scope, send, relpath)
             return
         if stored is None and relpath.endswith(METADATA):
             await self._send_metadata(scope, send, relpath[: -len(METADATA)])
@@ -629,7 +631,8 @@ class Creamery:
         if stored is None:
             await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
             return
-        if self._narrowed(scope) and not await self._may_download(scope, send, relpath):
+        if self._narrowed(scope) and not self._may_download(scope, relpath):
+            await self._refuse_download(scope, send, relpath)
             return
         if self.redirects and relpath in self.index.dists:
             url = await anyio.to_thread.run_sync(self.storage.url, stored)
@@ -662,20 +665,22 @@ class Creamery:
         dist = self.index.dists.get(relpath)
         return "" if dist is None else dist.parsed.project
 
-    async def _may_download(self, scope: Scope, send: Send, relpath: str) -> bool:
-        """With a permission file: a file of a project the principal may not see is a 404,
-        like a file that does not exist; one it may see but not download, 401 or 403."""
+    def _may_download(self, scope: Scope, relpath: str) -> bool:
+        """May this request's principal download *relpath* (no coroutine: a hot path)?"""
+        principal = scope.get(PRINCIPAL, ANONYMOUS)
+        return self.access.may(principal, "download", self._project_of_file(relpath))
+
+    async def _refuse_download(self, scope: Scope, send: Send, relpath: str) -> None:
+        """A file of a project the principal may not see is a 404, like a file that does not
+        exist (outside a token's scope too: a 403 would tell its holder the file exists); one
+        it may see but not download, 401 or 403."""
         principal = principal_of(scope)
         project = self._project_of_file(relpath)
-        if self.access.may(principal, "download", project):
-            return True
-        # Outside a token's scope too: a 403 would tell the token's holder the file exists.
         if not self.access.may(principal, "list", project):
             await send_text(send, 404, f"Not Found ({relpath} does not exist)", self.serial_headers)
-            return False
+            return
         denial = refusal(self.access, principal, "download", project)
         await send_text(send, denial.status, denial.reason, [*denial.headers, *self.serial_headers])
-        return False
 
     async def _redirect_to_store(self, send: Send, url: str) -> None:
         """--s3-redirect: the bytes come from the store; the URL expires, so nobody keeps it."""

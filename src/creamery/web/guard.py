@@ -79,6 +79,9 @@ class Guard:
         self.limiter = FailureLimiter()
         # With a permission file, credentials are checked wherever they are sent.
         self.identifies = access.identifies()
+        # Without one, the actions that need credentials (-a, and the account routes).
+        self.always_required = access.always_required
+        self._tokens = access.tokens
         # Verified credentials, by the Authorization header as sent (str hashes are keyed per
         # process, so lookups leak no timing): the principal, until when, and the password
         # file's generation it was verified against.
@@ -175,14 +178,17 @@ class Guard:
         found = self._verified.get(authorization)
         if found is None:
             return None
-        principal, until, generation = found
         now = time.monotonic()
         if now - self._looked >= _LOOK_SECONDS:
             self._look_at_the_password_file(now)
-        if now > until or generation != self._generation:
+        if now > found[1] or found[2] != self._generation:
             return None
-        if principal.token is not None and not self.access.still_valid(principal):
-            return None
+        principal = found[0]
+        token = principal.token
+        if token is not None:  # revoked since? (its expiry is in the remembered deadline)
+            current = self._tokens.get(token.id)
+            if current is None or current.digest != token.digest:
+                return None
         return principal
 
     def _look_at_the_password_file(self, now: float) -> None:
@@ -196,5 +202,10 @@ class Guard:
     def _remember(self, key: str, principal: Principal) -> None:
         if len(self._verified) >= _REMEMBER_MAX:
             self._verified.clear()
-        self._look_at_the_password_file(time.monotonic())
-        self._verified[key] = (principal, time.monotonic() + _REMEMBER_SECONDS, self._generation)
+        now = time.monotonic()
+        self._look_at_the_password_file(now)
+        until = now + _REMEMBER_SECONDS
+        token = principal.token
+        if token is not None and token.expires is not None:  # forgotten when it expires
+            until = min(until, now + token.expires - time.time())
+        self._verified[key] = (principal, until, self._generation)
