@@ -316,6 +316,8 @@ class FailureLimiter:
         self.max_clients = max_clients
         self._clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        # Truthy while any client has failures: read without the lock on the hot paths.
+        self.failing: OrderedDict[str, deque[float]] = self._failures
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

@@ -170,7 +170,7 @@ class Guard:
         principal = self._recall(authorization)
         if principal is None:
             return None
-        if len(self.limiter) and self.limiter.throttled(client_of(scope)) is not None:
+        if self.limiter.failing and self.limiter.throttled(client_of(scope)) is not None:
             return None
         return principal
 
