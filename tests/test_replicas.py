@@ -711,10 +711,15 @@ def test_a_replica_killed_after_the_commit_point_leaves_a_whole_file_found_by_re
             with pytest.raises(httpx.HTTPError):
                 pending.result()
         assert sha256(s3.get(s3_bucket, f"commit9/{wheel.name}")) == sha256(wheel.read_bytes())
-        # Nothing but the file and its own state (no record, no stray spool or part).
+        # Nothing but the file, its own state and its audit entry (written before the commit
+        # point): no record, no stray spool or part.
         for key in s3.keys(s3_bucket):
             assert key == f"commit9/{wheel.name}" or key.startswith(
-                (f"commit9/.creamery/files/{wheel.name}/", "commit9/.creamery/snapshots/")
+                (
+                    f"commit9/.creamery/files/{wheel.name}/",
+                    "commit9/.creamery/snapshots/",
+                    "commit9/.creamery/audit/",
+                )
             ), key
 
         expected = {wheel.name: wheel.read_bytes()}

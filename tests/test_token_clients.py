@@ -243,6 +243,7 @@ def test_a_token_made_with_the_cli(writes: Server, htpasswd: Path, tmp_path: Pat
     assert [(e["action"], e["token"], e["filename"]) for e in lines] == [
         ("token.create", None, None),  # scoped to tok-cli alone: audited under it
         ("upload", token_id, wheel.name),
+        ("token.revoke", None, None),
     ]
     assert_no_secret_in_log(writes, secret)
 
@@ -415,6 +416,6 @@ def test_bad_tokens_count_toward_throttling(base: Path, htpasswd: Path, tmp_path
         # The audit log says the login was throttled (once: a flood must not flood it).
         throttled = [e for e in audit_entries(root) if e.action == "login.throttled"]
         assert [(e.user, e.client, e.result) for e in throttled] == [
-            (TOKEN_USER, "127.0.0.1", "denied")
+            (None, "127.0.0.1", "denied")  # a token names no user
         ]
         assert_no_secret_in_log(server, good, *(garbage_token(n) for n in range(11)))

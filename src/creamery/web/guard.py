@@ -28,9 +28,20 @@ log = logging.getLogger("creamery.guard")
 CHALLENGE = [(b"www-authenticate", b'Basic realm="pypi"')]
 _REMEMBER_SECONDS = 300.0
 _REMEMBER_MAX = 10_000
-_LOOK_SECONDS = 1.0  # the password file is looked at (one stat) at most this often
+_CLIENTS_PER_CREDENTIAL = 64  # client keys remembered per credential (throttling exemptions)
 PRINCIPAL = "creamery.principal"  # the scope key handlers read the principal from
 CLIENT = "creamery.client"  # the client's address (X-Forwarded-For from a trusted proxy)
+
+
+@dataclass(frozen=True, slots=True)
+class _Remembered:
+    """Credentials verified a moment ago: who they are, until when, against which state of
+    the password file, and from which clients (their `client_key`)."""
+
+    principal: Principal
+    until: float
+    generation: int
+    clients: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +94,11 @@ class Guard:
         self.always_required = access.always_required
         self._tokens = access.tokens
         # Verified credentials, by the Authorization header as sent (str hashes are keyed per
-        # process, so lookups leak no timing): the principal, until when, and the password
-        # file's generation it was verified against.
-        self._verified: dict[str, tuple[Principal, float, int]] = {}
+        # process, so lookups leak no timing).
+        self._verified: dict[str, _Remembered] = {}
+        self._htpasswd = access.authenticator.htpasswd
         self._fingerprint: tuple[int, ...] | None = access.authenticator.fingerprint()
         self._generation = 0
-        self._looked = time.monotonic()
         self._throttled_said: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -114,7 +124,7 @@ class Guard:
         key = authorization or ""
         remembered = self._recall(key)  # (the limiter was asked just above)
         if remembered is not None:
-            return remembered
+            return remembered.principal
         attempt = self.limiter.reserve(client_key(client))
         if isinstance(attempt, int):
             await self._said_throttled(client, user)
@@ -131,7 +141,7 @@ class Guard:
             return Denial(found.status, found.reason, headers)
         self.limiter.release(attempt)
         # Failures are not forgiven by a success: one account must not unlock guessing another's.
-        self._remember(key, found)
+        self._remember(key, found, client)
         if found.token is not None and self.access.tokens.use_due(found.token):
             threading.Thread(
                 target=self._note_use, args=(found, client), name="creamery-token-use", daemon=True
@@ -165,47 +175,56 @@ class Guard:
 
     def remembered(self, authorization: str, scope: Scope) -> Principal | None:
         """The principal of credentials verified a moment ago (None: check them): the hot
-        paths' way in, without a coroutine. Not for a throttled client (a right guess must not
-        show), nor once the password file changed, nor for a token revoked or expired since."""
-        principal = self._recall(authorization)
-        if principal is None:
-            return None
-        if self.limiter.failing and self.limiter.throttled(client_of(scope)) is not None:
-            return None
-        return principal
-
-    def _recall(self, authorization: str) -> Principal | None:
-        found = self._verified.get(authorization)
+        paths' way in, without a coroutine. Not once the password file changed, nor for a
+        token revoked or expired since; for a throttled client, only credentials it verified
+        itself before the attack (a CI job behind the same NAT keeps working; a guess matching
+        what another client verified does not show)."""
+        found = self._recall(authorization)
         if found is None:
             return None
-        now = time.monotonic()
-        if now - self._looked >= _LOOK_SECONDS:
-            self._look_at_the_password_file(now)
-        if now > found[1] or found[2] != self._generation:
+        if self.limiter.failing:
+            key = client_key(client_of(scope))
+            if key not in found.clients and self.limiter.retry_after(key) is not None:
+                return None
+        return found.principal
+
+    def _recall(self, authorization: str) -> _Remembered | None:
+        found = self._verified.get(authorization)
+        if found is None or time.monotonic() > found.until:
             return None
-        principal = found[0]
-        token = principal.token
-        if token is not None:  # revoked since? (its expiry is in the remembered deadline)
+        self._look_at_the_password_file()
+        if found.generation != self._generation:
+            return None
+        token = found.principal.token
+        if token is not None:  # revoked since? (its expiry is in the deadline)
             current = self._tokens.get(token.id)
             if current is None or current.digest != token.digest:
                 return None
-        return principal
+        return found
 
-    def _look_at_the_password_file(self, now: float) -> None:
-        """Once a second at most (one stat): an edited file forgets what was remembered."""
-        self._looked = now
-        fingerprint = self.access.authenticator.fingerprint()
+    def _look_at_the_password_file(self) -> None:
+        """One stat: an edited password file forgets what was remembered."""
+        htpasswd = self._htpasswd
+        if htpasswd is None:
+            return
+        fingerprint = htpasswd.fingerprint()
         if fingerprint != self._fingerprint:
             self._fingerprint = fingerprint
             self._generation += 1
 
-    def _remember(self, key: str, principal: Principal) -> None:
+    def _remember(self, key: str, principal: Principal, client: str) -> None:
         if len(self._verified) >= _REMEMBER_MAX:
             self._verified.clear()
+        self._look_at_the_password_file()
         now = time.monotonic()
-        self._look_at_the_password_file(now)
         until = now + _REMEMBER_SECONDS
         token = principal.token
         if token is not None and token.expires is not None:  # forgotten when it expires
             until = min(until, now + token.expires - time.time())
-        self._verified[key] = (principal, until, self._generation)
+        known = self._verified.get(key)
+        clients = {client_key(client)}
+        if known is not None and known.principal == principal:
+            clients |= known.clients
+        if len(clients) > _CLIENTS_PER_CREDENTIAL:
+            clients = {client_key(client)}
+        self._verified[key] = _Remembered(principal, until, self._generation, frozenset(clients))
