@@ -28,6 +28,7 @@ log = logging.getLogger("creamery.guard")
 CHALLENGE = [(b"www-authenticate", b'Basic realm="pypi"')]
 _REMEMBER_SECONDS = 300.0
 _REMEMBER_MAX = 10_000
+_TOKEN_OWNER_SECONDS = 1.0  # a remembered token re-checks the password file this often
 _CLIENTS_PER_CREDENTIAL = 64  # client keys remembered per credential (throttling exemptions)
 PRINCIPAL = "creamery.principal"  # the scope key handlers read the principal from
 CLIENT = "creamery.client"  # the client's address (X-Forwarded-For from a trusted proxy)
@@ -99,6 +100,7 @@ class Guard:
         self._htpasswd = access.authenticator.htpasswd
         self._fingerprint: tuple[int, ...] | None = access.authenticator.fingerprint()
         self._generation = 0
+        self._looked = time.monotonic()
         self._throttled_said: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -190,12 +192,17 @@ class Guard:
 
     def _recall(self, authorization: str) -> _Remembered | None:
         found = self._verified.get(authorization)
-        if found is None or time.monotonic() > found.until:
-            return None
-        self._look_at_the_password_file()
-        if found.generation != self._generation:
+        now = time.monotonic()
+        if found is None or now > found.until:
             return None
         token = found.principal.token
+        # A password: the file is looked at every time (an edit applies at once). A token's
+        # owner removed from the file: within a second (a stat costs a quarter of a request).
+        if token is None or now - self._looked >= _TOKEN_OWNER_SECONDS:
+            self._looked = now
+            self._look_at_the_password_file()
+        if found.generation != self._generation:
+            return None
         if token is not None:  # revoked since? (its expiry is in the deadline)
             current = self._tokens.get(token.id)
             if current is None or current.digest != token.digest:
