@@ -38,22 +38,6 @@ GRANT_ROLES = ("uploader", "maintainer", "owner")
 # ---------------------------------------------------------------- arguments
 
 
-def _add_location_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "package_directory",
-        metavar="PACKAGES_DIRECTORY",
-        nargs="*",
-        help="directories or s3://BUCKET[/PREFIX] roots, as the server has them",
-    )
-    parser.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        help=f"the server's --state-dir (default: ${admin.STATE_DIR_ENV}, else .creamery in the"
-        " first package directory)",
-    )
-    admin.add_s3_arguments(parser)
-
-
 def _add_passwords_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-P",
@@ -100,18 +84,18 @@ def add_token_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--description", default="", metavar="TEXT", help="one line")
     _add_passwords_argument(create)
     _add_json_argument(create, "token")
-    _add_location_arguments(create)
+    admin.add_location_arguments(create)
 
     listing = commands.add_parser(
         "list", help="list tokens (never their secrets)", description="list tokens"
     )
     listing.add_argument("user", metavar="USER", nargs="?", help="only this user's tokens")
     _add_json_argument(listing, "token")
-    _add_location_arguments(listing)
+    admin.add_location_arguments(listing)
 
     revoke = commands.add_parser("revoke", help="revoke a token", description="revoke a token")
     revoke.add_argument("token_id", metavar="ID", help="the token's id (as `token list` shows)")
-    _add_location_arguments(revoke)
+    admin.add_location_arguments(revoke)
 
 
 def add_owners_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,21 +115,21 @@ def add_owners_arguments(parser: argparse.ArgumentParser) -> None:
         " (default: maintainer)",
     )
     _add_passwords_argument(add)
-    _add_location_arguments(add)
+    admin.add_location_arguments(add)
 
     remove = commands.add_parser(
         "remove", help="take a user's role on a project away", description="take a role away"
     )
     remove.add_argument("project", metavar="PROJECT")
     remove.add_argument("user", metavar="USER")
-    _add_location_arguments(remove)
+    admin.add_location_arguments(remove)
 
     listing = commands.add_parser(
         "list", help="list who owns or maintains what", description="list the grants"
     )
     listing.add_argument("project", metavar="PROJECT", nargs="?", help="only this project")
     _add_json_argument(listing, "grant")
-    _add_location_arguments(listing)
+    admin.add_location_arguments(listing)
 
 
 def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -155,7 +139,7 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--project", metavar="PROJECT", help="only entries about this project")
     parser.add_argument("--user", metavar="USER", help="only entries made by this user")
     _add_json_argument(parser, "entry")
-    _add_location_arguments(parser)
+    admin.add_location_arguments(parser)
 
 
 # ---------------------------------------------------------------- the catalog

@@ -72,6 +72,12 @@ def _read_password(from_stdin: bool) -> str:
 def _add_release_arguments(parser: argparse.ArgumentParser, *, version_required: bool) -> None:
     parser.add_argument("project", metavar="PROJECT")
     parser.add_argument("version", metavar="VERSION", nargs=None if version_required else "?")
+    add_location_arguments(parser)
+
+
+def add_location_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the commands act: the server's directories or s3:// roots, its state directory
+    and the object store's options."""
     parser.add_argument(
         "package_directory",
         metavar="PACKAGES_DIRECTORY",
