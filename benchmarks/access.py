@@ -367,6 +367,9 @@ def wrk_rows(setup: Setup, runs: int, load: measure.Load, cpus: set[int] | None)
                 WORK / f"wrk-access-{row.key}-{kind}.lua", paths
             )
     samples: dict[str, dict[str, list[float]]] = {r.key: {k: [] for k in KINDS} for r in ROWS}
+    # The server's CPU time per request served: steadier than req/s on a shared machine (what
+    # other processes take slows the clock, not the server's work per request).
+    cpu_us: dict[str, dict[str, list[float]]] = {r.key: {k: [] for k in KINDS} for r in ROWS}
     commands: dict[str, str] = {}
     loads: dict[str, list[float]] = {r.key: [] for r in ROWS}
     errors: list[str] = []
@@ -395,17 +398,26 @@ def wrk_rows(setup: Setup, runs: int, load: measure.Load, cpus: set[int] | None)
                 loads[row.key].append(os.getloadavg()[0])
                 base = f"http://127.0.0.1:{port}"
                 for kind in KINDS:
+                    spent = procs.cpu_seconds(proc.pid)
                     if kind == "index":
                         r = measure.wrk(base + "/simple/", load, headers=headers)
                     else:
                         r = measure.wrk(base, load, script=scripts[row.key, kind], headers=headers)
+                    spent = procs.cpu_seconds(proc.pid) - spent
                     samples[row.key][kind].append(r.rps)
+                    cpu_us[row.key][kind].append(spent / max(r.requests, 1) * 1e6)
                     if r.errors:
                         errors.append(f"{row.key} {kind} round {number + 1}: {r.errors}")
                     log(f"  {row.key:12s} {kind:5s} {r.rps:10,.0f} req/s  p99 {r.p99_ms:6.2f} ms")
             finally:
                 procs.stop(proc)
-    return {"samples": samples, "commands": commands, "load": loads, "errors": errors}
+    return {
+        "samples": samples,
+        "cpu_us": cpu_us,
+        "commands": commands,
+        "load": loads,
+        "errors": errors,
+    }
 
 
 # ---------------------------------------------------------------------- report
@@ -441,6 +453,17 @@ def render(setup: Setup, data: dict[str, Any]) -> str:
                 cells.append(
                     f"{med:,.0f} [{min(values):,.0f}-{max(values):,.0f}] ({med / ref:.2f}x)"
                 )
+            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+        title = "## Server CPU per request under wrk (µs, median of rounds; ratio = none / row)"
+        lines += ["", title, ""]
+        lines.append("| row | " + " | ".join(KIND_LABELS[k] for k in KINDS) + " |")
+        lines.append("| --- |" + " --- |" * len(KINDS))
+        for row in ROWS:
+            cells = []
+            for kind in KINDS:
+                med = statistics.median(wrk["cpu_us"][row.key][kind])
+                ref = statistics.median(wrk["cpu_us"]["none"][kind])
+                cells.append(f"{med:.1f} ({ref / med:.2f}x)")
             lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
         lines.append("")
         for row in ROWS:
