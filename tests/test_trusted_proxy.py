@@ -15,6 +15,7 @@ import pytest
 from support import forms
 from support.access_state import audit_entries
 from support.dists import make_wheel
+from support.polling import wait_for
 from support.servers import Server, run_server
 
 from creamery.catalog.audit import Entry
@@ -163,3 +164,20 @@ def test_a_throttled_client_learns_nothing_from_remembered_credentials(start: St
     # Throttled, its guesses must all get the same answer, the right one included.
     assert login(server, CLIENT, ("alice", "another-guess")).status_code == 429
     assert login(server, CLIENT, (USER, PASSWORD)).status_code == 429
+
+
+def test_the_access_log_names_the_forwarded_client(start: Start) -> None:
+    """With -v every request is logged: from a trusted proxy, under the client it forwards
+    for; from anyone else, under the peer, whatever the header says."""
+    trusting = start("-v", "--trusted-proxy", "127.0.0.1/32")
+    headers = {"X-Forwarded-For": CLIENT}
+    assert httpx.get(trusting.url + "/simple/", headers=headers, timeout=10).status_code == 200
+    assert wait_for(lambda: '"GET /simple/ HTTP/1.1"' in trusting.log())
+    line = next(t for t in trusting.log().splitlines() if '"GET /simple/ HTTP/1.1"' in t)
+    assert CLIENT in line and "127.0.0.1" not in line.split('"')[0]
+
+    other = start("-v")
+    assert httpx.get(other.url + "/simple/", headers=headers, timeout=10).status_code == 200
+    assert wait_for(lambda: '"GET /simple/ HTTP/1.1"' in other.log())
+    line = next(t for t in other.log().splitlines() if '"GET /simple/ HTTP/1.1"' in t)
+    assert "127.0.0.1" in line and CLIENT not in line

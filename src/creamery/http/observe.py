@@ -91,7 +91,7 @@ class Observer:
             access_log.info(one_line(self._line(scope, status, sent, duration)))
 
     def _line(self, scope: Scope, status: int, sent: int, duration: float) -> str:
-        client = scope.get("client") or ("-", 0)
+        address = client_address(scope)
         user = scope.get("creamery.user") or "-"
         query = scope.get("query_string", b"").decode("latin-1")
         target = scope["path"] + ("?" + query if query else "")
@@ -102,9 +102,22 @@ class Observer:
                 self.config.log_res_frmt, values
             )
         return (
-            f'{client[0]} {user} "{scope["method"]} {target} HTTP/{scope.get("http_version")}"'
+            f'{address} {user} "{scope["method"]} {target} HTTP/{scope.get("http_version")}"'
             f" {status} {sent} {duration * 1000:.1f}ms"
         )
+
+
+CLIENT_KEY = "creamery.client"  # where the app puts a forwarded client's address
+
+
+def client_address(scope: Scope) -> str:
+    """The client's address: the one a trusted proxy forwarded for (`--trusted-proxy`, set
+    by the app as `creamery.client`), else the peer's."""
+    forwarded = scope.get(CLIENT_KEY)
+    if isinstance(forwarded, str):
+        return forwarded
+    client = scope.get("client")
+    return str(client[0]) if client else "-"
 
 
 def one_line(text: str) -> str:
@@ -121,7 +134,7 @@ def request_values(scope: Scope, target: str, user: str) -> dict[str, object]:
         "REQUEST_METHOD": scope["method"],
         "PATH_INFO": scope["path"],
         "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
-        "REMOTE_ADDR": (scope.get("client") or ("-",))[0],
+        "REMOTE_ADDR": client_address(scope),
         "REMOTE_USER": user,
         "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version')}",
     }

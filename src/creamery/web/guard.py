@@ -22,6 +22,7 @@ from creamery.catalog.access import ANONYMOUS, Access, Actor, Principal, Refused
 from creamery.catalog.auth import FailureLimiter, client_key, parse_basic_authorization
 from creamery.catalog.tokens import TOKEN_USER
 from creamery.http.asgi_types import Scope
+from creamery.http.observe import CLIENT_KEY
 
 log = logging.getLogger("creamery.guard")
 
@@ -31,7 +32,7 @@ _REMEMBER_MAX = 10_000
 _TOKEN_OWNER_SECONDS = 1.0  # a remembered token re-checks the password file this often
 _CLIENTS_PER_CREDENTIAL = 64  # client keys remembered per credential (throttling exemptions)
 PRINCIPAL = "creamery.principal"  # the scope key handlers read the principal from
-CLIENT = "creamery.client"  # the client's address (X-Forwarded-For from a trusted proxy)
+CLIENT = CLIENT_KEY  # the client's address (X-Forwarded-For from a trusted proxy)
 
 
 @dataclass(frozen=True, slots=True)
