@@ -230,7 +230,7 @@ def test_a_session_is_audited_exactly(server: Server, permissions: Path, tmp_pat
     assert all(t.endswith("Z") for t in times) and times == sorted(times)
 
     # Nothing secret anywhere: the state directory (every file), the server's output.
-    secrets = [PASSWORD, WRONG_PASSWORD, secret, secret.rpartition("_")[2]]
+    secrets = [PASSWORD, WRONG_PASSWORD, secret, secret.partition("_")[2]]
     for path in state_dir(root).rglob("*"):
         if path.is_file():
             data = path.read_bytes()

@@ -112,7 +112,7 @@ def assert_no_secret_in_log(server: Server, *secrets: str) -> None:
     for secret in secrets:
         assert secret not in log
         # Not even the secret part alone (after `creamery-<id>_`).
-        assert secret.rpartition("_")[2] not in log
+        assert secret.partition("_")[2] not in log
 
 
 # ----------------------------------------------------------------------------- twine
@@ -229,7 +229,7 @@ def test_a_token_made_with_the_cli(writes: Server, htpasswd: Path, tmp_path: Pat
     assert_published(writes, wheel)
     listing = creamery("token", "list", USER, "--json", root)
     assert listing.returncode == 0, describe(listing)
-    assert token_id in listing.stdout and secret.rpartition("_")[2] not in listing.stdout
+    assert token_id in listing.stdout and secret.partition("_")[2] not in listing.stdout
     revoked = creamery("token", "revoke", token_id, root)
     assert revoked.returncode == 0, describe(revoked)
     wait_applied(writes, open_catalog(root).feed.announced())
