@@ -158,7 +158,7 @@ def test_the_spec_example_hides_secret_projects_from_anonymous() -> None:
     assert example.role("alice", "secret-x") == Role.READER
     assert example.role("carol", "secret-x") == Role.NONE  # a user no rule of secret-* names
     assert example.role("carol", "public-tool") == Role.NONE  # `*` names only anonymous
-    assert example.names_anonymous()
+    assert example.anonymous_named
 
 
 def test_the_most_specific_pattern_decides() -> None:
@@ -184,7 +184,7 @@ def test_a_project_no_pattern_matches_gives_nothing() -> None:
     rules = policy(rule('user = "u"', "owner", "acme-*"))
     assert rules.role("u", "other") == Role.NONE
     assert rules.role(None, "other") == Role.NONE
-    assert not rules.names_anonymous()
+    assert not rules.anonymous_named
 
 
 def test_roles_include_the_lower_ones() -> None:
@@ -224,7 +224,7 @@ def test_every_user_and_groups() -> None:
     assert rules.role(None, "x") == Role.NONE  # "*" is every signed-in user, not anonymous
     assert rules.role("dora", "x") == Role.MAINTAINER  # member names are stripped
     assert rules.role("frank", "x") == Role.UPLOADER
-    assert not rules.names_anonymous()
+    assert not rules.anonymous_named
     # Principals named by the same rules share a view; others do not.
     assert rules.view_key("anyone") == rules.view_key("someone")
     assert rules.view_key("dora") == rules.view_key("eve") != rules.view_key("anyone")

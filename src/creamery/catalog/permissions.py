@@ -120,6 +120,8 @@ class Policy:
     _roles: dict[tuple[str | None, str], Role] = field(default_factory=dict, repr=False)
     _views: dict[str | None, frozenset[int]] = field(default_factory=dict, repr=False)
     _allowed: dict[tuple[str | None, str, str], bool] = field(default_factory=dict, repr=False)
+    # Does any rule give the anonymous principal something? If not, every read needs
+    # credentials (clients are challenged, as with `-a list,download`).
     anonymous_named: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -237,11 +239,6 @@ class Policy:
                 self._views.clear()
             self._views[user] = found
         return found
-
-    def names_anonymous(self) -> bool:
-        """Does any rule give the anonymous principal something? If not, every read needs
-        credentials (clients are challenged, as with `-a list,download`)."""
-        return self.anonymous_named
 
 
 def _parse_groups(raw: object) -> dict[str, frozenset[str]]:

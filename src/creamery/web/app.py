@@ -312,7 +312,7 @@ class Creamery:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Past --max-client-requests: 429."""
-        await self.limits.refuse(self.stamp(send), _client(scope))
+        await self.limits.refuse(self.stamp(send), client_of(scope))
 
     async def _timed(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request that may carry a body: one that stalls ends with 408 (--body-timeout)."""
@@ -327,7 +327,7 @@ class Creamery:
             if not timed.timed_out:  # anything raised after a timeout is its consequence
                 raise
         if timed.timed_out:
-            limits.report_body_timeout(_client(scope), scope["method"], scope["path"])
+            limits.report_body_timeout(client_of(scope), scope["method"], scope["path"])
             await timed.finish()
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -743,10 +743,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _client(scope: Scope) -> str:
-    return client_of(scope)
 
 
 def create_app(config: Config) -> Creamery:

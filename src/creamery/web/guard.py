@@ -94,7 +94,6 @@ class Guard:
         self.identifies = access.identifies()
         # Without one, the actions that need credentials (-a, and the account routes).
         self.always_required = access.always_required
-        self._tokens = access.tokens
         # Verified credentials, by the Authorization header as sent (str hashes are keyed per
         # process, so lookups leak no timing).
         self._verified: dict[str, _Remembered] = {}
@@ -204,10 +203,8 @@ class Guard:
             self._look_at_the_password_file()
         if found.generation != self._generation:
             return None
-        if token is not None:  # revoked since? (its expiry is in the deadline)
-            current = self._tokens.get(token.id)
-            if current is None or current.digest != token.digest:
-                return None
+        if token is not None and not self.access.still_valid(found.principal):
+            return None  # revoked (or expired) since
         return found
 
     def _look_at_the_password_file(self) -> None:
