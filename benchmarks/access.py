@@ -48,6 +48,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -423,48 +424,44 @@ def wrk_rows(setup: Setup, runs: int, load: measure.Load, cpus: set[int] | None)
 # ---------------------------------------------------------------------- report
 
 
+def _table(title: str, cell: Callable[[str, str], str]) -> list[str]:
+    """A markdown table: one row per configuration, one column per kind of request."""
+    lines = ["", title, ""]
+    lines.append("| row | " + " | ".join(KIND_LABELS[k] for k in KINDS) + " |")
+    lines.append("| --- |" + " --- |" * len(KINDS))
+    for row in ROWS:
+        lines.append(f"| {row.label} | " + " | ".join(cell(row.key, k) for k in KINDS) + " |")
+    return lines
+
+
 def render(setup: Setup, data: dict[str, Any]) -> str:
     lines = [f"# Tokens and permissions: {data['date']}", ""]
     lines.append(f"{setup.corpus.files} files ({PROJECTS} projects); {setup.rules_summary}.")
     inproc = data.get("inprocess")
     if inproc:
+
+        def best(key: str, kind: str) -> str:
+            us, ref = inproc[key][kind]["best_us"], inproc["none"][kind]["best_us"]
+            return f"{us:.2f} ({ref / us:.2f}x)"
+
         title = "## In-process (µs of CPU per request, best of rounds; ratio = none / row)"
-        lines += ["", title, ""]
-        lines.append("| row | " + " | ".join(KIND_LABELS[k] for k in KINDS) + " |")
-        lines.append("| --- |" + " --- |" * len(KINDS))
-        for row in ROWS:
-            cells = []
-            for kind in KINDS:
-                us = inproc[row.key][kind]["best_us"]
-                ref = inproc["none"][kind]["best_us"]
-                cells.append(f"{us:.2f} ({ref / us:.2f}x)")
-            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+        lines += _table(title, best)
     wrk = data.get("wrk")
     if wrk:
-        lines += ["", "## wrk (req/s, median of rounds [range]; ratio = row / none)", ""]
-        lines.append("| row | " + " | ".join(KIND_LABELS[k] for k in KINDS) + " |")
-        lines.append("| --- |" + " --- |" * len(KINDS))
-        for row in ROWS:
-            cells = []
-            for kind in KINDS:
-                values = wrk["samples"][row.key][kind]
-                ref = statistics.median(wrk["samples"]["none"][kind])
-                med = statistics.median(values)
-                cells.append(
-                    f"{med:,.0f} [{min(values):,.0f}-{max(values):,.0f}] ({med / ref:.2f}x)"
-                )
-            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+
+        def rate(key: str, kind: str) -> str:
+            values = wrk["samples"][key][kind]
+            med, ref = statistics.median(values), statistics.median(wrk["samples"]["none"][kind])
+            return f"{med:,.0f} [{min(values):,.0f}-{max(values):,.0f}] ({med / ref:.2f}x)"
+
+        def cpu(key: str, kind: str) -> str:
+            med = statistics.median(wrk["cpu_us"][key][kind])
+            ref = statistics.median(wrk["cpu_us"]["none"][kind])
+            return f"{med:.1f} ({ref / med:.2f}x)"
+
+        lines += _table("## wrk (req/s, median of rounds [range]; ratio = row / none)", rate)
         title = "## Server CPU per request under wrk (µs, median of rounds; ratio = none / row)"
-        lines += ["", title, ""]
-        lines.append("| row | " + " | ".join(KIND_LABELS[k] for k in KINDS) + " |")
-        lines.append("| --- |" + " --- |" * len(KINDS))
-        for row in ROWS:
-            cells = []
-            for kind in KINDS:
-                med = statistics.median(wrk["cpu_us"][row.key][kind])
-                ref = statistics.median(wrk["cpu_us"]["none"][kind])
-                cells.append(f"{med:.1f} ({ref / med:.2f}x)")
-            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+        lines += _table(title, cpu)
         lines.append("")
         for row in ROWS:
             load = ", ".join(f"{v:.1f}" for v in wrk["load"][row.key])
