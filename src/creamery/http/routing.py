@@ -61,6 +61,10 @@ class Route:
     action: Action
     handler: Handler
     when: Condition | None = None
+    # A page for people in a browser: a signed-in session (its cookie) counts as credentials
+    # for it, and an anonymous visitor it needs credentials from is sent to the sign-in page
+    # instead of a Basic challenge. Its POST handlers check the form's CSRF token themselves.
+    browser: bool = False
     # The action the guard checks: None for PUBLIC (kept as a plain string for the hot path).
     needs: str | None = field(init=False, repr=False, compare=False)
     # A prefix route (a hot path): its handler looks on disk itself, and only before a 404.

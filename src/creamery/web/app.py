@@ -40,7 +40,7 @@ from creamery.http.limits import NO_BODY, Limits, TimedBody
 from creamery.http.observe import Observer, log_error
 from creamery.http.proxy import TrustedProxies
 from creamery.http.reaper import start_reaper
-from creamery.http.routing import WrongMethod, bad_path, relative_path
+from creamery.http.routing import Route, WrongMethod, bad_path, relative_path
 from creamery.render.negotiation import Format, format_from_query, negotiate
 from creamery.render.page_cache import PageCache, Pages
 from creamery.render.simple_api import Page, make_page, render_project, render_root
@@ -48,6 +48,7 @@ from creamery.storage import StoreUnavailable
 from creamery.web.guard import CLIENT, PRINCIPAL, Denial, Guard, client_of, principal_of, refusal
 from creamery.web.routes import build_table
 from creamery.web.state import AppState
+from creamery.web.ui.layout import sign_in_location
 
 if TYPE_CHECKING:
     from creamery.mirror.service import Mirror
@@ -381,12 +382,17 @@ class Creamery:
             send = self.stamp(send)  # the index's hot paths add it to their ready header lists
         action = found.route.needs
         guard = self.guard
-        if action is not None and (guard.identifies or action in guard.always_required):
+        if found.route.browser:
+            if not await self._identify_visitor(scope, send, found.route, path):
+                return
+        elif action is not None and (guard.identifies or action in guard.always_required):
             authorization = header(scope, b"authorization")
             if authorization:
                 known = guard.remembered(authorization, scope)
             else:  # anonymous: no coroutine unless the route needs credentials (a 401)
                 known = None if guard.required(action) else ANONYMOUS
+                if known is None and method in NO_BODY:  # a file linked from a page
+                    known = guard.session_principal(scope)
             principal = known or await guard.check(action, authorization, client_of(scope))
             if isinstance(principal, Denial):
                 await send_text(
@@ -398,6 +404,37 @@ class Creamery:
         if not found.route.hot:
             await self.settle(miss=False)  # listings, JSON API, XML-RPC: all in one place
         await found.route.handler(scope, receive, send, found.params)
+
+    async def _identify_visitor(self, scope: Scope, send: Send, route: Route, path: str) -> bool:
+        """A page for people: who is visiting (Basic credentials, else a signed-in session,
+        else anonymous), put in the scope even where the route is open (the page greets them).
+        An anonymous visitor a route needs credentials from is sent to the sign-in page (False:
+        answered here)."""
+        guard = self.guard
+        action = route.needs
+        authorization = header(scope, b"authorization")
+        principal: Principal | Denial | None = None
+        if authorization:
+            principal = guard.remembered(authorization, scope)
+            if principal is None:
+                principal = await guard.check(action or "list", authorization, client_of(scope))
+        else:
+            principal = guard.session_principal(scope)
+        if principal is None:
+            needed = action is not None and (
+                guard.required(action) or action in guard.always_required
+            )
+            if needed:
+                target = sign_in_location(scope, path)
+                await self._redirect(self.stamp(send), 303, target)
+                return False
+            principal = ANONYMOUS
+        if isinstance(principal, Denial):
+            await send_text(self.stamp(send), principal.status, principal.reason, principal.headers)
+            return False
+        scope[PRINCIPAL] = principal
+        scope["creamery.user"] = principal.user or ""
+        return True
 
     async def _follow(self, follower: Follower, announced: int | None = None) -> None:
         """Apply what the change feed has that this process has not (on the event loop when

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import anyio
 
@@ -22,9 +23,17 @@ from creamery.catalog.access import ANONYMOUS, Access, Actor, Principal, Refused
 from creamery.catalog.auth import FailureLimiter, client_key, parse_basic_authorization
 from creamery.catalog.tokens import TOKEN_USER
 from creamery.http.asgi_types import Scope
+from creamery.http.files import header
 from creamery.http.observe import CLIENT_KEY
 
 log = logging.getLogger("creamery.guard")
+
+
+class Sessions(Protocol):
+    """Signed-in browser sessions: the principal a request's Cookie header names, if any."""
+
+    def principal(self, cookie: str) -> Principal | None: ...
+
 
 CHALLENGE = [(b"www-authenticate", b'Basic realm="pypi"')]
 _REMEMBER_SECONDS = 300.0
@@ -103,9 +112,21 @@ class Guard:
         self._looked = time.monotonic()
         self._throttled_said: dict[str, float] = {}
         self._lock = threading.Lock()
+        # Browser sign-in (web/ui/session.py): None until the UI's sessions are set up.
+        self.sessions: Sessions | None = None
 
     def required(self, action: str) -> bool:
         return self.access.required(action)
+
+    def session_principal(self, scope: Scope) -> Principal | None:
+        """The user of a signed-in browser session (its cookie); None without a valid one."""
+        sessions = self.sessions
+        if sessions is None:
+            return None
+        cookie = header(scope, b"cookie")
+        if not cookie:
+            return None
+        return sessions.principal(cookie)
 
     async def check(
         self, action: str, authorization: str | None, client: str

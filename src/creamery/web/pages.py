@@ -36,7 +36,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @functools.cache
-def _env() -> jinja2.Environment:
+def templates() -> jinja2.Environment:
     """Loaded on first use: most requests never render a template, and jinja2 weighs ~10 MB."""
     import jinja2
 
@@ -229,11 +229,11 @@ def _welcome_template(path: Path | None, text: str | None) -> jinja2.Template:
         except OSError as error:
             raise ConfigError(f"can't read welcome file {str(path)!r}: {error.strerror}") from error
     if text is None:
-        return _env().get_template("welcome.html")
+        return templates().get_template("welcome.html")
     from jinja2 import TemplateSyntaxError
 
     try:
-        return _env().from_string(bottle_to_jinja(text))
+        return templates().from_string(bottle_to_jinja(text))
     except TemplateSyntaxError as error:
         source = str(path) if path is not None else "the welcome message"
         raise ConfigError(f"{source} is not a valid template: {error.message}") from error
@@ -370,4 +370,4 @@ def render_listing(
         shown = {d.relpath for d in dists if visible(d.project)}
         relpaths = [r for r in relpaths if r.removesuffix(SIGNATURE) in shown]
     links = [(quote(relpath) + fragments.get(relpath, ""), relpath) for relpath in relpaths]
-    return _env().get_template("packages.html").render(links=links).encode("utf-8")
+    return templates().get_template("packages.html").render(links=links).encode("utf-8")

@@ -28,7 +28,7 @@ from creamery.http.routing import (
     RouteTable,
     endpoint,
 )
-from creamery.web import account, json_api, pages, writes, xmlrpc
+from creamery.web import account, json_api, pages, ui, writes, xmlrpc
 from creamery.web.guard import principal_of
 from creamery.web.pages import relative_redirect
 from creamery.web.state import AppState
@@ -137,6 +137,8 @@ def declare(state: AppState, hot: HotPaths) -> list[Route]:
         *json_api.routes(state),
         # The signed-in user's tokens, the audit log, owners: credentials whatever `-a` says.
         *account.routes(state),
+        # Pages for people: home, projects, search, documentation, sign-in, managing.
+        *ui.routes(state),
         # pypiserver's catch-all: a redirect to the project's page, open to all like its own.
         Route(READ, "/{project}", action=Action.PUBLIC, handler=endpoint(project_redirect)),
         Route(READ, "/{project}/", action=Action.PUBLIC, handler=endpoint(project_redirect)),

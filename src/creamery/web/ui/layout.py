@@ -1,0 +1,119 @@
+"""What every page shares: the template environment, links to the bundled assets, and the
+visitor's part of the header.
+
+A page's body is rendered once per change (its cache key names the index generation, the
+base URL and the visitor's view) with a placeholder where the header greets the visitor;
+`respond` puts the greeting in per request (one `bytes.replace`), so signed-in users and
+anonymous visitors share one rendering. Pages link with absolute URLs made from `base_url`
+(which honours `--server-base-url`, `X-Forwarded-Prefix` and the ASGI root path).
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import zlib
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from creamery.catalog.access import Principal
+from creamery.core.version import __version__
+from creamery.http.asgi_types import Scope
+from creamery.http.conditional import etag_matches
+from creamery.render.simple_api import strong_etag
+from creamery.web.guard import principal_of
+from creamery.web.pages import templates
+from creamery.web.state import AppState
+from creamery.web.ui.assets import asset_path
+
+HTML = "text/html; charset=utf-8"
+NAV = b"<!--creamery:visitor-->"
+SIGN_IN = "-/signin"
+# Pages are public documents of the index, but a signed-in user's greeting is theirs alone.
+PAGE_HEADERS = {
+    "cache-control": "no-cache",
+    "vary": "Cookie, Authorization",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+    "x-frame-options": "DENY",
+    # The pages' own assets only: a README that slipped a tag through still can't run script.
+    "content-security-policy": (
+        "default-src 'self'; img-src 'self' https: data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+}
+
+
+@functools.cache
+def _environment_globals() -> None:
+    env = templates()
+    env.globals["asset"] = asset_path
+    env.globals["creamery_version"] = __version__
+
+
+def render(name: str, **context: Any) -> bytes:
+    """The page *name* (`templates/ui/<name>`) with *context*; `base` must be in it."""
+    _environment_globals()
+    return templates().get_template(f"ui/{name}").render(**context).encode("utf-8")
+
+
+def respond(
+    request: Request,
+    state: AppState,
+    body: bytes,
+    *,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """*body* (a rendering with the visitor placeholder) with this visitor's greeting, a
+    strong ETag of both, a 304 when it matches, no body for HEAD."""
+    greeting = visitor(request, state).encode("utf-8")
+    page = body.replace(NAV, greeting, 1)
+    etag = strong_etag(body)[:-1] + f".{zlib.crc32(greeting):08x}" + '"'
+    all_headers = {**PAGE_HEADERS, **(headers or {}), "etag": etag}
+    if status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=all_headers)
+    if request.method == "HEAD":
+        all_headers["content-length"] = str(len(page))
+        return Response(b"", status_code, all_headers, HTML)
+    return Response(page, status_code, all_headers, HTML)
+
+
+def visitor(request: Request, state: AppState) -> str:
+    """The header's right-hand side: who is signed in, or the way to sign in."""
+    from creamery.web.pages import base_url
+
+    base = html.escape(base_url(request))
+    principal: Principal = principal_of(request.scope)
+    if principal.anonymous:
+        if state.catalog.access.authenticator.htpasswd is None:
+            return ""  # nobody can sign in
+        here = html.escape(quote(index_path(request.scope), safe="/"))
+        return f'<a class="nav-link" href="{base}{SIGN_IN}?next={here}">Sign in</a>'
+    user = html.escape(principal.user or "")
+    return (
+        f'<span class="nav-user" title="Signed in">{user}</span>'
+        f'<a class="nav-link" href="{base}manage/account/tokens/">Tokens</a>'
+        f'<a class="nav-link" href="{base}-/signout">Sign out</a>'
+    )
+
+
+def index_path(scope: Scope) -> str:
+    """The request's path below the index root, with its query: where to come back to."""
+    from creamery.http.routing import relative_path
+
+    path = relative_path(scope)
+    query = scope.get("query_string", b"").decode("latin-1")
+    return path + ("?" + query if query else "")
+
+
+def sign_in_location(scope: Scope, path: str) -> str:
+    """A relative redirect from *path* (below the index root) to the sign-in page, coming
+    back here afterwards: right behind any proxy prefix."""
+    up = "../" * (path.count("/") - 1)
+    query = scope.get("query_string", b"").decode("latin-1")
+    back = path + ("?" + query if query else "")
+    return f"{up or './'}{SIGN_IN}?next={quote(back, safe='/')}"
