@@ -28,6 +28,7 @@ from creamery.catalog import publish as publishing
 from creamery.catalog import releases
 from creamery.catalog.access import ACCESS_KEYS, OWNERS_KEY, TOKEN_KEY, Access, Actor
 from creamery.catalog.audit import Entry
+from creamery.catalog.docs import DocsShelf
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.catalog.owners import Grant, Owners
@@ -65,6 +66,8 @@ class Catalog:
         # Tokens, grants, the permission file and the audit log (PermissionFileError here
         # when the permission file can't be used).
         self.access = Access(config, self.state)
+        # Which releases have hosted documentation (loaded with the index).
+        self.docs = DocsShelf(self.state.store)
         # Created before any scan: what is appended while one runs is applied again, not missed.
         self.follower = Follower(
             self.feed, self._apply, self._resync, interval=config.feed_seconds()
@@ -111,6 +114,7 @@ class Catalog:
         """A server's first load: from the bucket's index snapshot when there is one (then
         what changed since), else by listing everything. The tokens and grants too."""
         self.access.load()
+        self.docs.load()
         serial = None if self.snapshots is None else self.snapshots.load()
         if serial is None:
             self.index.load()
