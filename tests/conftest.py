@@ -11,6 +11,9 @@ from support.s3 import S3Server, s3_server
 from support.servers import Server, run_server
 from support.upstream import UpstreamProcess, run_upstream
 
+# The real-browser fixtures (`browser`, `pages`, `page`) for the web UI's tests.
+pytest_plugins = ["support.browser"]
+
 
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
