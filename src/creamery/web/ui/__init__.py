@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets
+from creamery.web.ui import assets, manage, session, tokens
 
 
 def routes(state: AppState) -> list[Route]:
     """The UI's routes, in the order they are tried (before pypiserver's catch-all)."""
     return [
         *assets.routes(state),
+        *session.routes(state),
+        *manage.routes(state),
+        *tokens.routes(state),
     ]
