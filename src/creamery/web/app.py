@@ -396,7 +396,7 @@ class Creamery:
                 known = guard.remembered(authorization, scope)
             else:  # anonymous: no coroutine unless the route needs credentials (a 401)
                 known = None if guard.required(action) else ANONYMOUS
-                if known is None and method in NO_BODY:  # a file linked from a page
+                if known is None and method in ("GET", "HEAD"):  # a file a page links to
                     known = guard.session_principal(scope)
             principal = known or await guard.check(action, authorization, client_of(scope))
             if isinstance(principal, Denial):
