@@ -23,7 +23,6 @@ from creamery.catalog.access import ANONYMOUS, Access, Actor, Principal, Refused
 from creamery.catalog.auth import FailureLimiter, client_key, parse_basic_authorization
 from creamery.catalog.tokens import TOKEN_USER
 from creamery.http.asgi_types import Scope
-from creamery.http.files import header
 from creamery.http.observe import CLIENT_KEY
 
 log = logging.getLogger("creamery.guard")
@@ -123,10 +122,11 @@ class Guard:
         sessions = self.sessions
         if sessions is None:
             return None
-        cookie = header(scope, b"cookie")
-        if not cookie:
+        # HTTP/2 may send one Cookie header per cookie: all of them count.
+        cookies = [v for k, v in scope["headers"] if k == b"cookie"]
+        if not cookies:
             return None
-        return sessions.principal(cookie)
+        return sessions.principal("; ".join(v.decode("latin-1") for v in cookies))
 
     async def check(
         self, action: str, authorization: str | None, client: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets, search
+from creamery.web.ui import assets, manage, search, session, tokens
 
 
 def routes(state: AppState) -> list[Route]:
@@ -19,4 +19,7 @@ def routes(state: AppState) -> list[Route]:
     return [
         *assets.routes(state),
         *search.routes(state),
+        *session.routes(state),
+        *manage.routes(state),
+        *tokens.routes(state),
     ]
