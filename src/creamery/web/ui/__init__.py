@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets, manage, search, session, tokens
+from creamery.web.ui import assets, home, manage, project, search, session, tokens
 
 
 def routes(state: AppState) -> list[Route]:
     """The UI's routes, in the order they are tried (before pypiserver's catch-all)."""
     return [
         *assets.routes(state),
+        *home.routes(state),
+        *project.routes(state),
         *search.routes(state),
         *session.routes(state),
         *manage.routes(state),
