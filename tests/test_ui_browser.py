@@ -55,6 +55,7 @@ from support.servers import Server, run_server
 pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
 
 JSON = "application/vnd.pypi.simple.v1+json"
+TITLE = "h1:not(.readme h1)"  # the page's heading, not a README's
 USER, PASSWORD = "alice", "alice-pw"  # staff on the hidden index
 OTHER, OTHER_PASSWORD = "bob", "bob-pw"
 LONG_NAME = "a-project-with-a-rather-long-name-for-small-screens"
@@ -242,7 +243,7 @@ def test_search_then_open_a_project(index: Index, page: Page) -> None:
     with page.expect_navigation():
         results.first.locator("a").first.click()
     assert page.url == index.url + "/project/markdown-demo/"
-    expect(page.locator("h1")).to_contain_text("markdown-demo")
+    expect(page.locator(TITLE)).to_contain_text("markdown-demo")
 
     # A query that matches nothing says so.
     page.goto(index.url + "/search/?q=nothing-is-called-this")
@@ -333,11 +334,11 @@ def test_versions_and_files_match_the_simple_api(index: Index, page: Page) -> No
     expect(yanked.locator(".yank-reason")).to_contain_text(MULTI_YANK_REASON)
     assert {f["yanked"] for f in by_version[Version("0.9")].values()} == {MULTI_YANK_REASON}
     # The project's page is its latest stable release's (not the pre-release, not a yanked one).
-    expect(page.locator("h1")).to_contain_text("1.1")
+    expect(page.locator(TITLE)).to_contain_text("1.1")
 
     for version, files in by_version.items():
         page.goto(index.url + f"/project/multi-demo/{version}/")
-        expect(page.locator("h1")).to_contain_text(str(version))
+        expect(page.locator(TITLE)).to_contain_text(str(version))
         rows = page.locator("table#files tr[data-filename]")
         names = rows.evaluate_all("(els) => els.map((e) => e.dataset.filename)")
         assert sorted(names) == sorted(files), f"files of {version}"
@@ -487,7 +488,7 @@ def test_a_protected_list_sends_the_visitor_to_sign_in_and_back(private: Index, 
     assert "For signed-in eyes" not in page.content()
     sign_in(page, USER, PASSWORD)
     assert page.url == private.url + "/project/private-demo/"
-    expect(page.locator("h1")).to_contain_text("private-demo")
+    expect(page.locator(TITLE)).to_contain_text("private-demo")
     expect(page.locator("article.readme")).to_contain_text("For signed-in eyes.")
 
 
@@ -530,7 +531,7 @@ def test_a_hidden_project_is_absent_everywhere(hidden: Index, pages: Pages) -> N
     # Staff see it: the project, its docs and its search result exist.
     staff = pages.new()
     sign_in_at(staff, hidden.url, USER, PASSWORD, next=f"/project/{HIDDEN}/")
-    expect(staff.locator("h1")).to_contain_text(HIDDEN)
+    expect(staff.locator(TITLE)).to_contain_text(HIDDEN)
     staff.goto(hidden.url + "/search/?q=secret")
     expect(staff.locator(f"li.result[data-project='{HIDDEN}']")).to_have_count(1)
     answer = staff.goto(hidden.url + f"/docs/{HIDDEN}/")
