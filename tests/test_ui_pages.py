@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urljoin
@@ -128,6 +129,11 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for n, path in enumerate(files):
         moment = 1_700_000_000 + 60 * n
         os.utime(path, (moment, moment))
+    # Documentation uploaded for helper-lib 1.0, where the docs shelf keeps it.
+    shelf = root / ".creamery" / "docs" / "helper-lib"
+    shelf.mkdir(parents=True)
+    with zipfile.ZipFile(shelf / "1.0.zip", "w") as docs:
+        docs.writestr("index.html", "<h1>helper-lib docs</h1>")
     write_sha1_htpasswd(base / "htpasswd", USER, PASSWORD)
     # secret-* is readable by one user only: hidden from everyone else.
     (base / "perms.toml").write_text(
@@ -331,12 +337,23 @@ def test_yanked_release_shows_the_badge_and_reason(server: Server, http: httpx.C
     assert simple["files"][0]["yanked"] == reason
 
 
-def test_manage_link_is_per_visitor_and_docs_link(server: Server, http: httpx.Client) -> None:
+def test_manage_link_is_per_visitor_and_the_docs_link(server: Server, http: httpx.Client) -> None:
     anonymous = http.get("/project/helper-lib/")
     signed_in = http.get("/project/helper-lib/", auth=AUTH)
+    wrong = http.get("/project/helper-lib/", auth=(USER, "not-the-password"))
+    assert wrong.status_code == 200 and wrong.text == anonymous.text  # an open page, as to anyone
     assert "Manage project" not in anonymous.text
     assert f'href="{server.url}/manage/project/helper-lib/">Manage project</a>' in signed_in.text
     assert anonymous.headers["etag"] != signed_in.headers["etag"]
+    assert f'<a class="button" href="{server.url}/docs/helper-lib/">Documentation</a>' in (
+        anonymous.text
+    )
+    assert (
+        http.get(
+            "/project/helper-lib/", headers={"If-None-Match": signed_in.headers["etag"]}
+        ).status_code
+        == 200
+    )
 
 
 def test_links_under_a_proxy_prefix(http: httpx.Client) -> None:

@@ -30,7 +30,7 @@ from creamery.storage import StoredFile
 from creamery.web.guard import principal_of
 from creamery.web.pages import BoundedCache, base_url
 from creamery.web.state import AppState
-from creamery.web.ui import layout
+from creamery.web.ui.layout import render, respond
 
 RECENT = 10
 
@@ -83,11 +83,11 @@ class Home:
         body = self.cache.get(key)
         if body is None:
             visible = access.visible(principal) if narrowed else None
-            body = await anyio.to_thread.run_sync(self.render, base, shown, visible)
+            body = await anyio.to_thread.run_sync(self._render, base, shown, visible)
             self.cache.put(key, body)
-        return layout.respond(request, self.state, body)
+        return respond(request, self.state, body)
 
-    def render(self, base: str, shown: bool, visible: Callable[[str], bool] | None) -> bytes:
+    def _render(self, base: str, shown: bool, visible: Callable[[str], bool] | None) -> bytes:
         index = self.catalog.index
         counts: Counts | None = None
         recent: list[Recent] = []
@@ -97,7 +97,7 @@ class Home:
                 dists = [d for d in dists if visible(d.project)]
             counts = Counts(len({d.project for d in dists}), len(dists))
             recent = recent_releases(index, dists, self.summaries)
-        return layout.render(
+        return render(
             "home.html",
             base=base,
             counts=counts,

@@ -29,7 +29,7 @@ from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
 from creamery.web.pages import BoundedCache, Endpoint, base_url, relative_redirect
 from creamery.web.state import AppState
-from creamery.web.ui import layout
+from creamery.web.ui.layout import render, respond
 from creamery.web.ui.project_view import ProjectView, local_view, mirror_view
 
 MANAGE = b"<!--creamery:manage-->"
@@ -102,7 +102,7 @@ class ProjectPages:
                     return self.not_found(request, base, project)
                 self.cache.put(key, body)
             extra = {MANAGE: self._manage_link(principal, project, base)}
-            return layout.respond(request, self.state, body, extra=extra)
+            return respond(request, self.state, body, extra=extra)
         if mirror is not None and is_valid_project_name(project):
             known = await mirror.projects.get(project, fresh=True)
             listing = known.listing
@@ -116,7 +116,7 @@ class ProjectPages:
                         return self.not_found(request, base, project)
                     body = await anyio.to_thread.run_sync(self._page, view, base)
                     self.cache.put(key, body)
-                return layout.respond(request, self.state, body, extra={MANAGE: ""})
+                return respond(request, self.state, body, extra={MANAGE: ""})
         return self.not_found(request, base, project)
 
     def _render_local(
@@ -137,7 +137,7 @@ class ProjectPages:
     def _page(self, view: ProjectView, base: str) -> bytes:
         project_url = f"{base}project/{quote(view.project)}/"
         index_url = base + "simple/"
-        return layout.render(
+        return render(
             "project.html",
             base=base,
             view=view,
@@ -158,8 +158,8 @@ class ProjectPages:
 
     def not_found(self, request: Request, base: str, project: str) -> Response:
         """The one answer for a project (or release) not here and one the visitor may not see."""
-        body = layout.render("not_found.html", base=base, project=project)
-        return layout.respond(request, self.state, body, status_code=404)
+        body = render("not_found.html", base=base, project=project)
+        return respond(request, self.state, body, status_code=404)
 
 
 def _everything(project: str) -> bool:
