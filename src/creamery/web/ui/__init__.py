@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets, home, manage, project, search, session, tokens
+from creamery.web.ui import assets, docs, home, manage, project, search, session, tokens
 
 
 def routes(state: AppState) -> list[Route]:
@@ -24,4 +24,5 @@ def routes(state: AppState) -> list[Route]:
         *session.routes(state),
         *manage.routes(state),
         *tokens.routes(state),
+        *docs.routes(state),
     ]
