@@ -1,10 +1,11 @@
 """Signed-in browser sessions: the shared key, and the signed cookie value (no HTTP here).
 
-A session is a cookie value `<user>.<expiry>.<mac>` (the user base64url, the expiry in Unix
-seconds, the MAC base64url): HMAC-SHA256 under a 32-byte key over the user, the expiry and a
-fingerprint of the user's current credential (their htpasswd line's hash). Nothing is stored
-per session: verifying costs one HMAC and a dict lookup (no bcrypt), and a password changed or
-removed in the htpasswd file changes the fingerprint, which signs that user out everywhere.
+A session is a cookie value `<user>.<expiry>.<nonce>.<mac>` (the user base64url, the expiry in
+Unix seconds, a random nonce, the MAC base64url): HMAC-SHA256 under a 32-byte key over the
+user, the expiry, the nonce and a fingerprint of the user's current credential (their htpasswd
+line's hash). Nothing is stored per session: verifying costs one HMAC and a dict lookup (no
+bcrypt), and a password changed or removed in the htpasswd file changes the fingerprint,
+which signs that user out everywhere.
 
 The key lives in the state store (`access/session-key`), created put-if-absent so every worker
 and every replica over one bucket share it (a cookie made by one is good at all of them). A
@@ -34,6 +35,7 @@ log = logging.getLogger("creamery.sessions")
 
 KEY = "access/session-key"
 KEY_BYTES = 32
+NONCE_BYTES = 12
 LIFETIME = 12 * 3600  # seconds a sign-in lasts
 COOKIE = "creamery_session"
 MAX_VALUE = 1024  # longer cookie values are not ours: not even decoded
@@ -82,27 +84,32 @@ class Signer:
     def __repr__(self) -> str:  # never the key
         return "Signer(...)"
 
-    def _mac(self, user: bytes, expiry: str, credential: bytes) -> bytes:
-        message = b"session\0" + user + b"\0" + expiry.encode("ascii") + b"\0" + credential
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+    def _mac(self, user: bytes, expiry: str, nonce: str, credential: bytes) -> bytes:
+        fields = (b"session", user, expiry.encode("ascii"), nonce.encode("ascii"), credential)
+        return hmac.new(self._key, b"\0".join(fields), hashlib.sha256).digest()
 
     def issue(self, user: str, now: float | None = None) -> str | None:
-        """A session value for *user* (None: no current credential to bind it to)."""
+        """A session value for *user* (None: no current credential to bind it to). A random
+        nonce makes each sign-in's value (and so its CSRF tokens) its own."""
         credential = self._fingerprint(user)
         if credential is None:
             return None
         expiry = str(int((time.time() if now is None else now) + self.lifetime))
         raw = user.encode("utf-8")
-        return f"{_b64(raw)}.{expiry}.{_b64(self._mac(raw, expiry, credential))}"
+        nonce = _b64(os.urandom(NONCE_BYTES))
+        mac = _b64(self._mac(raw, expiry, nonce, credential))
+        return f"{_b64(raw)}.{expiry}.{nonce}.{mac}"
 
     def user(self, value: str, now: float | None = None) -> str | None:
         """The user of a good, unexpired session value; None for anything else."""
         if len(value) > MAX_VALUE:
             return None
         parts = value.split(".")
-        if len(parts) != 3 or not parts[1].isdigit() or len(parts[1]) > 12:
+        if len(parts) != 4 or not parts[1].isdigit() or len(parts[1]) > 12:
             return None
-        encoded, expiry, mac = parts
+        encoded, expiry, nonce, mac = parts
+        if not nonce.isascii():
+            return None
         try:
             raw, sent = _unb64(encoded), _unb64(mac)
             user = raw.decode("utf-8")
@@ -113,10 +120,9 @@ class Signer:
         credential = self._fingerprint(user)
         if credential is None:
             # No such user (now): a MAC is still computed, so this costs what a real one does.
-            credential = b""
-            hmac.compare_digest(self._mac(raw, expiry, credential), sent)
+            hmac.compare_digest(self._mac(raw, expiry, nonce, b""), sent)
             return None
-        if not hmac.compare_digest(self._mac(raw, expiry, credential), sent):
+        if not hmac.compare_digest(self._mac(raw, expiry, nonce, credential), sent):
             return None
         return user
 

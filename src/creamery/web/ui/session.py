@@ -307,7 +307,7 @@ def routes(state: AppState) -> list[Route]:
     async def sign_out(request: Request) -> Response:
         anonymous = principal_of(request.scope).user is None
         await read_form(request, state, csrf=not anonymous)
-        response = redirect(base_url(request))
+        response = redirect("../")  # home (relative: right behind any proxy prefix)
         set_cookie(response, request, "", 0)
         return response
 
