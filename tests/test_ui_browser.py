@@ -70,6 +70,7 @@ LONG_README = (
 )
 YANK_REASON = "CVE-2026-0001: do not use"
 MULTI_YANK_REASON = "broken build"
+DOCS_COLOUR = "rgb(1, 2, 3)"  # what the documentation's own stylesheet makes its title
 
 
 @dataclass
@@ -106,15 +107,16 @@ def files_by_version(data: dict[str, Any]) -> dict[Version, dict[str, dict[str, 
 
 
 def docs_zip(title: str) -> bytes:
-    """A documentation build: two pages and a script that reports what `document.cookie`
-    shows it (or that reading it was refused)."""
+    """A documentation build: two pages, a stylesheet, and a script that reports what
+    `document.cookie` shows it (or that reading it was refused)."""
     probe = (
         'var out = document.getElementById("cookie-probe");\n'
         'try { out.textContent = "cookie:" + document.cookie; }\n'
         'catch (e) { out.textContent = "refused:" + e.name; }\n'
     )
     index = (
-        f"<!DOCTYPE html><html><head><title>{title}</title></head><body>"
+        f"<!DOCTYPE html><html><head><title>{title}</title>"
+        '<link rel="stylesheet" href="_static/docs.css"></head><body>'
         f'<h1 id="docs-title">{title}</h1>'
         '<p><a id="next" href="guide.html">Guide</a></p>'
         '<p id="cookie-probe">not run</p>'
@@ -127,6 +129,7 @@ def docs_zip(title: str) -> bytes:
         archive.writestr("index.html", index)
         archive.writestr("guide.html", guide)
         archive.writestr("_static/probe.js", probe)
+        archive.writestr("_static/docs.css", f"#docs-title {{ color: {DOCS_COLOUR}; }}\n")
     return buffer.getvalue()
 
 
@@ -458,6 +461,7 @@ def test_docs_uploaded_with_the_legacy_action_are_browsed_and_sandboxed(
     assert page.url.startswith(index.url + "/docs/docs-demo/"), page.url
     docs = _frame_with(page, "#docs-title")
     expect(docs.locator("#docs-title")).to_have_text("docs-demo documentation")
+    expect(docs.locator("#docs-title")).to_have_css("color", DOCS_COLOUR)  # its _static/ loads
     probe = docs.locator("#cookie-probe")
     expect(probe).not_to_have_text("not run")  # the documentation's own script runs...
     assert "visible-to-the-index" not in probe.inner_text()  # ...but sees no index cookie
