@@ -44,7 +44,7 @@ DEVICES: dict[str, ViewportSize] = {
     "phone": {"width": 390, "height": 844},
 }
 SCHEMES: tuple[Literal["light", "dark"], ...] = ("light", "dark")
-MAX_HEIGHT = {"desktop": 1800, "phone": 2400}  # a full page, cut where it stops saying more
+MAX_HEIGHT = {"desktop": 1280, "phone": 1600}  # a full page, cut where it stops saying more
 DAY = 86400
 NOW = time.time()
 
