@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from support.dists import make_wheel, sign, write_wheel
 from support.htpasswd import write_sha1_htpasswd
+from support.polling import wait_for
 from support.servers import Server, run_server
 from support.upstream import run_upstream
 
@@ -370,6 +372,23 @@ def test_links_under_a_proxy_prefix(http: httpx.Client) -> None:
             assert link.startswith(prefix), (path, link)
         if "/project/" in path and response.status_code == 200:
             assert f"--index-url {prefix}simple/" in response.text
+
+
+def test_a_dependency_uploaded_later_is_linked(base: Path, tmp_path: Path) -> None:
+    """The page of a release that did not change still follows its dependencies' arrival."""
+    root = tmp_path / "root"
+    shutil.copytree(base / "root", root, ignore=shutil.ignore_patterns(".creamery"))
+    with run_server([root]) as srv, srv.client() as client:
+        before = page(client, "/project/demo-pkg/2.0/")
+        assert "/project/tomli/" not in before
+        make_wheel(root, "tomli", "2.0")
+
+        def linked() -> bool:
+            return f'<a href="{srv.url}/project/tomli/">tomli</a>' in page(
+                client, "/project/demo-pkg/2.0/"
+            )
+
+        assert wait_for(linked, timeout=10)
 
 
 # ---------------------------------------------------------------- who sees what
