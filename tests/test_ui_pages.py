@@ -204,15 +204,17 @@ def test_home_counts_recent_releases_and_the_index_url(server: Server, http: htt
     assert "This instance is running version" in text
 
 
-def test_home_etag_and_head(http: httpx.Client) -> None:
-    first = http.get("/")
+@pytest.mark.parametrize("path", ["/", "/project/demo-pkg/", "/project/demo-pkg/1.0/"])
+def test_etag_and_head(http: httpx.Client, path: str) -> None:
+    first = http.get(path)
     etag = first.headers["etag"]
-    again = http.get("/", headers={"If-None-Match": etag})
+    again = http.get(path, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
-    head = http.head("/")
+    head = http.head(path)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(len(first.content))
     assert "default-src 'self'" in first.headers["content-security-policy"]
+    assert "<style" not in first.text and " style=" not in first.text  # CSP: no inline style
 
 
 # ---------------------------------------------------------------- project pages
@@ -389,6 +391,29 @@ def test_a_dependency_uploaded_later_is_linked(base: Path, tmp_path: Path) -> No
             )
 
         assert wait_for(linked, timeout=10)
+
+
+def test_every_link_works_under_a_server_base_url(base: Path) -> None:
+    """Under --server-base-url every link of the home and project pages (and what they link
+    to, one level down) answers, and none leaves the prefix."""
+    args = ("--disable-fallback", "--server-base-url", "/priv")
+    with run_server([base / "root"], *args, ready_paths=["/priv/health"]) as srv:
+        prefix = srv.url + "/priv/"
+        with httpx.Client(timeout=10) as client:
+            seen: set[str] = set()
+            for start in ("", "project/demo-pkg/", "project/demo-pkg/2.0/", "project/rst-proj/"):
+                text = page(client, prefix + start)
+                for link in re.findall(r'(?:href|src)="([^"#]+)[^"]*"', text):
+                    link = html.unescape(link)
+                    if link.startswith(("mailto:", "https://")) or link in seen:
+                        continue
+                    seen.add(link)
+                    assert link.startswith(prefix), (start, link)
+                    if link.endswith(("/search/", "/docs/", "opensearch.xml")):
+                        continue  # other pages' routes (not part of this branch)
+                    answered = client.get(link, follow_redirects=True)
+                    assert answered.status_code == 200, (start, link, answered.status_code)
+            assert prefix + "project/helper-lib/" in seen
 
 
 # ---------------------------------------------------------------- who sees what
