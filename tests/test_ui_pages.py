@@ -88,6 +88,7 @@ DEMO_EXTRA = (
     "Requires-Dist: helper-lib>=1.0",
     'Requires-Dist: requests[socks,security]>=2; extra == "net"',
     'Requires-Dist: tomli; python_version < "3.11"',
+    "Requires-Dist: secret-thing",
 )
 
 
@@ -240,6 +241,7 @@ def test_markdown_project_page(server: Server, http: httpx.Client) -> None:
     assert "[security,socks]" in deps and "extra == &#34;net&#34;" in deps
     assert "python_version &lt; &#34;3.11&#34;" in deps
     assert "/project/requests/" not in deps  # not hosted here
+    assert f'<a href="{server.url}/project/secret-thing/">secret-thing</a>' in deps
     files = section(text, '<table class="files-table" id="files">', "</table>")
     assert 'data-filename="demo_pkg-2.0-py3-none-any.whl"' in files
     assert 'data-filename="demo_pkg-2.0-cp311-cp311-manylinux_2_17_x86_64.whl"' in files
@@ -446,6 +448,9 @@ def test_a_hidden_project_is_absent(base: Path) -> None:
         assert client.get("/project/secret-thing/1.0/").status_code == 404
         home = client.get("/").text
         assert "secret" not in home
+        # A dependency on it is named (the metadata says so) but not linked.
+        deps = section(page(client, "/project/demo-pkg/"), 'id="dependencies">', "</ul>")
+        assert "secret-thing" in deps and "/project/secret-thing/" not in deps
         assert "serving 8 packages" in home and "<strong>5</strong> projects" in home
 
 
