@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import httpx
 import pytest
 from support.dists import make_wheel, sign, write_wheel
 from support.htpasswd import write_sha1_htpasswd
+from support.polling import wait_for
 from support.servers import Server, run_server
 from support.upstream import run_upstream
 
@@ -86,6 +88,7 @@ DEMO_EXTRA = (
     "Requires-Dist: helper-lib>=1.0",
     'Requires-Dist: requests[socks,security]>=2; extra == "net"',
     'Requires-Dist: tomli; python_version < "3.11"',
+    "Requires-Dist: secret-thing",
 )
 
 
@@ -202,15 +205,17 @@ def test_home_counts_recent_releases_and_the_index_url(server: Server, http: htt
     assert "This instance is running version" in text
 
 
-def test_home_etag_and_head(http: httpx.Client) -> None:
-    first = http.get("/")
+@pytest.mark.parametrize("path", ["/", "/project/demo-pkg/", "/project/demo-pkg/1.0/"])
+def test_etag_and_head(http: httpx.Client, path: str) -> None:
+    first = http.get(path)
     etag = first.headers["etag"]
-    again = http.get("/", headers={"If-None-Match": etag})
+    again = http.get(path, headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
-    head = http.head("/")
+    head = http.head(path)
     assert head.status_code == 200 and head.content == b""
     assert head.headers["content-length"] == str(len(first.content))
     assert "default-src 'self'" in first.headers["content-security-policy"]
+    assert "<style" not in first.text and " style=" not in first.text  # CSP: no inline style
 
 
 # ---------------------------------------------------------------- project pages
@@ -236,6 +241,7 @@ def test_markdown_project_page(server: Server, http: httpx.Client) -> None:
     assert "[security,socks]" in deps and "extra == &#34;net&#34;" in deps
     assert "python_version &lt; &#34;3.11&#34;" in deps
     assert "/project/requests/" not in deps  # not hosted here
+    assert f'<a href="{server.url}/project/secret-thing/">secret-thing</a>' in deps
     files = section(text, '<table class="files-table" id="files">', "</table>")
     assert 'data-filename="demo_pkg-2.0-py3-none-any.whl"' in files
     assert 'data-filename="demo_pkg-2.0-cp311-cp311-manylinux_2_17_x86_64.whl"' in files
@@ -372,6 +378,46 @@ def test_links_under_a_proxy_prefix(http: httpx.Client) -> None:
             assert f"--index-url {prefix}simple/" in response.text
 
 
+def test_a_dependency_uploaded_later_is_linked(base: Path, tmp_path: Path) -> None:
+    """The page of a release that did not change still follows its dependencies' arrival."""
+    root = tmp_path / "root"
+    shutil.copytree(base / "root", root, ignore=shutil.ignore_patterns(".creamery"))
+    with run_server([root]) as srv, srv.client() as client:
+        before = page(client, "/project/demo-pkg/2.0/")
+        assert "/project/tomli/" not in before
+        make_wheel(root, "tomli", "2.0")
+
+        def linked() -> bool:
+            return f'<a href="{srv.url}/project/tomli/">tomli</a>' in page(
+                client, "/project/demo-pkg/2.0/"
+            )
+
+        assert wait_for(linked, timeout=10)
+
+
+def test_every_link_works_under_a_server_base_url(base: Path) -> None:
+    """Under --server-base-url every link of the home and project pages (and what they link
+    to, one level down) answers, and none leaves the prefix."""
+    args = ("--disable-fallback", "--server-base-url", "/priv")
+    with run_server([base / "root"], *args, ready_paths=["/priv/health"]) as srv:
+        prefix = srv.url + "/priv/"
+        with httpx.Client(timeout=10) as client:
+            seen: set[str] = set()
+            for start in ("", "project/demo-pkg/", "project/demo-pkg/2.0/", "project/rst-proj/"):
+                text = page(client, prefix + start)
+                for link in re.findall(r'(?:href|src)="([^"#]+)[^"]*"', text):
+                    link = html.unescape(link)
+                    if link.startswith(("mailto:", "https://")) or link in seen:
+                        continue
+                    seen.add(link)
+                    assert link.startswith(prefix), (start, link)
+                    if link.endswith(("/search/", "/docs/", "opensearch.xml")):
+                        continue  # other pages' routes (not part of this branch)
+                    answered = client.get(link, follow_redirects=True)
+                    assert answered.status_code == 200, (start, link, answered.status_code)
+            assert prefix + "project/helper-lib/" in seen
+
+
 # ---------------------------------------------------------------- who sees what
 
 
@@ -402,6 +448,9 @@ def test_a_hidden_project_is_absent(base: Path) -> None:
         assert client.get("/project/secret-thing/1.0/").status_code == 404
         home = client.get("/").text
         assert "secret" not in home
+        # A dependency on it is named (the metadata says so) but not linked.
+        deps = section(page(client, "/project/demo-pkg/"), 'id="dependencies">', "</ul>")
+        assert "secret-thing" in deps and "/project/secret-thing/" not in deps
         assert "serving 8 packages" in home and "<strong>5</strong> projects" in home
 
 

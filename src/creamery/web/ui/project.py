@@ -25,6 +25,7 @@ from starlette.responses import Response
 from creamery.catalog.access import Principal
 from creamery.core.names import is_valid_project_name, normalize
 from creamery.http.routing import READ, Action, Route, endpoint
+from creamery.mirror.listing import Listing
 from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
 from creamery.web.pages import BoundedCache, Endpoint, base_url, relative_redirect
@@ -33,6 +34,7 @@ from creamery.web.ui.layout import render, respond
 from creamery.web.ui.project_view import ProjectView, local_view, mirror_view
 
 MANAGE = b"<!--creamery:manage-->"
+_MAX_RELEASES = 4096  # releases whose dependency names are remembered
 
 
 def routes(state: AppState) -> list[Route]:
@@ -74,6 +76,8 @@ class ProjectPages:
         self.catalog = state.catalog
         self.cache = BoundedCache(max_entries=256, max_bytes=64 << 20)
         self.readmes = ReadmeCache()
+        # (project, version, generation) -> the projects its dependencies name
+        self._dependencies: dict[tuple[str, str | None, int], tuple[str, ...]] = {}
 
     async def serve(self, request: Request, project: str, version: str | None) -> Response:
         normalized = normalize(project)
@@ -87,41 +91,57 @@ class ProjectPages:
         base = base_url(request)
         narrowed = access.filters_reads() or access.narrows(principal)
         hidden = narrowed and not access.may(principal, "list", project)
-        mirror = self.state.mirror
         if project in index.projects and not hidden:
-            view_key = access.view(principal) if narrowed else None
-            docs = self.catalog.docs
-            generations = (index.project_generation(project), docs.generation)
-            key: Hashable = (project, version, *generations, base, view_key)
-            body = self.cache.get(key)
-            if body is None:
-                body = await anyio.to_thread.run_sync(
-                    self._render_local, project, version, base, principal
-                )
-                if body is None:
-                    return self.not_found(request, base, project)
-                self.cache.put(key, body)
-            extra = {MANAGE: self._manage_link(principal, project, base)}
-            return respond(request, self.state, body, extra=extra)
+            return await self._local(request, project, version, base, principal)
+        mirror = self.state.mirror
         if mirror is not None and is_valid_project_name(project):
             known = await mirror.projects.get(project, fresh=True)
             listing = known.listing
             if listing is not None:
-                seen = (listing.url, listing.etag, known.fetched)
-                key = ("mirror", project, version, *seen, base)
+                key = ("mirror", project, version, listing.url, listing.etag, known.fetched, base)
                 body = self.cache.get(key)
                 if body is None:
-                    view = mirror_view(listing, version, base)
-                    if view is None:
+                    body = await anyio.to_thread.run_sync(self._mirrored, listing, version, base)
+                    if body is None:
                         return self.not_found(request, base, project)
-                    body = await anyio.to_thread.run_sync(self._page, view, base)
                     self.cache.put(key, body)
                 return respond(request, self.state, body, extra={MANAGE: ""})
         return self.not_found(request, base, project)
 
+    async def _local(
+        self, request: Request, project: str, version: str | None, base: str, who: Principal
+    ) -> Response:
+        """A hosted project's page. Its key names what the page depends on: the project's and
+        the documentation's generations, the base URL, the view, and which of its dependencies
+        are hosted here (they are linked), known from the last rendering of this release."""
+        access, index = self.catalog.access, self.catalog.index
+        narrowed = access.filters_reads() or access.narrows(who)
+        release = (project, version, index.project_generation(project))
+        linked = self._dependencies.get(release)
+        hosted = None if linked is None else tuple(d in index.projects for d in linked)
+        view_key = access.view(who) if narrowed else None
+        key: Hashable = (*release, self.catalog.docs.generation, base, view_key, hosted)
+        body = self.cache.get(key)
+        if body is None:
+            rendered = await anyio.to_thread.run_sync(
+                self._render_local, project, version, base, who
+            )
+            if rendered is None:
+                return self.not_found(request, base, project)
+            body, linked = rendered
+            if len(self._dependencies) >= _MAX_RELEASES:
+                self._dependencies.clear()
+            self._dependencies[release] = linked
+            hosted = tuple(d in index.projects for d in linked)
+            key = (*release, self.catalog.docs.generation, base, view_key, hosted)
+            self.cache.put(key, body)
+        extra = {MANAGE: self._manage_link(who, project, base)}
+        return respond(request, self.state, body, extra=extra)
+
     def _render_local(
         self, project: str, version: str | None, base: str, principal: Principal
-    ) -> bytes | None:
+    ) -> tuple[bytes, tuple[str, ...]] | None:
+        """The page, and the projects its dependencies name; None: no such release."""
         catalog = self.catalog
         narrowed = catalog.access.filters_reads() or catalog.access.narrows(principal)
         visible = catalog.access.visible(principal) if narrowed else _everything
@@ -132,7 +152,12 @@ class ProjectPages:
             return None
         if catalog.docs.versions(project):
             view.docs_url = f"{base}docs/{quote(project)}/"
-        return self._page(view, base)
+        linked = tuple(item.dependency.project for item in view.dependencies)
+        return self._page(view, base), linked
+
+    def _mirrored(self, listing: Listing, version: str | None, base: str) -> bytes | None:
+        view = mirror_view(listing, version, base)
+        return None if view is None else self._page(view, base)
 
     def _page(self, view: ProjectView, base: str) -> bytes:
         project_url = f"{base}project/{quote(view.project)}/"
