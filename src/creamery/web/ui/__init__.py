@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets, search
+from creamery.web.ui import assets, home, project, search
 
 
 def routes(state: AppState) -> list[Route]:
     """The UI's routes, in the order they are tried (before pypiserver's catch-all)."""
     return [
         *assets.routes(state),
+        *home.routes(state),
+        *project.routes(state),
         *search.routes(state),
     ]
