@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from support.dists import make_sdist, make_wheel, yank
 
+from creamery.catalog import search as search_module
 from creamery.catalog.search import (
     MAX_QUERY,
     QueryTooLong,
@@ -39,8 +40,14 @@ def catalog(root: Path, tmp_path: Path) -> Catalog:
     return catalog
 
 
-@pytest.fixture
-def search(catalog: Catalog) -> SearchIndex:
+@pytest.fixture(params=["find", "regex"])
+def search(
+    catalog: Catalog, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> SearchIndex:
+    """Few matches are sorted out in Python, many counted by regular expressions: both ways
+    must give the same answers (`_FEW` 0: always the regular expressions)."""
+    if request.param == "regex":
+        monkeypatch.setattr(search_module, "_FEW", 0)
     search = catalog.search
     search.sync()
     search.fill_summaries()
@@ -158,6 +165,15 @@ def test_invisible_projects_are_neither_shown_nor_counted(search: SearchIndex) -
     assert results.total == 3
 
 
+def test_each_view_keeps_its_own_visible_projects(search: SearchIndex) -> None:
+    hide_g = search.search("requests", visible=lambda p: p != "grequests", view="a")
+    hide_r = search.search("requests", visible=lambda p: p != "requests", view="b")
+    assert [h.project for h in hide_g.hits] == ["requests", "requests-toolbelt", "zzz"]
+    assert [h.project for h in hide_r.hits] == ["requests-toolbelt", "grequests", "zzz"]
+    again = search.search("requests", visible=lambda p: p != "grequests", view="a")
+    assert again == hide_g
+
+
 def test_limit_keeps_the_best_and_counts_all(search: SearchIndex) -> None:
     results = search.search("requests", limit=2)
     assert [h.project for h in results.hits] == ["requests", "requests-toolbelt"]
@@ -169,6 +185,9 @@ def test_hostile_queries(search: SearchIndex) -> None:
     assert projects(search, "\x00\x01") == []
     assert projects(search, "<script>alert(1)</script>") == []
     assert projects(search, "---") == []
+    for pattern in ("(", "[a-", ".*", "\\", "req.*", "(?=x)", "+", "ts\\t"):
+        assert projects(search, pattern) == [], pattern
+    assert projects(search, "http+for") == []
     assert clean_query("a" * MAX_QUERY) == "a" * MAX_QUERY
     with pytest.raises(QueryTooLong):
         clean_query("a" * (MAX_QUERY + 1))

@@ -15,11 +15,12 @@ shorter names first, then alphabetical.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import NamedTuple
 
 from packaging.metadata import RawMetadata
@@ -31,9 +32,9 @@ from creamery.catalog.versions import Release, latest_release, release_metadata,
 log = logging.getLogger("creamery.search")
 
 MAX_QUERY = 200  # characters; longer queries are refused (`QueryTooLong`)
-EXACT, PREFIX, SUBSTRING, SUMMARY = range(4)
 _SEPARATORS = re.compile(r"[-_.\s]+")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]+")
+_VIEWS = 16  # views whose visible projects are kept
 _BATCH_SECONDS = 0.25  # summaries are published (the epoch grows) at least this often
 
 
@@ -109,6 +110,7 @@ class SearchIndex:
         self._seen = -1  # the index generation the entries are as of
         self.epoch = 0  # grows whenever summaries arrive
         self._pending = 0  # entries whose summary is not known
+        self._text_cache: dict[Hashable, _Texts] = {}  # per view: a few, oldest first out
         self._lock = threading.Lock()  # one sync or summary update at a time
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -252,38 +254,155 @@ class SearchIndex:
     # ------------------------------------------------------------------ searching
 
     def search(
-        self, text: str, *, visible: Callable[[str], bool] | None = None, limit: int = 100
+        self,
+        text: str,
+        *,
+        visible: Callable[[str], bool] | None = None,
+        view: Hashable = None,
+        limit: int = 100,
     ) -> Results:
-        """The projects matching *text* (already `clean_query`'d), best first; *visible*
-        filters what the visitor may see before anything is counted."""
+        """The projects matching *text* (already `clean_query`'d), best first. *visible*
+        filters what the visitor may see before anything is counted; *view* names that
+        filter (`Access.view`), so what it lets through is worked out once per change."""
         self.sync()
         complete = self.complete
         wanted = name_query(text)
-        words = text.casefold().split()
+        words = sorted(set(text.casefold().split()), key=len, reverse=True)
         if not wanted and not words:
             return Results(0, [], complete)
-        groups: tuple[list[_Entry], ...] = ([], [], [], [])
-        for entry in self._order:
-            project = entry.project
-            if wanted and wanted in project:
-                if project == wanted:
-                    group = EXACT
-                elif project.startswith(wanted):
-                    group = PREFIX
-                else:
-                    group = SUBSTRING
-            elif words and all(word in entry.folded for word in words):
-                group = SUMMARY
-            else:
-                continue
-            if visible is None or visible(project):
-                groups[group].append(entry)
-        total = sum(len(matched) for matched in groups)
+        texts = self._texts(visible, view)
+        groups: list[tuple[int, list[int]]] = []  # per group: how many, the first lines
+        if wanted:
+            groups += _name_groups(texts, wanted, limit)
+        if words:
+            groups.append(_summary_group(texts, wanted, words, limit))
+        total = 0
         hits: list[Hit] = []
-        for matched in groups:
-            for entry in matched[: limit - len(hits)]:
-                hits.append(entry.hit())
+        for count, lines in groups:
+            total += count
+            hits += [texts.shown[line].hit() for line in lines[: limit - len(hits)]]
         return Results(total, hits, complete)
+
+    def _texts(self, visible: Callable[[str], bool] | None, view: Hashable) -> _Texts:
+        """The (visible) projects' names and summaries as lines of strings, in rank order, for
+        `str.find` and regular expressions to scan at C speed: a Python loop over 10,000
+        entries costs more than the 20 ms a query may take."""
+        order, epoch = self._order, self.epoch
+        key = (visible is not None, view)
+        texts = self._text_cache.get(key)
+        if texts is not None and texts.order is order and texts.epoch == epoch:
+            return texts
+        shown = order if visible is None else tuple(e for e in order if visible(e.project))
+        names = [entry.project for entry in shown]
+        summaries = [entry.folded for entry in shown]
+        both = [f"{entry.project}\t{entry.folded}" for entry in shown]
+        texts = _Texts(order, epoch, shown, _Lines.of(names), _Lines.of(summaries), _Lines.of(both))
+        if visible is None or view is not None:  # an unnamed filter can't be found again
+            if len(self._text_cache) >= _VIEWS and key not in self._text_cache:
+                self._text_cache.pop(next(iter(self._text_cache)), None)
+            self._text_cache[key] = texts
+        return texts
+
+
+class _Lines(NamedTuple):
+    """Lines joined as `\\n<line>\\n<line>...`: each line's newline opens it."""
+
+    text: str
+    starts: list[int]  # where each line's newline is
+    line_at: dict[int, int]  # a newline's position -> its line's number
+
+    @classmethod
+    def of(cls, lines: list[str]) -> _Lines:
+        starts = [0] * len(lines)
+        at = 0
+        for number, line in enumerate(lines):
+            starts[number] = at
+            at += len(line) + 1
+        text = "".join("\n" + line for line in lines)
+        return cls(text, starts, {at: number for number, at in enumerate(starts)})
+
+    def holding(self, needle: str) -> list[int]:
+        """The lines that hold *needle* (no newline in it), in order: one `str.find` each."""
+        found: list[int] = []
+        find, starts = self.text.find, self.starts
+        last = len(starts) - 1
+        at = find(needle)
+        while at >= 0:
+            line = bisect.bisect_right(starts, at) - 1
+            found.append(line)
+            if line >= last:
+                break
+            at = find(needle, starts[line + 1])
+        return found
+
+    def matching(self, pattern: re.Pattern[str], limit: int) -> tuple[int, list[int]]:
+        """How many lines *pattern* (which starts with the newline) matches, and the first
+        *limit* of them: counted by `findall`, without a Python loop over them."""
+        first: list[int] = []
+        for found in pattern.finditer(self.text):
+            if len(first) >= limit:
+                return len(first) + len(pattern.findall(self.text, found.start())), first
+            first.append(self.line_at[found.start()])
+        return len(first), first
+
+
+class _Texts(NamedTuple):
+    order: tuple[_Entry, ...]  # the whole order it was made of, and its epoch
+    epoch: int
+    shown: tuple[_Entry, ...]  # the visible entries: line n of each text is shown[n]
+    names: _Lines
+    summaries: _Lines
+    both: _Lines  # `<name>\t<summary>`
+
+
+# Up to this many occurrences, lines are found with str.find and sorted out in Python; more
+# (a word of most summaries), and regular expressions count them in C.
+_FEW = 1000
+
+
+def _name_groups(texts: _Texts, wanted: str, limit: int) -> list[tuple[int, list[int]]]:
+    """Exact name, prefixes, substrings: (count, first lines) each."""
+    names = texts.names
+    if names.text.count(wanted) <= _FEW:
+        exact: list[int] = []
+        prefix: list[int] = []
+        substring: list[int] = []
+        for line in names.holding(wanted):
+            project = texts.shown[line].project
+            if project == wanted:
+                exact.append(line)
+            elif project.startswith(wanted):
+                prefix.append(line)
+            else:
+                substring.append(line)
+        return [(len(exact), exact), (len(prefix), prefix), (len(substring), substring)]
+    name = re.escape(wanted)
+    return [
+        names.matching(re.compile(f"\n{name}(?![^\n])"), limit),
+        names.matching(re.compile(f"\n{name}[^\n]"), limit),
+        names.matching(re.compile(f"\n(?!{name})[^\n]*?{name}"), limit),
+    ]
+
+
+def _summary_group(
+    texts: _Texts, wanted: str, words: list[str], limit: int
+) -> tuple[int, list[int]]:
+    """Summaries holding every word (the longest first: likely the rarest) whose name did
+    not match."""
+    first, *others = words
+    summaries = texts.summaries
+    if summaries.text.count(first) <= _FEW:
+        shown = texts.shown
+        lines = [
+            line
+            for line in summaries.holding(first)
+            if not (wanted and wanted in shown[line].project)
+            and all(word in shown[line].folded for word in others)
+        ]
+        return len(lines), lines
+    looks = "".join(f"(?=[^\n]*{re.escape(word)})" for word in words)
+    unnamed = f"(?![^\t\n]*{re.escape(wanted)})" if wanted else ""
+    return texts.both.matching(re.compile(f"\n{unnamed}[^\t\n]*\t{looks}"), limit)
 
 
 def _rank_in_group(entry: _Entry) -> tuple[int, str]:

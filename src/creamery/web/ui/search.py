@@ -88,7 +88,7 @@ class SearchPage:
         body = self.cache.get(key)
         if body is None:
             visible = access.visible(principal) if narrowed else None
-            results = search.search(query, visible=visible, limit=LIMIT)
+            results = search.search(query, visible=visible, view=view, limit=LIMIT)
             body = document(query, results, base) if as_json else page(query, results, base)
             self.cache.put(key, body)
         if as_json:
