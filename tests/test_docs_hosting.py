@@ -366,6 +366,7 @@ def test_too_large_and_unauthorized(srv: Server, root: Path) -> None:
     before = docs_state(root)
     big = os.urandom(MAX_UPLOAD + 1024)
     assert post_zip(srv, "big", "1.0", big).status_code == 413
+    assert legacy(srv, {"name": "big", "version": "1.0"}, big).status_code == 413
     assert post_zip(srv, "anon", "1.0", make_zip(SITE), auth=None).status_code == 401
     assert (
         legacy(srv, {"name": "anon", "version": "1"}, make_zip(SITE), auth=None).status_code == 401
