@@ -336,6 +336,10 @@ def test_browsing_members(srv: Server) -> None:
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == str(len(SITE["guide/install.html"]))
     assert httpx.get(srv.url + "/docs/browse/9.9/").status_code == 404
+    # Paths are looked up among the zip's members, never on a file system.
+    for escape in ("../../../etc/passwd", "..%2f..%2fetc/passwd", "%2e%2e/%2e%2e/index.html"):
+        answer = srv.raw(f"GET /docs/browse/1.0/{escape} HTTP/1.1")
+        assert answer.status in (400, 404), (escape, answer.status)
     assert httpx.get(srv.url + "/docs/browse").headers["location"] == "browse/"
     assert httpx.get(srv.url + "/docs").headers["location"] == "docs/"
 
@@ -500,3 +504,23 @@ def test_docs_in_a_bucket(s3: S3Server, s3_bucket: str) -> None:
         page = httpx.get(server.url + "/docs/in-bucket/1.0/guide/install.html")
         assert_member(page, "text/html; charset=utf-8")
         assert page.text == "<html>install</html>"
+        # A replacement is a new object version: never the old zip from the cache.
+        replaced = make_zip({"index.html": "replaced"})
+        assert post_zip(server, "in-bucket", "1.0", replaced, auth=None).status_code == 201
+        assert httpx.get(server.url + "/docs/in-bucket/1.0/").text == "replaced"
+        assert s3.get(s3_bucket, keys[0]) == replaced
+
+
+def test_docs_need_sign_in_when_listing_does(base: Path, htpasswd: Path) -> None:
+    root = base / "listing-guarded"
+    root.mkdir()
+    with run_server(
+        [root], "-P", str(htpasswd), "-a", "update,list", "--disable-fallback"
+    ) as server:
+        assert post_zip(server, "private-docs", "1.0", make_zip(SITE)).status_code == 201
+        for path in ("/docs/", "/docs/private-docs/1.0/guide/"):
+            anonymous = httpx.get(server.url + path)
+            assert anonymous.status_code == 303, path
+            assert "-/signin?next=" in anonymous.headers["location"]
+        page = httpx.get(server.url + "/docs/private-docs/1.0/guide/", auth=USER)
+        assert_member(page, "text/html; charset=utf-8")
