@@ -17,7 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.access_state import audit_entries, create_token
+from support.access_state import audit_entries, create_token, state_dir
+from support.clients import creamery, describe
 from support.dists import make_wheel
 from support.htpasswd import sha1_hash, write_sha1_htpasswd
 from support.polling import wait_for
@@ -315,7 +316,12 @@ def test_browsing_members(srv: Server) -> None:
         assert_member(http.get("/guide/"), "text/html; charset=utf-8")
         assert http.get("/guide/").text == "<html>guide</html>"
         assert_member(http.get("/guide/install.html"), "text/html; charset=utf-8")
-        assert_member(http.get("/_static/app.js"), "text/javascript; charset=utf-8")
+        script = http.get("/_static/app.js")
+        assert_member(script, script.headers["content-type"])
+        assert script.headers["content-type"] in (
+            "text/javascript; charset=utf-8",
+            "application/javascript; charset=utf-8",  # an older /etc/mime.types
+        )
         assert_member(http.get("/_static/style.css"), "text/css; charset=utf-8")
         assert_member(http.get("/_static/logo.png"), "image/png")
         assert_member(http.get("/objects.inv"), "application/octet-stream")
@@ -330,6 +336,10 @@ def test_browsing_members(srv: Server) -> None:
         assert head.status_code == 200 and head.content == b""
         assert head.headers["content-length"] == str(len(SITE["guide/install.html"]))
     assert httpx.get(srv.url + "/docs/browse/9.9/").status_code == 404
+    # Paths are looked up among the zip's members, never on a file system.
+    for escape in ("../../../etc/passwd", "..%2f..%2fetc/passwd", "%2e%2e/%2e%2e/index.html"):
+        answer = srv.raw(f"GET /docs/browse/1.0/{escape} HTTP/1.1")
+        assert answer.status in (400, 404), (escape, answer.status)
     assert httpx.get(srv.url + "/docs/browse").headers["location"] == "browse/"
     assert httpx.get(srv.url + "/docs").headers["location"] == "docs/"
 
@@ -360,6 +370,7 @@ def test_too_large_and_unauthorized(srv: Server, root: Path) -> None:
     before = docs_state(root)
     big = os.urandom(MAX_UPLOAD + 1024)
     assert post_zip(srv, "big", "1.0", big).status_code == 413
+    assert legacy(srv, {"name": "big", "version": "1.0"}, big).status_code == 413
     assert post_zip(srv, "anon", "1.0", make_zip(SITE), auth=None).status_code == 401
     assert (
         legacy(srv, {"name": "anon", "version": "1"}, make_zip(SITE), auth=None).status_code == 401
@@ -391,6 +402,44 @@ def test_a_second_server_sees_uploads(srv: Server, root: Path, htpasswd: Path) -
         assert post_zip(srv, "shared", "1.0", make_zip({"index.html": "two"})).status_code == 201
         assert wait_for(lambda: httpx.get(other.url + "/docs/shared/1.0/").text == "two")
         assert "/docs/shared/" in httpx.get(other.url + "/docs/").text
+
+
+def test_an_upload_that_cannot_be_audited_stores_nothing(srv: Server, root: Path) -> None:
+    assert post_zip(srv, "audited", "1.0", make_zip(SITE)).status_code == 201  # the audit dir
+    before = docs_state(root)
+    audit = state_dir(root) / "audit"
+    kept = audit.with_name("audit-kept")
+    audit.rename(kept)
+    audit.write_text("not a directory\n")  # no entry can be written, as root too
+    try:
+        response = post_zip(srv, "audited", "2.0", make_zip(SITE))
+        assert response.status_code == 507, response.text
+        assert USER[1] not in response.text
+        response = legacy(srv, {"name": "audited", "version": "3.0"}, make_zip(SITE))
+        assert response.status_code == 507, response.text
+    finally:
+        audit.unlink()
+        kept.rename(audit)
+    assert docs_state(root) == before
+    assert httpx.get(srv.url + "/docs/audited/2.0/").status_code == 404
+
+
+def test_the_cli_removes_docs(srv: Server, root: Path) -> None:
+    assert post_zip(srv, "removable", "1.0", make_zip(SITE)).status_code == 201
+    assert post_zip(srv, "removable", "2.0", make_zip(SITE)).status_code == 201
+    result = creamery("docs", "remove", "Removable", "2.0", root)
+    assert result.returncode == 0, describe(result)
+    assert "removable 2.0" in result.stdout
+    assert wait_for(lambda: httpx.get(srv.url + "/docs/removable/2.0/").status_code == 404)
+    assert httpx.get(srv.url + "/docs/removable/").headers["location"] == "1.0/"
+    result = creamery("docs", "remove", "removable", "2.0", root)
+    assert result.returncode != 0 and "no documentation of removable 2.0" in result.stderr
+    result = creamery("docs", "remove", "removable", root)
+    assert result.returncode == 0, describe(result)
+    assert wait_for(lambda: httpx.get(srv.url + "/docs/removable/").status_code == 404)
+    assert not [p for p in docs_state(root) if p.startswith("docs/removable/")]
+    entries = [e for e in audit_entries(root) if e.action == "docs.remove"]
+    assert [e.version for e in entries if e.project == "removable"] == ["2.0", None]
 
 
 # ---------------------------------------------------------------------- hidden projects
@@ -455,3 +504,23 @@ def test_docs_in_a_bucket(s3: S3Server, s3_bucket: str) -> None:
         page = httpx.get(server.url + "/docs/in-bucket/1.0/guide/install.html")
         assert_member(page, "text/html; charset=utf-8")
         assert page.text == "<html>install</html>"
+        # A replacement is a new object version: never the old zip from the cache.
+        replaced = make_zip({"index.html": "replaced"})
+        assert post_zip(server, "in-bucket", "1.0", replaced, auth=None).status_code == 201
+        assert httpx.get(server.url + "/docs/in-bucket/1.0/").text == "replaced"
+        assert s3.get(s3_bucket, keys[0]) == replaced
+
+
+def test_docs_need_sign_in_when_listing_does(base: Path, htpasswd: Path) -> None:
+    root = base / "listing-guarded"
+    root.mkdir()
+    with run_server(
+        [root], "-P", str(htpasswd), "-a", "update,list", "--disable-fallback"
+    ) as server:
+        assert post_zip(server, "private-docs", "1.0", make_zip(SITE)).status_code == 201
+        for path in ("/docs/", "/docs/private-docs/1.0/guide/"):
+            anonymous = httpx.get(server.url + path)
+            assert anonymous.status_code == 303, path
+            assert "-/signin?next=" in anonymous.headers["location"]
+        page = httpx.get(server.url + "/docs/private-docs/1.0/guide/", auth=USER)
+        assert_member(page, "text/html; charset=utf-8")

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from creamery.core.archives import ArchiveError, zip_entry_count
 from creamery.core.names import normalize, parse_version, version_sort_key
 from creamery.storage import Storage, StoredFile
 
@@ -110,6 +111,10 @@ def check_zip(path: Path, limits: ZipLimits = ZipLimits()) -> None:
     if size > limits.max_size:
         raise BadDocs(f"the zip is larger than the limit of {limits.max_size} bytes")
     try:
+        with path.open("rb") as raw:
+            # Before the directory is parsed (a ZipInfo per entry): what the zip says it holds.
+            if zip_entry_count(raw) > limits.max_members:
+                raise BadDocs(f"the zip has more than {limits.max_members} members")
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             _check_members(infos, limits)
@@ -118,7 +123,7 @@ def check_zip(path: Path, limits: ZipLimits = ZipLimits()) -> None:
                     _read_member(archive, info)
     except BadDocs:
         raise
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, ArchiveError) as error:
         raise BadDocs(f"not a valid zip file: {_first_line(error)}") from None
     except (UnicodeDecodeError, NotImplementedError, EOFError, ValueError) as error:
         raise BadDocs(f"the zip can't be read: {_first_line(error)}") from None

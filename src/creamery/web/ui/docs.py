@@ -101,16 +101,16 @@ def open_archive(store: Storage, stored: StoredFile) -> Archive:
 
 
 class Archives:
-    """The opened zips, keyed by (key, stored version): an LRU bounded by count and bytes."""
+    """The opened zips, keyed by their stored version: an LRU bounded by count and bytes."""
 
     def __init__(self, store: Storage) -> None:
         self.store = store
-        self._open: OrderedDict[tuple[str, str], Archive] = OrderedDict()
+        self._open: OrderedDict[str, Archive] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
     def get(self, stored: StoredFile) -> Archive:
-        key = (stored.key, str(stored.version))
+        key = version_key(stored)
         with self._lock:
             found = self._open.get(key)
             if found is not None:
@@ -138,8 +138,14 @@ def content_type(name: str) -> str:
     return guessed
 
 
+def version_key(stored: StoredFile) -> str:
+    """One stored zip's identity: a local file's version is its inode, which a later
+    replacement may be given again, so its mtime and size count too."""
+    return f"{stored.key}\0{stored.version}\0{stored.mtime_ns}\0{stored.size}"
+
+
 def member_etag(stored: StoredFile, name: str) -> str:
-    digest = hashlib.sha256(f"{stored.key}\0{stored.version}\0{name}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{version_key(stored)}\0{name}".encode()).hexdigest()
     return f'"{digest[:32]}"'
 
 
