@@ -363,6 +363,30 @@ def test_yank_with_a_reason_and_unyank(server: Server) -> None:
     assert not any(yanked(server, "demo").values())
 
 
+def test_basic_credentials_work_on_the_forms_too(server: Server) -> None:
+    """A visitor whose browser sends Basic credentials: the token is bound to the user name."""
+    with server.client(auth=(USER, PASSWORD)) as client:
+        token = csrf_of(client.get("/manage/project/keep/"))
+        data = {"csrf_token": token, "version": "1.0", "reason": "basic"}
+        assert client.post("/manage/project/keep/yank", data=data).status_code == 303
+        assert yanked(server, "keep") == {"keep-1.0-py3-none-any.whl": "basic"}
+        data["csrf_token"] = "wrong"
+        assert client.post("/manage/project/keep/unyank", data=data).status_code == 403
+        data["csrf_token"] = token
+        assert client.post("/manage/project/keep/unyank", data=data).status_code == 303
+        assert yanked(server, "keep") == {"keep-1.0-py3-none-any.whl": False}
+
+
+def test_every_cookie_header_is_read(server: Server) -> None:
+    """HTTP/2 may send one Cookie header per cookie: the session is found in any of them."""
+    with sign_in(server) as client:
+        value = client.cookies[COOKIE]
+    host = server.url.partition("://")[2]
+    headers = [f"Host: {host}", "Cookie: theme=dark", f"Cookie: {COOKIE}={value}"]
+    answer = server.raw("GET /manage/account/tokens/ HTTP/1.1", headers)
+    assert answer.status == 200, answer
+
+
 def test_delete_a_file_and_a_release_after_confirmation(server: Server) -> None:
     with sign_in(server) as client:
         confirm = client.get("/manage/project/gone/delete?version=1.0&filename=gone-1.0.tar.gz")

@@ -279,6 +279,7 @@ def routes(state: AppState) -> list[Route]:
         wait = limiter.throttled(client)
         attempt = limiter.reserve(client_key(client)) if wait is None else wait
         if isinstance(attempt, int):
+            await state.guard.said_throttled(client, user)  # audited once a minute at most
             retry = {"retry-after": str(attempt)}
             return again(429, "Too many failed logins: try again later.", retry)
         found = await anyio.to_thread.run_sync(access.authenticate, user, password)
