@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ from creamery.catalog.sessions import COOKIE, Signer, cookie_values, load_key
 from creamery.catalog.tokens import TOKEN_USER
 from creamery.http.files import location
 from creamery.http.form import ReceivedForm, read_urlencoded
-from creamery.http.routing import READ, Action, Route, endpoint
+from creamery.http.routing import READ, Action, Handler, Route, endpoint
 from creamery.storage import Storage
 from creamery.web.guard import client_of, principal_of
 from creamery.web.pages import base_url
@@ -41,6 +42,7 @@ log = logging.getLogger("creamery.sessions")
 MAX_FORM = 64 << 10  # a form of these pages: a token's scope of names fits
 EXPIRED = "the form has expired or came from another site: reload the page and try again"
 _CROSS_SITE = ("cross-site", "same-site")
+Page = Callable[[Request], Awaitable[Response]]
 
 
 class BrowserSessions:
@@ -186,15 +188,14 @@ async def read_form(request: Request, state: AppState, *, csrf: bool = True) -> 
     return form
 
 
-def handler(state: AppState, function: Any) -> Any:
+def handler(function: Page) -> Handler:
     """*function*(request) as a route handler, its `Stop`s answered."""
 
     async def answer(request: Request) -> Response:
         try:
-            response: Response = await function(request)
+            return await function(request)
         except Stop as stop:
-            response = stop.response
-        return response
+            return stop.response
 
     return endpoint(answer)
 
@@ -312,10 +313,8 @@ def routes(state: AppState) -> list[Route]:
         set_cookie(response, request, "", 0)
         return response
 
-    def route(methods: tuple[str, ...], path: str, function: Any) -> Route:
-        return Route(
-            methods, path, action=Action.PUBLIC, handler=handler(state, function), browser=True
-        )
+    def route(methods: tuple[str, ...], path: str, function: Page) -> Route:
+        return Route(methods, path, action=Action.PUBLIC, handler=handler(function), browser=True)
 
     return [
         route(READ, "/-/signin", show),
