@@ -10,6 +10,7 @@ request without its CSRF token or from another site, changing nothing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -25,8 +26,9 @@ from support.servers import Server, run_server
 from support.wire import listed
 
 from creamery.catalog.auth import HtpasswdFile, add_user
-from creamery.catalog.sessions import COOKIE, Signer, cookie_values
+from creamery.catalog.sessions import COOKIE, Signer, cookie_values, load_key
 from creamery.catalog.tokens import TOKEN_USER
+from creamery.storage.state import StateDir
 from creamery.web.ui.session import EXPIRED, safe_next
 
 USER, PASSWORD = "alice", "alice-Pa55word"
@@ -124,6 +126,21 @@ def test_signer_round_trip_tamper_expiry_and_credential() -> None:
     assert signer.csrf("session:" + value) != signer.csrf("user:alice")
     assert signer.csrf_matches("user:alice", signer.csrf("user:alice"))
     assert not signer.csrf_matches("user:alice", "")
+
+
+def test_the_session_key_is_made_once_private_and_shared(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = load_key(StateDir(tmp_path / "state").store, tmp_path / "state")
+    again = load_key(StateDir(tmp_path / "state").store, tmp_path / "state")
+    assert len(first) == 32 and again == first
+    assert (tmp_path / "state" / "access" / "session-key").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "file").write_text("not a directory")
+    with caplog.at_level(logging.WARNING, "creamery.sessions"):
+        alone = load_key(StateDir(tmp_path / "file" / "state").store)
+    assert len(alone) == 32 and alone != first
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "this process only" in line and first.hex() not in line
 
 
 def test_cookie_values_and_safe_next() -> None:
@@ -244,7 +261,9 @@ def test_tampered_expired_and_outdated_cookies_are_anonymous(
         value = client.cookies[COOKIE]
     user, expiry, nonce, mac = value.split(".")
     flipped = mac[:5] + ("A" if mac[5] != "A" else "B") + mac[6:]
-    key = (root_of(server) / ".creamery" / "access" / "session-key").read_bytes()
+    key_file = root_of(server) / ".creamery" / "access" / "session-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_bytes()
     expired = Signer(key, HtpasswdFile(htpasswd).entry_digest).issue(
         USER, now=time.time() - 13 * 3600
     )

@@ -31,7 +31,7 @@ from creamery.catalog.tokens import TOKEN_USER
 from creamery.http.files import location
 from creamery.http.form import ReceivedForm, read_urlencoded
 from creamery.http.routing import READ, Action, Handler, Route, endpoint
-from creamery.storage import Storage
+from creamery.storage.state import StateDir
 from creamery.web.guard import client_of, principal_of
 from creamery.web.pages import base_url
 from creamery.web.state import AppState
@@ -48,9 +48,9 @@ Page = Callable[[Request], Awaitable[Response]]
 class BrowserSessions:
     """The `Sessions` the guard asks (web/guard.py): a Cookie header's signed-in user."""
 
-    def __init__(self, access: Access, store: Storage) -> None:
+    def __init__(self, access: Access, state: StateDir) -> None:
         self._access = access
-        self._store = store
+        self._state = state
         self._lock = threading.Lock()
         self.signer: Signer | None = None  # made by `load`, on start (a state read)
 
@@ -58,7 +58,7 @@ class BrowserSessions:
         """Read (or make) the shared key; once per process (a forked worker keeps it)."""
         with self._lock:
             if self.signer is None:
-                key = load_key(self._store)
+                key = load_key(self._state.store, self._state.path)
                 self.signer = Signer(key, self._access.authenticator.credential)
             return self.signer
 
