@@ -22,6 +22,7 @@ from support.access_state import audit_entries, create_token, root_of
 from support.clients import describe, twine_upload
 from support.dists import make_sdist, make_wheel
 from support.forms import upload
+from support.s3 import S3Server
 from support.servers import Server, run_server
 from support.wire import listed
 
@@ -550,3 +551,20 @@ def test_a_reader_sees_no_controls_and_may_not_post(root: Path, htpasswd: Path, 
         assert hidden.status_code == unknown.status_code == 404
         assert hidden.text.replace("keep", "kept") == unknown.text
         assert not any(yanked(guarded, "demo").values())
+
+
+def test_replicas_over_one_bucket_share_the_session_key(
+    s3: S3Server, s3_bucket: str, htpasswd: Path
+) -> None:
+    """The key is in the bucket's state (made put-if-absent by whichever replica came first):
+    a sign-in at one replica holds at the other."""
+    root = f"s3://{s3_bucket}/pkgs"
+    args = ("-P", str(htpasswd), "-a", "update", "--disable-fallback")
+    with (
+        run_server([root], *args, env=s3.env()) as one,
+        run_server([root], *args, env=s3.env()) as two,
+    ):
+        with sign_in(one) as client:
+            cookie = {"cookie": f"{COOKIE}={client.cookies[COOKIE]}"}
+        assert httpx.get(two.url + "/manage/account/tokens/", headers=cookie).status_code == 200
+        assert "this process only" not in one.log() + two.log()
