@@ -10,6 +10,7 @@ request without its CSRF token or from another site, changing nothing.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -21,12 +22,14 @@ from support.access_state import audit_entries, create_token, root_of
 from support.clients import describe, twine_upload
 from support.dists import make_sdist, make_wheel
 from support.forms import upload
+from support.s3 import S3Server
 from support.servers import Server, run_server
 from support.wire import listed
 
 from creamery.catalog.auth import HtpasswdFile, add_user
-from creamery.catalog.sessions import COOKIE, Signer, cookie_values
+from creamery.catalog.sessions import COOKIE, Signer, cookie_values, load_key
 from creamery.catalog.tokens import TOKEN_USER
+from creamery.storage.state import StateDir
 from creamery.web.ui.session import EXPIRED, safe_next
 
 USER, PASSWORD = "alice", "alice-Pa55word"
@@ -124,6 +127,21 @@ def test_signer_round_trip_tamper_expiry_and_credential() -> None:
     assert signer.csrf("session:" + value) != signer.csrf("user:alice")
     assert signer.csrf_matches("user:alice", signer.csrf("user:alice"))
     assert not signer.csrf_matches("user:alice", "")
+
+
+def test_the_session_key_is_made_once_private_and_shared(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = load_key(StateDir(tmp_path / "state").store, tmp_path / "state")
+    again = load_key(StateDir(tmp_path / "state").store, tmp_path / "state")
+    assert len(first) == 32 and again == first
+    assert (tmp_path / "state" / "access" / "session-key").stat().st_mode & 0o777 == 0o600
+    (tmp_path / "file").write_text("not a directory")
+    with caplog.at_level(logging.WARNING, "creamery.sessions"):
+        alone = load_key(StateDir(tmp_path / "file" / "state").store)
+    assert len(alone) == 32 and alone != first
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "this process only" in line and first.hex() not in line
 
 
 def test_cookie_values_and_safe_next() -> None:
@@ -244,7 +262,9 @@ def test_tampered_expired_and_outdated_cookies_are_anonymous(
         value = client.cookies[COOKIE]
     user, expiry, nonce, mac = value.split(".")
     flipped = mac[:5] + ("A" if mac[5] != "A" else "B") + mac[6:]
-    key = (root_of(server) / ".creamery" / "access" / "session-key").read_bytes()
+    key_file = root_of(server) / ".creamery" / "access" / "session-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    key = key_file.read_bytes()
     expired = Signer(key, HtpasswdFile(htpasswd).entry_digest).issue(
         USER, now=time.time() - 13 * 3600
     )
@@ -361,6 +381,30 @@ def test_yank_with_a_reason_and_unyank(server: Server) -> None:
             data={"csrf_token": token, "version": "1.0", "filename": "demo-1.0.tar.gz"},
         )
     assert not any(yanked(server, "demo").values())
+
+
+def test_basic_credentials_work_on_the_forms_too(server: Server) -> None:
+    """A visitor whose browser sends Basic credentials: the token is bound to the user name."""
+    with server.client(auth=(USER, PASSWORD)) as client:
+        token = csrf_of(client.get("/manage/project/keep/"))
+        data = {"csrf_token": token, "version": "1.0", "reason": "basic"}
+        assert client.post("/manage/project/keep/yank", data=data).status_code == 303
+        assert yanked(server, "keep") == {"keep-1.0-py3-none-any.whl": "basic"}
+        data["csrf_token"] = "wrong"
+        assert client.post("/manage/project/keep/unyank", data=data).status_code == 403
+        data["csrf_token"] = token
+        assert client.post("/manage/project/keep/unyank", data=data).status_code == 303
+        assert yanked(server, "keep") == {"keep-1.0-py3-none-any.whl": False}
+
+
+def test_every_cookie_header_is_read(server: Server) -> None:
+    """HTTP/2 may send one Cookie header per cookie: the session is found in any of them."""
+    with sign_in(server) as client:
+        value = client.cookies[COOKIE]
+    host = server.url.partition("://")[2]
+    headers = [f"Host: {host}", "Cookie: theme=dark", f"Cookie: {COOKIE}={value}"]
+    answer = server.raw("GET /manage/account/tokens/ HTTP/1.1", headers)
+    assert answer.status == 200, answer
 
 
 def test_delete_a_file_and_a_release_after_confirmation(server: Server) -> None:
@@ -507,3 +551,20 @@ def test_a_reader_sees_no_controls_and_may_not_post(root: Path, htpasswd: Path, 
         assert hidden.status_code == unknown.status_code == 404
         assert hidden.text.replace("keep", "kept") == unknown.text
         assert not any(yanked(guarded, "demo").values())
+
+
+def test_replicas_over_one_bucket_share_the_session_key(
+    s3: S3Server, s3_bucket: str, htpasswd: Path
+) -> None:
+    """The key is in the bucket's state (made put-if-absent by whichever replica came first):
+    a sign-in at one replica holds at the other."""
+    root = f"s3://{s3_bucket}/pkgs"
+    args = ("-P", str(htpasswd), "-a", "update", "--disable-fallback")
+    with (
+        run_server([root], *args, env=s3.env()) as one,
+        run_server([root], *args, env=s3.env()) as two,
+    ):
+        with sign_in(one) as client:
+            cookie = {"cookie": f"{COOKIE}={client.cookies[COOKIE]}"}
+        assert httpx.get(two.url + "/manage/account/tokens/", headers=cookie).status_code == 200
+        assert "this process only" not in one.log() + two.log()

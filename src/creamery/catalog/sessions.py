@@ -7,7 +7,8 @@ line's hash). Nothing is stored per session: verifying costs one HMAC and a dict
 bcrypt), and a password changed or removed in the htpasswd file changes the fingerprint,
 which signs that user out everywhere.
 
-The key lives in the state store (`access/session-key`), created put-if-absent so every worker
+The key lives in the state store (`access/session-key`, mode 0600 in a state directory),
+created put-if-absent so every worker
 and every replica over one bucket share it (a cookie made by one is good at all of them). A
 state that can't be read or written gets a per-process key (one warning): sessions then work
 with one worker only. The key is never logged.
@@ -28,7 +29,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from creamery.core import durable
 from creamery.storage import AlreadyExists, Storage, read_all
 
 log = logging.getLogger("creamery.sessions")
@@ -42,16 +45,20 @@ MAX_VALUE = 1024  # longer cookie values are not ours: not even decoded
 Fingerprint = Callable[[str], bytes | None]  # a user's current credential, None: no such user
 
 
-def load_key(store: Storage) -> bytes:
+def load_key(store: Storage, local: Path | None = None) -> bytes:
     """The index's session key: read from *store*, or made there (put-if-absent: of several
     processes starting at once, one key wins and all read it). A store that can't be read or
-    written: a key for this process alone, with one warning."""
+    written: a key for this process alone, with one warning. *local*: the directory *store*
+    keeps its files in (a local state directory), where the key is readable by its owner only
+    (who can read it can sign in as anyone)."""
     try:
         stored = store.stat(KEY)
         if stored is None:
             with contextlib.suppress(AlreadyExists):  # another process's came first: theirs
-                store.put(KEY, os.urandom(KEY_BYTES), if_absent=True)
+                store.put(KEY, _new_key(local), if_absent=True)
             stored = store.stat(KEY)
+        if local is not None:  # one made by hand, or copied with a backup: private too
+            os.chmod(local / KEY, 0o600)
         key = read_all(store, stored) if stored is not None else b""
     except OSError as error:
         log.warning(
@@ -63,6 +70,18 @@ def load_key(store: Storage) -> bytes:
         log.warning("the session key in the state is damaged: sign-ins hold in this process only")
         return os.urandom(KEY_BYTES)
     return key
+
+
+def _new_key(local: Path | None) -> bytes | Path:
+    """A new key: bytes for a bucket, a private file (linked into place) for a directory."""
+    key = os.urandom(KEY_BYTES)
+    if local is None:
+        return key
+    local.mkdir(parents=True, exist_ok=True)
+    fd, path = durable.new_temp_file(local, mode=0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(key)
+    return path
 
 
 def _b64(data: bytes) -> str:

@@ -83,7 +83,7 @@ class Creamery:
         self.access = self.catalog.access
         self.guard = Guard(self.access)
         # Signed-in browser sessions (their key is read from the state on start).
-        self.sessions = BrowserSessions(self.access, self.state.store)
+        self.sessions = BrowserSessions(self.access, self.state)
         self.guard.sessions = self.sessions
         # With a permission file, principals see different projects: pages and files check.
         self.filtering = self.access.filters_reads()

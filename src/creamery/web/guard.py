@@ -143,7 +143,7 @@ class Guard:
         user, password = credentials
         wait = self.limiter.throttled(client)
         if wait is not None:  # before the remembered ones: a right guess must not show
-            await self._said_throttled(client, user)
+            await self.said_throttled(client, user)
             return _too_many(wait)
         key = authorization or ""
         remembered = self._recall(key)  # (the limiter was asked just above)
@@ -151,7 +151,7 @@ class Guard:
             return remembered.principal
         attempt = self.limiter.reserve(client_key(client))
         if isinstance(attempt, int):
-            await self._said_throttled(client, user)
+            await self.said_throttled(client, user)
             return _too_many(attempt)
         if user == TOKEN_USER:  # one HMAC: no thread needed
             found = self.access.authenticate(user, password)
@@ -183,7 +183,7 @@ class Guard:
         except OSError as error:
             log.warning("can't note the use of token %s: %s", token.id, error)
 
-    async def _said_throttled(self, client: str, user: str) -> None:
+    async def said_throttled(self, client: str, user: str) -> None:
         """Audit a throttled client once a minute at most (a flood must not flood the log)."""
         key = client_key(client)
         now = time.monotonic()

@@ -32,7 +32,7 @@ from creamery.web.guard import actor_of, principal_of
 from creamery.web.json_api import releases
 from creamery.web.pages import relative_redirect
 from creamery.web.state import AppState
-from creamery.web.ui.session import Stop, handler, message, page, read_form, redirect
+from creamery.web.ui.session import Page, Stop, handler, message, page, read_form, redirect
 from creamery.web.writes import MAX_YANK_REASON
 
 log = logging.getLogger("creamery.manage")
@@ -267,10 +267,8 @@ def routes(state: AppState) -> list[Route]:
     async def slash(request: Request) -> Response:
         return relative_redirect(request.path_params["name"] + "/" + _query(request))
 
-    def route(methods: tuple[str, ...], path: str, function: Any) -> Route:
-        return Route(
-            methods, path, action=Action.ACCOUNT, handler=handler(state, function), browser=True
-        )
+    def route(methods: tuple[str, ...], path: str, function: Page) -> Route:
+        return Route(methods, path, action=Action.ACCOUNT, handler=handler(function), browser=True)
 
     base = "/manage/project/{name}"
     return [

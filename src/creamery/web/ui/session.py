@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,8 +30,8 @@ from creamery.catalog.sessions import COOKIE, Signer, cookie_values, load_key
 from creamery.catalog.tokens import TOKEN_USER
 from creamery.http.files import location
 from creamery.http.form import ReceivedForm, read_urlencoded
-from creamery.http.routing import READ, Action, Route, endpoint
-from creamery.storage import Storage
+from creamery.http.routing import READ, Action, Handler, Route, endpoint
+from creamery.storage.state import StateDir
 from creamery.web.guard import client_of, principal_of
 from creamery.web.pages import base_url
 from creamery.web.state import AppState
@@ -41,14 +42,15 @@ log = logging.getLogger("creamery.sessions")
 MAX_FORM = 64 << 10  # a form of these pages: a token's scope of names fits
 EXPIRED = "the form has expired or came from another site: reload the page and try again"
 _CROSS_SITE = ("cross-site", "same-site")
+Page = Callable[[Request], Awaitable[Response]]
 
 
 class BrowserSessions:
     """The `Sessions` the guard asks (web/guard.py): a Cookie header's signed-in user."""
 
-    def __init__(self, access: Access, store: Storage) -> None:
+    def __init__(self, access: Access, state: StateDir) -> None:
         self._access = access
-        self._store = store
+        self._state = state
         self._lock = threading.Lock()
         self.signer: Signer | None = None  # made by `load`, on start (a state read)
 
@@ -56,7 +58,7 @@ class BrowserSessions:
         """Read (or make) the shared key; once per process (a forked worker keeps it)."""
         with self._lock:
             if self.signer is None:
-                key = load_key(self._store)
+                key = load_key(self._state.store, self._state.path)
                 self.signer = Signer(key, self._access.authenticator.credential)
             return self.signer
 
@@ -186,15 +188,14 @@ async def read_form(request: Request, state: AppState, *, csrf: bool = True) -> 
     return form
 
 
-def handler(state: AppState, function: Any) -> Any:
+def handler(function: Page) -> Handler:
     """*function*(request) as a route handler, its `Stop`s answered."""
 
     async def answer(request: Request) -> Response:
         try:
-            response: Response = await function(request)
+            return await function(request)
         except Stop as stop:
-            response = stop.response
-        return response
+            return stop.response
 
     return endpoint(answer)
 
@@ -279,6 +280,7 @@ def routes(state: AppState) -> list[Route]:
         wait = limiter.throttled(client)
         attempt = limiter.reserve(client_key(client)) if wait is None else wait
         if isinstance(attempt, int):
+            await state.guard.said_throttled(client, user)  # audited once a minute at most
             retry = {"retry-after": str(attempt)}
             return again(429, "Too many failed logins: try again later.", retry)
         found = await anyio.to_thread.run_sync(access.authenticate, user, password)
@@ -311,10 +313,8 @@ def routes(state: AppState) -> list[Route]:
         set_cookie(response, request, "", 0)
         return response
 
-    def route(methods: tuple[str, ...], path: str, function: Any) -> Route:
-        return Route(
-            methods, path, action=Action.PUBLIC, handler=handler(state, function), browser=True
-        )
+    def route(methods: tuple[str, ...], path: str, function: Page) -> Route:
+        return Route(methods, path, action=Action.PUBLIC, handler=handler(function), browser=True)
 
     return [
         route(READ, "/-/signin", show),

@@ -22,7 +22,7 @@ from creamery.web.guard import actor_of
 from creamery.web.pages import relative_redirect
 from creamery.web.state import AppState
 from creamery.web.ui.manage import password_login, run
-from creamery.web.ui.session import Stop, handler, message, page, read_form, redirect
+from creamery.web.ui.session import Page, Stop, handler, message, page, read_form, redirect
 
 log = logging.getLogger("creamery.manage")
 
@@ -119,10 +119,8 @@ def routes(state: AppState) -> list[Route]:
     async def slash(request: Request) -> Response:
         return relative_redirect("tokens/")
 
-    def route(methods: tuple[str, ...], path: str, function: Any) -> Route:
-        return Route(
-            methods, path, action=Action.ACCOUNT, handler=handler(state, function), browser=True
-        )
+    def route(methods: tuple[str, ...], path: str, function: Page) -> Route:
+        return Route(methods, path, action=Action.ACCOUNT, handler=handler(function), browser=True)
 
     base = "/manage/account/tokens"
     return [
