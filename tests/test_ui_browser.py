@@ -248,6 +248,19 @@ def test_search_then_open_a_project(index: Index, page: Page) -> None:
     assert page.url == index.url + "/project/markdown-demo/"
     expect(page.locator(TITLE)).to_contain_text("markdown-demo")
 
+    # On the search page the results follow what is typed; arrow keys reach them, Enter opens.
+    page.go_back()
+    box = page.locator("form[role=search] input[name=q][type=search]").last
+    expect(box).to_have_accessible_name("Search projects")
+    box.fill("")
+    box.press_sequentially("rst-de")
+    expect(page.locator("#results li.result").first).to_have_attribute("data-project", "rst-demo")
+    assert page.url.endswith("/search/?q=rst-de"), page.url  # the address follows, for sharing
+    box.press("ArrowDown")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    assert page.url == index.url + "/project/rst-demo/"
+
     # A query that matches nothing says so.
     page.goto(index.url + "/search/?q=nothing-is-called-this")
     expect(page.locator("p.empty")).to_be_visible()
@@ -494,6 +507,14 @@ def test_a_protected_list_sends_the_visitor_to_sign_in_and_back(private: Index, 
     assert page.url == private.url + "/project/private-demo/"
     expect(page.locator(TITLE)).to_contain_text("private-demo")
     expect(page.locator("article.readme")).to_contain_text("For signed-in eyes.")
+
+    # Search needs it too, and the way back keeps the query.
+    page.context.clear_cookies()
+    page.goto(private.url + "/search/?q=private")
+    assert "/-/signin?next=" in page.url, page.url
+    sign_in(page, USER, PASSWORD)
+    assert page.url == private.url + "/search/?q=private"
+    expect(page.locator("li.result[data-project='private-demo']")).to_have_count(1)
 
 
 def test_a_hidden_project_is_absent_everywhere(hidden: Index, pages: Pages) -> None:
