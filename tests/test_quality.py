@@ -13,7 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 LINTED = tuple(
     path
-    for path in ("src", "tests", "benchmarks", "deploy", "scripts/build-standalone")
+    for path in (
+        "src",
+        "tests",
+        "benchmarks",
+        "deploy",
+        "scripts/build-standalone",
+        "scripts/screenshots.py",
+    )
     if (ROOT / path).exists()
 )
 
