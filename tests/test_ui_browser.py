@@ -21,13 +21,12 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from packaging.utils import parse_sdist_filename, parse_wheel_filename
 from packaging.version import Version
-from playwright.sync_api import Page, expect
 from support.browser import (
     NOT_FOUND_LOG,
     Pages,
@@ -52,7 +51,13 @@ from support.readmes import (
 )
 from support.servers import Server, run_server
 
-pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright")
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+# Without playwright (the test extra) the module is skipped, not an import error.
+expect = pytest.importorskip(
+    "playwright.sync_api", reason="the browser tests need playwright"
+).expect
 
 JSON = "application/vnd.pypi.simple.v1+json"
 TITLE = "h1:not(.readme h1)"  # the page's heading, not a README's
