@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets
+from creamery.web.ui import assets, docs
 
 
 def routes(state: AppState) -> list[Route]:
     """The UI's routes, in the order they are tried (before pypiserver's catch-all)."""
     return [
         *assets.routes(state),
+        *docs.routes(state),
     ]
