@@ -414,16 +414,22 @@ class Creamery:
         action = route.needs
         authorization = header(scope, b"authorization")
         principal: Principal | Denial | None = None
+        needed = action is not None and (guard.required(action) or action in guard.always_required)
         if authorization:
             principal = guard.remembered(authorization, scope)
             if principal is None:
-                principal = await guard.check(action or "list", authorization, client_of(scope))
+                # Checked even where the page is open: it greets the visitor and offers what
+                # they may do. Credentials that fail there show the page as to anyone (as
+                # pypiserver's open pages ignore them), unless a permission file is in force.
+                principal = await guard.check(
+                    action or "list", authorization, client_of(scope), identify=True
+                )
+                open_page = not needed and not guard.identifies
+                if isinstance(principal, Denial) and open_page and principal.status != 429:
+                    principal = ANONYMOUS
         else:
             principal = guard.session_principal(scope)
         if principal is None:
-            needed = action is not None and (
-                guard.required(action) or action in guard.always_required
-            )
             if needed:
                 target = sign_in_location(scope, path)
                 await self._redirect(self.stamp(send), 303, target)

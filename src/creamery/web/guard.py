@@ -129,12 +129,13 @@ class Guard:
         return sessions.principal(cookie)
 
     async def check(
-        self, action: str, authorization: str | None, client: str
+        self, action: str, authorization: str | None, client: str, *, identify: bool = False
     ) -> Principal | Denial:
         """The principal of the request (anonymous when the route is open and nobody needs
-        to know), or why it may not go on."""
+        to know), or why it may not go on. *identify*: credentials sent are checked even
+        where the route is open (a page greets its visitor and offers what they may do)."""
         needed = self.required(action)
-        if not needed and not self.identifies:
+        if not needed and not self.identifies and not identify:
             return ANONYMOUS
         credentials = parse_basic_authorization(authorization)
         if credentials is None:

@@ -32,6 +32,7 @@ from creamery.web import account, json_api, pages, ui, writes, xmlrpc
 from creamery.web.guard import principal_of
 from creamery.web.pages import relative_redirect
 from creamery.web.state import AppState
+from creamery.web.ui.home import custom_welcome
 
 # hatch looks for existing files at <upload URL>/+simple/<project>/ (devpi's layout).
 DEVPI_SIMPLE = ("/+simple/", "/legacy/+simple/")
@@ -117,7 +118,12 @@ def declare(state: AppState, hot: HotPaths) -> list[Route]:
         *(Route(READ, path, action=Action.LIST, handler=simple) for path in DEVPI_SIMPLE),
         *(Route(READ, path + "*", action=Action.LIST, handler=simple) for path in DEVPI_SIMPLE),
         Route(READ, config.health_endpoint, action=Action.PUBLIC, handler=endpoint(health)),
-        Route(READ, "/", action=Action.PUBLIC, handler=endpoint(pages.welcome(state))),
+        # pypiserver's welcome page when the operator gave one; else the UI's home page.
+        *(
+            [Route(READ, "/", action=Action.PUBLIC, handler=endpoint(pages.welcome(state)))]
+            if custom_welcome(state)
+            else []
+        ),
         Route(POST, "/", action=Action.LIST, handler=rpc, when=is_xml),
         Route(POST, "/", action=Action.UPDATE, handler=endpoint(legacy)),
         Route(POST, "/legacy/", action=Action.UPDATE, handler=endpoint(legacy)),

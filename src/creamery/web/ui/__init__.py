@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets, docs
+from creamery.web.ui import assets, docs, home, project
 
 
 def routes(state: AppState) -> list[Route]:
     """The UI's routes, in the order they are tried (before pypiserver's catch-all)."""
     return [
         *assets.routes(state),
+        *home.routes(state),
+        *project.routes(state),
         *docs.routes(state),
     ]

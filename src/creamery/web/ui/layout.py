@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import html
 import zlib
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -67,12 +68,21 @@ def respond(
     *,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
+    extra: Mapping[bytes, str] | None = None,
 ) -> Response:
     """*body* (a rendering with the visitor placeholder) with this visitor's greeting, a
-    strong ETag of both, a 304 when it matches, no body for HEAD."""
+    strong ETag of both, a 304 when it matches, no body for HEAD.
+
+    *extra*: more per-visitor parts, placeholder (`<!--creamery:...-->`) -> HTML, put in
+    like the greeting (a "Manage project" link), so the cached body stays one for all."""
     greeting = visitor(request, state).encode("utf-8")
     page = body.replace(NAV, greeting, 1)
-    etag = strong_etag(body)[:-1] + f".{zlib.crc32(greeting):08x}" + '"'
+    personal = zlib.crc32(greeting)
+    for placeholder, part in (extra or {}).items():
+        encoded = part.encode("utf-8")
+        page = page.replace(placeholder, encoded, 1)
+        personal = zlib.crc32(placeholder + encoded, personal)
+    etag = strong_etag(body)[:-1] + f".{personal:08x}" + '"'
     all_headers = {**PAGE_HEADERS, **(headers or {}), "etag": etag}
     if status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=all_headers)

@@ -1,0 +1,87 @@
+"""A project's description (its README, from core metadata) rendered as PyPI renders it.
+
+PyPI (warehouse `utils/readme.py`) picks the renderer by `Description-Content-Type`:
+reStructuredText when there is none, `text/x-rst`, `text/markdown` (its `variant` parameter:
+GFM or CommonMark) or `text/plain`; any other type is plain text; reST that does not render
+falls back to plain text. readme_renderer sanitizes what it produces (nh3): no script, no event
+handler, no `style`, no `javascript:` link, no iframe survives. The page's Content-Security-Policy
+is the second line of defence, not the first.
+
+Rendering costs milliseconds to seconds (docutils), so a rendering is kept per release: the key
+names the file version the description was read from, so a replaced file renders again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from email.message import Message
+
+import readme_renderer.markdown
+import readme_renderer.rst
+import readme_renderer.txt
+
+PLAIN = "text/plain"
+RST = "text/x-rst"
+MARKDOWN = "text/markdown"
+_VARIANTS = {"gfm": "GFM", "commonmark": "CommonMark"}
+
+
+def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
+    """(media type in lower case, parameters) of a Description-Content-Type; "" when none."""
+    if not value or not value.strip():
+        return "", {}
+    message = Message()
+    message["content-type"] = value
+    media_type = message.get_content_type() if "/" in value else value.strip().lower()
+    params = {k.lower(): v for k, v in message.get_params(failobj=[])[1:] if isinstance(v, str)}
+    return media_type, params
+
+
+def render_description(text: str, content_type: str | None) -> str:
+    """The description as sanitized HTML, exactly as PyPI would show it."""
+    media_type, params = parse_content_type(content_type)
+    rendered: str | None
+    if media_type in ("", RST):
+        rendered = readme_renderer.rst.render(text)
+    elif media_type == MARKDOWN:
+        variant = _VARIANTS.get(params.get("variant", "gfm").lower(), "GFM")
+        rendered = readme_renderer.markdown.render(text, variant=variant)
+    else:
+        rendered = readme_renderer.txt.render(text)
+        if media_type == PLAIN:
+            rendered = f"<pre>{rendered}</pre>"  # warehouse keeps plain text's whitespace
+    if rendered is None:  # reST with errors: shown as plain text, as PyPI does
+        rendered = readme_renderer.txt.render(text) or ""
+    return rendered
+
+
+class ReadmeCache:
+    """Renderings by the identity of what they were rendered from (a bounded LRU, shared by
+    the worker threads that render pages)."""
+
+    def __init__(self, max_entries: int = 512, max_bytes: int = 32 << 20) -> None:
+        self._entries: OrderedDict[Hashable, str] = OrderedDict()
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.renderings = 0  # how many times a description was rendered (for tests)
+
+    def render(self, key: Hashable, text: str, content_type: str | None) -> str:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        rendered = render_description(text, content_type)
+        with self._lock:
+            self.renderings += 1
+            if key not in self._entries and len(rendered) <= self._max_bytes:
+                self._entries[key] = rendered
+                self._bytes += len(rendered)
+                while len(self._entries) > self._max_entries or self._bytes > self._max_bytes:
+                    _, evicted = self._entries.popitem(last=False)
+                    self._bytes -= len(evicted)
+        return rendered

@@ -1,0 +1,110 @@
+"""READMEs rendered as PyPI renders them (`render/readme.py`): the renderer picked by
+Description-Content-Type, reST that fails shown as plain text, and nothing that could run
+script or restyle the page surviving sanitizing."""
+
+from __future__ import annotations
+
+import pytest
+
+from creamery.render.readme import ReadmeCache, parse_content_type, render_description
+
+HOSTILE_MARKDOWN = """\
+# Title
+
+<script>alert("md")</script>
+<img src="x.png" onerror="alert(1)" style="position:fixed;top:0">
+<a href="javascript:alert(2)">click</a> [also](javascript:alert(3))
+<iframe src="https://evil.example/"></iframe>
+<div style="background:red" onclick="alert(4)">styled</div>
+"""
+
+HOSTILE_RST = """\
+Title
+=====
+
+.. raw:: html
+
+   <script>alert("rst")</script><iframe src="https://evil.example/"></iframe>
+
+`click <javascript:alert(1)>`_
+
+.. image:: x.png
+   :target: javascript:alert(2)
+"""
+
+
+def assert_harmless(rendered: str) -> None:
+    lowered = rendered.lower()
+    for needle in ("<script", "onerror", "onclick", "style=", "<iframe", 'href="javascript:'):
+        assert needle not in lowered, (needle, rendered)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, ("", {})),
+        ("", ("", {})),
+        (
+            "text/markdown; charset=UTF-8; variant=CommonMark",
+            ("text/markdown", {"charset": "UTF-8", "variant": "CommonMark"}),
+        ),
+        ("Text/X-RST", ("text/x-rst", {})),
+        ("nonsense", ("nonsense", {})),
+    ],
+)
+def test_content_types_are_parsed(value: str | None, expected: tuple[str, dict[str, str]]) -> None:
+    assert parse_content_type(value) == expected
+
+
+def test_markdown_is_rendered_with_gfm_by_default() -> None:
+    rendered = render_description(
+        "# Hi\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n~~gone~~\n", "text/markdown"
+    )
+    assert '<h1 id="user-content-hi">' in rendered
+    assert "<table>" in rendered and "<del>gone</del>" in rendered
+
+
+def test_commonmark_variant_has_no_gfm_tables() -> None:
+    rendered = render_description(
+        "| a | b |\n|---|---|\n| 1 | 2 |\n", "text/markdown; variant=CommonMark"
+    )
+    assert "<table>" not in rendered
+
+
+def test_rst_is_the_default_as_on_pypi() -> None:
+    text = "Title\n=====\n\n* one\n* two\n"
+    assert render_description(text, None) == render_description(text, "text/x-rst")
+    assert "<li><p>one</p></li>" in render_description(text, None)
+
+
+def test_rst_that_fails_falls_back_to_plain_text() -> None:
+    rendered = render_description("broken `rst\n<b>bold</b>", "text/x-rst")
+    assert rendered == "broken `rst<br>&lt;b&gt;bold&lt;/b&gt;"
+
+
+def test_plain_text_keeps_its_whitespace_and_escapes() -> None:
+    assert render_description("a  <b>\nc", "text/plain") == "<pre>a  &lt;b&gt;<br>c</pre>"
+    assert render_description("a <b>", "application/weird") == "a &lt;b&gt;"
+
+
+def test_hostile_markdown_is_defused() -> None:
+    rendered = render_description(HOSTILE_MARKDOWN, "text/markdown")
+    assert_harmless(rendered)
+    assert "<h1" in rendered and "styled" in rendered
+
+
+def test_hostile_rst_is_defused() -> None:
+    rendered = render_description(HOSTILE_RST, "text/x-rst")
+    assert_harmless(rendered)
+    assert "Title" in rendered
+
+
+def test_a_release_renders_once() -> None:
+    cache = ReadmeCache(max_entries=2)
+    first = cache.render(("a.whl", "1:2:3"), "# A", "text/markdown")
+    assert cache.render(("a.whl", "1:2:3"), "# A", "text/markdown") == first
+    assert cache.renderings == 1
+    cache.render(("b.whl", "1"), "b", None)
+    cache.render(("c.whl", "1"), "c", None)  # the oldest goes
+    cache.render(("a.whl", "1:2:3"), "# A", "text/markdown")
+    assert cache.renderings == 4
