@@ -237,8 +237,9 @@ def every_route_and_method(routes: tuple[Route, ...]) -> list[tuple[Route, str]]
 
 
 def test_every_route_is_guarded_by_its_action(guarded: Server, base: Path) -> None:
-    """Walk the table: with -a update,download,list an anonymous request is refused (401)
-    unless the route is declared public, and an authenticated one is never refused."""
+    """Walk the table: with -a update,download,list an anonymous request is refused (401;
+    a browser page's is sent to sign in) unless the route is declared public, and an
+    authenticated one is never refused."""
     routes = guarded_table(base)
     assert {route.action for route in routes} == set(Action)
     with guarded.client() as client:

@@ -33,6 +33,7 @@ from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.catalog.owners import Grant, Owners
 from creamery.catalog.permissions import Role
+from creamery.catalog.search import SearchIndex
 from creamery.catalog.tokens import Token, mint
 from creamery.changes import ChangeFeed
 from creamery.changes.follower import Follower
@@ -68,6 +69,8 @@ class Catalog:
         self.access = Access(config, self.state)
         # Which releases have hosted documentation (loaded with the index).
         self.docs = DocsShelf(self.state.store)
+        # Projects by name and summary, for the UI's search (kept current by a server).
+        self.search = SearchIndex(self.index, lambda: self.facts)
         # Created before any scan: what is appended while one runs is applied again, not missed.
         self.follower = Follower(
             self.feed, self._apply, self._resync, interval=config.feed_seconds()
@@ -130,15 +133,16 @@ class Catalog:
             log.warning("can't catch up with the change feed yet: %s", error)
 
     def start_background(self) -> list[Callable[[], None]]:
-        """A server's periodic work beyond the rescans (the snapshot of an object root's
-        index); the functions that stop it. With the state in a bucket, first the store's
-        conditional writes are checked (a warning when it ignores them)."""
+        """A server's periodic work beyond the rescans (search's summaries, the snapshot of an
+        object root's index); the functions that stop it. With the state in a bucket, first
+        the store's conditional writes are checked (a warning when it ignores them)."""
         if self.state.path is None:
             check_conditional_writes(self.state.store)
+        stops = [self.search.start()]
         interval = self.config.snapshot_interval
-        if self.snapshots is None or interval <= 0:
-            return []
-        return [self.snapshots.start(lambda: self.follower.applied)]
+        if self.snapshots is not None and interval > 0:
+            stops.append(self.snapshots.start(lambda: self.follower.applied))
+        return stops
 
     def close(self) -> None:
         """For a one-shot process (a CLI command), before it exits: what the feed does in the

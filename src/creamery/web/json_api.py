@@ -11,21 +11,26 @@ import json
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import anyio
-from packaging.metadata import RawMetadata, parse_email
+from packaging.metadata import RawMetadata
 from starlette.requests import Request
 from starlette.responses import Response
 
-from creamery.catalog.facts import FactsCache, dedent_header_description
 from creamery.catalog.index import Distribution, Index
 from creamery.catalog.service import Catalog
+from creamery.catalog.versions import Release as Release
+from creamery.catalog.versions import find_release as find_release
+from creamery.catalog.versions import is_yanked as is_yanked
+from creamery.catalog.versions import latest_release as latest_release
+from creamery.catalog.versions import parse_metadata as parse_metadata
+from creamery.catalog.versions import release_metadata as release_metadata
+from creamery.catalog.versions import releases as releases
 from creamery.core.hashing import pypi_hashers
-from creamery.core.names import SIGNATURE, VersionKey, normalize, version_sort_key
+from creamery.core.names import SIGNATURE, normalize
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.render.simple_api import entry_for, iso_time
 from creamery.storage import Reader, Storage, StoredFile, chunks, is_version
@@ -189,48 +194,6 @@ class JsonApi:
         return dict(sorted(info.items()))
 
 
-# ---------------------------------------------------------------- releases
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    version: str  # as the first of its files spells it
-    files: list[Distribution]
-
-
-def releases(index: Index, project: str) -> list[Release]:
-    """The project's releases, oldest first; `1.0` and `1.0.0` are one release (PEP 440)."""
-    groups: dict[VersionKey, Release] = {}
-    for dist in index.distributions(project):
-        key = version_sort_key(dist.version)
-        if key not in groups:
-            groups[key] = Release(dist.version, [])
-        groups[key].files.append(dist)
-    return list(groups.values())
-
-
-def find_release(found: list[Release], version: str) -> Release | None:
-    wanted = version_sort_key(version)
-    return next((r for r in found if version_sort_key(r.version) == wanted), None)
-
-
-def is_yanked(index: Index, release: Release) -> bool:
-    """PEP 592: a release is yanked when every one of its files is."""
-    return all(index.is_yanked(d) for d in release.files)
-
-
-def latest_release(index: Index, found: list[Release]) -> Release:
-    """PyPI's choice: the newest release not yanked, preferring final releases."""
-    candidates = [r for r in found if not is_yanked(index, r)] or found
-    final = [r for r in candidates if not _is_prerelease(r.version)]
-    return (final or candidates)[-1]
-
-
-def _is_prerelease(version: str) -> bool:
-    key = version_sort_key(version)
-    return key[0] == 1 and key[1].is_prerelease  # type: ignore[union-attr]
-
-
 # ---------------------------------------------------------------- files and metadata
 
 
@@ -264,26 +227,6 @@ def python_version(dist: Distribution) -> str:
         return "source"
     match = _PY_VERSION.search(dist.filename)
     return match.group(1) if match else "any"
-
-
-def release_metadata(facts: FactsCache, release: Release) -> RawMetadata:
-    """Core metadata of the release, from a wheel when there is one (the most reliable)."""
-    order = {"wheel": 0, "sdist": 1}
-    for dist in sorted(release.files, key=lambda d: order.get(d.parsed.kind, 2)):
-        raw = facts.metadata(dist.stored, dist.parsed.kind).raw
-        if raw is not None:
-            return parse_metadata(raw)
-    return RawMetadata()
-
-
-def parse_metadata(raw: bytes) -> RawMetadata:
-    try:
-        parsed, _unparsed = parse_email(raw)
-    except (ValueError, UnicodeDecodeError):
-        return RawMetadata()
-    if parsed.get("description"):
-        parsed["description"] = dedent_header_description(raw, parsed["description"])
-    return parsed
 
 
 def metadata_fields(meta: RawMetadata) -> Document:

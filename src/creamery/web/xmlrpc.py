@@ -26,11 +26,11 @@ from starlette.responses import PlainTextResponse, Response
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.catalog.service import Catalog
+from creamery.catalog.versions import is_yanked, latest_release, release_metadata, releases
 from creamery.core.names import normalize
 from creamery.http import routing
 from creamery.http.routing import Action, Route
 from creamery.web.guard import principal_of
-from creamery.web.json_api import is_yanked, latest_release, release_metadata, releases
 from creamery.web.pages import Endpoint
 from creamery.web.state import AppState
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets, docs, home, project
+from creamery.web.ui import assets, docs, home, project, search
 
 
 def routes(state: AppState) -> list[Route]:
@@ -20,5 +20,6 @@ def routes(state: AppState) -> list[Route]:
         *assets.routes(state),
         *home.routes(state),
         *project.routes(state),
+        *search.routes(state),
         *docs.routes(state),
     ]
