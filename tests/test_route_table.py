@@ -272,6 +272,9 @@ def test_every_route_is_guarded_by_its_action(guarded: Server, base: Path) -> No
             label = f"{method} {request.url.path} ({route.action.value})"
             if route.action is Action.PUBLIC:
                 assert anonymous.status_code not in (401, 403, 405), label
+            elif route.browser:  # a page for people: the sign-in page instead of a challenge
+                assert anonymous.status_code == 303, label
+                assert "-/signin?next=" in anonymous.headers["location"], label
             else:
                 assert_refused_anonymous(route, anonymous, label)
             authenticated = send(client, request, auth=(USER, PASSWORD))

@@ -865,16 +865,20 @@ def test_other_actions(srv: Server, tmp_path: Path) -> None:
         archive.writestr("index.html", "<html>docs</html>")
     response = post_form(
         srv,
-        [(":action", "doc_upload"), ("name", "vproj")],
+        [(":action", "doc_upload"), ("name", "vproj"), ("version", "1.0")],
         [("content", "docs.zip", docs.getvalue())],
     )
     assert response.status_code == 200, response.text
+    # Kept in the state directory, not beside the packages (tests/test_docs_hosting.py).
+    assert (root_of(srv) / ".creamery" / "docs" / "vproj" / "1.0.zip").is_file()
     response = post_form(
-        srv, [(":action", "doc_upload"), ("name", "vproj")], [("content", "docs.zip", b"nope")]
+        srv,
+        [(":action", "doc_upload"), ("name", "vproj"), ("version", "1.0")],
+        [("content", "docs.zip", b"nope")],
     )
     assert response.status_code == 400
     assert_one_line(response, "zip")
-    assert root_state(root_of(srv)) == before  # documentation is discarded
+    assert root_state(root_of(srv)) == before
     assert temp_files(root_of(srv)) == []
     # Writes need credentials whatever the action.
     response = post_form(srv, [(":action", "submit")], auth=None)

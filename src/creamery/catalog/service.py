@@ -28,7 +28,7 @@ from creamery.catalog import publish as publishing
 from creamery.catalog import releases
 from creamery.catalog.access import ACCESS_KEYS, OWNERS_KEY, TOKEN_KEY, Access, Actor
 from creamery.catalog.audit import Entry
-from creamery.catalog.docs import DocsShelf
+from creamery.catalog.docs import DOCS_KEYS, DocsShelf, feed_key
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.catalog.owners import Grant, Owners
@@ -97,16 +97,20 @@ class Catalog:
         self.migrate_legacy_sidecars()
 
     def _apply(self, keys: list[str]) -> None:
-        """The change feed's keys: files for the index, `.access/...` for tokens and grants."""
-        files = [k for k in keys if not k.startswith(ACCESS_KEYS)]
+        """The change feed's keys: files for the index, `.access/...` for tokens and grants,
+        `.docs/<project>` for hosted documentation."""
+        files = [k for k in keys if not k.startswith((ACCESS_KEYS, DOCS_KEYS))]
         if len(files) != len(keys):
             self.access.refresh(k for k in keys if k.startswith(ACCESS_KEYS))
+            for project in {k[len(DOCS_KEYS) :] for k in keys if k.startswith(DOCS_KEYS)}:
+                self.docs.refresh(project)
         if files:
             self.index.refresh(files)
 
     def _resync(self) -> None:
         """The feed's records were compacted away: compare everything again."""
         self.index.rescan()
+        self.docs.load()
         if self.access.loaded:
             self.access.load()
 
@@ -302,6 +306,39 @@ class Catalog:
             changed = releases.remove_files(self.storage, self.state, dists)
         self.record(changed)
         return changed
+
+    def publish_docs(
+        self, project: str, version: str, zip_path: Path, *, actor: Actor | None = None
+    ) -> str:
+        """Store a checked documentation zip (`docs.check_zip`) for *project*'s *version*
+        (both normalized), replacing an earlier upload of it; the spool is consumed. Audited
+        before the commit point (the object's put), recorded after it; the store's key.
+        OSError with nothing stored (an audit log that can't be written included)."""
+        entry = (actor or Actor.local()).entry(
+            "docs.upload", project=project, version=version, size=zip_path.stat().st_size
+        )
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            key = self.docs.put(project, version, zip_path)
+        self.record([feed_key(project)])
+        return key
+
+    def remove_docs(
+        self, project: str, version: str | None = None, *, actor: Actor | None = None
+    ) -> list[str]:
+        """Delete the documentation of one version of *project*, or all of it; the versions
+        whose documentation went. Audited first, recorded last."""
+        name = normalize(project)
+        if not self.docs.versions(name) or (
+            version is not None and version not in self.docs.versions(name)
+        ):
+            return []
+        entry = (actor or Actor.local()).entry("docs.remove", project=name, version=version)
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            removed = self.docs.delete(name, version)
+        self.record([feed_key(name)])
+        return removed
 
     def record_access(self, keys: list[str]) -> int:
         """After a change to tokens or grants: tell every process and replica (the feed)."""

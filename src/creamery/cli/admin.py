@@ -1,7 +1,8 @@
 """Administration commands that work directly on the package directories (no server needed):
-`creamery passwd`, `yank`, `unyank` and `remove`. The last three go through the catalog, the
-service HTTP writes use, built from a Config of the same directories and state directory: it
-records every change, so a running server sees it before its next answer. `passwd` replaces
+`creamery passwd`, `yank`, `unyank`, `remove` and `docs remove`. All but `passwd` go through
+the catalog, the service HTTP writes use, built from a Config of the same directories and
+state directory: it records every change, so a running server sees it before its next
+answer. `passwd` replaces
 the htpasswd file atomically; a server looks at that file (one `stat`) before every check.
 """
 
@@ -218,7 +219,46 @@ def remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_docs_arguments(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="docs_command", metavar="ACTION", required=True)
+    remove = commands.add_parser(
+        "remove",
+        help="delete a version's hosted documentation (or all of a project's)",
+        description="delete hosted documentation (docs/ui.md)",
+    )
+    _add_release_arguments(remove, version_required=False)
+
+
+def docs_command(args: argparse.Namespace) -> int:
+    """`creamery docs remove PROJECT [VERSION] [DIR|s3://...]`."""
+    from creamery.catalog.docs import canonical_version
+    from creamery.core.names import normalize
+
+    catalog = open_catalog(args)
+    try:
+        version = args.version
+        if version is not None:
+            version = canonical_version(version)
+            if version is None:
+                raise ConfigError(f"invalid version {args.version!r} (see PEP 440)")
+        removed = catalog.remove_docs(args.project, version)
+    except OSError as error:
+        raise ConfigError(
+            f"can't remove {args.project}'s documentation: {error.strerror}"
+        ) from error
+    finally:
+        catalog.close()
+    name = normalize(args.project)
+    if not removed:
+        what = f"{name} {version}" if version else name
+        raise ConfigError(f"no documentation of {what}")
+    for each in removed:
+        print(f"removed the documentation of {name} {each}")
+    return 0
+
+
 PASSWD = (add_passwd_arguments, passwd)
 YANK = (add_yank_arguments, yank)
 UNYANK = (add_unyank_arguments, unyank)
 REMOVE = (add_remove_arguments, remove)
+DOCS = (add_docs_arguments, docs_command)

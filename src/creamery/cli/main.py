@@ -630,6 +630,7 @@ SUBCOMMANDS = (
     Subcommand("yank", "yank a release or file (PEP 592)", *admin.YANK),
     Subcommand("unyank", "un-yank a release or file", *admin.UNYANK),
     Subcommand("remove", "remove a release (or a whole project)", *admin.REMOVE),
+    Subcommand("docs", "remove hosted documentation", *admin.DOCS),
     Subcommand("token", "create, list or revoke API tokens", *access.TOKEN),
     Subcommand("owners", "grant or take away roles on a project (ownership)", *access.OWNERS),
     Subcommand("audit", "read the audit log", *access.AUDIT),

@@ -32,11 +32,18 @@ FALSE_WORDS = frozenset({"0", "no", "off", "false", "n", "f"})
 _HEALTH_ENDPOINT = re.compile(r"^/[a-z0-9/_-]+$", re.IGNORECASE)
 # Routes the health endpoint must not shadow.
 RESERVED_PATHS = frozenset(
-    {"/", "/simple", "/simple/", "/packages", "/packages/", "/RPC2", "/pypi", "/metrics"}
+    {"/", "/simple", "/simple/", "/packages", "/packages/", "/RPC2", "/pypi", "/metrics", "/docs"}
 )
 
 # The prefix routes of routes.py: a health endpoint below one of them would be hidden by it.
-RESERVED_PREFIXES = ("/simple/", "/packages/", "/upstream/", "/+simple/", "/legacy/+simple/")
+RESERVED_PREFIXES = (
+    "/simple/",
+    "/packages/",
+    "/upstream/",
+    "/+simple/",
+    "/legacy/+simple/",
+    "/docs/",
+)
 API_PREFIX = "/-/"  # the account and write APIs (/-/tokens, /-/audit, /-/yank...): not for health
 Auther = Callable[[str, str], bool]
 # Seconds between safety rescans (other tools' changes that no event or feed reports): a listing

@@ -13,7 +13,6 @@ import hmac
 import json
 import logging
 import re
-import zipfile
 from dataclasses import dataclass
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
@@ -325,11 +324,3 @@ def remove_release(
         raise FormError(404, f"{name} ({version}) not found") from error
     log.warning("removal of %s %s by %s", normalize(name), version, principal)
     return Outcome(200, f"OK: {normalize(name)} {version} removed", tuple(changed))
-
-
-def check_doc_upload(form: ReceivedForm) -> Outcome:
-    """Documentation uploads are validated and then discarded: creamery hosts no docs."""
-    content = form.files.get("content") or None
-    if content is None or not zipfile.is_zipfile(content.path):
-        raise FormError(400, "doc_upload needs a 'content' zip file")
-    return Outcome(200, "OK: documentation accepted (creamery does not host documentation)")

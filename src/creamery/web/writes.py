@@ -14,14 +14,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from creamery.catalog.service import ReleaseNotFound
 from creamery.core.errors import ClientError
-from creamery.core.names import normalize
+from creamery.core.names import is_valid_project_name, normalize
 from creamery.core.untrusted import load_json
 from creamery.http.errors import RETRY_AFTER, outage_reason
 from creamery.http.form import FormError, ReceivedForm, read_multipart, read_urlencoded
 from creamery.http.status_line import reason_phrase
 from creamery.storage import StoreUnavailable
-from creamery.web import upload
+from creamery.web import docs_upload, upload
 from creamery.web.guard import CHALLENGE, actor_of, principal_of
+from creamery.web.pages import base_url
 from creamery.web.state import AppState
 
 CHALLENGE_HEADERS = [(k.decode(), v.decode()) for k, v in CHALLENGE]
@@ -114,8 +115,46 @@ async def _dispatch(app: AppState, form: ReceivedForm, request: Request) -> uplo
     if action in ("submit", "verify"):
         return upload.Outcome(200, "OK")
     if action == "doc_upload":
-        return upload.check_doc_upload(form)
+        return await anyio.to_thread.run_sync(docs_upload.accept_form, app, form, principal, actor)
     raise FormError(400, f"Unsupported ':action' field: {action}")
+
+
+async def docs_api(app: AppState, request: Request, project: str, version: str) -> Response:
+    """`POST /docs/<project>/<version>/` with the zip as the body or a `content` field: 201
+    with the documentation's URL."""
+    principal = principal_of(request.scope)
+    actor = actor_of(request.scope)
+    spool = None
+    try:
+        if not is_valid_project_name(project):
+            raise FormError(400, f"invalid project name {project[:100]!r}")
+        name = normalize(project)
+        await anyio.to_thread.run_sync(
+            lambda: upload.check_allowed(app, principal, "upload", name, actor, version=version)
+        )
+        canonical = docs_upload.version_of(app, name, version)
+        spool = await docs_upload.receive_body(app, request)
+        await anyio.to_thread.run_sync(
+            docs_upload.publish, app, name, canonical, spool, principal, actor
+        )
+    except ClientError as error:
+        log.info("documentation upload rejected (%d): %s", error.status, error.reason)
+        headers = dict(CHALLENGE_HEADERS) if error.status == 401 else None
+        return PlainTextResponse(error.reason + "\n", status_code=error.status, headers=headers)
+    except StoreUnavailable as error:
+        return _unavailable(app, "documentation upload failed", error)
+    except OSError as error:
+        log.error("documentation upload failed: %s", error)
+        return PlainTextResponse(f"Upload failed: {error.strerror}\n", status_code=507)
+    finally:
+        if spool is not None:
+            spool.unlink(missing_ok=True)
+    url = f"{base_url(request)}docs/{name}/{canonical}/"
+    return PlainTextResponse(
+        f"Documentation of {name} {canonical} uploaded: {url}\n",
+        status_code=201,
+        headers={"location": url},
+    )
 
 
 async def yank_api(app: AppState, request: Request, *, yanked: bool) -> Response:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets, manage, session, tokens
+from creamery.web.ui import assets, docs, manage, session, tokens
 
 
 def routes(state: AppState) -> list[Route]:
@@ -21,4 +21,5 @@ def routes(state: AppState) -> list[Route]:
         *session.routes(state),
         *manage.routes(state),
         *tokens.routes(state),
+        *docs.routes(state),
     ]
