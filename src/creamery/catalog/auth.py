@@ -11,6 +11,7 @@ import binascii
 import contextlib
 import fcntl
 import functools
+import hashlib
 import ipaddress
 import logging
 import math
@@ -175,6 +176,15 @@ class HtpasswdFile:
         self.reload_if_changed()
         return user in self._table.entries
 
+    def entry_digest(self, user: str) -> bytes | None:
+        """A digest of *user*'s line (its salted hash): changes when their password does;
+        None when there is no such user. One stat, no bcrypt."""
+        self.reload_if_changed()
+        entry = self._table.entries.get(user)
+        if entry is None:
+            return None
+        return hashlib.sha256(f"{entry.scheme}:{entry.hash}".encode()).digest()
+
     def reload_if_changed(self) -> None:
         """One stat per call; the file is read only when it looks different."""
         try:
@@ -231,6 +241,16 @@ class Authenticator:
     def fingerprint(self) -> tuple[int, ...] | None:
         """Changes when the credentials may have changed (the htpasswd file was edited)."""
         return self.htpasswd.fingerprint() if self.htpasswd is not None else None
+
+    def credential(self, user: str) -> bytes | None:
+        """What a signed-in session of *user* is bound to: their htpasswd line's digest (a
+        new password signs them out), None when there is no such user. A custom `auther`
+        can't say when a password changes: its sessions last until they expire."""
+        if self._auther is not None:
+            return b"auther"
+        if self.htpasswd is not None:
+            return self.htpasswd.entry_digest(user)
+        return b"open" if self._disabled else None
 
     def check(self, user: str, password: str) -> bool:
         if self._auther is not None:

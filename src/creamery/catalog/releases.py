@@ -64,11 +64,16 @@ def remove(storage: Storage, index: Index, project: str, version: str | None = N
     return remove_files(storage, index.state, to_remove(index, project, version))
 
 
-def to_remove(index: Index, project: str, version: str | None = None) -> list[Distribution]:
-    """The files a removal of the release (or the project) deletes; ReleaseNotFound."""
+def to_remove(
+    index: Index, project: str, version: str | None = None, filename: str | None = None
+) -> list[Distribution]:
+    """The files a removal of the release (or the project, or one file of the release)
+    deletes; ReleaseNotFound."""
     try:
-        return matching_files(index, project, version)
+        return matching_files(index, project, version, filename)
     except ReleaseNotFound:
+        if filename is not None:
+            raise
         dists = spelled_like_pypiserver(index, project, version) if version else []
         if not dists:
             raise

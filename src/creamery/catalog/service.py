@@ -287,15 +287,22 @@ class Catalog:
         return changed
 
     def remove(
-        self, project: str, version: str | None = None, *, actor: Actor | None = None
+        self,
+        project: str,
+        version: str | None = None,
+        *,
+        filename: str | None = None,
+        actor: Actor | None = None,
     ) -> list[str]:
-        """Delete a release (or a whole project) with its signatures and state. Audited
-        first, recorded last; the relpaths that changed. Raises ReleaseNotFound."""
-        dists = releases.to_remove(self.index, project, version)  # ReleaseNotFound
+        """Delete a release (or a whole project, or with *filename* one file of the release)
+        with its signatures and state. Audited first, recorded last; the relpaths that
+        changed. Raises ReleaseNotFound."""
+        dists = releases.to_remove(self.index, project, version, filename)  # ReleaseNotFound
         entry = (actor or Actor.local()).entry(
             "remove",
             project=normalize(project),
             version=version,
+            filename=filename,
             detail=releases.describe(dists),
         )
         with _Audited(self.access, entry) as audited:

@@ -100,6 +100,18 @@ def routes(state: AppState) -> list[Route]:
     ]
 
 
+def tokens_of(access: Access, user: str) -> list[Token]:
+    """*user*'s tokens, oldest first (the web UI's token page lists the same)."""
+    return [token for token in access.tokens.all() if token.owner == user]
+
+
+def may_revoke(access: Access, principal: Principal, token: Token) -> bool:
+    """The owner of a token, or an owner of every project in its (non-empty) scope."""
+    if token.owner == principal.user:
+        return True
+    return bool(token.projects) and all(access.may(principal, "manage", p) for p in token.projects)
+
+
 def is_admin(access: Access, user: str) -> bool:
     """May *user* read the whole audit log? Without a permission file every user may (each
     may do everything, pypiserver's rules); with one, those its rules make `owner` of `*`."""
@@ -193,7 +205,7 @@ class Account:
         return JSONResponse({"tokens": [t.public() for t in self._tokens_of(caller.user)]})
 
     def _tokens_of(self, user: str) -> list[Token]:
-        return [token for token in self.access.tokens.all() if token.owner == user]
+        return tokens_of(self.access, user)
 
     async def create_token(self, request: Request, caller: Caller) -> Response:
         data = await _json_object(request, TOKEN_FIELDS)
@@ -240,13 +252,7 @@ class Account:
         return self.access.tokens.read(token_id)
 
     def _may_revoke(self, caller: Caller, token: Token) -> bool:
-        """The owner of a token, or an owner of every project in its (non-empty) scope."""
-        if token.owner == caller.user:
-            return True
-        may = self.access.may
-        return bool(token.projects) and all(
-            may(caller.principal, "manage", p) for p in token.projects
-        )
+        return may_revoke(self.access, caller.principal, token)
 
     # ------------------------------------------------------------------ audit log
 
@@ -467,18 +473,26 @@ def _strings(data: dict[str, Any], key: str) -> list[str]:
 
 
 def _expiry(value: object) -> float | None:
-    """`expires`: a duration ("90d"), seconds (a number) or an ISO 8601 time -> a Unix time."""
+    try:
+        return expiry_time(value)
+    except ValueError as error:
+        raise _refuse(400, str(error)) from None
+
+
+def expiry_time(value: object) -> float | None:
+    """`expires`: a duration ("90d"), seconds (a number) or an ISO 8601 time -> a Unix time
+    (None: never); ValueError with one line."""
     now = time.time()
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _refuse(400, "'expires' must be a duration such as \"90d\", seconds, or a time")
+        raise ValueError("'expires' must be a duration such as \"90d\", seconds, or a time")
     if isinstance(value, int | float):
         seconds = float(value)
         if not math.isfinite(seconds) or seconds <= 0:
-            raise _refuse(400, "the expiry must be in the future")
+            raise ValueError("the expiry must be in the future")
         if seconds > MAX_DURATION:
-            raise _refuse(400, f"'expires' is more than {MAX_DURATION // 86400} days away")
+            raise ValueError(f"'expires' is more than {MAX_DURATION // 86400} days away")
         return now + seconds
     try:
         return now + parse_duration(value)
@@ -487,14 +501,14 @@ def _expiry(value: object) -> float | None:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise _refuse(400, problem) from None
+        raise ValueError(problem) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     seconds = moment.timestamp()
     if seconds <= now:
-        raise _refuse(400, "the expiry must be in the future")
+        raise ValueError("the expiry must be in the future")
     if seconds - now > MAX_DURATION:
-        raise _refuse(400, f"'expires' is more than {MAX_DURATION // 86400} days away")
+        raise ValueError(f"'expires' is more than {MAX_DURATION // 86400} days away")
     return seconds
 
 

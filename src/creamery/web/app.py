@@ -49,6 +49,7 @@ from creamery.web.guard import CLIENT, PRINCIPAL, Denial, Guard, client_of, prin
 from creamery.web.routes import build_table
 from creamery.web.state import AppState
 from creamery.web.ui.layout import sign_in_location
+from creamery.web.ui.session import BrowserSessions
 
 if TYPE_CHECKING:
     from creamery.mirror.service import Mirror
@@ -81,6 +82,9 @@ class Creamery:
         self.prefix = "" if config.server_base_url == "/" else config.server_base_url
         self.access = self.catalog.access
         self.guard = Guard(self.access)
+        # Signed-in browser sessions (their key is read from the state on start).
+        self.sessions = BrowserSessions(self.access, self.state)
+        self.guard.sessions = self.sessions
         # With a permission file, principals see different projects: pages and files check.
         self.filtering = self.access.filters_reads()
         self._root_views: dict[Hashable, tuple[int, Pages]] = {}
@@ -130,6 +134,7 @@ class Creamery:
                 self.state.clean_scratch(self.config.local_roots)
                 self._follower = self.catalog.follower  # made before the scan (see Catalog)
                 self.catalog.load_index()  # a snapshot of an object root, else a scan
+                self.sessions.load()  # the session key every worker and replica shares
                 self.catalog.migrate_legacy_sidecars()
                 self._loaded = True
                 _restart_in_forked_children(self)

@@ -23,7 +23,6 @@ from creamery.catalog.access import ANONYMOUS, Access, Actor, Principal, Refused
 from creamery.catalog.auth import FailureLimiter, client_key, parse_basic_authorization
 from creamery.catalog.tokens import TOKEN_USER
 from creamery.http.asgi_types import Scope
-from creamery.http.files import header
 from creamery.http.observe import CLIENT_KEY
 
 log = logging.getLogger("creamery.guard")
@@ -123,10 +122,11 @@ class Guard:
         sessions = self.sessions
         if sessions is None:
             return None
-        cookie = header(scope, b"cookie")
-        if not cookie:
+        # HTTP/2 may send one Cookie header per cookie: all of them count.
+        cookies = [v for k, v in scope["headers"] if k == b"cookie"]
+        if not cookies:
             return None
-        return sessions.principal(cookie)
+        return sessions.principal("; ".join(v.decode("latin-1") for v in cookies))
 
     async def check(
         self, action: str, authorization: str | None, client: str, *, identify: bool = False
@@ -143,7 +143,7 @@ class Guard:
         user, password = credentials
         wait = self.limiter.throttled(client)
         if wait is not None:  # before the remembered ones: a right guess must not show
-            await self._said_throttled(client, user)
+            await self.said_throttled(client, user)
             return _too_many(wait)
         key = authorization or ""
         remembered = self._recall(key)  # (the limiter was asked just above)
@@ -151,7 +151,7 @@ class Guard:
             return remembered.principal
         attempt = self.limiter.reserve(client_key(client))
         if isinstance(attempt, int):
-            await self._said_throttled(client, user)
+            await self.said_throttled(client, user)
             return _too_many(attempt)
         if user == TOKEN_USER:  # one HMAC: no thread needed
             found = self.access.authenticate(user, password)
@@ -183,7 +183,7 @@ class Guard:
         except OSError as error:
             log.warning("can't note the use of token %s: %s", token.id, error)
 
-    async def _said_throttled(self, client: str, user: str) -> None:
+    async def said_throttled(self, client: str, user: str) -> None:
         """Audit a throttled client once a minute at most (a flood must not flood the log)."""
         key = client_key(client)
         now = time.monotonic()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from creamery.http.routing import Route
 from creamery.web.state import AppState
-from creamery.web.ui import assets, docs, home, project, search
+from creamery.web.ui import assets, docs, home, manage, project, search, session, tokens
 
 
 def routes(state: AppState) -> list[Route]:
@@ -21,5 +21,8 @@ def routes(state: AppState) -> list[Route]:
         *home.routes(state),
         *project.routes(state),
         *search.routes(state),
+        *session.routes(state),
+        *manage.routes(state),
+        *tokens.routes(state),
         *docs.routes(state),
     ]
