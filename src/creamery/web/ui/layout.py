@@ -55,6 +55,11 @@ def _environment_globals() -> None:
     env.globals["creamery_version"] = __version__
 
 
+# A cached body is the same bytes object request after request: its digest is looked up (a
+# bytes object keeps its hash, and the lookup compares identity first), not computed again.
+_etag_of = functools.lru_cache(maxsize=128)(strong_etag)
+
+
 def render(name: str, **context: Any) -> bytes:
     """The page *name* (`templates/ui/<name>`) with *context*; `base` must be in it."""
     _environment_globals()
@@ -82,7 +87,7 @@ def respond(
         encoded = part.encode("utf-8")
         page = page.replace(placeholder, encoded, 1)
         personal = zlib.crc32(placeholder + encoded, personal)
-    etag = strong_etag(body)[:-1] + f".{personal:08x}" + '"'
+    etag = _etag_of(body)[:-1] + f".{personal:08x}" + '"'
     all_headers = {**PAGE_HEADERS, **(headers or {}), "etag": etag}
     if status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=all_headers)
