@@ -125,10 +125,12 @@ def index_path(scope: Scope) -> str:
     return path + ("?" + query if query else "")
 
 
-def sign_in_location(scope: Scope, path: str) -> str:
+def sign_in_location(scope: Scope, path: str, back: str | None = None) -> str:
     """A relative redirect from *path* (below the index root) to the sign-in page, coming
-    back here afterwards: right behind any proxy prefix."""
+    back to *back* afterwards (this page, with its query, by default): right behind any proxy
+    prefix."""
     up = "../" * (path.count("/") - 1)
-    query = scope.get("query_string", b"").decode("latin-1")
-    back = path + ("?" + query if query else "")
+    if back is None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        back = path + ("?" + query if query else "")
     return f"{up or './'}{SIGN_IN}?next={quote(back, safe='/')}"
