@@ -568,3 +568,16 @@ def test_replicas_over_one_bucket_share_the_session_key(
             cookie = {"cookie": f"{COOKIE}={client.cookies[COOKIE]}"}
         assert httpx.get(two.url + "/manage/account/tokens/", headers=cookie).status_code == 200
         assert "this process only" not in one.log() + two.log()
+
+
+def test_a_form_posted_signed_out_comes_back_to_its_page_after_signing_in(server: Server) -> None:
+    """A POST can't be repeated after the sign-in: the visitor returns to the nearest page
+    above the form's URL (its own page would answer 405 to the browser's GET)."""
+    with server.client() as client:
+        yank = client.post("/manage/project/demo/yank", data={"version": "1.0"})
+        revoke = client.post("/manage/account/tokens/0123456789ab/revoke", data={})
+        page = client.get("/manage/project/demo/?done=yanked")
+    assert sent_to_sign_in(yank)
+    assert yank.headers["location"] == "../../../-/signin?next=/manage/project/demo/"
+    assert revoke.headers["location"].endswith("-/signin?next=/manage/account/tokens/")
+    assert page.headers["location"].endswith("-/signin?next=/manage/project/demo/%3Fdone%3Dyanked")

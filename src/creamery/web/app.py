@@ -436,7 +436,7 @@ class Creamery:
             principal = guard.session_principal(scope)
         if principal is None:
             if needed:
-                target = sign_in_location(scope, path)
+                target = sign_in_location(scope, path, self._page_to_return_to(scope, path))
                 await self._redirect(self.stamp(send), 303, target)
                 return False
             principal = ANONYMOUS
@@ -446,6 +446,18 @@ class Creamery:
         scope[PRINCIPAL] = principal
         scope["creamery.user"] = principal.user or ""
         return True
+
+    def _page_to_return_to(self, scope: Scope, path: str) -> str | None:
+        """After signing in, a form's POST can't be repeated: the nearest page above it is
+        shown (`/manage/project/p/yank` -> `/manage/project/p/`). None: this page itself."""
+        if scope["method"] in ("GET", "HEAD"):
+            return None
+        while path != "/":
+            path = path.rstrip("/").rpartition("/")[0] + "/"
+            found = self.routes.match("GET", path, scope)
+            if found is not None and not isinstance(found, WrongMethod) and found.route.browser:
+                return path
+        return "/"
 
     async def _follow(self, follower: Follower, announced: int | None = None) -> None:
         """Apply what the change feed has that this process has not (on the event loop when

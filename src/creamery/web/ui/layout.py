@@ -55,6 +55,11 @@ def _environment_globals() -> None:
     env.globals["creamery_version"] = __version__
 
 
+# A cached body is the same bytes object request after request: its digest is looked up (a
+# bytes object keeps its hash, and the lookup compares identity first), not computed again.
+_etag_of = functools.lru_cache(maxsize=128)(strong_etag)
+
+
 def render(name: str, **context: Any) -> bytes:
     """The page *name* (`templates/ui/<name>`) with *context*; `base` must be in it."""
     _environment_globals()
@@ -82,7 +87,7 @@ def respond(
         encoded = part.encode("utf-8")
         page = page.replace(placeholder, encoded, 1)
         personal = zlib.crc32(placeholder + encoded, personal)
-    etag = strong_etag(body)[:-1] + f".{personal:08x}" + '"'
+    etag = _etag_of(body)[:-1] + f".{personal:08x}" + '"'
     all_headers = {**PAGE_HEADERS, **(headers or {}), "etag": etag}
     if status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=all_headers)
@@ -120,10 +125,12 @@ def index_path(scope: Scope) -> str:
     return path + ("?" + query if query else "")
 
 
-def sign_in_location(scope: Scope, path: str) -> str:
+def sign_in_location(scope: Scope, path: str, back: str | None = None) -> str:
     """A relative redirect from *path* (below the index root) to the sign-in page, coming
-    back here afterwards: right behind any proxy prefix."""
+    back to *back* afterwards (this page, with its query, by default): right behind any proxy
+    prefix."""
     up = "../" * (path.count("/") - 1)
-    query = scope.get("query_string", b"").decode("latin-1")
-    back = path + ("?" + query if query else "")
+    if back is None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        back = path + ("?" + query if query else "")
     return f"{up or './'}{SIGN_IN}?next={quote(back, safe='/')}"
