@@ -75,6 +75,7 @@ LONG_README = (
 )
 YANK_REASON = "CVE-2026-0001: do not use"
 MULTI_YANK_REASON = "broken build"
+BLOCKED_ASSET = r"ERR_BLOCKED_BY_RESPONSE"  # Chromium's log line for a subresource refused
 DOCS_COLOUR = "rgb(1, 2, 3)"  # what the documentation's own stylesheet makes its title
 
 
@@ -112,28 +113,32 @@ def files_by_version(data: dict[str, Any]) -> dict[Version, dict[str, dict[str, 
 
 
 def docs_zip(title: str) -> bytes:
-    """A documentation build: two pages, a stylesheet, and a script that reports what
-    `document.cookie` shows it (or that reading it was refused)."""
-    probe = (
-        'var out = document.getElementById("cookie-probe");\n'
-        'try { out.textContent = "cookie:" + document.cookie; }\n'
-        'catch (e) { out.textContent = "refused:" + e.name; }\n'
+    """A documentation build: two pages; an inline script that reports what `document.cookie`
+    shows it (or that reading it was refused); a stylesheet and a script of its own under
+    `_static/`, as Sphinx writes them."""
+    cookie_probe = (
+        "<script>"
+        'var out = document.getElementById("cookie-probe");'
+        'try { out.textContent = "cookie:" + document.cookie; }'
+        'catch (e) { out.textContent = "refused:" + e.name; }'
+        "</script>"
     )
     index = (
         f"<!DOCTYPE html><html><head><title>{title}</title>"
         '<link rel="stylesheet" href="_static/docs.css"></head><body>'
         f'<h1 id="docs-title">{title}</h1>'
         '<p><a id="next" href="guide.html">Guide</a></p>'
-        '<p id="cookie-probe">not run</p>'
-        '<script src="_static/probe.js"></script>'
+        f'<p id="cookie-probe">not run</p>{cookie_probe}'
+        '<p id="asset-probe">not loaded</p><script src="_static/app.js"></script>'
         "</body></html>"
     )
     guide = '<!DOCTYPE html><html><body><h1 id="guide-title">The guide</h1></body></html>'
+    app = 'document.getElementById("asset-probe").textContent = "loaded";\n'
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("index.html", index)
         archive.writestr("guide.html", guide)
-        archive.writestr("_static/probe.js", probe)
+        archive.writestr("_static/app.js", app)
         archive.writestr("_static/docs.css", f"#docs-title {{ color: {DOCS_COLOUR}; }}\n")
     return buffer.getvalue()
 
@@ -466,10 +471,12 @@ def test_a_token_created_in_the_page_uploads_with_twine(
 
 
 def test_docs_uploaded_with_the_legacy_action_are_browsed_and_sandboxed(
-    index: Index, page: Page
+    index: Index, pages: Pages
 ) -> None:
     """The index's own cookie is readable by the index's pages, but not by the
     documentation's scripts: documentation is someone's HTML, served sandboxed."""
+    pages.allow(BLOCKED_ASSET)  # test_docs_load_their_own_assets says why
+    page = pages.new()
     page.context.add_cookies(
         [{"name": "index_probe", "value": "visible-to-the-index", "url": index.url + "/"}]
     )
@@ -480,13 +487,28 @@ def test_docs_uploaded_with_the_legacy_action_are_browsed_and_sandboxed(
     assert page.url.startswith(index.url + "/docs/docs-demo/"), page.url
     docs = _frame_with(page, "#docs-title")
     expect(docs.locator("#docs-title")).to_have_text("docs-demo documentation")
-    expect(docs.locator("#docs-title")).to_have_css("color", DOCS_COLOUR)  # its _static/ loads
     probe = docs.locator("#cookie-probe")
     expect(probe).not_to_have_text("not run")  # the documentation's own script runs...
-    assert "visible-to-the-index" not in probe.inner_text()  # ...but sees no index cookie
+    assert probe.inner_text() in ("refused:SecurityError", "cookie:")  # ...and sees no cookie
     docs.locator("#next").click()
     guide = _frame_with(page, "#guide-title")
     expect(guide.locator("#guide-title")).to_have_text("The guide")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "ui-docs: members go out with Cross-Origin-Resource-Policy: same-origin, but the CSP "
+        "sandbox gives the page an opaque origin, so Chromium blocks the documentation's own "
+        "_static/ stylesheet and script (net::ERR_BLOCKED_BY_RESPONSE.NotSameOrigin)"
+    ),
+)
+def test_docs_load_their_own_assets(index: Index, page: Page) -> None:
+    """Documentation looks as it was built: its stylesheets, scripts (and images) load."""
+    page.goto(index.url + "/docs/docs-demo/1.0/")
+    docs = _frame_with(page, "#docs-title")
+    expect(docs.locator("#docs-title")).to_have_css("color", DOCS_COLOUR, timeout=2000)
+    expect(docs.locator("#asset-probe")).to_have_text("loaded", timeout=2000)
 
 
 def _frame_with(page: Page, selector: str) -> Any:
