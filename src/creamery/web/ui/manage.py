@@ -164,8 +164,11 @@ def routes(state: AppState) -> list[Route]:
             text = access.why_not(principal, operation, project)
             raise Stop(message(request, state, 403, text))
 
-    def target(form_value: Callable[[str], str | None]) -> tuple[str, str | None]:
+    def target(request: Request, form_value: Callable[[str], str | None]) -> tuple[str, str | None]:
+        """The release (and the one file of it, if named) a form is about."""
         version = (form_value("version") or "").strip()
+        if not version:
+            raise Stop(message(request, state, 400, "Bad Request: which version?"))
         filename = (form_value("filename") or "").strip() or None
         return version, filename
 
@@ -175,9 +178,7 @@ def routes(state: AppState) -> list[Route]:
             principal = password_login(request, state)
             project = project_of(request, principal)
             allowed(request, principal, "yank", project)
-            version, filename = target(form.value)
-            if not version:
-                raise Stop(message(request, state, 400, "Bad Request: which version?"))
+            version, filename = target(request, form.value)
             reason = (form.value("reason") or "").strip() if yanked else ""
             if len(reason) > MAX_YANK_REASON:
                 text = f"Bad Request: the reason is longer than {MAX_YANK_REASON} characters"
@@ -226,9 +227,7 @@ def routes(state: AppState) -> list[Route]:
         principal = password_login(request, state)
         project = project_of(request, principal)
         allowed(request, principal, "remove", project)
-        version, filename = target(request.query_params.get)
-        if not version:
-            raise Stop(message(request, state, 400, "Bad Request: which version?"))
+        version, filename = target(request, request.query_params.get)
         return await anyio.to_thread.run_sync(
             lambda: confirmation(request, project, version, filename)
         )
@@ -238,9 +237,7 @@ def routes(state: AppState) -> list[Route]:
         principal = password_login(request, state)
         project = project_of(request, principal)
         allowed(request, principal, "remove", project)
-        version, filename = target(form.value)
-        if not version:
-            raise Stop(message(request, state, 400, "Bad Request: which version?"))
+        version, filename = target(request, form.value)
         if (form.value("confirm") or "").strip() != project:
             error = f"Type the project name, {project}, to confirm."
             return await anyio.to_thread.run_sync(
