@@ -362,6 +362,7 @@ def test_versions_and_files_match_the_simple_api(index: Index, page: Page) -> No
     assert {f["yanked"] for f in by_version[Version("0.9")].values()} == {MULTI_YANK_REASON}
     # The project's page is its latest stable release's (not the pre-release, not a yanked one).
     expect(page.locator(TITLE)).to_contain_text("1.1")
+    expect(page.get_by_role("link", name="Manage project")).to_have_count(0)  # anonymous
 
     for version, files in by_version.items():
         page.goto(index.url + f"/project/multi-demo/{version}/")
@@ -381,7 +382,10 @@ def test_versions_and_files_match_the_simple_api(index: Index, page: Page) -> No
 def test_yank_with_a_reason_shows_the_badge_and_the_simple_api_reports_it(
     index: Index, page: Page
 ) -> None:
-    sign_in_at(page, index.url, USER, PASSWORD, next="/manage/project/yank-demo/")
+    sign_in_at(page, index.url, USER, PASSWORD, next="/project/yank-demo/")
+    assert page.url == index.url + "/project/yank-demo/"
+    with page.expect_navigation():  # offered to a signed-in visitor who may yank
+        page.get_by_role("link", name="Manage project").click()
     assert page.url == index.url + "/manage/project/yank-demo/"
     form = page.locator("form:has(input[name=reason])").filter(
         has=page.locator("input[name=version][value='1.0']")
