@@ -7,7 +7,7 @@ opened where it lies, a bucket's object is read into a bounded LRU of zip bytes,
 the object's stored version (so a replaced upload is never served stale, and its ETag
 changes). Uploaded HTML and script are hostile: every member goes out with a CSP `sandbox`
 without `allow-same-origin`, so its scripts run in an opaque origin and can read none of the
-UI's pages, cookies or CSRF tokens; with nosniff and CORP same-origin, and no cookie set. A
+UI's pages, cookies or CSRF tokens; with nosniff, and no cookie set. A
 hidden project answers exactly as one that does not exist.
 """
 
@@ -44,7 +44,8 @@ MEMBER_HEADERS = {
         "sandbox allow-scripts allow-popups allow-popups-to-escape-sandbox allow-forms"
     ),
     "x-content-type-options": "nosniff",
-    "cross-origin-resource-policy": "same-origin",
+    # No Cross-Origin-Resource-Policy: a sandboxed page's own stylesheets and scripts are
+    # requests from its opaque origin, which `same-origin` would block.
     "referrer-policy": "same-origin",
     "cache-control": "no-cache",  # an upload may replace a version: revalidate (ETag)
     "vary": "Cookie, Authorization",
