@@ -75,7 +75,6 @@ LONG_README = (
 )
 YANK_REASON = "CVE-2026-0001: do not use"
 MULTI_YANK_REASON = "broken build"
-BLOCKED_ASSET = r"ERR_BLOCKED_BY_RESPONSE"  # Chromium's log line for a subresource refused
 DOCS_COLOUR = "rgb(1, 2, 3)"  # what the documentation's own stylesheet makes its title
 
 
@@ -479,7 +478,6 @@ def test_docs_uploaded_with_the_legacy_action_are_browsed_and_sandboxed(
 ) -> None:
     """The index's own cookie is readable by the index's pages, but not by the
     documentation's scripts: documentation is someone's HTML, served sandboxed."""
-    pages.allow(BLOCKED_ASSET)  # test_docs_load_their_own_assets says why
     page = pages.new()
     page.context.add_cookies(
         [{"name": "index_probe", "value": "visible-to-the-index", "url": index.url + "/"}]
@@ -499,14 +497,6 @@ def test_docs_uploaded_with_the_legacy_action_are_browsed_and_sandboxed(
     expect(guide.locator("#guide-title")).to_have_text("The guide")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ui-docs: members go out with Cross-Origin-Resource-Policy: same-origin, but the CSP "
-        "sandbox gives the page an opaque origin, so Chromium blocks the documentation's own "
-        "_static/ stylesheet and script (net::ERR_BLOCKED_BY_RESPONSE.NotSameOrigin)"
-    ),
-)
 def test_docs_load_their_own_assets(index: Index, page: Page) -> None:
     """Documentation looks as it was built: its stylesheets, scripts (and images) load."""
     page.goto(index.url + "/docs/docs-demo/1.0/")
