@@ -15,6 +15,7 @@ from support.dists import make_wheel
 from support.servers import Server, run_server
 
 from creamery.catalog.auth import add_user
+from creamery.catalog.sessions import COOKIE
 from creamery.core.names import parse_version, version_sort_key
 
 USER, PASSWORD = "alice", "alice-Pa55word"
@@ -73,3 +74,21 @@ def test_a_huge_version_number_is_a_client_error(server: Server, path: str) -> N
             answer = client.request(method, path)
             assert 400 <= answer.status_code < 500, (method, answer.status_code, answer.text)
     assert "Traceback" not in server.log()
+
+
+def test_a_tossed_session_of_another_user_signs_nobody_in(server: Server) -> None:
+    """Cookie tossing: another site (a sibling host) sets its own session for a longer path,
+    so the browser sends it first. With two users' sessions nobody is signed in; several
+    sessions of one user (an old one left on another path) still count."""
+    with sign_in(server, USER, PASSWORD) as mine, sign_in(server, OTHER, OTHER_PASSWORD) as theirs:
+        own, tossed = mine.cookies[COOKIE], theirs.cookies[COOKIE]
+        with sign_in(server, USER, PASSWORD) as again:
+            older = again.cookies[COOKIE]
+    for header in (f"{COOKIE}={tossed}; {COOKIE}={own}", f"{COOKIE}={own}; {COOKIE}={tossed}"):
+        answer = httpx.get(f"{server.url}/manage/account/tokens/", headers={"cookie": header})
+        assert answer.status_code == 303 and "-/signin?next=" in answer.headers["location"]
+        home = httpx.get(f"{server.url}/-/signout", headers={"cookie": header})
+        assert OTHER not in home.text and USER not in home.text
+    for header in (f"{COOKIE}={own}; {COOKIE}={older}", f"{COOKIE}=junk; {COOKIE}={own}"):
+        answer = httpx.get(f"{server.url}/manage/account/tokens/", headers={"cookie": header})
+        assert answer.status_code == 200 and USER in answer.text

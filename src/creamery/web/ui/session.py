@@ -67,15 +67,22 @@ class BrowserSessions:
         return None if found is None else Principal(found[0])
 
     def session(self, cookie: str) -> tuple[str, str] | None:
-        """The user and the cookie value of the first good session in *cookie*."""
+        """The user and the cookie value of the first good session in *cookie*; None when
+        good sessions of two users are sent (one tossed in by another site or a sibling
+        host, for a longer path so that it comes first: nobody is signed in then)."""
         signer = self.signer
         if signer is None or COOKIE not in cookie:
             return None
+        found = None
         for value in cookie_values(cookie):
             user = signer.user(value)
-            if user is not None:
-                return user, value
-        return None
+            if user is None:
+                continue
+            if found is None:
+                found = user, value
+            elif user != found[0]:
+                return None
+        return found
 
 
 class Stop(Exception):
