@@ -144,3 +144,28 @@ def test_a_refused_form_body_is_read_or_the_connection_closed(server: Server, si
             assert headers.get("connection") != "close"
             again, _, page = exchange(sock, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
             assert again.split()[1] == "200" and b"creamery" in page
+
+
+@pytest.mark.parametrize(
+    "path", ["/docs/demo/1.0/", "/manage/account/tokens/nope/revoke", "/"], ids=str.strip
+)
+def test_any_answer_before_the_body_is_read_says_connection_close(
+    server: Server, path: str
+) -> None:
+    """The same on every route: an upload refused for its credentials, a POST to no page, a
+    POST the index refuses, all answered with most of the body unread."""
+    host = server.url.partition("://")[2]
+    body = b"PK" + b"\0" * 500_000
+    post = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/zip\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        status, headers, _ = exchange(sock, post + body)
+        assert status.split()[1][0] in "34" and headers.get("connection") == "close"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:  # no body
+        sign_out = f"POST /-/signout HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+        status, headers, _ = exchange(sock, sign_out.encode())
+        assert headers.get("connection") != "close", (status, headers)
+        again, _, _ = exchange(sock, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        assert again.split()[1] == "200"
