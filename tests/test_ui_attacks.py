@@ -169,3 +169,55 @@ def test_any_answer_before_the_body_is_read_says_connection_close(
         assert headers.get("connection") != "close", (status, headers)
         again, _, _ = exchange(sock, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         assert again.split()[1] == "200"
+
+
+PAGES = [
+    "/",
+    "/project/demo/",
+    "/project/demo/1.0/",
+    "/search/",
+    "/search/opensearch.xml",
+    "/docs/",
+    "/docs/demo/",
+    "/docs/demo/1.0/a/b.html",
+    "/-/signin",
+    "/-/signout",
+    "/manage/project/demo/",
+    "/manage/project/demo/delete",
+    "/manage/project/demo/yank",
+    "/manage/account/tokens/",
+]
+MUTATIONS = [
+    "",
+    "%2f..%2f..%2fetc%2fpasswd",
+    "/../../../etc/passwd",
+    "/" + "a" * 5000,
+    "%ff%fe/\xff",
+    "/%c0%ae%c0%ae/",
+    "/\uff0f".encode().decode("latin-1"),
+    "%zz%",
+    "?q=%ff&q=%00&q=" + "x" * 10000,
+    "?version=%ff&filename=%00&next=//evil.example",
+    "?version=1.0&filename=../../etc/passwd&page=-1&page=99999999999999999999",
+    f"?version={HUGE}",
+]
+
+
+def test_hostile_paths_and_queries_are_never_a_server_error(server: Server) -> None:
+    """A small, fixed sample of the fuzzing that found the defects above: every UI route,
+    hostile paths and query strings, GET and a POST of a binary form, signed in or not."""
+    with sign_in(server, USER, PASSWORD) as client:
+        cookie = f"Cookie: {COOKIE}={client.cookies[COOKIE]}"
+    form = ["Content-Type: application/x-www-form-urlencoded", f"Origin: {server.url}"]
+    body = b"csrf_token=%ff%00&version=%zz&confirm=\xff\xfe&reason=" + b"x" * 70_000
+    failures = []
+    for page in PAGES:
+        for mutation in MUTATIONS:
+            for method, headers, data in (("GET", [], b""), ("POST", form, body)):
+                for visitor in ([], [cookie]):
+                    line = f"{method} {page}{mutation} HTTP/1.1"
+                    answer = server.raw(line, [*visitor, *headers], data)
+                    if answer.status >= 500:
+                        failures.append((line[:80], bool(visitor), answer.status))
+    assert not failures, failures
+    assert "Traceback" not in server.log()
