@@ -6,13 +6,14 @@ sockets): what each one found, as a regression test. Hostile input must get a 4x
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from support.dists import make_wheel
+from support.dists import make_wheel, write_wheel
 from support.servers import Server, run_server
 
 from creamery.catalog.auth import add_user
@@ -22,6 +23,38 @@ from creamery.core.names import parse_version, version_sort_key
 USER, PASSWORD = "alice", "alice-Pa55word"
 OTHER, OTHER_PASSWORD = "mallory", "mallory-Pa55word"
 HUGE = "9" * 5000  # past int()'s 4,300 digits: `packaging` raises ValueError, not InvalidVersion
+XSS = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>"
+HOSTILE = f"""\
+Metadata-Version: 2.1
+Name: hostile
+Version: 1.0
+Summary: {XSS}
+Author: {XSS}
+Maintainer: {XSS}
+License: {XSS}
+Keywords: {XSS},<b>k</b>
+Home-page: javascript:alert(3)
+Download-URL: data:text/html,<script>alert(4)</script>
+Project-URL: Homepage, javascript:alert(5)
+Project-URL: {XSS}, https://ok.example/"><svg onload=alert(8)>
+Project-URL: Mixed, JaVaScRiPt:alert(9)
+Classifier: {XSS}
+Requires-Dist: demo ; python_version > "3<script>alert(11)</script>"
+Requires-Dist: other[x] ; extra == '"><img src=x onerror=alert(12)>'
+Requires-Python: >=3<script>
+Description-Content-Type: text/x-rst
+
+Title
+=====
+
+.. raw:: html
+
+   <script>alert(30)</script>
+
+.. include:: /etc/passwd
+
+`x <javascript:alert(31)>`_
+"""
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +63,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for user, password in ((USER, PASSWORD), (OTHER, OTHER_PASSWORD)):
         add_user(base / "htpasswd", user, password, rounds=4)
     make_wheel(base / "root", "demo", "1.0", summary="demo for the attack tests")
+    write_wheel(str(base / "root"), "hostile", "1.0", HOSTILE, {"hostile/__init__.py": ""})
     return base
 
 
@@ -221,3 +255,36 @@ def test_hostile_paths_and_queries_are_never_a_server_error(server: Server) -> N
                         failures.append((line[:80], bool(visitor), answer.status))
     assert not failures, failures
     assert "Traceback" not in server.log()
+
+
+def test_hostile_metadata_yank_reasons_and_token_descriptions_are_inert(server: Server) -> None:
+    """Every field of core metadata, a yank reason and a token description holding HTML:
+    nothing reaches a page unescaped, no javascript:/data: link, no file is read."""
+    with sign_in(server, USER, PASSWORD) as client:
+        manage = client.get("/manage/project/hostile/")
+        token = re.search(r'name="csrf_token" value="([^"]*)"', manage.text)
+        assert token is not None, manage.text
+        form = {"csrf_token": token[1], "version": "1.0", "reason": XSS}
+        assert client.post("/manage/project/hostile/yank", data=form).status_code == 303
+        created = client.post(
+            "/manage/account/tokens/",
+            data={"csrf_token": token[1], "description": XSS, "actions": "upload"},
+        )
+        assert created.status_code == 200 and 'id="new-token"' in created.text
+        pages = [
+            client.get(path).text
+            for path in (
+                "/project/hostile/",
+                "/project/hostile/1.0/",
+                "/manage/project/hostile/",
+                "/manage/account/tokens/",
+                "/search/?q=" + XSS,
+                "/",
+            )
+        ]
+    for text in pages:
+        ours = text.lower().replace('<script src="', "")  # only our own script file
+        for needle in ("<script", "<img src=x", "<svg", "root:x:0:0"):
+            assert needle not in ours, needle
+        assert not re.search(r"(href|src|action)=\"\s*(javascript|data|vbscript):", ours)
+    assert "&lt;script&gt;alert(1)" in pages[0] and "&lt;script&gt;alert(1)" in pages[3]
