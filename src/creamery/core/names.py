@@ -11,7 +11,7 @@ import sys
 from typing import Literal, NamedTuple
 
 from packaging.utils import canonicalize_name, canonicalize_version
-from packaging.version import VERSION_PATTERN, InvalidVersion, Version
+from packaging.version import VERSION_PATTERN, Version
 
 Kind = Literal["wheel", "sdist", "egg", "bdist"]
 
@@ -96,7 +96,7 @@ def is_valid_version(text: str) -> bool:
 def parse_version(text: str) -> Version | None:
     try:
         return Version(text)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or a release number past int()'s 4,300 digits
         return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterable
 
 import anyio
 
@@ -60,11 +61,11 @@ class TimedBody:
 
     __slots__ = ("_receive", "_send", "complete", "started", "timed_out", "timeout")
 
-    def __init__(self, receive: Receive, send: Send, timeout: float) -> None:
+    def __init__(self, receive: Receive, send: Send, timeout: float, *, body: bool = True) -> None:
         self._receive = receive
         self._send = send
         self.timeout = timeout
-        self.complete = False
+        self.complete = not body  # a request without a body has it all from the start
         self.timed_out = False
         self.started = False
 
@@ -87,6 +88,8 @@ class TimedBody:
             return
         if message["type"] == "http.response.start":
             self.started = True
+            if not self.complete:  # answered before the body was read (a refusal): the server
+                message = _closing(message)  # drops the connection after it, so say so
         await self._send(message)
 
     async def finish(self) -> None:
@@ -97,6 +100,22 @@ class TimedBody:
         await _send_refusal(
             self._send, 408, f"Request Timeout: the request body sent nothing for {seconds} s"
         )
+
+
+def has_body(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Whether a request's headers announce a body (a Content-Length above 0, or chunks)."""
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
+def _closing(start: Message) -> Message:
+    """*start* (an `http.response.start`) with `connection: close` among its headers."""
+    headers = list(start.get("headers", ()))
+    if any(name.lower() == b"connection" for name, _ in headers):
+        return start
+    return {**start, "headers": [*headers, (b"connection", b"close")]}
 
 
 class Limits:

@@ -36,7 +36,7 @@ from creamery.http.errors import (
     outage_reason,
 )
 from creamery.http.files import GONE, header, location, send_text
-from creamery.http.limits import NO_BODY, Limits, TimedBody
+from creamery.http.limits import NO_BODY, Limits, TimedBody, has_body
 from creamery.http.observe import Observer, log_error
 from creamery.http.proxy import TrustedProxies
 from creamery.http.reaper import start_reaper
@@ -326,7 +326,8 @@ class Creamery:
         if not limits.body_timeout:
             await self._handle(scope, receive, send)
             return
-        timed = TimedBody(receive, self.stamp(send), limits.body_timeout)
+        body = has_body(scope["headers"])
+        timed = TimedBody(receive, self.stamp(send), limits.body_timeout, body=body)
         try:
             await self._handle(scope, timed.receive, timed.send)
         except Exception:

@@ -67,15 +67,22 @@ class BrowserSessions:
         return None if found is None else Principal(found[0])
 
     def session(self, cookie: str) -> tuple[str, str] | None:
-        """The user and the cookie value of the first good session in *cookie*."""
+        """The user and the cookie value of the first good session in *cookie*; None when
+        good sessions of two users are sent (one tossed in by another site or a sibling
+        host, for a longer path so that it comes first: nobody is signed in then)."""
         signer = self.signer
         if signer is None or COOKIE not in cookie:
             return None
+        found = None
         for value in cookie_values(cookie):
             user = signer.user(value)
-            if user is not None:
-                return user, value
-        return None
+            if user is None:
+                continue
+            if found is None:
+                found = user, value
+            elif user != found[0]:
+                return None
+        return found
 
 
 class Stop(Exception):
@@ -169,15 +176,22 @@ def origin_of(request: Request) -> str:
 
 async def read_form(request: Request, state: AppState, *, csrf: bool = True) -> ReceivedForm:
     """The posted form, once its origin (and, with *csrf*, its token) is checked."""
-    check_origin(request, state)
+    try:
+        check_origin(request, state)
+    except Stop as stop:
+        raise await _unread(request, stop) from None
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
-        raise Stop(message(request, state, 400, "Bad Request: expected a form"))
+        raise await _unread(
+            request, Stop(message(request, state, 400, "Bad Request: expected a form"))
+        )
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM:
-            raise Stop(message(request, state, 413, "Content Too Large: the form is too large"))
+            too_large = message(request, state, 413, "Content Too Large: the form is too large")
+            too_large.headers["connection"] = "close"
+            raise Stop(too_large)
     form = read_urlencoded(bytes(body))
     if csrf:
         binding = _binding(request, state)
@@ -186,6 +200,19 @@ async def read_form(request: Request, state: AppState, *, csrf: bool = True) -> 
         if binding is None or signer is None or not signer.csrf_matches(binding, sent):
             raise Stop(message(request, state, 403, f"Forbidden: {EXPIRED}"))
     return form
+
+
+async def _unread(request: Request, stop: Stop) -> Stop:
+    """*stop* once the body it refuses is read (up to MAX_FORM): a server that answers with
+    much of the body unread resets the connection, and the browser shows that, not the page.
+    A longer body is left unread and the connection closed after the answer."""
+    read = 0
+    async for chunk in request.stream():
+        read += len(chunk)
+        if read > MAX_FORM:
+            stop.response.headers["connection"] = "close"
+            break
+    return stop
 
 
 def handler(function: Page) -> Handler:
