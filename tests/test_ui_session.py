@@ -581,3 +581,19 @@ def test_a_form_posted_signed_out_comes_back_to_its_page_after_signing_in(server
     assert yank.headers["location"] == "../../../-/signin?next=/manage/project/demo/"
     assert revoke.headers["location"].endswith("-/signin?next=/manage/account/tokens/")
     assert page.headers["location"].endswith("-/signin?next=/manage/project/demo/%3Fdone%3Dyanked")
+
+
+def test_serving_writes_no_key_until_the_first_sign_in(htpasswd: Path, tmp_path: Path) -> None:
+    """A pypiserver root that is only served stays as it was: the session key is made by the
+    first sign-in (private to the server's user), not by starting or by a stray cookie."""
+    root = tmp_path / "packages"
+    root.mkdir()
+    make_sdist(root, "demo", "1.0", summary="demo")
+    with run_server([root], "-P", str(htpasswd), "-a", "update") as running:
+        junk = {"cookie": f"{COOKIE}=a.b.c.d"}
+        assert httpx.get(running.url + "/project/demo/", headers=junk).status_code == 200
+        assert sorted(p.name for p in root.iterdir()) == ["demo-1.0.tar.gz"]
+        with sign_in(running) as client:
+            assert client.get("/manage/account/tokens/").status_code == 200
+    key = root / ".creamery" / "access" / "session-key"
+    assert key.stat().st_mode & 0o777 == 0o600

@@ -45,15 +45,18 @@ MAX_VALUE = 1024  # longer cookie values are not ours: not even decoded
 Fingerprint = Callable[[str], bytes | None]  # a user's current credential, None: no such user
 
 
-def load_key(store: Storage, local: Path | None = None) -> bytes:
-    """The index's session key: read from *store*, or made there (put-if-absent: of several
-    processes starting at once, one key wins and all read it). A store that can't be read or
-    written: a key for this process alone, with one warning. *local*: the directory *store*
-    keeps its files in (a local state directory), where the key is readable by its owner only
-    (who can read it can sign in as anyone)."""
+def load_key(store: Storage, local: Path | None = None, *, create: bool = True) -> bytes | None:
+    """The index's session key: read from *store*, or made there when *create* (put-if-absent:
+    of several processes signing someone in at once, one key wins and all read it); None when
+    there is none yet and *create* is false (serving alone writes nothing into a root). A
+    store that can't be read or written: a key for this process alone, with one warning.
+    *local*: the directory *store* keeps its files in (a local state directory), where the key
+    is readable by its owner only (who can read it can sign in as anyone)."""
     try:
         stored = store.stat(KEY)
         if stored is None:
+            if not create:
+                return None
             with contextlib.suppress(AlreadyExists):  # another process's came first: theirs
                 store.put(KEY, _new_key(local), if_absent=True)
             stored = store.stat(KEY)

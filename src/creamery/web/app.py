@@ -134,7 +134,10 @@ class Creamery:
                 self.state.clean_scratch(self.config.local_roots)
                 self._follower = self.catalog.follower  # made before the scan (see Catalog)
                 self.catalog.load_index()  # a snapshot of an object root, else a scan
-                self.sessions.load()  # the session key every worker and replica shares
+                # The session key every worker and replica shares: made now in a bucket (its
+                # replicas then agree at once), by the first sign-in in a directory (serving
+                # alone leaves a pypiserver root as it was; its processes read it in a stat).
+                self.sessions.load(create=self.state.remote)
                 self.catalog.migrate_legacy_sidecars()
                 self._loaded = True
                 _restart_in_forked_children(self)

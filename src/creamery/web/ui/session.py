@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +40,7 @@ from creamery.web.ui.layout import render, respond
 
 log = logging.getLogger("creamery.sessions")
 
+KEY_LOOK_SECONDS = 5.0  # how often a process without the session key looks for one again
 MAX_FORM = 64 << 10  # a form of these pages: a token's scope of names fits
 EXPIRED = "the form has expired or came from another site: reload the page and try again"
 _CROSS_SITE = ("cross-site", "same-site")
@@ -52,15 +54,40 @@ class BrowserSessions:
         self._access = access
         self._state = state
         self._lock = threading.Lock()
-        self.signer: Signer | None = None  # made by `load`, on start (a state read)
+        self.signer: Signer | None = None  # made by `load`: on start, or the first sign-in
+        self._looked = -KEY_LOOK_SECONDS  # when the state last had no key (monotonic)
 
-    def load(self) -> Signer:
-        """Read (or make) the shared key; once per process (a forked worker keeps it)."""
+    def load(self, create: bool = False) -> Signer | None:
+        """The shared key's signer, read once per process (a forked worker keeps it). None
+        while the state has no key and *create* is false: the first sign-in (or form) makes
+        it, so that serving alone writes nothing into the root."""
         with self._lock:
             if self.signer is None:
-                key = load_key(self._state.store, self._state.path)
+                key = load_key(self._state.store, self._state.path, create=create)
+                if key is None:
+                    self._looked = time.monotonic()
+                    return None
                 self.signer = Signer(key, self._access.authenticator.credential)
             return self.signer
+
+    def made(self) -> Signer:
+        """The signer, the key made if there is none yet (a sign-in, a form's CSRF token)."""
+        signer = self.signer or self.load(create=True)
+        assert signer is not None  # load_key(create=True) always answers a key
+        return signer
+
+    def _look_again(self) -> Signer | None:
+        """A cookie came before this process knew a key: another process (or replica) made
+        it since. A local state is read at once (a stat); a bucket in a thread, at most every
+        few seconds (this request is anonymous: the event loop never waits on the store)."""
+        if not self._state.store.remote:
+            return self.load()
+        now = time.monotonic()
+        if now - self._looked < KEY_LOOK_SECONDS:
+            return None
+        self._looked = now
+        threading.Thread(target=self.load, name="creamery-session-key", daemon=True).start()
+        return None
 
     def principal(self, cookie: str) -> Principal | None:
         found = self.session(cookie)
@@ -70,8 +97,10 @@ class BrowserSessions:
         """The user and the cookie value of the first good session in *cookie*; None when
         good sessions of two users are sent (one tossed in by another site or a sibling
         host, for a longer path so that it comes first: nobody is signed in then)."""
-        signer = self.signer
-        if signer is None or COOKIE not in cookie:
+        if COOKIE not in cookie:
+            return None
+        signer = self.signer or self._look_again()
+        if signer is None:
             return None
         found = None
         for value in cookie_values(cookie):
@@ -154,10 +183,9 @@ def _binding(request: Request, state: AppState) -> str | None:
 def csrf_token(request: Request, state: AppState) -> str:
     """The hidden `csrf_token` of this visitor's forms ("" for an anonymous visitor)."""
     binding = _binding(request, state)
-    signer = sessions_of(state).signer
-    if binding is None or signer is None:
+    if binding is None:
         return ""
-    return signer.csrf(binding)
+    return sessions_of(state).made().csrf(binding)
 
 
 def check_origin(request: Request, state: AppState) -> None:
@@ -195,7 +223,8 @@ async def read_form(request: Request, state: AppState, *, csrf: bool = True) -> 
     form = read_urlencoded(bytes(body))
     if csrf:
         binding = _binding(request, state)
-        signer = sessions_of(state).signer
+        sessions = sessions_of(state)
+        signer = sessions.signer or sessions.load()  # a key another process made meanwhile
         sent = form.value("csrf_token") or ""
         if binding is None or signer is None or not signer.csrf_matches(binding, sent):
             raise Stop(message(request, state, 403, f"Forbidden: {EXPIRED}"))
@@ -312,8 +341,8 @@ def routes(state: AppState) -> list[Route]:
             return again(429, "Too many failed logins: try again later.", retry)
         found = await anyio.to_thread.run_sync(access.authenticate, user, password)
         signer = sessions.signer
-        if signer is None:  # not started yet (an app built without `start`)
-            signer = await anyio.to_thread.run_sync(sessions.load)
+        if signer is None:  # the index's first sign-in: the key is made now
+            signer = await anyio.to_thread.run_sync(sessions.made)
         value = None if isinstance(found, Refused) else signer.issue(user)
         if isinstance(found, Refused) or value is None:  # the reservation stays: a failure
             reason = found.reason if isinstance(found, Refused) else "Forbidden: no such user"
