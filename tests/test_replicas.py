@@ -718,6 +718,7 @@ def test_a_replica_killed_after_the_commit_point_leaves_a_whole_file_found_by_re
                 (
                     f"commit9/.creamery/files/{wheel.name}/",
                     "commit9/.creamery/snapshots/",
+                    "commit9/.creamery/access/session-key",  # made at start in a bucket
                     "commit9/.creamery/audit/",
                 )
             ), key

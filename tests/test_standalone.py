@@ -22,6 +22,7 @@ import pytest
 from support.clients import python_m, twine_upload
 from support.dists import make_sdist, make_wheel
 from support.htpasswd import write_sha1_htpasswd
+from support.readmes import MALICIOUS_MARKDOWN, readme_wheel
 from support.servers import Server, free_port, started
 
 import creamery
@@ -68,6 +69,7 @@ def standalone(pyz: Path, bare_python: Path, tmp_path_factory: pytest.TempPathFa
     base = tmp_path_factory.mktemp("standalone-server")
     packages = base / "packages"
     make_wheel(packages, "tstandalone", "1.0", summary="Served by the standalone file")
+    readme_wheel(packages, "treadme", "1.0", MALICIOUS_MARKDOWN, summary="A hostile README")
     htpasswd = write_sha1_htpasswd(base / "htpasswd", USER, PASSWORD, f"bcrypter:{BCRYPT_HASH}\n")
     port = free_port()
     command = [bare_python, "-I", pyz, "run", "-i", "127.0.0.1", "-p", str(port)]
@@ -114,6 +116,15 @@ def test_auto_server_is_uvicorn_and_pages_render(client: httpx.Client) -> None:
     welcome = client.get("/")  # jinja2 templates load from inside the zip
     assert welcome.status_code == 200
     assert "tstandalone" in client.get("/simple/").text
+
+
+def test_readmes_are_escaped_text_without_the_compiled_sanitizer(client: httpx.Client) -> None:
+    """The bundle has no nh3 (compiled), so readme_renderer can't sanitize: a README is shown
+    as escaped plain text, never as HTML that nothing cleaned."""
+    page = client.get("/project/treadme/")
+    assert page.status_code == 200
+    assert "Harmless text first." in page.text
+    assert "<script>window.pwned" not in page.text and "&lt;script&gt;window.pwned" in page.text
 
 
 def test_pip_installs_from_it(standalone: Server, tmp_path: Path) -> None:

@@ -13,14 +13,16 @@ names the file version the description was read from, so a replaced file renders
 
 from __future__ import annotations
 
+import functools
+import html
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from email.message import Message
+from types import ModuleType
 
-import readme_renderer.markdown
-import readme_renderer.rst
-import readme_renderer.txt
+log = logging.getLogger("creamery.readme")
 
 PLAIN = "text/plain"
 RST = "text/x-rst"
@@ -39,22 +41,41 @@ def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
     return media_type, params
 
 
+@functools.cache
+def _readme_renderer() -> tuple[ModuleType, ModuleType, ModuleType] | None:
+    """readme_renderer's rst, markdown and txt modules; None where it (or nh3, its compiled
+    sanitizer: the standalone creamery.pyz has no compiled module) can't be imported."""
+    try:
+        import readme_renderer.markdown
+        import readme_renderer.rst
+        import readme_renderer.txt
+    except ImportError as error:
+        log.warning("READMEs are shown as plain text: can't import %s", error.name)
+        return None
+    return readme_renderer.rst, readme_renderer.markdown, readme_renderer.txt
+
+
 def render_description(text: str, content_type: str | None) -> str:
-    """The description as sanitized HTML, exactly as PyPI would show it."""
+    """The description as sanitized HTML, exactly as PyPI would show it (escaped plain text
+    where readme_renderer is not installed: never HTML that nothing sanitized)."""
+    renderers = _readme_renderer()
+    if renderers is None:
+        return f"<pre>{html.escape(text)}</pre>"
+    rst, markdown, txt = renderers
     media_type, params = parse_content_type(content_type)
     rendered: str | None
     if media_type in ("", RST):
-        rendered = readme_renderer.rst.render(text)
+        rendered = rst.render(text)
     elif media_type == MARKDOWN:
         variant = _VARIANTS.get(params.get("variant", "gfm").lower(), "GFM")
-        rendered = readme_renderer.markdown.render(text, variant=variant)
+        rendered = markdown.render(text, variant=variant)
     else:
-        rendered = readme_renderer.txt.render(text)
+        rendered = txt.render(text)
         if media_type == PLAIN:
             rendered = f"<pre>{rendered}</pre>"  # warehouse keeps plain text's whitespace
     if rendered is None:  # reST with errors: shown as plain text, as PyPI does
-        rendered = readme_renderer.txt.render(text) or ""
-    return rendered
+        rendered = txt.render(text) or ""
+    return str(rendered)
 
 
 class ReadmeCache:
