@@ -203,3 +203,36 @@ def test_the_background_thread_reads_summaries(catalog: Catalog) -> None:
     finally:
         stop()
     assert not catalog.search.running
+
+
+def test_a_fork_while_summaries_are_read_leaves_the_child_free(tmp_path: Path) -> None:
+    """gunicorn --preload forks right after the app started the summary thread: a child must
+    not inherit an index or facts-cache lock that thread held (its first request would wait
+    for ever). Forked again and again while the thread reads, each child refreshes the index,
+    reads facts and searches within a few seconds."""
+    import os
+    import signal
+
+    root = tmp_path / "many"
+    for number in range(300):
+        make_wheel(root, f"proj{number:03d}", "1.0", summary=f"project number {number}")
+    catalog = Catalog(Config(roots=(root,), state_dir=tmp_path / "state"))
+    catalog.load_index()
+    stop = catalog.search.start(interval=0.01)
+    try:
+        for _ in range(25):
+            pid = os.fork()
+            if pid == 0:  # the child: a hang ends it by SIGALRM, a failure by its exit code
+                signal.alarm(10)
+                try:
+                    catalog.index.refresh(["proj001-1.0-py3-none-any.whl"])
+                    dist = catalog.index.distributions("proj001")[0]
+                    catalog.facts.metadata(dist.stored, "wheel")
+                    catalog.search.sync()
+                    os._exit(0 if projects(catalog.search, "proj001") == ["proj001"] else 3)
+                except BaseException:
+                    os._exit(4)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        stop()

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable
 from typing import NamedTuple
 
@@ -112,9 +114,14 @@ class SearchIndex:
         self._pending = 0  # entries whose summary is not known
         self._text_cache: dict[Hashable, _Texts] = {}  # per view: a few, oldest first out
         self._lock = threading.Lock()  # one sync or summary update at a time
+        # Held by the background thread while it works (a sync, one summary's read): a fork
+        # waits for it, so no lock of the index or the facts cache is held mid-way into a
+        # child (gunicorn --preload forks right after the app started this thread).
+        self._working = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
+        _instances.add(self)
 
     # ------------------------------------------------------------------ keeping current
 
@@ -188,18 +195,20 @@ class SearchIndex:
             pending = pending[:limit]
         if not pending:
             return 0
-        facts = self._facts()
+        with self._working:  # opening the facts cache takes its locks too
+            facts = self._facts()
         published = time.monotonic()
         read = 0
         for entry in pending:
             if self._stopped.is_set():
                 break
             dists = entry.dists
-            try:
-                meta = release_metadata(facts, Release(entry.version, list(dists)))
-            except OSError as error:  # gone meanwhile, or the store is away: next change
-                log.debug("no summary for %s yet: %s", entry.project, error)
-                meta = RawMetadata()
+            with self._working:
+                try:
+                    meta = release_metadata(facts, Release(entry.version, list(dists)))
+                except OSError as error:  # gone meanwhile, or the store is away: next change
+                    log.debug("no summary for %s yet: %s", entry.project, error)
+                    meta = RawMetadata()
             with self._lock:
                 if entry.dists is not dists:
                     continue  # changed while we read: the next round reads the new release
@@ -229,7 +238,8 @@ class SearchIndex:
         def loop() -> None:
             while not self._stopped.is_set():
                 try:
-                    self.sync()
+                    with self._working:
+                        self.sync()
                     self.fill_summaries()
                 except Exception:  # a bug must not end the thread: search would go stale
                     log.exception("search index update failed")
@@ -246,6 +256,20 @@ class SearchIndex:
                 thread.join(timeout=10)
 
         return stop
+
+    def _before_fork(self) -> None:
+        self._working.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._working.release()
+
+    def _after_fork_in_child(self) -> None:
+        """The parent's thread did not come along: fresh locks, no thread (`start` again)."""
+        self._working = threading.Lock()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._thread = None
 
     @property
     def running(self) -> bool:
@@ -407,3 +431,21 @@ def _summary_group(
 
 def _rank_in_group(entry: _Entry) -> tuple[int, str]:
     return (len(entry.project), entry.project)
+
+
+_instances: weakref.WeakSet[SearchIndex] = weakref.WeakSet()
+
+
+def _each(method: Callable[[SearchIndex], None]) -> Callable[[], None]:
+    def run() -> None:
+        for search in list(_instances):
+            method(search)
+
+    return run
+
+
+os.register_at_fork(
+    before=_each(SearchIndex._before_fork),
+    after_in_parent=_each(SearchIndex._after_fork_in_parent),
+    after_in_child=_each(SearchIndex._after_fork_in_child),
+)

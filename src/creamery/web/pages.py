@@ -117,9 +117,12 @@ def body_response(
     media_type: str,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
+    *,
+    etag: str | None = None,
 ) -> Response:
-    """A response with a strong ETag, a 304 on a matching If-None-Match, no body for HEAD."""
-    etag = strong_etag(body)
+    """A response with a strong ETag (*etag*, else the body's digest), a 304 on a matching
+    If-None-Match, no body for HEAD."""
+    etag = strong_etag(body) if etag is None else etag
     all_headers = {**(headers or {}), "etag": etag}
     if status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):
         return Response(status_code=304, headers=all_headers)

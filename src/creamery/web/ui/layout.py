@@ -23,10 +23,10 @@ from starlette.responses import Response
 from creamery.catalog.access import Principal
 from creamery.core.version import __version__
 from creamery.http.asgi_types import Scope
-from creamery.http.conditional import etag_matches
+from creamery.http.routing import relative_path
 from creamery.render.simple_api import strong_etag
 from creamery.web.guard import principal_of
-from creamery.web.pages import templates
+from creamery.web.pages import base_url, body_response, templates
 from creamery.web.state import AppState
 from creamery.web.ui.assets import asset_path
 
@@ -88,19 +88,12 @@ def respond(
         page = page.replace(placeholder, encoded, 1)
         personal = zlib.crc32(placeholder + encoded, personal)
     etag = _etag_of(body)[:-1] + f".{personal:08x}" + '"'
-    all_headers = {**PAGE_HEADERS, **(headers or {}), "etag": etag}
-    if status_code == 200 and etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=all_headers)
-    if request.method == "HEAD":
-        all_headers["content-length"] = str(len(page))
-        return Response(b"", status_code, all_headers, HTML)
-    return Response(page, status_code, all_headers, HTML)
+    all_headers = {**PAGE_HEADERS, **(headers or {})}
+    return body_response(request, page, HTML, status_code, all_headers, etag=etag)
 
 
 def visitor(request: Request, state: AppState) -> str:
     """The header's right-hand side: who is signed in, or the way to sign in."""
-    from creamery.web.pages import base_url
-
     base = html.escape(base_url(request))
     principal: Principal = principal_of(request.scope)
     if principal.anonymous:
@@ -118,8 +111,6 @@ def visitor(request: Request, state: AppState) -> str:
 
 def index_path(scope: Scope) -> str:
     """The request's path below the index root, with its query: where to come back to."""
-    from creamery.http.routing import relative_path
-
     path = relative_path(scope)
     query = scope.get("query_string", b"").decode("latin-1")
     return path + ("?" + query if query else "")
