@@ -7,13 +7,14 @@ Pure reading of the index and the facts cache: the JSON API, XML-RPC, the pages 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from packaging.metadata import RawMetadata, parse_email
 
 from creamery.catalog.facts import FactsCache, dedent_header_description
 from creamery.catalog.index import Distribution, Index
-from creamery.core.names import VersionKey, version_sort_key
+from creamery.core.names import VersionKey, parse_version, version_sort_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +52,23 @@ def latest_release(index: Index, found: list[Release]) -> Release:
 
 
 def is_prerelease(version: str) -> bool:
-    key = version_sort_key(version)
-    return key[0] == 1 and key[1].is_prerelease  # type: ignore[union-attr]
+    """A PEP 440 pre- or dev release (a version that does not parse is none)."""
+    parsed = parse_version(version)
+    return parsed is not None and parsed.is_prerelease
+
+
+_METADATA_RELIABILITY = {"wheel": 0, "sdist": 1}  # a wheel's METADATA is what installs
+
+
+def metadata_sources(files: Iterable[Distribution]) -> list[Distribution]:
+    """A release's files in the order its core metadata is read from them: wheels first (the
+    most reliable), then sdists, then the rest."""
+    return sorted(files, key=lambda d: _METADATA_RELIABILITY.get(d.parsed.kind, 2))
 
 
 def release_metadata(facts: FactsCache, release: Release) -> RawMetadata:
     """Core metadata of the release, from a wheel when there is one (the most reliable)."""
-    order = {"wheel": 0, "sdist": 1}
-    for dist in sorted(release.files, key=lambda d: order.get(d.parsed.kind, 2)):
+    for dist in metadata_sources(release.files):
         raw = facts.metadata(dist.stored, dist.parsed.kind).raw
         if raw is not None:
             return parse_metadata(raw)

@@ -23,6 +23,7 @@ from starlette.responses import Response
 
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Distribution, Index
+from creamery.catalog.versions import metadata_sources
 from creamery.core.names import VersionKey, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.render.simple_api import iso_time
@@ -142,9 +143,8 @@ class Summaries:
 
     def of(self, files: list[Distribution]) -> tuple[str | None, str | None]:
         """(name, summary) from the release's metadata, a wheel's first; None when unknown."""
-        order = {"wheel": 0, "sdist": 1}
         named: str | None = None
-        for dist in sorted(files, key=lambda d: order.get(d.parsed.kind, 2)):
+        for dist in metadata_sources(files):
             stored = dist.stored
             if stored not in self._known:
                 try:

@@ -13,28 +13,29 @@ from packaging.metadata import RawMetadata
 
 from creamery.catalog.facts import FactsCache, file_version
 from creamery.catalog.index import Distribution, Index
+from creamery.catalog.versions import (
+    Release,
+    find_release,
+    is_prerelease,
+    is_yanked,
+    latest_release,
+    metadata_sources,
+    parse_metadata,
+    releases,
+)
 from creamery.core.names import (
     METADATA,
     PROVENANCE,
     SIGNATURE,
     VersionKey,
     parse_filename,
-    parse_version,
     version_sort_key,
 )
 from creamery.mirror.listing import Listing
 from creamery.render import metadata_view as mv
 from creamery.render.readme import ReadmeCache
 from creamery.render.simple_api import iso_time
-from creamery.web.json_api import (
-    Release,
-    find_release,
-    is_yanked,
-    latest_release,
-    parse_metadata,
-    python_version,
-    releases,
-)
+from creamery.web.json_api import python_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +99,6 @@ class ProjectView:
     mirror_source: str | None = None  # the upstream page it is served from
 
 
-def is_prerelease(version: str) -> bool:
-    parsed = parse_version(version)
-    return parsed is not None and parsed.is_prerelease
-
-
 def local_view(
     index: Index,
     facts: FactsCache,
@@ -150,8 +146,7 @@ def release_metadata(
     facts: FactsCache, release: Release
 ) -> tuple[Distribution | None, RawMetadata]:
     """Core metadata of the release and the file it came from: a wheel's when there is one."""
-    order = {"wheel": 0, "sdist": 1}
-    for dist in sorted(release.files, key=lambda d: order.get(d.parsed.kind, 2)):
+    for dist in metadata_sources(release.files):
         try:
             raw = facts.metadata(dist.stored, dist.parsed.kind).raw
         except OSError:  # gone meanwhile, or the store did not answer: the next file
