@@ -1,7 +1,7 @@
 """Real-browser fixtures (a pytest plugin, loaded by `tests/conftest.py`): Debian's Chromium
 driven by Playwright, for the web UI's tests.
 
-- `browser` (session): one headless Chromium for every test. Browser downloads are not possible
+- `browser` (module): one headless Chromium for a module's tests. Browser downloads are not possible
   here, so it is always the system's (`chromium` on `PATH`, or `$CREAMERY_CHROMIUM`). A test
   that needs it is skipped, with the reason, only when Chromium or Playwright cannot be found
   or launched (`.ci/run` installs both).
@@ -92,7 +92,9 @@ class Pages:
             self.problems.append(f"console error at {where}: {message.text}")
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: while Playwright's sync API is started, its event loop counts as
+# running in this thread, so a later test's `asyncio.run` in the same worker would fail.
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Playwright]:
     try:
         from playwright.sync_api import sync_playwright
@@ -108,9 +110,9 @@ def playwright_instance() -> Iterator[Playwright]:
         manager.__exit__(None, None, None)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
-    """One headless Chromium for the whole session: Debian's, never a downloaded one."""
+    """One headless Chromium for a module's tests: Debian's, never a downloaded one."""
     from playwright.sync_api import Error as PlaywrightError
 
     path = chromium_path()
