@@ -149,7 +149,8 @@ def parse_entry(line: str, source: str, number: int) -> Entry | None:
             specifier = SpecifierSet(rest)
         except InvalidSpecifier:
             raise PolicyError(
-                f"{where}: {_shown(rest)} is not a PEP 440 version specifier (such as >=2.0)"
+                f"{where}: {_shown(text)}: {_shown(rest)} is not a PEP 440 version specifier"
+                " (such as >=2.0)"
             ) from None
         if not str(specifier):
             raise PolicyError(f"{where}: {_shown(rest)} specifies no version")
