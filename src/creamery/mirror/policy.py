@@ -320,7 +320,7 @@ def upload_seconds(upload_time: str | None) -> float | None:
 
 def format_duration(seconds: float) -> str:
     """How an age is named in headers and logs: the largest unit that divides it."""
-    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
