@@ -473,6 +473,7 @@ def test_the_ui_page_shows_what_was_hidden_and_why(mirror: Server) -> None:
     partly = httpx.get(f"{mirror.url}/project/tpartly/").text
     assert "tpartly-3.0-py3-none-any.whl" in partly and "tpartly&gt;=2.0" in partly
     assert 'id="policy-hidden"' not in httpx.get(f"{mirror.url}/project/tplain/").text
+    assert httpx.get(f"{mirror.url}/project/evil-thing/").status_code == 404
 
 
 def test_metrics_count_each_rule(mirror: Server) -> None:

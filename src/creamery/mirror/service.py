@@ -112,9 +112,11 @@ class Mirror:
         return True
 
     def looks_up(self, project: str) -> bool:
-        """May *project* be looked up upstream at all (not a local-only name)?"""
+        """May *project* be looked up upstream at all (not local-only, nor denied)?"""
         origin = self.policies.origin(project)
-        return origin is None or origin[0] != "local-only"
+        if origin is not None and origin[0] == "local-only":
+            return False
+        return not self.policies.filters or self.policies.blocked(project) is None
 
     def close(self) -> None:
         try:
