@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.clients import describe, pip_install, uv_install
+from support.clients import creamery, describe, pip_install, uv_install
 from support.dists import make_wheel
 from support.polling import wait_for
 from support.servers import Server, run_server
@@ -553,3 +553,53 @@ def test_a_hidden_file_appears_once_old_enough_without_asking_upstream(
             assert "x-creamery-policy" not in later.headers
             assert httpx.get(new).status_code == 200
             assert fake.stats().get("/simple/tsoon/", 0) == 1  # the page once: time did it
+
+
+def test_html_upstreams_give_no_upload_time_and_the_choice_decides(tmp_path: Path) -> None:
+    directory = tmp_path / "up"
+    _wheel(directory, "thtml", "1.0", 1)
+    _wheel(directory, "thtml", "2.0", 1)
+    with run_upstream(directory) as fake:
+        fake.control(html_only=True)
+        (tmp_path / "local").mkdir()
+        base = ["--mirror", "--fallback-url", fake.index_url, "--mirror-min-age", "7d"]
+        with run_server(
+            [tmp_path / "local"], *base, "--mirror-cache", str(tmp_path / "a")
+        ) as server:
+            response = httpx.get(f"{server.url}/simple/thtml/", headers={"accept": JSON})
+            assert len(response.json()["files"]) == 2  # `offer`: unknown counts as old enough
+            assert "x-creamery-policy" not in response.headers
+        strict = [*base, "--mirror-min-age-unknown", "hide", "--mirror-min-age-fallback", "none"]
+        with run_server(
+            [tmp_path / "local"], *strict, "--mirror-cache", str(tmp_path / "b")
+        ) as server:
+            response = httpx.get(f"{server.url}/simple/thtml/", headers={"accept": JSON})
+            assert response.status_code == 200 and response.json()["files"] == []
+            assert response.headers["x-creamery-policy"] == "mirror-min-age 7d hid 2 files"
+            file = httpx.get(f"{server.url}/upstream/thtml/thtml-1.0-py3-none-any.whl")
+            assert file.headers["x-creamery-policy"] == "mirror-min-age 7d: upload time unknown"
+            assert wait_for(
+                lambda: "every file of thtml is newer than 7d: offering nothing" in server.log()
+            )
+
+
+def test_origin_rules_from_the_configuration_file_table(tmp_path: Path) -> None:
+    config = tmp_path / "creamery.toml"
+    config.write_text(
+        '[creamery]\nmirror = true\nmirror-min-age = "12h"\nmirror-deny = "deny.txt"\n'
+        '[creamery.mirror-origin]\n"Internal_*" = "local-only"\n"acme" = "merged"\n'
+    )
+    (tmp_path / "deny.txt").write_text("evil-*\n")
+    result = creamery("run", "--config", config, "--print-config", tmp_path)
+    assert result.returncode == 0, describe(result)
+    assert 'mirror-origin = ["internal-*=local-only", "acme=merged"]' in result.stdout
+    assert f'mirror-deny = "{tmp_path}/deny.txt"' in result.stdout
+    config.write_text('[creamery]\nmirror = true\n[creamery.mirror-origin]\n"x" = "elsewhere"\n')
+    result = creamery("run", "--config", config, "--print-config", tmp_path)
+    assert result.returncode == 2
+    assert "mirror-origin: 'x=elsewhere': expected PATTERN=MODE" in result.stderr
+    (tmp_path / "deny.txt").write_text("fine\npkg >= two\n")
+    result = creamery("run", "--mirror-deny", tmp_path / "deny.txt", "--print-config", tmp_path)
+    assert result.returncode == 2
+    assert f"{tmp_path}/deny.txt:2: 'pkg >= two'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
