@@ -447,17 +447,35 @@ class Policies:
 
     def version_rule(self, project: str, version: str) -> Hidden | None:
         """Allow/deny on one version (the whole project is not blocked)."""
+        return self.versions_of(project)(version)
+
+    def versions_of(self, project: str) -> Callable[[str], Hidden | None]:
+        """The allow/deny judgement of *project*'s versions: the entries naming it are found
+        once (not per file: a listing may hold thousands), each version judged once."""
+        denying: tuple[Entry, ...] = ()
         if self.deny is not None:
-            for entry in self.deny.current().matching(project):
-                if entry.specifier is not None and entry.covers(version):
-                    return Hidden("", version, f"mirror-deny {entry.where}", "")
+            denying = tuple(e for e in self.deny.current().matching(project) if e.specifier)
+        allowing: tuple[Entry, ...] = ()
+        source = ""
         if self.allow is not None:
             allowed = self.allow.current()
-            entries = allowed.matching(project)
-            if entries and not any(entry.covers(version) for entry in entries):
-                named = ", ".join(entry.text for entry in entries)
-                return Hidden("", version, f"mirror-allow {allowed.source}", f"only {named}")
-        return None
+            allowing, source = allowed.matching(project), allowed.source
+        named = ", ".join(entry.text for entry in allowing)
+        judged: dict[str, Hidden | None] = {}
+
+        def judge(version: str) -> Hidden | None:
+            if version in judged:
+                return judged[version]
+            verdict = None
+            found = next((entry for entry in denying if entry.covers(version)), None)
+            if found is not None:
+                verdict = Hidden("", version, f"mirror-deny {found.where}", "")
+            elif allowing and not any(entry.covers(version) for entry in allowing):
+                verdict = Hidden("", version, f"mirror-allow {source}", f"only {named}")
+            judged[version] = verdict
+            return verdict
+
+        return judge
 
     def decide(self, listing: Listing, now: float) -> Decision:
         """The listing as offered at *now*."""
@@ -468,10 +486,11 @@ class Policies:
         hidden: list[Hidden] = []
         too_new: list[tuple[UpstreamFile, Hidden]] = []
         valid_until = math.inf
+        judge = self.versions_of(listing.project)
         for item in listing.files:
             parsed = parse_filename(item.filename)
             version = parsed.version if parsed is not None else ""
-            rule = self.version_rule(listing.project, version)
+            rule = judge(version)
             if rule is not None:
                 hidden.append(dataclasses.replace(rule, filename=item.filename))
                 continue
@@ -490,12 +509,13 @@ class Policies:
         hidden += [h for _, h in too_new]
         if not hidden:
             return Decision(listing, valid_until=valid_until, fallback=fallback)
-        kept = [item for item in listing.files if item in offered]
+        chosen = {item.filename for item in offered}
+        kept = [item for item in listing.files if item.filename in chosen]
         shown = Decision(
             dataclasses.replace(
                 listing,
                 files=tuple(kept),
-                versions=self._versions(listing, kept, hidden),
+                versions=self._versions(listing, kept, hidden, judge),
             ),
             hidden=tuple(hidden),
             valid_until=valid_until,
@@ -529,8 +549,12 @@ class Policies:
         versions = {h.version for _, h in too_new}
         return min(versions, key=_version_order)
 
+    @staticmethod
     def _versions(
-        self, listing: Listing, kept: Sequence[UpstreamFile], hidden: Sequence[Hidden]
+        listing: Listing,
+        kept: Sequence[UpstreamFile],
+        hidden: Sequence[Hidden],
+        judge: Callable[[str], Hidden | None],
     ) -> tuple[str, ...]:
         """PEP 700 `versions` without those that lost every file to a rule, nor those an
         allow or deny list excludes (listed upstream without files)."""
@@ -538,11 +562,7 @@ class Policies:
             return ()
         offered = {_canonical(p.version) for f in kept if (p := parse_filename(f.filename))}
         gone = {_canonical(h.version) for h in hidden} - offered
-        return tuple(
-            v
-            for v in listing.versions
-            if _canonical(v) not in gone and self.version_rule(listing.project, v) is None
-        )
+        return tuple(v for v in listing.versions if _canonical(v) not in gone and judge(v) is None)
 
 
 def _canonical(version: str) -> str:

@@ -185,7 +185,7 @@ class Mirror:
             await send_text(send, 404, text, [_policy_header(blocked)])
             return
         known = await self.projects.get(project, fresh=True)
-        decision = self.decide(project, known)
+        decision = await self.decide(project, known)
         listing = known.listing if decision is None else decision.listing
         if known.listing is None and not local:
             if known.failure is not None:
@@ -225,7 +225,7 @@ class Mirror:
 
     # ------------------------------------------------------------------ policies
 
-    def decide(self, project: str, known: Known) -> Decision | None:
+    async def decide(self, project: str, known: Known) -> Decision | None:
         """What the policies offer of *known*'s listing (None: no rule filters, or no
         listing). Kept until the listing, a list file or the time (a file old enough now)
         changes it. The one place a listing meets the policies: pages, downloads, the UI."""
@@ -238,7 +238,8 @@ class Mirror:
         fresh = kept is not None and kept[0] is listing and kept[1] == generation
         if kept is not None and fresh and now < kept[2].valid_until:
             return kept[2]
-        decision = self.policies.decide(listing, now)
+        # In a thread: a listing of thousands of files against long lists takes milliseconds.
+        decision = await anyio.to_thread.run_sync(self.policies.decide, listing, now)
         if len(self._decisions) >= _MAX_DECISIONS:
             self._decisions.clear()
         self._decisions[project] = (listing, generation, decision)
@@ -285,7 +286,7 @@ class Mirror:
         if blocked is not None:
             return blocked
         known = await self.projects.get(project, fresh=False)
-        decision = self.decide(project, known)
+        decision = await self.decide(project, known)
         hidden = decision.refusal(dist) if decision is not None else None
         if hidden is None and (known.listing is None or known.listing.file(dist) is None):
             # Not listed (yet): the lists still judge its version; the age, once it is listed.
@@ -383,7 +384,7 @@ class Mirror:
             found = _listed(known, filename)
         if found is None or known.listing is None:
             return known.failure if known.listing is None else None
-        decision = self.decide(project, known)
+        decision = await self.decide(project, known)
         hidden = decision.refusal(found.filename) if decision is not None else None
         if hidden is not None:
             return hidden

@@ -97,7 +97,7 @@ class ProjectPages:
         mirror = self.state.mirror
         if mirror is not None and is_valid_project_name(project) and mirror.looks_up(project):
             known = await mirror.projects.get(project, fresh=True)
-            decision = mirror.decide(project, known)  # as the policies offer it
+            decision = await mirror.decide(project, known)  # as the policies offer it
             listing = known.listing if decision is None else decision.listing
             not_offered = decision.hidden if decision is not None else ()
             if listing is not None:
