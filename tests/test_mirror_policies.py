@@ -293,6 +293,18 @@ def test_allow_list_offers_only_what_it_names(tmp_path: Path) -> None:
     )
 
 
+def test_a_big_listing_against_big_lists_is_decided_quickly(tmp_path: Path) -> None:
+    """Entries are found once per listing, not once per file (10,000 files x 10,000 globs)."""
+    globs = "".join(f"g{i}-*\n" for i in range(MAX_GLOBS - 1))
+    policies = _policies(tmp_path, allow="big\n", deny=globs + "big>=5\n")
+    files = [_file(f"big-{v}.{k}-py3-none-any.whl", 30) for v in range(1000) for k in range(10)]
+    started = time.perf_counter()
+    decision = policies.decide(_listing("big", *files), NOW)
+    assert time.perf_counter() - started < 3.0
+    assert decision.listing is not None and len(decision.listing.files) == 50  # 0.x to 4.x
+    assert decision.header() == f"mirror-deny {tmp_path}/deny.txt:{MAX_GLOBS} big>=5 hid 9950 files"
+
+
 # ---------------------------------------------------------------- real servers
 
 

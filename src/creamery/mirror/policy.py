@@ -396,7 +396,10 @@ class Decision:
         """The rules that decided something here, for metrics (each once)."""
         if self.blocked is not None:
             return [self.blocked.split(" ", 1)[0]]
-        return list(dict.fromkeys(item.kind for item in self.hidden))
+        kinds = [item.kind for item in self.hidden]
+        if self.fallback is not None:
+            kinds.append("mirror-min-age")
+        return list(dict.fromkeys(kinds))
 
 
 class Policies:
