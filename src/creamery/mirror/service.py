@@ -3,7 +3,8 @@
 It wraps the local catalog rather than changing it: `web.Creamery` asks `handles(project)` and
 hands over the simple page of such a project and the `/upstream/<project>/<file>` downloads.
 Local projects are never mixed with upstream files (dependency confusion) unless listed in
-`--mirror-merge`. See docs/mirror.md.
+`--mirror-merge` (or `--mirror-origin`). What of the upstream is offered, the supply-chain
+policies decide (`decide`, mirror/policy.py). See docs/mirror.md.
 """
 
 from __future__ import annotations
@@ -82,7 +83,6 @@ class Mirror:
         self.facts = catalog.facts
         self.observer = observer
         self.small_files = small_files
-        self.merge = frozenset(config.mirror_merge)
         self.policies = policies_of(config)
         # Per project: (the listing, the lists' generation, what was decided about it).
         self._decisions: dict[str, tuple[Listing, tuple[int, int], Decision]] = {}
