@@ -593,6 +593,11 @@ def test_html_upstreams_give_no_upload_time_and_the_choice_decides(tmp_path: Pat
             assert wait_for(
                 lambda: "every file of thtml is newer than 7d: offering nothing" in server.log()
             )
+            page = httpx.get(f"{server.url}/project/thtml/")
+            assert page.status_code == 200
+            assert "this index offers none of its files" in page.text
+            assert page.text.count("upload time unknown") == 2
+            assert "upstream/thtml/" not in page.text  # no download links
 
 
 def test_origin_rules_from_the_configuration_file_table(tmp_path: Path) -> None:

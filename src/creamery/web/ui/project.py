@@ -174,6 +174,16 @@ class ProjectPages:
         self, listing: Listing, version: str | None, base: str, hidden: Sequence[Hidden] = ()
     ) -> bytes | None:
         view = mirror_view(listing, version, base, hidden)
+        if view is None and hidden and not listing.files and version is None:
+            # The policies left nothing: say what and why, rather than "not found".
+            ordered = sorted(hidden, key=lambda h: (h.version, h.filename))
+            return render(
+                "mirror_hidden.html",
+                base=base,
+                project=listing.project,
+                source=listing.url,
+                hidden=ordered,
+            )
         return None if view is None else self._page(view, base)
 
     def _page(self, view: ProjectView, base: str) -> bytes:
