@@ -219,7 +219,7 @@ def pypi_checks(
         warning = upload_checks.sdist_name_warning(filename, parsed.project, parsed.version)
         warnings += [warning] if warning else []
     for warning in warnings:
-        log.warning("upload of %s accepted with a warning: %s", filename, warning)
+        log.warning("upload of %s: warning: %s", filename, warning)
     return tuple(warnings)
 
 
