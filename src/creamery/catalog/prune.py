@@ -100,9 +100,8 @@ class Plan:
 
     def summary(self) -> str:
         """One line: the counts, for the log and the audit entry."""
-        projects = len({d.release.project for d in self.removals})
         return (
-            f"{len(self.removals)} releases ({self.files} files) of {projects} projects to remove,"
+            f"{counted(self.removals, self.files)} to remove,"
             f" {len(self.protected)} kept for protection; rules: {self.rules.defaults.describe()}"
             + (f", {len(self.rules.overrides)} project rules" if self.rules.overrides else "")
             + (", forced" if self.force else "")
@@ -338,18 +337,31 @@ def execute(catalog: Catalog, planned: Plan, actor: Actor) -> Outcome:
             if tuple(sorted(d.relpath for d in now)) != release.files:
                 outcome.skipped.append((decision, "its files changed since the plan"))
                 continue
-            catalog.remove(release.project, release.version, actor=actor)
+            reason = "prune: " + "; ".join(decision.reasons)
+            catalog.remove(release.project, release.version, actor=actor, reason=reason)
             outcome.removed.append(decision)
     finally:
         if outcome.removed:
-            projects = len({d.release.project for d in outcome.removed})
             detail = (
-                f"removed {len(outcome.removed)} releases ({outcome.files} files) of {projects}"
-                f" projects, kept {len(planned.protected)} for protection; rules:"
+                f"removed {counted(outcome.removed, outcome.files)},"
+                f" kept {len(planned.protected)} for protection; rules:"
                 f" {planned.rules.defaults.describe()}" + (", forced" if planned.force else "")
             )
             catalog.access.audit.try_write(actor.entry("prune", detail=detail))
     return outcome
+
+
+def counted(decisions: list[Decision] | tuple[Decision, ...], files: int) -> str:
+    """`3 releases (4 files) of 2 projects`."""
+    projects = len({d.release.project for d in decisions})
+    return (
+        f"{_plural(len(decisions), 'release')} ({_plural(files, 'file')})"
+        f" of {_plural(projects, 'project')}"
+    )
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _iso(seconds: float) -> str:

@@ -131,6 +131,8 @@ def _json(planned: Plan, outcome: Outcome | None, *, dry_run: bool) -> dict[str,
 
 
 def _table(planned: Plan, outcome: Outcome | None, *, dry_run: bool) -> str:
+    from creamery.catalog.prune import counted
+
     lines = [f"rules: {planned.rules.defaults.describe()}" + (" (forced)" if planned.force else "")]
     if planned.exempt:
         lines.append(f"exempt: {', '.join(planned.exempt)}")
@@ -153,7 +155,7 @@ def _table(planned: Plan, outcome: Outcome | None, *, dry_run: bool) -> str:
         lines += [f"skipped {d.release.name}: {why}" for d, why in outcome.skipped]
         if planned.removals:
             lines.append(
-                f"removed {len(outcome.removed)} releases ({outcome.files} files),"
+                f"removed {counted(outcome.removed, outcome.files)},"
                 f" kept {len(planned.protected)} for protection"
             )
         else:
