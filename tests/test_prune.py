@@ -405,7 +405,7 @@ def simple_versions(server: Server, project: str) -> set[str]:
 def test_pip_and_uv_stop_seeing_pruned_versions_and_the_audit_says_who(
     root: Path, served: Server, tmp_path: Path
 ) -> None:
-    index = f"{served.url}/simple/"
+    index = served.url
     fetched = pip_download(index, tmp_path / "before", tmp_path / "home", "prune-app==1.0")
     assert fetched.returncode == 0, describe(fetched)
 
