@@ -175,6 +175,19 @@ def test_a_release_pinned_only_by_releases_the_run_removes_goes_too() -> None:
     assert removed(again) == {"app 1.0", "lib 1.0", "lib 3.0", "tool 1.0"}
 
 
+def test_a_pinning_release_is_removed_before_the_release_it_pins() -> None:
+    hosted = [
+        release("zapp", "1.0", requires=("alib==1.0",)),
+        release("zapp", "2.0"),
+        release("alib", "1.0", requires=("aaa==1.0",)),
+        release("alib", "2.0"),
+        *series("aaa", "1.0", "2.0"),
+    ]
+    planned = plan(hosted, Rules(Rule(keep=1)), now=NOW)
+    order = [d.release.name for d in planned.removals]
+    assert order == ["zapp 1.0", "alib 1.0", "aaa 1.0"]  # a run stopped halfway breaks no pin
+
+
 def test_only_the_projects_asked_for_are_pruned_but_every_pin_counts() -> None:
     hosted = [*series("foo", "1.0", "2.0"), *series("bar", "1.0", "2.0", requires=("foo==1.0",))]
     planned = plan(hosted, Rules(Rule(keep=1)), now=NOW, projects=["foo"])

@@ -89,7 +89,7 @@ class Decision:
 @dataclass(frozen=True)
 class Plan:
     rules: Rules
-    removals: tuple[Decision, ...]  # what a run removes, by project and version
+    removals: tuple[Decision, ...]  # what a run removes, in its order (pinners first)
     protected: tuple[Decision, ...]  # what the rules would remove, kept for protection
     exempt: tuple[str, ...] = ()  # projects the rules leave alone
     force: bool = False
@@ -194,7 +194,7 @@ def plan(
     removed = {r for r in candidates if r not in protections}
     if not force:
         _keep_pinned(removed, pins, protections)
-    removals = tuple(Decision(r, candidates[r]) for r in _ordered(removed))
+    removals = tuple(Decision(r, candidates[r]) for r in _pinners_first(removed, pins))
     protected = tuple(
         Decision(r, candidates[r], tuple(protections[r]))
         for r in _ordered(set(candidates) - removed)
@@ -287,6 +287,27 @@ def _keep_pinned(
         for release, why in pinned.items():
             removed.discard(release)
             protections[release] = why
+
+
+def _pinners_first(removed: set[Hosted], pins: dict[str, list[_Pin]]) -> list[Hosted]:
+    """The removal order: by project and version, but a release another removed release pins
+    after that one (a run that stops halfway never leaves a pin without its release)."""
+    pinned_by = {
+        release: {
+            p.by
+            for p in pins.get(release.project, ())
+            if p.by in removed and p.by != release and p.holds(release.version)
+        }
+        for release in removed
+    }
+    order: list[Hosted] = []
+    left = set(removed)
+    while left:
+        ready = _ordered(r for r in left if not pinned_by[r] & left)
+        ready = ready or _ordered(left)[:1]  # releases pinning each other: any order
+        order += ready
+        left -= set(ready)
+    return order
 
 
 def _ordered(found: Iterable[Hosted]) -> list[Hosted]:
