@@ -187,9 +187,8 @@ def plan(
         for release, why in _latest(found).items():
             if release in candidates:
                 protections.setdefault(release, []).append(why)
-    if force:
-        protections = {}
-        protections.update(_last_of_each(by_project, candidates))
+    if force:  # the rules alone decide, but for each project's last release
+        protections = _last_of_each(by_project, candidates)
     pins = _pins(r for found in by_project.values() for r in found)
     removed = {r for r in candidates if r not in protections}
     if not force:
