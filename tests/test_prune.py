@@ -7,6 +7,7 @@ with `--prune-every 2s` and two workers prunes once per round by its rules.
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -23,8 +24,10 @@ from support.s3 import S3Server
 from support.servers import Server, run_server
 from support.wire import JSON_ACCEPT
 
-from creamery.catalog.prune import Hosted, Plan, plan
+from creamery.catalog.prune import LOCK_FILE, Hosted, Plan, Schedule, plan
 from creamery.catalog.prune_rules import Rule, Rules, RulesError, build_rules, parse_rules
+from creamery.catalog.service import Catalog
+from creamery.core.config import Config
 
 NOW = 2_000_000_000.0
 DAY = 86400.0
@@ -465,16 +468,53 @@ def test_prune_every_in_a_server_with_two_workers_prunes_once_per_round(
             timeout=20,
         ), simple_versions(server, "prune-app")
         assert simple_versions(server, "prune-lib") == {"1.0", "2.0", "3.0"}
-        time.sleep(4.5)  # two more rounds: nothing to do, nothing logged twice
+        time.sleep(4.5)  # two more rounds: nothing to do, nothing removed twice
         log = server.log()
+        assert log.count("prune: removed 3 releases (5 files)") == 1, log
+
+        rules.write_text("[defaults]\nkeep = 0\n")  # broken: the next rounds skip
+        assert wait_for(lambda: "prune skipped: " in server.log(), timeout=10), server.log()
+        rules.write_text("[defaults]\nkeep = 1\n")  # read again: 5.0rc1 goes, 4.0 is protected
+        assert wait_for(
+            lambda: simple_versions(server, "prune-app") == {"4.0", "5.0rc2"}, timeout=10
+        ), simple_versions(server, "prune-app")
+        # lib's exemption is gone: 2.0 goes, 1.0 stays pinned by app 4.0.
+        assert wait_for(lambda: simple_versions(server, "prune-lib") == {"1.0", "3.0"}, timeout=10)
     audit = creamery("audit", "--json", root)
     entries = [json.loads(line) for line in audit.stdout.splitlines()]
-    removals = sorted(e["version"] for e in entries if e["action"] == "remove")
-    assert removals == ["1.0", "2.0", "3.0"], entries  # one worker pruned: no double entries
+    removals = [(e["project"], e["version"]) for e in entries if e["action"] == "remove"]
+    # One worker pruned each round: no release was removed twice.
+    assert sorted(removals) == sorted(
+        [("prune-app", v) for v in ("1.0", "2.0", "3.0", "5.0rc1")] + [("prune-lib", "2.0")]
+    ), entries
     assert {e["user"] for e in entries} == {"server:prune"}
-    assert [e["action"] for e in entries].count("prune") == 1
-    assert "prune: removed 3 releases (5 files), 0 kept for protection, 0 skipped" in log
+    assert [e["action"] for e in entries].count("prune") == 2
     assert not (root / "prune_app-1.0-py3-none-any.whl").exists()
+
+
+def test_one_worker_of_a_host_prunes_at_a_time_and_only_when_due(root: Path) -> None:
+    catalog = Catalog(Config(roots=(root,)))
+    catalog.load()
+    schedule = Schedule(catalog, 3600, lambda: Rules(Rule(keep=1)))
+    lock = catalog.state.locks / LOCK_FILE
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with lock.open("w") as other_worker:
+            fcntl.flock(other_worker, fcntl.LOCK_EX)
+            assert schedule.run_if_due() is None  # busy: this round is the other worker's
+        outcome = schedule.run_if_due()  # never ran: due
+        assert outcome is not None and len(outcome.removed) == 5, outcome
+        assert schedule.run_if_due() is None  # ran just now: not due for an hour
+        schedule.interval = 0.1
+        time.sleep(0.2)
+        again = schedule.run_if_due()
+        assert again is not None and again.removed == [] and again.skipped == []
+    finally:
+        catalog.close()
+    assert sorted(p.name for p in root.glob("prune_app-*")) == [
+        "prune_app-4.0-py3-none-any.whl",
+        "prune_app-5.0rc2-py3-none-any.whl",
+    ]
 
 
 def test_a_bad_prune_rule_stops_the_server_at_start(root: Path, tmp_path: Path) -> None:
@@ -519,3 +559,37 @@ def test_the_dry_run_matches_the_real_run_on_a_bucket(
     audit = creamery("audit", "--json", root, env=env)
     actions = [json.loads(line)["action"] for line in audit.stdout.splitlines()]
     assert actions == ["remove", "prune"], audit.stdout
+
+
+def test_prune_every_on_a_bucket_removes_by_the_rules(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    dists = tmp_path / "dists"
+    built = [make_wheel(dists, "s3every", v) for v in ("1.0", "2.0", "3.0")]
+    for path in built:
+        s3.put(s3_bucket, f"pkgs/{path.name}", path.read_bytes())
+    args = (
+        "-a",
+        ".",
+        "-P",
+        ".",
+        "--disable-fallback",
+        "-v",
+        "--prune-every",
+        "2s",
+        "--prune-keep",
+        "2",
+    )
+    with run_server([f"s3://{s3_bucket}/pkgs"], *args, env=s3.env()) as server:
+        assert wait_for(lambda: simple_versions(server, "s3every") == {"2.0", "3.0"}, timeout=20)
+        # The run's log line comes after its summary entry.
+        assert wait_for(lambda: "prune: removed 1 release" in server.log(), timeout=10)
+    keys = set(s3.keys(s3_bucket, "pkgs/"))
+    assert f"pkgs/{built[0].name}" not in keys and f"pkgs/{built[1].name}" in keys
+    assert "pkgs/.creamery/prune/last-run" in keys  # shared by the bucket's replicas
+    audit = creamery("audit", "--json", f"s3://{s3_bucket}/pkgs", env=clean_env(**s3.env()))
+    entries = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert [(e["action"], e["version"], e["user"]) for e in entries] == [
+        ("remove", "1.0", "server:prune"),
+        ("prune", None, "server:prune"),
+    ]

@@ -454,9 +454,8 @@ class Schedule:
         planned = make_plan(self.catalog, rules)
         outcome = execute(self.catalog, planned, self.actor)
         log.info(
-            "prune: removed %d releases (%d files), %d kept for protection, %d skipped",
-            len(outcome.removed),
-            outcome.files,
+            "prune: removed %s, %d kept for protection, %d skipped",
+            counted(outcome.removed, outcome.files),
             len(planned.protected),
             len(outcome.skipped),
         )
