@@ -371,6 +371,26 @@ def test_the_dry_run_lists_exactly_what_the_real_run_removes(root: Path) -> None
     assert "nothing to remove" in again.stdout
 
 
+def test_force_on_the_command_line_removes_protected_releases(root: Path) -> None:
+    rules = ("--keep", "1", "--prereleases-older-than", "30d")
+    normal = prune(*rules, "--dry-run", root)
+    assert {(d["project"], d["version"]) for d in normal["protected"]} == {
+        ("prune-app", "4.0"),
+        ("prune-lib", "1.0"),
+    }
+    table = creamery("prune", *rules, "--force", "--dry-run", root)
+    assert table.returncode == 0, describe(table)
+    assert table.stdout.startswith("rules: keep 1, pre-releases older than 30d (forced)\n")
+    forced = prune(*rules, "--force", root)
+    assert forced["force"] is True and forced["protected"] == []
+    assert files_in(forced["removed"]) == files_in(normal["remove"]) | {
+        "prune_app-4.0-py3-none-any.whl",
+        "prune_lib-1.0-py3-none-any.whl",
+    }
+    left = sorted(p.name for p in root.iterdir() if p.is_file())
+    assert left == ["prune_app-5.0rc2-py3-none-any.whl", "prune_lib-3.0-py3-none-any.whl"]
+
+
 def test_bad_rules_exit_2_with_one_line(root: Path, tmp_path: Path) -> None:
     before = sorted(root.iterdir())
     rules = tmp_path / "rules.toml"
