@@ -110,6 +110,10 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         return {
             "rules": self.rules.defaults.describe(),
+            "project_rules": {
+                pattern: self.rules.for_project(pattern).describe()
+                for pattern in self.rules.overrides
+            },
             "force": self.force,
             "remove": [d.to_json() for d in self.removals],
             "protected": [d.to_json() for d in self.protected],

@@ -40,6 +40,10 @@ class RulesError(ValueError):
     """A rule that can't be used; the message is one line for a person."""
 
 
+class NoRules(RulesError):
+    """No rule at all: nothing would ever be pruned."""
+
+
 @dataclass(frozen=True)
 class Rule:
     keep: int | None = None  # the newest releases kept (by version); None: no count limit
@@ -116,7 +120,7 @@ def build_rules(
         defaults = replace(defaults, prereleases_older_than=prereleases_older_than)
     rules = replace(rules, defaults=defaults)
     if not rules.prunes_anything:
-        raise RulesError(
+        raise NoRules(
             "no retention rule: give --keep N or --prereleases-older-than AGE, or a rules file"
             " with them in [defaults] or a project's table"
         )

@@ -185,11 +185,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_run_rules(config: Config) -> Config:
     """With --prune-every, the rules must be usable at start (exit 2 with one line)."""
-    from creamery.catalog.prune_rules import RulesError, rules_of_config
+    from creamery.catalog.prune_rules import NoRules, RulesError, rules_of_config
 
     if config.prune_every is not None:
         try:
             rules_of_config(config)
+        except NoRules:
+            raise ConfigError(
+                "--prune-every needs a rule: --prune-keep N, --prune-prereleases-older-than AGE"
+                " or --prune-rules FILE"
+            ) from None
         except RulesError as error:
             raise ConfigError(f"--prune-every: {error}") from None
     return config
