@@ -24,7 +24,16 @@ from support.s3 import S3Server
 from support.servers import Server, run_server
 from support.wire import JSON_ACCEPT
 
-from creamery.catalog.prune import LOCK_FILE, Hosted, Plan, Schedule, plan
+from creamery.catalog.prune import (
+    LOCK_FILE,
+    SERVER_ACTOR,
+    Hosted,
+    Plan,
+    Schedule,
+    execute,
+    make_plan,
+    plan,
+)
 from creamery.catalog.prune_rules import Rule, Rules, RulesError, build_rules, parse_rules
 from creamery.catalog.service import Catalog
 from creamery.core.config import Config
@@ -535,6 +544,31 @@ def test_one_worker_of_a_host_prunes_at_a_time_and_only_when_due(root: Path) -> 
         "prune_app-4.0-py3-none-any.whl",
         "prune_app-5.0rc2-py3-none-any.whl",
     ]
+
+
+def test_a_run_removes_only_what_it_planned_even_when_others_change_things(root: Path) -> None:
+    catalog = Catalog(Config(roots=(root,)))
+    catalog.load()
+    try:
+        planned = make_plan(catalog, Rules(Rule(keep=2)))
+        assert [d.release.name for d in planned.removals] == [
+            "prune-app 1.0",
+            "prune-app 2.0",
+            "prune-app 3.0",
+        ]
+        # Meanwhile another process removes 1.0 and uploads a file to 3.0.
+        catalog.remove("prune-app", "1.0")
+        make_sdist(root, "prune-app", "3.0")
+        catalog.index.refresh(["prune_app-3.0.tar.gz"])
+        outcome = execute(catalog, planned, SERVER_ACTOR)
+    finally:
+        catalog.close()
+    assert [d.release.name for d in outcome.removed] == ["prune-app 2.0"]
+    assert [(d.release.name, why) for d, why in outcome.skipped] == [
+        ("prune-app 1.0", "already removed"),
+        ("prune-app 3.0", "its files changed since the plan"),
+    ]
+    assert (root / "prune_app-3.0-py3-none-any.whl").exists()
 
 
 def test_a_bad_prune_rule_stops_the_server_at_start(root: Path, tmp_path: Path) -> None:

@@ -362,7 +362,11 @@ def execute(catalog: Catalog, planned: Plan, actor: Actor) -> Outcome:
                 outcome.skipped.append((decision, "its files changed since the plan"))
                 continue
             reason = "prune: " + "; ".join(decision.reasons)
-            catalog.remove(release.project, release.version, actor=actor, reason=reason)
+            try:
+                catalog.remove(release.project, release.version, actor=actor, reason=reason)
+            except release_files.ReleaseNotFound:  # another replica was quicker
+                outcome.skipped.append((decision, "already removed"))
+                continue
             outcome.removed.append(decision)
     finally:
         if outcome.removed:
