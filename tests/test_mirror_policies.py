@@ -31,7 +31,9 @@ from creamery.mirror.policy import (
     Patterns,
     Policies,
     PolicyError,
+    format_duration,
     parse_origin,
+    parse_pattern,
     upload_seconds,
 )
 
@@ -238,6 +240,21 @@ def test_never_hide_everything_unless_told_so() -> None:
     nothing = Policies(MinAge(7 * DAY, fallback="none")).decide(listing, NOW)
     assert nothing.listing is not None and nothing.listing.files == ()
     assert nothing.fallback is None
+
+
+def test_ages_are_named_as_an_operator_writes_them() -> None:
+    assert [format_duration(s) for s in (7 * DAY, 12 * 3600, 1800, 45, 90, 1.5)] == [
+        "7d",
+        "12h",
+        "30m",
+        "45s",
+        "90s",
+        "1.5s",
+    ]
+    assert parse_pattern(" Acme_Utils ") == "acme-utils" and parse_pattern("Evil.*") == "evil-*"
+    for bad in ("", "a b", "a/b", "*/x", "é"):
+        with pytest.raises(ValueError, match="is not a project name or glob"):
+            parse_pattern(bad)
 
 
 # ---------------------------------------------------------------- units: allow and deny
