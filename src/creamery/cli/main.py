@@ -20,6 +20,7 @@ from typing import Any, NoReturn, TypeVar
 from creamery.catalog.permissions import PermissionFile, PermissionFileError
 from creamery.cli import access, admin, settings
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
+from creamery.cli.status import STATUS as PROJECT_STATUS
 from creamery.core.config import (
     DEFAULT_FALLBACK_URL,
     DEFAULT_ROOT,
@@ -631,6 +632,7 @@ SUBCOMMANDS = (
     Subcommand("unyank", "un-yank a release or file", *admin.UNYANK),
     Subcommand("remove", "remove a release (or a whole project)", *admin.REMOVE),
     Subcommand("docs", "remove hosted documentation", *admin.DOCS),
+    Subcommand("status", "show or set a project's status (PEP 792)", *PROJECT_STATUS),
     Subcommand("token", "create, list or revoke API tokens", *access.TOKEN),
     Subcommand("owners", "grant or take away roles on a project (ownership)", *access.OWNERS),
     Subcommand("audit", "read the audit log", *access.AUDIT),
