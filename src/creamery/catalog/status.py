@@ -68,9 +68,10 @@ class ProjectStatus:
         why = f" ({self.reason})" if self.reason else ""
         return f"project {project} is {self.status}: no new uploads{why}"
 
-    def quarantine_reason(self, project: str) -> str:
+    def quarantine_reason(self, project: str, where: str = "") -> str:
+        """Why no file of *project* is served (one line); *where*: " upstream", for one."""
         why = f": {self.reason}" if self.reason else ""
-        return f"project {project} is quarantined, its files are not served{why}"
+        return f"project {project} is quarantined{where}, its files are not served{why}"
 
 
 ACTIVE = ProjectStatus()

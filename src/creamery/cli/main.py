@@ -508,6 +508,12 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
         help="a local project whose upstream files may be merged in (repeatable; or @FILE)",
     )
     group.add_argument(
+        "--mirror-pep708",
+        action="store_true",
+        help="add PEP 708's tracks/alternate-locations to mirrored pages (non-standard: the PEP"
+        " was rejected)",
+    )
+    group.add_argument(
         "--extra-upstream",
         metavar="URL",
         action="append",
@@ -786,6 +792,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         mirror_max_size=args.mirror_max_size,
         mirror_max_age=args.mirror_max_age,
         mirror_merge=checked("mirror_merge", parse_merge_list),
+        mirror_pep708=args.mirror_pep708,
         extra_upstreams=tuple(args.extra_upstream),
         upstream_timeout=args.upstream_timeout,
         max_connections=args.max_connections,

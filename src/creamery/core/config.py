@@ -122,6 +122,9 @@ class Config:
     mirror_max_size: int | None = None  # bytes of cached files; None: unbounded
     mirror_max_age: float | None = None  # seconds a cached file may stay unused; None: forever
     mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
+    # PEP 708 (rejected): `tracks` / `alternate-locations` on mirrored pages, a non-standard
+    # extension for the installers that read them; merging does not depend on it.
+    mirror_pep708: bool = False
     extra_upstreams: tuple[str, ...] = ()
     upstream_timeout: float = 10.0
     # Connections and timeouts (docs/security.md): what one client can hold, and for how long.

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from creamery.catalog.service import Catalog
+from creamery.catalog.status import ACTIVE
 from creamery.core.config import Config
 from creamery.core.headers import NOSNIFF
 from creamery.core.names import METADATA
@@ -32,7 +33,7 @@ from creamery.mirror.cache import Opened, StoreSkipped, open_cache
 from creamery.mirror.client import Failure, UpstreamClient
 from creamery.mirror.listing import UpstreamFile, is_safe_filename
 from creamery.mirror.projects import Known, UpstreamProjects
-from creamery.mirror.render import render_mirrored
+from creamery.mirror.render import render_mirrored, upstream_status
 from creamery.mirror.transfer import Downloads, Job
 from creamery.render.negotiation import Format
 from creamery.render.simple_api import Page, file_entries
@@ -66,6 +67,7 @@ class Mirror:
         self.hidden = hidden
         self.index = catalog.index
         self.facts = catalog.facts
+        self.statuses = catalog.statuses
         self.observer = observer
         self.small_files = small_files
         self.merge = frozenset(config.mirror_merge)
@@ -171,7 +173,14 @@ class Mirror:
         entries = []
         if local:
             entries = file_entries(self.index, self.facts, project, hash_algo)
-        return render_mirrored(project, known.listing, entries, hash_algo)
+        return render_mirrored(
+            project,
+            known.listing,
+            entries,
+            hash_algo,
+            local_status=self.statuses.get(project) if local else ACTIVE,
+            pep708=self.config.mirror_pep708,
+        )
 
     # ------------------------------------------------------------------ files
 
@@ -186,6 +195,10 @@ class Mirror:
             await send_text(
                 send, 404, f"Not Found ({project} is hosted here: upstream files are not served)"
             )
+            return
+        quarantine = await self._quarantine(project)
+        if quarantine is not None:
+            await send_text(send, 404, f"Not Found ({quarantine})")
             return
         if self.cache.evict_due():
             self._evict_soon()
@@ -212,6 +225,16 @@ class Mirror:
             await _send_head(send, job)
         else:
             await self.downloads.serve(scope, send, job)
+
+    async def _quarantine(self, project: str) -> str | None:
+        """PEP 792: why no file of *project* is served (quarantined here, for a merged
+        project, or upstream, as the last listing says), or None."""
+        local = self.statuses.get(project)
+        if local.quarantined:
+            return local.quarantine_reason(project)
+        known = await self.projects.known(project)
+        status = upstream_status(known.listing if known is not None else None)
+        return status.quarantine_reason(project, " upstream") if status.quarantined else None
 
     async def _cached(self, project: str, filename: str) -> tuple[Storage, StoredFile] | None:
         """The cached file, opened unless its bytes are in memory; None: fetch it upstream.
