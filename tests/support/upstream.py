@@ -187,7 +187,8 @@ class Handler(BaseHTTPRequestHandler):
         if not files and status is None:
             self._send(404, "text/plain", b"no such project\n")
         elif JSON_TYPE in (self.headers.get("accept") or "") and not controls["html_only"]:
-            document = {"meta": {"api-version": "1.1"}, "name": project, "files": files}
+            document: dict[str, Any] = {"meta": {"api-version": "1.1"}, "name": project}
+            document["files"] = files
             if project in controls["versions"]:
                 document["versions"] = controls["versions"][project]
             if status is not None:

@@ -97,6 +97,8 @@ class ProjectView:
     keywords: list[str] = field(default_factory=list)
     docs_url: str | None = None
     mirror_source: str | None = None  # the upstream page it is served from
+    status: str = "active"  # PEP 792 (a quarantined project's page lists no file)
+    status_reason: str | None = None
 
 
 def local_view(
