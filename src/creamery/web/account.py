@@ -392,8 +392,9 @@ class Account:
         return JSONResponse(_status_document(project, self.catalog.statuses.get(project)))
 
     async def set_status(self, request: Request, caller: Caller) -> Response:
+        project = self._project(request, caller, "list")
+        self._hosted(project)  # an unknown project is a 404 before anyone's rights
         project = self._project(request, caller, "manage")
-        self._hosted(project)
         data = await _json_object(request, STATUS_FIELDS)
         if "status" not in data:
             raise _refuse(400, "missing 'status': active, archived, quarantined or deprecated")
