@@ -7,6 +7,7 @@ project; the mirror passing an upstream's status on; PEP 708 only when asked for
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -386,3 +387,38 @@ def test_status_values_are_checked() -> None:
     assert decode(b'{"status": "archived", "reason": "r"}') == ProjectStatus("archived", "r")
     for damaged in (b"not json", b"[]", b'{"status": "gone"}', b'{"status": "archived", "by": 1}'):
         assert decode(damaged) is None
+
+
+# ---------------------------------------------------------------------- the manage page
+
+
+def test_owner_sets_the_status_on_the_manage_page(srv: Server, tmp_path: Path) -> None:
+    assert upload(srv, tmp_path / "home", make_wheel(tmp_path / "d", "sform", "1.0")) == ""
+    csrf = re.compile(r'name="csrf_token" value="([^"]*)"')
+    for user in ("bob", "alice"):
+        with srv.client() as client:
+            signed = client.post(
+                "/-/signin",
+                data={"username": user, "password": USERS[user], "next": "/"},
+                headers={"origin": srv.url},
+            )
+            assert signed.status_code == 303, signed.text
+            page = client.get("/manage/project/sform/")
+            assert page.status_code == 200 and 'data-status="active"' in page.text
+            # bob's page has no form: the sign-out page's token is his session's.
+            token = csrf.search(page.text) or csrf.search(client.get("/-/signout").text)
+            assert token is not None
+            form = {"csrf_token": token[1], "status": "archived", "reason": "done <here>"}
+            answer = client.post("/manage/project/sform/status", data=form)
+            if user == "bob":  # not an owner: no form shown, the POST refused
+                assert 'class="inline-form status-form"' not in page.text
+                assert answer.status_code == 403, answer.text
+                continue
+            assert answer.status_code == 303, answer.text
+            again = client.get("/manage/project/sform/?done=status")
+            assert 'data-status="archived"' in again.text and "done &lt;here&gt;" in again.text
+            bad = client.post("/manage/project/sform/status", data={**form, "status": "x"})
+            assert bad.status_code == 400 and "unknown project status" in bad.text
+            forged = client.post("/manage/project/sform/status", data={**form, "csrf_token": "no"})
+            assert forged.status_code == 403
+    assert parsed_html(simple_page(srv, "sform")[0]).metas["pypi:project-status"] == "archived"
