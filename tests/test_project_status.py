@@ -14,8 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.clients import creamery, describe, pip_install, twine_upload, uv_install
+from support.clients import clean_env, creamery, describe, pip_install, twine_upload, uv_install
 from support.dists import make_wheel
+from support.polling import wait_for
+from support.s3 import S3Server
 from support.servers import Server, run_server
 from support.upstream import UpstreamProcess, run_upstream
 
@@ -422,3 +424,29 @@ def test_owner_sets_the_status_on_the_manage_page(srv: Server, tmp_path: Path) -
             forged = client.post("/manage/project/sform/status", data={**form, "csrf_token": "no"})
             assert forged.status_code == 403
     assert parsed_html(simple_page(srv, "sform")[0]).metas["pypi:project-status"] == "archived"
+
+
+# ---------------------------------------------------------------------- an object root
+
+
+def test_status_on_an_s3_root(s3: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    env = clean_env(**s3.env(XDG_CACHE_HOME=str(tmp_path / "cache")))
+    wheel = make_wheel(tmp_path / "d", "sbucket", "1.0")
+    s3.put(s3_bucket, f"index/{wheel.name}", wheel.read_bytes())
+    url = f"s3://{s3_bucket}/index"
+    with run_server([url], "--disable-fallback", env=s3.env()) as server:
+        assert HTTP.get(f"{server.url}/packages/{wheel.name}").status_code == 200
+        result = creamery("status", "sbucket", "quarantined", "--reason", "bad", url, env=env)
+        assert result.returncode == 0, describe(result)
+        key = "index/.creamery/status/sbucket.json"
+        assert json.loads(s3.get(s3_bucket, key))["status"] == "quarantined"
+
+        def quarantined() -> bool:
+            return HTTP.get(f"{server.url}/packages/{wheel.name}").status_code == 404
+
+        assert wait_for(quarantined, timeout=15)  # the replica reads it in the bucket's feed
+        assert simple_page(server, "sbucket")[1]["files"] == []
+        result = creamery("status", "sbucket", "active", url, env=env)
+        assert result.returncode == 0, describe(result)
+        assert key not in s3.keys(s3_bucket, "index/.creamery/")
+        assert wait_for(lambda: not quarantined(), timeout=15)
