@@ -333,6 +333,27 @@ def test_mirror_passes_upstream_status_on(
         fake.control(html_only=False)
 
 
+def test_mirrored_status_survives_a_restart_with_the_upstream_down(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    local.mkdir()
+    cache = tmp_path / "cache"
+    args = ("--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(cache))
+    with run_server([local], *args, "--mirror-ttl", "0") as mirror:
+        assert simple_page(mirror, "uquar")[1]["project-status"]["status"] == "quarantined"  # type: ignore[index]
+    fake.control(fail=503)
+    try:
+        with run_server([local], *args, "--mirror-ttl", "0") as mirror:
+            html, document = simple_page(mirror, "uquar")  # the cached page, stale
+            assert document["project-status"] == {"status": "quarantined", "reason": "typosquat"}
+            assert parsed_html(html).anchors == []
+            refused = HTTP.get(f"{mirror.url}/upstream/uquar/uquar-1.0-py3-none-any.whl")
+            assert refused.status_code == 404 and "typosquat" in refused.text
+    finally:
+        fake.control(fail=0)
+
+
 def test_pep_708_only_when_asked(fake: UpstreamProcess, tmp_path: Path) -> None:
     local = tmp_path / "local"
     make_wheel(local, "umerge", "0.1")
