@@ -19,6 +19,7 @@ from typing import Any, NoReturn, TypeVar
 
 from creamery.catalog.permissions import PermissionFile, PermissionFileError
 from creamery.cli import access, admin, settings
+from creamery.cli import prune as retention
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
 from creamery.cli.status import STATUS as PROJECT_STATUS
 from creamery.core.config import (
@@ -305,6 +306,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest accepted upload, such as 500M or 2G (default: 1G)",
     )
     _add_connection_arguments(parser)
+    retention.add_run_arguments(parser)
     parser.add_argument(
         "--upload-policy",
         type=str.lower,
@@ -639,6 +641,7 @@ SUBCOMMANDS = (
     Subcommand("remove", "remove a release (or a whole project)", *admin.REMOVE),
     Subcommand("docs", "remove hosted documentation", *admin.DOCS),
     Subcommand("status", "show or set a project's status (PEP 792)", *PROJECT_STATUS),
+    Subcommand("prune", "remove old releases by retention rules", *retention.PRUNE),
     Subcommand("token", "create, list or revoke API tokens", *access.TOKEN),
     Subcommand("owners", "grant or take away roles on a project (ownership)", *access.OWNERS),
     Subcommand("audit", "read the audit log", *access.AUDIT),
@@ -805,6 +808,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
             checked("trusted_proxy", lambda v: [parse_trusted_proxy(c) for c in v])
         ),
         permissions=checked("permissions", _permission_file),
+        prune_every=args.prune_every,
+        prune_keep=args.prune_keep,
+        prune_prereleases_older_than=args.prune_prereleases_older_than,
+        prune_rules=_path(args.prune_rules),
         # File-system checks last: a mistyped flag is reported before a missing directory.
         roots=checked("package_directory", directories),
         welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),
@@ -812,6 +819,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if config.state_dir is not None:
         with settings.blame(sources, "state_dir"):
             config = config.with_updates(state_dir=check_state_dir(config.state_dir, config.roots))
+    with settings.blame(sources, "prune_every", "prune_rules"):
+        config = retention.check_run_rules(config)
     with settings.blame(sources, "authenticate", "password_file"):
         config = check_auth(config)
     with settings.blame(sources, "password_file"):

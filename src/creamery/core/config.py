@@ -70,6 +70,7 @@ PATH_FIELDS = (
     "mirror_cache",
     "state_dir",
     "permissions",
+    "prune_rules",
 )
 
 
@@ -151,6 +152,12 @@ class Config:
     permissions: Path | None = None
     owners: str | None = None
     trusted_proxies: tuple[str, ...] = ()
+    # Retention in the server (catalog/prune.py, docs/retention.md): prune every N seconds
+    # (None: never) by these rules (the rules file read again for every run).
+    prune_every: float | None = None
+    prune_keep: int | None = None
+    prune_prereleases_older_than: float | None = None  # seconds
+    prune_rules: Path | None = None
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
     def with_updates(self, **changes: Any) -> Config:
