@@ -370,6 +370,29 @@ def test_pep_708_only_when_asked(fake: UpstreamProcess, tmp_path: Path) -> None:
         assert document["meta"]["api-version"] == "1.4"  # type: ignore[index]
 
 
+def test_a_local_quarantine_covers_a_merged_projects_upstream_files(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    make_wheel(local, "umerge", "0.1")
+    args = ("--mirror", "--fallback-url", fake.index_url, "--mirror-merge", "umerge")
+    with run_server([local], *args, "--mirror-cache", str(tmp_path / "c")) as mirror:
+        theirs = f"{mirror.url}/upstream/umerge/umerge-1.0-py3-none-any.whl"
+        assert len(simple_page(mirror, "umerge")[1]["files"]) == 2  # type: ignore[arg-type]
+        cli_status(local, "umerge", "quarantined", "--reason", "ours, compromised")
+        html, document = simple_page(mirror, "umerge")
+        assert document["files"] == [] and parsed_html(html).anchors == []
+        assert document["project-status"] == {
+            "status": "quarantined",
+            "reason": "ours, compromised",
+        }
+        refused = HTTP.get(theirs)
+        assert refused.status_code == 404 and "ours, compromised" in refused.text
+        cli_status(local, "umerge", "active")
+        assert len(simple_page(mirror, "umerge")[1]["files"]) == 2  # type: ignore[arg-type]
+        assert HTTP.get(theirs).status_code == 200
+
+
 # ---------------------------------------------------------------------- units
 
 

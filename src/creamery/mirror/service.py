@@ -196,7 +196,8 @@ class Mirror:
                 send, 404, f"Not Found ({project} is hosted here: upstream files are not served)"
             )
             return
-        quarantine = await self._quarantine(project)
+        merged = project in self.index.projects and self.handles(project)
+        quarantine = await self._quarantine(project, merged)
         if quarantine is not None:
             await send_text(send, 404, f"Not Found ({quarantine})")
             return
@@ -226,10 +227,10 @@ class Mirror:
         else:
             await self.downloads.serve(scope, send, job)
 
-    async def _quarantine(self, project: str) -> str | None:
-        """PEP 792: why no file of *project* is served (quarantined here, for a merged
+    async def _quarantine(self, project: str, merged: bool) -> str | None:
+        """PEP 792: why no file of *project* is served (quarantined here, for a *merged*
         project, or upstream, as the last listing says), or None."""
-        local = self.statuses.get(project)
+        local = self.statuses.get(project) if merged else ACTIVE
         if local.quarantined:
             return local.quarantine_reason(project)
         known = await self.projects.known(project)
