@@ -438,15 +438,16 @@ def test_a_local_project_never_receives_upstream_files(
     assert not any(path.startswith("/files/tlib") for path in fake.stats())
 
 
-def test_an_allowed_project_is_merged_with_pep_708_metadata(
+def test_an_allowed_project_is_merged_with_pep_708_metadata_when_asked(
     fake: UpstreamProcess, tmp_path: Path
 ) -> None:
+    """PEP 708 was rejected: its keys only with --mirror-pep708 (test_project_status.py checks
+    that a merged page has none by default)."""
     local = tmp_path / "local"
     mine = make_wheel(local, "tlib", "0.1").name
     theirs = "tlib-9.0-py3-none-any.whl"
-    with run_mirror(
-        fake.index_url, tmp_path / "cache", "--mirror-merge", "TLib", local=local
-    ) as mirror:
+    merge = ("--mirror-merge", "TLib", "--mirror-pep708")
+    with run_mirror(fake.index_url, tmp_path / "cache", *merge, local=local) as mirror:
         page = httpx.get(f"{mirror.url}/simple/tlib/", headers={"accept": JSON}).json()
         html = httpx.get(f"{mirror.url}/simple/tlib/").text
         download = httpx.get(f"{mirror.url}/upstream/tlib/{theirs}")

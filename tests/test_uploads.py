@@ -701,7 +701,7 @@ def test_attestations_are_kept_beside_the_upload(srv: Server, tmp_path: Path) ->
     assert set(listed(srv, "attested")) == {sdist.name}  # a sidecar, not a distribution
     # PEP 740: announced on the simple pages and served from the announced URL
     page = HTTP.get(f"{srv.url}/simple/attested/", headers={"Accept": JSON_SIMPLE}).json()
-    assert page["meta"]["api-version"] == "1.3"
+    assert page["meta"]["api-version"] == "1.4"
     url = page["files"][0]["provenance"]
     served = HTTP.get(f"{srv.url}/simple/attested/{url}")
     assert served.status_code == 200

@@ -14,6 +14,8 @@ Controls (all off by default):
   html_only    answer HTML even when JSON is asked for (no sizes, no upload times)
   no_length    send files chunked, without Content-Length
   versions     {project: [versions]}: list these as the JSON page's PEP 700 `versions`
+  statuses     {project: {"status": ..., "reason": ...}}: PEP 792 markers (API 1.4); a
+               quarantined project's page lists no file, as PyPI's does
 
 Run `python upstream.py DIRECTORY`: it prints `port <N>` once it listens on 127.0.0.1.
 """
@@ -53,6 +55,7 @@ DEFAULT_CONTROLS: dict[str, Any] = {
     "html_only": False,
     "no_length": False,
     "versions": {},  # project -> the PEP 700 `versions` to list (some may have no files)
+    "statuses": {},  # project -> PEP 792 `project-status` object
 }
 
 
@@ -97,8 +100,17 @@ def describe(path: Path) -> dict[str, Any]:
     return entry
 
 
-def render_html(project: str, files: list[dict[str, Any]]) -> bytes:
-    lines = ["<!DOCTYPE html><html><head>", '<meta name="pypi:repository-version" content="1.0">']
+def render_html(
+    project: str, files: list[dict[str, Any]], status: dict[str, str] | None = None
+) -> bytes:
+    version = "1.0" if status is None else "1.4"
+    lines = ["<!DOCTYPE html><html><head>"]
+    lines.append(f'<meta name="pypi:repository-version" content="{version}">')
+    if status is not None:
+        lines.append(f'<meta name="pypi:project-status" content="{html.escape(status["status"])}">')
+        if status.get("reason"):
+            reason = html.escape(status["reason"])
+            lines.append(f'<meta name="pypi:project-status-reason" content="{reason}">')
     lines.append(f"<title>Links for {project}</title></head><body>")
     for item in files:
         href = f"{item['url']}#sha256={item['hashes']['sha256']}"
@@ -169,15 +181,22 @@ class Handler(BaseHTTPRequestHandler):
 
     def _page(self, project: str, controls: dict[str, Any]) -> None:
         files = self.server.state.files_of(project)
-        if not files:
+        status = controls["statuses"].get(project)
+        if status is not None and status.get("status") == "quarantined":
+            files = []
+        if not files and status is None:
             self._send(404, "text/plain", b"no such project\n")
         elif JSON_TYPE in (self.headers.get("accept") or "") and not controls["html_only"]:
-            document = {"meta": {"api-version": "1.1"}, "name": project, "files": files}
+            document: dict[str, Any] = {"meta": {"api-version": "1.1"}, "name": project}
+            document["files"] = files
             if project in controls["versions"]:
                 document["versions"] = controls["versions"][project]
+            if status is not None:
+                document["meta"]["api-version"] = "1.4"
+                document["project-status"] = status
             self._send(200, JSON_TYPE, json.dumps(document).encode())
         else:
-            self._send(200, "text/html", render_html(project, files))
+            self._send(200, "text/html", render_html(project, files, status))
 
     def _file(self, filename: str, controls: dict[str, Any]) -> None:
         path = self.server.state.directory / filename.removesuffix(".metadata")

@@ -88,6 +88,12 @@ class Index:
             if touched:
                 self._changed(touched)
 
+    def touch(self, project: str) -> None:
+        """*project* changed outside its files (its PEP 792 status): what is derived from it
+        (pages, documents) is made again."""
+        with self._lock:
+            self._changed({project})
+
     def rescan(self) -> None:
         """Compare a full scan with the index and apply the differences (a safety net)."""
         # Streamed, so a rescan of 100,000 files never holds a second copy of the index.

@@ -34,6 +34,15 @@ from creamery.catalog.index import Index
 from creamery.catalog.owners import Grant, Owners
 from creamery.catalog.permissions import Role
 from creamery.catalog.search import SearchIndex
+from creamery.catalog.status import (
+    STATUS_KEYS,
+    ProjectStatus,
+    StatusShelf,
+    check_reason,
+    check_status,
+    now_iso,
+)
+from creamery.catalog.status import feed_key as status_feed_key
 from creamery.catalog.tokens import Token, mint
 from creamery.changes import ChangeFeed
 from creamery.changes.follower import Follower
@@ -56,6 +65,10 @@ ReleaseNotFound = releases.ReleaseNotFound
 Upload = publishing.Upload
 
 
+class ProjectClosed(ValueError):
+    """An upload to a project whose PEP 792 status (archived, quarantined) refuses them."""
+
+
 class Catalog:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -69,6 +82,8 @@ class Catalog:
         self.access = Access(config, self.state)
         # Which releases have hosted documentation (loaded with the index).
         self.docs = DocsShelf(self.state.store)
+        # PEP 792: the projects that are not active (loaded with the index).
+        self.statuses = StatusShelf(self.state.store)
         # Projects by name and summary, for the UI's search (kept current by a server).
         self.search = SearchIndex(self.index, lambda: self.facts)
         # Created before any scan: what is appended while one runs is applied again, not missed.
@@ -101,12 +116,15 @@ class Catalog:
 
     def _apply(self, keys: list[str]) -> None:
         """The change feed's keys: files for the index, `.access/...` for tokens and grants,
-        `.docs/<project>` for hosted documentation."""
-        files = [k for k in keys if not k.startswith((ACCESS_KEYS, DOCS_KEYS))]
+        `.docs/<project>` for hosted documentation, `.status/<project>` for its status."""
+        files = [k for k in keys if not k.startswith((ACCESS_KEYS, DOCS_KEYS, STATUS_KEYS))]
         if len(files) != len(keys):
             self.access.refresh(k for k in keys if k.startswith(ACCESS_KEYS))
             for project in {k[len(DOCS_KEYS) :] for k in keys if k.startswith(DOCS_KEYS)}:
                 self.docs.refresh(project)
+            for project in {k[len(STATUS_KEYS) :] for k in keys if k.startswith(STATUS_KEYS)}:
+                self.statuses.refresh(project)
+                self.index.touch(project)  # its pages show the status: rendered again
         if files:
             self.index.refresh(files)
 
@@ -114,6 +132,7 @@ class Catalog:
         """The feed's records were compacted away: compare everything again."""
         self.index.rescan()
         self.docs.load()
+        self._load_statuses()
         if self.access.loaded:
             self.access.load()
 
@@ -122,6 +141,7 @@ class Catalog:
         what changed since), else by listing everything. The tokens and grants too."""
         self.access.load()
         self.docs.load()
+        self._load_statuses()
         serial = None if self.snapshots is None else self.snapshots.load()
         if serial is None:
             self.index.load()
@@ -131,6 +151,14 @@ class Catalog:
             self.follower.catch_up()
         except OSError as error:  # the store went away meanwhile: the background poll retries
             log.warning("can't catch up with the change feed yet: %s", error)
+
+    def _load_statuses(self) -> None:
+        before = self.statuses.projects()
+        self.statuses.load()
+        after = self.statuses.projects()
+        for project in before.keys() | after.keys():
+            if before.get(project) != after.get(project):
+                self.index.touch(project)
 
     def start_background(self) -> list[Callable[[], None]]:
         """A server's periodic work beyond the rescans (search's summaries, the snapshot of an
@@ -213,6 +241,10 @@ class Catalog:
         (an audit log that can't be written included). With ownership on, the first uploader
         of a project becomes its owner."""
         actor = actor or Actor.local()
+        if upload.project is not None:
+            refusal = self.statuses.get(upload.project).upload_refusal(upload.project)
+            if refusal is not None:
+                raise ProjectClosed(refusal)
         replacing = bool(publishing.same_files(self.index, upload.filename))
         entry = actor.entry(
             "overwrite" if replacing and overwrite else "upload",
@@ -345,6 +377,27 @@ class Catalog:
             removed = self.docs.delete(name, version)
         self.record([feed_key(name)])
         return removed
+
+    def set_status(
+        self, project: str, status: str, reason: str = "", *, actor: Actor | None = None
+    ) -> ProjectStatus:
+        """PEP 792: set *project*'s status (active, archived, quarantined, deprecated) with a
+        reason (one line). Audited first, recorded last (every process and replica shows it
+        before its next answer); the status as stored. ValueError for an unknown status, a
+        bad reason or a project not hosted here; OSError when the state can't take it."""
+        name = normalize(project)
+        chosen = check_status(status)
+        why = check_reason(reason)
+        if name not in self.index.projects and self.statuses.get(name).active:
+            raise ValueError(f"no project {name!r} here")
+        by = actor or Actor.local()
+        new = ProjectStatus(chosen, why, by.user, now_iso())
+        entry = by.entry("status", project=name, reason=why or None, detail=chosen)
+        with _Audited(self.access, entry) as audited:
+            audited.write()
+            self.statuses.put(name, new)
+        self.record([status_feed_key(name)])
+        return self.statuses.get(name)
 
     def record_access(self, keys: list[str]) -> int:
         """After a change to tokens or grants: tell every process and replica (the feed)."""

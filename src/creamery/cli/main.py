@@ -22,6 +22,7 @@ from creamery.catalog.permissions import PermissionFile, PermissionFileError
 from creamery.cli import access, admin, settings
 from creamery.cli import prune as retention
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
+from creamery.cli.status import STATUS as PROJECT_STATUS
 from creamery.core.config import (
     DEFAULT_FALLBACK_URL,
     DEFAULT_ROOT,
@@ -513,6 +514,12 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _add_mirror_policy_arguments(group)
     group.add_argument(
+        "--mirror-pep708",
+        action="store_true",
+        help="add PEP 708's tracks/alternate-locations to mirrored pages (non-standard: the PEP"
+        " was rejected)",
+    )
+    group.add_argument(
         "--extra-upstream",
         metavar="URL",
         action="append",
@@ -718,6 +725,7 @@ SUBCOMMANDS = (
     Subcommand("unyank", "un-yank a release or file", *admin.UNYANK),
     Subcommand("remove", "remove a release (or a whole project)", *admin.REMOVE),
     Subcommand("docs", "remove hosted documentation", *admin.DOCS),
+    Subcommand("status", "show or set a project's status (PEP 792)", *PROJECT_STATUS),
     Subcommand("prune", "remove old releases by retention rules", *retention.PRUNE),
     Subcommand("token", "create, list or revoke API tokens", *access.TOKEN),
     Subcommand("owners", "grant or take away roles on a project (ownership)", *access.OWNERS),
@@ -881,6 +889,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         mirror_allow=checked("mirror_allow", _policy_file),
         mirror_deny=checked("mirror_deny", _policy_file),
         mirror_origin=checked("mirror_origin", lambda v: tuple(parse_origin_rule(r) for r in v)),
+        mirror_pep708=args.mirror_pep708,
         extra_upstreams=tuple(args.extra_upstream),
         upstream_timeout=args.upstream_timeout,
         max_connections=args.max_connections,

@@ -133,6 +133,9 @@ class Config:
     mirror_allow: Path | None = None  # only the projects/versions listed are mirrored
     mirror_deny: Path | None = None  # the projects/versions listed are not mirrored
     mirror_origin: tuple[str, ...] = ()  # "PATTERN=MODE" (local-only, upstream-only, merged)
+    # PEP 708 (rejected): `tracks` / `alternate-locations` on mirrored pages, a non-standard
+    # extension for the installers that read them; merging does not depend on it.
+    mirror_pep708: bool = False
     extra_upstreams: tuple[str, ...] = ()
     upstream_timeout: float = 10.0
     # Connections and timeouts (docs/security.md): what one client can hold, and for how long.

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from html.parser import HTMLParser
 from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
+from creamery.catalog.status import MAX_REASON, STATUSES
 from creamery.core.names import METADATA, parse_filename
 
 log = logging.getLogger("creamery.mirror")
@@ -50,6 +51,8 @@ class Listing:
     alternate_locations: tuple[str, ...] = ()  # PEP 708
     etag: str | None = None  # for conditional revalidation
     versions: tuple[str, ...] = ()  # PEP 700 `versions`, some without files; () from HTML
+    status: str | None = None  # PEP 792 `project-status`, as the upstream declares it
+    status_reason: str | None = None  # PEP 792
     by_name: dict[str, UpstreamFile] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +85,12 @@ def parse_json(body: bytes, project: str, page_url: str, source: str) -> Listing
     _check_api_version(meta.get("api-version") if isinstance(meta, dict) else None)
     files = [_json_file(item, page_url) for item in document["files"]]
     tracks = meta.get("tracks") if isinstance(meta, dict) else None
+    marker = document.get("project-status")
+    status, reason = (
+        _status(marker.get("status"), marker.get("reason"))
+        if isinstance(marker, dict)
+        else (None, None)
+    )
     return Listing(
         project,
         public_url(page_url),
@@ -90,6 +99,8 @@ def parse_json(body: bytes, project: str, page_url: str, source: str) -> Listing
         tracks=_urls(tracks),
         alternate_locations=_urls(document.get("alternate-locations")),
         versions=_versions(document.get("versions")),
+        status=status,
+        status_reason=reason,
     )
 
 
@@ -162,6 +173,10 @@ def parse_html(body: bytes, project: str, page_url: str, source: str) -> Listing
     _check_api_version(next(iter(metas.get("pypi:repository-version", [])), None))
     base = urljoin(page_url, parser.base) if parser.base else page_url
     files = (_html_file(attributes, text, base) for attributes, text in parser.anchors)
+    status, reason = _status(
+        next(iter(metas.get("pypi:project-status", [])), None),
+        next(iter(metas.get("pypi:project-status-reason", [])), None),
+    )
     return Listing(
         project,
         public_url(page_url),
@@ -169,6 +184,8 @@ def parse_html(body: bytes, project: str, page_url: str, source: str) -> Listing
         _unique(f for f in files if f is not None),
         tracks=_urls(metas.get("pypi:tracks")),
         alternate_locations=_urls(metas.get("pypi:alternate-locations")),
+        status=status,
+        status_reason=reason,
     )
 
 
@@ -215,6 +232,19 @@ def _check_api_version(version: object) -> None:
     major = str(version).partition(".")[0].strip()
     if major != "1":
         raise ListingError(f"unsupported repository API version {version!r}")
+
+
+def _status(raw: object, reason: object) -> tuple[str | None, str | None]:
+    """PEP 792's status and reason as an upstream gives them: a status this index knows (an
+    unknown one is left out: the project counts as active), a reason made one printable line
+    of at most `MAX_REASON` characters."""
+    if not isinstance(raw, str) or raw.strip().lower() not in STATUSES:
+        return None, None
+    status = raw.strip().lower()
+    if not isinstance(reason, str):
+        return status, None
+    text = " ".join("".join(c if c.isprintable() else " " for c in reason).split())
+    return status, text[:MAX_REASON] or None
 
 
 def _hashes(raw: dict[object, object]) -> dict[str, str]:
@@ -273,4 +303,5 @@ def listing_from_json(body: bytes) -> tuple[Listing, float]:
     data["tracks"] = tuple(data.get("tracks", ()))
     data["alternate_locations"] = tuple(data.get("alternate_locations", ()))
     data["versions"] = tuple(data.get("versions", ()))
+    data["status"], data["status_reason"] = _status(data.get("status"), data.get("status_reason"))
     return Listing(files=files, **data), float(document["fetched"])

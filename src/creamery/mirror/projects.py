@@ -74,6 +74,16 @@ class UpstreamProjects:
                 return known
         return await self._refresh(project, known)
 
+    async def known(self, project: str) -> Known | None:
+        """What we know now (in memory, else the listing cached on disk); never asks the
+        upstream."""
+        known = self._known.get(project)
+        if known is None:
+            known = await self._load(project)
+            if known is not None:
+                self.remember(project, known)
+        return known
+
     def is_fresh(self, known: Known) -> bool:
         ttl = self.ttl if known.listing is not None else min(self.ttl, NEGATIVE_TTL)
         return known.failure is None and time.time() - known.fetched < ttl

@@ -1,6 +1,13 @@
 """Our simple pages for mirrored projects, rendered by `simple_api` like local ones, so they carry
-the same standards (hashes, requires-python, yanked, core metadata, sizes, upload times), with
-file URLs that lead through creamery and PEP 708 `tracks` / `alternate-locations` when merged.
+the same standards (hashes, requires-python, yanked, core metadata, sizes, upload times, PEP 792
+project status), with file URLs that lead through creamery.
+
+PEP 708 (`tracks` / `alternate-locations`) was rejected: its meta keys are a non-standard
+extension here, on the pages only with `--mirror-pep708` (upstream's passed on, and ours when a
+project is merged). Merging itself (`--mirror-merge`) never depends on it.
+
+The status shown is the local project's when it has one that is not active (a merged project),
+else the upstream's; a quarantined project offers no file, local or upstream.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from collections.abc import Sequence
 from html import escape
 from urllib.parse import quote
 
+from creamery.catalog.status import ACTIVE, ProjectStatus
 from creamery.core.names import parse_filename, version_sort_key
 from creamery.mirror.listing import Listing
 from creamery.render.negotiation import Format
@@ -22,7 +30,6 @@ from creamery.render.simple_api import (
     render_project_json,
 )
 
-PEP_708_VERSION = "1.2"
 _NO_SIZE_VERSION = "1.0"  # PEP 700 (1.1) makes sizes mandatory; HTML upstreams don't give them
 _UNKNOWN_SIZE = -1
 # Preferred digests for the HTML fragment, when the configured one is not listed upstream.
@@ -56,30 +63,44 @@ def upstream_entries(listing: Listing) -> list[FileEntry]:
     return entries
 
 
+def upstream_status(listing: Listing | None) -> ProjectStatus:
+    """The PEP 792 status the upstream declares for the project (active when none)."""
+    if listing is None or listing.status is None:
+        return ACTIVE
+    return ProjectStatus(listing.status, listing.status_reason or "")
+
+
 def render_mirrored(
     project: str,
     listing: Listing | None,
     local: Sequence[FileEntry],
     hash_algo: str | None,
+    *,
+    local_status: ProjectStatus = ACTIVE,
+    pep708: bool = False,
 ) -> dict[Format, Page]:
-    """Pages for *project*: upstream files, and local ones first when merged."""
+    """Pages for *project*: upstream files, and local ones first when merged; *pep708*: with
+    the rejected PEP's meta keys (an opt-in extension)."""
+    status = local_status if not local_status.active else upstream_status(listing)
     upstream = upstream_entries(listing) if listing is not None else []
     local_names = {entry.filename for entry in local}
     entries = [*local, *(e for e in upstream if e.filename not in local_names)]
     entries.sort(key=lambda e: (version_sort_key(e.version), e.filename))
+    versions = [*(listing.versions if listing is not None else ()), *(e.version for e in entries)]
+    if status.quarantined:
+        entries = []  # PEP 792: nothing offered, whatever the upstream lists
     tracks: list[str] = []
     alternates: list[str] = []
-    if listing is not None:
+    if listing is not None and pep708:
         tracks += listing.tracks
         alternates += listing.alternate_locations
         if local:  # merged: say which upstream project ours extends
             tracks.append(listing.url)
             alternates.append(listing.url)
-    version = _api_version(entries, bool(tracks or alternates))
+    version = _api_version(entries)
     algo = _fragment_algo(entries, hash_algo)
-    html = _html(project, entries, algo, version, _unique(tracks), _unique(alternates))
-    versions = listing.versions if listing is not None else ()
-    body = _json(project, entries, version, _unique(tracks), _unique(alternates), versions)
+    html = _html(project, entries, algo, version, _unique(tracks), _unique(alternates), status)
+    body = _json(project, entries, version, _unique(tracks), _unique(alternates), versions, status)
     return {
         Format.TEXT_HTML: make_page(html, Format.TEXT_HTML),
         Format.HTML: make_page(html, Format.HTML),
@@ -87,11 +108,9 @@ def render_mirrored(
     }
 
 
-def _api_version(entries: Sequence[FileEntry], pep_708: bool) -> str:
+def _api_version(entries: Sequence[FileEntry]) -> str:
     if any(entry.size == _UNKNOWN_SIZE for entry in entries):
         return _NO_SIZE_VERSION
-    if pep_708:
-        return max(API_VERSION, PEP_708_VERSION, key=lambda v: tuple(map(int, v.split("."))))
     return API_VERSION
 
 
@@ -110,8 +129,9 @@ def _html(
     version: str,
     tracks: list[str],
     alternates: list[str],
+    status: ProjectStatus,
 ) -> bytes:
-    html = render_project_html(project, entries, algo)
+    html = render_project_html(project, entries, algo, status)
     head = [f'<meta name="pypi:repository-version" content="{version}">']
     head += [f'    <meta name="pypi:tracks" content="{escape(url)}">' for url in tracks]
     head += [
@@ -127,12 +147,12 @@ def _json(
     version: str,
     tracks: list[str],
     alternates: list[str],
-    upstream_versions: Sequence[str] = (),
+    versions: Sequence[str],
+    status: ProjectStatus,
 ) -> bytes:
-    document = json.loads(render_project_json(project, entries))
-    if upstream_versions:  # PEP 700: the upstream's versions, those without files included
-        known = {*document["versions"], *upstream_versions}
-        document["versions"] = sorted(known, key=version_sort_key)
+    # PEP 700: the upstream's versions, those without files (or quarantined) included.
+    known = sorted(set(versions), key=version_sort_key)
+    document = json.loads(render_project_json(project, entries, status, known))
     for item, entry in zip(document["files"], entries, strict=True):
         if entry.size == _UNKNOWN_SIZE:
             del item["size"]

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 
 from creamery.catalog.service import Catalog
+from creamery.catalog.status import ACTIVE
 from creamery.core.config import Config
 from creamery.core.headers import NOSNIFF
 from creamery.core.names import METADATA, parse_filename
@@ -45,7 +46,7 @@ from creamery.mirror.policy import (
     parse_origin,
 )
 from creamery.mirror.projects import Known, UpstreamProjects
-from creamery.mirror.render import render_mirrored
+from creamery.mirror.render import render_mirrored, upstream_status
 from creamery.mirror.transfer import Downloads, Job
 from creamery.render.negotiation import Format
 from creamery.render.simple_api import Page, file_entries
@@ -81,6 +82,7 @@ class Mirror:
         self.hidden = hidden
         self.index = catalog.index
         self.facts = catalog.facts
+        self.statuses = catalog.statuses
         self.observer = observer
         self.small_files = small_files
         self.policies = policies_of(config)
@@ -221,7 +223,14 @@ class Mirror:
         entries = []
         if local:
             entries = file_entries(self.index, self.facts, project, hash_algo)
-        return render_mirrored(project, listing, entries, hash_algo)
+        return render_mirrored(
+            project,
+            listing,
+            entries,
+            hash_algo,
+            local_status=self.statuses.get(project) if local else ACTIVE,
+            pep708=self.config.mirror_pep708,
+        )
 
     # ------------------------------------------------------------------ policies
 
@@ -318,6 +327,11 @@ class Mirror:
             if refusal is not None:
                 await self._refuse_file(send, project, filename, refusal)
                 return
+        merged = project in self.index.projects and self.handles(project)
+        quarantine = await self._quarantine(project, merged)
+        if quarantine is not None:
+            await send_text(send, 404, f"Not Found ({quarantine})")
+            return
         if self.cache.evict_due():
             self._evict_soon()
         storage = await self._cached(project, filename)
@@ -345,6 +359,16 @@ class Mirror:
             await _send_head(send, job)
         else:
             await self.downloads.serve(scope, send, job)
+
+    async def _quarantine(self, project: str, merged: bool) -> str | None:
+        """PEP 792: why no file of *project* is served (quarantined here, for a *merged*
+        project, or upstream, as the last listing says), or None."""
+        local = self.statuses.get(project) if merged else ACTIVE
+        if local.quarantined:
+            return local.quarantine_reason(project)
+        known = await self.projects.known(project)
+        status = upstream_status(known.listing if known is not None else None)
+        return status.quarantine_reason(project, " upstream") if status.quarantined else None
 
     async def _cached(self, project: str, filename: str) -> tuple[Storage, StoredFile] | None:
         """The cached file, opened unless its bytes are in memory; None: fetch it upstream.

@@ -1,5 +1,6 @@
 """Rendering of the simple repository API: PEP 503 HTML and PEP 691 JSON, with PEPs 592, 629,
-658/714 and 700. Pages are rendered once per change and served as ready bytes with a strong ETag.
+658/714, 700, 740 and 792. Pages are rendered once per change and served as ready bytes with a
+strong ETag.
 
 File URLs are relative (`../../packages/<relpath>`), so one rendering serves every host name,
 scheme and path prefix a reverse proxy may put in front.
@@ -16,12 +17,15 @@ from urllib.parse import quote
 
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Distribution, Index
+from creamery.catalog.status import ACTIVE, ProjectStatus
 from creamery.core.headers import NOSNIFF
 from creamery.core.names import PROVENANCE, SIGNATURE, version_sort_key
 from creamery.render.negotiation import Format
 
-# PEP 629 / 691: 1.1 adds PEP 700 (versions, size, upload-time), 1.2 PEP 708, 1.3 PEP 740.
-API_VERSION = "1.3"
+# PEP 629 / 691: 1.1 adds PEP 700 (versions, size, upload-time), 1.2 PEP 708 (rejected since:
+# `mirror/render.py` offers it only as an opt-in extension), 1.3 PEP 740 (provenance), 1.4
+# PEP 792 (project status).
+API_VERSION = "1.4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +114,19 @@ def entry_for(
 # ---------------------------------------------------------------- project pages
 
 
-def render_project_html(project: str, entries: list[FileEntry], hash_algo: str | None) -> bytes:
+def render_project_html(
+    project: str,
+    entries: list[FileEntry],
+    hash_algo: str | None,
+    status: ProjectStatus = ACTIVE,
+) -> bytes:
     name = escape(project)
     lines = [
         "<!DOCTYPE html>",
         "<html>",
         "  <head>",
         f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        *status_metas(status),
         f"    <title>Links for {name}</title>",
         "  </head>",
         "  <body>",
@@ -126,6 +136,15 @@ def render_project_html(project: str, entries: list[FileEntry], hash_algo: str |
         lines.append(f"    {_anchor(entry, hash_algo)}<br>")
     lines += ["  </body>", "</html>", ""]
     return "\n".join(lines).encode()
+
+
+def status_metas(status: ProjectStatus) -> list[str]:
+    """PEP 792's meta tags: the status always (SHOULD), the reason when one was given."""
+    lines = [f'    <meta name="pypi:project-status" content="{escape(status.status)}">']
+    if status.reason:
+        reason = escape(status.reason)
+        lines.append(f'    <meta name="pypi:project-status-reason" content="{reason}">')
+    return lines
 
 
 def _anchor(entry: FileEntry, hash_algo: str | None) -> str:
@@ -148,7 +167,14 @@ def _anchor(entry: FileEntry, hash_algo: str | None) -> str:
     return f"<a {' '.join(attributes)}>{escape(entry.filename)}</a>"
 
 
-def render_project_json(project: str, entries: list[FileEntry]) -> bytes:
+def render_project_json(
+    project: str,
+    entries: list[FileEntry],
+    status: ProjectStatus = ACTIVE,
+    versions: list[str] | None = None,
+) -> bytes:
+    """*versions*: PEP 700's list when it is not that of *entries* (a quarantined project
+    lists its versions, as PEP 792's example does, but no file)."""
     files = []
     for entry in entries:
         core: dict[str, str] | bool = (
@@ -169,10 +195,12 @@ def render_project_json(project: str, entries: list[FileEntry]) -> bytes:
         if entry.provenance is not None:
             item["provenance"] = entry.provenance
         files.append(item)
-    versions = sorted({e.version for e in entries}, key=version_sort_key)
+    if versions is None:
+        versions = sorted({e.version for e in entries}, key=version_sort_key)
     document = {
         "meta": {"api-version": API_VERSION},
         "name": project,
+        "project-status": status.marker(),  # PEP 792
         "versions": versions,
         "files": files,
     }
@@ -180,14 +208,26 @@ def render_project_json(project: str, entries: list[FileEntry]) -> bytes:
 
 
 def render_project(
-    index: Index, facts: FactsCache, project: str, hash_algo: str | None
+    index: Index,
+    facts: FactsCache,
+    project: str,
+    hash_algo: str | None,
+    status: ProjectStatus = ACTIVE,
 ) -> dict[Format, Page]:
-    entries = file_entries(index, facts, project, hash_algo)
-    html = render_project_html(project, entries, hash_algo)
+    """The project's pages; a quarantined project's list no file (none is read)."""
+    versions = None
+    if status.quarantined:
+        entries: list[FileEntry] = []
+        found = {dist.version for dist in index.distributions(project)}
+        versions = sorted(found, key=version_sort_key)
+    else:
+        entries = file_entries(index, facts, project, hash_algo)
+    html = render_project_html(project, entries, hash_algo, status)
+    body = render_project_json(project, entries, status, versions)
     return {
         Format.TEXT_HTML: make_page(html, Format.TEXT_HTML),
         Format.HTML: make_page(html, Format.HTML),
-        Format.JSON: make_page(render_project_json(project, entries), Format.JSON),
+        Format.JSON: make_page(body, Format.JSON),
     }
 
 

@@ -12,6 +12,7 @@ so a copy of the root carries its state); for an object root (`s3://bucket/prefi
                                   describe, its digests, its core metadata's sha256
     files/<relpath>/metadata      the core metadata (METADATA, PKG-INFO) read at upload
     changes.feed, .serial         the change feed every process follows (changes/)
+    status/<project>.json         PEP 792 project status (catalog/status.py); none: active
     mirror/                       the caching mirror's files (default --mirror-cache)
     migrated/                     `.metadata` files once written beside wheels
 

@@ -16,6 +16,8 @@ tokens, nor read the audit log (403).
 - `GET|POST /-/projects/{project}/owners`, `DELETE /-/projects/{project}/owners/{user}`: a
   project's grants (`--owners first-uploader`; 404 when ownership is off). Owners and
   maintainers see them, owners (`manage`) change them; the last owner can't be removed here.
+- `GET|POST /-/projects/{project}/status`: a project's PEP 792 status, `{"status", "reason"}`.
+  Whoever may see the project reads it; owners (`manage`) set it (`Catalog.set_status`).
 
 Against cross-site requests (a browser that remembers Basic credentials sends them anywhere):
 a POST must be `application/json` (a cross-origin page can't send that without a CORS
@@ -45,6 +47,7 @@ from creamery.catalog.access import Access, Actor, Principal
 from creamery.catalog.audit import MAX_DURATION, Entry, parse_duration
 from creamery.catalog.owners import GRANTABLE, Owners
 from creamery.catalog.permissions import Role
+from creamery.catalog.status import ProjectStatus
 from creamery.catalog.tokens import Token
 from creamery.core.errors import ClientError
 from creamery.core.names import is_valid_project_name, normalize
@@ -63,6 +66,7 @@ MAX_TOKENS_PER_USER = 100  # every token is kept in every process's memory
 MAX_USER_NAME = 200
 TOKEN_FIELDS = ("description", "projects", "actions", "expires")
 GRANT_FIELDS = ("user", "role")
+STATUS_FIELDS = ("status", "reason")
 AUDIT_PARAMS = ("since", "project", "user")
 NDJSON = "application/x-ndjson"
 _BROWSER_CROSS_SITE = ("cross-site", "same-site")
@@ -73,6 +77,7 @@ def routes(state: AppState) -> list[Route]:
     answer = account.endpoint
     tokens = "/-/tokens"
     owners = "/-/projects/{project}/owners"
+    status = "/-/projects/{project}/status"
     return [
         Route(READ, tokens, action=Action.ACCOUNT, handler=answer(account.list_tokens)),
         Route(("POST",), tokens, action=Action.ACCOUNT, handler=answer(account.create_token)),
@@ -97,6 +102,8 @@ def routes(state: AppState) -> list[Route]:
             action=Action.ACCOUNT,
             handler=answer(account.ungrant),
         ),
+        Route(READ, status, action=Action.ACCOUNT, handler=answer(account.show_status)),
+        Route(("POST",), status, action=Action.ACCOUNT, handler=answer(account.set_status)),
     ]
 
 
@@ -377,6 +384,32 @@ class Account:
         log.warning("%s removed %s from %s", caller.user, user, project)
         return JSONResponse({"message": f"{user} has no role on {project} now"})
 
+    # ------------------------------------------------------------------ status
+
+    async def show_status(self, request: Request, caller: Caller) -> Response:
+        project = self._project(request, caller, "list")
+        self._hosted(project)
+        return JSONResponse(_status_document(project, self.catalog.statuses.get(project)))
+
+    async def set_status(self, request: Request, caller: Caller) -> Response:
+        project = self._project(request, caller, "list")
+        self._hosted(project)  # an unknown project is a 404 before anyone's rights
+        project = self._project(request, caller, "manage")
+        data = await _json_object(request, STATUS_FIELDS)
+        if "status" not in data:
+            raise _refuse(400, "missing 'status': active, archived, quarantined or deprecated")
+        status, reason = _string(data, "status"), _string(data, "reason")
+        changed = await self._run(
+            "changing the status failed",
+            lambda: self.catalog.set_status(project, status, reason, actor=caller.actor),
+        )
+        log.warning("%s set the status of %s to %s", caller.user, project, changed.status)
+        return JSONResponse(_status_document(project, changed))
+
+    def _hosted(self, project: str) -> None:
+        if project not in self.catalog.index.projects and self.catalog.statuses.get(project).active:
+            raise _refuse(404, f"Not Found: no project {project!r}")
+
     def _ownership(self) -> Owners:
         owners = self.access.owners
         if owners is None:
@@ -403,6 +436,16 @@ class Account:
             f"Forbidden: {caller.user!r} may not see the owners of {project!r}"
             " (its owners and maintainers may)",
         )
+
+
+def _status_document(project: str, status: ProjectStatus) -> dict[str, Any]:
+    """The simple API's `project-status` object (PEP 792), and who set it when."""
+    return {
+        "project": project,
+        "project-status": status.marker(),
+        "set_by": status.by,
+        "set_at": status.time or None,
+    }
 
 
 def _keep_an_owner(owners: Owners, project: str, user: str, role: Role | None) -> None:

@@ -657,8 +657,9 @@ class Creamery:
         (raised) only when there is none."""
         generation = self.index.project_generation(project)
         try:
+            status = self.catalog.statuses.get(project)
             pages = await anyio.to_thread.run_sync(
-                render_project, self.index, self.facts, project, self.config.hash_algo
+                render_project, self.index, self.facts, project, self.config.hash_algo, status
             )
         except OSError as error:
             if not self._is_outage(error) or (stale := self.pages.fall_back(project)) is None:
@@ -685,6 +686,10 @@ class Creamery:
     # ------------------------------------------------------------------ files
 
     async def download(self, scope: Scope, send: Send, relpath: str) -> None:
+        if self.catalog.statuses.quarantined and await self._refuse_quarantined(
+            scope, send, relpath
+        ):
+            return
         stored = self.index.files.get(relpath)
         if stored is None and not self._metadata_of_known_wheel(relpath):
             # Not known: maybe copied just now, by a tool whose event was not reported.
@@ -723,6 +728,19 @@ class Creamery:
             )
         except OSError as error:  # the store's failure, not the client's: 503, Retry-After
             await answer_outage(send, error, store=self.store_name, headers=self.serial_headers)
+
+    async def _refuse_quarantined(self, scope: Scope, send: Send, relpath: str) -> bool:
+        """PEP 792: no file of a quarantined project is served (its metadata, provenance and
+        signatures neither): 404 saying why (to whoever may see the project). False: not one
+        of those."""
+        project = self._project_of_file(relpath)
+        if project not in self.catalog.statuses.quarantined:
+            return False
+        reason = self.catalog.statuses.get(project).quarantine_reason(project)
+        if self._narrowed(scope) and not self.access.may(principal_of(scope), "list", project):
+            reason = f"{relpath} does not exist"
+        await send_text(send, 404, f"Not Found ({reason})", self.serial_headers)
+        return True
 
     def _project_of_file(self, relpath: str) -> str:
         """The normalized project a served file belongs to ("" for a file of no project:

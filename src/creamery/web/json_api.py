@@ -3,6 +3,10 @@
 
 Documents carry absolute URLs, so they are cached per base URL and project generation; building
 one reads files (hashes, core metadata) and runs in a thread.
+
+PEP 792's status is in the PyPI documents as a top-level `project-status` object, the simple
+API's (PyPI's JSON API has none: it answers 404 for a quarantined project). A quarantined
+project's documents offer no file: `urls` and every release's list are empty.
 """
 
 from __future__ import annotations
@@ -125,9 +129,12 @@ class JsonApi:
         found = releases(index, project)
         if not found:
             return None
+        offered = not self.catalog.statuses.get(project).quarantined
         return {
             "info": {"name": project, "version": found[-1].version},
-            "releases": {r.version: [file_basics(index, d, base) for d in r.files] for r in found},
+            "releases": {
+                r.version: [file_basics(index, d, base) for d in r.files if offered] for r in found
+            },
         }
 
     def _pypi_document(self, project: str, version: str | None, base: str) -> Document | None:
@@ -138,17 +145,22 @@ class JsonApi:
         chosen = latest_release(index, found) if version is None else find_release(found, version)
         if chosen is None:
             return None
+        status = self.catalog.statuses.get(project)
         document: Document = {
             "info": self._info(project, chosen, base),
             "last_serial": index.project_generation(project),
+            "project-status": status.marker(),
         }
+        offered = not status.quarantined
         if version is None:
-            document["releases"] = {r.version: self._files(r, base) for r in found}
-        document["urls"] = self._files(chosen, base)
+            document["releases"] = {r.version: self._files(r, base, offered) for r in found}
+        document["urls"] = self._files(chosen, base, offered)
         document["vulnerabilities"] = []
         return document
 
-    def _files(self, release: Release, base: str) -> list[Document]:
+    def _files(self, release: Release, base: str, offered: bool = True) -> list[Document]:
+        if not offered:
+            return []  # PEP 792: a quarantined project's files are not offered
         files = []
         for dist in release.files:
             try:

@@ -273,11 +273,20 @@ def packages_listing(state: AppState) -> Endpoint:
         body = cache.get(key)
         if body is None:
             visible = access.visible(principal) if narrowed else None
+            quarantined = catalog.statuses.quarantined
+            if quarantined:  # PEP 792: their files are neither offered nor served
+                visible = _not_in(quarantined, visible)
             body = await anyio.to_thread.run_sync(render_listing, index, digests, visible)
             cache.put(key, body)
         return body_response(request, body, "text/html; charset=utf-8")
 
     return endpoint
+
+
+def _not_in(hidden: frozenset[str], visible: Callable[[str], bool] | None) -> Callable[[str], bool]:
+    if visible is None:
+        return lambda project: project not in hidden
+    return lambda project: project not in hidden and visible(project)
 
 
 # Digests of files not hashed yet are computed while rendering up to this many bytes; the rest

@@ -22,7 +22,13 @@ from creamery.catalog import releases, upload_checks
 from creamery.catalog.access import ANONYMOUS, Actor, Principal
 from creamery.catalog.facts import parse_core_metadata
 from creamery.catalog.publish import same_files
-from creamery.catalog.service import AlreadyExists, NameTooLong, ReleaseNotFound, Upload
+from creamery.catalog.service import (
+    AlreadyExists,
+    NameTooLong,
+    ProjectClosed,
+    ReleaseNotFound,
+    Upload,
+)
 from creamery.core import archives
 from creamery.core.names import (
     SIGNATURE,
@@ -276,6 +282,14 @@ def check_allowed(
     raise forbidden(app, principal, operation, project)
 
 
+def check_open(app: AppState, project: str) -> None:
+    """PEP 792: an archived or quarantined project takes no new uploads (400, saying why),
+    refused before the archive is read."""
+    refusal = app.catalog.statuses.get(project).upload_refusal(project)
+    if refusal is not None:
+        raise FormError(400, refusal)
+
+
 def accept_file(
     app: AppState,
     form: ReceivedForm,
@@ -292,6 +306,7 @@ def accept_file(
     parsed = check_filename(filename, policy)
     # Before reading the archive: whoever may not upload here learns nothing more.
     check_allowed(app, principal, "upload", parsed.project, actor, filename=filename)
+    check_open(app, parsed.project)
     overwrite = app.config.overwrite
     if overwrite and same_files(app.catalog.index, filename):
         check_allowed(app, principal, "overwrite", parsed.project, actor, filename=filename)
@@ -319,6 +334,8 @@ def accept_file(
         changed = app.catalog.publish(upload, overwrite=overwrite, actor=actor)
     except AlreadyExists as error:
         raise _already_exists(filename, user_agent) from error
+    except ProjectClosed as error:  # archived while this upload was checked
+        raise FormError(400, str(error)) from error
     log.warning("upload of %s (%d bytes) by %s", filename, content.size, principal)
     return Outcome(200, f"OK: {filename} uploaded", tuple(changed), warnings)
 

@@ -1,6 +1,7 @@
 """Managing a project in the browser: `/manage/project/<name>/` lists every release and file
 with the controls the visitor may use (yank with a reason, un-yank, delete a release or one
-file after a confirmation page that names what will go).
+file after a confirmation page that names what will go, and for owners the project's PEP 792
+status).
 
 Every route is action ACCOUNT (credentials whatever `-a` says: the dispatcher sends an
 anonymous visitor to sign in), for a password login only (a token gets 403). A project the
@@ -24,6 +25,7 @@ from starlette.responses import Response
 from creamery.catalog.access import Principal
 from creamery.catalog.releases import same_version
 from creamery.catalog.service import ReleaseNotFound
+from creamery.catalog.status import MAX_REASON, STATUSES
 from creamery.core.names import is_valid_project_name, normalize
 from creamery.http.errors import RETRY_AFTER, outage_reason
 from creamery.http.routing import READ, Action, Route
@@ -41,6 +43,7 @@ DONE = {
     "yanked": "Yanked.",
     "unyanked": "Un-yanked.",
     "deleted": "Deleted.",
+    "status": "Status changed.",
 }
 
 
@@ -157,6 +160,10 @@ def routes(state: AppState) -> list[Route]:
             may_remove=access.may(principal, "remove", project),
             done=done,
             max_reason=MAX_YANK_REASON,
+            project_status=catalog.statuses.get(project),
+            statuses=STATUSES,
+            may_status=access.may(principal, "manage", project),
+            max_status_reason=MAX_REASON,
         )
 
     def allowed(request: Request, principal: Principal, operation: str, project: str) -> None:
@@ -203,6 +210,22 @@ def routes(state: AppState) -> list[Route]:
             return redirect("./?done=" + ("yanked" if yanked else "unyanked"))
 
         return post
+
+    async def set_status(request: Request) -> Response:
+        form = await read_form(request, state)
+        principal = password_login(request, state)
+        project = project_of(request, principal)
+        allowed(request, principal, "manage", project)
+        status, reason = form.value("status") or "", form.value("reason") or ""
+        actor = actor_of(request.scope)
+        changed = await run(
+            request,
+            state,
+            "changing the status failed",
+            lambda: catalog.set_status(project, status, reason, actor=actor),
+        )
+        log.warning("%s set the status of %s to %s", principal, project, changed.status)
+        return redirect("./?done=status")
 
     def confirmation(
         request: Request, project: str, version: str, filename: str | None, **context: Any
@@ -273,6 +296,7 @@ def routes(state: AppState) -> list[Route]:
         route(READ, base + "/", show),
         route(("POST",), base + "/yank", yanking(True)),
         route(("POST",), base + "/unyank", yanking(False)),
+        route(("POST",), base + "/status", set_status),
         route(READ, base + "/delete", confirm),
         route(("POST",), base + "/delete", delete),
     ]

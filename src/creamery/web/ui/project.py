@@ -23,10 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from creamery.catalog.access import Principal
+from creamery.catalog.status import ProjectStatus
 from creamery.core.names import is_valid_project_name, normalize
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.mirror.listing import Listing
 from creamery.mirror.policy import Hidden
+from creamery.mirror.render import upstream_status
 from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
 from creamery.web.pages import BoundedCache, Endpoint, base_url, relative_redirect
@@ -167,6 +169,7 @@ class ProjectPages:
             return None
         if catalog.docs.versions(project):
             view.docs_url = f"{base}docs/{quote(project)}/"
+        _show_status(view, catalog.statuses.get(project))
         linked = tuple(item.dependency.project for item in view.dependencies)
         return self._page(view, base), linked
 
@@ -184,7 +187,10 @@ class ProjectPages:
                 source=listing.url,
                 hidden=ordered,
             )
-        return None if view is None else self._page(view, base)
+        if view is None:
+            return None
+        _show_status(view, upstream_status(listing))
+        return self._page(view, base)
 
     def _page(self, view: ProjectView, base: str) -> bytes:
         project_url = f"{base}project/{quote(view.project)}/"
@@ -212,6 +218,14 @@ class ProjectPages:
         """The one answer for a project (or release) not here and one the visitor may not see."""
         body = render("not_found.html", base=base, project=project)
         return respond(request, self.state, body, status_code=404)
+
+
+def _show_status(view: ProjectView, status: ProjectStatus) -> None:
+    """PEP 792 on the page: a banner for a status that is not active; no file of a
+    quarantined project is offered."""
+    view.status, view.status_reason = status.status, status.reason or None
+    if status.quarantined:
+        view.files = []
 
 
 def _everything(project: str) -> bool:

@@ -99,6 +99,8 @@ class ProjectView:
     docs_url: str | None = None
     mirror_source: str | None = None  # the upstream page it is served from
     mirror_hidden: list[Hidden] = field(default_factory=list)  # upstream files a policy hid
+    status: str = "active"  # PEP 792 (a quarantined project's page lists no file)
+    status_reason: str | None = None
 
 
 def local_view(
