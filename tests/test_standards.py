@@ -17,6 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import datetime
 from html.parser import HTMLParser
@@ -360,6 +362,10 @@ def test_the_root_rules_catch_what_the_standards_forbid() -> None:
 # ----------------------------------------------------------------------------- a real server
 
 
+CREAMERY = [sys.executable, "-m", "creamery"]
+REASON = 'moved to "std-demo" <now>'  # quotes and brackets: escaped in the meta tag
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Path]]]:
     root = tmp_path_factory.mktemp("standards") / "root"
@@ -376,6 +382,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, d
     yank(files["std_demo-0.9-py3-none-any.whl"], "broken build")
     yank(files["std_demo-0.8-py3-none-any.whl"])
     sign(files["std_demo-2.0.post1-py3-none-any.whl"])
+    make_wheel(root, "std-archived", "1.0")
+    subprocess.run(
+        [*CREAMERY, "status", "std-archived", "archived", "--reason", REASON, str(root)],
+        check=True,
+        capture_output=True,
+    )
     with run_server([root], "-P", ".", "-a", ".", "--disable-fallback") as server:
         yield server, files
 
@@ -479,12 +491,37 @@ def test_the_html_project_page_meets_pep_503_and_agrees_with_the_json(
     assert signature.status_code == 200 and b"PGP SIGNATURE" in signature.content
 
 
+@pytest.mark.parametrize(
+    ("project", "expected"),
+    [
+        ("std-demo", {"status": "active"}),
+        ("std-archived", {"status": "archived", "reason": REASON}),
+    ],
+)
+def test_every_project_page_carries_its_pep_792_status(
+    served: tuple[Server, dict[str, Path]], project: str, expected: dict[str, str]
+) -> None:
+    """PEP 792 (API 1.4): JSON `project-status` and the HTML meta tags, on every page."""
+    server, _files = served
+    page_url = f"{server.url}/simple/{project}/"
+    _response, document = get_json(page_url)
+    assert project_problems(document, project) == []
+    assert document["project-status"] == expected
+    assert api_version_problems(document["meta"], minimum=(1, 4)) == []
+    text = HTTP.get(page_url, headers={"Accept": HTML_V1}).text
+    assert html_page_problems(text, page_url) == []
+    meta = parse_html(text).meta
+    assert meta["pypi:project-status"] == expected["status"]
+    assert meta.get("pypi:project-status-reason") == expected.get("reason")
+
+
 def test_the_project_list_meets_pep_503_and_691(served: tuple[Server, dict[str, Path]]) -> None:
     server, _files = served
     _response, document = get_json(f"{server.url}/simple/")
     assert root_problems(document) == []
     # The name is the display name or the normalized one: the specification leaves it open.
-    assert [p["name"] for p in document["projects"]] in (["std-demo"], ["std_demo"])
+    names = [p["name"] for p in document["projects"]]
+    assert names in (["std-archived", "std-demo"], ["std_archived", "std_demo"])
     html = HTTP.get(f"{server.url}/simple/")
     assert html.text.lstrip().lower().startswith("<!doctype html>")
     anchors = parse_html(html.text).anchors
