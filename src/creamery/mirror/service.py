@@ -24,6 +24,7 @@ from creamery.core.headers import NOSNIFF
 from creamery.core.names import METADATA
 from creamery.core.objects import S3Options
 from creamery.http import files
+from creamery.http.absolute import Rebased
 from creamery.http.asgi_types import Scope, Send
 from creamery.http.conditional import send_page
 from creamery.http.files import SmallFiles, send_text
@@ -32,6 +33,7 @@ from creamery.mirror.cache import Opened, StoreSkipped, open_cache
 from creamery.mirror.client import Failure, UpstreamClient
 from creamery.mirror.listing import UpstreamFile, is_safe_filename
 from creamery.mirror.projects import Known, UpstreamProjects
+from creamery.mirror.provenance import UpstreamProvenance
 from creamery.mirror.render import render_mirrored
 from creamery.mirror.transfer import Downloads, Job
 from creamery.render.negotiation import Format
@@ -81,6 +83,9 @@ class Mirror:
         )
         self.projects = UpstreamProjects(self.cache, self.client, config.mirror_ttl)
         self.downloads = Downloads(self.cache, self.client, self._evict_soon)
+        # PEP 740: upstream provenance behind our Integrity API route, in absolute URLs.
+        self.provenance = UpstreamProvenance(self.cache, self.client, self.projects)
+        self.rebased = Rebased()
         self._closing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()  # held, or the loop may drop them
         self._cached_bytes = 0  # the last count (cached_bytes)
@@ -154,7 +159,7 @@ class Mirror:
         pages = await self._pages(project, known, local)
         extra = STALE_HEADERS if known.failure is not None else None
         self._count("page", "stale" if extra else "served")
-        await send_page(scope, send, pages[fmt], extra)
+        await send_page(scope, send, self.rebased.page(scope, pages[fmt]), extra)
 
     async def _pages(self, project: str, known: Known, local: bool) -> dict[Format, Page]:
         generation = self.index.project_generation(project) if local else None
