@@ -57,7 +57,10 @@ _CIRCLECI_SIGNER = re.compile(
 
 
 def library_available() -> bool:
-    return importlib.util.find_spec("pypi_attestations") is not None
+    try:
+        return importlib.util.find_spec("pypi_attestations") is not None
+    except (ImportError, ValueError):  # an import hook that refuses it: not available
+        return False
 
 
 def warn_if_unverifiable(policy: str) -> None:
