@@ -249,7 +249,8 @@ def test_the_project_page_names_the_verified_publisher(verifying: Server, tmp_pa
 def test_store_keeps_attestations_unverified_behind_a_base_url(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    with run_server([root], *OPEN, "--attestations", "store", "--server-base-url", "/idx/") as srv:
+    args = (*OPEN, "--attestations", "store", "--server-base-url", "/idx/")
+    with run_server([root], *args, ready_paths=("/idx/health",)) as srv:
         wheel = FIXTURES / STAGING_WHEEL
         response = upload(
             srv, wheel.name, wheel.read_bytes(), attestations_field(wheel.name), path="/idx/"
@@ -273,7 +274,11 @@ def test_reject_refuses_uploads_that_carry_attestations(tmp_path: Path) -> None:
     with run_server([root], *OPEN, env={"CREAMERY_ATTESTATIONS": "reject"}) as srv:
         dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist", with_attestation=True)
         failed = twine_attested(srv, tmp_path / "home", dist)
-        assert "does not accept attestations" in failed, failed
+        assert "400 Bad Request" in failed, failed  # twine shows the status line only
+        sent = attestations_field(dist.name)
+        refused = upload(srv, dist.name, dist.read_bytes(), sent)
+        assert refused.status_code == 400
+        assert "this index does not accept attestations (--attestations reject)" in refused.text
         assert nothing_stored(srv, GITHUB_SDIST)
         plain = twine_upload(f"{srv.url}/legacy/", tmp_path / "home", dist)
         assert plain.returncode == 0, describe(plain)
