@@ -29,6 +29,7 @@ from support.attested import (
 from support.clients import describe, installed, pip_install, twine_upload, uv_install
 from support.dists import make_sdist
 from support.forms import upload
+from support.htpasswd import write_sha1_htpasswd
 from support.servers import Server, run_server
 from support.upstream import run_upstream
 from support.wire import listed
@@ -241,6 +242,21 @@ def test_the_project_page_names_the_verified_publisher(verifying: Server, tmp_pa
     url = integrity(verifying.url, "pypi-attestations", "0.0.19", GITHUB_SDIST)
     assert f'href="{url}"' in page
     assert "published by GitHub trailofbits/pypi-attestations, release.yml" in page
+
+
+def test_provenance_is_guarded_like_the_file(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    htpasswd = write_sha1_htpasswd(tmp_path / "htpasswd", "alice", "secret")
+    auth = ("alice", "secret")
+    with run_server([root], "-P", str(htpasswd), "-a", "update,download") as srv:
+        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
+        sent = attestations_field(dist.name)
+        assert upload(srv, dist.name, dist.read_bytes(), sent, auth=auth).status_code == 200
+        url = listed(srv, "pypi-attestations")[dist.name]["provenance"]  # listing is open
+        assert HTTP.get(url).status_code == 401  # as the file itself
+        assert HTTP.get(f"{srv.url}/packages/{dist.name}").status_code == 401
+        assert HTTP.get(url, auth=auth).json()["attestation_bundles"]
 
 
 # ----------------------------------------------------------------------------- store, reject
