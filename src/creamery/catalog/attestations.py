@@ -273,36 +273,48 @@ def _verify_all(
 
 def _verified(number: int, attestation: Attestation, publisher: Publisher | None, dist: Any) -> str:
     """The predicate type of a verified attestation, or the refusal saying what failed."""
-    from pypi_attestations import VerificationError
-
     _quiet_offline_notice()
     if publisher is None:
         # Not a Trusted Publisher: say first whether the signature holds at all.
         from sigstore.verify.policy import UnsafeNoOp
 
-        try:
-            attestation.verify(UnsafeNoOp(), dist, offline=True)
-        except VerificationError as error:
-            raise ClientError(400, _failure(number, error, dist.name)) from error
+        _verify(number, attestation, UnsafeNoOp(), dist)
         identity = attestation.certificate_claims.get(ISSUER, "an unknown issuer")
         raise ClientError(
             400,
             f"attestation {number} is signed by an identity of {identity}, not a Trusted"
             " Publisher (GitHub Actions, GitLab CI/CD, Google Cloud, CircleCI)",
         )
+    return _verify(number, attestation, publisher, dist)
+
+
+def _verify(number: int, attestation: Attestation, identity: Any, dist: Any) -> str:
+    from pypi_attestations import AttestationError
+
     try:
-        predicate, _ = attestation.verify(publisher, dist, offline=True)
-    except VerificationError as error:
+        predicate, _ = attestation.verify(identity, dist, offline=True)
+    except AttestationError as error:  # VerificationError, ConversionError (the bundle's shape)
         raise ClientError(400, _failure(number, error, dist.name)) from error
+    except Exception as error:  # whatever else the input makes sigstore raise: never a 500
+        log.warning("attestation %d of %s: %r", number, dist.name, error, exc_info=True)
+        reason = _first_line(error)
+        raise ClientError(400, f"attestation {number} could not be verified: {reason}") from error
     return predicate
 
 
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
 def _failure(number: int, error: Exception, filename: str) -> str:
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = _first_line(error)
     if "distribution digest" in message:
         return f"attestation {number} does not match the uploaded file's digest"
     if "distribution name" in message:
         return f"attestation {number} is for another file than {filename!r}"
+    if "invalid transparency log entry" in message or "ConversionError" in type(error).__name__:
+        return f"attestation {number} is malformed: {message}"
     if "certificate chain" in message or "trust" in message.lower():
         return (
             f"attestation {number} is not signed under Sigstore's trust root ({message}):"
