@@ -183,6 +183,12 @@ def _tampered_signature() -> str:
     return json.dumps([{**attestation, "envelope": envelope}])
 
 
+def _with_material(**changes: object) -> str:
+    attestation = attestation_of(CIRCLECI_WHEEL)
+    material = {**attestation["verification_material"], **changes}  # type: ignore[dict-item]
+    return json.dumps([{**attestation, "verification_material": material}])
+
+
 @pytest.mark.parametrize(
     ("attestations_text", "reason"),
     [
@@ -192,10 +198,15 @@ def _tampered_signature() -> str:
         ('[{"version": 1}]', "attestation 1 is malformed: verification_material"),
         ('[{"version": 1, "verification_material": {}, "envelope": {}}]', "is malformed"),
         (_tampered_signature(), "attestation 1 does not verify"),
+        (_with_material(certificate="AAAA"), "its certificate can't be read"),
+        (_with_material(transparency_entries=[{"logIndex": "x"}]), "invalid transparency log"),
         (json.dumps([attestation_of(CIRCLECI_WHEEL)] * 3), "at most 2 attestations"),
         (json.dumps([attestation_of(CIRCLECI_WHEEL)] * 2), "more than one of this type"),
     ],
-    ids=["json", "not-a-list", "empty", "no-material", "stub", "tampered", "three", "twice"],
+    ids=[
+        *("json", "not-a-list", "empty", "no-material", "stub", "tampered"),
+        *("certificate", "log-entry", "three", "twice"),
+    ],
 )
 def test_malformed_attestations_are_refused(
     verifying: Server, tmp_path: Path, attestations_text: str, reason: str
