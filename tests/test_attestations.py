@@ -138,6 +138,7 @@ def test_the_provenance_url_follows_the_host_the_client_used(
     direct = HTTP.get(f"{verifying.url}/simple/gcb-attestation-test/")
     assert integrity(verifying.url, "gcb-attestation-test", "0.0.0", dist.name) in direct.text
     assert page.headers["etag"] != direct.headers["etag"]  # one ETag per base
+    assert "X-Forwarded-Host" in page.headers["vary"] and "Accept" in page.headers["vary"]
     again = HTTP.get(
         f"{verifying.url}/simple/gcb-attestation-test/",
         headers={**proxied, "If-None-Match": page.headers["etag"]},

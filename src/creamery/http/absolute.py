@@ -20,6 +20,8 @@ _SCHEMES = frozenset({"http", "https"})
 # A host name or an IP literal, and a port: nothing a header could smuggle into a URL.
 _HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _BASE_BYTES = BASE.encode()
+# A rebased page differs by what `base_url` reads: shared caches must key on it too.
+_VARY = b"Accept, Host, X-Forwarded-Host, X-Forwarded-Proto, X-Forwarded-Prefix"
 MAX_REBASED = 256  # pages kept with a base put in (projects with provenance x bases seen)
 
 
@@ -99,6 +101,10 @@ def rebase(page: Page, base: str) -> Page:
     """*page* with *base* (validated by `base_url`: URL-safe characters only) put in."""
     body = page.body.replace(_BASE_BYTES, base.encode("ascii"))
     etag = strong_etag(body)
-    replaced = {b"content-length": str(len(body)).encode(), b"etag": etag.encode()}
+    replaced = {
+        b"content-length": str(len(body)).encode(),
+        b"etag": etag.encode(),
+        b"vary": _VARY,
+    }
     headers = [(name, replaced.get(name, value)) for name, value in page.headers]
     return Page(body, etag, headers)
