@@ -81,7 +81,8 @@ def provenance_for(text: str | None, filename: str, sha256: str, policy: str) ->
         return None
     if policy == "reject":
         raise ClientError(
-            400, "this index does not accept attestations (--attestations reject): upload without"
+            400,
+            "this index does not accept attestations (--attestations reject): upload without them",
         )
     items = _items(text)
     if not library_available():
@@ -126,15 +127,14 @@ def _parsed(number: int, item: dict[str, Any]) -> Attestation:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "the object"
-        raise ClientError(
-            400, f"attestation {number} is malformed: {where}: {first['msg']}"
-        ) from error
+        what = (str(first["msg"]).splitlines() or ["invalid"])[0][:200]
+        raise ClientError(400, f"attestation {number} is malformed: {where}: {what}") from error
 
 
 def _publisher_or_refusal(number: int, attestation: Attestation) -> Publisher | None:
     try:
         return publisher_of(attestation)
-    except ValueError as error:  # cryptography's: not a DER certificate
+    except Exception as error:  # not DER, or a claim that is no UTF8String: hostile input
         raise ClientError(
             400, f"attestation {number} is malformed: its certificate can't be read"
         ) from error
