@@ -130,6 +130,7 @@ def _find(dists: list[Distribution], version: str, filename: str) -> Distributio
     return None
 
 
-def _message(request: Request, status: int, message: str) -> Response:
+def _message(_request: Request, status: int, message: str) -> Response:
+    """PyPI's error shape; no ETag, so a hidden project's 404 is an unknown one's."""
     body = json.dumps({"message": message}).encode()
-    return body_response(request, body, JSON, status, headers={"vary": "Accept"})
+    return Response(body, status, {"vary": "Accept"}, media_type=JSON)
