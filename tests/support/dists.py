@@ -42,13 +42,17 @@ def core_metadata(
     requires_dist: Iterable[str] = (),
     requires_python: str | None = None,
     description: str = "",
+    metadata_version: str = "2.1",
+    extra_headers: Iterable[str] = (),
 ) -> str:
-    """Core metadata (METADATA / PKG-INFO) text, Metadata-Version 2.1."""
+    """Core metadata (METADATA / PKG-INFO) text, Metadata-Version 2.1 unless told, with
+    *extra_headers* (`Key: value` lines) after the summary."""
     lines = [
-        "Metadata-Version: 2.1",
+        f"Metadata-Version: {metadata_version}",
         f"Name: {name}",
         f"Version: {version}",
         f"Summary: {summary or f'The {name} test project'}",
+        *extra_headers,
     ]
     if requires_python is not None:
         lines.append(f"Requires-Python: {requires_python}")
@@ -190,15 +194,17 @@ def make_wheel(
     tag: str = "py3-none-any",
     build_tag: str | None = None,
     files: Mapping[str, str | bytes] | None = None,
+    metadata_text: str | None = None,
 ) -> Path:
     """Write a valid wheel (METADATA, WHEEL, RECORD with sha256) and return its path.
 
     *files* maps archive paths to contents; by default the wheel holds
-    `<module>/__init__.py` defining `__version__`.
+    `<module>/__init__.py` defining `__version__`. *metadata_text* replaces the METADATA
+    (for metadata that disagrees with the filename, or is otherwise odd).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    metadata = core_metadata(
+    metadata = metadata_text or core_metadata(
         name, version, summary=summary, requires_dist=requires_dist, requires_python=requires_python
     )
     contents = dict(files) if files is not None else _default_files(name, version)
@@ -216,11 +222,13 @@ def make_sdist(
     summary: str = "",
     files: Mapping[str, str | bytes] | None = None,
     filename_name: str | None = None,
+    metadata_text: str | None = None,
 ) -> Path:
     """Write a buildable sdist (PKG-INFO, pyproject.toml, offline backend) and return its path.
 
     The filename follows PEP 625 (`<escaped name>-<version>.tar.gz`) unless *filename_name*
     gives the name to use instead, for legacy spellings such as `Foo.Bar_baz-0.1.tar.gz`.
+    *metadata_text* replaces the PKG-INFO.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -234,7 +242,8 @@ def make_sdist(
         """
     )
     members: dict[str, str | bytes] = {
-        "PKG-INFO": core_metadata(
+        "PKG-INFO": metadata_text
+        or core_metadata(
             name,
             version,
             summary=summary,

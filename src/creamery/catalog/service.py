@@ -293,16 +293,18 @@ class Catalog:
         *,
         filename: str | None = None,
         actor: Actor | None = None,
+        reason: str | None = None,
     ) -> list[str]:
         """Delete a release (or a whole project, or with *filename* one file of the release)
-        with its signatures and state. Audited first, recorded last; the relpaths that
-        changed. Raises ReleaseNotFound."""
+        with its signatures and state. Audited first (with *reason*, such as the retention
+        rule's), recorded last; the relpaths that changed. Raises ReleaseNotFound."""
         dists = releases.to_remove(self.index, project, version, filename)  # ReleaseNotFound
         entry = (actor or Actor.local()).entry(
             "remove",
             project=normalize(project),
             version=version,
             filename=filename,
+            reason=reason,
             detail=releases.describe(dists),
         )
         with _Audited(self.access, entry) as audited:

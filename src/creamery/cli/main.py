@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from creamery.catalog.audit import parse_duration
 from creamery.catalog.permissions import PermissionFile, PermissionFileError
 from creamery.cli import access, admin, settings
+from creamery.cli import prune as retention
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
 from creamery.core.config import (
     ATTESTATION_POLICIES,
@@ -47,6 +49,8 @@ from creamery.core.config import (
 from creamery.core.names import normalize
 from creamery.core.objects import ObjectRoot
 from creamery.core.version import __version__
+from creamery.mirror import policy
+from creamery.mirror.policy import FALLBACK_CHOICES, UNKNOWN_CHOICES
 
 PROG = "creamery"
 _DEFAULTS = Config()
@@ -305,6 +309,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest accepted upload, such as 500M or 2G (default: 1G)",
     )
     _add_connection_arguments(parser)
+    retention.add_run_arguments(parser)
     parser.add_argument(
         "--upload-policy",
         type=str.lower,
@@ -516,6 +521,7 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a local project whose upstream files may be merged in (repeatable; or @FILE)",
     )
+    _add_mirror_policy_arguments(group)
     group.add_argument(
         "--extra-upstream",
         metavar="URL",
@@ -530,6 +536,87 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.upstream_timeout,
         help="give up on an upstream after this long and serve stale copies (default: 10)",
     )
+
+
+def _add_mirror_policy_arguments(group: argparse._ArgumentGroup) -> None:
+    """The mirror's supply-chain policies (docs/mirror.md, "Policies")."""
+    group.add_argument(
+        "--mirror-min-age",
+        metavar="DURATION",
+        type=_checked(parse_min_age),
+        help="offer upstream files only once they are this old (PEP 700 upload-time), such as 7d",
+    )
+    group.add_argument(
+        "--mirror-min-age-exempt",
+        metavar="PATTERN",
+        action="append",
+        default=[],
+        type=_checked(parse_policy_pattern),
+        help="a project name or glob the minimum age does not apply to (repeatable)",
+    )
+    group.add_argument(
+        "--mirror-min-age-unknown",
+        choices=UNKNOWN_CHOICES,
+        default=_DEFAULTS.mirror_min_age_unknown,
+        help="files without an upload time (HTML upstreams): offer them or hide them"
+        " (default: offer)",
+    )
+    group.add_argument(
+        "--mirror-min-age-fallback",
+        choices=FALLBACK_CHOICES,
+        default=_DEFAULTS.mirror_min_age_fallback,
+        help="when every file of a project is too new: offer its oldest release, or none"
+        " (default: oldest)",
+    )
+    group.add_argument(
+        "--mirror-allow",
+        metavar="FILE",
+        help="mirror only the upstream projects (and versions) this file lists; reloaded",
+    )
+    group.add_argument(
+        "--mirror-deny",
+        metavar="FILE",
+        help="do not mirror the upstream projects (or versions) this file lists; reloaded",
+    )
+    group.add_argument(
+        "--mirror-origin",
+        metavar="PATTERN=MODE",
+        action="append",
+        default=[],
+        type=_checked(parse_origin_rule),
+        help="where a project's files come from: local-only, upstream-only or merged (repeatable)",
+    )
+
+
+def parse_min_age(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def parse_policy_pattern(text: str) -> str:
+    try:
+        return policy.parse_pattern(text)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def parse_origin_rule(text: str) -> str:
+    """`PATTERN=MODE`, checked and normalized."""
+    try:
+        pattern, mode = policy.parse_origin(text)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return f"{pattern}={mode}"
+
+
+def _policy_file(text: str | None) -> Path | None:
+    """An allow or deny list that parses: a bad line is a one-line start-up error."""
+    path = _path(text)
+    if path is not None:
+        policy.PatternFile(path)  # PolicyError is a ConfigError: "file:line: why"
+    return path
 
 
 def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
@@ -641,6 +728,7 @@ SUBCOMMANDS = (
     Subcommand("unyank", "un-yank a release or file", *admin.UNYANK),
     Subcommand("remove", "remove a release (or a whole project)", *admin.REMOVE),
     Subcommand("docs", "remove hosted documentation", *admin.DOCS),
+    Subcommand("prune", "remove old releases by retention rules", *retention.PRUNE),
     Subcommand("token", "create, list or revoke API tokens", *access.TOKEN),
     Subcommand("owners", "grant or take away roles on a project (ownership)", *access.OWNERS),
     Subcommand("audit", "read the audit log", *access.AUDIT),
@@ -795,6 +883,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
         mirror_max_size=args.mirror_max_size,
         mirror_max_age=args.mirror_max_age,
         mirror_merge=checked("mirror_merge", parse_merge_list),
+        mirror_min_age=args.mirror_min_age,
+        mirror_min_age_exempt=checked(
+            "mirror_min_age_exempt", lambda v: tuple(parse_policy_pattern(p) for p in v)
+        ),
+        mirror_min_age_unknown=args.mirror_min_age_unknown,
+        mirror_min_age_fallback=args.mirror_min_age_fallback,
+        mirror_allow=checked("mirror_allow", _policy_file),
+        mirror_deny=checked("mirror_deny", _policy_file),
+        mirror_origin=checked("mirror_origin", lambda v: tuple(parse_origin_rule(r) for r in v)),
         extra_upstreams=tuple(args.extra_upstream),
         upstream_timeout=args.upstream_timeout,
         max_connections=args.max_connections,
@@ -807,6 +904,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
             checked("trusted_proxy", lambda v: [parse_trusted_proxy(c) for c in v])
         ),
         permissions=checked("permissions", _permission_file),
+        prune_every=args.prune_every,
+        prune_keep=args.prune_keep,
+        prune_prereleases_older_than=args.prune_prereleases_older_than,
+        prune_rules=_path(args.prune_rules),
         # File-system checks last: a mistyped flag is reported before a missing directory.
         roots=checked("package_directory", directories),
         welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),
@@ -814,6 +915,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if config.state_dir is not None:
         with settings.blame(sources, "state_dir"):
             config = config.with_updates(state_dir=check_state_dir(config.state_dir, config.roots))
+    with settings.blame(sources, "prune_every", "prune_rules"):
+        config = retention.check_run_rules(config)
     with settings.blame(sources, "authenticate", "password_file"):
         config = check_auth(config)
     with settings.blame(sources, "password_file"):

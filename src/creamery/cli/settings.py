@@ -32,6 +32,8 @@ _META_DESTS = frozenset({"help", "version", "command", "config_file", "print_con
 # Relative paths in a file are relative to the file, wherever creamery is started from.
 _PATH_DESTS = frozenset({"package_directory", *PATH_FIELDS})
 _COMMA_DESTS = frozenset({"authenticate"})  # a file may give these as a list of words
+# A file may give these as a table of `"PATTERN" = "VALUE"` ([creamery.mirror-origin]).
+_TABLE_DESTS = frozenset({"mirror_origin"})
 _AFTER_COMMAND = {"verbosity_after": "verbosity"}  # `run -v` counts apart from `-v run`
 
 
@@ -109,6 +111,10 @@ class Option:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"expected a whole number, not {_toml(value)}")
             return _count(str(value))
+        if self.kind == "list" and isinstance(value, dict) and self.dest in _TABLE_DESTS:
+            if not all(isinstance(v, str) for v in value.values()):
+                raise ValueError('expected a table of "PATTERN" = "MODE" strings')
+            return [self.check(f"{key}={mode}") for key, mode in value.items()]
         if self.kind in ("list", "paths"):
             items = [value] if isinstance(value, str) else value
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):

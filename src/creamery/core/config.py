@@ -71,6 +71,9 @@ PATH_FIELDS = (
     "mirror_cache",
     "state_dir",
     "permissions",
+    "prune_rules",
+    "mirror_allow",
+    "mirror_deny",
 )
 
 
@@ -124,6 +127,14 @@ class Config:
     mirror_max_size: int | None = None  # bytes of cached files; None: unbounded
     mirror_max_age: float | None = None  # seconds a cached file may stay unused; None: forever
     mirror_merge: tuple[str, ...] = ()  # local projects whose upstream files may be merged
+    # Supply-chain policies of the mirror (mirror/policy.py, docs/mirror.md "Policies").
+    mirror_min_age: float | None = None  # seconds an upstream file must be out; None: no cooldown
+    mirror_min_age_exempt: tuple[str, ...] = ()  # normalized names or globs
+    mirror_min_age_unknown: str = "offer"  # files without an upload time: "offer" or "hide"
+    mirror_min_age_fallback: str = "oldest"  # all too new: "oldest" release or "none"
+    mirror_allow: Path | None = None  # only the projects/versions listed are mirrored
+    mirror_deny: Path | None = None  # the projects/versions listed are not mirrored
+    mirror_origin: tuple[str, ...] = ()  # "PATTERN=MODE" (local-only, upstream-only, merged)
     extra_upstreams: tuple[str, ...] = ()
     upstream_timeout: float = 10.0
     # Connections and timeouts (docs/security.md): what one client can hold, and for how long.
@@ -150,6 +161,12 @@ class Config:
     permissions: Path | None = None
     owners: str | None = None
     trusted_proxies: tuple[str, ...] = ()
+    # Retention in the server (catalog/prune.py, docs/retention.md): prune every N seconds
+    # (None: never) by these rules (the rules file read again for every run).
+    prune_every: float | None = None
+    prune_keep: int | None = None
+    prune_prereleases_older_than: float | None = None  # seconds
+    prune_rules: Path | None = None
     auther: Auther | None = field(default=None, compare=False, repr=False)
 
     def with_updates(self, **changes: Any) -> Config:
@@ -244,6 +261,8 @@ class Config:
         data = json.loads(text)
         data["roots"] = tuple(_root_from_text(p) for p in data["roots"])
         data["mirror_merge"] = tuple(data.get("mirror_merge", ()))
+        data["mirror_min_age_exempt"] = tuple(data.get("mirror_min_age_exempt", ()))
+        data["mirror_origin"] = tuple(data.get("mirror_origin", ()))
         data["extra_upstreams"] = tuple(data.get("extra_upstreams", ()))
         data["trusted_proxies"] = tuple(data.get("trusted_proxies", ()))
         data["authenticate"] = frozenset(data["authenticate"])

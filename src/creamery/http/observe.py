@@ -194,6 +194,12 @@ class Metrics:
         self.mirror_events = Counter(
             "creamery_mirror_requests", "Mirror cache lookups", ["kind", "result"], **kwargs
         )
+        self.mirror_policy = Counter(
+            "creamery_mirror_policy_decisions",
+            "Mirror responses where a policy hid files or a project",
+            ["rule", "kind"],
+            **kwargs,
+        )
         self.mirror_bytes = Gauge(
             "creamery_mirror_cache_bytes", "Bytes of mirrored files kept", **gauge_kwargs
         )

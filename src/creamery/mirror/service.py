@@ -3,7 +3,8 @@
 It wraps the local catalog rather than changing it: `web.Creamery` asks `handles(project)` and
 hands over the simple page of such a project and the `/upstream/<project>/<file>` downloads.
 Local projects are never mixed with upstream files (dependency confusion) unless listed in
-`--mirror-merge`. See docs/mirror.md.
+`--mirror-merge` (or `--mirror-origin`). What of the upstream is offered, the supply-chain
+policies decide (`decide`, mirror/policy.py). See docs/mirror.md.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -21,7 +23,7 @@ import anyio
 from creamery.catalog.service import Catalog
 from creamery.core.config import Config
 from creamery.core.headers import NOSNIFF
-from creamery.core.names import METADATA
+from creamery.core.names import METADATA, parse_filename
 from creamery.core.objects import S3Options
 from creamery.http import files
 from creamery.http.absolute import Rebased
@@ -31,9 +33,20 @@ from creamery.http.files import SmallFiles, send_text
 from creamery.http.observe import Observer
 from creamery.mirror.cache import Opened, StoreSkipped, open_cache
 from creamery.mirror.client import Failure, UpstreamClient
-from creamery.mirror.listing import UpstreamFile, is_safe_filename
+from creamery.mirror.listing import Listing, UpstreamFile, is_safe_filename
+from creamery.mirror.policy import (
+    Decision,
+    Hidden,
+    MinAge,
+    OriginRules,
+    PatternFile,
+    Patterns,
+    Policies,
+    format_duration,
+    parse_origin,
+)
 from creamery.mirror.projects import Known, UpstreamProjects
-from creamery.mirror.provenance import UpstreamProvenance
+from creamery.mirror.provenance import Missing, UpstreamProvenance
 from creamery.mirror.render import render_mirrored
 from creamery.mirror.transfer import Downloads, Job
 from creamery.render.negotiation import Format
@@ -48,6 +61,8 @@ _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # a PEP 503-normalized name
 # Digests we verify downloads with, strongest first.
 _VERIFY_ALGOS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
 STALE_HEADERS = [(b"warning", b'110 - "Response is Stale"'), (b"x-creamery-stale", b"1")]
+POLICY_HEADER = b"x-creamery-policy"  # which rule hid files or the project (docs/mirror.md)
+_MAX_DECISIONS = 4096
 
 
 class Mirror:
@@ -70,7 +85,10 @@ class Mirror:
         self.facts = catalog.facts
         self.observer = observer
         self.small_files = small_files
-        self.merge = frozenset(config.mirror_merge)
+        self.policies = policies_of(config)
+        # Per project: (the listing, the lists' generation, what was decided about it).
+        self._decisions: dict[str, tuple[Listing, tuple[int, int], Decision]] = {}
+        self._said: set[tuple[str, str | None]] = set()  # starved projects logged (once each)
         self.cache = open_cache(
             config.mirror_cache_dir(),
             spool=config.facts_cache_dir() / "mirror-spool",  # only for a bucket cache
@@ -91,8 +109,19 @@ class Mirror:
         self._cached_bytes = 0  # the last count (cached_bytes)
 
     def handles(self, project: str) -> bool:
-        """Projects hosted here are ours alone, unless the operator allowed merging them."""
-        return project not in self.index.projects or project in self.merge
+        """Projects hosted here are ours alone, unless the operator allowed merging them (or
+        made them upstream-only); a local-only name not hosted here is ours to refuse."""
+        origin = self.policies.origin(project)
+        if origin is None or origin[0] == "local-only":
+            return project not in self.index.projects
+        return True
+
+    def looks_up(self, project: str) -> bool:
+        """May *project* be looked up upstream at all (not local-only, nor denied)?"""
+        origin = self.policies.origin(project)
+        if origin is not None and origin[0] == "local-only":
+            return False
+        return not self.policies.filters or self.policies.blocked(project) is None
 
     def close(self) -> None:
         try:
@@ -148,37 +177,148 @@ class Mirror:
         if not _PROJECT.fullmatch(project):
             await send_text(send, 404, f"Not Found ({project} is not a valid project name)")
             return
-        local = project in self.index.projects and not hide_local
+        origin = self.policies.origin(project)
+        if origin is not None and origin[0] == "local-only":
+            await self._refuse_local_only(send, project, origin[1], "page")
+            return
+        upstream_only = origin is not None and origin[0] == "upstream-only"
+        local = project in self.index.projects and not hide_local and not upstream_only
+        blocked = self.policies.blocked(project) if self.policies.filters else None
+        if blocked is not None and not local:  # not even asked upstream
+            self._count_policy([blocked.split(" ", 1)[0]], "project")
+            text = f"Not Found ({project} is not mirrored here: {blocked})"
+            await send_text(send, 404, text, [_policy_header(blocked)])
+            return
         known = await self.projects.get(project, fresh=True)
+        decision = await self.decide(project, known)
+        listing = known.listing if decision is None else decision.listing
         if known.listing is None and not local:
             if known.failure is not None:
                 await send_text(send, known.failure.status, known.failure.text)
             else:
                 await send_text(send, 404, f"Not Found (no upstream index has {project})")
             return
-        pages = await self._pages(project, known, local)
-        extra = STALE_HEADERS if known.failure is not None else None
+        pages = await self._pages(project, known, listing, local)
+        extra = list(STALE_HEADERS) if known.failure is not None else []
         self._count("page", "stale" if extra else "served")
-        await send_page(scope, send, self.rebased.page(scope, pages[fmt]), extra)
+        said = decision.header() if decision is not None else blocked
+        if said is not None:
+            extra.append(_policy_header(said))
+            self._count_policy(decision.kinds() if decision else [blocked or ""], "page")
+        await send_page(scope, send, self.rebased.page(scope, pages[fmt]), extra or None)
 
-    async def _pages(self, project: str, known: Known, local: bool) -> dict[Format, Page]:
+    async def _pages(
+        self, project: str, known: Known, listing: Listing | None, local: bool
+    ) -> dict[Format, Page]:
+        """Rendered from *listing*: the upstream's as the policies offer it (a new object
+        whenever a decision changes, so a page never outlives the decision it shows)."""
         generation = self.index.project_generation(project) if local else None
         rendered = known.pages
-        if rendered is not None and rendered[0] == generation and rendered[1] is known.listing:
+        if rendered is not None and rendered[0] == generation and rendered[1] is listing:
             return rendered[2]
-        pages = await anyio.to_thread.run_sync(self._render, project, known, local)
-        known.pages = (generation, known.listing, pages)
+        pages = await anyio.to_thread.run_sync(self._render, project, listing, local)
+        known.pages = (generation, listing, pages)
         self.projects.remember(project, known)
         return pages
 
-    def _render(self, project: str, known: Known, local: bool) -> dict[Format, Page]:
+    def _render(self, project: str, listing: Listing | None, local: bool) -> dict[Format, Page]:
         hash_algo = self.config.hash_algo
         entries = []
         if local:
             entries = file_entries(self.index, self.facts, project, hash_algo)
-        return render_mirrored(project, known.listing, entries, hash_algo)
+        return render_mirrored(project, listing, entries, hash_algo)
+
+    # ------------------------------------------------------------------ policies
+
+    async def decide(self, project: str, known: Known) -> Decision | None:
+        """What the policies offer of *known*'s listing (None: no rule filters, or no
+        listing). Kept until the listing, a list file or the time (a file old enough now)
+        changes it. The one place a listing meets the policies: pages, downloads, the UI."""
+        listing = known.listing
+        if listing is None or not self.policies.filters:
+            return None
+        generation = self.policies.generation()
+        now = time.time()
+        kept = self._decisions.get(project)
+        fresh = kept is not None and kept[0] is listing and kept[1] == generation
+        if kept is not None and fresh and now < kept[2].valid_until:
+            return kept[2]
+        # In a thread: a listing of thousands of files against long lists takes milliseconds.
+        decision = await anyio.to_thread.run_sync(self.policies.decide, listing, now)
+        if len(self._decisions) >= _MAX_DECISIONS:
+            self._decisions.clear()
+        self._decisions[project] = (listing, generation, decision)
+        self._say_starved(project, decision)
+        return decision
+
+    def _say_starved(self, project: str, decision: Decision) -> None:
+        """One log line per project (not per request) when the age left it nothing."""
+        age = self.policies.min_age
+        starved = decision.fallback is not None or (
+            decision.listing is not None
+            and not decision.listing.files
+            and any(h.rule == age.rule for h in decision.hidden if age is not None)
+        )
+        if not starved or age is None or (project, decision.fallback) in self._said:
+            return
+        if len(self._said) >= _MAX_DECISIONS:
+            self._said.clear()
+        self._said.add((project, decision.fallback))
+        what = decision.fallback or "nothing"
+        log.warning(
+            "mirror: every file of %s is newer than %s: offering %s (--mirror-min-age-fallback %s)",
+            project,
+            format_duration(age.seconds),
+            what,
+            age.fallback,
+        )
+
+    def _count_policy(self, kinds: list[str], what: str) -> None:
+        metrics = self.observer.metrics
+        if metrics is not None:
+            for kind in kinds:
+                metrics.mirror_policy.labels(kind, what).inc()
+
+    async def _refuse_local_only(self, send: Send, project: str, pattern: str, what: str) -> None:
+        rule = f"mirror-origin {pattern}=local-only"
+        self._count_policy(["mirror-origin"], what)
+        text = f"Not Found ({project} is local-only: never looked up upstream, not hosted here)"
+        await send_text(send, 404, text, [_policy_header(rule)])
+
+    async def _file_refusal(self, project: str, dist: str) -> str | None:
+        """The rule that keeps this upstream file from being served, None: none does."""
+        blocked = self.policies.blocked(project)
+        if blocked is not None:
+            return blocked
+        known = await self.projects.get(project, fresh=False)
+        decision = await self.decide(project, known)
+        hidden = decision.refusal(dist) if decision is not None else None
+        if hidden is None and (known.listing is None or known.listing.file(dist) is None):
+            # Not listed (yet): the lists still judge its version; the age, once it is listed.
+            parsed = parse_filename(dist)
+            if parsed is not None:
+                hidden = self.policies.version_rule(project, parsed.version)
+        return hidden.reason() if hidden is not None else None
 
     # ------------------------------------------------------------------ files
+
+    async def provenance_of(
+        self, scope: Scope, project: str, filename: str
+    ) -> bytes | Missing | Failure:
+        """PEP 740: the upstream's provenance of a mirrored file, under the rules its download
+        follows (hosted here, local-only, the supply-chain policies)."""
+        if not _PROJECT.fullmatch(project) or not is_safe_filename(filename):
+            return Missing(f"{filename} is not a mirrored file")
+        if not self.handles(project) and (self.hidden is None or not self.hidden(scope, project)):
+            return Missing(f"{project} is hosted here: upstream files are not served")
+        origin = self.policies.origin(project)
+        if origin is not None and origin[0] == "local-only":
+            return Missing(f"{project} is local-only: never looked up upstream")
+        if self.policies.filters:
+            refusal = await self._file_refusal(project, filename)
+            if refusal is not None:
+                return Missing(f"{filename} is not offered here: {refusal}")
+        return await self.provenance.get(project, filename)
 
     async def download(self, scope: Scope, send: Send, rest: str) -> None:
         """`/upstream/<project>/<file>`: from the cache, else from the upstream (and cached)."""
@@ -192,6 +332,15 @@ class Mirror:
                 send, 404, f"Not Found ({project} is hosted here: upstream files are not served)"
             )
             return
+        origin = self.policies.origin(project)
+        if origin is not None and origin[0] == "local-only":
+            await self._refuse_local_only(send, project, origin[1], "file")
+            return
+        if self.policies.filters:
+            refusal = await self._file_refusal(project, dist)
+            if refusal is not None:
+                await self._refuse_file(send, project, filename, refusal)
+                return
         if self.cache.evict_due():
             self._evict_soon()
         storage = await self._cached(project, filename)
@@ -209,7 +358,9 @@ class Mirror:
                     store.reader.close()  # closed by send_file too, unless it redirected
             return
         job = await self._job(project, filename)
-        if isinstance(job, Failure):
+        if isinstance(job, Hidden):
+            await self._refuse_file(send, project, filename, job.reason())
+        elif isinstance(job, Failure):
             await send_text(send, job.status, job.text)
         elif job is None:
             await send_text(send, 404, f"Not Found ({project}/{filename} is not listed upstream)")
@@ -241,8 +392,14 @@ class Mirror:
             return None
         return Opened(self.cache.store, reader), stored
 
-    async def _job(self, project: str, filename: str) -> Job | Failure | None:
-        """Where to fetch *filename* and how to verify it; None when no upstream lists it."""
+    async def _refuse_file(self, send: Send, project: str, filename: str, reason: str) -> None:
+        self._count_policy([reason.split(" ", 1)[0]], "file")
+        text = f"Not Found ({project}/{filename} is not offered here: {reason})"
+        await send_text(send, 404, text, [_policy_header(reason)])
+
+    async def _job(self, project: str, filename: str) -> Job | Failure | Hidden | None:
+        """Where to fetch *filename* and how to verify it; None when no upstream lists it,
+        the rule when the policies do not offer it (listed just now: see _file_refusal)."""
         known = await self.projects.get(project, fresh=False)
         found = _listed(known, filename)
         if found is None and not self.projects.is_fresh(known):
@@ -250,6 +407,10 @@ class Mirror:
             found = _listed(known, filename)
         if found is None or known.listing is None:
             return known.failure if known.listing is None else None
+        decision = await self.decide(project, known)
+        hidden = decision.refusal(found.filename) if decision is not None else None
+        if hidden is not None:
+            return hidden
         await self.projects.keep(known)  # the file will be cached: so must its page be
         source = known.listing.source
         if filename.endswith(METADATA):
@@ -264,6 +425,29 @@ class Mirror:
             algo = None
         digest = found.hashes[algo] if algo is not None else None
         return Job(project, filename, found.url, source, algo, digest, found.size)
+
+
+def policies_of(config: Config) -> Policies:
+    """The mirror's policies as configured (the list files parse: checked at start)."""
+    min_age = None
+    if config.mirror_min_age is not None:
+        min_age = MinAge(
+            config.mirror_min_age,
+            Patterns(config.mirror_min_age_exempt),
+            config.mirror_min_age_unknown,
+            config.mirror_min_age_fallback,
+        )
+    return Policies(
+        min_age,
+        PatternFile(config.mirror_allow) if config.mirror_allow is not None else None,
+        PatternFile(config.mirror_deny) if config.mirror_deny is not None else None,
+        OriginRules((parse_origin(rule) for rule in config.mirror_origin), config.mirror_merge),
+    )
+
+
+def _policy_header(said: str) -> tuple[bytes, bytes]:
+    """One header line, whatever a file path holds."""
+    return POLICY_HEADER, " ".join(said.split()).encode("ascii", "backslashreplace")
 
 
 def _listed(known: Known, filename: str) -> UpstreamFile | None:

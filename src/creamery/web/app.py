@@ -158,6 +158,8 @@ class Creamery:
             if rescan > 0:
                 self._stoppers.append(self._start_rescans(rescan))
             self._stoppers.extend(self.catalog.start_background())  # an object root's snapshots
+            if self.config.prune_every is not None:  # retention: docs/retention.md
+                self._stoppers.append(self._start_pruning(self.config.prune_every))
             self._started = True
 
     def start_or_wait(self) -> None:
@@ -248,6 +250,12 @@ class Creamery:
 
         threading.Thread(target=loop, name="creamery-rescan", daemon=True).start()
         return stopped.set
+
+    def _start_pruning(self, interval: float) -> Callable[[], None]:
+        from creamery.catalog.prune import Schedule
+        from creamery.catalog.prune_rules import rules_of_config
+
+        return Schedule(self.catalog, interval, lambda: rules_of_config(self.config)).start()
 
     def _forked(self) -> None:
         """In a forked child: the parent's watcher threads did not come along; start anew."""

@@ -66,7 +66,7 @@ class Integrity:
             dist = _find(index.distributions(project), version, filename)
             if dist is not None:
                 return await self._local(request, dist, media_type)
-            if mirror is None or project not in mirror.merge:
+            if mirror is None or not mirror.handles(project):  # not merged with upstream
                 return _message(request, 404, f"{filename} is not a file of {project} {version}")
         elif mirror is None:
             return _message(request, 404, f"{project} is not a project of this index")
@@ -90,7 +90,7 @@ class Integrity:
         parsed = parse_filename(filename)
         if parsed is None or not releases.same_version(parsed.version, version):
             return _message(request, 404, f"{filename} is not a file of {project} {version}")
-        found = await mirror.provenance.get(project, filename)
+        found = await mirror.provenance_of(request.scope, project, filename)
         if isinstance(found, bytes):
             return body_response(request, found, media_type, headers=_HEADERS)
         if found.status == 404:  # none upstream

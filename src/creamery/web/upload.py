@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
-from creamery.catalog import attestations, releases
+from creamery.catalog import attestations, releases, upload_checks
 from creamery.catalog.access import ANONYMOUS, Actor, Principal
 from creamery.catalog.facts import parse_core_metadata
 from creamery.catalog.publish import same_files
@@ -53,6 +53,7 @@ class Outcome:
     status: int
     message: str
     changed: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # accepted, but PyPI would refuse it: said to the uploader
 
 
 def check_filename(filename: str, policy: str = "strict") -> ParsedFilename:
@@ -191,9 +192,34 @@ def metadata_problem(
         return f"{filename!r} has no {member} with Name and Version"
     if normalize(metadata.name) != parsed.project:
         return f"{member} Name {metadata.name!r} does not match the filename {filename!r}"
+    if (invalid := upload_checks.version_problem(metadata.version, member)) is not None:
+        return invalid
     if not releases.same_version(metadata.version, parsed.version):
         return f"{member} Version {metadata.version!r} does not match the filename {filename!r}"
     return None
+
+
+def pypi_checks(
+    form: ReceivedForm, parsed: ParsedFilename, filename: str, found: archives.Inspection | None
+) -> tuple[str, ...]:
+    """PyPI's checks that protect users (strict policy; `upload_checks`): raise the refusal,
+    or return the warnings (an sdist name PyPI would refuse, a newer Metadata-Version)."""
+    member = ".dist-info/METADATA" if parsed.kind == "wheel" else "PKG-INFO"
+    problem = upload_checks.wheel_tags_problem(filename) if parsed.kind == "wheel" else None
+    warnings: list[str] = []
+    if problem is None and found is not None and found.metadata is not None:
+        problem, warnings = upload_checks.metadata_checks(found.metadata, member)
+    sent_type = (form.value("description_content_type") or "").strip()
+    if problem is None and sent_type:
+        problem = upload_checks.content_type_problem(sent_type, "description_content_type")
+    if problem is not None:
+        raise FormError(400, problem)
+    if parsed.kind == "sdist":
+        warning = upload_checks.sdist_name_warning(filename, parsed.project, parsed.version)
+        warnings += [warning] if warning else []
+    for warning in warnings:
+        log.warning("upload of %s: warning: %s", filename, warning)
+    return tuple(warnings)
 
 
 def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
@@ -276,6 +302,7 @@ def accept_file(
     check_digests(form, content)
     signature = check_signature(form, filename)
     found = check_archive(content, parsed, filename, policy)
+    warnings = pypi_checks(form, parsed, filename, found) if policy == "strict" else ()
     attested = provenance(app, form, content)  # the costliest check: the last one
     upload = Upload(
         filename,
@@ -291,7 +318,7 @@ def accept_file(
     except AlreadyExists as error:
         raise _already_exists(filename, user_agent) from error
     log.warning("upload of %s (%d bytes) by %s", filename, content.size, principal)
-    return Outcome(200, f"OK: {filename} uploaded", tuple(changed))
+    return Outcome(200, f"OK: {filename} uploaded", tuple(changed), warnings)
 
 
 def stored_digests(content: ReceivedFile) -> dict[str, str]:

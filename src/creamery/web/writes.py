@@ -28,6 +28,7 @@ from creamery.web.state import AppState
 CHALLENGE_HEADERS = [(k.decode(), v.decode()) for k, v in CHALLENGE]
 
 MAX_YANK_REASON = 1000
+WARNING_HEADER = "X-Creamery-Warning"
 
 log = logging.getLogger("creamery.writes")
 
@@ -56,7 +57,18 @@ async def legacy_api(app: AppState, request: Request) -> Response:
             form.discard()
     if form.value(":action") == "file_upload":
         _count_upload(app, "accepted")
-    return PlainTextResponse(outcome.message + "\n", status_code=outcome.status)
+    return _outcome_response(outcome)
+
+
+def _outcome_response(outcome: upload.Outcome) -> Response:
+    """The answer to an accepted write; its warnings in the body (twine --verbose shows it)
+    and in `X-Creamery-Warning` headers, one each."""
+    body = "".join(f"\nwarning: {warning}" for warning in outcome.warnings)
+    response = PlainTextResponse(outcome.message + body + "\n", status_code=outcome.status)
+    for warning in outcome.warnings:
+        value = warning.encode("ascii", "backslashreplace").decode()
+        response.headers.append(WARNING_HEADER, value)
+    return response
 
 
 def _unavailable(app: AppState, what: str, error: OSError, *, json: bool = False) -> Response:

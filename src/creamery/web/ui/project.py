@@ -15,7 +15,7 @@ where it comes from; nothing is downloaded to show them.
 from __future__ import annotations
 
 import html
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from urllib.parse import quote
 
 import anyio
@@ -26,6 +26,7 @@ from creamery.catalog.access import Principal
 from creamery.core.names import is_valid_project_name, normalize
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.mirror.listing import Listing
+from creamery.mirror.policy import Hidden
 from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
 from creamery.web.pages import BoundedCache, Endpoint, base_url, relative_redirect
@@ -94,14 +95,28 @@ class ProjectPages:
         if project in index.projects and not hidden:
             return await self._local(request, project, version, base, principal)
         mirror = self.state.mirror
-        if mirror is not None and is_valid_project_name(project):
+        if mirror is not None and is_valid_project_name(project) and mirror.looks_up(project):
             known = await mirror.projects.get(project, fresh=True)
-            listing = known.listing
+            decision = await mirror.decide(project, known)  # as the policies offer it
+            listing = known.listing if decision is None else decision.listing
+            not_offered = decision.hidden if decision is not None else ()
             if listing is not None:
-                key = ("mirror", project, version, listing.url, listing.etag, known.fetched, base)
+                hid = tuple(h.filename for h in not_offered)
+                key = (
+                    "mirror",
+                    project,
+                    version,
+                    listing.url,
+                    listing.etag,
+                    known.fetched,
+                    base,
+                    hid,
+                )
                 body = self.cache.get(key)
                 if body is None:
-                    body = await anyio.to_thread.run_sync(self._mirrored, listing, version, base)
+                    body = await anyio.to_thread.run_sync(
+                        self._mirrored, listing, version, base, not_offered
+                    )
                     if body is None:
                         return self.not_found(request, base, project)
                     self.cache.put(key, body)
@@ -155,8 +170,20 @@ class ProjectPages:
         linked = tuple(item.dependency.project for item in view.dependencies)
         return self._page(view, base), linked
 
-    def _mirrored(self, listing: Listing, version: str | None, base: str) -> bytes | None:
-        view = mirror_view(listing, version, base)
+    def _mirrored(
+        self, listing: Listing, version: str | None, base: str, hidden: Sequence[Hidden] = ()
+    ) -> bytes | None:
+        view = mirror_view(listing, version, base, hidden)
+        if view is None and hidden and not listing.files and version is None:
+            # The policies left nothing: say what and why, rather than "not found".
+            ordered = sorted(hidden, key=lambda h: (h.version, h.filename))
+            return render(
+                "mirror_hidden.html",
+                base=base,
+                project=listing.project,
+                source=listing.url,
+                hidden=ordered,
+            )
         return None if view is None else self._page(view, base)
 
     def _page(self, view: ProjectView, base: str) -> bytes:

@@ -4,7 +4,7 @@ project served from upstream. The template (`ui/project.html`) only lays it out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -32,6 +32,7 @@ from creamery.core.names import (
     version_sort_key,
 )
 from creamery.mirror.listing import Listing
+from creamery.mirror.policy import Hidden
 from creamery.render import metadata_view as mv
 from creamery.render.readme import ReadmeCache
 from creamery.render.simple_api import BASE, integrity_url, iso_time
@@ -98,6 +99,7 @@ class ProjectView:
     keywords: list[str] = field(default_factory=list)
     docs_url: str | None = None
     mirror_source: str | None = None  # the upstream page it is served from
+    mirror_hidden: list[Hidden] = field(default_factory=list)  # upstream files a policy hid
 
 
 def local_view(
@@ -245,9 +247,11 @@ def _publisher(index: Index, dist: Distribution) -> str | None:
 # ---------------------------------------------------------------- served from the mirror
 
 
-def mirror_view(listing: Listing, version: str | None, base: str) -> ProjectView | None:
+def mirror_view(
+    listing: Listing, version: str | None, base: str, hidden: Sequence[Hidden] = ()
+) -> ProjectView | None:
     """What the mirror knows of an upstream project: its versions and files (no metadata:
-    reading it would cost a download per page)."""
+    reading it would cost a download per page), and what the mirror's policies hid."""
     by_version: dict[VersionKey, tuple[str, list[FileItem]]] = {}
     for item in listing.files:
         parsed = parse_filename(item.filename)
@@ -313,5 +317,6 @@ def mirror_view(listing: Listing, version: str | None, base: str) -> ProjectView
         yank_reason=next((r for r in chosen_reasons if r), None) if chosen_yanked else None,
         pre=is_prerelease(chosen[0]),
         mirror_source=listing.url,
+        mirror_hidden=sorted(hidden, key=lambda h: (version_sort_key(h.version), h.filename)),
         requires_python=next((f.requires_python for f in chosen[1] if f.requires_python), None),
     )

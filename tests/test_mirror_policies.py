@@ -1,0 +1,639 @@
+"""The caching mirror's supply-chain policies (docs/mirror.md, "Policies"): the cooldown, allow
+and deny lists, and origin rules. Units of `mirror/policy.py` (the list parser, the age logic),
+then real `creamery run --mirror` processes over `support/upstream.py`, driven by pip and uv.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support.clients import creamery, describe, pip_install, uv_install
+from support.dists import make_wheel
+from support.polling import wait_for
+from support.servers import Server, run_server
+from support.upstream import UpstreamProcess, run_upstream
+
+from creamery.mirror.listing import Listing, UpstreamFile
+from creamery.mirror.policy import (
+    MAX_FILE_BYTES,
+    MAX_GLOBS,
+    MinAge,
+    OriginRules,
+    PatternFile,
+    PatternList,
+    Patterns,
+    Policies,
+    PolicyError,
+    format_duration,
+    parse_origin,
+    parse_pattern,
+    upload_seconds,
+)
+
+JSON = "application/vnd.pypi.simple.v1+json"
+DAY = 86400.0
+NOW = 1_800_000_000.0  # a fixed "now" for the units
+
+
+# ---------------------------------------------------------------- units: the list files
+
+
+def test_list_lines_names_globs_specifiers_comments() -> None:
+    text = "\n".join(
+        [
+            "# a comment",
+            "",
+            "  Some_Project  ",
+            "evil-*   # trailing comment",
+            "partly.pkg>=2.0",
+            "two-specs >=1.0, !=1.5",
+            "ab?",
+        ]
+    )
+    entries = PatternList.parse(text, "deny.txt")
+    assert [(e.pattern, str(e.specifier or ""), e.line) for e in entries.entries] == [
+        ("some-project", "", 3),
+        ("evil-*", "", 4),
+        ("partly-pkg", ">=2.0", 5),
+        ("two-specs", "!=1.5,>=1.0", 6),
+        ("ab?", "", 7),
+    ]
+    assert [e.where for e in entries.matching("evil-tool")] == ["deny.txt:4 evil-*"]
+    assert entries.matching("evil") == ()  # `evil-*` needs the dash
+    assert [e.text for e in entries.matching("partly-pkg")] == ["partly.pkg>=2.0"]
+    assert entries.matching("abc")[0].pattern == "ab?"
+    assert entries.matching("some-project")[0].specifier is None
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("partly-pkg >= two", "is not a PEP 440 version specifier"),
+        ("pkg 1.0", "is not a PEP 440 version specifier"),
+        ("pkg>=", "is not a PEP 440 version specifier"),
+        ("../etc/passwd", "is not a project name"),
+        ("-leading-dash", "is not a project name"),
+        ("a\x00b", "is not a PEP 440 version specifier"),
+        ("<script>", "is not a project name"),
+        ("name[extra]>=1", "is not a PEP 440 version specifier"),
+        ("x" * 600, "longer than 500 characters"),
+        ("évil", "is not a project name"),
+    ],
+)
+def test_a_bad_line_is_named_by_file_and_line(line: str, why: str) -> None:
+    with pytest.raises(PolicyError) as raised:
+        PatternList.parse(f"good\n# fine\n{line}\n", "deny.txt")
+    message = str(raised.value)
+    assert message.startswith("deny.txt:3: ")
+    assert why in message
+    assert "\n" not in message and len(message) < 300  # one short line, even for huge input
+
+
+def test_huge_files_and_too_many_globs_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="larger than"):
+        PatternList.parse("a\n" * (MAX_FILE_BYTES // 2 + 1), "big.txt")
+    with pytest.raises(PolicyError, match=f"big.txt:{MAX_GLOBS + 1}: more than {MAX_GLOBS} globs"):
+        PatternList.parse("".join(f"g{i}-*\n" for i in range(MAX_GLOBS + 1)), "big.txt")
+    names = PatternList.parse("".join(f"name-{i}\n" for i in range(50_000)), "names.txt")
+    assert names.matching("name-49999")[0].line == 50_000  # exact names: any number, a dict
+    big = tmp_path / "big.txt"
+    big.write_bytes(b"a\n" * MAX_FILE_BYTES)
+    with pytest.raises(PolicyError, match="larger than"):
+        PatternFile(big)
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(PolicyError, match="not UTF-8"):
+        PatternFile(binary)
+
+
+def test_a_list_file_reloads_and_keeps_the_last_good_list(tmp_path: Path) -> None:
+    path = tmp_path / "deny.txt"
+    path.write_text("one\n")
+    clock = [100.0]
+    listed = PatternFile(path, clock=lambda: clock[0])
+    assert [e.pattern for e in listed.current().entries] == ["one"]
+    path.write_text("two\n")
+    os.utime(path, (time.time() + 5, time.time() + 5))
+    assert [e.pattern for e in listed.current().entries] == ["one"]  # looked at once a second
+    clock[0] += 1
+    assert [e.pattern for e in listed.current().entries] == ["two"]
+    assert listed.generation == 1
+    path.write_text("two\nbad line!\n")
+    os.utime(path, (time.time() + 10, time.time() + 10))
+    clock[0] += 1
+    assert [e.pattern for e in listed.current().entries] == ["two"]  # the previous list stays
+    assert listed.generation == 1
+
+
+def test_origin_rules_most_specific_wins_and_merge_is_shorthand() -> None:
+    rules = OriginRules(
+        [parse_origin("internal-*=local-only"), parse_origin("Internal_Public=upstream-only")],
+        merged=["acme.utils", "internal-merged"],
+    )
+    assert rules.of("internal-tool") == ("local-only", "internal-*")
+    assert rules.of("internal-public") == ("upstream-only", "internal-public")
+    assert rules.of("internal-merged") == ("merged", "internal-merged")
+    assert rules.of("acme-utils") == ("merged", "acme-utils")
+    assert rules.of("requests") is None
+    assert OriginRules([parse_origin("x=local-only")], merged=["x"]).of("x") == ("local-only", "x")
+    for bad in ("x", "x=elsewhere", "=merged", "a/b=merged"):
+        with pytest.raises(ValueError, match=r"expected PATTERN=MODE|not a project name"):
+            parse_origin(bad)
+
+
+# ---------------------------------------------------------------- units: the age logic
+
+
+def _file(filename: str, age_days: float | None) -> UpstreamFile:
+    uploaded = None
+    if age_days is not None:
+        moment = time.gmtime(NOW - age_days * DAY)
+        uploaded = time.strftime("%Y-%m-%dT%H:%M:%S", moment) + ".123456Z"
+    return UpstreamFile(filename, f"https://up/{filename}", {}, None, None, None, 10, uploaded)
+
+
+def _listing(project: str, *files: UpstreamFile, versions: tuple[str, ...] = ()) -> Listing:
+    return Listing(
+        project, f"https://up/simple/{project}/", "https://up/simple/", files, versions=versions
+    )
+
+
+def _offered(policies: Policies, listing: Listing, now: float = NOW) -> list[str]:
+    decision = policies.decide(listing, now)
+    assert decision.listing is not None
+    return [f.filename for f in decision.listing.files]
+
+
+def test_upload_times_are_read_as_pep_700_gives_them() -> None:
+    assert upload_seconds("2026-12-01T10:00:00Z") == upload_seconds("2026-12-01T10:00:00.000+00:00")
+    assert upload_seconds("2026-12-01T10:00:00") is None  # no zone: not trusted
+    assert upload_seconds("yesterday") is None
+    assert upload_seconds(None) is None
+
+
+def test_the_cooldown_hides_new_files_until_they_are_old_enough() -> None:
+    policies = Policies(MinAge(7 * DAY))
+    listing = _listing(
+        "p",
+        _file("p-1.0-py3-none-any.whl", 30),
+        _file("p-2.0-py3-none-any.whl", 3),
+        _file("p-2.0.tar.gz", 1),
+        versions=("1.0", "2.0"),
+    )
+    decision = policies.decide(listing, NOW)
+    assert decision.listing is not None
+    assert [f.filename for f in decision.listing.files] == ["p-1.0-py3-none-any.whl"]
+    assert decision.listing.versions == ("1.0",)  # PEP 700: no file of 2.0 is left
+    assert decision.header() == "mirror-min-age 7d hid 2 files"
+    assert decision.valid_until == pytest.approx(NOW + 4 * DAY, abs=1)  # the wheel's moment
+    assert "offered from" in (decision.refusal("p-2.0-py3-none-any.whl") or _nothing()).detail
+    later = policies.decide(listing, decision.valid_until + 1)
+    assert later.listing is not None
+    assert [f.filename for f in later.listing.files] == [
+        "p-1.0-py3-none-any.whl",
+        "p-2.0-py3-none-any.whl",
+    ]
+    assert later.listing.versions == ("1.0", "2.0")
+    assert later.valid_until == pytest.approx(NOW + 6 * DAY, abs=1)  # then the sdist's
+    assert policies.decide(listing, NOW + 7 * DAY).listing is listing  # nothing hidden
+
+
+def _nothing() -> object:
+    raise AssertionError("expected a refusal")
+
+
+def test_exempt_projects_and_unknown_upload_times() -> None:
+    new = _listing("p", _file("p-1.0-py3-none-any.whl", 30), _file("p-2.0-py3-none-any.whl", 1))
+    exempt = Policies(MinAge(7 * DAY, Patterns(["p*"])))
+    assert _offered(exempt, new) == ["p-1.0-py3-none-any.whl", "p-2.0-py3-none-any.whl"]
+    html = _listing("h", _file("h-1.0.tar.gz", None), _file("h-2.0.tar.gz", None))
+    assert _offered(Policies(MinAge(7 * DAY)), html) == ["h-1.0.tar.gz", "h-2.0.tar.gz"]
+    hide = Policies(MinAge(7 * DAY, unknown="hide", fallback="none"))
+    decision = hide.decide(html, NOW)
+    assert decision.listing is not None and decision.listing.files == ()
+    assert decision.valid_until == math.inf  # time will not tell
+    assert decision.refusal("h-1.0.tar.gz") is not None
+    refused = decision.refusal("h-2.0.tar.gz")
+    assert refused is not None and refused.detail == "upload time unknown"
+
+
+def test_never_hide_everything_unless_told_so() -> None:
+    listing = _listing(
+        "p",
+        _file("p-1.0-py3-none-any.whl", 2),
+        _file("p-1.0.tar.gz", 1.5),
+        _file("p-0.9rc1-py3-none-any.whl", 3),
+        _file("p-1.1-py3-none-any.whl", 1),
+    )
+    oldest = Policies(MinAge(7 * DAY)).decide(listing, NOW)
+    assert oldest.fallback == "0.9rc1"  # the lowest version: the first to come out
+    assert oldest.listing is not None
+    assert [f.filename for f in oldest.listing.files] == ["p-0.9rc1-py3-none-any.whl"]
+    assert "mirror-min-age-fallback offered 0.9rc1" in (oldest.header() or "")
+    nothing = Policies(MinAge(7 * DAY, fallback="none")).decide(listing, NOW)
+    assert nothing.listing is not None and nothing.listing.files == ()
+    assert nothing.fallback is None
+
+
+def test_ages_are_named_as_an_operator_writes_them() -> None:
+    assert [format_duration(s) for s in (7 * DAY, 12 * 3600, 1800, 45, 90, 1.5)] == [
+        "7d",
+        "12h",
+        "30m",
+        "45s",
+        "90s",
+        "1.5s",
+    ]
+    assert parse_pattern(" Acme_Utils ") == "acme-utils" and parse_pattern("Evil.*") == "evil-*"
+    for bad in ("", "a b", "a/b", "*/x", "é"):
+        with pytest.raises(ValueError, match="is not a project name or glob"):
+            parse_pattern(bad)
+
+
+# ---------------------------------------------------------------- units: allow and deny
+
+
+def _policies(tmp_path: Path, allow: str | None = None, deny: str | None = None) -> Policies:
+    def listed(name: str, text: str | None) -> PatternFile | None:
+        if text is None:
+            return None
+        path = tmp_path / name
+        path.write_text(text)
+        return PatternFile(path)
+
+    return Policies(allow=listed("allow.txt", allow), deny=listed("deny.txt", deny))
+
+
+def test_deny_blocks_projects_and_hides_versions(tmp_path: Path) -> None:
+    policies = _policies(tmp_path, deny="evil-*\npartly-pkg>=2.0\n")
+    assert policies.blocked("evil-thing") == f"mirror-deny {tmp_path}/deny.txt:1 evil-*"
+    assert policies.blocked("partly-pkg") is None
+    listing = _listing(
+        "partly-pkg",
+        _file("partly_pkg-1.0-py3-none-any.whl", 30),
+        _file("partly_pkg-2.0-py3-none-any.whl", 30),
+        _file("partly_pkg-2.1rc1-py3-none-any.whl", 30),
+        _file("partly_pkg-not.a.version.tar.gz", 30),
+        versions=("1.0", "2.0", "2.1rc1", "3.0"),
+    )
+    decision = policies.decide(listing, NOW)
+    assert decision.listing is not None
+    assert [f.filename for f in decision.listing.files] == [
+        "partly_pkg-1.0-py3-none-any.whl",
+        "partly_pkg-not.a.version.tar.gz",  # a specifier can't name what it can't compare
+    ]
+    assert decision.listing.versions == ("1.0",)  # 3.0 has no file but is denied all the same
+    assert decision.header() == f"mirror-deny {tmp_path}/deny.txt:2 partly-pkg>=2.0 hid 2 files"
+    assert decision.kinds() == ["mirror-deny"]
+    evil = policies.decide(_listing("evil-thing", _file("evil_thing-1.0.tar.gz", 30)), NOW)
+    assert evil.listing is None and evil.kinds() == ["mirror-deny"]
+
+
+def test_allow_list_offers_only_what_it_names(tmp_path: Path) -> None:
+    policies = _policies(tmp_path, allow="good-*\npinned<2\n", deny="good-but-bad\n")
+    assert policies.blocked("other") == f"mirror-allow {tmp_path}/allow.txt: other is not listed"
+    assert policies.blocked("good-one") is None
+    assert policies.blocked("good-but-bad") is not None  # deny wins over allow
+    listing = _listing("pinned", _file("pinned-1.5.tar.gz", 30), _file("pinned-2.0.tar.gz", 30))
+    assert _offered(policies, listing) == ["pinned-1.5.tar.gz"]
+    hidden = policies.decide(listing, NOW).refusal("pinned-2.0.tar.gz")
+    assert (
+        hidden is not None
+        and hidden.reason() == f"mirror-allow {tmp_path}/allow.txt: only pinned<2"
+    )
+
+
+def test_a_big_listing_against_big_lists_is_decided_quickly(tmp_path: Path) -> None:
+    """Entries are found once per listing, not once per file (10,000 files x 10,000 globs)."""
+    globs = "".join(f"g{i}-*\n" for i in range(MAX_GLOBS - 1))
+    policies = _policies(tmp_path, allow="big\n", deny=globs + "big>=5\n")
+    files = [_file(f"big-{v}.{k}-py3-none-any.whl", 30) for v in range(1000) for k in range(10)]
+    started = time.perf_counter()
+    decision = policies.decide(_listing("big", *files), NOW)
+    assert time.perf_counter() - started < 3.0
+    assert decision.listing is not None and len(decision.listing.files) == 50  # 0.x to 4.x
+    assert decision.header() == f"mirror-deny {tmp_path}/deny.txt:{MAX_GLOBS} big>=5 hid 9950 files"
+
+
+# ---------------------------------------------------------------- real servers
+
+
+def _age(path: Path, days: float) -> Path:
+    moment = time.time() - days * DAY
+    os.utime(path, (moment, moment))
+    return path
+
+
+def _wheel(directory: Path, name: str, version: str, days: float) -> Path:
+    return _age(make_wheel(directory, name, version), days)
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamProcess]:
+    directory = tmp_path_factory.mktemp("policy-upstream")
+    for name, version, days in [
+        ("tcool", "1.0", 30),
+        ("tcool", "2.0", 1),  # too new for 7d
+        ("texempt", "1.0", 30),
+        ("texempt", "2.0", 1),
+        ("tfresh", "1.0", 2),  # everything too new: the oldest release is offered
+        ("tfresh", "2.0", 1),
+        ("evil-thing", "1.0", 30),
+        ("tpartly", "1.0", 30),
+        ("tpartly", "2.0", 30),
+        ("tpartly", "3.0", 30),
+        ("internal-only", "6.6.6", 30),  # someone took an internal name upstream
+        ("tshared", "2.0", 30),
+        ("tmerged", "2.0", 30),
+        ("tplain", "1.0", 30),
+    ]:
+        _wheel(directory, name, version, days)
+    with run_upstream(directory) as upstream:
+        yield upstream
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("policy-local")
+    make_wheel(directory, "tshared", "1.0")
+    make_wheel(directory, "tmerged", "1.0")
+    return directory
+
+
+@pytest.fixture(scope="module")
+def deny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("policy-lists") / "deny.txt"
+    path.write_text("# blocked outright\nevil-*\n\ntpartly>=2.0  # only these\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def mirror(
+    fake: UpstreamProcess, local: Path, deny_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    cache = tmp_path_factory.mktemp("policy-cache")
+    args = ["--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(cache)]
+    args += ["--metrics", "--mirror-min-age", "7d", "--mirror-min-age-exempt", "texempt"]
+    args += ["--mirror-deny", str(deny_file), "--mirror-origin", "internal-*=local-only"]
+    args += ["--mirror-origin", "tshared=upstream-only", "--mirror-merge", "tmerged"]
+    with run_server([local], *args) as server:
+        yield server
+
+
+def _files(server: Server, project: str) -> list[str]:
+    response = httpx.get(f"{server.url}/simple/{project}/", headers={"accept": JSON})
+    assert response.status_code == 200, response.text
+    return [item["filename"] for item in response.json()["files"]]
+
+
+def _installed(target: Path) -> set[str]:
+    return {p.name for p in target.glob("*.dist-info")}
+
+
+def test_cooldown_page_hides_new_files_and_says_so(mirror: Server) -> None:
+    response = httpx.get(f"{mirror.url}/simple/tcool/", headers={"accept": JSON})
+    assert [f["filename"] for f in response.json()["files"]] == ["tcool-1.0-py3-none-any.whl"]
+    assert response.json()["versions"] == ["1.0"]
+    assert response.headers["x-creamery-policy"] == "mirror-min-age 7d hid 1 file"
+    html = httpx.get(f"{mirror.url}/simple/tcool/")
+    assert "tcool-2.0" not in html.text and "tcool-1.0-py3-none-any.whl" in html.text
+    assert html.headers["x-creamery-policy"] == "mirror-min-age 7d hid 1 file"
+    again = httpx.get(
+        f"{mirror.url}/simple/tcool/", headers={"if-none-match": html.headers["etag"]}
+    )
+    assert again.status_code == 304 and again.headers["x-creamery-policy"]
+    refused = httpx.get(f"{mirror.url}/upstream/tcool/tcool-2.0-py3-none-any.whl")
+    assert refused.status_code == 404
+    assert refused.headers["x-creamery-policy"].startswith("mirror-min-age 7d: uploaded ")
+    assert "is not offered here: mirror-min-age 7d" in refused.text
+    metadata = httpx.get(f"{mirror.url}/upstream/tcool/tcool-2.0-py3-none-any.whl.metadata")
+    assert metadata.status_code == 404
+    assert httpx.get(f"{mirror.url}/upstream/tcool/tcool-1.0-py3-none-any.whl").status_code == 200
+
+
+def test_pip_and_uv_get_the_older_release(mirror: Server, tmp_path: Path) -> None:
+    pip = pip_install(f"{mirror.url}/simple/", tmp_path / "pip", tmp_path / "home", "tcool")
+    assert pip.returncode == 0, describe(pip)
+    assert _installed(tmp_path / "pip") == {"tcool-1.0.dist-info"}
+    uv = uv_install(mirror.url, tmp_path / "uv", tmp_path / "home", "tcool")
+    assert uv.returncode == 0, describe(uv)
+    assert _installed(tmp_path / "uv") == {"tcool-1.0.dist-info"}
+    pinned = pip_install(f"{mirror.url}/simple/", tmp_path / "p2", tmp_path / "home", "tcool==2.0")
+    assert pinned.returncode != 0  # not offered at all, even asked for by name
+
+
+def test_an_exempt_project_installs_its_new_release(mirror: Server, tmp_path: Path) -> None:
+    assert _files(mirror, "texempt")[-1] == "texempt-2.0-py3-none-any.whl"
+    uv = uv_install(mirror.url, tmp_path / "uv", tmp_path / "home", "texempt")
+    assert uv.returncode == 0, describe(uv)
+    assert _installed(tmp_path / "uv") == {"texempt-2.0.dist-info"}
+
+
+def test_only_new_releases_fall_back_to_the_oldest_with_one_log_line(mirror: Server) -> None:
+    for _ in range(3):
+        response = httpx.get(f"{mirror.url}/simple/tfresh/", headers={"accept": JSON})
+        assert [f["filename"] for f in response.json()["files"]] == ["tfresh-1.0-py3-none-any.whl"]
+    assert "mirror-min-age-fallback offered 1.0" in response.headers["x-creamery-policy"]
+    assert wait_for(lambda: "every file of tfresh is newer than 7d" in mirror.log())
+    assert mirror.log().count("every file of tfresh") == 1
+
+
+def test_a_denied_project_is_not_installable(mirror: Server, tmp_path: Path) -> None:
+    response = httpx.get(f"{mirror.url}/simple/evil-thing/")
+    assert response.status_code == 404
+    assert re.fullmatch(
+        r"mirror-deny \S+deny\.txt:2 evil-\*", response.headers["x-creamery-policy"]
+    )
+    assert "evil-thing is not mirrored here: mirror-deny" in response.text
+    file = httpx.get(f"{mirror.url}/upstream/evil-thing/evil_thing-1.0-py3-none-any.whl")
+    assert file.status_code == 404 and file.headers["x-creamery-policy"].startswith("mirror-deny")
+    pip = pip_install(f"{mirror.url}/simple/", tmp_path / "pip", tmp_path / "home", "evil-thing")
+    assert pip.returncode != 0
+    uv = uv_install(mirror.url, tmp_path / "uv", tmp_path / "home", "evil-thing")
+    assert uv.returncode != 0
+    assert not _installed(tmp_path / "pip") and not _installed(tmp_path / "uv")
+
+
+def test_a_specifier_denied_version_is_skipped(mirror: Server, tmp_path: Path) -> None:
+    assert _files(mirror, "tpartly") == ["tpartly-1.0-py3-none-any.whl"]
+    pip = pip_install(f"{mirror.url}/simple/", tmp_path / "pip", tmp_path / "home", "tpartly")
+    assert pip.returncode == 0, describe(pip)
+    assert _installed(tmp_path / "pip") == {"tpartly-1.0.dist-info"}
+    file = httpx.get(f"{mirror.url}/upstream/tpartly/tpartly-3.0-py3-none-any.whl")
+    assert file.status_code == 404
+    assert file.headers["x-creamery-policy"].endswith("deny.txt:4 tpartly>=2.0")
+
+
+def test_origin_rules_local_only_upstream_only_merged(mirror: Server, tmp_path: Path) -> None:
+    internal = httpx.get(f"{mirror.url}/simple/internal-only/")
+    assert internal.status_code == 404
+    assert internal.headers["x-creamery-policy"] == "mirror-origin internal-*=local-only"
+    assert "internal-only is local-only" in internal.text
+    file = httpx.get(f"{mirror.url}/upstream/internal-only/internal_only-6.6.6-py3-none-any.whl")
+    assert file.status_code == 404 and "local-only" in file.headers["x-creamery-policy"]
+    assert httpx.get(f"{mirror.url}/project/internal-only/").status_code == 404
+    assert _files(mirror, "tshared") == ["tshared-2.0-py3-none-any.whl"]  # the upstream's page
+    assert _files(mirror, "tmerged") == [
+        "tmerged-1.0-py3-none-any.whl",
+        "tmerged-2.0-py3-none-any.whl",
+    ]
+    assert _files(mirror, "tplain") == ["tplain-1.0-py3-none-any.whl"]  # no rule: as before
+    uv = uv_install(mirror.url, tmp_path / "uv", tmp_path / "home", "tshared")
+    assert uv.returncode == 0, describe(uv)
+    assert _installed(tmp_path / "uv") == {"tshared-2.0.dist-info"}
+
+
+def test_the_ui_page_shows_what_was_hidden_and_why(mirror: Server) -> None:
+    page = httpx.get(f"{mirror.url}/project/tcool/")
+    assert page.status_code == 200
+    section = page.text[page.text.index('id="policy-hidden"') :]
+    section = section[: section.index("</section>")]
+    assert "tcool-2.0-py3-none-any.whl" in section
+    assert "mirror-min-age 7d" in section and "offered from" in section
+    files = page.text[page.text.index("</section>") :]
+    assert "upstream/tcool/tcool-2.0" not in files  # no download link for it
+    partly = httpx.get(f"{mirror.url}/project/tpartly/").text
+    assert "tpartly-3.0-py3-none-any.whl" in partly and "tpartly&gt;=2.0" in partly
+    assert 'id="policy-hidden"' not in httpx.get(f"{mirror.url}/project/tplain/").text
+    assert httpx.get(f"{mirror.url}/project/evil-thing/").status_code == 404
+
+
+def test_metrics_count_each_rule(mirror: Server) -> None:
+    def count(rule: str, kind: str) -> float:
+        scrape = httpx.get(f"{mirror.url}/metrics").text
+        pattern = rf'creamery_mirror_policy_decisions_total\{{kind="{kind}",rule="{rule}"\}} (\S+)'
+        found = re.search(pattern, scrape)
+        return float(found.group(1)) if found else 0.0
+
+    before = count("mirror-min-age", "page"), count("mirror-deny", "project")
+    httpx.get(f"{mirror.url}/simple/tcool/")
+    httpx.get(f"{mirror.url}/simple/evil-thing/")
+    assert count("mirror-min-age", "page") == before[0] + 1
+    assert count("mirror-deny", "project") == before[1] + 1
+    files_before = count("mirror-min-age", "file")
+    httpx.get(f"{mirror.url}/upstream/tcool/tcool-2.0-py3-none-any.whl")
+    assert count("mirror-min-age", "file") == files_before + 1
+    origin_before = count("mirror-origin", "page")
+    httpx.get(f"{mirror.url}/simple/internal-only/")
+    assert count("mirror-origin", "page") == origin_before + 1
+
+
+def test_allow_and_deny_files_edited_while_running(fake: UpstreamProcess, tmp_path: Path) -> None:
+    allow = tmp_path / "allow.txt"
+    allow.write_text("tcool\ntpartly<3\n")
+    deny = tmp_path / "deny.txt"
+    deny.write_text("# nothing yet\n")
+    args = ["--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(tmp_path / "c")]
+    args += ["--mirror-allow", str(allow), "--mirror-deny", str(deny)]
+    (tmp_path / "local").mkdir()
+    with run_server([tmp_path / "local"], *args) as server:
+        assert _files(server, "tcool") == [
+            "tcool-1.0-py3-none-any.whl",
+            "tcool-2.0-py3-none-any.whl",  # no cooldown here
+        ]
+        assert _files(server, "tpartly") == [
+            "tpartly-1.0-py3-none-any.whl",
+            "tpartly-2.0-py3-none-any.whl",
+        ]
+        other = httpx.get(f"{server.url}/simple/tplain/")
+        assert other.status_code == 404
+        assert other.headers["x-creamery-policy"].endswith("allow.txt: tplain is not listed")
+        uv = uv_install(server.url, tmp_path / "uv", tmp_path / "home", "tplain")
+        assert uv.returncode != 0
+        deny.write_text("tcool==2.0\n")
+        assert wait_for(lambda: _files(server, "tcool") == ["tcool-1.0-py3-none-any.whl"])
+        allow.write_text("tcool\ntpartly<3\ntplain\nbroken line!\n")
+        # Read when a request needs it (one stat a second at most), said once in the log.
+        assert wait_for(lambda: _files(server, "tcool") and "allow.txt:4:" in server.log())
+        assert server.log().count("allow.txt:4:") == 1
+        assert "the previous list stays in force" in server.log()
+        assert httpx.get(f"{server.url}/simple/tplain/").status_code == 404  # still the old list
+        allow.write_text("tcool\ntpartly<3\ntplain\n")
+        assert wait_for(lambda: httpx.get(f"{server.url}/simple/tplain/").status_code == 200)
+
+
+def test_a_hidden_file_appears_once_old_enough_without_asking_upstream(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "up"
+    _wheel(directory, "tsoon", "1.0", 30)
+    make_wheel(directory, "tsoon", "2.0")  # uploaded now
+    with run_upstream(directory) as fake:
+        args = ["--mirror", "--fallback-url", fake.index_url]
+        args += ["--mirror-cache", str(tmp_path / "c"), "--mirror-min-age", "4s"]
+        (tmp_path / "local").mkdir()
+        with run_server([tmp_path / "local"], *args) as server:
+            first = httpx.get(f"{server.url}/simple/tsoon/", headers={"accept": JSON})
+            assert [f["filename"] for f in first.json()["files"]] == ["tsoon-1.0-py3-none-any.whl"]
+            assert first.headers["x-creamery-policy"] == "mirror-min-age 4s hid 1 file"
+            new = f"{server.url}/upstream/tsoon/tsoon-2.0-py3-none-any.whl"
+            assert httpx.get(new).status_code == 404
+            assert wait_for(
+                lambda: _files(server, "tsoon")[-1] == "tsoon-2.0-py3-none-any.whl", timeout=10
+            )
+            later = httpx.get(f"{server.url}/simple/tsoon/")
+            assert "x-creamery-policy" not in later.headers
+            assert httpx.get(new).status_code == 200
+            assert fake.stats().get("/simple/tsoon/", 0) == 1  # the page once: time did it
+
+
+def test_html_upstreams_give_no_upload_time_and_the_choice_decides(tmp_path: Path) -> None:
+    directory = tmp_path / "up"
+    _wheel(directory, "thtml", "1.0", 1)
+    _wheel(directory, "thtml", "2.0", 1)
+    with run_upstream(directory) as fake:
+        fake.control(html_only=True)
+        (tmp_path / "local").mkdir()
+        base = ["--mirror", "--fallback-url", fake.index_url, "--mirror-min-age", "7d"]
+        with run_server(
+            [tmp_path / "local"], *base, "--mirror-cache", str(tmp_path / "a")
+        ) as server:
+            response = httpx.get(f"{server.url}/simple/thtml/", headers={"accept": JSON})
+            assert len(response.json()["files"]) == 2  # `offer`: unknown counts as old enough
+            assert "x-creamery-policy" not in response.headers
+        strict = [*base, "--mirror-min-age-unknown", "hide", "--mirror-min-age-fallback", "none"]
+        with run_server(
+            [tmp_path / "local"], *strict, "--mirror-cache", str(tmp_path / "b")
+        ) as server:
+            response = httpx.get(f"{server.url}/simple/thtml/", headers={"accept": JSON})
+            assert response.status_code == 200 and response.json()["files"] == []
+            assert response.headers["x-creamery-policy"] == "mirror-min-age 7d hid 2 files"
+            file = httpx.get(f"{server.url}/upstream/thtml/thtml-1.0-py3-none-any.whl")
+            assert file.headers["x-creamery-policy"] == "mirror-min-age 7d: upload time unknown"
+            assert wait_for(
+                lambda: "every file of thtml is newer than 7d: offering nothing" in server.log()
+            )
+            page = httpx.get(f"{server.url}/project/thtml/")
+            assert page.status_code == 200
+            assert "this index offers none of its files" in page.text
+            assert page.text.count("upload time unknown") == 2
+            assert "upstream/thtml/" not in page.text  # no download links
+
+
+def test_origin_rules_from_the_configuration_file_table(tmp_path: Path) -> None:
+    config = tmp_path / "creamery.toml"
+    config.write_text(
+        '[creamery]\nmirror = true\nmirror-min-age = "12h"\nmirror-deny = "deny.txt"\n'
+        '[creamery.mirror-origin]\n"Internal_*" = "local-only"\n"acme" = "merged"\n'
+    )
+    (tmp_path / "deny.txt").write_text("evil-*\n")
+    result = creamery("run", "--config", config, "--print-config", tmp_path)
+    assert result.returncode == 0, describe(result)
+    assert 'mirror-origin = ["internal-*=local-only", "acme=merged"]' in result.stdout
+    assert f'mirror-deny = "{tmp_path}/deny.txt"' in result.stdout
+    config.write_text('[creamery]\nmirror = true\n[creamery.mirror-origin]\n"x" = "elsewhere"\n')
+    result = creamery("run", "--config", config, "--print-config", tmp_path)
+    assert result.returncode == 2
+    assert "mirror-origin: 'x=elsewhere': expected PATTERN=MODE" in result.stderr
+    (tmp_path / "deny.txt").write_text("fine\npkg >= two\n")
+    result = creamery("run", "--mirror-deny", tmp_path / "deny.txt", "--print-config", tmp_path)
+    assert result.returncode == 2
+    assert f"{tmp_path}/deny.txt:2: 'pkg >= two'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
