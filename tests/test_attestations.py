@@ -375,6 +375,28 @@ def test_the_mirror_passes_upstream_provenance_on(tmp_path: Path) -> None:
         assert "No provenance available" in missing.json()["message"]
 
 
+def test_the_mirror_serves_no_provenance_of_a_file_its_policies_hide(tmp_path: Path) -> None:
+    upstream_dir = tmp_path / "upstream"
+    upstream_dir.mkdir()
+    wheel = Path(shutil.copy(FIXTURES / CIRCLECI_WHEEL, upstream_dir))
+    provenance = (FIXTURES / (CIRCLECI_WHEEL + ".provenance")).read_bytes()
+    (upstream_dir / (wheel.name + ".provenance")).write_bytes(provenance)
+    deny = tmp_path / "deny.txt"
+    deny.write_text("circleci-sign-publish-example\n")
+    local = tmp_path / "local"
+    local.mkdir()
+    args = ("--mirror", "--mirror-deny", str(deny))
+    with (
+        run_upstream(upstream_dir) as fake,
+        run_server([local], *args, "--fallback-url", fake.index_url) as mirror,
+    ):
+        url = integrity(mirror.url, "circleci-sign-publish-example", "0.0.1.dev137", wheel.name)
+        answer = HTTP.get(url)
+        assert answer.status_code == 404
+        assert "not offered here" in answer.json()["message"]
+        assert f"/files/{wheel.name}.provenance" not in fake.stats()
+
+
 def test_the_mirror_refuses_what_is_not_a_provenance_object(tmp_path: Path) -> None:
     upstream_dir = tmp_path / "upstream"
     upstream_dir.mkdir()
