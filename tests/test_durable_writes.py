@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.attested import GITHUB_SDIST, attestations_field, copy_fixture
 from support.clients import UV, client_env, describe, run_client
 from support.dists import make_wheel, sign
 from support.forms import upload
@@ -74,13 +75,12 @@ def test_an_upload_leaves_only_the_distribution_and_its_signature(tmp_path: Path
         assert upload(srv, wheel.name, wheel.read_bytes()).status_code == 200
         assert entries(root) == [wheel.name]
         signature = sign(wheel).read_bytes()
-        attestations = '[{"version": 1, "verification_material": {}, "envelope": {}}]'
-        other = make_wheel(tmp_path / "dist", "clean", "2.0")
+        other = copy_fixture(GITHUB_SDIST, tmp_path / "dist")  # with a real attestation
         response = upload(
             srv,
             other.name,
             other.read_bytes(),
-            ("attestations", attestations),
+            attestations_field(other.name),
             extra_files=[("gpg_signature", other.name + ".asc", signature)],
         )
         assert response.status_code == 200, response.text
@@ -95,7 +95,8 @@ def test_an_upload_leaves_only_the_distribution_and_its_signature(tmp_path: Path
         assert metadata.content == wheel_metadata(wheel.read_bytes())
         core = files[wheel.name]["core-metadata"]
         assert core == {"sha256": hashlib.sha256(metadata.content).hexdigest()}
-        provenance = HTTP.get(f"{srv.url}/simple/clean/{files[other.name]['provenance']}")
+        attested = listed(srv, "pypi-attestations")[other.name]
+        provenance = HTTP.get(attested["provenance"])
         assert provenance.status_code == 200 and provenance.json()["attestation_bundles"]
         assert (state / "files" / wheel.name / "yanked").is_file()
         assert (state / "changes.feed").is_file()
@@ -150,7 +151,7 @@ def test_legacy_sidecars_migrate_into_the_state_directory_on_start(tmp_path: Pat
             assert list(files) == [wheel.name]
             assert files[wheel.name]["yanked"] == "broken build"
             url = files[wheel.name]["provenance"]
-            assert HTTP.get(f"{srv.url}/simple/legacy/{url}").content == provenance
+            assert HTTP.get(url).content == provenance
             served = HTTP.get(f"{srv.url}/packages/{wheel.name}.metadata").content
             assert served == wheel_metadata(wheel.read_bytes())
     state = root / ".creamery"

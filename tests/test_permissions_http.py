@@ -196,6 +196,20 @@ def test_files_of_a_hidden_project_are_files_that_do_not_exist(either: Server) -
     assert visible.status_code == 200
 
 
+def test_provenance_of_a_hidden_project_is_provenance_that_does_not_exist(
+    either: Server,
+) -> None:
+    """PEP 740's Integrity API route, as the files it describes."""
+    path = f"/integrity/{HIDDEN}/1.0/{HIDDEN_WHEEL}/provenance"
+    with either.client() as http:
+        assert same_as_unknown(http, path).status_code == 404
+        same_as_unknown(http, path, auth=CAROL)
+        staff = http.get(path, auth=ALICE)
+        assert staff.status_code == 200, staff.text
+        visible = http.get("/integrity/public-app/1.0/public_app-1.0-py3-none-any.whl/provenance")
+    assert visible.status_code == 200
+
+
 # ---------------------------------------------------------------- the other APIs
 
 

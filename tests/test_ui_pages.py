@@ -252,7 +252,9 @@ def test_markdown_project_page(server: Server, http: httpx.Client) -> None:
     digest = hashlib.sha256(wheel_file.read_bytes()).hexdigest()
     assert f'data-copy="{digest}"' in files
     assert f'href="{server.url}/packages/demo_pkg-2.0-py3-none-any.whl.asc"' in files
-    assert f'href="{server.url}/packages/demo_pkg-2.0-py3-none-any.whl.provenance"' in files
+    integrity = "/integrity/demo-pkg/2.0/demo_pkg-2.0-py3-none-any.whl/provenance"
+    assert f'href="{server.url}{integrity}"' in files  # PEP 740: PyPI's Integrity API route
+    assert http.get(integrity).status_code == 200
     for link in ("asc", "provenance", "metadata"):
         assert http.get(f"/packages/demo_pkg-2.0-py3-none-any.whl.{link}").status_code == 200
     assert "Documentation" not in text and "Manage project" not in text

@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support import forms
+from support.attested import GITHUB_SDIST, attestations_field, copy_fixture
 from support.clients import (
     creamery,
     describe,
@@ -689,24 +690,24 @@ def test_a_file_in_a_form_with_lf_lines_is_refused(srv: Server, valid_sdist: byt
 
 
 def test_attestations_are_kept_beside_the_upload(srv: Server, tmp_path: Path) -> None:
-    sdist = make_sdist(tmp_path, "attested", "1.0")
-    attestations = '[{"version": 1, "verification_material": {}, "envelope": {}}]'
-    response = upload(srv, sdist.name, sdist.read_bytes(), ("attestations", attestations))
+    sdist = copy_fixture(GITHUB_SDIST, tmp_path)  # a real attestation, verified at upload
+    sent = attestations_field(sdist.name)
+    response = upload(srv, sdist.name, sdist.read_bytes(), sent)
     assert response.status_code == 200, response.text
     state = root_of(srv) / ".creamery" / "files" / sdist.name / "provenance"
     provenance = json.loads(state.read_text())
     assert not (root_of(srv) / (sdist.name + ".provenance")).exists()  # state, not beside it
     bundles = provenance["attestation_bundles"]
-    assert bundles[0]["attestations"] == json.loads(attestations)
-    assert set(listed(srv, "attested")) == {sdist.name}  # a sidecar, not a distribution
+    assert bundles[0]["attestations"] == json.loads(sent[1])
+    assert set(listed(srv, "pypi-attestations")) == {sdist.name}  # a sidecar, not a dist
     # PEP 740: announced on the simple pages and served from the announced URL
-    page = HTTP.get(f"{srv.url}/simple/attested/", headers={"Accept": JSON_SIMPLE}).json()
-    assert page["meta"]["api-version"] == "1.4"
-    url = page["files"][0]["provenance"]
-    served = HTTP.get(f"{srv.url}/simple/attested/{url}")
+    page = HTTP.get(f"{srv.url}/simple/pypi-attestations/", headers={"Accept": JSON_SIMPLE})
+    assert page.json()["meta"]["api-version"] == "1.4"
+    url = page.json()["files"][0]["provenance"]
+    served = HTTP.get(url)
     assert served.status_code == 200
     assert served.json() == provenance
-    html = HTTP.get(f"{srv.url}/simple/attested/").text
+    html = HTTP.get(f"{srv.url}/simple/pypi-attestations/").text
     assert f'data-provenance="{url}"' in html
 
 

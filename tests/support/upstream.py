@@ -2,9 +2,11 @@
 
 It serves the distributions of one directory as PEP 691 JSON or PEP 503 HTML at
 `/simple/<project>/` and their bytes at `/files/<filename>` (wheels' METADATA at
-`/files/<filename>.metadata`, PEP 658). It uses only the standard library, so it shares no code
-with creamery. `POST /_control` with a JSON object changes how it behaves; `GET /_stats` tells
-how often each path was asked for; `POST /_reset` clears both.
+`/files/<filename>.metadata`, PEP 658; a `<filename>.provenance` lying beside a file is its
+PEP 740 provenance, linked from the pages and served at `/files/<filename>.provenance`).
+It uses only the standard library, so it shares no code with creamery. `POST /_control`
+with a JSON object changes how it behaves; `GET /_stats` tells how often each path was asked
+for; `POST /_reset` clears both.
 
 Controls (all off by default):
   delay        seconds to wait before answering (longer than the client's timeout: a hang)
@@ -92,6 +94,8 @@ def describe(path: Path) -> dict[str, Any]:
             "%Y-%m-%dT%H:%M:%SZ"
         ),
     }
+    if path.with_name(path.name + ".provenance").is_file():
+        entry["provenance"] = f"../../files/{path.name}.provenance"
     if path.name.endswith(".whl"):
         metadata = wheel_metadata(path)
         entry["core-metadata"] = {"sha256": hashlib.sha256(metadata).hexdigest()}
@@ -119,6 +123,8 @@ def render_html(
             attributes += f' data-requires-python="{html.escape(item["requires-python"])}"'
         if item["core-metadata"]:
             attributes += f' data-core-metadata="sha256={item["core-metadata"]["sha256"]}"'
+        if item.get("provenance"):
+            attributes += f' data-provenance="{html.escape(item["provenance"])}"'
         lines.append(f"<a {attributes}>{html.escape(item['filename'])}</a><br>")
     lines.append("</body></html>")
     return "\n".join(lines).encode()
@@ -132,7 +138,9 @@ class State:
         self.lock = threading.Lock()
 
     def files_of(self, project: str) -> list[dict[str, Any]]:
-        paths = sorted(p for p in self.directory.iterdir() if p.is_file())
+        paths = sorted(
+            p for p in self.directory.iterdir() if p.is_file() and p.suffix != ".provenance"
+        )
         return [describe(p) for p in paths if project_of(p.name) == project]
 
 

@@ -24,6 +24,7 @@ from creamery.cli import prune as retention
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
 from creamery.cli.status import STATUS as PROJECT_STATUS
 from creamery.core.config import (
+    ATTESTATION_POLICIES,
     DEFAULT_FALLBACK_URL,
     DEFAULT_ROOT,
     LOCAL_FEED_SECONDS,
@@ -317,6 +318,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         default=_DEFAULTS.upload_policy,
         help="which uploads are accepted: strict (PyPI's rules: wheels and .tar.gz/.zip sdists,"
         " PEP 440 versions) or pypiserver (whatever pypiserver 2.x accepts) (default: strict)",
+    )
+    parser.add_argument(
+        "--attestations",
+        type=str.lower,
+        choices=ATTESTATION_POLICIES,
+        default=_DEFAULTS.attestations,
+        help="PEP 740 attestations sent with uploads: verify (refuse any that fail; needs"
+        " creamery[attestations]), store (keep them unverified) or reject (refuse uploads"
+        " that carry them) (default: verify)",
     )
     group = parser.add_argument_group(
         "configuration",
@@ -872,6 +882,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         watch=not args.disable_watch,
         max_upload_size=args.max_upload_size,
         upload_policy=args.upload_policy,
+        attestations=args.attestations,
         metrics=args.metrics,
         log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),
         mirror=args.mirror,

@@ -20,6 +20,7 @@ from creamery.core.objects import ObjectRoot, S3Options, is_object_url, parse_ob
 
 AUTH_ACTIONS = ("download", "list", "update")
 UPLOAD_POLICIES = ("strict", "pypiserver")
+ATTESTATION_POLICIES = ("verify", "store", "reject")  # PEP 740 attestations at upload
 DEFAULT_ROOT = Path("~/packages")
 DEFAULT_FALLBACK_URL = "https://pypi.org/simple/"
 DEFAULT_LOG_FRMT = "%(asctime)s|%(name)s|%(levelname)s|%(thread)d|%(message)s"
@@ -116,6 +117,7 @@ class Config:
     watch: bool = True  # file-system events
     max_upload_size: int = 1 << 30
     upload_policy: str = "strict"  # "strict" (PyPI's rules) or "pypiserver" (what it accepts)
+    attestations: str = "verify"  # PEP 740 attestations: "verify", "store" unverified, "reject"
     metrics: bool = False  # Prometheus metrics at /metrics
     log_conf: Path | None = None  # a logging configuration file (INI or JSON dictConfig)
     # Caching mirror of the fallback URL (and extra upstreams) instead of redirecting to it.
@@ -330,6 +332,14 @@ def parse_upload_policy(text: str) -> str:
     return policy
 
 
+def parse_attestation_policy(text: str) -> str:
+    policy = str(text).strip().lower()
+    if policy not in ATTESTATION_POLICIES:
+        choices = ", ".join(ATTESTATION_POLICIES)
+        raise ConfigError(f"--attestations must be one of {choices}: {text!r}")
+    return policy
+
+
 def parse_hash_algo(text: str | None) -> str | None:
     """A hashlib algorithm name, or None for 0/no/off/false (disabled)."""
     if text is None or text.strip().lower() in FALSE_WORDS:
@@ -536,6 +546,8 @@ def config_from_app_kwargs(kwargs: dict[str, Any]) -> Config:
         changes["backend"] = kwargs.pop("backend_arg")
     if "upload_policy" in kwargs:
         changes["upload_policy"] = parse_upload_policy(kwargs.pop("upload_policy"))
+    if "attestations" in kwargs:
+        changes["attestations"] = parse_attestation_policy(kwargs.pop("attestations"))
     for path_key in ("welcome_file", "log_file", "cache_dir", "state_dir", "permissions"):
         if kwargs.get(path_key) is not None:
             changes[path_key] = Path(kwargs.pop(path_key))

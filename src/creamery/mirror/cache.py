@@ -51,7 +51,7 @@ from typing import Any
 from creamery.catalog.facts import compute_digests, parse_core_metadata, read_metadata_bytes
 from creamery.core import durable
 from creamery.core.config import ConfigError
-from creamery.core.names import METADATA, parse_filename
+from creamery.core.names import METADATA, PROVENANCE, parse_filename
 from creamery.core.objects import ObjectRoot, S3Options
 from creamery.mirror.listing import (
     Listing,
@@ -211,7 +211,7 @@ class MirrorCache:
         entries = [
             listed
             for name in sorted(found)
-            if not name.endswith(METADATA)
+            if not name.endswith((METADATA, PROVENANCE))
             and (listed := self._cached_entry(found[name], found.get(name + METADATA), url))
             is not None
         ]
@@ -291,6 +291,23 @@ class MirrorCache:
             temp.unlink(missing_ok=True)  # the put's, unless it was skipped
         self._used[key] = time.time()  # fetched for a client: that is a use
         return stored
+
+    def read_small(self, project: str, filename: str) -> bytes | None:
+        """A small cached file's bytes (an upstream's PEP 740 provenance), None when absent."""
+        try:
+            with self._reaching():
+                stored = self.store.stat(_file_key(project, filename))
+                return None if stored is None else read_all(self.store, stored)
+        except FileNotFoundError:
+            return None
+
+    def keep_small(self, project: str, filename: str, data: bytes) -> None:
+        """Cache a small file checked by the caller (first writer wins: theirs is as good)."""
+        self._ensure_directory()
+        key = _file_key(project, filename)
+        with self._reaching(), contextlib.suppress(AlreadyExists):
+            self.store.put(key, data, if_absent=True)
+        self._used[key] = time.time()
 
     def added(self, size: int) -> bool:
         """Account for a new file; True when an eviction pass is due."""

@@ -25,6 +25,7 @@ from creamery.render.simple_api import (
     API_VERSION,
     FileEntry,
     Page,
+    integrity_url,
     make_page,
     render_project_html,
     render_project_json,
@@ -56,8 +57,12 @@ def upstream_entries(listing: Listing) -> list[FileEntry]:
                 yanked=item.yanked,
                 size=_UNKNOWN_SIZE if item.size is None else item.size,
                 upload_time=item.upload_time or "",
-                # Provenance stays at the upstream: it is evidence about the file, not the file.
-                provenance=item.provenance,
+                # PEP 740: passed on through our Integrity API route (mirror/provenance.py).
+                provenance=(
+                    integrity_url(listing.project, parsed.version, item.filename)
+                    if item.provenance
+                    else None
+                ),
             )
         )
     return entries

@@ -27,6 +27,7 @@ from creamery.core.headers import NOSNIFF
 from creamery.core.names import METADATA, parse_filename
 from creamery.core.objects import S3Options
 from creamery.http import files
+from creamery.http.absolute import Rebased
 from creamery.http.asgi_types import Scope, Send
 from creamery.http.conditional import send_page
 from creamery.http.files import SmallFiles, send_text
@@ -46,6 +47,7 @@ from creamery.mirror.policy import (
     parse_origin,
 )
 from creamery.mirror.projects import Known, UpstreamProjects
+from creamery.mirror.provenance import Missing, UpstreamProvenance
 from creamery.mirror.render import render_mirrored, upstream_status
 from creamery.mirror.transfer import Downloads, Job
 from creamery.render.negotiation import Format
@@ -101,6 +103,9 @@ class Mirror:
         )
         self.projects = UpstreamProjects(self.cache, self.client, config.mirror_ttl)
         self.downloads = Downloads(self.cache, self.client, self._evict_soon)
+        # PEP 740: upstream provenance behind our Integrity API route, in absolute URLs.
+        self.provenance = UpstreamProvenance(self.cache, self.client, self.projects)
+        self.rebased = Rebased()
         self._closing: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()  # held, or the loop may drop them
         self._cached_bytes = 0  # the last count (cached_bytes)
@@ -202,7 +207,7 @@ class Mirror:
         if said is not None:
             extra.append(_policy_header(said))
             self._count_policy(decision.kinds() if decision else [blocked or ""], "page")
-        await send_page(scope, send, pages[fmt], extra or None)
+        await send_page(scope, send, self.rebased.page(scope, pages[fmt]), extra or None)
 
     async def _pages(
         self, project: str, known: Known, listing: Listing | None, local: bool
@@ -305,6 +310,24 @@ class Mirror:
         return hidden.reason() if hidden is not None else None
 
     # ------------------------------------------------------------------ files
+
+    async def provenance_of(
+        self, scope: Scope, project: str, filename: str
+    ) -> bytes | Missing | Failure:
+        """PEP 740: the upstream's provenance of a mirrored file, under the rules its download
+        follows (hosted here, local-only, the supply-chain policies)."""
+        if not _PROJECT.fullmatch(project) or not is_safe_filename(filename):
+            return Missing(f"{filename} is not a mirrored file")
+        if not self.handles(project) and (self.hidden is None or not self.hidden(scope, project)):
+            return Missing(f"{project} is hosted here: upstream files are not served")
+        origin = self.policies.origin(project)
+        if origin is not None and origin[0] == "local-only":
+            return Missing(f"{project} is local-only: never looked up upstream")
+        if self.policies.filters:
+            refusal = await self._file_refusal(project, filename)
+            if refusal is not None:
+                return Missing(f"{filename} is not offered here: {refusal}")
+        return await self.provenance.get(project, filename)
 
     async def download(self, scope: Scope, send: Send, rest: str) -> None:
         """`/upstream/<project>/<file>`: from the cache, else from the upstream (and cached)."""

@@ -73,4 +73,4 @@ class PageCache:
 
 def _marked(page: Page) -> Page:
     """*page* as it was, with its ETag (the bytes are the same), saying it is stale."""
-    return Page(page.body, page.etag, [*page.headers, STALE])
+    return Page(page.body, page.etag, [*page.headers, STALE], page.based)

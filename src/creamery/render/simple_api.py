@@ -3,13 +3,17 @@
 strong ETag.
 
 File URLs are relative (`../../packages/<relpath>`), so one rendering serves every host name,
-scheme and path prefix a reverse proxy may put in front.
+scheme and path prefix a reverse proxy may put in front. PEP 740 wants the provenance URL fully
+qualified: it is rendered as `BASE` (a placeholder for this server's base URL) followed by
+PyPI's Integrity API path, such a page is marked `based`, and `http/absolute.py` puts in the
+base each request sees (once per base, kept): pages without provenance cost nothing more.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
@@ -19,13 +23,17 @@ from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Distribution, Index
 from creamery.catalog.status import ACTIVE, ProjectStatus
 from creamery.core.headers import NOSNIFF
-from creamery.core.names import PROVENANCE, SIGNATURE, version_sort_key
+from creamery.core.names import SIGNATURE, version_sort_key
 from creamery.render.negotiation import Format
 
 # PEP 629 / 691: 1.1 adds PEP 700 (versions, size, upload-time), 1.2 PEP 708 (rejected since:
 # `mirror/render.py` offers it only as an opt-in extension), 1.3 PEP 740 (provenance), 1.4
 # PEP 792 (project status).
 API_VERSION = "1.4"
+# Stands for this server's base URL ("https://host/prefix/") in rendered pages, until served.
+# Random: no file name, yank reason or upstream text can contain it by chance or on purpose.
+BASE = f"creamery-base-{secrets.token_hex(12)}/"
+_BASE_BYTES = BASE.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +41,7 @@ class Page:
     body: bytes
     etag: str
     headers: list[tuple[bytes, bytes]]  # ready ASGI headers for a 200
+    based: bool = False  # the body holds `BASE`: served through `http.absolute.Rebased`
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +58,7 @@ class FileEntry:
     yanked: str | None  # PEP 592
     size: int  # PEP 700
     upload_time: str  # PEP 700, ISO 8601 UTC
-    provenance: str | None = None  # PEP 740: URL of the provenance object, relative to the page
+    provenance: str | None = None  # PEP 740: URL of the provenance object, from `BASE`
 
 
 def strong_etag(body: bytes) -> str:
@@ -67,7 +76,13 @@ def make_page(body: bytes, fmt: Format, extra: list[tuple[bytes, bytes]] | None 
         NOSNIFF,
         *(extra or []),
     ]
-    return Page(body, etag, headers)
+    return Page(body, etag, headers, based=_BASE_BYTES in body)
+
+
+def integrity_url(project: str, version: str, filename: str) -> str:
+    """PEP 740: PyPI's Integrity API URL of a file's provenance, from `BASE`."""
+    path = "/".join(quote(part, safe="") for part in (project, version, filename))
+    return f"{BASE}integrity/{path}/provenance"
 
 
 def iso_time(mtime_ns: int) -> str:
@@ -102,7 +117,7 @@ def entry_for(
         gpg_sig=index.sidecar(dist, SIGNATURE) is not None,
         yanked=index.yank_reason(dist),
         provenance=(
-            "../../packages/" + quote(dist.relpath + PROVENANCE)
+            integrity_url(dist.project, dist.version, dist.filename)
             if index.state_of(dist).provenance
             else None
         ),

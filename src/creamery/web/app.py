@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from creamery.catalog import attestations
 from creamery.catalog.access import ANONYMOUS, Principal
 from creamery.catalog.service import Catalog
 from creamery.changes import local_events
@@ -26,6 +27,7 @@ from creamery.changes.local_events import Watch
 from creamery.core.config import CONFIG_ENV, Config
 from creamery.core.names import METADATA, PROVENANCE, SIGNATURE, normalize
 from creamery.http import files
+from creamery.http.absolute import Rebased
 from creamery.http.asgi_types import Message, Receive, Scope, Send
 from creamery.http.conditional import send_page
 from creamery.http.errors import (
@@ -95,6 +97,7 @@ class Creamery:
         )
         self.small_files = files.SmallFiles()
         self.pages = PageCache(self.index)  # the simple pages, for the hot path
+        self.rebased = Rebased()  # those with absolute URLs (provenance), per base URL
         self.mirror: Mirror | None = None
         if config.mirror:
             from creamery.mirror.service import Mirror  # only when enabled: it brings in httpx
@@ -139,6 +142,7 @@ class Creamery:
                 # alone leaves a pypiserver root as it was; its processes read it in a stat).
                 self.sessions.load(create=self.state.remote)
                 self.catalog.migrate_legacy_sidecars()
+                attestations.warn_if_unverifiable(self.config.attestations)
                 self._loaded = True
                 _restart_in_forked_children(self)
             assert self._follower is not None
@@ -575,6 +579,8 @@ class Creamery:
         if found is None:
             await self._unknown_project(scope, send, project)
             return
+        if found.based:  # PEP 740 provenance URLs: absolute, with this request's base
+            found = self.rebased.page(scope, found)
         await send_page(scope, send, found, self.serial_headers)
 
     def _negotiate(self, scope: Scope) -> Format | None:

@@ -22,6 +22,7 @@ from creamery.catalog.index import Distribution, Index
 from creamery.core.config import ConfigError
 from creamery.core.names import SIGNATURE, VersionKey, version_sort_key
 from creamery.core.version import __version__
+from creamery.http import absolute
 from creamery.http.conditional import etag_matches
 from creamery.http.files import location
 from creamery.render.simple_api import strong_etag
@@ -56,59 +57,9 @@ _BOTTLE_RAW = re.compile(r"\{\{\s*!(.+?)\}\}", re.DOTALL)
 
 
 def base_url(request: Request) -> str:
-    """The absolute URL of the index root as the client sees it, ending with "/".
-
-    Honours X-Forwarded-Proto/-Host/-Prefix and the ASGI root_path (`--server-base-url`).
-    Like pypiserver, a path inside X-Forwarded-Host (`proxy.example/priv`) is a prefix too.
-    """
-    headers = request.headers
-    scheme = (_first(headers.get("x-forwarded-proto")) or "").lower()
-    if scheme not in _SCHEMES:  # `javascript:` would become the welcome page's links
-        scheme = request.url.scheme
-    host, host_path = (
-        _host_and_path(_first(headers.get("x-forwarded-host")))
-        or _host_and_path(headers.get("host"))
-        or (_server(request), "")
-    )
-    prefix = _join_paths(host_path, _first(headers.get("x-forwarded-prefix")) or "")
-    root_path = request.scope.get("root_path", "").rstrip("/")
-    # A proxy that does not strip its prefix forwards it in both places: count it once.
-    if not (prefix and root_path.startswith(prefix)):
-        root_path = _join_paths(prefix, root_path)
-    return f"{scheme}://{host}{quote(root_path, safe='/%')}/"
-
-
-_SCHEMES = frozenset({"http", "https"})
-# A host name or an IP literal, and a port: nothing a header could smuggle into a URL.
-_HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
-
-
-def _host_and_path(value: str | None) -> tuple[str, str] | None:
-    """A forwarded host as (host[:port], path), or None when it is not a host."""
-    if not value:
-        return None
-    host, _, path = value.partition("/")
-    return (host, path) if _HOST.fullmatch(host) else None
-
-
-def _first(value: str | None) -> str | None:
-    """The client-most value of a possibly comma-separated forwarding header."""
-    if value is None:
-        return None
-    return value.split(",", 1)[0].strip() or None
-
-
-def _server(request: Request) -> str:
-    server = request.scope.get("server")
-    if not server:
-        return "localhost"
-    host, port = server[0], server[1]
-    return host if port is None else f"{host}:{port}"
-
-
-def _join_paths(*parts: str) -> str:
-    joined = "/".join(p.strip("/") for p in parts if p.strip("/"))
-    return "/" + joined if joined else ""
+    """The absolute URL of the index root as the client sees it, ending with "/" (see
+    `http.absolute.base_url`: X-Forwarded-*, root_path and `--server-base-url`)."""
+    return absolute.base_url(request.scope)
 
 
 def body_response(

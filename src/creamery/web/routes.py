@@ -28,7 +28,7 @@ from creamery.http.routing import (
     RouteTable,
     endpoint,
 )
-from creamery.web import account, json_api, pages, ui, writes, xmlrpc
+from creamery.web import account, integrity, json_api, pages, ui, writes, xmlrpc
 from creamery.web.guard import principal_of
 from creamery.web.pages import relative_redirect
 from creamery.web.state import AppState
@@ -141,6 +141,8 @@ def declare(state: AppState, hot: HotPaths) -> list[Route]:
             handler=endpoint(pages.packages_listing(state)),
         ),
         *json_api.routes(state),
+        # PEP 740: PyPI's Integrity API (provenance), guarded like the files.
+        *integrity.routes(state),
         # The signed-in user's tokens, the audit log, owners: credentials whatever `-a` says.
         *account.routes(state),
         # Pages for people: home, projects, search, documentation, sign-in, managing.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 from packaging.version import InvalidVersion
 
-from creamery.catalog import releases, upload_checks
+from creamery.catalog import attestations, releases, upload_checks
 from creamery.catalog.access import ANONYMOUS, Actor, Principal
 from creamery.catalog.facts import parse_core_metadata
 from creamery.catalog.publish import same_files
@@ -30,6 +29,7 @@ from creamery.catalog.service import (
     Upload,
 )
 from creamery.core import archives
+from creamery.core.errors import ClientError
 from creamery.core.names import (
     SIGNATURE,
     ParsedFilename,
@@ -40,7 +40,6 @@ from creamery.core.names import (
     parse_spec_filename,
     parse_version,
 )
-from creamery.core.untrusted import load_json
 from creamery.http.form import FormError, ReceivedFile, ReceivedForm
 from creamery.web.state import AppState
 
@@ -240,19 +239,18 @@ def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
     return data
 
 
-def provenance(form: ReceivedForm) -> bytes | None:
-    """PEP 740: the attestations twine sends, kept as a provenance object."""
-    text = form.value("attestations")
-    if not text or not text.strip():
-        return None
-    attestations = load_json(text, "attestations")
-    if not isinstance(attestations, list):
-        raise FormError(400, "attestations must be a JSON list")
-    document = {
-        "version": 1,
-        "attestation_bundles": [{"publisher": None, "attestations": attestations}],
-    }
-    return json.dumps(document).encode()
+def provenance(app: AppState, form: ReceivedForm, content: ReceivedFile) -> bytes | None:
+    """PEP 740: the attestations twine sends, checked as `--attestations` says (verified by
+    default) and kept as the provenance object; FormError (400, why) refuses the upload."""
+    try:
+        return attestations.provenance_for(
+            form.value("attestations"),
+            content.filename,
+            content.hexdigest("sha256"),
+            app.config.attestations,
+        )
+    except ClientError as error:
+        raise FormError(error.status, error.reason) from error
 
 
 def forbidden(app: AppState, principal: Principal, operation: str, project: str) -> FormError:
@@ -318,9 +316,9 @@ def accept_file(
         check_form_matches(form, parsed, filename)
     check_digests(form, content)
     signature = check_signature(form, filename)
-    attested = provenance(form)
     found = check_archive(content, parsed, filename, policy)
     warnings = pypi_checks(form, parsed, filename, found) if policy == "strict" else ()
+    attested = provenance(app, form, content)  # the costliest check: the last one
     upload = Upload(
         filename,
         content.path,

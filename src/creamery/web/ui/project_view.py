@@ -11,6 +11,7 @@ from urllib.parse import quote
 from markupsafe import Markup
 from packaging.metadata import RawMetadata
 
+from creamery.catalog.attestations import publishers_in
 from creamery.catalog.facts import FactsCache, file_version
 from creamery.catalog.index import Distribution, Index
 from creamery.catalog.versions import (
@@ -25,7 +26,6 @@ from creamery.catalog.versions import (
 )
 from creamery.core.names import (
     METADATA,
-    PROVENANCE,
     SIGNATURE,
     VersionKey,
     parse_filename,
@@ -35,7 +35,7 @@ from creamery.mirror.listing import Listing
 from creamery.mirror.policy import Hidden
 from creamery.render import metadata_view as mv
 from creamery.render.readme import ReadmeCache
-from creamery.render.simple_api import iso_time
+from creamery.render.simple_api import BASE, integrity_url, iso_time
 from creamery.web.json_api import python_version
 
 
@@ -63,6 +63,7 @@ class FileItem:
     sha256: str | None
     signature_url: str | None = None
     provenance_url: str | None = None
+    publisher: str | None = None  # PEP 740: who the provenance says published the file
     metadata_url: str | None = None
     yanked: str | None = None
 
@@ -221,10 +222,28 @@ def _file_item(index: Index, facts: FactsCache, dist: Distribution, base: str) -
         requires_python=metadata.requires_python,
         sha256=sha256,
         signature_url=url + SIGNATURE if index.sidecar(dist, SIGNATURE) is not None else None,
-        provenance_url=url + PROVENANCE if index.state_of(dist).provenance else None,
+        provenance_url=(
+            integrity_url(dist.project, dist.version, dist.filename).replace(BASE, base, 1)
+            if index.state_of(dist).provenance
+            else None
+        ),
+        publisher=_publisher(index, dist),
         metadata_url=url + METADATA if dist.parsed.kind == "wheel" and metadata.raw else None,
         yanked=index.yank_reason(dist),
     )
+
+
+def _publisher(index: Index, dist: Distribution) -> str | None:
+    """The publishers the file's provenance names, for people (None: no provenance)."""
+    if not index.state_of(dist).provenance:
+        return None
+    try:
+        data = index.provenance(dist)
+    except OSError:
+        return None
+    if data is None:
+        return None
+    return "; ".join(publishers_in(data)) or None
 
 
 # ---------------------------------------------------------------- served from the mirror
