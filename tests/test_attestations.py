@@ -362,6 +362,8 @@ def test_the_mirror_passes_upstream_provenance_on(tmp_path: Path) -> None:
         assert files[wheel.name]["provenance"] == url  # rewritten to our route, absolute
         html = HTTP.get(f"{mirror.url}/simple/{project}/").text
         assert f'data-provenance="{url}"' in html
+        ui = HTTP.get(f"{mirror.url}/project/{project}/").text
+        assert f'href="{url}"' in ui  # the UI links our route too, not the upstream's
         for _ in range(2):
             served = HTTP.get(url)
             assert served.status_code == 200, served.text

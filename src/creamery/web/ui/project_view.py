@@ -272,7 +272,12 @@ def mirror_view(
             platform=tags[2] if tags else None,
             requires_python=item.requires_python,
             sha256=item.hashes.get("sha256"),
-            provenance_url=item.provenance,
+            # PEP 740: through our Integrity route, which fetches and caches the upstream's.
+            provenance_url=(
+                integrity_url(listing.project, parsed.version, item.filename).replace(BASE, base, 1)
+                if item.provenance
+                else None
+            ),
             yanked=item.yanked,
         )
         by_version.setdefault(key, (parsed.version, []))[1].append(entry)
