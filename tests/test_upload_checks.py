@@ -33,6 +33,8 @@ from creamery.catalog.upload_checks import (
     version_problem,
     wheel_tags_problem,
 )
+from creamery.web.upload import Outcome as upload_outcome
+from creamery.web.writes import MAX_WARNING_HEADER, _outcome_response
 
 WARNING = "X-Creamery-Warning"
 
@@ -555,3 +557,23 @@ def test_a_metadata_version_packaging_cannot_read_is_refused(
         ".dist-info/METADATA Version 'one-point-oh' is not a valid version (see PEP 440)\n"
     )
     assert stored(strict) == before
+
+
+@pytest.mark.parametrize(
+    "warning",
+    [
+        "'a\r\nX-Injected: 1.tar.gz' is not a PEP 625 sdist filename",
+        "caf\u00e9 \u202e\x00\x7f\ttab",
+        "x" * 100_000,
+    ],
+)
+def test_a_warning_header_is_printable_ascii_and_bounded(warning: str) -> None:
+    """The checks' warnings are ASCII today (strict filenames are); the header must stay legal
+    whatever a later warning quotes from an upload: no CR/LF (a header of its own), no
+    controls, no UTF-8, a bounded length."""
+    response = _outcome_response(upload_outcome(200, "OK", warnings=(warning,)))
+    values = [v for k, v in response.raw_headers if k.decode().lower() == WARNING.lower()]
+    assert len(values) == 1
+    assert all(0x20 <= byte <= 0x7E for byte in values[0]), values[0]
+    assert len(values[0]) <= MAX_WARNING_HEADER
+    assert response.body.decode().endswith(warning + "\n")
