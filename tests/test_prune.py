@@ -310,6 +310,26 @@ def test_the_command_line_overrides_the_files_defaults(tmp_path: Path) -> None:
         build_rules(keep=1, path=tmp_path / "missing.toml")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe[defaults]\nkeep = 1\n", "invalid TOML: not UTF-8 (byte 0)"),
+        (b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "values nested too deeply"),
+        (b"x = " + b"{a=" * 5_000 + b"1" + b"}" * 5_000 + b"\n", "values nested too deeply"),
+    ],
+)
+def test_a_rules_file_tomllib_chokes_on_is_one_line_not_a_traceback(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    """tomllib raises UnicodeDecodeError and RecursionError, not TOMLDecodeError, for these:
+    `creamery prune` printed a traceback, and a server's round died in its safety net."""
+    path = tmp_path / "rules.toml"
+    path.write_bytes(content)
+    with pytest.raises(RulesError) as error:
+        build_rules(keep=1, path=path)
+    assert str(error.value) == f"{path}: invalid TOML: {message.removeprefix('invalid TOML: ')}"
+
+
 def test_glob_patterns_are_normalized_like_names() -> None:
     rules = parse_rules({"projects": {"Acme_*.Tools": {"exempt": True}}}, "r")
     assert rules.for_project("acme-x-tools").exempt

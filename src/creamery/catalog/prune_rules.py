@@ -145,6 +145,10 @@ def read_rules(path: Path) -> Rules:
         raise RulesError(f"rules file {str(path)!r} can't be read: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise RulesError(f"{path}: invalid TOML: {error}") from None
+    except UnicodeDecodeError as error:  # tomllib decodes the whole file first
+        raise RulesError(f"{path}: invalid TOML: not UTF-8 (byte {error.start})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise RulesError(f"{path}: invalid TOML: values nested too deeply") from None
     return parse_rules(document, str(path))
 
 
