@@ -164,6 +164,17 @@ def test_a_pin_in_requires_dist_protects_the_release(requirement: str, pinned: b
         assert removed(planned) == {f"{name} 1.0", f"{name} 2.0"}
 
 
+def test_an_arbitrary_equality_pin_matches_any_files_spelling_of_the_release() -> None:
+    """`1.0` and `1.0.0` are one release; `===1.0.0` pins the file spelled `1.0.0`, which an
+    installer finds, so the release stays."""
+    files = ("foo-1.0-py3-none-any.whl", "foo-1.0.0-py3-none-any.whl")
+    both = Hosted("foo", "1.0", files, NOW - 100 * DAY, spellings=("1.0", "1.0.0"))
+    hosted = [both, *series("foo", "2.0"), release("bar", "1.0", requires=("foo===1.0.0",))]
+    planned = plan(hosted, Rules(Rule(keep=1)), now=NOW, projects=["foo"])
+    assert removed(planned) == set()
+    assert kept_for(planned) == {"foo 1.0": ["pinned by bar 1.0 (Requires-Dist: foo===1.0.0)"]}
+
+
 def test_a_release_pinned_only_by_releases_the_run_removes_goes_too() -> None:
     hosted = [
         release("app", "1.0", requires=("lib==1.0",)),  # removed: so lib 1.0 is free
@@ -418,6 +429,19 @@ def test_force_on_the_command_line_removes_protected_releases(root: Path) -> Non
     }
     left = sorted(p.name for p in root.iterdir() if p.is_file())
     assert left == ["prune_app-5.0rc2-py3-none-any.whl", "prune_lib-3.0-py3-none-any.whl"]
+
+
+def test_the_cli_reads_every_spelling_of_a_release_for_the_pins(tmp_path: Path) -> None:
+    root = tmp_path / "packages"
+    for version in ("1.0", "1.0.0", "2.0"):
+        make_wheel(root, "prune-spelled", version)
+    make_wheel(root, "prune-pinner", "1.0", requires_dist=["prune-spelled===1.0.0"])
+    planned = prune("--keep", "1", "--dry-run", root)
+    assert planned["remove"] == []
+    [protected] = planned["protected"]  # type: ignore[misc]
+    assert protected["protected_by"] == [
+        "pinned by prune-pinner 1.0 (Requires-Dist: prune-spelled===1.0.0)"
+    ]
 
 
 def test_bad_rules_exit_2_with_one_line(root: Path, tmp_path: Path) -> None:

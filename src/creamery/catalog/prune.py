@@ -60,6 +60,13 @@ class Hosted:
     uploaded: float  # Unix time: its newest file's modification time
     requires: tuple[str, ...] = ()  # Requires-Dist of its core metadata
     yanked: bool = False
+    # Every spelling of the version its files' names use (`1.0` and `1.0.0` are one release,
+    # but `===1.0.0` pins only the file spelled so); empty: *version* alone.
+    spellings: tuple[str, ...] = ()
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return self.spellings or (self.version,)
 
     @property
     def name(self) -> str:
@@ -139,6 +146,7 @@ def hosted_releases(index: Index, facts: FactsCache) -> list[Hosted]:
                     uploaded=max(d.stored.mtime_ns for d in release.files) / 1e9,
                     requires=tuple(metadata.get("requires_dist", ())),
                     yanked=versions.is_yanked(index, release),
+                    spellings=tuple(sorted({d.version for d in release.files})),
                 )
             )
     return found
@@ -153,7 +161,11 @@ class _Pin:
     by: Hosted
     text: str  # the Requires-Dist line
 
-    def holds(self, version: str) -> bool:
+    def holds(self, release: Hosted) -> bool:
+        """Whether the pin matches a version of *release*, in any of its files' spellings."""
+        return any(self._holds(version) for version in release.versions)
+
+    def _holds(self, version: str) -> bool:
         try:
             return self.specifier.contains(version, prereleases=True)
         except ValueError:  # a legacy version `==` can't compare
@@ -281,7 +293,7 @@ def _keep_pinned(
                 why := [
                     p.describe()
                     for p in pins.get(release.project, ())
-                    if p.by not in removed and p.holds(release.version)
+                    if p.by not in removed and p.holds(release)
                 ]
             )
         }
@@ -299,7 +311,7 @@ def _pinners_first(removed: set[Hosted], pins: dict[str, list[_Pin]]) -> list[Ho
         release: {
             p.by
             for p in pins.get(release.project, ())
-            if p.by in removed and p.by != release and p.holds(release.version)
+            if p.by in removed and p.by != release and p.holds(release)
         }
         for release in removed
     }
