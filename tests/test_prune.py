@@ -630,6 +630,21 @@ def test_a_bad_prune_rule_stops_the_server_at_start(root: Path, tmp_path: Path) 
     assert result.returncode == 2 and "CREAMERY_PRUNE_KEEP='0'" in result.stderr, describe(result)
 
 
+@pytest.mark.parametrize("interval", ["0.5s", "0.001"])
+def test_a_prune_interval_under_a_second_stops_the_server_at_start(
+    root: Path, interval: str
+) -> None:
+    """A timer of a millisecond would spin: take the lock, read the state, plan over every
+    hosted release, a thousand times a second, in every worker."""
+    result = creamery("run", "--prune-every", interval, "--prune-keep", "1", root)
+    assert result.returncode == 2, describe(result)
+    assert result.stderr.startswith("creamery: error: --prune-every must be at least 1s")
+    env = clean_env(CREAMERY_PRUNE_EVERY=interval, CREAMERY_PRUNE_KEEP="1")
+    result = creamery("run", root, env=env)
+    assert result.returncode == 2 and "at least 1s" in result.stderr, describe(result)
+    assert "CREAMERY_PRUNE_EVERY" in result.stderr, describe(result)
+
+
 # ----------------------------------------------------------------------------- a bucket
 
 

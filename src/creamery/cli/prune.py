@@ -171,6 +171,9 @@ def _row(action: str, decision: Decision, why: str) -> tuple[str, str, str, str,
     return (action, release.name, files, uploaded, why)
 
 
+MIN_PRUNE_EVERY = 1.0  # seconds: below it the server's timer would spin on the prune lock
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """`creamery run --prune-every DURATION` and its rules."""
     group = parser.add_argument_group("retention (see docs/retention.md)")
@@ -185,9 +188,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_run_rules(config: Config) -> Config:
     """With --prune-every, the rules must be usable at start (exit 2 with one line)."""
-    from creamery.catalog.prune_rules import NoRules, RulesError, rules_of_config
+    from creamery.catalog.prune_rules import NoRules, RulesError, format_age, rules_of_config
 
     if config.prune_every is not None:
+        if config.prune_every < MIN_PRUNE_EVERY:
+            raise ConfigError(
+                f"--prune-every must be at least {MIN_PRUNE_EVERY:g}s (each round plans over every"
+                f" hosted release), not {format_age(config.prune_every)}"
+            )
         try:
             rules_of_config(config)
         except NoRules:
