@@ -615,6 +615,48 @@ def test_a_run_removes_only_what_it_planned_even_when_others_change_things(root:
     assert (root / "prune_app-3.0-py3-none-any.whl").exists()
 
 
+def test_a_release_another_process_already_deleted_is_skipped_not_counted(root: Path) -> None:
+    """Another `creamery prune` deleted the files, and this process's index has not heard: the
+    removal deletes nothing, so it is "already removed", not one more release removed (three
+    runs side by side reported 789 removals of 299 releases)."""
+    catalog = Catalog(Config(roots=(root,)))
+    catalog.load()
+    try:
+        planned = make_plan(catalog, Rules(Rule(keep=4)))
+        assert [d.release.name for d in planned.removals] == ["prune-app 1.0", "prune-app 2.0"]
+        for name in ("prune_app-1.0-py3-none-any.whl", "prune_app-1.0.tar.gz"):
+            (root / name).unlink()  # behind the catalog's back: its index still lists them
+        outcome = execute(catalog, planned, SERVER_ACTOR)
+    finally:
+        catalog.close()
+    assert [d.release.name for d in outcome.removed] == ["prune-app 2.0"]
+    assert [(d.release.name, why) for d, why in outcome.skipped] == [
+        ("prune-app 1.0", "already removed")
+    ]
+
+
+def test_a_real_run_stops_while_another_prunes_on_the_host(root: Path) -> None:
+    """`creamery prune` takes the host's prune lock (a server's round holds it too): a second
+    run at the same time stops with one line and removes nothing; a dry run needs no lock."""
+    before = sorted(root.iterdir())
+    state = root / ".creamery"
+    lock = state / "locks" / LOCK_FILE
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        result = creamery("prune", "--keep", "1", root)
+        assert result.returncode == 2, describe(result)
+        assert result.stderr == (
+            "creamery: error: another prune is running on this host (a server's --prune-every"
+            " round or creamery prune): try again when it is done\n"
+        )
+        assert [p for p in sorted(root.iterdir()) if p.name != ".creamery"] == [
+            p for p in before if p.name != ".creamery"
+        ]
+        assert prune("--keep", "1", "--dry-run", root)["remove"] != []
+    assert prune("--keep", "1", root)["removed"] != []
+
+
 def test_a_bad_prune_rule_stops_the_server_at_start(root: Path, tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text("[defaults]\nkeep = -1\n")

@@ -359,8 +359,10 @@ def make_plan(
 def execute(catalog: Catalog, planned: Plan, actor: Actor) -> Outcome:
     """Remove what *planned* removes, release by release through `Catalog.remove` (each
     audited as `remove` by *actor*, recorded); a release whose files changed since the plan
-    (a file added or gone: another process at work) is left alone. One `prune` audit entry
-    sums up a run that removed anything. OSError from a removal ends the run (raised)."""
+    (a file added or gone: another process at work) is left alone, and one whose files were
+    all gone when removed (another replica was quicker) is skipped, not counted as removed.
+    One `prune` audit entry sums up a run that removed anything. OSError from a removal ends
+    the run (raised)."""
     outcome = Outcome()
     try:
         for decision in planned.removals:
@@ -375,8 +377,12 @@ def execute(catalog: Catalog, planned: Plan, actor: Actor) -> Outcome:
                 continue
             reason = "prune: " + "; ".join(decision.reasons)
             try:
-                catalog.remove(release.project, release.version, actor=actor, reason=reason)
+                changed = catalog.remove(
+                    release.project, release.version, actor=actor, reason=reason
+                )
             except release_files.ReleaseNotFound:  # another replica was quicker
+                changed = []
+            if not changed:  # every file was already gone: another process removed it
                 outcome.skipped.append((decision, "already removed"))
                 continue
             outcome.removed.append(decision)
@@ -455,7 +461,7 @@ class Schedule:
 
     def run_if_due(self) -> Outcome | None:
         """Prune when no worker or replica did within the interval; the outcome, else None."""
-        with _exclusive(self.catalog.state) as alone:
+        with host_lock(self.catalog.state) as alone:
             if not alone:
                 return None  # another worker of this host is pruning
             last = _last_run(self.catalog.state)
@@ -491,8 +497,9 @@ class Schedule:
 
 
 @contextlib.contextmanager
-def _exclusive(state: StateDir) -> Iterator[bool]:
-    """This host's prune lock, without waiting: True when taken."""
+def host_lock(state: StateDir) -> Iterator[bool]:
+    """This host's prune lock, without waiting: True when taken. A server's rounds and
+    `creamery prune`'s real runs take it, so two of them never remove side by side."""
     state.locks.mkdir(parents=True, exist_ok=True)
     path: Path = state.locks / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)

@@ -98,7 +98,7 @@ def rules_of(args: argparse.Namespace) -> Rules:
 
 def prune(args: argparse.Namespace) -> int:
     from creamery.catalog.access import Actor
-    from creamery.catalog.prune import execute, make_plan
+    from creamery.catalog.prune import execute, host_lock, make_plan
     from creamery.core.names import normalize
 
     rules = rules_of(args)  # before the catalog: a bad rule says so without a scan
@@ -109,8 +109,18 @@ def prune(args: argparse.Namespace) -> int:
         unknown = [p for p in projects if not catalog.index.distributions(p)]
         if unknown:
             raise ConfigError(f"no project {unknown[0]!r} is hosted here")
-        planned = make_plan(catalog, rules, projects=projects, force=args.force)
-        outcome = None if args.dry_run else execute(catalog, planned, Actor.local())
+        if args.dry_run:
+            planned, outcome = make_plan(catalog, rules, projects=projects, force=args.force), None
+        else:
+            with host_lock(catalog.state) as alone:
+                if not alone:
+                    raise ConfigError(
+                        "another prune is running on this host (a server's --prune-every round"
+                        " or creamery prune): try again when it is done"
+                    )
+                catalog.catch_up()  # what that other run removed is seen first
+                planned = make_plan(catalog, rules, projects=projects, force=args.force)
+                outcome = execute(catalog, planned, Actor.local())
     except OSError as error:
         raise ConfigError(f"can't prune: {error.strerror or error}") from error
     finally:
