@@ -444,6 +444,26 @@ def test_the_cli_reads_every_spelling_of_a_release_for_the_pins(tmp_path: Path) 
     ]
 
 
+def test_a_run_stopped_by_an_error_says_what_it_removed_before(tmp_path: Path) -> None:
+    """The second root holds a directory where a wheel of 2.0 would be: deleting 2.0 fails
+    halfway. The table of what went (1.0) comes first, then one error line naming the path
+    and the count; exit status 2. It said only `can't prune: Is a directory`."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    for version in ("1.0", "2.0", "3.0"):
+        make_wheel(first, "prune-stop", version)
+    blocker = second / "prune_stop-2.0-py3-none-any.whl"
+    (blocker / "inside").mkdir(parents=True)
+    result = creamery("prune", "--keep", "1", first, second)
+    assert result.returncode == 2, describe(result)
+    assert result.stderr == (
+        f"creamery: error: can't prune: Is a directory: {str(blocker)!r} (stopped after removing"
+        " 1 release (1 file) of 1 project)\n"
+    )
+    assert "removed 1 release (1 file) of 1 project" in result.stdout, describe(result)
+    assert not (first / "prune_stop-1.0-py3-none-any.whl").exists()
+    assert (first / "prune_stop-3.0-py3-none-any.whl").exists()
+
+
 def test_bad_rules_exit_2_with_one_line(root: Path, tmp_path: Path) -> None:
     before = sorted(root.iterdir())
     rules = tmp_path / "rules.toml"

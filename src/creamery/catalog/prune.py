@@ -356,14 +356,16 @@ def make_plan(
     return plan(hosted, rules, now=moment, projects=projects, force=force)
 
 
-def execute(catalog: Catalog, planned: Plan, actor: Actor) -> Outcome:
+def execute(
+    catalog: Catalog, planned: Plan, actor: Actor, outcome: Outcome | None = None
+) -> Outcome:
     """Remove what *planned* removes, release by release through `Catalog.remove` (each
     audited as `remove` by *actor*, recorded); a release whose files changed since the plan
     (a file added or gone: another process at work) is left alone, and one whose files were
     all gone when removed (another replica was quicker) is skipped, not counted as removed.
     One `prune` audit entry sums up a run that removed anything. OSError from a removal ends
-    the run (raised)."""
-    outcome = Outcome()
+    the run (raised); what went before it is in *outcome*, when the caller gave one."""
+    outcome = Outcome() if outcome is None else outcome
     try:
         for decision in planned.removals:
             release = decision.release

@@ -98,19 +98,21 @@ def rules_of(args: argparse.Namespace) -> Rules:
 
 def prune(args: argparse.Namespace) -> int:
     from creamery.catalog.access import Actor
-    from creamery.catalog.prune import execute, host_lock, make_plan
+    from creamery.catalog.prune import Outcome, execute, host_lock, make_plan
     from creamery.core.names import normalize
 
     rules = rules_of(args)  # before the catalog: a bad rule says so without a scan
     args.version = None  # open_catalog's `remove PROJECT DIR` guess does not apply
     catalog = admin.open_catalog(args)
+    planned: Plan | None = None
+    outcome: Outcome | None = None
     try:
         projects = sorted({normalize(p) for p in args.projects})
         unknown = [p for p in projects if not catalog.index.distributions(p)]
         if unknown:
             raise ConfigError(f"no project {unknown[0]!r} is hosted here")
         if args.dry_run:
-            planned, outcome = make_plan(catalog, rules, projects=projects, force=args.force), None
+            planned = make_plan(catalog, rules, projects=projects, force=args.force)
         else:
             with host_lock(catalog.state) as alone:
                 if not alone:
@@ -120,16 +122,35 @@ def prune(args: argparse.Namespace) -> int:
                     )
                 catalog.catch_up()  # what that other run removed is seen first
                 planned = make_plan(catalog, rules, projects=projects, force=args.force)
-                outcome = execute(catalog, planned, Actor.local())
+                outcome = Outcome()  # filled as it goes: an OSError halfway leaves it told
+                execute(catalog, planned, Actor.local(), outcome)
     except OSError as error:
-        raise ConfigError(f"can't prune: {error.strerror or error}") from error
+        if planned is not None and outcome is not None:  # stopped halfway: say what went
+            _print(args, planned, outcome)
+        raise ConfigError(_stopped(error, outcome)) from error
     finally:
         catalog.close()
+    _print(args, planned, outcome)
+    return 0
+
+
+def _stopped(error: OSError, outcome: Outcome | None) -> str:
+    """`can't prune: Is a directory: 'foo-2.0.whl' (stopped after removing 1 release ...)`."""
+    reason = error.strerror or str(error)
+    if error.filename:
+        reason += f": {str(error.filename)!r}"
+    if outcome is not None:
+        from creamery.catalog.prune import counted
+
+        reason += f" (stopped after removing {counted(outcome.removed, outcome.files)})"
+    return f"can't prune: {reason}"
+
+
+def _print(args: argparse.Namespace, planned: Plan, outcome: Outcome | None) -> None:
     if args.json:
         print(json.dumps(_json(planned, outcome, dry_run=args.dry_run), indent=2))
     else:
         print(_table(planned, outcome, dry_run=args.dry_run), end="")
-    return 0
 
 
 def _json(planned: Plan, outcome: Outcome | None, *, dry_run: bool) -> dict[str, object]:
