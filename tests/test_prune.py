@@ -25,6 +25,7 @@ from support.servers import Server, run_server
 from support.wire import JSON_ACCEPT
 
 from creamery.catalog.prune import (
+    LAST_RUN_KEY,
     LOCK_FILE,
     SERVER_ACTOR,
     Hosted,
@@ -608,6 +609,23 @@ def test_one_worker_of_a_host_prunes_at_a_time_and_only_when_due(root: Path) -> 
         "prune_app-4.0-py3-none-any.whl",
         "prune_app-5.0rc2-py3-none-any.whl",
     ]
+
+
+@pytest.mark.parametrize("stored", ["ahead", "inf"])
+def test_a_last_run_in_the_future_does_not_stop_pruning(root: Path, stored: str) -> None:
+    """The clock was set back a year (or a replica's runs ahead), or the state says `inf`:
+    the last run looks later than now, and no run was ever due again."""
+    catalog = Catalog(Config(roots=(root,)))
+    catalog.load()
+    schedule = Schedule(catalog, 3600, lambda: Rules(Rule(keep=1)))
+    moment = f"{time.time() + 365 * DAY:.3f}" if stored == "ahead" else stored
+    try:
+        catalog.state.store.put(LAST_RUN_KEY, moment.encode(), if_absent=False)
+        outcome = schedule.run_if_due()
+        assert outcome is not None and len(outcome.removed) == 5, outcome
+        assert schedule.run_if_due() is None  # and the clock is the present one again
+    finally:
+        catalog.close()
 
 
 def test_a_run_removes_only_what_it_planned_even_when_others_change_things(root: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import threading
 import time
@@ -467,7 +468,9 @@ class Schedule:
             if not alone:
                 return None  # another worker of this host is pruning
             last = _last_run(self.catalog.state)
-            if last is not None and time.time() - last < self.interval * 0.95:
+            # A last run further ahead than one interval is a clock that was set back (or a
+            # replica's that runs ahead): due now, else pruning would stop until it is reached.
+            if last is not None and -self.interval < time.time() - last < self.interval * 0.95:
                 return None
             _set_last_run(self.catalog.state, time.time())
             return self.run()
@@ -521,9 +524,10 @@ def _last_run(state: StateDir) -> float | None:
     if stored is None:
         return None
     try:
-        return float(read_all(state.store, stored).decode())
+        moment = float(read_all(state.store, stored).decode())
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         return None
+    return moment if math.isfinite(moment) else None  # `inf` would never be due
 
 
 def _set_last_run(state: StateDir, moment: float) -> None:
