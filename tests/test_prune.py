@@ -342,6 +342,19 @@ def test_a_rules_file_tomllib_chokes_on_is_one_line_not_a_traceback(
     assert str(error.value) == f"{path}: invalid TOML: {message.removeprefix('invalid TOML: ')}"
 
 
+def test_a_rules_file_is_read_to_a_limit(tmp_path: Path) -> None:
+    """`--rules /dev/zero` read without end (tomllib reads the whole file), and a server
+    re-reads the file every round; a megabyte is some twenty thousand project tables."""
+    with pytest.raises(RulesError) as error:
+        build_rules(keep=1, path=Path("/dev/zero"))
+    assert str(error.value) == "/dev/zero: larger than 1 MiB, not a rules file"
+    path = tmp_path / "rules.toml"
+    tables = "".join(f'[projects."p{i}-*"]\nkeep = 2\n' for i in range(20_000))
+    path.write_text("[defaults]\nkeep = 1\n" + tables)
+    assert path.stat().st_size < 1 << 20
+    assert len(build_rules(path=path).overrides) == 20_000
+
+
 def test_glob_patterns_are_normalized_like_names() -> None:
     rules = parse_rules({"projects": {"Acme_*.Tools": {"exempt": True}}}, "r")
     assert rules.for_project("acme-x-tools").exempt
