@@ -422,6 +422,7 @@ def _iso(seconds: float) -> str:
 
 SERVER_ACTOR = Actor("server:prune", None, "server")
 _MAX_TICK = 60.0  # a long interval is checked this often (a restart does not reset it)
+_CLOCK_SET_BACK = 86400.0  # a last run more than this (or the interval) ahead: the clock moved
 
 
 class Schedule:
@@ -468,9 +469,11 @@ class Schedule:
             if not alone:
                 return None  # another worker of this host is pruning
             last = _last_run(self.catalog.state)
-            # A last run further ahead than one interval is a clock that was set back (or a
-            # replica's that runs ahead): due now, else pruning would stop until it is reached.
-            if last is not None and -self.interval < time.time() - last < self.interval * 0.95:
+            # A last run far in the future is a clock that was set back: due now, else pruning
+            # would stop until then. "Far" is a day at least, so replicas whose clocks differ by
+            # more than a short interval do not take turns pruning at every tick.
+            ahead = max(self.interval, _CLOCK_SET_BACK)
+            if last is not None and -ahead < time.time() - last < self.interval * 0.95:
                 return None
             _set_last_run(self.catalog.state, time.time())
             return self.run()
