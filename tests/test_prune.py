@@ -25,6 +25,7 @@ from support.servers import Server, run_server
 from support.wire import JSON_ACCEPT
 
 from creamery.catalog.prune import (
+    LAST_RUN_KEY,
     LOCK_FILE,
     SERVER_ACTOR,
     Hosted,
@@ -162,6 +163,17 @@ def test_a_pin_in_requires_dist_protects_the_release(requirement: str, pinned: b
         assert removed(planned) == {f"{name} 2.0"}
     else:
         assert removed(planned) == {f"{name} 1.0", f"{name} 2.0"}
+
+
+def test_an_arbitrary_equality_pin_matches_any_files_spelling_of_the_release() -> None:
+    """`1.0` and `1.0.0` are one release; `===1.0.0` pins the file spelled `1.0.0`, which an
+    installer finds, so the release stays."""
+    files = ("foo-1.0-py3-none-any.whl", "foo-1.0.0-py3-none-any.whl")
+    both = Hosted("foo", "1.0", files, NOW - 100 * DAY, spellings=("1.0", "1.0.0"))
+    hosted = [both, *series("foo", "2.0"), release("bar", "1.0", requires=("foo===1.0.0",))]
+    planned = plan(hosted, Rules(Rule(keep=1)), now=NOW, projects=["foo"])
+    assert removed(planned) == set()
+    assert kept_for(planned) == {"foo 1.0": ["pinned by bar 1.0 (Requires-Dist: foo===1.0.0)"]}
 
 
 def test_a_release_pinned_only_by_releases_the_run_removes_goes_too() -> None:
@@ -310,6 +322,39 @@ def test_the_command_line_overrides_the_files_defaults(tmp_path: Path) -> None:
         build_rules(keep=1, path=tmp_path / "missing.toml")
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe[defaults]\nkeep = 1\n", "invalid TOML: not UTF-8 (byte 0)"),
+        (b"x = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "values nested too deeply"),
+        (b"x = " + b"{a=" * 5_000 + b"1" + b"}" * 5_000 + b"\n", "values nested too deeply"),
+    ],
+)
+def test_a_rules_file_tomllib_chokes_on_is_one_line_not_a_traceback(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    """tomllib raises UnicodeDecodeError and RecursionError, not TOMLDecodeError, for these:
+    `creamery prune` printed a traceback, and a server's round died in its safety net."""
+    path = tmp_path / "rules.toml"
+    path.write_bytes(content)
+    with pytest.raises(RulesError) as error:
+        build_rules(keep=1, path=path)
+    assert str(error.value) == f"{path}: invalid TOML: {message.removeprefix('invalid TOML: ')}"
+
+
+def test_a_rules_file_is_read_to_a_limit(tmp_path: Path) -> None:
+    """`--rules /dev/zero` read without end (tomllib reads the whole file), and a server
+    re-reads the file every round; a megabyte is some twenty thousand project tables."""
+    with pytest.raises(RulesError) as error:
+        build_rules(keep=1, path=Path("/dev/zero"))
+    assert str(error.value) == "/dev/zero: larger than 1 MiB, not a rules file"
+    path = tmp_path / "rules.toml"
+    tables = "".join(f'[projects."p{i}-*"]\nkeep = 2\n' for i in range(20_000))
+    path.write_text("[defaults]\nkeep = 1\n" + tables)
+    assert path.stat().st_size < 1 << 20
+    assert len(build_rules(path=path).overrides) == 20_000
+
+
 def test_glob_patterns_are_normalized_like_names() -> None:
     rules = parse_rules({"projects": {"Acme_*.Tools": {"exempt": True}}}, "r")
     assert rules.for_project("acme-x-tools").exempt
@@ -398,6 +443,39 @@ def test_force_on_the_command_line_removes_protected_releases(root: Path) -> Non
     }
     left = sorted(p.name for p in root.iterdir() if p.is_file())
     assert left == ["prune_app-5.0rc2-py3-none-any.whl", "prune_lib-3.0-py3-none-any.whl"]
+
+
+def test_the_cli_reads_every_spelling_of_a_release_for_the_pins(tmp_path: Path) -> None:
+    root = tmp_path / "packages"
+    for version in ("1.0", "1.0.0", "2.0"):
+        make_wheel(root, "prune-spelled", version)
+    make_wheel(root, "prune-pinner", "1.0", requires_dist=["prune-spelled===1.0.0"])
+    planned = prune("--keep", "1", "--dry-run", root)
+    assert planned["remove"] == []
+    [protected] = planned["protected"]  # type: ignore[misc]
+    assert protected["protected_by"] == [
+        "pinned by prune-pinner 1.0 (Requires-Dist: prune-spelled===1.0.0)"
+    ]
+
+
+def test_a_run_stopped_by_an_error_says_what_it_removed_before(tmp_path: Path) -> None:
+    """The second root holds a directory where a wheel of 2.0 would be: deleting 2.0 fails
+    halfway. The table of what went (1.0) comes first, then one error line naming the path
+    and the count; exit status 2. It said only `can't prune: Is a directory`."""
+    first, second = tmp_path / "one", tmp_path / "two"
+    for version in ("1.0", "2.0", "3.0"):
+        make_wheel(first, "prune-stop", version)
+    blocker = second / "prune_stop-2.0-py3-none-any.whl"
+    (blocker / "inside").mkdir(parents=True)
+    result = creamery("prune", "--keep", "1", first, second)
+    assert result.returncode == 2, describe(result)
+    assert result.stderr == (
+        f"creamery: error: can't prune: Is a directory: {str(blocker)!r} (stopped after removing"
+        " 1 release (1 file) of 1 project)\n"
+    )
+    assert "removed 1 release (1 file) of 1 project" in result.stdout, describe(result)
+    assert not (first / "prune_stop-1.0-py3-none-any.whl").exists()
+    assert (first / "prune_stop-3.0-py3-none-any.whl").exists()
 
 
 def test_bad_rules_exit_2_with_one_line(root: Path, tmp_path: Path) -> None:
@@ -546,6 +624,27 @@ def test_one_worker_of_a_host_prunes_at_a_time_and_only_when_due(root: Path) -> 
     ]
 
 
+@pytest.mark.parametrize("stored", ["ahead", "inf"])
+def test_a_last_run_in_the_future_does_not_stop_pruning(root: Path, stored: str) -> None:
+    """The clock was set back a year (or a replica's runs ahead), or the state says `inf`:
+    the last run looks later than now, and no run was ever due again."""
+    catalog = Catalog(Config(roots=(root,)))
+    catalog.load()
+    schedule = Schedule(catalog, 3600, lambda: Rules(Rule(keep=1)))
+    moment = f"{time.time() + 365 * DAY:.3f}" if stored == "ahead" else stored
+    try:
+        catalog.state.store.put(LAST_RUN_KEY, moment.encode(), if_absent=False)
+        outcome = schedule.run_if_due()
+        assert outcome is not None and len(outcome.removed) == 5, outcome
+        assert schedule.run_if_due() is None  # and the clock is the present one again
+        # A replica whose clock runs an hour ahead wrote it: not due (replicas do not take
+        # turns pruning at every tick), only a day or more ahead is a clock set back.
+        catalog.state.store.put(LAST_RUN_KEY, f"{time.time() + 3600:.3f}".encode(), if_absent=False)
+        assert schedule.run_if_due() is None
+    finally:
+        catalog.close()
+
+
 def test_a_run_removes_only_what_it_planned_even_when_others_change_things(root: Path) -> None:
     catalog = Catalog(Config(roots=(root,)))
     catalog.load()
@@ -571,6 +670,48 @@ def test_a_run_removes_only_what_it_planned_even_when_others_change_things(root:
     assert (root / "prune_app-3.0-py3-none-any.whl").exists()
 
 
+def test_a_release_another_process_already_deleted_is_skipped_not_counted(root: Path) -> None:
+    """Another `creamery prune` deleted the files, and this process's index has not heard: the
+    removal deletes nothing, so it is "already removed", not one more release removed (three
+    runs side by side reported 789 removals of 299 releases)."""
+    catalog = Catalog(Config(roots=(root,)))
+    catalog.load()
+    try:
+        planned = make_plan(catalog, Rules(Rule(keep=4)))
+        assert [d.release.name for d in planned.removals] == ["prune-app 1.0", "prune-app 2.0"]
+        for name in ("prune_app-1.0-py3-none-any.whl", "prune_app-1.0.tar.gz"):
+            (root / name).unlink()  # behind the catalog's back: its index still lists them
+        outcome = execute(catalog, planned, SERVER_ACTOR)
+    finally:
+        catalog.close()
+    assert [d.release.name for d in outcome.removed] == ["prune-app 2.0"]
+    assert [(d.release.name, why) for d, why in outcome.skipped] == [
+        ("prune-app 1.0", "already removed")
+    ]
+
+
+def test_a_real_run_stops_while_another_prunes_on_the_host(root: Path) -> None:
+    """`creamery prune` takes the host's prune lock (a server's round holds it too): a second
+    run at the same time stops with one line and removes nothing; a dry run needs no lock."""
+    before = sorted(root.iterdir())
+    state = root / ".creamery"
+    lock = state / "locks" / LOCK_FILE
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        result = creamery("prune", "--keep", "1", root)
+        assert result.returncode == 2, describe(result)
+        assert result.stderr == (
+            "creamery: error: another prune is running on this host (a server's --prune-every"
+            " round or creamery prune): try again when it is done\n"
+        )
+        assert [p for p in sorted(root.iterdir()) if p.name != ".creamery"] == [
+            p for p in before if p.name != ".creamery"
+        ]
+        assert prune("--keep", "1", "--dry-run", root)["remove"] != []
+    assert prune("--keep", "1", root)["removed"] != []
+
+
 def test_a_bad_prune_rule_stops_the_server_at_start(root: Path, tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text("[defaults]\nkeep = -1\n")
@@ -584,6 +725,21 @@ def test_a_bad_prune_rule_stops_the_server_at_start(root: Path, tmp_path: Path) 
     env = clean_env(CREAMERY_PRUNE_EVERY="1d", CREAMERY_PRUNE_KEEP="0")
     result = creamery("run", root, env=env)
     assert result.returncode == 2 and "CREAMERY_PRUNE_KEEP='0'" in result.stderr, describe(result)
+
+
+@pytest.mark.parametrize("interval", ["0.5s", "0.001"])
+def test_a_prune_interval_under_a_second_stops_the_server_at_start(
+    root: Path, interval: str
+) -> None:
+    """A timer of a millisecond would spin: take the lock, read the state, plan over every
+    hosted release, a thousand times a second, in every worker."""
+    result = creamery("run", "--prune-every", interval, "--prune-keep", "1", root)
+    assert result.returncode == 2, describe(result)
+    assert result.stderr.startswith("creamery: error: --prune-every must be at least 1s")
+    env = clean_env(CREAMERY_PRUNE_EVERY=interval, CREAMERY_PRUNE_KEEP="1")
+    result = creamery("run", root, env=env)
+    assert result.returncode == 2 and "at least 1s" in result.stderr, describe(result)
+    assert "CREAMERY_PRUNE_EVERY" in result.stderr, describe(result)
 
 
 # ----------------------------------------------------------------------------- a bucket

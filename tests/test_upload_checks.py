@@ -33,6 +33,8 @@ from creamery.catalog.upload_checks import (
     version_problem,
     wheel_tags_problem,
 )
+from creamery.web.upload import Outcome as upload_outcome
+from creamery.web.writes import MAX_WARNING_HEADER, _outcome_response
 
 WARNING = "X-Creamery-Warning"
 
@@ -238,6 +240,32 @@ def test_metadata_checks_read_the_fields_from_bytes() -> None:
 
 
 @pytest.mark.parametrize(
+    "field", ["Metadata-Version", "Name", "Version", "Description-Content-Type"]
+)
+def test_a_single_use_field_given_twice_is_refused(field: str) -> None:
+    """`email` reads the first of two fields, `dict(msg.items())` the last: a second
+    Description-Content-Type would pass the check unseen, a second Version tell installers
+    another version than the one checked against the filename."""
+    values = {
+        "Metadata-Version": "2.1",
+        "Name": "demo",
+        "Version": "1.0",
+        "Description-Content-Type": "text/plain",
+    }
+    lines = [f"{key}: {value}" for key, value in values.items()]
+    second = {"Name": "other", "Version": "2.0", "Description-Content-Type": "text/bogus"}
+    lines.append(f"{field}: {second.get(field, '2.2')}")
+    refusal, _ = metadata_checks("\n".join(lines).encode(), "METADATA")
+    assert refusal == f"METADATA has 2 {field} fields (one is allowed)"
+
+
+def test_metadata_is_read_as_utf8_so_a_reason_shows_what_the_file_says() -> None:
+    raw = "Metadata-Version: \u0662.\u0661\nName: demo\nVersion: 1.0\n".encode()
+    refusal, _ = metadata_checks(raw, "METADATA")
+    assert refusal is not None and "'\u0662.\u0661'" in refusal
+
+
+@pytest.mark.parametrize(
     "raw",
     [
         b"",
@@ -415,6 +443,23 @@ def test_a_bad_description_content_type_form_field_is_refused(
     assert ok.status_code == 200, ok.text
 
 
+def test_a_second_description_content_type_in_the_file_is_refused(
+    strict: Server, tmp_path: Path
+) -> None:
+    """Only the first was checked: a bad second one went through (and PyPI refuses both)."""
+    headers = ["Description-Content-Type: text/plain", "Description-Content-Type: text/html"]
+    metadata = core_metadata("chk-twice", "1.0", extra_headers=headers)
+    wheel = make_wheel(tmp_path, "chk-twice", "1.0", metadata_text=metadata)
+    before = stored(strict)
+    response = upload(strict, wheel.name, wheel.read_bytes())
+    assert response.status_code == 400, response.text
+    assert response.text == (
+        ".dist-info/METADATA has 2 Description-Content-Type fields (one is allowed)\n"
+    )
+    assert stored(strict) == before
+    assert "chk-twice" not in strict.client().get("/simple/").text
+
+
 def test_a_legacy_named_sdist_is_accepted_with_a_warning(strict: Server, tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path, "Chk.Legacy", "1.0", filename_name="Chk.Legacy")
     code, output = twine_verbose(strict, tmp_path / "home", sdist)
@@ -512,3 +557,23 @@ def test_a_metadata_version_packaging_cannot_read_is_refused(
         ".dist-info/METADATA Version 'one-point-oh' is not a valid version (see PEP 440)\n"
     )
     assert stored(strict) == before
+
+
+@pytest.mark.parametrize(
+    "warning",
+    [
+        "'a\r\nX-Injected: 1.tar.gz' is not a PEP 625 sdist filename",
+        "caf\u00e9 \u202e\x00\x7f\ttab",
+        "x" * 100_000,
+    ],
+)
+def test_a_warning_header_is_printable_ascii_and_bounded(warning: str) -> None:
+    """The checks' warnings are ASCII today (strict filenames are); the header must stay legal
+    whatever a later warning quotes from an upload: no CR/LF (a header of its own), no
+    controls, no UTF-8, a bounded length."""
+    response = _outcome_response(upload_outcome(200, "OK", warnings=(warning,)))
+    values = [v for k, v in response.raw_headers if k.decode().lower() == WARNING.lower()]
+    assert len(values) == 1
+    assert all(0x20 <= byte <= 0x7E for byte in values[0]), values[0]
+    assert len(values[0]) <= MAX_WARNING_HEADER
+    assert response.body.decode().endswith(warning + "\n")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import math
 import os
 import threading
 import time
@@ -60,6 +61,13 @@ class Hosted:
     uploaded: float  # Unix time: its newest file's modification time
     requires: tuple[str, ...] = ()  # Requires-Dist of its core metadata
     yanked: bool = False
+    # Every spelling of the version its files' names use (`1.0` and `1.0.0` are one release,
+    # but `===1.0.0` pins only the file spelled so); empty: *version* alone.
+    spellings: tuple[str, ...] = ()
+
+    @property
+    def versions(self) -> tuple[str, ...]:
+        return self.spellings or (self.version,)
 
     @property
     def name(self) -> str:
@@ -139,6 +147,7 @@ def hosted_releases(index: Index, facts: FactsCache) -> list[Hosted]:
                     uploaded=max(d.stored.mtime_ns for d in release.files) / 1e9,
                     requires=tuple(metadata.get("requires_dist", ())),
                     yanked=versions.is_yanked(index, release),
+                    spellings=tuple(sorted({d.version for d in release.files})),
                 )
             )
     return found
@@ -153,7 +162,11 @@ class _Pin:
     by: Hosted
     text: str  # the Requires-Dist line
 
-    def holds(self, version: str) -> bool:
+    def holds(self, release: Hosted) -> bool:
+        """Whether the pin matches a version of *release*, in any of its files' spellings."""
+        return any(self._holds(version) for version in release.versions)
+
+    def _holds(self, version: str) -> bool:
         try:
             return self.specifier.contains(version, prereleases=True)
         except ValueError:  # a legacy version `==` can't compare
@@ -281,7 +294,7 @@ def _keep_pinned(
                 why := [
                     p.describe()
                     for p in pins.get(release.project, ())
-                    if p.by not in removed and p.holds(release.version)
+                    if p.by not in removed and p.holds(release)
                 ]
             )
         }
@@ -299,7 +312,7 @@ def _pinners_first(removed: set[Hosted], pins: dict[str, list[_Pin]]) -> list[Ho
         release: {
             p.by
             for p in pins.get(release.project, ())
-            if p.by in removed and p.by != release and p.holds(release.version)
+            if p.by in removed and p.by != release and p.holds(release)
         }
         for release in removed
     }
@@ -344,12 +357,16 @@ def make_plan(
     return plan(hosted, rules, now=moment, projects=projects, force=force)
 
 
-def execute(catalog: Catalog, planned: Plan, actor: Actor) -> Outcome:
+def execute(
+    catalog: Catalog, planned: Plan, actor: Actor, outcome: Outcome | None = None
+) -> Outcome:
     """Remove what *planned* removes, release by release through `Catalog.remove` (each
     audited as `remove` by *actor*, recorded); a release whose files changed since the plan
-    (a file added or gone: another process at work) is left alone. One `prune` audit entry
-    sums up a run that removed anything. OSError from a removal ends the run (raised)."""
-    outcome = Outcome()
+    (a file added or gone: another process at work) is left alone, and one whose files were
+    all gone when removed (another replica was quicker) is skipped, not counted as removed.
+    One `prune` audit entry sums up a run that removed anything. OSError from a removal ends
+    the run (raised); what went before it is in *outcome*, when the caller gave one."""
+    outcome = Outcome() if outcome is None else outcome
     try:
         for decision in planned.removals:
             release = decision.release
@@ -363,8 +380,12 @@ def execute(catalog: Catalog, planned: Plan, actor: Actor) -> Outcome:
                 continue
             reason = "prune: " + "; ".join(decision.reasons)
             try:
-                catalog.remove(release.project, release.version, actor=actor, reason=reason)
+                changed = catalog.remove(
+                    release.project, release.version, actor=actor, reason=reason
+                )
             except release_files.ReleaseNotFound:  # another replica was quicker
+                changed = []
+            if not changed:  # every file was already gone: another process removed it
                 outcome.skipped.append((decision, "already removed"))
                 continue
             outcome.removed.append(decision)
@@ -401,6 +422,7 @@ def _iso(seconds: float) -> str:
 
 SERVER_ACTOR = Actor("server:prune", None, "server")
 _MAX_TICK = 60.0  # a long interval is checked this often (a restart does not reset it)
+_CLOCK_SET_BACK = 86400.0  # a last run more than this (or the interval) ahead: the clock moved
 
 
 class Schedule:
@@ -443,11 +465,15 @@ class Schedule:
 
     def run_if_due(self) -> Outcome | None:
         """Prune when no worker or replica did within the interval; the outcome, else None."""
-        with _exclusive(self.catalog.state) as alone:
+        with host_lock(self.catalog.state) as alone:
             if not alone:
                 return None  # another worker of this host is pruning
             last = _last_run(self.catalog.state)
-            if last is not None and time.time() - last < self.interval * 0.95:
+            # A last run far in the future is a clock that was set back: due now, else pruning
+            # would stop until then. "Far" is a day at least, so replicas whose clocks differ by
+            # more than a short interval do not take turns pruning at every tick.
+            ahead = max(self.interval, _CLOCK_SET_BACK)
+            if last is not None and -ahead < time.time() - last < self.interval * 0.95:
                 return None
             _set_last_run(self.catalog.state, time.time())
             return self.run()
@@ -479,8 +505,9 @@ class Schedule:
 
 
 @contextlib.contextmanager
-def _exclusive(state: StateDir) -> Iterator[bool]:
-    """This host's prune lock, without waiting: True when taken."""
+def host_lock(state: StateDir) -> Iterator[bool]:
+    """This host's prune lock, without waiting: True when taken. A server's rounds and
+    `creamery prune`'s real runs take it, so two of them never remove side by side."""
     state.locks.mkdir(parents=True, exist_ok=True)
     path: Path = state.locks / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
@@ -500,9 +527,10 @@ def _last_run(state: StateDir) -> float | None:
     if stored is None:
         return None
     try:
-        return float(read_all(state.store, stored).decode())
+        moment = float(read_all(state.store, stored).decode())
     except (FileNotFoundError, ValueError, UnicodeDecodeError):
         return None
+    return moment if math.isfinite(moment) else None  # `inf` would never be due
 
 
 def _set_last_run(state: StateDir, moment: float) -> None:

@@ -33,6 +33,7 @@ from creamery.core.config import Config
 from creamery.core.names import normalize
 
 _KEYS = ("keep", "prereleases-older-than", "exempt")
+MAX_RULES_FILE = 1 << 20  # bytes: some twenty thousand project tables
 _GLOB = frozenset("*?[")
 
 
@@ -140,11 +141,19 @@ def read_rules(path: Path) -> Rules:
     """The rules file at *path*, checked; RulesError names the file and the key."""
     try:
         with path.open("rb") as f:
-            document = tomllib.load(f)
+            content = f.read(MAX_RULES_FILE + 1)  # `/dev/zero` or a runaway file: not all of it
     except OSError as error:
         raise RulesError(f"rules file {str(path)!r} can't be read: {error.strerror}") from None
+    if len(content) > MAX_RULES_FILE:
+        raise RulesError(f"{path}: larger than {MAX_RULES_FILE // (1 << 20)} MiB, not a rules file")
+    try:
+        document = tomllib.loads(content.decode())
     except tomllib.TOMLDecodeError as error:
         raise RulesError(f"{path}: invalid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise RulesError(f"{path}: invalid TOML: not UTF-8 (byte {error.start})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise RulesError(f"{path}: invalid TOML: values nested too deeply") from None
     return parse_rules(document, str(path))
 
 

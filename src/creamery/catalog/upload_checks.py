@@ -9,7 +9,7 @@ and the packaging specifications; docs/standards.md lists them.
 from __future__ import annotations
 
 import re
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.policy import compat32
 
 from creamery.core.names import parse_version
@@ -202,26 +202,38 @@ def content_type_problem(value: str, where: str) -> str | None:
     return None
 
 
-def metadata_fields(raw: bytes) -> dict[str, str]:
-    """The header fields of METADATA / PKG-INFO the checks read (first occurrence each)."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
+# Fields the core metadata specification allows once, which the upload compares or checks: a
+# second one is read by some tools (`email`'s `msg[key]` takes the first, `dict(msg.items())`
+# the last), so a file could say one version to this check and another to an installer.
+SINGLE_FIELDS = ("Metadata-Version", "Name", "Version", "Description-Content-Type")
+
+
+def metadata_fields(raw: bytes) -> dict[str, list[str]]:
+    """The header fields of METADATA / PKG-INFO the checks read, every occurrence of each
+    (the specification's encoding, UTF-8; bytes that are not are shown replaced)."""
+    headers = HeaderParser(policy=compat32).parsestr(raw.decode("utf-8", "replace"))
     fields = {}
-    for key in ("Metadata-Version", "Description-Content-Type"):
-        value = headers.get(key)
-        if value is not None:
-            fields[key] = str(value).strip()
+    for key in SINGLE_FIELDS:
+        values = headers.get_all(key)
+        if values:
+            fields[key] = [str(value).strip() for value in values]
     return fields
 
 
 def metadata_checks(raw: bytes, member: str) -> tuple[str | None, list[str]]:
-    """(refusal or None, warnings) for an archive's METADATA / PKG-INFO: its Metadata-Version
-    and Description-Content-Type (Name and Version are compared with the filename, and the
-    Version checked with `version_problem`, where the upload reads them)."""
+    """(refusal or None, warnings) for an archive's METADATA / PKG-INFO: no field of
+    SINGLE_FIELDS twice, its Metadata-Version and Description-Content-Type (Name and Version
+    are compared with the filename, and the Version checked with `version_problem`, where the
+    upload reads them)."""
     fields = metadata_fields(raw)
-    refusal, warning = metadata_version_check(fields.get("Metadata-Version"), member)
-    if refusal is None and fields.get("Description-Content-Type"):
+    repeated = next((key for key in SINGLE_FIELDS if len(fields.get(key, ())) > 1), None)
+    if repeated is not None:
+        return f"{member} has {len(fields[repeated])} {repeated} fields (one is allowed)", []
+    first = {key: values[0] for key, values in fields.items()}
+    refusal, warning = metadata_version_check(first.get("Metadata-Version"), member)
+    if refusal is None and first.get("Description-Content-Type"):
         where = f"{member} Description-Content-Type"
-        refusal = content_type_problem(fields["Description-Content-Type"], where)
+        refusal = content_type_problem(first["Description-Content-Type"], where)
     return refusal, [warning] if warning else []
 
 

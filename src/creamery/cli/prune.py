@@ -98,28 +98,59 @@ def rules_of(args: argparse.Namespace) -> Rules:
 
 def prune(args: argparse.Namespace) -> int:
     from creamery.catalog.access import Actor
-    from creamery.catalog.prune import execute, make_plan
+    from creamery.catalog.prune import Outcome, execute, host_lock, make_plan
     from creamery.core.names import normalize
 
     rules = rules_of(args)  # before the catalog: a bad rule says so without a scan
     args.version = None  # open_catalog's `remove PROJECT DIR` guess does not apply
     catalog = admin.open_catalog(args)
+    planned: Plan | None = None
+    outcome: Outcome | None = None
     try:
         projects = sorted({normalize(p) for p in args.projects})
         unknown = [p for p in projects if not catalog.index.distributions(p)]
         if unknown:
             raise ConfigError(f"no project {unknown[0]!r} is hosted here")
-        planned = make_plan(catalog, rules, projects=projects, force=args.force)
-        outcome = None if args.dry_run else execute(catalog, planned, Actor.local())
+        if args.dry_run:
+            planned = make_plan(catalog, rules, projects=projects, force=args.force)
+        else:
+            with host_lock(catalog.state) as alone:
+                if not alone:
+                    raise ConfigError(
+                        "another prune is running on this host (a server's --prune-every round"
+                        " or creamery prune): try again when it is done"
+                    )
+                catalog.catch_up()  # what that other run removed is seen first
+                planned = make_plan(catalog, rules, projects=projects, force=args.force)
+                outcome = Outcome()  # filled as it goes: an OSError halfway leaves it told
+                execute(catalog, planned, Actor.local(), outcome)
     except OSError as error:
-        raise ConfigError(f"can't prune: {error.strerror or error}") from error
+        if planned is not None and outcome is not None:  # stopped halfway: say what went
+            _print(args, planned, outcome)
+        raise ConfigError(_stopped(error, outcome)) from error
     finally:
         catalog.close()
+    _print(args, planned, outcome)
+    return 0
+
+
+def _stopped(error: OSError, outcome: Outcome | None) -> str:
+    """`can't prune: Is a directory: 'foo-2.0.whl' (stopped after removing 1 release ...)`."""
+    reason = error.strerror or str(error)
+    if error.filename:
+        reason += f": {str(error.filename)!r}"
+    if outcome is not None:
+        from creamery.catalog.prune import counted
+
+        reason += f" (stopped after removing {counted(outcome.removed, outcome.files)})"
+    return f"can't prune: {reason}"
+
+
+def _print(args: argparse.Namespace, planned: Plan, outcome: Outcome | None) -> None:
     if args.json:
         print(json.dumps(_json(planned, outcome, dry_run=args.dry_run), indent=2))
     else:
         print(_table(planned, outcome, dry_run=args.dry_run), end="")
-    return 0
 
 
 def _json(planned: Plan, outcome: Outcome | None, *, dry_run: bool) -> dict[str, object]:
@@ -171,6 +202,9 @@ def _row(action: str, decision: Decision, why: str) -> tuple[str, str, str, str,
     return (action, release.name, files, uploaded, why)
 
 
+MIN_PRUNE_EVERY = 1.0  # seconds: below it the server's timer would spin on the prune lock
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """`creamery run --prune-every DURATION` and its rules."""
     group = parser.add_argument_group("retention (see docs/retention.md)")
@@ -185,9 +219,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_run_rules(config: Config) -> Config:
     """With --prune-every, the rules must be usable at start (exit 2 with one line)."""
-    from creamery.catalog.prune_rules import NoRules, RulesError, rules_of_config
+    from creamery.catalog.prune_rules import NoRules, RulesError, format_age, rules_of_config
 
     if config.prune_every is not None:
+        if config.prune_every < MIN_PRUNE_EVERY:
+            raise ConfigError(
+                f"--prune-every must be at least {MIN_PRUNE_EVERY:g}s (each round plans over every"
+                f" hosted release), not {format_age(config.prune_every)}"
+            )
         try:
             rules_of_config(config)
         except NoRules:

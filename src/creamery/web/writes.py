@@ -29,6 +29,7 @@ CHALLENGE_HEADERS = [(k.decode(), v.decode()) for k, v in CHALLENGE]
 
 MAX_YANK_REASON = 1000
 WARNING_HEADER = "X-Creamery-Warning"
+MAX_WARNING_HEADER = 1024  # the body has the whole text
 
 log = logging.getLogger("creamery.writes")
 
@@ -66,9 +67,20 @@ def _outcome_response(outcome: upload.Outcome) -> Response:
     body = "".join(f"\nwarning: {warning}" for warning in outcome.warnings)
     response = PlainTextResponse(outcome.message + body + "\n", status_code=outcome.status)
     for warning in outcome.warnings:
-        value = warning.encode("ascii", "backslashreplace").decode()
-        response.headers.append(WARNING_HEADER, value)
+        response.headers.append(WARNING_HEADER, warning_header_value(warning))
     return response
+
+
+def warning_header_value(warning: str) -> str:
+    """*warning* as a legal header value: printable ASCII (the rest escaped, CR and LF too, so
+    text from an upload can never start a header of its own), at most MAX_WARNING_HEADER."""
+    value = "".join(
+        char if " " <= char <= "~" else char.encode("unicode_escape").decode("ascii")
+        for char in warning
+    )
+    if len(value) > MAX_WARNING_HEADER:
+        value = value[: MAX_WARNING_HEADER - 3] + "..."
+    return value
 
 
 def _unavailable(app: AppState, what: str, error: OSError, *, json: bool = False) -> Response:
