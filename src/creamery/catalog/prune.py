@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import math
 import os
@@ -167,13 +168,20 @@ class _Pin:
         return any(self._holds(version) for version in release.versions)
 
     def _holds(self, version: str) -> bool:
-        try:
-            return self.specifier.contains(version, prereleases=True)
-        except ValueError:  # a legacy version `==` can't compare
-            return False
+        return _pin_matches(str(self.specifier), version)
 
     def describe(self) -> str:
         return f"pinned by {self.by.name} (Requires-Dist: {self.text})"
+
+
+# Remembered: a plan asks the same (pin, version) again and again (every release of a project
+# against every pin of it, at each pass of the fixpoint), and `packaging` takes ~6 µs a question.
+@functools.lru_cache(maxsize=1 << 16)
+def _pin_matches(specifier: str, version: str) -> bool:
+    try:
+        return Specifier(specifier).contains(version, prereleases=True)
+    except ValueError:  # a legacy version `==` can't compare
+        return False
 
 
 def plan(
@@ -206,7 +214,7 @@ def plan(
                 protections.setdefault(release, []).append(why)
     if force:  # the rules alone decide, but for each project's last release
         protections = _last_of_each(by_project, candidates)
-    pins = _pins(r for found in by_project.values() for r in found)
+    pins = _pins_holding(candidates, _pins(r for found in by_project.values() for r in found))
     removed = {r for r in candidates if r not in protections}
     if not force:
         _keep_pinned(removed, pins, protections)
@@ -279,9 +287,26 @@ def _pins(hosted: Iterable[Hosted]) -> dict[str, list[_Pin]]:
     return pins
 
 
+def _pins_holding(
+    releases: Iterable[Hosted], pins: dict[str, list[_Pin]]
+) -> dict[Hosted, list[_Pin]]:
+    """The pins that hold each of *releases*, found once (a project's pins grouped by their
+    specifier: one question per release and distinct specifier, not per pin)."""
+    grouped: dict[str, dict[str, list[_Pin]]] = {}
+    for project, found in pins.items():
+        for pin in found:
+            grouped.setdefault(project, {}).setdefault(str(pin.specifier), []).append(pin)
+    holding: dict[Hosted, list[_Pin]] = {}
+    for release in releases:
+        for group in grouped.get(release.project, {}).values():
+            if group[0].holds(release):
+                holding.setdefault(release, []).extend(group)
+    return holding
+
+
 def _keep_pinned(
     removed: set[Hosted],
-    pins: dict[str, list[_Pin]],
+    pins: dict[Hosted, list[_Pin]],
     protections: dict[Hosted, list[str]],
 ) -> None:
     """Take out of *removed* every release pinned by one that stays, until none is: a release
@@ -290,13 +315,7 @@ def _keep_pinned(
         pinned = {
             release: why
             for release in removed
-            if (
-                why := [
-                    p.describe()
-                    for p in pins.get(release.project, ())
-                    if p.by not in removed and p.holds(release)
-                ]
-            )
+            if (why := [p.describe() for p in pins.get(release, ()) if p.by not in removed])
         }
         if not pinned:
             return
@@ -305,15 +324,11 @@ def _keep_pinned(
             protections[release] = why
 
 
-def _pinners_first(removed: set[Hosted], pins: dict[str, list[_Pin]]) -> list[Hosted]:
+def _pinners_first(removed: set[Hosted], pins: dict[Hosted, list[_Pin]]) -> list[Hosted]:
     """The removal order: by project and version, but a release another removed release pins
     after that one (a run that stops halfway never leaves a pin without its release)."""
     pinned_by = {
-        release: {
-            p.by
-            for p in pins.get(release.project, ())
-            if p.by in removed and p.by != release and p.holds(release)
-        }
+        release: {p.by for p in pins.get(release, ()) if p.by in removed and p.by != release}
         for release in removed
     }
     order: list[Hosted] = []
