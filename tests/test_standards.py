@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 from support.dists import make_sdist, make_wheel, sign, yank
+from support.forms import upload
 from support.servers import Server, run_server
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -515,13 +516,40 @@ def test_every_project_page_carries_its_pep_792_status(
     assert meta.get("pypi:project-status-reason") == expected.get("reason")
 
 
+ATTESTED = "pypi_attestations-0.0.19.tar.gz"  # with its attestation, made by pypi-attestations
+ATTESTATIONS = Path(__file__).parent / "fixtures" / "attestations"
+
+
+def test_a_file_with_provenance_meets_pep_740(served: tuple[Server, dict[str, Path]]) -> None:
+    """PEP 740: `provenance` / `data-provenance` fully qualified, and the object at that URL."""
+    server, _files = served
+    data = (ATTESTATIONS / ATTESTED).read_bytes()
+    attestation = (ATTESTATIONS / (ATTESTED + ".publish.attestation")).read_text()
+    sent = upload(server, ATTESTED, data, ("attestations", f"[{attestation}]"))
+    assert sent.status_code == 200, sent.text
+    page_url = f"{server.url}/simple/pypi-attestations/"
+    _response, document = get_json(page_url)
+    assert project_problems(document, "pypi-attestations") == []
+    (item,) = document["files"]
+    assert item["provenance"].startswith(server.url + "/")
+    text = HTTP.get(page_url, headers={"Accept": HTML_V1}).text
+    assert html_page_problems(text, page_url) == []
+    ((attrs, _label),) = parse_html(text).anchors
+    assert attrs["data-provenance"] == item["provenance"]
+    provenance = HTTP.get(item["provenance"]).json()
+    assert provenance["version"] == 1
+    (bundle,) = provenance["attestation_bundles"]
+    assert bundle["publisher"]["kind"] == "GitHub"
+    assert bundle["attestations"] == [json.loads(attestation)]
+
+
 def test_the_project_list_meets_pep_503_and_691(served: tuple[Server, dict[str, Path]]) -> None:
     server, _files = served
     _response, document = get_json(f"{server.url}/simple/")
     assert root_problems(document) == []
     # The name is the display name or the normalized one: the specification leaves it open.
-    names = [p["name"] for p in document["projects"]]
-    assert names in (["std-archived", "std-demo"], ["std_archived", "std_demo"])
+    names = {p["name"] for p in document["projects"]} - {"pypi-attestations"}  # uploaded above
+    assert names in ({"std-archived", "std-demo"}, {"std_archived", "std_demo"})
     html = HTTP.get(f"{server.url}/simple/")
     assert html.text.lstrip().lower().startswith("<!doctype html>")
     anchors = parse_html(html.text).anchors
