@@ -286,14 +286,43 @@ def test_deny_blocks_projects_and_hides_versions(tmp_path: Path) -> None:
     decision = policies.decide(listing, NOW)
     assert decision.listing is not None
     assert [f.filename for f in decision.listing.files] == [
-        "partly_pkg-1.0-py3-none-any.whl",
-        "partly_pkg-not.a.version.tar.gz",  # a specifier can't name what it can't compare
+        "partly_pkg-1.0-py3-none-any.whl",  # not.a.version: a deny can't compare it, so hides it
     ]
     assert decision.listing.versions == ("1.0",)  # 3.0 has no file but is denied all the same
-    assert decision.header() == f"mirror-deny {tmp_path}/deny.txt:2 partly-pkg>=2.0 hid 2 files"
+    assert decision.header() == f"mirror-deny {tmp_path}/deny.txt:2 partly-pkg>=2.0 hid 3 files"
     assert decision.kinds() == ["mirror-deny"]
     evil = policies.decide(_listing("evil-thing", _file("evil_thing-1.0.tar.gz", 30)), NOW)
     assert evil.listing is None and evil.kinds() == ["mirror-deny"]
+
+
+SPELLINGS = [
+    "tspell-0.9-py3-none-any.whl",  # the one file both lists offer
+    "tspell-2.0_1-py3-none-any.whl",  # pip reads 2.0-1: 2.0.post1
+    "tspell-2-0.tar.gz",  # pip and uv read 2-0 (2.post0); a name `tspell-2` reads 0
+    "tspell-v2.0.tar.gz",  # 2.0
+    "tspell-1.0-foo.tar.gz",  # no PEP 440 version: old pips take it as a legacy one
+    "TSpell-1.0.zip",
+    "tspell-2.0.linux-x86_64.tar.gz",  # pip reads 2.0.linux-x86-64
+]
+
+
+def test_a_version_rule_is_not_bypassed_by_how_the_version_is_spelled(tmp_path: Path) -> None:
+    """Fail closed: a file is judged by every version an installer may read in its name, and
+    a deny specifier names a version it can't read; an allow specifier does not."""
+    listing = _listing("tspell", *(_file(name, 30) for name in SPELLINGS))
+    for policies in (
+        _policies(tmp_path, deny="tspell>=1.0\n"),
+        _policies(tmp_path, allow="tspell<1.0\n"),
+        _policies(tmp_path, deny="T?pell >=1.0\n"),  # a glob, spelled oddly too
+    ):
+        decision = policies.decide(listing, NOW)
+        assert decision.listing is not None
+        assert [f.filename for f in decision.listing.files] == ["tspell-0.9-py3-none-any.whl"]
+        for name in SPELLINGS[1:]:
+            assert decision.refusal(name) is not None, name
+            assert policies.file_rule("tspell", name) is not None, name  # not listed (yet)
+    whole = _policies(tmp_path, allow="tspell\n", deny="other>=1\n").decide(listing, NOW)
+    assert whole.listing is listing  # a whole-project entry names every spelling
 
 
 def test_allow_list_offers_only_what_it_names(tmp_path: Path) -> None:
@@ -353,8 +382,12 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamProcess]:
         ("tshared", "2.0", 30),
         ("tmerged", "2.0", 30),
         ("tplain", "1.0", 30),
+        ("tspell", "0.9", 30),
+        ("tspell", "2.0.post1", 30),  # listed as tspell-2.0_1-...: pip reads 2.0-1
     ]:
         _wheel(directory, name, version, days)
+    spelled = directory / "tspell-2.0.post1-py3-none-any.whl"
+    spelled.rename(directory / "tspell-2.0_1-py3-none-any.whl")
     with run_upstream(directory) as upstream:
         yield upstream
 
@@ -370,7 +403,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def deny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("policy-lists") / "deny.txt"
-    path.write_text("# blocked outright\nevil-*\n\ntpartly>=2.0  # only these\n")
+    path.write_text("# blocked outright\nevil-*\n\ntpartly>=2.0  # only these\ntspell>=1.0\n")
     return path
 
 
@@ -469,6 +502,17 @@ def test_a_specifier_denied_version_is_skipped(mirror: Server, tmp_path: Path) -
     file = httpx.get(f"{mirror.url}/upstream/tpartly/tpartly-3.0-py3-none-any.whl")
     assert file.status_code == 404
     assert file.headers["x-creamery-policy"].endswith("deny.txt:4 tpartly>=2.0")
+
+
+def test_a_denied_version_spelled_oddly_is_not_installed(mirror: Server, tmp_path: Path) -> None:
+    """pip reads `tspell-2.0_1-py3-none-any.whl` as 2.0.post1, which `tspell>=1.0` denies."""
+    assert _files(mirror, "tspell") == ["tspell-0.9-py3-none-any.whl"]
+    pip = pip_install(f"{mirror.url}/simple/", tmp_path / "pip", tmp_path / "home", "tspell")
+    assert pip.returncode == 0, describe(pip)
+    assert _installed(tmp_path / "pip") == {"tspell-0.9.dist-info"}
+    file = httpx.get(f"{mirror.url}/upstream/tspell/tspell-2.0_1-py3-none-any.whl")
+    assert file.status_code == 404
+    assert file.headers["x-creamery-policy"].endswith("deny.txt:5 tspell>=1.0")
 
 
 def test_origin_rules_local_only_upstream_only_merged(mirror: Server, tmp_path: Path) -> None:

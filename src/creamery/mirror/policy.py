@@ -31,11 +31,11 @@ from datetime import datetime
 from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_version
+from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
 
 from creamery.core.config import ConfigError
-from creamery.core.names import parse_filename
+from creamery.core.names import SDIST_SUFFIXES, parse_filename
 from creamery.mirror.listing import Listing, UpstreamFile
 
 log = logging.getLogger("creamery.mirror")
@@ -117,15 +117,38 @@ class Entry:
     def where(self) -> str:
         return f"{self.source}:{self.line} {self.text}"
 
-    def covers(self, version: str) -> bool:
-        """Does the entry name this version? A version PEP 440 can't read is never named by a
-        specifier (it can't be compared), only by a whole-project entry."""
+    def covers(self, version: str, *, unreadable: bool) -> bool:
+        """Does the entry name this version? A version PEP 440 can't read can't be compared:
+        *unreadable* says what a specifier makes of it (a deny list: named, fail closed; an
+        allow list: not named)."""
         if self.specifier is None:
             return True
         try:
             return self.specifier.contains(Version(version), prereleases=True)
         except InvalidVersion:
-            return False
+            return unreadable
+
+
+def installer_versions(filename: str, project: str) -> tuple[str, ...]:
+    """Every version an installer may read in *filename*, listed for *project*: ours, and
+    pip's and uv's, which differ for odd names (`evil-2-0.tar.gz` of `evil` is 2.post0 to
+    them: the version is what follows the project's name; `evil-2.0_1-...whl` is 2.0.post1 to
+    pip). A rule judges them all, so a file can't slip past one by how it is spelled."""
+    found: list[str] = []
+    parsed = parse_filename(filename)
+    if parsed is not None:
+        found.append(parsed.version)
+    lower = filename.lower()
+    if lower.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        if len(parts) in (5, 6):
+            found += [parts[1], parts[1].replace("_", "-")]
+    elif (suffix := next((s for s in SDIST_SUFFIXES if lower.endswith(s)), None)) is not None:
+        stem = filename[: -len(suffix)]
+        for at, char in enumerate(stem):
+            if char == "-" and canonicalize_name(stem[:at]) == project:
+                found.append(stem[at + 1 :])
+    return tuple(dict.fromkeys(found)) or ("",)
 
 
 def parse_entry(line: str, source: str, number: int) -> Entry | None:
@@ -448,13 +471,15 @@ class Policies:
                 return f"mirror-allow {allowed.source}: {project} is not listed"
         return None
 
-    def version_rule(self, project: str, version: str) -> Hidden | None:
-        """Allow/deny on one version (the whole project is not blocked)."""
-        return self.versions_of(project)(version)
+    def file_rule(self, project: str, filename: str) -> Hidden | None:
+        """Allow/deny on one file of *project* (the whole project is not blocked)."""
+        return self.versions_of(project)(installer_versions(filename, project))
 
-    def versions_of(self, project: str) -> Callable[[str], Hidden | None]:
+    def versions_of(self, project: str) -> Callable[[tuple[str, ...]], Hidden | None]:
         """The allow/deny judgement of *project*'s versions: the entries naming it are found
-        once (not per file: a listing may hold thousands), each version judged once."""
+        once (not per file: a listing may hold thousands), each version judged once. A file
+        is judged by every version an installer may read in its name (`installer_versions`):
+        hidden if a deny entry names any of them, or an allow list does not name them all."""
         denying: tuple[Entry, ...] = ()
         if self.deny is not None:
             denying = tuple(e for e in self.deny.current().matching(project) if e.specifier)
@@ -464,18 +489,23 @@ class Policies:
             allowed = self.allow.current()
             allowing, source = allowed.matching(project), allowed.source
         named = ", ".join(entry.text for entry in allowing)
-        judged: dict[str, Hidden | None] = {}
+        judged: dict[tuple[str, ...], Hidden | None] = {}
 
-        def judge(version: str) -> Hidden | None:
-            if version in judged:
-                return judged[version]
+        def judge(versions: tuple[str, ...]) -> Hidden | None:
+            if versions in judged:
+                return judged[versions]
             verdict = None
-            found = next((entry for entry in denying if entry.covers(version)), None)
+            shown = versions[0]
+            found = next(
+                (e for e in denying for v in versions if e.covers(v, unreadable=True)), None
+            )
             if found is not None:
-                verdict = Hidden("", version, f"mirror-deny {found.where}", "")
-            elif allowing and not any(entry.covers(version) for entry in allowing):
-                verdict = Hidden("", version, f"mirror-allow {source}", f"only {named}")
-            judged[version] = verdict
+                verdict = Hidden("", shown, f"mirror-deny {found.where}", "")
+            elif allowing and not all(
+                any(e.covers(v, unreadable=False) for e in allowing) for v in versions
+            ):
+                verdict = Hidden("", shown, f"mirror-allow {source}", f"only {named}")
+            judged[versions] = verdict
             return verdict
 
         return judge
@@ -491,9 +521,9 @@ class Policies:
         valid_until = math.inf
         judge = self.versions_of(listing.project)
         for item in listing.files:
-            parsed = parse_filename(item.filename)
-            version = parsed.version if parsed is not None else ""
-            rule = judge(version)
+            versions = installer_versions(item.filename, listing.project)
+            version = versions[0]
+            rule = judge(versions)
             if rule is not None:
                 hidden.append(dataclasses.replace(rule, filename=item.filename))
                 continue
@@ -557,7 +587,7 @@ class Policies:
         listing: Listing,
         kept: Sequence[UpstreamFile],
         hidden: Sequence[Hidden],
-        judge: Callable[[str], Hidden | None],
+        judge: Callable[[tuple[str, ...]], Hidden | None],
     ) -> tuple[str, ...]:
         """PEP 700 `versions` without those that lost every file to a rule, nor those an
         allow or deny list excludes (listed upstream without files)."""
@@ -565,7 +595,9 @@ class Policies:
             return ()
         offered = {_canonical(p.version) for f in kept if (p := parse_filename(f.filename))}
         gone = {_canonical(h.version) for h in hidden} - offered
-        return tuple(v for v in listing.versions if _canonical(v) not in gone and judge(v) is None)
+        return tuple(
+            v for v in listing.versions if _canonical(v) not in gone and judge((v,)) is None
+        )
 
 
 def _canonical(version: str) -> str:

@@ -23,7 +23,7 @@ import anyio
 from creamery.catalog.service import Catalog
 from creamery.core.config import Config
 from creamery.core.headers import NOSNIFF
-from creamery.core.names import METADATA, parse_filename
+from creamery.core.names import METADATA
 from creamery.core.objects import S3Options
 from creamery.http import files
 from creamery.http.asgi_types import Scope, Send
@@ -290,9 +290,7 @@ class Mirror:
         hidden = decision.refusal(dist) if decision is not None else None
         if hidden is None and (known.listing is None or known.listing.file(dist) is None):
             # Not listed (yet): the lists still judge its version; the age, once it is listed.
-            parsed = parse_filename(dist)
-            if parsed is not None:
-                hidden = self.policies.version_rule(project, parsed.version)
+            hidden = self.policies.file_rule(project, dist)
         return hidden.reason() if hidden is not None else None
 
     # ------------------------------------------------------------------ files
