@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.clients import creamery, describe, pip_install, uv_install
+from support.clients import clean_env, creamery, describe, pip_install, uv_install
 from support.dists import make_wheel
 from support.polling import wait_for
 from support.servers import Server, run_server
@@ -681,3 +681,22 @@ def test_origin_rules_from_the_configuration_file_table(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert f"{tmp_path}/deny.txt:2: 'pkg >= two'" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_policies_without_the_mirror_are_refused_at_start(tmp_path: Path) -> None:
+    """Without --mirror an unknown project is redirected to the fallback URL, where a deny
+    list or local-only rule would not apply: a start-up error, not a silent hole."""
+    deny = tmp_path / "deny.txt"
+    deny.write_text("evil-*\n")
+    result = creamery("run", "--mirror-deny", deny, "--print-config", tmp_path)
+    assert result.returncode == 2
+    assert "--mirror-deny applies to the caching mirror only" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    env = {"CREAMERY_MIRROR_ORIGIN": "internal-*=local-only", "CREAMERY_MIRROR_MIN_AGE": "7d"}
+    result = creamery("run", "--print-config", tmp_path, env={**clean_env(), **env})
+    assert result.returncode == 2
+    assert "--mirror-min-age, --mirror-origin apply to the caching mirror only" in result.stderr
+    offline = creamery(
+        "run", "--mirror-deny", deny, "--disable-fallback", "--print-config", tmp_path
+    )
+    assert offline.returncode == 0, describe(offline)  # nothing is fetched from anywhere
