@@ -24,6 +24,7 @@ from creamery.mirror.listing import Listing, UpstreamFile
 from creamery.mirror.policy import (
     MAX_FILE_BYTES,
     MAX_GLOBS,
+    MAX_HEADER,
     MinAge,
     OriginRules,
     PatternFile,
@@ -80,7 +81,7 @@ def test_list_lines_names_globs_specifiers_comments() -> None:
         ("pkg>=", "is not a PEP 440 version specifier"),
         ("../etc/passwd", "is not a project name"),
         ("-leading-dash", "is not a project name"),
-        ("a\x00b", "is not a PEP 440 version specifier"),
+        ("a\x00b", "holds a control or invisible character"),
         ("<script>", "is not a project name"),
         ("name[extra]>=1", "is not a PEP 440 version specifier"),
         ("x" * 600, "longer than 500 characters"),
@@ -94,6 +95,28 @@ def test_a_bad_line_is_named_by_file_and_line(line: str, why: str) -> None:
     assert message.startswith("deny.txt:3: ")
     assert why in message
     assert "\n" not in message and len(message) < 300  # one short line, even for huge input
+
+
+def test_list_lines_as_an_editor_shows_them() -> None:
+    """A BOM and CRLF line ends are read as intended; a control character, which would reach
+    the X-Creamery-Policy header, is refused with the line an editor shows it on."""
+    entries = PatternList.parse("\ufeffevil\r\n# c\r\npartly\t>=2.0\r\n", "deny.txt")
+    assert [(e.pattern, e.line) for e in entries.entries] == [("evil", 1), ("partly", 3)]
+    for bad in ("pkg===a\x01b", "pkg\x0b>=1", "pkg\x85", "evil\u2028other", "pkg\x00"):
+        with pytest.raises(PolicyError, match=r"^deny.txt:2: .*(control or invisible|not a)"):
+            PatternList.parse(f"fine\n{bad}\nlast\n", "deny.txt")
+
+
+def test_the_header_stays_short_with_many_rules(tmp_path: Path) -> None:
+    """One rule a file for 500 files: the header names what fits and counts the rest."""
+    policies = _policies(tmp_path, deny="".join(f"big==1.{i}\n" for i in range(500)))
+    files = [_file(f"big-1.{i}-py3-none-any.whl", 30) for i in range(500)]
+    decision = policies.decide(_listing("big", *files, _file("big-2.0.tar.gz", 30)), NOW)
+    header = decision.header() or ""
+    assert len(header) <= MAX_HEADER
+    assert header.startswith(f"mirror-deny {tmp_path}/deny.txt:1 big==1.0 hid 1 file; ")
+    assert re.search(r"; and \d+ more rules \(the project's page lists them\)$", header)
+    assert len(decision.hidden) == 500
 
 
 def test_huge_files_and_too_many_globs_are_refused(tmp_path: Path) -> None:
@@ -700,3 +723,36 @@ def test_policies_without_the_mirror_are_refused_at_start(tmp_path: Path) -> Non
         "run", "--mirror-deny", deny, "--disable-fallback", "--print-config", tmp_path
     )
     assert offline.returncode == 0, describe(offline)  # nothing is fetched from anywhere
+
+
+def test_the_header_is_legal_and_short_whatever_the_rules(tmp_path: Path) -> None:
+    """700 rules that each hid a file, in a list whose path holds a control character and
+    non-ASCII: the header is printable ASCII, at most MAX_HEADER long (pip refuses a header
+    line over 64 KiB), and pip and uv install what is offered."""
+    directory = tmp_path / "up"
+    _wheel(directory, "tmany", "1.0", 30)
+    for i in range(700):
+        _wheel(directory, "tmany", f"2.{i}", 30)
+    lists = tmp_path / ("dé\x01" + "n" * 100)
+    lists.mkdir()
+    deny = lists / "deny.txt"
+    deny.write_text("".join(f"tmany==2.{i}\n" for i in range(700)))
+    with run_upstream(directory) as fake:
+        args = ["--mirror", "--fallback-url", fake.index_url, "--mirror-deny", str(deny)]
+        args += ["--mirror-cache", str(tmp_path / "c")]
+        (tmp_path / "local").mkdir()
+        with run_server([tmp_path / "local"], *args) as server:
+            page = httpx.get(f"{server.url}/simple/tmany/", headers={"accept": JSON})
+            assert [f["filename"] for f in page.json()["files"]] == ["tmany-1.0-py3-none-any.whl"]
+            file = httpx.get(f"{server.url}/upstream/tmany/tmany-2.5-py3-none-any.whl")
+            assert file.status_code == 404
+            for said in (page.headers["x-creamery-policy"], file.headers["x-creamery-policy"]):
+                assert re.fullmatch(r"[ -~]+", said) and len(said) <= MAX_HEADER
+                assert "d\\xe9\\x01nnn" in said
+            assert "more rules (the project's page lists them)" in page.headers["x-creamery-policy"]
+            pip = pip_install(f"{server.url}/simple/", tmp_path / "pip", tmp_path / "home", "tmany")
+            assert pip.returncode == 0, describe(pip)
+            assert _installed(tmp_path / "pip") == {"tmany-1.0.dist-info"}
+            uv = uv_install(server.url, tmp_path / "uv", tmp_path / "home", "tmany")
+            assert uv.returncode == 0, describe(uv)
+            assert _installed(tmp_path / "uv") == {"tmany-1.0.dist-info"}

@@ -44,6 +44,7 @@ MAX_FILE_BYTES = 1 << 20  # a list file larger than this is refused unread
 MAX_LINE = 500  # characters of one entry, comments excluded
 MAX_GLOBS = 10_000  # each glob is tried on each project name: fewer, wider ones
 RELOAD_SECONDS = 1.0  # a list file is looked at (one stat) at most this often
+MAX_HEADER = 1000  # characters of an X-Creamery-Policy value; more rules are counted, not named
 ORIGIN_MODES = ("local-only", "upstream-only", "merged")
 UNKNOWN_CHOICES = ("offer", "hide")  # files without an upload time (HTML upstreams)
 FALLBACK_CHOICES = ("oldest", "none")  # when the cooldown would hide every file of a project
@@ -153,12 +154,14 @@ def installer_versions(filename: str, project: str) -> tuple[str, ...]:
 
 def parse_entry(line: str, source: str, number: int) -> Entry | None:
     """One line; None for a blank or comment line; PolicyError (`file:line: why`) otherwise."""
-    text = line.split("#", 1)[0].strip()
+    text = line.split("#", 1)[0].strip(" \t\r")
     if not text:
         return None
     where = f"{source}:{number}"
     if len(text) > MAX_LINE:
         raise PolicyError(f"{where}: longer than {MAX_LINE} characters")
+    if not text.replace("\t", " ").isprintable():  # it would reach a header
+        raise PolicyError(f"{where}: {_shown(text)} holds a control or invisible character")
     match = _ENTRY.fullmatch(text)
     if match is None:
         raise PolicyError(
@@ -204,7 +207,9 @@ class PatternList:
             raise PolicyError(f"{source}: larger than {MAX_FILE_BYTES} bytes")
         entries: list[Entry] = []
         globs = 0
-        for number, line in enumerate(text.splitlines(), 1):
+        # Lines as an editor shows them: "\n" or "\r\n" ends one (not the other characters
+        # splitlines() splits at, which a line is refused for); a leading BOM is no entry.
+        for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
             entry = parse_entry(line, source, number)
             if entry is None:
                 continue
@@ -412,8 +417,8 @@ class Decision:
             counts[item.rule] = counts.get(item.rule, 0) + 1
         parts = [f"{rule} hid {n} file{'s' if n != 1 else ''}" for rule, n in counts.items()]
         if self.fallback is not None:
-            parts.append(f"mirror-min-age-fallback offered {self.fallback}, newer than the age")
-        return "; ".join(parts) or None
+            parts.insert(0, f"mirror-min-age-fallback offered {self.fallback}, newer than the age")
+        return _bounded(parts)
 
     def kinds(self) -> list[str]:
         """The rules that decided something here, for metrics (each once)."""
@@ -423,6 +428,20 @@ class Decision:
         if self.fallback is not None:
             kinds.append("mirror-min-age")
         return list(dict.fromkeys(kinds))
+
+
+def _bounded(parts: Sequence[str]) -> str | None:
+    """Parts joined, as many as fit in MAX_HEADER (clients refuse huge header lines); the
+    rest counted. Every hidden file is still listed, with its rule, on the UI's page."""
+    kept: list[str] = []
+    size = 0
+    for at, part in enumerate(parts):
+        tail = f"; and {len(parts) - at} more rules (the project's page lists them)"
+        if size + len(part) + 2 + len(tail) > MAX_HEADER and at < len(parts) - 1:
+            return "; ".join(kept) + tail
+        kept.append(part)
+        size += len(part) + 2
+    return "; ".join(kept) or None
 
 
 class Policies:

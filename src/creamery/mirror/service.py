@@ -34,6 +34,7 @@ from creamery.mirror.cache import Opened, StoreSkipped, open_cache
 from creamery.mirror.client import Failure, UpstreamClient
 from creamery.mirror.listing import Listing, UpstreamFile, is_safe_filename
 from creamery.mirror.policy import (
+    MAX_HEADER,
     Decision,
     Hidden,
     MinAge,
@@ -421,8 +422,15 @@ def policies_of(config: Config) -> Policies:
 
 
 def _policy_header(said: str) -> tuple[bytes, bytes]:
-    """One header line, whatever a file path holds."""
-    return POLICY_HEADER, " ".join(said.split()).encode("ascii", "backslashreplace")
+    """One legal header line, whatever a file path or an upstream's filename holds: printable
+    ASCII (anything else escaped, controls included), at most MAX_HEADER characters."""
+    text = "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii")
+        for c in " ".join(said.split())
+    )
+    if len(text) > MAX_HEADER:
+        text = text[: MAX_HEADER - 4] + " ..."
+    return POLICY_HEADER, text.encode("ascii")
 
 
 def _listed(known: Known, filename: str) -> UpstreamFile | None:
