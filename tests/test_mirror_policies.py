@@ -141,18 +141,73 @@ def test_a_list_file_reloads_and_keeps_the_last_good_list(tmp_path: Path) -> Non
     path.write_text("one\n")
     clock = [100.0]
     listed = PatternFile(path, clock=lambda: clock[0])
-    assert [e.pattern for e in listed.current().entries] == ["one"]
-    path.write_text("two\n")
-    os.utime(path, (time.time() + 5, time.time() + 5))
-    assert [e.pattern for e in listed.current().entries] == ["one"]  # looked at once a second
-    clock[0] += 1
-    assert [e.pattern for e in listed.current().entries] == ["two"]
+
+    def looked(seconds: float = 1) -> list[str]:
+        clock[0] += seconds
+        if listed.due():
+            listed.refresh()
+        return [e.pattern for e in listed.current().entries]
+
+    assert looked(0) == ["one"]
+    _rewrite(path, "two\n", 5)
+    assert looked(0.5) == ["one"]  # looked at once a second
+    assert looked() == ["one"]  # changed since the last look: maybe still being written
+    assert looked() == ["two"]  # unchanged since: loaded
     assert listed.generation == 1
-    path.write_text("two\nbad line!\n")
-    os.utime(path, (time.time() + 10, time.time() + 10))
-    clock[0] += 1
-    assert [e.pattern for e in listed.current().entries] == ["two"]  # the previous list stays
+    _rewrite(path, "two\nbad line!\n", 10)
+    assert looked() == looked() == looked() == ["two"]  # the previous list stays
     assert listed.generation == 1
+
+
+def _rewrite(path: Path, text: str, later: float) -> None:
+    path.write_text(text)
+    os.utime(path, (time.time() + later, time.time() + later))
+
+
+def test_a_list_file_caught_half_written_or_gone_keeps_the_list(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Truncated mid-write, deleted, a directory, unreadable, binary: the last good list
+    stays in force, each problem is logged once, and the fixed file is loaded."""
+    path = tmp_path / "deny.txt"
+    path.write_text("evil-pkg\nother\n")
+    clock = [100.0]
+    listed = PatternFile(path, clock=lambda: clock[0])
+
+    def looked() -> list[str]:
+        clock[0] += 1
+        listed.refresh()
+        return [e.pattern for e in listed.current().entries]
+
+    _rewrite(path, "", 1)  # `>` truncated it; the writer has not written yet
+    assert looked() == ["evil-pkg", "other"]
+    _rewrite(path, "evil-pk", 2)  # half of it written
+    assert looked() == ["evil-pkg", "other"]
+    _rewrite(path, "evil-pkg\nother\nthird\n", 3)  # done: loaded once it stays so
+    assert looked() == ["evil-pkg", "other"]
+    assert looked() == ["evil-pkg", "other", "third"]
+    good = ["evil-pkg", "other", "third"]
+    path.unlink()
+    assert looked() == looked() == good
+    path.mkdir()
+    assert looked() == looked() == looked() == good
+    path.rmdir()
+    path.write_bytes(b"evil\x00\xff\xfe")
+    assert looked() == looked() == looked() == good
+    problems = 3  # gone, a directory, not UTF-8
+    path.write_text("evil-*\n")
+    os.chmod(path, 0)
+    try:
+        if not os.access(path, os.R_OK):  # (root reads it all the same)
+            assert looked() == looked() == looked() == good
+            problems += 1
+    finally:
+        os.chmod(path, 0o644)
+    looked()  # changed since the last look
+    assert looked() == ["evil-*"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == problems, errors  # each once
+    assert all("the previous list stays in force" in e for e in errors)
 
 
 def test_origin_rules_most_specific_wins_and_merge_is_shorthand() -> None:
@@ -756,3 +811,42 @@ def test_the_header_is_legal_and_short_whatever_the_rules(tmp_path: Path) -> Non
             uv = uv_install(server.url, tmp_path / "uv", tmp_path / "home", "tmany")
             assert uv.returncode == 0, describe(uv)
             assert _installed(tmp_path / "uv") == {"tmany-1.0.dist-info"}
+
+
+def test_lists_reloaded_under_parallel_requests_and_a_10_mb_file(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    """A deny list near the size limit rewritten while 40 clients ask for pages at once: no
+    5xx, each answer under one list or the other, then the new one; a 10 MB list is refused
+    at start (exit 2, one line) and, while running, logged once with the last list kept."""
+    import concurrent.futures
+
+    deny = tmp_path / "deny.txt"
+    filler = "".join(f"filler-{i}\n" for i in range(75_000))  # ~1 MB of names
+    deny.write_text(filler + "tcool\n")
+    huge = tmp_path / "huge.txt"
+    huge.write_text("x\n" * 5_000_000)
+    refused = creamery("run", "--mirror", "--mirror-deny", huge, "--print-config", tmp_path)
+    assert refused.returncode == 2 and "larger than 1048576 bytes" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    args = ["--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(tmp_path / "c")]
+    args += ["--mirror-deny", str(deny)]
+    (tmp_path / "local").mkdir()
+    with run_server([tmp_path / "local"], *args) as server:
+
+        def status(project: str) -> int:
+            return httpx.get(f"{server.url}/simple/{project}/", timeout=30).status_code
+
+        assert status("tcool") == 404 and status("tplain") == 200
+        deny.write_text(filler + "tplain\n")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(status, ["tcool", "tplain"] * 20))
+        assert set(answers) <= {200, 404}
+        assert wait_for(lambda: status("tcool") == 200 and status("tplain") == 404)
+        deny.write_bytes(huge.read_bytes())
+        assert wait_for(lambda: status("tcool") and "larger than 1048576" in server.log(), 10)
+        assert status("tcool") == 200 and status("tplain") == 404  # the last good list
+        for _ in range(3):
+            time.sleep(1)
+            status("tplain")
+        assert server.log().count("larger than 1048576 bytes") == 1

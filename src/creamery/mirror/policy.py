@@ -228,9 +228,13 @@ class PatternList:
 
 
 class PatternFile:
-    """`--mirror-allow` / `--mirror-deny`: reloaded when the file changes (one stat a second at
-    most); a file that becomes unreadable or invalid keeps the previous list and logs one
-    error line. The first load raises PolicyError instead."""
+    """`--mirror-allow` / `--mirror-deny`: reloaded when the file changes. `current` is the
+    list in force (no I/O); `refresh`, called in a worker thread when `due` (once a second at
+    most), looks at the file (one stat) and reloads it once it has stayed unchanged from one
+    look to the next, so a file caught half-written (truncated, then written) is not loaded.
+    A file that becomes unreadable or invalid keeps the previous list and logs one error line;
+    callers never wait for a reload another caller is doing. The first load raises PolicyError.
+    """
 
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.monotonic
@@ -239,6 +243,7 @@ class PatternFile:
         self._clock = clock
         self._lock = threading.Lock()
         self._signature: tuple[int, ...] | None = None
+        self._changed: tuple[int, ...] | None = None  # seen at the last look, not loaded yet
         self._checked = -RELOAD_SECONDS
         self._problem: str | None = None
         self.generation = 0  # counts the reloads: decisions made before are remade
@@ -258,44 +263,60 @@ class PatternFile:
         except UnicodeDecodeError:
             raise PolicyError(f"{self.path}: not UTF-8") from None
         entries = PatternList.parse(text, str(self.path))
-        self._signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        self._signature = _signature(st)
         self._checked = self._clock()
         return entries
 
     def current(self) -> PatternList:
-        now = self._clock()
-        if now - self._checked >= RELOAD_SECONDS:
-            self._reload_if_changed(now)
         return self.entries
 
-    def _reload_if_changed(self, now: float) -> None:
-        with self._lock:
-            if now - self._checked < RELOAD_SECONDS:
-                return
-            self._checked = now
-            try:
-                st = os.stat(self.path)
-            except OSError as error:
-                self._keep(f"{self.path}: can't be read: {error.strerror or error}")
-                return
-            signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            if signature == self._signature:
-                return
-            try:
-                entries = self.load()
-            except PolicyError as error:
-                self._signature = signature  # said once, until the file changes again
-                self._keep(str(error))
-                return
-            self.entries = entries
-            self.generation += 1
-            self._problem = None
-            log.warning("%s: reloaded (%d entries)", self.path, len(entries.entries))
+    def due(self) -> bool:
+        return self._clock() - self._checked >= RELOAD_SECONDS
+
+    def refresh(self) -> None:
+        """Look at the file if it is time to; reload it when it changed and has settled."""
+        if not self._lock.acquire(blocking=False):
+            return  # another thread is looking: the list in force stays meanwhile
+        try:
+            now = self._clock()
+            if now - self._checked >= RELOAD_SECONDS:
+                self._checked = now
+                self._look()
+        finally:
+            self._lock.release()
+
+    def _look(self) -> None:
+        try:
+            signature = _signature(os.stat(self.path))
+        except OSError as error:
+            self._keep(f"{self.path}: can't be read: {error.strerror or error}")
+            return
+        if signature == self._signature:
+            self._changed = None
+            return
+        if signature != self._changed:
+            self._changed = signature  # changed since the last look: maybe still being written
+            return
+        self._changed = None
+        try:
+            entries = self.load()
+        except PolicyError as error:
+            self._signature = signature  # said once, until the file changes again
+            self._keep(str(error))
+            return
+        self.entries = entries
+        self.generation += 1
+        self._problem = None
+        log.warning("%s: reloaded (%d entries)", self.path, len(entries.entries))
 
     def _keep(self, problem: str) -> None:
         if problem != self._problem:
             log.error("%s; the previous list stays in force", problem)
             self._problem = problem
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 # ---------------------------------------------------------------- origin rules
@@ -467,12 +488,19 @@ class Policies:
 
     def generation(self) -> tuple[int, int]:
         """Changes when a list file is reloaded: decisions made before are stale."""
-        generations = []
+        allow = self.allow.generation if self.allow is not None else 0
+        deny = self.deny.generation if self.deny is not None else 0
+        return (allow, deny)
+
+    def due(self) -> bool:
+        """Is it time to look at a list file? (Cheap: no I/O.)"""
+        return any(listed.due() for listed in (self.allow, self.deny) if listed is not None)
+
+    def refresh(self) -> None:
+        """Look at the list files, reload those that changed (blocking: in a worker thread)."""
         for listed in (self.allow, self.deny):
             if listed is not None:
-                listed.current()  # reloaded first, when it changed
-            generations.append(listed.generation if listed is not None else 0)
-        return (generations[0], generations[1])
+                listed.refresh()
 
     def origin(self, project: str) -> tuple[str, str] | None:
         return self.origins.of(project)

@@ -179,6 +179,7 @@ class Mirror:
             return
         upstream_only = origin is not None and origin[0] == "upstream-only"
         local = project in self.index.projects and not hide_local and not upstream_only
+        await self.refresh_lists()
         blocked = self.policies.blocked(project) if self.policies.filters else None
         if blocked is not None and not local:  # not even asked upstream
             self._count_policy([blocked.split(" ", 1)[0]], "project")
@@ -233,6 +234,7 @@ class Mirror:
         listing = known.listing
         if listing is None or not self.policies.filters:
             return None
+        await self.refresh_lists()
         generation = self.policies.generation()
         now = time.time()
         kept = self._decisions.get(project)
@@ -246,6 +248,12 @@ class Mirror:
         self._decisions[project] = (listing, generation, decision)
         self._say_starved(project, decision)
         return decision
+
+    async def refresh_lists(self) -> None:
+        """The allow and deny files looked at when due, in a worker thread: a reload parses
+        up to 1 MiB, which must not hold up every other request."""
+        if self.policies.due():
+            await anyio.to_thread.run_sync(self.policies.refresh)
 
     def _say_starved(self, project: str, decision: Decision) -> None:
         """One log line per project (not per request) when the age left it nothing."""
@@ -313,6 +321,7 @@ class Mirror:
             await self._refuse_local_only(send, project, origin[1], "file")
             return
         if self.policies.filters:
+            await self.refresh_lists()
             refusal = await self._file_refusal(project, dist)
             if refusal is not None:
                 await self._refuse_file(send, project, filename, refusal)
