@@ -5,6 +5,7 @@ then real `creamery run --mirror` processes over `support/upstream.py`, driven b
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -318,6 +319,21 @@ def test_never_hide_everything_unless_told_so() -> None:
     nothing = Policies(MinAge(7 * DAY, fallback="none")).decide(listing, NOW)
     assert nothing.listing is not None and nothing.listing.files == ()
     assert nothing.fallback is None
+
+
+def test_the_fallback_offers_a_release_installers_can_take() -> None:
+    """Not one they skip: a version PEP 440 can't read, or a release whose files are all
+    yanked (unless nothing else is left)."""
+    listing = _listing(
+        "p",
+        _file("p-0.1-foo.tar.gz", 1),  # no PEP 440 version: pip and uv skip it
+        dataclasses.replace(_file("p-0.5.tar.gz", 1), yanked="broken"),
+        _file("p-1.0-py3-none-any.whl", 1),
+        _file("p-2.0-py3-none-any.whl", 1),
+    )
+    assert Policies(MinAge(7 * DAY)).decide(listing, NOW).fallback == "1.0"
+    yanked_only = _listing("p", dataclasses.replace(_file("p-0.5.tar.gz", 1), yanked=""))
+    assert Policies(MinAge(7 * DAY)).decide(yanked_only, NOW).fallback == "0.5"
 
 
 def test_ages_are_named_as_an_operator_writes_them() -> None:

@@ -622,12 +622,15 @@ class Policies:
         return Hidden(item.filename, version, age.rule, detail), visible_at
 
     def _fallback(self, project: str, too_new: Sequence[tuple[UpstreamFile, Hidden]]) -> str | None:
-        """Every file left is too new: the oldest release (lowest version), or None."""
+        """Every file left is too new: the oldest release (the lowest version installers can
+        take: a PEP 440 one before any they can't read, one with a file not yanked before a
+        yanked one, which they skip unless it is pinned), or None."""
         assert self.min_age is not None
         if self.min_age.fallback == "none":
             return None
-        versions = {h.version for _, h in too_new}
-        return min(versions, key=_version_order)
+        yanked = {h.version for item, h in too_new if item.yanked is not None}
+        yanked -= {h.version for item, h in too_new if item.yanked is None}
+        return min({h.version for _, h in too_new}, key=lambda v: (v in yanked, _version_order(v)))
 
     @staticmethod
     def _versions(
@@ -656,6 +659,6 @@ def _canonical(version: str) -> str:
 
 def _version_order(version: str) -> tuple[int, Version | str]:
     try:
-        return (1, Version(version))
+        return (0, Version(version))
     except InvalidVersion:
-        return (0, version)
+        return (1, version)
