@@ -6,6 +6,7 @@ then real `creamery run --mirror` processes over `support/upstream.py`, driven b
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -21,7 +22,7 @@ from support.polling import wait_for
 from support.servers import Server, run_server
 from support.upstream import UpstreamProcess, run_upstream
 
-from creamery.mirror.listing import Listing, UpstreamFile
+from creamery.mirror.listing import Listing, UpstreamFile, parse_json
 from creamery.mirror.policy import (
     MAX_FILE_BYTES,
     MAX_GLOBS,
@@ -255,6 +256,41 @@ def test_upload_times_are_read_as_pep_700_gives_them() -> None:
     assert upload_seconds("2026-12-01T10:00:00") is None  # no zone: not trusted
     assert upload_seconds("yesterday") is None
     assert upload_seconds(None) is None
+
+
+HOSTILE_TIMES: list[object] = [
+    12345,
+    None,
+    ["2020-01-01T00:00:00Z"],
+    {"t": 1},
+    True,
+    "",
+    "0000-01-01T00:00:00Z",
+    "2020-01-01T00:00:00",  # no zone
+    "2020-12-31T23:59:60Z",  # a leap second
+    "9" * 100_000,
+    "2020-01-01T00:00:00Z\r\nX-Evil: 1",
+]
+
+
+def test_hostile_upload_times_count_as_unknown(tmp_path: Path) -> None:
+    """Whatever an upstream puts in `upload-time`: no exception, the file is one without an
+    upload time (offered or hidden as told), and a far-future one is hidden until then."""
+    files = [
+        {"filename": f"p-1.{i}.tar.gz", "url": f"p-1.{i}.tar.gz", "upload-time": value}
+        for i, value in enumerate(HOSTILE_TIMES)
+    ]
+    files.append({"filename": "p-9.0.tar.gz", "url": "x", "upload-time": "9999-12-31T23:59:59Z"})
+    body = json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode()
+    listing = parse_json(body, "p", "https://up/simple/p/", "https://up/simple/")
+    offer = Policies(MinAge(7 * DAY)).decide(listing, NOW)
+    assert offer.listing is not None and len(offer.listing.files) == len(HOSTILE_TIMES)
+    far = offer.refusal("p-9.0.tar.gz")
+    assert far is not None and "offered from 10000-01-07T23:59:59Z" in far.detail
+    hide = Policies(MinAge(7 * DAY, unknown="hide", fallback="none")).decide(listing, NOW)
+    assert hide.listing is not None and hide.listing.files == ()
+    assert {h.detail for h in hide.hidden[:-1]} == {"upload time unknown"}
+    assert re.fullmatch(r"[ -~]+", hide.header() or "")
 
 
 def test_the_cooldown_hides_new_files_until_they_are_old_enough() -> None:
