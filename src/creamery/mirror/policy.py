@@ -118,16 +118,22 @@ class Entry:
     def where(self) -> str:
         return f"{self.source}:{self.line} {self.text}"
 
-    def covers(self, version: str, *, unreadable: bool) -> bool:
-        """Does the entry name this version? A version PEP 440 can't read can't be compared:
-        *unreadable* says what a specifier makes of it (a deny list: named, fail closed; an
-        allow list: not named)."""
+    def covers(self, version: Version | None, *, unreadable: bool) -> bool:
+        """Does the entry name this version (None: one PEP 440 can't read)? Such a version
+        can't be compared: *unreadable* says what a specifier makes of it (a deny list: named,
+        fail closed; an allow list: not named)."""
         if self.specifier is None:
             return True
-        try:
-            return self.specifier.contains(Version(version), prereleases=True)
-        except InvalidVersion:
+        if version is None:
             return unreadable
+        return self.specifier.contains(version, prereleases=True)
+
+
+def _pep440(version: str) -> Version | None:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return None
 
 
 def installer_versions(filename: str, project: str) -> tuple[str, ...]:
@@ -543,13 +549,12 @@ class Policies:
                 return judged[versions]
             verdict = None
             shown = versions[0]
-            found = next(
-                (e for e in denying for v in versions if e.covers(v, unreadable=True)), None
-            )
+            read = [_pep440(v) for v in versions]  # once, not once per entry
+            found = next((e for e in denying for v in read if e.covers(v, unreadable=True)), None)
             if found is not None:
                 verdict = Hidden("", shown, f"mirror-deny {found.where}", "")
             elif allowing and not all(
-                any(e.covers(v, unreadable=False) for e in allowing) for v in versions
+                any(e.covers(v, unreadable=False) for e in allowing) for v in read
             ):
                 verdict = Hidden("", shown, f"mirror-allow {source}", f"only {named}")
             judged[versions] = verdict
