@@ -16,7 +16,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.clients import clean_env, creamery, describe, pip_install, uv_install
+from support.clients import (
+    clean_env,
+    creamery,
+    describe,
+    pip_install,
+    twine_upload,
+    uv_install,
+)
 from support.dists import make_wheel
 from support.polling import wait_for
 from support.servers import Server, run_server
@@ -318,6 +325,19 @@ def test_the_cooldown_hides_new_files_until_they_are_old_enough() -> None:
     assert later.listing.versions == ("1.0", "2.0")
     assert later.valid_until == pytest.approx(NOW + 6 * DAY, abs=1)  # then the sdist's
     assert policies.decide(listing, NOW + 7 * DAY).listing is listing  # nothing hidden
+
+
+def test_the_cooldown_boundary_is_exact() -> None:
+    """Offered from the very moment it is old enough, not a moment before; the decision made
+    just before says when to decide again: that moment."""
+    moment = NOW - 7 * DAY
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
+    on_time = UpstreamFile("p-2.0.tar.gz", "u", {}, None, None, None, 1, stamp + ".000000Z")
+    old = _file("p-1.0.tar.gz", 30)
+    policies = Policies(MinAge(7 * DAY))
+    assert _offered(policies, _listing("p", old, on_time)) == ["p-1.0.tar.gz", "p-2.0.tar.gz"]
+    before = policies.decide(_listing("p", old, on_time), NOW - 0.000_01)
+    assert before.refusal("p-2.0.tar.gz") is not None and before.valid_until == NOW
 
 
 def _nothing() -> object:
@@ -902,3 +922,28 @@ def test_lists_reloaded_under_parallel_requests_and_a_10_mb_file(
             time.sleep(1)
             status("tplain")
         assert server.log().count("larger than 1048576 bytes") == 1
+
+
+def test_a_local_only_name_uploaded_later_is_served_from_here(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    """`internal-only` exists upstream (6.6.6); local-only: refused until twine uploads it
+    here, then the hosted file alone, and pip installs it, never the upstream's."""
+    (tmp_path / "local").mkdir()
+    args = ["-P", ".", "-a", ".", "--mirror", "--fallback-url", fake.index_url]
+    args += ["--mirror-cache", str(tmp_path / "c"), "--mirror-origin", "internal-*=local-only"]
+    with run_server([tmp_path / "local"], *args) as server:
+        assert httpx.get(f"{server.url}/simple/internal-only/").status_code == 404
+        wheel = make_wheel(tmp_path / "dist", "internal-only", "1.0")
+        uploaded = twine_upload(server.url + "/", tmp_path / "home", wheel)
+        assert uploaded.returncode == 0, describe(uploaded)
+        assert _files(server, "internal-only") == ["internal_only-1.0-py3-none-any.whl"]
+        page = httpx.get(f"{server.url}/simple/internal-only/")
+        assert "x-creamery-policy" not in page.headers
+        upstream = f"{server.url}/upstream/internal-only/internal_only-6.6.6-py3-none-any.whl"
+        assert httpx.get(upstream).status_code == 404
+        pip = pip_install(
+            f"{server.url}/simple/", tmp_path / "t", tmp_path / "home", "internal-only"
+        )
+        assert pip.returncode == 0, describe(pip)
+        assert _installed(tmp_path / "t") == {"internal_only-1.0.dist-info"}
