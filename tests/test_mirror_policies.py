@@ -392,6 +392,20 @@ def test_the_fallback_offers_a_release_installers_can_take() -> None:
     assert Policies(MinAge(7 * DAY)).decide(yanked_only, NOW).fallback == "0.5"
 
 
+def test_the_fallback_never_offers_what_a_list_denies(tmp_path: Path) -> None:
+    deny = tmp_path / "deny.txt"
+    deny.write_text("p<1.5\n")
+    policies = Policies(MinAge(7 * DAY), deny=PatternFile(deny))
+    listing = _listing("p", _file("p-1.0.tar.gz", 1), _file("p-2.0.tar.gz", 1))
+    decision = policies.decide(listing, NOW)
+    assert decision.fallback == "2.0"  # the oldest one the list leaves
+    assert _offered(policies, listing) == ["p-2.0.tar.gz"]
+    assert (decision.refusal("p-1.0.tar.gz") or _nothing()).kind == "mirror-deny"
+    only_denied = _listing("p", _file("p-1.0.tar.gz", 1))
+    assert policies.decide(only_denied, NOW).fallback is None
+    assert _offered(policies, only_denied) == []
+
+
 def test_ages_are_named_as_an_operator_writes_them() -> None:
     assert [format_duration(s) for s in (7 * DAY, 12 * 3600, 1800, 45, 90, 1.5)] == [
         "7d",
@@ -610,6 +624,8 @@ def test_pip_and_uv_get_the_older_release(mirror: Server, tmp_path: Path) -> Non
     assert _installed(tmp_path / "uv") == {"tcool-1.0.dist-info"}
     pinned = pip_install(f"{mirror.url}/simple/", tmp_path / "p2", tmp_path / "home", "tcool==2.0")
     assert pinned.returncode != 0  # not offered at all, even asked for by name
+    uv_pinned = uv_install(mirror.url, tmp_path / "uv2", tmp_path / "home", "tcool==2.0")
+    assert uv_pinned.returncode != 0 and not _installed(tmp_path / "uv2")
 
 
 def test_an_exempt_project_installs_its_new_release(mirror: Server, tmp_path: Path) -> None:
