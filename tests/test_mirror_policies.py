@@ -963,3 +963,25 @@ def test_a_local_only_name_uploaded_later_is_served_from_here(
         )
         assert pip.returncode == 0, describe(pip)
         assert _installed(tmp_path / "t") == {"internal_only-1.0.dist-info"}
+
+
+def test_a_denied_merged_project_serves_its_hosted_files(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    """Hosted files are never hidden; the deny is said, and counted under its rule's name
+    (not the whole reason), also when the upstream has no such project."""
+    (tmp_path / "local").mkdir()
+    make_wheel(tmp_path / "local", "tonly-here", "1.0")
+    deny = tmp_path / "deny.txt"
+    deny.write_text("tonly-here\n")
+    args = ["--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(tmp_path / "c")]
+    args += ["--metrics", "--mirror-merge", "tonly-here", "--mirror-deny", str(deny)]
+    with run_server([tmp_path / "local"], *args) as server:
+        page = httpx.get(f"{server.url}/simple/tonly-here/", headers={"accept": JSON})
+        assert [f["filename"] for f in page.json()["files"]] == ["tonly_here-1.0-py3-none-any.whl"]
+        assert page.headers["x-creamery-policy"] == f"mirror-deny {deny}:1 tonly-here"
+        scrape = httpx.get(f"{server.url}/metrics").text
+        counted = re.findall(
+            r'creamery_mirror_policy_decisions_total\{kind="page",rule="([^"]*)"', scrape
+        )
+        assert counted == ["mirror-deny"]

@@ -201,7 +201,7 @@ class Mirror:
         said = decision.header() if decision is not None else blocked
         if said is not None:
             extra.append(_policy_header(said))
-            self._count_policy(decision.kinds() if decision else [blocked or ""], "page")
+            self._count_policy(decision.kinds() if decision else [said.split(" ", 1)[0]], "page")
         await send_page(scope, send, pages[fmt], extra or None)
 
     async def _pages(
