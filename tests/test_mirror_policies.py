@@ -759,6 +759,11 @@ def test_allow_and_deny_files_edited_while_running(fake: UpstreamProcess, tmp_pa
         assert uv.returncode != 0
         deny.write_text("tcool==2.0\n")
         assert wait_for(lambda: _files(server, "tcool") == ["tcool-1.0-py3-none-any.whl"])
+        assert "deny.txt:1 tcool==2.0" in httpx.get(f"{server.url}/project/tcool/").text
+        deny.write_text("# the same rule, a line lower\ntcool==2.0\n")
+        assert wait_for(
+            lambda: "deny.txt:2 tcool==2.0" in httpx.get(f"{server.url}/project/tcool/").text
+        )
         allow.write_text("tcool\ntpartly<3\ntplain\nbroken line!\n")
         # Read when a request needs it (one stat a second at most), said once in the log.
         assert wait_for(lambda: _files(server, "tcool") and "allow.txt:4:" in server.log())
