@@ -612,6 +612,10 @@ def test_cooldown_page_hides_new_files_and_says_so(mirror: Server) -> None:
     assert "is not offered here: mirror-min-age 7d" in refused.text
     metadata = httpx.get(f"{mirror.url}/upstream/tcool/tcool-2.0-py3-none-any.whl.metadata")
     assert metadata.status_code == 404
+    head = httpx.head(f"{mirror.url}/upstream/tcool/tcool-2.0-py3-none-any.whl")
+    assert head.status_code == 404 and head.headers["x-creamery-policy"]
+    for odd in ("TCool/tcool-2.0-py3-none-any.whl", "tcool/./tcool-2.0-py3-none-any.whl"):
+        assert httpx.get(f"{mirror.url}/upstream/{odd}").status_code == 404
     assert httpx.get(f"{mirror.url}/upstream/tcool/tcool-1.0-py3-none-any.whl").status_code == 200
 
 
@@ -647,6 +651,9 @@ def test_only_new_releases_fall_back_to_the_oldest_with_one_log_line(mirror: Ser
 def test_a_denied_project_is_not_installable(mirror: Server, tmp_path: Path) -> None:
     response = httpx.get(f"{mirror.url}/simple/evil-thing/")
     assert response.status_code == 404
+    for spelled in ("Evil_Thing", "EVIL.thing", "evil--thing"):
+        again = httpx.get(f"{mirror.url}/simple/{spelled}/", follow_redirects=True)
+        assert again.status_code == 404 and again.url.path == "/simple/evil-thing/"
     assert re.fullmatch(
         r"mirror-deny \S+deny\.txt:2 evil-\*", response.headers["x-creamery-policy"]
     )
