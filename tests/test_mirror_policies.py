@@ -166,6 +166,8 @@ def test_a_list_file_reloads_and_keeps_the_last_good_list(tmp_path: Path) -> Non
     _rewrite(path, "two\nbad line!\n", 10)
     assert looked() == looked() == looked() == ["two"]  # the previous list stays
     assert listed.generation == 1
+    _rewrite(path, "three\n", -10)  # written a while ago (no request since): loaded at once
+    assert looked() == ["three"]
 
 
 def _rewrite(path: Path, text: str, later: float) -> None:

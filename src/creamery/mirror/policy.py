@@ -237,7 +237,8 @@ class PatternFile:
     """`--mirror-allow` / `--mirror-deny`: reloaded when the file changes. `current` is the
     list in force (no I/O); `refresh`, called in a worker thread when `due` (once a second at
     most), looks at the file (one stat) and reloads it once it has stayed unchanged from one
-    look to the next, so a file caught half-written (truncated, then written) is not loaded.
+    look to the next or was last written a second ago or more, so a file caught half-written
+    (truncated, then written) is not loaded.
     A file that becomes unreadable or invalid keeps the previous list and logs one error line;
     callers never wait for a reload another caller is doing. The first load raises PolicyError.
     """
@@ -293,14 +294,16 @@ class PatternFile:
 
     def _look(self) -> None:
         try:
-            signature = _signature(os.stat(self.path))
+            st = os.stat(self.path)
         except OSError as error:
             self._keep(f"{self.path}: can't be read: {error.strerror or error}")
             return
+        signature = _signature(st)
         if signature == self._signature:
             self._changed = None
             return
-        if signature != self._changed:
+        written_just_now = time.time() - st.st_mtime < RELOAD_SECONDS
+        if signature != self._changed and written_just_now:
             self._changed = signature  # changed since the last look: maybe still being written
             return
         self._changed = None
