@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -258,8 +259,11 @@ class PatternFile:
 
     def load(self) -> PatternList:
         try:
-            with open(self.path, "rb") as file:
+            # Non-blocking: a FIFO put in its place would hold the reload (and its lock) forever.
+            with open(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
                 st = os.fstat(file.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise PolicyError(f"{self.path}: not a regular file")
                 raw = file.read(MAX_FILE_BYTES + 1)
         except OSError as error:
             raise PolicyError(f"{self.path}: can't be read: {error.strerror or error}") from None
