@@ -506,6 +506,11 @@ def test_allow_list_offers_only_what_it_names(tmp_path: Path) -> None:
         hidden is not None
         and hidden.reason() == f"mirror-allow {tmp_path}/allow.txt: only pinned<2"
     )
+    many = _policies(tmp_path, allow="".join(f"pinned==1.{i}\n" for i in range(9)))
+    hidden = many.decide(listing, NOW).refusal("pinned-2.0.tar.gz")
+    assert hidden is not None and hidden.detail == (
+        "only pinned==1.0, pinned==1.1, pinned==1.2 and 6 more entries"
+    )
 
 
 def test_a_big_listing_against_big_lists_is_decided_quickly(tmp_path: Path) -> None:

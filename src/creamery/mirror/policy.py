@@ -548,7 +548,9 @@ class Policies:
         if self.allow is not None:
             allowed = self.allow.current()
             allowing, source = allowed.matching(project), allowed.source
-        named = ", ".join(entry.text for entry in allowing)
+        named = ", ".join(entry.text for entry in allowing[:3])  # said per hidden file: short
+        if len(allowing) > 3:
+            named += f" and {len(allowing) - 3} more entries"
         judged: dict[tuple[str, ...], Hidden | None] = {}
 
         def judge(versions: tuple[str, ...]) -> Hidden | None:
