@@ -468,6 +468,8 @@ SPELLINGS = [
     "tspell-0.9-py3-none-any.whl",  # the one file both lists offer
     "tspell-2.0_1-py3-none-any.whl",  # pip reads 2.0-1: 2.0.post1
     "tspell-2-0.tar.gz",  # pip and uv read 2-0 (2.post0); a name `tspell-2` reads 0
+    "tspell_2-0.tar.gz",  # uv reads 2-0 (its name is as long as the project's, then one more)
+    "tspell.2.0.tar.gz",  # uv reads 2.0; we read no version at all
     "tspell-v2.0.tar.gz",  # 2.0
     "tspell-1.0-foo.tar.gz",  # no PEP 440 version: old pips take it as a legacy one
     "TSpell-1.0.zip",

@@ -140,8 +140,9 @@ def _pep440(version: str) -> Version | None:
 def installer_versions(filename: str, project: str) -> tuple[str, ...]:
     """Every version an installer may read in *filename*, listed for *project*: ours, and
     pip's and uv's, which differ for odd names (`evil-2-0.tar.gz` of `evil` is 2.post0 to
-    them: the version is what follows the project's name; `evil-2.0_1-...whl` is 2.0.post1 to
-    pip). A rule judges them all, so a file can't slip past one by how it is spelled."""
+    them: the version is what follows the project's name; `evil_2-0.tar.gz` is 2.post0 to uv;
+    `evil-2.0_1-...whl` is 2.0.post1 to pip). A rule judges them all, so a file can't slip
+    past one by how it is spelled."""
     found: list[str] = []
     parsed = parse_filename(filename)
     if parsed is not None:
@@ -153,9 +154,12 @@ def installer_versions(filename: str, project: str) -> tuple[str, ...]:
             found += [parts[1], parts[1].replace("_", "-")]
     elif (suffix := next((s for s in SDIST_SUFFIXES if lower.endswith(s)), None)) is not None:
         stem = filename[: -len(suffix)]
-        for at, char in enumerate(stem):
+        for at, char in enumerate(stem):  # pip: after a dash that ends the project's name
             if char == "-" and canonicalize_name(stem[:at]) == project:
                 found.append(stem[at + 1 :])
+        # uv: after as many characters as the name has, and one more, whatever it is.
+        if len(stem) > len(project) + 1 and canonicalize_name(stem[: len(project)]) == project:
+            found.append(stem[len(project) + 1 :])
     return tuple(dict.fromkeys(found)) or ("",)
 
 
