@@ -993,7 +993,7 @@ def test_a_denied_merged_project_serves_its_hosted_files(
     fake: UpstreamProcess, tmp_path: Path
 ) -> None:
     """Hosted files are never hidden; the deny is said, and counted under its rule's name
-    (not the whole reason), also when the upstream has no such project."""
+    (not the whole reason), and the upstream is not asked for the project."""
     (tmp_path / "local").mkdir()
     make_wheel(tmp_path / "local", "tonly-here", "1.0")
     deny = tmp_path / "deny.txt"
@@ -1009,3 +1009,8 @@ def test_a_denied_merged_project_serves_its_hosted_files(
             r'creamery_mirror_policy_decisions_total\{kind="page",rule="([^"]*)"', scrape
         )
         assert counted == ["mirror-deny"]
+        assert fake.stats().get("/simple/tonly-here/", 0) == 0  # not even asked upstream
+        file = httpx.get(f"{server.url}/upstream/tonly-here/tonly_here-9.0-py3-none-any.whl")
+        assert file.status_code == 404 and file.headers["x-creamery-policy"].startswith(
+            "mirror-deny"
+        )

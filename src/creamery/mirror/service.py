@@ -186,6 +186,11 @@ class Mirror:
             text = f"Not Found ({project} is not mirrored here: {blocked})"
             await send_text(send, 404, text, [_policy_header(blocked)])
             return
+        if blocked is not None:  # merged, hosted here: its hosted files alone, nothing asked
+            pages = await anyio.to_thread.run_sync(self._render, project, None, True)
+            self._count_policy([blocked.split(" ", 1)[0]], "page")
+            await send_page(scope, send, pages[fmt], [_policy_header(blocked)])
+            return
         known = await self.projects.get(project, fresh=True)
         decision = await self.decide(project, known)
         listing = known.listing if decision is None else decision.listing
