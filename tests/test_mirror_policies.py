@@ -1014,3 +1014,24 @@ def test_a_denied_merged_project_serves_its_hosted_files(
         assert file.status_code == 404 and file.headers["x-creamery-policy"].startswith(
             "mirror-deny"
         )
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("x=elsewhere", "expected PATTERN=MODE, MODE one of local-only, upstream-only, merged"),
+        ("x", "expected PATTERN=MODE"),
+        ("=merged", "is not a project name or glob"),
+        ("a/b=merged", "is not a project name or glob"),
+        ("x=local-only y=merged", "expected PATTERN=MODE"),
+    ],
+)
+def test_bad_origin_rules_from_the_environment_are_one_line(
+    tmp_path: Path, value: str, why: str
+) -> None:
+    env = {**clean_env(), "CREAMERY_MIRROR_ORIGIN": value}
+    result = creamery("run", "--mirror", "--print-config", tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("creamery: error: CREAMERY_MIRROR_ORIGIN=")
+    assert why in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
