@@ -483,8 +483,8 @@ def _bounded(parts: Sequence[str]) -> str | None:
 
 
 class Policies:
-    """The mirror's rules in force; `decide` and `blocked` read the list files' current
-    versions (reloaded when they change)."""
+    """The mirror's rules in force; `decide` and `blocked` read the lists in force, which
+    `refresh` (blocking: in a worker thread, when `due`) reloads when their files change."""
 
     def __init__(
         self,
