@@ -5,6 +5,8 @@ then real `creamery run --mirror` processes over `support/upstream.py`, driven b
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import os
 import re
@@ -14,16 +16,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.clients import creamery, describe, pip_install, uv_install
+from support.clients import (
+    clean_env,
+    creamery,
+    describe,
+    pip_install,
+    twine_upload,
+    uv_install,
+)
 from support.dists import make_wheel
 from support.polling import wait_for
 from support.servers import Server, run_server
 from support.upstream import UpstreamProcess, run_upstream
 
-from creamery.mirror.listing import Listing, UpstreamFile
+from creamery.mirror.listing import Listing, UpstreamFile, parse_json
 from creamery.mirror.policy import (
     MAX_FILE_BYTES,
     MAX_GLOBS,
+    MAX_HEADER,
     MinAge,
     OriginRules,
     PatternFile,
@@ -80,7 +90,7 @@ def test_list_lines_names_globs_specifiers_comments() -> None:
         ("pkg>=", "is not a PEP 440 version specifier"),
         ("../etc/passwd", "is not a project name"),
         ("-leading-dash", "is not a project name"),
-        ("a\x00b", "is not a PEP 440 version specifier"),
+        ("a\x00b", "holds a control or invisible character"),
         ("<script>", "is not a project name"),
         ("name[extra]>=1", "is not a PEP 440 version specifier"),
         ("x" * 600, "longer than 500 characters"),
@@ -94,6 +104,28 @@ def test_a_bad_line_is_named_by_file_and_line(line: str, why: str) -> None:
     assert message.startswith("deny.txt:3: ")
     assert why in message
     assert "\n" not in message and len(message) < 300  # one short line, even for huge input
+
+
+def test_list_lines_as_an_editor_shows_them() -> None:
+    """A BOM and CRLF line ends are read as intended; a control character, which would reach
+    the X-Creamery-Policy header, is refused with the line an editor shows it on."""
+    entries = PatternList.parse("\ufeffevil\r\n# c\r\npartly\t>=2.0\r\n", "deny.txt")
+    assert [(e.pattern, e.line) for e in entries.entries] == [("evil", 1), ("partly", 3)]
+    for bad in ("pkg===a\x01b", "pkg\x0b>=1", "pkg\x85", "evil\u2028other", "pkg\x00"):
+        with pytest.raises(PolicyError, match=r"^deny.txt:2: .*(control or invisible|not a)"):
+            PatternList.parse(f"fine\n{bad}\nlast\n", "deny.txt")
+
+
+def test_the_header_stays_short_with_many_rules(tmp_path: Path) -> None:
+    """One rule a file for 500 files: the header names what fits and counts the rest."""
+    policies = _policies(tmp_path, deny="".join(f"big==1.{i}\n" for i in range(500)))
+    files = [_file(f"big-1.{i}-py3-none-any.whl", 30) for i in range(500)]
+    decision = policies.decide(_listing("big", *files, _file("big-2.0.tar.gz", 30)), NOW)
+    header = decision.header() or ""
+    assert len(header) <= MAX_HEADER
+    assert header.startswith(f"mirror-deny {tmp_path}/deny.txt:1 big==1.0 hid 1 file; ")
+    assert re.search(r"; and \d+ more rules \(the project's page lists them\)$", header)
+    assert len(decision.hidden) == 500
 
 
 def test_huge_files_and_too_many_globs_are_refused(tmp_path: Path) -> None:
@@ -118,18 +150,78 @@ def test_a_list_file_reloads_and_keeps_the_last_good_list(tmp_path: Path) -> Non
     path.write_text("one\n")
     clock = [100.0]
     listed = PatternFile(path, clock=lambda: clock[0])
-    assert [e.pattern for e in listed.current().entries] == ["one"]
-    path.write_text("two\n")
-    os.utime(path, (time.time() + 5, time.time() + 5))
-    assert [e.pattern for e in listed.current().entries] == ["one"]  # looked at once a second
-    clock[0] += 1
-    assert [e.pattern for e in listed.current().entries] == ["two"]
+
+    def looked(seconds: float = 1) -> list[str]:
+        clock[0] += seconds
+        if listed.due():
+            listed.refresh()
+        return [e.pattern for e in listed.current().entries]
+
+    assert looked(0) == ["one"]
+    _rewrite(path, "two\n", 5)
+    assert looked(0.5) == ["one"]  # looked at once a second
+    assert looked() == ["one"]  # changed since the last look: maybe still being written
+    assert looked() == ["two"]  # unchanged since: loaded
     assert listed.generation == 1
-    path.write_text("two\nbad line!\n")
-    os.utime(path, (time.time() + 10, time.time() + 10))
-    clock[0] += 1
-    assert [e.pattern for e in listed.current().entries] == ["two"]  # the previous list stays
+    _rewrite(path, "two\nbad line!\n", 10)
+    assert looked() == looked() == looked() == ["two"]  # the previous list stays
     assert listed.generation == 1
+    _rewrite(path, "three\n", -10)  # written a while ago (no request since): loaded at once
+    assert looked() == ["three"]
+
+
+def _rewrite(path: Path, text: str, later: float) -> None:
+    path.write_text(text)
+    os.utime(path, (time.time() + later, time.time() + later))
+
+
+def test_a_list_file_caught_half_written_or_gone_keeps_the_list(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Truncated mid-write, deleted, a directory, unreadable, binary: the last good list
+    stays in force, each problem is logged once, and the fixed file is loaded."""
+    path = tmp_path / "deny.txt"
+    path.write_text("evil-pkg\nother\n")
+    clock = [100.0]
+    listed = PatternFile(path, clock=lambda: clock[0])
+
+    def looked() -> list[str]:
+        clock[0] += 1
+        listed.refresh()
+        return [e.pattern for e in listed.current().entries]
+
+    _rewrite(path, "", 1)  # `>` truncated it; the writer has not written yet
+    assert looked() == ["evil-pkg", "other"]
+    _rewrite(path, "evil-pk", 2)  # half of it written
+    assert looked() == ["evil-pkg", "other"]
+    _rewrite(path, "evil-pkg\nother\nthird\n", 3)  # done: loaded once it stays so
+    assert looked() == ["evil-pkg", "other"]
+    assert looked() == ["evil-pkg", "other", "third"]
+    good = ["evil-pkg", "other", "third"]
+    path.unlink()
+    assert looked() == looked() == good
+    path.mkdir()
+    assert looked() == looked() == looked() == good
+    path.rmdir()
+    os.mkfifo(path)  # no writer: opening it would block
+    assert looked() == looked() == looked() == good
+    path.unlink()
+    path.write_bytes(b"evil\x00\xff\xfe")
+    assert looked() == looked() == looked() == good
+    problems = 4  # gone, a directory, a FIFO, not UTF-8
+    path.write_text("evil-*\n")
+    os.chmod(path, 0)
+    try:
+        if not os.access(path, os.R_OK):  # (root reads it all the same)
+            assert looked() == looked() == looked() == good
+            problems += 1
+    finally:
+        os.chmod(path, 0o644)
+    looked()  # changed since the last look
+    assert looked() == ["evil-*"]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == problems, errors  # each once
+    assert all("the previous list stays in force" in e for e in errors)
 
 
 def test_origin_rules_most_specific_wins_and_merge_is_shorthand() -> None:
@@ -178,6 +270,41 @@ def test_upload_times_are_read_as_pep_700_gives_them() -> None:
     assert upload_seconds(None) is None
 
 
+HOSTILE_TIMES: list[object] = [
+    12345,
+    None,
+    ["2020-01-01T00:00:00Z"],
+    {"t": 1},
+    True,
+    "",
+    "0000-01-01T00:00:00Z",
+    "2020-01-01T00:00:00",  # no zone
+    "2020-12-31T23:59:60Z",  # a leap second
+    "9" * 100_000,
+    "2020-01-01T00:00:00Z\r\nX-Evil: 1",
+]
+
+
+def test_hostile_upload_times_count_as_unknown(tmp_path: Path) -> None:
+    """Whatever an upstream puts in `upload-time`: no exception, the file is one without an
+    upload time (offered or hidden as told), and a far-future one is hidden until then."""
+    files = [
+        {"filename": f"p-1.{i}.tar.gz", "url": f"p-1.{i}.tar.gz", "upload-time": value}
+        for i, value in enumerate(HOSTILE_TIMES)
+    ]
+    files.append({"filename": "p-9.0.tar.gz", "url": "x", "upload-time": "9999-12-31T23:59:59Z"})
+    body = json.dumps({"meta": {"api-version": "1.1"}, "files": files}).encode()
+    listing = parse_json(body, "p", "https://up/simple/p/", "https://up/simple/")
+    offer = Policies(MinAge(7 * DAY)).decide(listing, NOW)
+    assert offer.listing is not None and len(offer.listing.files) == len(HOSTILE_TIMES)
+    far = offer.refusal("p-9.0.tar.gz")
+    assert far is not None and "offered from 10000-01-07T23:59:59Z" in far.detail
+    hide = Policies(MinAge(7 * DAY, unknown="hide", fallback="none")).decide(listing, NOW)
+    assert hide.listing is not None and hide.listing.files == ()
+    assert {h.detail for h in hide.hidden[:-1]} == {"upload time unknown"}
+    assert re.fullmatch(r"[ -~]+", hide.header() or "")
+
+
 def test_the_cooldown_hides_new_files_until_they_are_old_enough() -> None:
     policies = Policies(MinAge(7 * DAY))
     listing = _listing(
@@ -203,6 +330,19 @@ def test_the_cooldown_hides_new_files_until_they_are_old_enough() -> None:
     assert later.listing.versions == ("1.0", "2.0")
     assert later.valid_until == pytest.approx(NOW + 6 * DAY, abs=1)  # then the sdist's
     assert policies.decide(listing, NOW + 7 * DAY).listing is listing  # nothing hidden
+
+
+def test_the_cooldown_boundary_is_exact() -> None:
+    """Offered from the very moment it is old enough, not a moment before; the decision made
+    just before says when to decide again: that moment."""
+    moment = NOW - 7 * DAY
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(moment))
+    on_time = UpstreamFile("p-2.0.tar.gz", "u", {}, None, None, None, 1, stamp + ".000000Z")
+    old = _file("p-1.0.tar.gz", 30)
+    policies = Policies(MinAge(7 * DAY))
+    assert _offered(policies, _listing("p", old, on_time)) == ["p-1.0.tar.gz", "p-2.0.tar.gz"]
+    before = policies.decide(_listing("p", old, on_time), NOW - 0.000_01)
+    assert before.refusal("p-2.0.tar.gz") is not None and before.valid_until == NOW
 
 
 def _nothing() -> object:
@@ -240,6 +380,35 @@ def test_never_hide_everything_unless_told_so() -> None:
     nothing = Policies(MinAge(7 * DAY, fallback="none")).decide(listing, NOW)
     assert nothing.listing is not None and nothing.listing.files == ()
     assert nothing.fallback is None
+
+
+def test_the_fallback_offers_a_release_installers_can_take() -> None:
+    """Not one they skip: a version PEP 440 can't read, or a release whose files are all
+    yanked (unless nothing else is left)."""
+    listing = _listing(
+        "p",
+        _file("p-0.1-foo.tar.gz", 1),  # no PEP 440 version: pip and uv skip it
+        dataclasses.replace(_file("p-0.5.tar.gz", 1), yanked="broken"),
+        _file("p-1.0-py3-none-any.whl", 1),
+        _file("p-2.0-py3-none-any.whl", 1),
+    )
+    assert Policies(MinAge(7 * DAY)).decide(listing, NOW).fallback == "1.0"
+    yanked_only = _listing("p", dataclasses.replace(_file("p-0.5.tar.gz", 1), yanked=""))
+    assert Policies(MinAge(7 * DAY)).decide(yanked_only, NOW).fallback == "0.5"
+
+
+def test_the_fallback_never_offers_what_a_list_denies(tmp_path: Path) -> None:
+    deny = tmp_path / "deny.txt"
+    deny.write_text("p<1.5\n")
+    policies = Policies(MinAge(7 * DAY), deny=PatternFile(deny))
+    listing = _listing("p", _file("p-1.0.tar.gz", 1), _file("p-2.0.tar.gz", 1))
+    decision = policies.decide(listing, NOW)
+    assert decision.fallback == "2.0"  # the oldest one the list leaves
+    assert _offered(policies, listing) == ["p-2.0.tar.gz"]
+    assert (decision.refusal("p-1.0.tar.gz") or _nothing()).kind == "mirror-deny"
+    only_denied = _listing("p", _file("p-1.0.tar.gz", 1))
+    assert policies.decide(only_denied, NOW).fallback is None
+    assert _offered(policies, only_denied) == []
 
 
 def test_ages_are_named_as_an_operator_writes_them() -> None:
@@ -286,14 +455,45 @@ def test_deny_blocks_projects_and_hides_versions(tmp_path: Path) -> None:
     decision = policies.decide(listing, NOW)
     assert decision.listing is not None
     assert [f.filename for f in decision.listing.files] == [
-        "partly_pkg-1.0-py3-none-any.whl",
-        "partly_pkg-not.a.version.tar.gz",  # a specifier can't name what it can't compare
+        "partly_pkg-1.0-py3-none-any.whl",  # not.a.version: a deny can't compare it, so hides it
     ]
     assert decision.listing.versions == ("1.0",)  # 3.0 has no file but is denied all the same
-    assert decision.header() == f"mirror-deny {tmp_path}/deny.txt:2 partly-pkg>=2.0 hid 2 files"
+    assert decision.header() == f"mirror-deny {tmp_path}/deny.txt:2 partly-pkg>=2.0 hid 3 files"
     assert decision.kinds() == ["mirror-deny"]
     evil = policies.decide(_listing("evil-thing", _file("evil_thing-1.0.tar.gz", 30)), NOW)
     assert evil.listing is None and evil.kinds() == ["mirror-deny"]
+
+
+SPELLINGS = [
+    "tspell-0.9-py3-none-any.whl",  # the one file both lists offer
+    "tspell-2.0_1-py3-none-any.whl",  # pip reads 2.0-1: 2.0.post1
+    "tspell-2-0.tar.gz",  # pip and uv read 2-0 (2.post0); a name `tspell-2` reads 0
+    "tspell_2-0.tar.gz",  # uv reads 2-0 (its name is as long as the project's, then one more)
+    "tspell.2.0.tar.gz",  # uv reads 2.0; we read no version at all
+    "tspell-v2.0.tar.gz",  # 2.0
+    "tspell-1.0-foo.tar.gz",  # no PEP 440 version: old pips take it as a legacy one
+    "TSpell-1.0.zip",
+    "tspell-2.0.linux-x86_64.tar.gz",  # pip reads 2.0.linux-x86-64
+]
+
+
+def test_a_version_rule_is_not_bypassed_by_how_the_version_is_spelled(tmp_path: Path) -> None:
+    """Fail closed: a file is judged by every version an installer may read in its name, and
+    a deny specifier names a version it can't read; an allow specifier does not."""
+    listing = _listing("tspell", *(_file(name, 30) for name in SPELLINGS))
+    for policies in (
+        _policies(tmp_path, deny="tspell>=1.0\n"),
+        _policies(tmp_path, allow="tspell<1.0\n"),
+        _policies(tmp_path, deny="T?pell >=1.0\n"),  # a glob, spelled oddly too
+    ):
+        decision = policies.decide(listing, NOW)
+        assert decision.listing is not None
+        assert [f.filename for f in decision.listing.files] == ["tspell-0.9-py3-none-any.whl"]
+        for name in SPELLINGS[1:]:
+            assert decision.refusal(name) is not None, name
+            assert policies.file_rule("tspell", name) is not None, name  # not listed (yet)
+    whole = _policies(tmp_path, allow="tspell\n", deny="other>=1\n").decide(listing, NOW)
+    assert whole.listing is listing  # a whole-project entry names every spelling
 
 
 def test_allow_list_offers_only_what_it_names(tmp_path: Path) -> None:
@@ -307,6 +507,11 @@ def test_allow_list_offers_only_what_it_names(tmp_path: Path) -> None:
     assert (
         hidden is not None
         and hidden.reason() == f"mirror-allow {tmp_path}/allow.txt: only pinned<2"
+    )
+    many = _policies(tmp_path, allow="".join(f"pinned==1.{i}\n" for i in range(9)))
+    hidden = many.decide(listing, NOW).refusal("pinned-2.0.tar.gz")
+    assert hidden is not None and hidden.detail == (
+        "only pinned==1.0, pinned==1.1, pinned==1.2 and 6 more entries"
     )
 
 
@@ -353,8 +558,12 @@ def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpstreamProcess]:
         ("tshared", "2.0", 30),
         ("tmerged", "2.0", 30),
         ("tplain", "1.0", 30),
+        ("tspell", "0.9", 30),
+        ("tspell", "2.0.post1", 30),  # listed as tspell-2.0_1-...: pip reads 2.0-1
     ]:
         _wheel(directory, name, version, days)
+    spelled = directory / "tspell-2.0.post1-py3-none-any.whl"
+    spelled.rename(directory / "tspell-2.0_1-py3-none-any.whl")
     with run_upstream(directory) as upstream:
         yield upstream
 
@@ -370,7 +579,7 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def deny_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("policy-lists") / "deny.txt"
-    path.write_text("# blocked outright\nevil-*\n\ntpartly>=2.0  # only these\n")
+    path.write_text("# blocked outright\nevil-*\n\ntpartly>=2.0  # only these\ntspell>=1.0\n")
     return path
 
 
@@ -415,6 +624,10 @@ def test_cooldown_page_hides_new_files_and_says_so(mirror: Server) -> None:
     assert "is not offered here: mirror-min-age 7d" in refused.text
     metadata = httpx.get(f"{mirror.url}/upstream/tcool/tcool-2.0-py3-none-any.whl.metadata")
     assert metadata.status_code == 404
+    head = httpx.head(f"{mirror.url}/upstream/tcool/tcool-2.0-py3-none-any.whl")
+    assert head.status_code == 404 and head.headers["x-creamery-policy"]
+    for odd in ("TCool/tcool-2.0-py3-none-any.whl", "tcool/./tcool-2.0-py3-none-any.whl"):
+        assert httpx.get(f"{mirror.url}/upstream/{odd}").status_code == 404
     assert httpx.get(f"{mirror.url}/upstream/tcool/tcool-1.0-py3-none-any.whl").status_code == 200
 
 
@@ -427,6 +640,8 @@ def test_pip_and_uv_get_the_older_release(mirror: Server, tmp_path: Path) -> Non
     assert _installed(tmp_path / "uv") == {"tcool-1.0.dist-info"}
     pinned = pip_install(f"{mirror.url}/simple/", tmp_path / "p2", tmp_path / "home", "tcool==2.0")
     assert pinned.returncode != 0  # not offered at all, even asked for by name
+    uv_pinned = uv_install(mirror.url, tmp_path / "uv2", tmp_path / "home", "tcool==2.0")
+    assert uv_pinned.returncode != 0 and not _installed(tmp_path / "uv2")
 
 
 def test_an_exempt_project_installs_its_new_release(mirror: Server, tmp_path: Path) -> None:
@@ -448,6 +663,9 @@ def test_only_new_releases_fall_back_to_the_oldest_with_one_log_line(mirror: Ser
 def test_a_denied_project_is_not_installable(mirror: Server, tmp_path: Path) -> None:
     response = httpx.get(f"{mirror.url}/simple/evil-thing/")
     assert response.status_code == 404
+    for spelled in ("Evil_Thing", "EVIL.thing", "evil--thing"):
+        again = httpx.get(f"{mirror.url}/simple/{spelled}/", follow_redirects=True)
+        assert again.status_code == 404 and again.url.path == "/simple/evil-thing/"
     assert re.fullmatch(
         r"mirror-deny \S+deny\.txt:2 evil-\*", response.headers["x-creamery-policy"]
     )
@@ -469,6 +687,17 @@ def test_a_specifier_denied_version_is_skipped(mirror: Server, tmp_path: Path) -
     file = httpx.get(f"{mirror.url}/upstream/tpartly/tpartly-3.0-py3-none-any.whl")
     assert file.status_code == 404
     assert file.headers["x-creamery-policy"].endswith("deny.txt:4 tpartly>=2.0")
+
+
+def test_a_denied_version_spelled_oddly_is_not_installed(mirror: Server, tmp_path: Path) -> None:
+    """pip reads `tspell-2.0_1-py3-none-any.whl` as 2.0.post1, which `tspell>=1.0` denies."""
+    assert _files(mirror, "tspell") == ["tspell-0.9-py3-none-any.whl"]
+    pip = pip_install(f"{mirror.url}/simple/", tmp_path / "pip", tmp_path / "home", "tspell")
+    assert pip.returncode == 0, describe(pip)
+    assert _installed(tmp_path / "pip") == {"tspell-0.9.dist-info"}
+    file = httpx.get(f"{mirror.url}/upstream/tspell/tspell-2.0_1-py3-none-any.whl")
+    assert file.status_code == 404
+    assert file.headers["x-creamery-policy"].endswith("deny.txt:5 tspell>=1.0")
 
 
 def test_origin_rules_local_only_upstream_only_merged(mirror: Server, tmp_path: Path) -> None:
@@ -549,6 +778,11 @@ def test_allow_and_deny_files_edited_while_running(fake: UpstreamProcess, tmp_pa
         assert uv.returncode != 0
         deny.write_text("tcool==2.0\n")
         assert wait_for(lambda: _files(server, "tcool") == ["tcool-1.0-py3-none-any.whl"])
+        assert "deny.txt:1 tcool==2.0" in httpx.get(f"{server.url}/project/tcool/").text
+        deny.write_text("# the same rule, a line lower\ntcool==2.0\n")
+        assert wait_for(
+            lambda: "deny.txt:2 tcool==2.0" in httpx.get(f"{server.url}/project/tcool/").text
+        )
         allow.write_text("tcool\ntpartly<3\ntplain\nbroken line!\n")
         # Read when a request needs it (one stat a second at most), said once in the log.
         assert wait_for(lambda: _files(server, "tcool") and "allow.txt:4:" in server.log())
@@ -636,4 +870,168 @@ def test_origin_rules_from_the_configuration_file_table(tmp_path: Path) -> None:
     result = creamery("run", "--mirror-deny", tmp_path / "deny.txt", "--print-config", tmp_path)
     assert result.returncode == 2
     assert f"{tmp_path}/deny.txt:2: 'pkg >= two'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_policies_without_the_mirror_are_refused_at_start(tmp_path: Path) -> None:
+    """Without --mirror an unknown project is redirected to the fallback URL, where a deny
+    list or local-only rule would not apply: a start-up error, not a silent hole."""
+    deny = tmp_path / "deny.txt"
+    deny.write_text("evil-*\n")
+    result = creamery("run", "--mirror-deny", deny, "--print-config", tmp_path)
+    assert result.returncode == 2
+    assert "--mirror-deny applies to the caching mirror only" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    env = {"CREAMERY_MIRROR_ORIGIN": "internal-*=local-only", "CREAMERY_MIRROR_MIN_AGE": "7d"}
+    result = creamery("run", "--print-config", tmp_path, env={**clean_env(), **env})
+    assert result.returncode == 2
+    assert "--mirror-min-age, --mirror-origin apply to the caching mirror only" in result.stderr
+    offline = creamery(
+        "run", "--mirror-deny", deny, "--disable-fallback", "--print-config", tmp_path
+    )
+    assert offline.returncode == 0, describe(offline)  # nothing is fetched from anywhere
+
+
+def test_the_header_is_legal_and_short_whatever_the_rules(tmp_path: Path) -> None:
+    """700 rules that each hid a file, in a list whose path holds a control character and
+    non-ASCII: the header is printable ASCII, at most MAX_HEADER long (pip refuses a header
+    line over 64 KiB), and pip and uv install what is offered."""
+    directory = tmp_path / "up"
+    _wheel(directory, "tmany", "1.0", 30)
+    for i in range(700):
+        _wheel(directory, "tmany", f"2.{i}", 30)
+    lists = tmp_path / ("dé\x01" + "n" * 100)
+    lists.mkdir()
+    deny = lists / "deny.txt"
+    deny.write_text("".join(f"tmany==2.{i}\n" for i in range(700)))
+    with run_upstream(directory) as fake:
+        args = ["--mirror", "--fallback-url", fake.index_url, "--mirror-deny", str(deny)]
+        args += ["--mirror-cache", str(tmp_path / "c")]
+        (tmp_path / "local").mkdir()
+        with run_server([tmp_path / "local"], *args) as server:
+            page = httpx.get(f"{server.url}/simple/tmany/", headers={"accept": JSON})
+            assert [f["filename"] for f in page.json()["files"]] == ["tmany-1.0-py3-none-any.whl"]
+            file = httpx.get(f"{server.url}/upstream/tmany/tmany-2.5-py3-none-any.whl")
+            assert file.status_code == 404
+            for said in (page.headers["x-creamery-policy"], file.headers["x-creamery-policy"]):
+                assert re.fullmatch(r"[ -~]+", said) and len(said) <= MAX_HEADER
+                assert "d\\xe9\\x01nnn" in said
+            assert "more rules (the project's page lists them)" in page.headers["x-creamery-policy"]
+            pip = pip_install(f"{server.url}/simple/", tmp_path / "pip", tmp_path / "home", "tmany")
+            assert pip.returncode == 0, describe(pip)
+            assert _installed(tmp_path / "pip") == {"tmany-1.0.dist-info"}
+            uv = uv_install(server.url, tmp_path / "uv", tmp_path / "home", "tmany")
+            assert uv.returncode == 0, describe(uv)
+            assert _installed(tmp_path / "uv") == {"tmany-1.0.dist-info"}
+
+
+def test_lists_reloaded_under_parallel_requests_and_a_10_mb_file(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    """A deny list near the size limit rewritten while 40 clients ask for pages at once: no
+    5xx, each answer under one list or the other, then the new one; a 10 MB list is refused
+    at start (exit 2, one line) and, while running, logged once with the last list kept."""
+    import concurrent.futures
+
+    deny = tmp_path / "deny.txt"
+    filler = "".join(f"filler-{i}\n" for i in range(75_000))  # ~1 MB of names
+    deny.write_text(filler + "tcool\n")
+    huge = tmp_path / "huge.txt"
+    huge.write_text("x\n" * 5_000_000)
+    refused = creamery("run", "--mirror", "--mirror-deny", huge, "--print-config", tmp_path)
+    assert refused.returncode == 2 and "larger than 1048576 bytes" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    args = ["--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(tmp_path / "c")]
+    args += ["--mirror-deny", str(deny)]
+    (tmp_path / "local").mkdir()
+    with run_server([tmp_path / "local"], *args) as server:
+
+        def status(project: str) -> int:
+            return httpx.get(f"{server.url}/simple/{project}/", timeout=30).status_code
+
+        assert status("tcool") == 404 and status("tplain") == 200
+        deny.write_text(filler + "tplain\n")
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(status, ["tcool", "tplain"] * 20))
+        assert set(answers) <= {200, 404}
+        assert wait_for(lambda: status("tcool") == 200 and status("tplain") == 404)
+        deny.write_bytes(huge.read_bytes())
+        assert wait_for(lambda: status("tcool") and "larger than 1048576" in server.log(), 10)
+        assert status("tcool") == 200 and status("tplain") == 404  # the last good list
+        for _ in range(3):
+            time.sleep(1)
+            status("tplain")
+        assert server.log().count("larger than 1048576 bytes") == 1
+
+
+def test_a_local_only_name_uploaded_later_is_served_from_here(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    """`internal-only` exists upstream (6.6.6); local-only: refused until twine uploads it
+    here, then the hosted file alone, and pip installs it, never the upstream's."""
+    (tmp_path / "local").mkdir()
+    args = ["-P", ".", "-a", ".", "--mirror", "--fallback-url", fake.index_url]
+    args += ["--mirror-cache", str(tmp_path / "c"), "--mirror-origin", "internal-*=local-only"]
+    with run_server([tmp_path / "local"], *args) as server:
+        assert httpx.get(f"{server.url}/simple/internal-only/").status_code == 404
+        wheel = make_wheel(tmp_path / "dist", "internal-only", "1.0")
+        uploaded = twine_upload(server.url + "/", tmp_path / "home", wheel)
+        assert uploaded.returncode == 0, describe(uploaded)
+        assert _files(server, "internal-only") == ["internal_only-1.0-py3-none-any.whl"]
+        page = httpx.get(f"{server.url}/simple/internal-only/")
+        assert "x-creamery-policy" not in page.headers
+        upstream = f"{server.url}/upstream/internal-only/internal_only-6.6.6-py3-none-any.whl"
+        assert httpx.get(upstream).status_code == 404
+        pip = pip_install(
+            f"{server.url}/simple/", tmp_path / "t", tmp_path / "home", "internal-only"
+        )
+        assert pip.returncode == 0, describe(pip)
+        assert _installed(tmp_path / "t") == {"internal_only-1.0.dist-info"}
+
+
+def test_a_denied_merged_project_serves_its_hosted_files(
+    fake: UpstreamProcess, tmp_path: Path
+) -> None:
+    """Hosted files are never hidden; the deny is said, and counted under its rule's name
+    (not the whole reason), and the upstream is not asked for the project."""
+    (tmp_path / "local").mkdir()
+    make_wheel(tmp_path / "local", "tonly-here", "1.0")
+    deny = tmp_path / "deny.txt"
+    deny.write_text("tonly-here\n")
+    args = ["--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(tmp_path / "c")]
+    args += ["--metrics", "--mirror-merge", "tonly-here", "--mirror-deny", str(deny)]
+    with run_server([tmp_path / "local"], *args) as server:
+        page = httpx.get(f"{server.url}/simple/tonly-here/", headers={"accept": JSON})
+        assert [f["filename"] for f in page.json()["files"]] == ["tonly_here-1.0-py3-none-any.whl"]
+        assert page.headers["x-creamery-policy"] == f"mirror-deny {deny}:1 tonly-here"
+        scrape = httpx.get(f"{server.url}/metrics").text
+        counted = re.findall(
+            r'creamery_mirror_policy_decisions_total\{kind="page",rule="([^"]*)"', scrape
+        )
+        assert counted == ["mirror-deny"]
+        assert fake.stats().get("/simple/tonly-here/", 0) == 0  # not even asked upstream
+        file = httpx.get(f"{server.url}/upstream/tonly-here/tonly_here-9.0-py3-none-any.whl")
+        assert file.status_code == 404 and file.headers["x-creamery-policy"].startswith(
+            "mirror-deny"
+        )
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("x=elsewhere", "expected PATTERN=MODE, MODE one of local-only, upstream-only, merged"),
+        ("x", "expected PATTERN=MODE"),
+        ("=merged", "is not a project name or glob"),
+        ("a/b=merged", "is not a project name or glob"),
+        ("x=local-only y=merged", "expected PATTERN=MODE"),
+    ],
+)
+def test_bad_origin_rules_from_the_environment_are_one_line(
+    tmp_path: Path, value: str, why: str
+) -> None:
+    env = {**clean_env(), "CREAMERY_MIRROR_ORIGIN": value}
+    result = creamery("run", "--mirror", "--print-config", tmp_path, env=env)
+    assert result.returncode == 2
+    assert result.stderr.startswith("creamery: error: CREAMERY_MIRROR_ORIGIN=")
+    assert why in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

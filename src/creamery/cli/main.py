@@ -936,7 +936,25 @@ def config_from_args(args: argparse.Namespace) -> Config:
         with settings.blame(sources, "fallback_url", "extra_upstream"):
             for url in (config.fallback_url, *config.extra_upstreams):
                 Upstream.parse(url)
+    with settings.blame(sources, *_POLICY_OPTIONS):
+        _check_policies_apply(config)
     return config
+
+
+_POLICY_OPTIONS = ("mirror_min_age", "mirror_allow", "mirror_deny", "mirror_origin")
+
+
+def _check_policies_apply(config: Config) -> None:
+    """The mirror's policies without the mirror would be a silent hole: unknown projects are
+    redirected to the fallback URL, where no policy applies."""
+    given = [d for d in _POLICY_OPTIONS if getattr(config, d)]
+    if given and not config.mirror and not config.disable_fallback:
+        flags = ", ".join("--" + d.replace("_", "-") for d in given)
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ConfigError(
+            f"{flags} {verb} to the caching mirror only: without --mirror, unknown projects are"
+            " redirected to the fallback URL, unfiltered (add --mirror, or --disable-fallback)"
+        )
 
 
 def parse_merge_list(items: list[str]) -> tuple[str, ...]:

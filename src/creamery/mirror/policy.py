@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,11 +32,11 @@ from datetime import datetime
 from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_version
+from packaging.utils import canonicalize_name, canonicalize_version
 from packaging.version import InvalidVersion, Version
 
 from creamery.core.config import ConfigError
-from creamery.core.names import parse_filename
+from creamery.core.names import SDIST_SUFFIXES, parse_filename
 from creamery.mirror.listing import Listing, UpstreamFile
 
 log = logging.getLogger("creamery.mirror")
@@ -44,6 +45,7 @@ MAX_FILE_BYTES = 1 << 20  # a list file larger than this is refused unread
 MAX_LINE = 500  # characters of one entry, comments excluded
 MAX_GLOBS = 10_000  # each glob is tried on each project name: fewer, wider ones
 RELOAD_SECONDS = 1.0  # a list file is looked at (one stat) at most this often
+MAX_HEADER = 1000  # characters of an X-Creamery-Policy value; more rules are counted, not named
 ORIGIN_MODES = ("local-only", "upstream-only", "merged")
 UNKNOWN_CHOICES = ("offer", "hide")  # files without an upload time (HTML upstreams)
 FALLBACK_CHOICES = ("oldest", "none")  # when the cooldown would hide every file of a project
@@ -117,25 +119,60 @@ class Entry:
     def where(self) -> str:
         return f"{self.source}:{self.line} {self.text}"
 
-    def covers(self, version: str) -> bool:
-        """Does the entry name this version? A version PEP 440 can't read is never named by a
-        specifier (it can't be compared), only by a whole-project entry."""
+    def covers(self, version: Version | None, *, unreadable: bool) -> bool:
+        """Does the entry name this version (None: one PEP 440 can't read)? Such a version
+        can't be compared: *unreadable* says what a specifier makes of it (a deny list: named,
+        fail closed; an allow list: not named)."""
         if self.specifier is None:
             return True
-        try:
-            return self.specifier.contains(Version(version), prereleases=True)
-        except InvalidVersion:
-            return False
+        if version is None:
+            return unreadable
+        return self.specifier.contains(version, prereleases=True)
+
+
+def _pep440(version: str) -> Version | None:
+    try:
+        return Version(version)
+    except InvalidVersion:
+        return None
+
+
+def installer_versions(filename: str, project: str) -> tuple[str, ...]:
+    """Every version an installer may read in *filename*, listed for *project*: ours, and
+    pip's and uv's, which differ for odd names (`evil-2-0.tar.gz` of `evil` is 2.post0 to
+    them: the version is what follows the project's name; `evil_2-0.tar.gz` is 2.post0 to uv;
+    `evil-2.0_1-...whl` is 2.0.post1 to pip). A rule judges them all, so a file can't slip
+    past one by how it is spelled."""
+    found: list[str] = []
+    parsed = parse_filename(filename)
+    if parsed is not None:
+        found.append(parsed.version)
+    lower = filename.lower()
+    if lower.endswith(".whl"):
+        parts = filename[:-4].split("-")
+        if len(parts) in (5, 6):
+            found += [parts[1], parts[1].replace("_", "-")]
+    elif (suffix := next((s for s in SDIST_SUFFIXES if lower.endswith(s)), None)) is not None:
+        stem = filename[: -len(suffix)]
+        for at, char in enumerate(stem):  # pip: after a dash that ends the project's name
+            if char == "-" and canonicalize_name(stem[:at]) == project:
+                found.append(stem[at + 1 :])
+        # uv: after as many characters as the name has, and one more, whatever it is.
+        if len(stem) > len(project) + 1 and canonicalize_name(stem[: len(project)]) == project:
+            found.append(stem[len(project) + 1 :])
+    return tuple(dict.fromkeys(found)) or ("",)
 
 
 def parse_entry(line: str, source: str, number: int) -> Entry | None:
     """One line; None for a blank or comment line; PolicyError (`file:line: why`) otherwise."""
-    text = line.split("#", 1)[0].strip()
+    text = line.split("#", 1)[0].strip(" \t\r")
     if not text:
         return None
     where = f"{source}:{number}"
     if len(text) > MAX_LINE:
         raise PolicyError(f"{where}: longer than {MAX_LINE} characters")
+    if not text.replace("\t", " ").isprintable():  # it would reach a header
+        raise PolicyError(f"{where}: {_shown(text)} holds a control or invisible character")
     match = _ENTRY.fullmatch(text)
     if match is None:
         raise PolicyError(
@@ -181,7 +218,9 @@ class PatternList:
             raise PolicyError(f"{source}: larger than {MAX_FILE_BYTES} bytes")
         entries: list[Entry] = []
         globs = 0
-        for number, line in enumerate(text.splitlines(), 1):
+        # Lines as an editor shows them: "\n" or "\r\n" ends one (not the other characters
+        # splitlines() splits at, which a line is refused for); a leading BOM is no entry.
+        for number, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
             entry = parse_entry(line, source, number)
             if entry is None:
                 continue
@@ -200,9 +239,14 @@ class PatternList:
 
 
 class PatternFile:
-    """`--mirror-allow` / `--mirror-deny`: reloaded when the file changes (one stat a second at
-    most); a file that becomes unreadable or invalid keeps the previous list and logs one
-    error line. The first load raises PolicyError instead."""
+    """`--mirror-allow` / `--mirror-deny`: reloaded when the file changes. `current` is the
+    list in force (no I/O); `refresh`, called in a worker thread when `due` (once a second at
+    most), looks at the file (one stat) and reloads it once it has stayed unchanged from one
+    look to the next or was last written a second ago or more, so a file caught half-written
+    (truncated, then written) is not loaded.
+    A file that becomes unreadable or invalid keeps the previous list and logs one error line;
+    callers never wait for a reload another caller is doing. The first load raises PolicyError.
+    """
 
     def __init__(
         self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.monotonic
@@ -211,6 +255,7 @@ class PatternFile:
         self._clock = clock
         self._lock = threading.Lock()
         self._signature: tuple[int, ...] | None = None
+        self._changed: tuple[int, ...] | None = None  # seen at the last look, not loaded yet
         self._checked = -RELOAD_SECONDS
         self._problem: str | None = None
         self.generation = 0  # counts the reloads: decisions made before are remade
@@ -218,8 +263,11 @@ class PatternFile:
 
     def load(self) -> PatternList:
         try:
-            with open(self.path, "rb") as file:
+            # Non-blocking: a FIFO put in its place would hold the reload (and its lock) forever.
+            with open(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
                 st = os.fstat(file.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise PolicyError(f"{self.path}: not a regular file")
                 raw = file.read(MAX_FILE_BYTES + 1)
         except OSError as error:
             raise PolicyError(f"{self.path}: can't be read: {error.strerror or error}") from None
@@ -230,44 +278,62 @@ class PatternFile:
         except UnicodeDecodeError:
             raise PolicyError(f"{self.path}: not UTF-8") from None
         entries = PatternList.parse(text, str(self.path))
-        self._signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        self._signature = _signature(st)
         self._checked = self._clock()
         return entries
 
     def current(self) -> PatternList:
-        now = self._clock()
-        if now - self._checked >= RELOAD_SECONDS:
-            self._reload_if_changed(now)
         return self.entries
 
-    def _reload_if_changed(self, now: float) -> None:
-        with self._lock:
-            if now - self._checked < RELOAD_SECONDS:
-                return
-            self._checked = now
-            try:
-                st = os.stat(self.path)
-            except OSError as error:
-                self._keep(f"{self.path}: can't be read: {error.strerror or error}")
-                return
-            signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-            if signature == self._signature:
-                return
-            try:
-                entries = self.load()
-            except PolicyError as error:
-                self._signature = signature  # said once, until the file changes again
-                self._keep(str(error))
-                return
-            self.entries = entries
-            self.generation += 1
-            self._problem = None
-            log.warning("%s: reloaded (%d entries)", self.path, len(entries.entries))
+    def due(self) -> bool:
+        return self._clock() - self._checked >= RELOAD_SECONDS
+
+    def refresh(self) -> None:
+        """Look at the file if it is time to; reload it when it changed and has settled."""
+        if not self._lock.acquire(blocking=False):
+            return  # another thread is looking: the list in force stays meanwhile
+        try:
+            now = self._clock()
+            if now - self._checked >= RELOAD_SECONDS:
+                self._checked = now
+                self._look()
+        finally:
+            self._lock.release()
+
+    def _look(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError as error:
+            self._keep(f"{self.path}: can't be read: {error.strerror or error}")
+            return
+        signature = _signature(st)
+        if signature == self._signature:
+            self._changed = None
+            return
+        written_just_now = time.time() - st.st_mtime < RELOAD_SECONDS
+        if signature != self._changed and written_just_now:
+            self._changed = signature  # changed since the last look: maybe still being written
+            return
+        self._changed = None
+        try:
+            entries = self.load()
+        except PolicyError as error:
+            self._signature = signature  # said once, until the file changes again
+            self._keep(str(error))
+            return
+        self.entries = entries
+        self.generation += 1
+        self._problem = None
+        log.warning("%s: reloaded (%d entries)", self.path, len(entries.entries))
 
     def _keep(self, problem: str) -> None:
         if problem != self._problem:
             log.error("%s; the previous list stays in force", problem)
             self._problem = problem
+
+
+def _signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 # ---------------------------------------------------------------- origin rules
@@ -389,8 +455,8 @@ class Decision:
             counts[item.rule] = counts.get(item.rule, 0) + 1
         parts = [f"{rule} hid {n} file{'s' if n != 1 else ''}" for rule, n in counts.items()]
         if self.fallback is not None:
-            parts.append(f"mirror-min-age-fallback offered {self.fallback}, newer than the age")
-        return "; ".join(parts) or None
+            parts.insert(0, f"mirror-min-age-fallback offered {self.fallback}, newer than the age")
+        return _bounded(parts)
 
     def kinds(self) -> list[str]:
         """The rules that decided something here, for metrics (each once)."""
@@ -402,9 +468,23 @@ class Decision:
         return list(dict.fromkeys(kinds))
 
 
+def _bounded(parts: Sequence[str]) -> str | None:
+    """Parts joined, as many as fit in MAX_HEADER (clients refuse huge header lines); the
+    rest counted. Every hidden file is still listed, with its rule, on the UI's page."""
+    kept: list[str] = []
+    size = 0
+    for at, part in enumerate(parts):
+        tail = f"; and {len(parts) - at} more rules (the project's page lists them)"
+        if size + len(part) + 2 + len(tail) > MAX_HEADER and at < len(parts) - 1:
+            return "; ".join(kept) + tail
+        kept.append(part)
+        size += len(part) + 2
+    return "; ".join(kept) or None
+
+
 class Policies:
-    """The mirror's rules in force; `decide` and `blocked` read the list files' current
-    versions (reloaded when they change)."""
+    """The mirror's rules in force; `decide` and `blocked` read the lists in force, which
+    `refresh` (blocking: in a worker thread, when `due`) reloads when their files change."""
 
     def __init__(
         self,
@@ -425,12 +505,19 @@ class Policies:
 
     def generation(self) -> tuple[int, int]:
         """Changes when a list file is reloaded: decisions made before are stale."""
-        generations = []
+        allow = self.allow.generation if self.allow is not None else 0
+        deny = self.deny.generation if self.deny is not None else 0
+        return (allow, deny)
+
+    def due(self) -> bool:
+        """Is it time to look at a list file? (Cheap: no I/O.)"""
+        return any(listed.due() for listed in (self.allow, self.deny) if listed is not None)
+
+    def refresh(self) -> None:
+        """Look at the list files, reload those that changed (blocking: in a worker thread)."""
         for listed in (self.allow, self.deny):
             if listed is not None:
-                listed.current()  # reloaded first, when it changed
-            generations.append(listed.generation if listed is not None else 0)
-        return (generations[0], generations[1])
+                listed.refresh()
 
     def origin(self, project: str) -> tuple[str, str] | None:
         return self.origins.of(project)
@@ -448,13 +535,15 @@ class Policies:
                 return f"mirror-allow {allowed.source}: {project} is not listed"
         return None
 
-    def version_rule(self, project: str, version: str) -> Hidden | None:
-        """Allow/deny on one version (the whole project is not blocked)."""
-        return self.versions_of(project)(version)
+    def file_rule(self, project: str, filename: str) -> Hidden | None:
+        """Allow/deny on one file of *project* (the whole project is not blocked)."""
+        return self.versions_of(project)(installer_versions(filename, project))
 
-    def versions_of(self, project: str) -> Callable[[str], Hidden | None]:
+    def versions_of(self, project: str) -> Callable[[tuple[str, ...]], Hidden | None]:
         """The allow/deny judgement of *project*'s versions: the entries naming it are found
-        once (not per file: a listing may hold thousands), each version judged once."""
+        once (not per file: a listing may hold thousands), each version judged once. A file
+        is judged by every version an installer may read in its name (`installer_versions`):
+        hidden if a deny entry names any of them, or an allow list does not name them all."""
         denying: tuple[Entry, ...] = ()
         if self.deny is not None:
             denying = tuple(e for e in self.deny.current().matching(project) if e.specifier)
@@ -463,19 +552,25 @@ class Policies:
         if self.allow is not None:
             allowed = self.allow.current()
             allowing, source = allowed.matching(project), allowed.source
-        named = ", ".join(entry.text for entry in allowing)
-        judged: dict[str, Hidden | None] = {}
+        named = ", ".join(entry.text for entry in allowing[:3])  # said per hidden file: short
+        if len(allowing) > 3:
+            named += f" and {len(allowing) - 3} more entries"
+        judged: dict[tuple[str, ...], Hidden | None] = {}
 
-        def judge(version: str) -> Hidden | None:
-            if version in judged:
-                return judged[version]
+        def judge(versions: tuple[str, ...]) -> Hidden | None:
+            if versions in judged:
+                return judged[versions]
             verdict = None
-            found = next((entry for entry in denying if entry.covers(version)), None)
+            shown = versions[0]
+            read = [_pep440(v) for v in versions]  # once, not once per entry
+            found = next((e for e in denying for v in read if e.covers(v, unreadable=True)), None)
             if found is not None:
-                verdict = Hidden("", version, f"mirror-deny {found.where}", "")
-            elif allowing and not any(entry.covers(version) for entry in allowing):
-                verdict = Hidden("", version, f"mirror-allow {source}", f"only {named}")
-            judged[version] = verdict
+                verdict = Hidden("", shown, f"mirror-deny {found.where}", "")
+            elif allowing and not all(
+                any(e.covers(v, unreadable=False) for e in allowing) for v in read
+            ):
+                verdict = Hidden("", shown, f"mirror-allow {source}", f"only {named}")
+            judged[versions] = verdict
             return verdict
 
         return judge
@@ -491,9 +586,9 @@ class Policies:
         valid_until = math.inf
         judge = self.versions_of(listing.project)
         for item in listing.files:
-            parsed = parse_filename(item.filename)
-            version = parsed.version if parsed is not None else ""
-            rule = judge(version)
+            versions = installer_versions(item.filename, listing.project)
+            version = versions[0]
+            rule = judge(versions)
             if rule is not None:
                 hidden.append(dataclasses.replace(rule, filename=item.filename))
                 continue
@@ -545,19 +640,22 @@ class Policies:
         return Hidden(item.filename, version, age.rule, detail), visible_at
 
     def _fallback(self, project: str, too_new: Sequence[tuple[UpstreamFile, Hidden]]) -> str | None:
-        """Every file left is too new: the oldest release (lowest version), or None."""
+        """Every file left is too new: the oldest release (the lowest version installers can
+        take: a PEP 440 one before any they can't read, one with a file not yanked before a
+        yanked one, which they skip unless it is pinned), or None."""
         assert self.min_age is not None
         if self.min_age.fallback == "none":
             return None
-        versions = {h.version for _, h in too_new}
-        return min(versions, key=_version_order)
+        yanked = {h.version for item, h in too_new if item.yanked is not None}
+        yanked -= {h.version for item, h in too_new if item.yanked is None}
+        return min({h.version for _, h in too_new}, key=lambda v: (v in yanked, _version_order(v)))
 
     @staticmethod
     def _versions(
         listing: Listing,
         kept: Sequence[UpstreamFile],
         hidden: Sequence[Hidden],
-        judge: Callable[[str], Hidden | None],
+        judge: Callable[[tuple[str, ...]], Hidden | None],
     ) -> tuple[str, ...]:
         """PEP 700 `versions` without those that lost every file to a rule, nor those an
         allow or deny list excludes (listed upstream without files)."""
@@ -565,7 +663,9 @@ class Policies:
             return ()
         offered = {_canonical(p.version) for f in kept if (p := parse_filename(f.filename))}
         gone = {_canonical(h.version) for h in hidden} - offered
-        return tuple(v for v in listing.versions if _canonical(v) not in gone and judge(v) is None)
+        return tuple(
+            v for v in listing.versions if _canonical(v) not in gone and judge((v,)) is None
+        )
 
 
 def _canonical(version: str) -> str:
@@ -577,6 +677,6 @@ def _canonical(version: str) -> str:
 
 def _version_order(version: str) -> tuple[int, Version | str]:
     try:
-        return (1, Version(version))
+        return (0, Version(version))
     except InvalidVersion:
-        return (0, version)
+        return (1, version)

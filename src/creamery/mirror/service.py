@@ -24,7 +24,7 @@ from creamery.catalog.service import Catalog
 from creamery.catalog.status import ACTIVE
 from creamery.core.config import Config
 from creamery.core.headers import NOSNIFF
-from creamery.core.names import METADATA, parse_filename
+from creamery.core.names import METADATA
 from creamery.core.objects import S3Options
 from creamery.http import files
 from creamery.http.absolute import Rebased
@@ -36,6 +36,7 @@ from creamery.mirror.cache import Opened, StoreSkipped, open_cache
 from creamery.mirror.client import Failure, UpstreamClient
 from creamery.mirror.listing import Listing, UpstreamFile, is_safe_filename
 from creamery.mirror.policy import (
+    MAX_HEADER,
     Decision,
     Hidden,
     MinAge,
@@ -185,11 +186,17 @@ class Mirror:
             return
         upstream_only = origin is not None and origin[0] == "upstream-only"
         local = project in self.index.projects and not hide_local and not upstream_only
+        await self.refresh_lists()
         blocked = self.policies.blocked(project) if self.policies.filters else None
         if blocked is not None and not local:  # not even asked upstream
             self._count_policy([blocked.split(" ", 1)[0]], "project")
             text = f"Not Found ({project} is not mirrored here: {blocked})"
             await send_text(send, 404, text, [_policy_header(blocked)])
+            return
+        if blocked is not None:  # merged, hosted here: its hosted files alone, nothing asked
+            pages = await anyio.to_thread.run_sync(self._render, project, None, True)
+            self._count_policy([blocked.split(" ", 1)[0]], "page")
+            await send_page(scope, send, pages[fmt], [_policy_header(blocked)])
             return
         known = await self.projects.get(project, fresh=True)
         decision = await self.decide(project, known)
@@ -206,7 +213,7 @@ class Mirror:
         said = decision.header() if decision is not None else blocked
         if said is not None:
             extra.append(_policy_header(said))
-            self._count_policy(decision.kinds() if decision else [blocked or ""], "page")
+            self._count_policy(decision.kinds() if decision else [said.split(" ", 1)[0]], "page")
         await send_page(scope, send, self.rebased.page(scope, pages[fmt]), extra or None)
 
     async def _pages(
@@ -246,6 +253,7 @@ class Mirror:
         listing = known.listing
         if listing is None or not self.policies.filters:
             return None
+        await self.refresh_lists()
         generation = self.policies.generation()
         now = time.time()
         kept = self._decisions.get(project)
@@ -259,6 +267,12 @@ class Mirror:
         self._decisions[project] = (listing, generation, decision)
         self._say_starved(project, decision)
         return decision
+
+    async def refresh_lists(self) -> None:
+        """The allow and deny files looked at when due, in a worker thread: a reload parses
+        up to 1 MiB, which must not hold up every other request."""
+        if self.policies.due():
+            await anyio.to_thread.run_sync(self.policies.refresh)
 
     def _say_starved(self, project: str, decision: Decision) -> None:
         """One log line per project (not per request) when the age left it nothing."""
@@ -304,9 +318,7 @@ class Mirror:
         hidden = decision.refusal(dist) if decision is not None else None
         if hidden is None and (known.listing is None or known.listing.file(dist) is None):
             # Not listed (yet): the lists still judge its version; the age, once it is listed.
-            parsed = parse_filename(dist)
-            if parsed is not None:
-                hidden = self.policies.version_rule(project, parsed.version)
+            hidden = self.policies.file_rule(project, dist)
         return hidden.reason() if hidden is not None else None
 
     # ------------------------------------------------------------------ files
@@ -346,6 +358,7 @@ class Mirror:
             await self._refuse_local_only(send, project, origin[1], "file")
             return
         if self.policies.filters:
+            await self.refresh_lists()
             refusal = await self._file_refusal(project, dist)
             if refusal is not None:
                 await self._refuse_file(send, project, filename, refusal)
@@ -470,8 +483,15 @@ def policies_of(config: Config) -> Policies:
 
 
 def _policy_header(said: str) -> tuple[bytes, bytes]:
-    """One header line, whatever a file path holds."""
-    return POLICY_HEADER, " ".join(said.split()).encode("ascii", "backslashreplace")
+    """One legal header line, whatever a file path or an upstream's filename holds: printable
+    ASCII (anything else escaped, controls included), at most MAX_HEADER characters."""
+    text = "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii")
+        for c in " ".join(said.split())
+    )
+    if len(text) > MAX_HEADER:
+        text = text[: MAX_HEADER - 4] + " ..."
+    return POLICY_HEADER, text.encode("ascii")
 
 
 def _listed(known: Known, filename: str) -> UpstreamFile | None:

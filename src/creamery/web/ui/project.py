@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from creamery.catalog.access import Principal
 from creamery.catalog.status import ProjectStatus
-from creamery.core.names import is_valid_project_name, normalize
+from creamery.core.names import is_valid_project_name, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.mirror.listing import Listing
 from creamery.mirror.policy import Hidden
@@ -103,7 +103,7 @@ class ProjectPages:
             listing = known.listing if decision is None else decision.listing
             not_offered = decision.hidden if decision is not None else ()
             if listing is not None:
-                hid = tuple(h.filename for h in not_offered)
+                hid = tuple((h.filename, h.rule) for h in not_offered)  # a list edited: anew
                 key = (
                     "mirror",
                     project,
@@ -179,7 +179,7 @@ class ProjectPages:
         view = mirror_view(listing, version, base, hidden)
         if view is None and hidden and not listing.files and version is None:
             # The policies left nothing: say what and why, rather than "not found".
-            ordered = sorted(hidden, key=lambda h: (h.version, h.filename))
+            ordered = sorted(hidden, key=lambda h: (version_sort_key(h.version), h.filename))
             return render(
                 "mirror_hidden.html",
                 base=base,
