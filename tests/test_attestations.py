@@ -26,7 +26,7 @@ from support.attested import (
     attestations_field,
     copy_fixture,
 )
-from support.clients import describe, installed, pip_install, twine_upload, uv_install
+from support.clients import creamery, describe, installed, pip_install, twine_upload, uv_install
 from support.dists import make_sdist
 from support.forms import upload
 from support.htpasswd import write_sha1_htpasswd
@@ -414,6 +414,55 @@ def test_the_mirror_refuses_what_is_not_a_provenance_object(tmp_path: Path) -> N
         answer = HTTP.get(url)
         assert answer.status_code == 502
         assert "sent no PEP 740 provenance object" in answer.text
+
+
+def test_a_quarantined_projects_provenance_is_not_served(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    with run_server([root], *OPEN) as srv:
+        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
+        sent = attestations_field(dist.name)
+        assert upload(srv, dist.name, dist.read_bytes(), sent).status_code == 200
+        url = integrity(srv.url, "pypi-attestations", "0.0.19", dist.name)
+        assert HTTP.get(url).status_code == 200
+        result = creamery("status", "pypi-attestations", "quarantined", "--reason", "bad", root)
+        assert result.returncode == 0, describe(result)
+        for method in ("GET", "HEAD"):
+            refused = HTTP.request(method, url)
+            assert refused.status_code == 404, refused.text  # PEP 792: as the file itself
+        message = HTTP.get(url).json()["message"]
+        assert message == "project pypi-attestations is quarantined, its files are not served: bad"
+
+
+def test_the_mirror_serves_no_provenance_of_a_quarantined_project(tmp_path: Path) -> None:
+    """Quarantined upstream after its provenance was cached, or quarantined here (merged)."""
+    upstream_dir = tmp_path / "upstream"
+    upstream_dir.mkdir()
+    wheel = Path(shutil.copy(FIXTURES / CIRCLECI_WHEEL, upstream_dir))
+    provenance = (FIXTURES / (CIRCLECI_WHEEL + ".provenance")).read_bytes()
+    (upstream_dir / (wheel.name + ".provenance")).write_bytes(provenance)
+    project = "circleci-sign-publish-example"
+    local = tmp_path / "local"
+    local.mkdir()
+    args = ("--mirror", "--mirror-ttl", "0", "--mirror-merge", project)
+    with (
+        run_upstream(upstream_dir) as fake,
+        run_server([local], *args, "--fallback-url", fake.index_url) as mirror,
+    ):
+        url = integrity(mirror.url, project, "0.0.1.dev137", wheel.name)
+        assert HTTP.get(url).content == provenance  # fetched and cached
+        fake.control(statuses={project: {"status": "quarantined", "reason": "typosquat"}})
+        assert listed(mirror, project) == {}  # the mirror has seen the quarantine
+        refused = HTTP.get(url)
+        assert refused.status_code == 404, refused.text
+        assert "quarantined upstream" in refused.json()["message"]
+        fake.control(statuses={})
+        make_sdist(local, project, "0.0.1")  # hosted here too: merged with the upstream's
+        result = creamery("status", project, "quarantined", "--reason", "ours", local)
+        assert result.returncode == 0, describe(result)
+        refused = HTTP.get(url)
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["message"].endswith("its files are not served: ours")
 
 
 # ----------------------------------------------------------------------------- units
