@@ -35,7 +35,10 @@ from support.upstream import run_upstream
 from support.wire import listed
 
 from creamery.catalog import attestations
+from creamery.http.absolute import Rebased, base_url
 from creamery.mirror.provenance import is_provenance
+from creamery.render.negotiation import Format
+from creamery.render.simple_api import BASE, make_page
 from creamery.web.integrity import INTEGRITY_V1, negotiate
 
 pytest.importorskip("pypi_attestations")
@@ -144,6 +147,7 @@ def test_the_provenance_url_follows_the_host_the_client_used(
         headers={**proxied, "If-None-Match": page.headers["etag"]},
     )
     assert again.status_code == 304
+    assert again.headers["vary"] == page.headers["vary"]  # a cache keeps varying on the base
     published = HTTP.get(expected.replace("https://pypi.example.org", verifying.url)).json()
     publisher = published["attestation_bundles"][0]["publisher"]
     assert publisher == {
@@ -542,3 +546,35 @@ def test_the_mirror_checks_the_provenance_shape() -> None:
 )
 def test_integrity_negotiation_is_pypis(accept: str | None, chosen: str | None) -> None:
     assert negotiate(accept) == chosen
+
+
+def _scope(**headers: str) -> dict[str, object]:
+    encoded = [(k.lower().replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+    return {"type": "http", "scheme": "http", "server": ("10.0.0.1", 80), "headers": encoded}
+
+
+def test_a_forwarded_value_no_proxy_sends_is_ignored() -> None:
+    """A 10 KB prefix or host would be repeated in every provenance URL of a page."""
+    long = "a" * 10_000
+    assert base_url(_scope(host="idx", x_forwarded_prefix="/" + long)) == "http://idx/"
+    assert base_url(_scope(host="idx", x_forwarded_host=long)) == "http://idx/"
+    assert base_url(_scope(host=long)) == "http://10.0.0.1:80/"
+    assert base_url(_scope(host="idx", x_forwarded_host="idx/" + long)) == "http://idx/"
+    assert base_url(_scope(host="idx", x_forwarded_prefix="/p")) == "http://idx/p/"
+
+
+def test_rebased_pages_are_bounded_in_bytes() -> None:
+    """Each base a client makes up is a page kept: their bytes stay within the budget."""
+    page = make_page((BASE + "integrity/p/1/p-1.tar.gz/provenance\n").encode() * 1000, Format.HTML)
+    assert page.based
+    rebased = Rebased(max_entries=256, max_bytes=1 << 20)
+    for number in range(300):
+        served = rebased.page(_scope(host="idx", x_forwarded_prefix=f"/{number:0900d}"), page)
+        assert served.body.startswith(f"http://idx/{number:0900d}/integrity/".encode())
+        assert rebased.held <= 1 << 20
+    assert rebased.held > (1 << 20) // 2  # the recent ones are kept
+    last = _scope(host="idx", x_forwarded_prefix=f"/{299:0900d}")
+    assert rebased.page(last, page) is rebased.page(last, page)
+    huge = Rebased(max_bytes=1000)
+    assert huge.page(_scope(host="idx"), page).body.startswith(b"http://idx/integrity/")
+    assert huge.held == 0  # larger than the budget: served, not kept
