@@ -35,7 +35,7 @@ from support.upstream import run_upstream
 from support.wire import listed
 
 from creamery.catalog import attestations
-from creamery.http.absolute import Rebased, base_url
+from creamery.http.absolute import BASE_VARY, Rebased, base_url
 from creamery.mirror.provenance import is_provenance
 from creamery.render.negotiation import Format
 from creamery.render.simple_api import BASE, make_page
@@ -154,6 +154,31 @@ def test_the_provenance_url_follows_the_host_the_client_used(
         "kind": "Google",
         "email": "919436158236-compute@developer.gserviceaccount.com",
     }
+
+
+def test_every_page_with_absolute_urls_varies_on_the_base(
+    verifying: Server, tmp_path: Path
+) -> None:
+    """A shared cache keys these pages on what `base_url` reads: a client's X-Forwarded-Host
+    must not reach another's copy (the JSON API's, the welcome's and the UI's links)."""
+    sdist = make_sdist(tmp_path, "vary-check", "1.0")
+    assert upload(verifying, sdist.name, sdist.read_bytes()).status_code == 200
+    proxied = {"X-Forwarded-Host": "attacker.example"}
+    for path in ("/pypi/vary-check/json", "/", "/project/vary-check/", "/search/?q=vary"):
+        if path.startswith("/search/"):  # its results say how long ago: no 304 to compare
+            answer = HTTP.get(verifying.url + path, headers=proxied)
+            assert BASE_VARY in answer.headers["vary"]
+            continue
+        answer = HTTP.get(verifying.url + path, headers=proxied)
+        assert answer.status_code == 200, path
+        assert "attacker.example" in answer.text, path  # believed, as pypiserver does
+        vary = {part.strip().lower() for part in answer.headers["vary"].split(",")}
+        assert {"host", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix"} <= vary
+        again = HTTP.get(
+            verifying.url + path, headers={**proxied, "If-None-Match": answer.headers["etag"]}
+        )
+        assert again.status_code == 304, path
+        assert again.headers["vary"] == answer.headers["vary"]
 
 
 def test_a_bundle_for_other_bytes_is_refused_and_nothing_is_stored(

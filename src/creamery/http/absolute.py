@@ -22,8 +22,10 @@ _SCHEMES = frozenset({"http", "https"})
 # A host name or an IP literal, and a port: nothing a header could smuggle into a URL.
 _HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
 _BASE_BYTES = BASE.encode()
-# A rebased page differs by what `base_url` reads: shared caches must key on it too.
-_VARY = b"Accept, Host, X-Forwarded-Host, X-Forwarded-Proto, X-Forwarded-Prefix"
+# What `base_url` reads: a response holding absolute URLs names them in Vary, so that shared
+# caches key on them too (one client's X-Forwarded-Host must not reach another's copy).
+BASE_VARY = "Host, X-Forwarded-Host, X-Forwarded-Proto, X-Forwarded-Prefix"
+_VARY = f"Accept, {BASE_VARY}".encode()
 MAX_REBASED = 256  # pages kept with a base put in (projects with provenance x bases seen)
 MAX_REBASED_BYTES = 64 << 20  # and their bytes: each file's URL holds the base once
 # A forwarded value (or Host) longer than this is not a proxy's: ignored, as a malformed one.
