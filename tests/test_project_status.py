@@ -6,8 +6,10 @@ project; the mirror passing an upstream's status on; PEP 708 only when asked for
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,6 +18,7 @@ import httpx
 import pytest
 from support.clients import clean_env, creamery, describe, pip_install, twine_upload, uv_install
 from support.dists import make_wheel
+from support.forms import post_form
 from support.polling import wait_for
 from support.s3 import S3Server
 from support.servers import Server, run_server
@@ -282,6 +285,42 @@ def test_cli_status_errors(srv: Server, root: Path) -> None:
     assert cli_status(root, "SCli") == "scli: active\n"
     assert cli_status(root, "scli", "archived") == "scli: archived\n"
     assert "archived" in parsed_html(simple_page(srv, "scli")[0]).metas["pypi:project-status"]
+
+
+def _docs_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.html", "<h1>the docs</h1>")
+    return buffer.getvalue()
+
+
+def test_closed_projects_take_no_documentation_and_quarantined_ones_show_none(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    for project in ("ddocs", "dquar"):
+        make_wheel(root, project, "1.0")
+    with run_server([root], "-P", ".", "-a", ".", "--disable-fallback") as server:
+        fields = [(":action", "doc_upload"), ("name", "dquar"), ("version", "1.0")]
+        assert post_form(server, fields, [("content", "d.zip", _docs_zip())]).status_code == 200
+        assert HTTP.get(f"{server.url}/docs/dquar/1.0/").status_code == 200
+        cli_status(root, "ddocs", "archived", "--reason", "moved")
+        cli_status(root, "dquar", "quarantined", "--reason", "malware")
+        for project, status in (("ddocs", "archived"), ("dquar", "quarantined")):
+            fields = [(":action", "doc_upload"), ("name", project), ("version", "1.0")]
+            legacy = post_form(server, fields, [("content", "d.zip", _docs_zip())])
+            plain = HTTP.post(f"{server.url}/docs/{project}/1.0/", content=_docs_zip())
+            for refused in (legacy, plain):
+                assert refused.status_code == 400, refused.text
+                assert f"project {project} is {status}: no new uploads" in refused.text
+        for path in ("/docs/dquar/1.0/", "/docs/dquar/1.0/index.html", "/docs/dquar/"):
+            refused = HTTP.get(server.url + path)
+            assert refused.status_code == 404, path
+            assert "the docs" not in refused.text
+            assert "dquar is quarantined, its files are not served: malware" in refused.text
+        assert "dquar" not in HTTP.get(f"{server.url}/docs/").text
+        cli_status(root, "dquar", "active")
+        assert HTTP.get(f"{server.url}/docs/dquar/1.0/").text == "<h1>the docs</h1>"
 
 
 # ---------------------------------------------------------------------- the mirror
