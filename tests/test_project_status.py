@@ -323,6 +323,30 @@ def test_closed_projects_take_no_documentation_and_quarantined_ones_show_none(
         assert HTTP.get(f"{server.url}/docs/dquar/1.0/").text == "<h1>the docs</h1>"
 
 
+@pytest.mark.parametrize("damage", ["truncated", "huge", "unknown status"])
+def test_a_damaged_status_object_keeps_the_project_quarantined(tmp_path: Path, damage: str) -> None:
+    root = tmp_path / "root"
+    wheel = make_wheel(root, "sdamaged", "1.0")
+    cli_status(root, "sdamaged", "quarantined", "--reason", "malware")
+    stored = root / ".creamery" / "status" / "sdamaged.json"
+    written = stored.read_text()
+    stored.write_text(
+        {
+            "truncated": written[: len(written) // 2],
+            "huge": written[:-1] + ', "pad": "' + "x" * (64 << 10) + '"}',
+            "unknown status": written.replace('"quarantined"', '"frozen"'),
+        }[damage]
+    )
+    said = cli_status(root, "sdamaged")
+    assert said.startswith("sdamaged: quarantined (its status object can't be read"), said
+    with run_server([root], "-P", ".", "-a", ".", "--disable-fallback") as server:
+        refused = HTTP.get(f"{server.url}/packages/{wheel.name}")
+        assert refused.status_code == 404 and "sdamaged is quarantined" in refused.text
+        assert "status/sdamaged.json is not a status object" in server.log()
+    cli_status(root, "sdamaged", "active")  # set again: the object is replaced
+    assert not stored.exists()
+
+
 # ---------------------------------------------------------------------- the mirror
 
 
