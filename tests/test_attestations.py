@@ -463,6 +463,25 @@ def test_a_quarantined_projects_provenance_is_not_served(tmp_path: Path) -> None
         assert message == "project pypi-attestations is quarantined, its files are not served: bad"
 
 
+def test_a_provenance_damaged_on_disk_is_not_served(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    with run_server([root], *OPEN) as srv:
+        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
+        sent = attestations_field(dist.name)
+        assert upload(srv, dist.name, dist.read_bytes(), sent).status_code == 200
+        kept = root / ".creamery" / "files" / dist.name / "provenance"
+        kept.write_bytes(kept.read_bytes()[:100])  # truncated
+        url = integrity(srv.url, "pypi-attestations", "0.0.19", dist.name)
+        for method in ("GET", "HEAD"):
+            for address in (url, f"{srv.url}/packages/{dist.name}.provenance"):
+                answer = HTTP.request(method, address)
+                assert answer.status_code == 404, (method, address, answer.text)
+        assert HTTP.get(url).json()["message"] == f"No provenance available for {dist.name}"
+        assert f"the provenance kept for {dist.name} is damaged" in srv.log()
+        assert HTTP.get(f"{srv.url}/project/pypi-attestations/").status_code == 200
+
+
 def test_the_mirror_serves_no_provenance_of_a_quarantined_project(tmp_path: Path) -> None:
     """Quarantined upstream after its provenance was cached, or quarantined here (merged)."""
     upstream_dir = tmp_path / "upstream"

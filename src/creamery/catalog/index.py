@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from creamery.catalog.attestations import is_provenance_document
 from creamery.core.names import (
     ParsedFilename,
     VersionKey,
@@ -301,9 +302,15 @@ class Index:
         return self.state.yank_reason(dist.relpath)
 
     def provenance(self, dist: Distribution) -> bytes | None:
+        """The PEP 740 provenance object kept for *dist*; None when there is none, or when
+        what is kept is no longer one (damaged on disk: said in the log, never served)."""
         if self.state is None or not self.state_of(dist).provenance:
             return None
-        return self.state.read(dist.relpath, "provenance")
+        data = self.state.read(dist.relpath, "provenance")
+        if data is not None and not is_provenance_document(data):
+            log.warning("the provenance kept for %s is damaged: not served", dist.relpath)
+            return None
+        return data
 
 
 def filename_owner(sidecar_relpath: str) -> str:
