@@ -325,6 +325,20 @@ def test_store_keeps_attestations_unverified_behind_a_base_url(tmp_path: Path) -
         assert refused.status_code == 400 and "is malformed" in refused.text
 
 
+def test_store_never_shows_a_publisher_as_proven(tmp_path: Path) -> None:
+    """Under `store`, anyone who may upload can attach another project's real attestation:
+    the UI must not say that project's publisher published this file."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with run_server([root], *OPEN, "--attestations", "store") as srv:
+        impostor = make_sdist(tmp_path, "impostor", "1.0")
+        sent = attestations_field(GITHUB_SDIST)  # trailofbits/pypi-attestations' own
+        assert upload(srv, impostor.name, impostor.read_bytes(), sent).status_code == 200
+        page = HTTP.get(f"{srv.url}/project/impostor/").text
+        shown = "published by GitHub trailofbits/pypi-attestations, release.yml"
+        assert f"{shown} (not verified by this index)" in page
+
+
 def test_reject_refuses_uploads_that_carry_attestations(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
