@@ -148,6 +148,11 @@ def test_the_provenance_url_follows_the_host_the_client_used(
     )
     assert again.status_code == 304
     assert again.headers["vary"] == page.headers["vary"]  # a cache keeps varying on the base
+    for accept in ("application/vnd.pypi.simple.v1+html", "text/html"):  # same body, own type
+        answer = HTTP.get(
+            f"{verifying.url}/simple/gcb-attestation-test/", headers={"Accept": accept}
+        )
+        assert answer.headers["content-type"].startswith(accept)
     published = HTTP.get(expected.replace("https://pypi.example.org", verifying.url)).json()
     publisher = published["attestation_bundles"][0]["publisher"]
     assert publisher == {
@@ -636,3 +641,15 @@ def test_rebased_pages_are_bounded_in_bytes() -> None:
     huge = Rebased(max_bytes=1000)
     assert huge.page(_scope(host="idx"), page).body.startswith(b"http://idx/integrity/")
     assert huge.held == 0  # larger than the budget: served, not kept
+
+
+def test_each_rendering_is_rebased_with_its_own_headers() -> None:
+    """The PEP 691 HTML and the text/html pages have the same body and ETag: a browser must
+    still get text/html after an installer asked for the other (old pip wants text/html)."""
+    body = (BASE + "integrity/p/1/p-1.tar.gz/provenance").encode()
+    rebased = Rebased()
+    scope = _scope(host="idx")
+    pep691 = rebased.page(scope, make_page(body, Format.HTML))
+    text = rebased.page(scope, make_page(body, Format.TEXT_HTML))
+    assert dict(pep691.headers)[b"content-type"] == Format.HTML.content_type.encode()
+    assert dict(text.headers)[b"content-type"] == b"text/html; charset=utf-8"

@@ -90,7 +90,9 @@ class Rebased:
         self._max = max_entries
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._pages: OrderedDict[tuple[str, str, int], Page] = OrderedDict()
+        self._pages: OrderedDict[tuple[str, str, tuple[tuple[bytes, bytes], ...]], Page] = (
+            OrderedDict()
+        )
 
     @property
     def held(self) -> int:
@@ -102,7 +104,9 @@ class Rebased:
         if not page.based:
             return page
         base = base_url(scope)
-        key = (page.etag, base, len(page.headers))  # the bytes, and stale or not
+        # The bytes, and every header: the HTML and text/html renderings have the same body
+        # (and ETag) under different content types; a stale page has one header more.
+        key = (page.etag, base, tuple(page.headers))
         found = self._pages.get(key)
         if found is not None:
             self._pages.move_to_end(key)
