@@ -30,6 +30,7 @@ from support.clients import creamery, describe, installed, pip_install, twine_up
 from support.dists import make_sdist
 from support.forms import upload
 from support.htpasswd import write_sha1_htpasswd
+from support.polling import wait_for
 from support.servers import Server, run_server
 from support.upstream import run_upstream
 from support.wire import listed
@@ -331,17 +332,49 @@ def test_store_keeps_attestations_unverified_behind_a_base_url(tmp_path: Path) -
 
 
 def test_store_never_shows_a_publisher_as_proven(tmp_path: Path) -> None:
-    """Under `store`, anyone who may upload can attach another project's real attestation:
-    the UI must not say that project's publisher published this file."""
+    """Under `store` nobody checked the certificate: the UI does not say it was proven."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with run_server([root], *OPEN, "--attestations", "store") as srv:
+        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
+        sent = attestations_field(GITHUB_SDIST)
+        assert upload(srv, dist.name, dist.read_bytes(), sent).status_code == 200
+        page = HTTP.get(f"{srv.url}/project/pypi-attestations/").text
+        shown = "published by GitHub trailofbits/pypi-attestations, release.yml"
+        assert f"{shown} (not verified by this index)" in page
+
+
+def test_provenance_is_served_only_for_the_bytes_it_attests(tmp_path: Path) -> None:
+    """Under `store`, another file's attestation; a file deleted by hand and another copied
+    in under its name (or a crash between the provenance's write and the file's): the
+    provenance kept under the name attests other bytes, and is neither offered nor served."""
     root = tmp_path / "root"
     root.mkdir()
     with run_server([root], *OPEN, "--attestations", "store") as srv:
         impostor = make_sdist(tmp_path, "impostor", "1.0")
         sent = attestations_field(GITHUB_SDIST)  # trailofbits/pypi-attestations' own
         assert upload(srv, impostor.name, impostor.read_bytes(), sent).status_code == 200
-        page = HTTP.get(f"{srv.url}/project/impostor/").text
-        shown = "published by GitHub trailofbits/pypi-attestations, release.yml"
-        assert f"{shown} (not verified by this index)" in page
+        genuine = copy_fixture(GOOGLE_SDIST, tmp_path / "dist")
+        sent = attestations_field(GOOGLE_SDIST)
+        assert upload(srv, genuine.name, genuine.read_bytes(), sent).status_code == 200
+        project = "gcb-attestation-test"
+        assert "provenance" in listed(srv, project)[genuine.name]
+        (root / genuine.name).unlink()  # by hand, then other bytes under the same name
+        rebuilt = make_sdist(tmp_path / "rebuilt", project, "0.0.0")
+        shutil.copy(rebuilt, root / genuine.name)
+        for name, filename in (("impostor", impostor.name), (project, genuine.name)):
+            assert wait_for(lambda n=name, f=filename: "provenance" not in listed(srv, n)[f])
+            html = HTTP.get(f"{srv.url}/simple/{name}/").text
+            assert "data-provenance" not in html
+            ui = HTTP.get(f"{srv.url}/project/{name}/").text
+            assert "published by" not in ui and "/provenance" not in ui
+            version = "1.0" if name == "impostor" else "0.0.0"
+            for url in (
+                integrity(srv.url, name, version, filename),
+                f"{srv.url}/packages/{filename}.provenance",
+            ):
+                assert HTTP.get(url).status_code == 404, url
+        assert f"the provenance kept for {impostor.name} attests other bytes" in srv.log()
 
 
 def test_reject_refuses_uploads_that_carry_attestations(tmp_path: Path) -> None:

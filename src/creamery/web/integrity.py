@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from creamery.catalog import releases
 from creamery.catalog.index import Distribution
+from creamery.catalog.provenance import provenance_of
 from creamery.core.names import normalize, parse_filename
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.web.guard import principal_of, refusal
@@ -77,11 +78,9 @@ class Integrity:
         return await self._mirrored(request, project, version, filename, media_type)
 
     async def _local(self, request: Request, dist: Distribution, media_type: str) -> Response:
-        index = self.catalog.index
-        if self.catalog.storage.remote:
-            data = await anyio.to_thread.run_sync(index.provenance, dist)
-        else:
-            data = index.provenance(dist)
+        catalog = self.catalog
+        # In a thread: a digest not known yet is computed from the file.
+        data = await anyio.to_thread.run_sync(provenance_of, catalog.index, catalog.facts, dist)
         if data is None:
             return _message(request, 404, f"No provenance available for {dist.filename}")
         return body_response(request, data, media_type, headers=_HEADERS)
