@@ -12,11 +12,20 @@ import base64
 import binascii
 import json
 import logging
+import threading
+from collections import OrderedDict
 
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Distribution, Index
 
 log = logging.getLogger("creamery.attestations")
+
+# Whether a file's kept provenance attests it, by the file's stored version (new bytes, a new
+# version): pages are rendered again on every change, and need not read every provenance again
+# (one GET each from a bucket).
+_MAX_CHECKED = 65536
+_checked: OrderedDict[tuple[str, str, int, int], bool] = OrderedDict()
+_lock = threading.Lock()
 
 
 def attests(provenance: bytes, sha256: str) -> bool:
@@ -44,3 +53,21 @@ def provenance_of(index: Index, facts: FactsCache, dist: Distribution) -> bytes 
         log.warning("the provenance kept for %s attests other bytes: not served", dist.relpath)
         return None
     return data
+
+
+def offers_provenance(index: Index, facts: FactsCache, dist: Distribution) -> bool:
+    """Whether *dist*'s pages link a provenance (`provenance_of` is not None), remembered by
+    the file's stored version."""
+    if not index.state_of(dist).provenance:
+        return False
+    stored = dist.stored
+    key = (dist.relpath, str(stored.version), stored.size, stored.mtime_ns)
+    with _lock:
+        known = _checked.get(key)
+    if known is None:
+        known = provenance_of(index, facts, dist) is not None
+        with _lock:
+            _checked[key] = known
+            while len(_checked) > _MAX_CHECKED:
+                _checked.popitem(last=False)
+    return known
