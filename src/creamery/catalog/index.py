@@ -14,7 +14,6 @@ import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from creamery.catalog.attestations import is_provenance_document
 from creamery.core.names import (
     ParsedFilename,
     VersionKey,
@@ -302,15 +301,11 @@ class Index:
         return self.state.yank_reason(dist.relpath)
 
     def provenance(self, dist: Distribution) -> bytes | None:
-        """The PEP 740 provenance object kept for *dist*; None when there is none, or when
-        what is kept is no longer one (damaged on disk: said in the log, never served)."""
+        """The provenance object kept for *dist*, as kept (`catalog.provenance` says whether
+        it may be served)."""
         if self.state is None or not self.state_of(dist).provenance:
             return None
-        data = self.state.read(dist.relpath, "provenance")
-        if data is not None and not is_provenance_document(data):
-            log.warning("the provenance kept for %s is damaged: not served", dist.relpath)
-            return None
-        return data
+        return self.state.read(dist.relpath, "provenance")
 
 
 def filename_owner(sidecar_relpath: str) -> str:

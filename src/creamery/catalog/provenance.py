@@ -2,8 +2,9 @@
 
 Attestations name the bytes they are about (their statements' subject digests). The file kept
 under a name may change without its state knowing: deleted and another copied in by hand (the
-pypiserver way), or a crash between the provenance's write and the file's. A provenance is
-offered and served only when every attestation in it names the sha256 the file has now.
+pypiserver way), or a crash between the provenance's write and the file's. A provenance whose
+attestations name another sha256 than the file has now is neither offered nor served, nor is
+one damaged on disk.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from typing import Any
 
+from creamery.catalog.attestations import is_provenance_document
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Distribution, Index
 
@@ -28,28 +31,38 @@ _checked: OrderedDict[tuple[str, str, int, int], bool] = OrderedDict()
 _lock = threading.Lock()
 
 
-def attests(provenance: bytes, sha256: str) -> bool:
-    """Whether every attestation of *provenance* names content of digest *sha256* (not so
-    for attestations `store` kept about other bytes, nor after the file changed)."""
+def other_bytes(provenance: bytes, sha256: str) -> bool:
+    """Whether an attestation of *provenance* names content of another digest than *sha256*
+    (one whose statement can't be read names none: `store` keeps what it can't read)."""
     named: set[object] = set()
+    for attestation in _attestations(provenance):
+        try:
+            statement = json.loads(base64.b64decode(attestation["envelope"]["statement"]))
+            named.update(subject["digest"]["sha256"] for subject in statement["subject"])
+        except (ValueError, TypeError, KeyError, RecursionError, binascii.Error):
+            continue
+    return bool(named - {sha256})
+
+
+def _attestations(provenance: bytes) -> list[Any]:
     try:
-        for bundle in json.loads(provenance)["attestation_bundles"]:
-            for attestation in bundle["attestations"]:
-                encoded = attestation["envelope"]["statement"]
-                statement = json.loads(base64.b64decode(encoded, validate=True))
-                named.update(subject["digest"]["sha256"] for subject in statement["subject"])
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError, binascii.Error):
-        return False
-    return named == {sha256}
+        bundles = json.loads(provenance)["attestation_bundles"]
+        return [a for bundle in bundles for a in bundle["attestations"]]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        return []
 
 
 def provenance_of(index: Index, facts: FactsCache, dist: Distribution) -> bytes | None:
-    """The provenance object kept for *dist*, when it attests the bytes *dist* has (reads the
-    file to hash it when its digest is not known: call it in a worker thread)."""
+    """The provenance object kept for *dist*, unless it is damaged (no longer reads as one)
+    or attests other bytes (reads the file to hash it when its digest is not known: call it
+    in a worker thread). Why not is said in the log."""
     data = index.provenance(dist)
     if data is None:
         return None
-    if not attests(data, facts.digests(dist.stored).sha256):
+    if not is_provenance_document(data):
+        log.warning("the provenance kept for %s is damaged: not served", dist.relpath)
+        return None
+    if other_bytes(data, facts.digests(dist.stored).sha256):
         log.warning("the provenance kept for %s attests other bytes: not served", dist.relpath)
         return None
     return data
