@@ -479,6 +479,10 @@ def test_listings_read_and_keep_the_status() -> None:
     )
     listing = parse_html(html, "demo", "https://up.example/simple/demo/", "https://up.example/")
     assert (listing.status, listing.status_reason) == ("archived", "old & done")
+    huge = {"status": "QUARANTINED", "reason": "\u202e" * (1 << 20) + "said after a megabyte"}
+    document = {"meta": {"api-version": "1.4"}, "files": [], "project-status": huge}
+    listing = parse_json(json.dumps(document).encode(), "d", "https://u/d/", "https://u/")
+    assert (listing.status, listing.status_reason) == ("quarantined", None)  # only its start
     for marker in ({"status": "frozen"}, {"status": 1}, "archived", None):
         document = {"meta": {"api-version": "1.4"}, "files": [], "project-status": marker}
         listing = parse_json(json.dumps(document).encode(), "d", "https://u/d/", "https://u/")
