@@ -14,6 +14,7 @@ import binascii
 import json
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -27,7 +28,8 @@ log = logging.getLogger("creamery.attestations")
 # version): pages are rendered again on every change, and need not read every provenance again
 # (one GET each from a bucket).
 _MAX_CHECKED = 65536
-_checked: OrderedDict[tuple[str, str, int, int], bool] = OrderedDict()
+Checked = OrderedDict[tuple[str, str, int, int], bool]
+_checked: weakref.WeakKeyDictionary[Index, Checked] = weakref.WeakKeyDictionary()  # per index
 _lock = threading.Lock()
 
 
@@ -76,11 +78,12 @@ def offers_provenance(index: Index, facts: FactsCache, dist: Distribution) -> bo
     stored = dist.stored
     key = (dist.relpath, str(stored.version), stored.size, stored.mtime_ns)
     with _lock:
-        known = _checked.get(key)
+        checked = _checked.setdefault(index, OrderedDict())
+        known = checked.get(key)
     if known is None:
         known = provenance_of(index, facts, dist) is not None
         with _lock:
-            _checked[key] = known
-            while len(_checked) > _MAX_CHECKED:
-                _checked.popitem(last=False)
+            checked[key] = known
+            while len(checked) > _MAX_CHECKED:
+                checked.popitem(last=False)
     return known
