@@ -26,16 +26,20 @@ from support.attested import (
     attestations_field,
     copy_fixture,
 )
-from support.clients import describe, installed, pip_install, twine_upload, uv_install
+from support.clients import creamery, describe, installed, pip_install, twine_upload, uv_install
 from support.dists import make_sdist
 from support.forms import upload
 from support.htpasswd import write_sha1_htpasswd
+from support.polling import wait_for
 from support.servers import Server, run_server
 from support.upstream import run_upstream
 from support.wire import listed
 
 from creamery.catalog import attestations
+from creamery.http.absolute import BASE_VARY, Rebased, base_url
 from creamery.mirror.provenance import is_provenance
+from creamery.render.negotiation import Format
+from creamery.render.simple_api import BASE, make_page
 from creamery.web.integrity import INTEGRITY_V1, negotiate
 
 pytest.importorskip("pypi_attestations")
@@ -144,12 +148,43 @@ def test_the_provenance_url_follows_the_host_the_client_used(
         headers={**proxied, "If-None-Match": page.headers["etag"]},
     )
     assert again.status_code == 304
+    assert again.headers["vary"] == page.headers["vary"]  # a cache keeps varying on the base
+    for accept in ("application/vnd.pypi.simple.v1+html", "text/html"):  # same body, own type
+        answer = HTTP.get(
+            f"{verifying.url}/simple/gcb-attestation-test/", headers={"Accept": accept}
+        )
+        assert answer.headers["content-type"].startswith(accept)
     published = HTTP.get(expected.replace("https://pypi.example.org", verifying.url)).json()
     publisher = published["attestation_bundles"][0]["publisher"]
     assert publisher == {
         "kind": "Google",
         "email": "919436158236-compute@developer.gserviceaccount.com",
     }
+
+
+def test_every_page_with_absolute_urls_varies_on_the_base(
+    verifying: Server, tmp_path: Path
+) -> None:
+    """A shared cache keys these pages on what `base_url` reads: a client's X-Forwarded-Host
+    must not reach another's copy (the JSON API's, the welcome's and the UI's links)."""
+    sdist = make_sdist(tmp_path, "vary-check", "1.0")
+    assert upload(verifying, sdist.name, sdist.read_bytes()).status_code == 200
+    proxied = {"X-Forwarded-Host": "attacker.example"}
+    for path in ("/pypi/vary-check/json", "/", "/project/vary-check/", "/search/?q=vary"):
+        if path.startswith("/search/"):  # its results say how long ago: no 304 to compare
+            answer = HTTP.get(verifying.url + path, headers=proxied)
+            assert BASE_VARY in answer.headers["vary"]
+            continue
+        answer = HTTP.get(verifying.url + path, headers=proxied)
+        assert answer.status_code == 200, path
+        assert "attacker.example" in answer.text, path  # believed, as pypiserver does
+        vary = {part.strip().lower() for part in answer.headers["vary"].split(",")}
+        assert {"host", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix"} <= vary
+        again = HTTP.get(
+            verifying.url + path, headers={**proxied, "If-None-Match": answer.headers["etag"]}
+        )
+        assert again.status_code == 304, path
+        assert again.headers["vary"] == answer.headers["vary"]
 
 
 def test_a_bundle_for_other_bytes_is_refused_and_nothing_is_stored(
@@ -296,6 +331,52 @@ def test_store_keeps_attestations_unverified_behind_a_base_url(tmp_path: Path) -
         assert refused.status_code == 400 and "is malformed" in refused.text
 
 
+def test_store_never_shows_a_publisher_as_proven(tmp_path: Path) -> None:
+    """Under `store` nobody checked the certificate: the UI does not say it was proven."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with run_server([root], *OPEN, "--attestations", "store") as srv:
+        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
+        sent = attestations_field(GITHUB_SDIST)
+        assert upload(srv, dist.name, dist.read_bytes(), sent).status_code == 200
+        page = HTTP.get(f"{srv.url}/project/pypi-attestations/").text
+        shown = "published by GitHub trailofbits/pypi-attestations, release.yml"
+        assert f"{shown} (not verified by this index)" in page
+
+
+def test_provenance_is_served_only_for_the_bytes_it_attests(tmp_path: Path) -> None:
+    """Under `store`, another file's attestation; a file deleted by hand and another copied
+    in under its name (or a crash between the provenance's write and the file's): the
+    provenance kept under the name attests other bytes, and is neither offered nor served."""
+    root = tmp_path / "root"
+    root.mkdir()
+    with run_server([root], *OPEN, "--attestations", "store") as srv:
+        impostor = make_sdist(tmp_path, "impostor", "1.0")
+        sent = attestations_field(GITHUB_SDIST)  # trailofbits/pypi-attestations' own
+        assert upload(srv, impostor.name, impostor.read_bytes(), sent).status_code == 200
+        genuine = copy_fixture(GOOGLE_SDIST, tmp_path / "dist")
+        sent = attestations_field(GOOGLE_SDIST)
+        assert upload(srv, genuine.name, genuine.read_bytes(), sent).status_code == 200
+        project = "gcb-attestation-test"
+        assert "provenance" in listed(srv, project)[genuine.name]
+        (root / genuine.name).unlink()  # by hand, then other bytes under the same name
+        rebuilt = make_sdist(tmp_path / "rebuilt", project, "0.0.0")
+        shutil.copy(rebuilt, root / genuine.name)
+        for name, filename in (("impostor", impostor.name), (project, genuine.name)):
+            assert wait_for(lambda n=name, f=filename: "provenance" not in listed(srv, n)[f])
+            html = HTTP.get(f"{srv.url}/simple/{name}/").text
+            assert "data-provenance" not in html
+            ui = HTTP.get(f"{srv.url}/project/{name}/").text
+            assert "published by" not in ui and "/provenance" not in ui
+            version = "1.0" if name == "impostor" else "0.0.0"
+            for url in (
+                integrity(srv.url, name, version, filename),
+                f"{srv.url}/packages/{filename}.provenance",
+            ):
+                assert HTTP.get(url).status_code == 404, url
+        assert f"the provenance kept for {impostor.name} attests other bytes" in srv.log()
+
+
 def test_reject_refuses_uploads_that_carry_attestations(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -416,6 +497,74 @@ def test_the_mirror_refuses_what_is_not_a_provenance_object(tmp_path: Path) -> N
         assert "sent no PEP 740 provenance object" in answer.text
 
 
+def test_a_quarantined_projects_provenance_is_not_served(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    with run_server([root], *OPEN) as srv:
+        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
+        sent = attestations_field(dist.name)
+        assert upload(srv, dist.name, dist.read_bytes(), sent).status_code == 200
+        url = integrity(srv.url, "pypi-attestations", "0.0.19", dist.name)
+        assert HTTP.get(url).status_code == 200
+        result = creamery("status", "pypi-attestations", "quarantined", "--reason", "bad", root)
+        assert result.returncode == 0, describe(result)
+        for method in ("GET", "HEAD"):
+            refused = HTTP.request(method, url)
+            assert refused.status_code == 404, refused.text  # PEP 792: as the file itself
+        message = HTTP.get(url).json()["message"]
+        assert message == "project pypi-attestations is quarantined, its files are not served: bad"
+
+
+def test_a_provenance_damaged_on_disk_is_not_served(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    with run_server([root], *OPEN) as srv:
+        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
+        sent = attestations_field(dist.name)
+        assert upload(srv, dist.name, dist.read_bytes(), sent).status_code == 200
+        kept = root / ".creamery" / "files" / dist.name / "provenance"
+        kept.write_bytes(kept.read_bytes()[:100])  # truncated
+        url = integrity(srv.url, "pypi-attestations", "0.0.19", dist.name)
+        for method in ("GET", "HEAD"):
+            for address in (url, f"{srv.url}/packages/{dist.name}.provenance"):
+                answer = HTTP.request(method, address)
+                assert answer.status_code == 404, (method, address, answer.text)
+        assert HTTP.get(url).json()["message"] == f"No provenance available for {dist.name}"
+        assert f"the provenance kept for {dist.name} is damaged" in srv.log()
+        assert HTTP.get(f"{srv.url}/project/pypi-attestations/").status_code == 200
+
+
+def test_the_mirror_serves_no_provenance_of_a_quarantined_project(tmp_path: Path) -> None:
+    """Quarantined upstream after its provenance was cached, or quarantined here (merged)."""
+    upstream_dir = tmp_path / "upstream"
+    upstream_dir.mkdir()
+    wheel = Path(shutil.copy(FIXTURES / CIRCLECI_WHEEL, upstream_dir))
+    provenance = (FIXTURES / (CIRCLECI_WHEEL + ".provenance")).read_bytes()
+    (upstream_dir / (wheel.name + ".provenance")).write_bytes(provenance)
+    project = "circleci-sign-publish-example"
+    local = tmp_path / "local"
+    local.mkdir()
+    args = ("--mirror", "--mirror-ttl", "0", "--mirror-merge", project)
+    with (
+        run_upstream(upstream_dir) as fake,
+        run_server([local], *args, "--fallback-url", fake.index_url) as mirror,
+    ):
+        url = integrity(mirror.url, project, "0.0.1.dev137", wheel.name)
+        assert HTTP.get(url).content == provenance  # fetched and cached
+        fake.control(statuses={project: {"status": "quarantined", "reason": "typosquat"}})
+        assert listed(mirror, project) == {}  # the mirror has seen the quarantine
+        refused = HTTP.get(url)
+        assert refused.status_code == 404, refused.text
+        assert "quarantined upstream" in refused.json()["message"]
+        fake.control(statuses={})
+        make_sdist(local, project, "0.0.1")  # hosted here too: merged with the upstream's
+        result = creamery("status", project, "quarantined", "--reason", "ours", local)
+        assert result.returncode == 0, describe(result)
+        refused = HTTP.get(url)
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["message"].endswith("its files are not served: ours")
+
+
 # ----------------------------------------------------------------------------- units
 
 
@@ -493,3 +642,47 @@ def test_the_mirror_checks_the_provenance_shape() -> None:
 )
 def test_integrity_negotiation_is_pypis(accept: str | None, chosen: str | None) -> None:
     assert negotiate(accept) == chosen
+
+
+def _scope(**headers: str) -> dict[str, object]:
+    encoded = [(k.lower().replace("_", "-").encode(), v.encode()) for k, v in headers.items()]
+    return {"type": "http", "scheme": "http", "server": ("10.0.0.1", 80), "headers": encoded}
+
+
+def test_a_forwarded_value_no_proxy_sends_is_ignored() -> None:
+    """A 10 KB prefix or host would be repeated in every provenance URL of a page."""
+    long = "a" * 10_000
+    assert base_url(_scope(host="idx", x_forwarded_prefix="/" + long)) == "http://idx/"
+    assert base_url(_scope(host="idx", x_forwarded_host=long)) == "http://idx/"
+    assert base_url(_scope(host=long)) == "http://10.0.0.1:80/"
+    assert base_url(_scope(host="idx", x_forwarded_host="idx/" + long)) == "http://idx/"
+    assert base_url(_scope(host="idx", x_forwarded_prefix="/p")) == "http://idx/p/"
+
+
+def test_rebased_pages_are_bounded_in_bytes() -> None:
+    """Each base a client makes up is a page kept: their bytes stay within the budget."""
+    page = make_page((BASE + "integrity/p/1/p-1.tar.gz/provenance\n").encode() * 1000, Format.HTML)
+    assert page.based
+    rebased = Rebased(max_entries=256, max_bytes=1 << 20)
+    for number in range(300):
+        served = rebased.page(_scope(host="idx", x_forwarded_prefix=f"/{number:0900d}"), page)
+        assert served.body.startswith(f"http://idx/{number:0900d}/integrity/".encode())
+        assert rebased.held <= 1 << 20
+    assert rebased.held > (1 << 20) // 2  # the recent ones are kept
+    last = _scope(host="idx", x_forwarded_prefix=f"/{299:0900d}")
+    assert rebased.page(last, page) is rebased.page(last, page)
+    huge = Rebased(max_bytes=1000)
+    assert huge.page(_scope(host="idx"), page).body.startswith(b"http://idx/integrity/")
+    assert huge.held == 0  # larger than the budget: served, not kept
+
+
+def test_each_rendering_is_rebased_with_its_own_headers() -> None:
+    """The PEP 691 HTML and the text/html pages have the same body and ETag: a browser must
+    still get text/html after an installer asked for the other (old pip wants text/html)."""
+    body = (BASE + "integrity/p/1/p-1.tar.gz/provenance").encode()
+    rebased = Rebased()
+    scope = _scope(host="idx")
+    pep691 = rebased.page(scope, make_page(body, Format.HTML))
+    text = rebased.page(scope, make_page(body, Format.TEXT_HTML))
+    assert dict(pep691.headers)[b"content-type"] == Format.HTML.content_type.encode()
+    assert dict(text.headers)[b"content-type"] == b"text/html; charset=utf-8"

@@ -6,8 +6,10 @@ project; the mirror passing an upstream's status on; PEP 708 only when asked for
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,6 +18,7 @@ import httpx
 import pytest
 from support.clients import clean_env, creamery, describe, pip_install, twine_upload, uv_install
 from support.dists import make_wheel
+from support.forms import post_form
 from support.polling import wait_for
 from support.s3 import S3Server
 from support.servers import Server, run_server
@@ -284,6 +287,66 @@ def test_cli_status_errors(srv: Server, root: Path) -> None:
     assert "archived" in parsed_html(simple_page(srv, "scli")[0]).metas["pypi:project-status"]
 
 
+def _docs_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.html", "<h1>the docs</h1>")
+    return buffer.getvalue()
+
+
+def test_closed_projects_take_no_documentation_and_quarantined_ones_show_none(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    for project in ("ddocs", "dquar"):
+        make_wheel(root, project, "1.0")
+    with run_server([root], "-P", ".", "-a", ".", "--disable-fallback") as server:
+        fields = [(":action", "doc_upload"), ("name", "dquar"), ("version", "1.0")]
+        assert post_form(server, fields, [("content", "d.zip", _docs_zip())]).status_code == 200
+        assert HTTP.get(f"{server.url}/docs/dquar/1.0/").status_code == 200
+        cli_status(root, "ddocs", "archived", "--reason", "moved")
+        cli_status(root, "dquar", "quarantined", "--reason", "malware")
+        for project, status in (("ddocs", "archived"), ("dquar", "quarantined")):
+            fields = [(":action", "doc_upload"), ("name", project), ("version", "1.0")]
+            legacy = post_form(server, fields, [("content", "d.zip", _docs_zip())])
+            plain = HTTP.post(f"{server.url}/docs/{project}/1.0/", content=_docs_zip())
+            for refused in (legacy, plain):
+                assert refused.status_code == 400, refused.text
+                assert f"project {project} is {status}: no new uploads" in refused.text
+        for path in ("/docs/dquar/1.0/", "/docs/dquar/1.0/index.html", "/docs/dquar/"):
+            refused = HTTP.get(server.url + path)
+            assert refused.status_code == 404, path
+            assert "the docs" not in refused.text
+            assert "dquar is quarantined, its files are not served: malware" in refused.text
+        assert "dquar" not in HTTP.get(f"{server.url}/docs/").text
+        cli_status(root, "dquar", "active")
+        assert HTTP.get(f"{server.url}/docs/dquar/1.0/").text == "<h1>the docs</h1>"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "huge", "unknown status"])
+def test_a_damaged_status_object_keeps_the_project_quarantined(tmp_path: Path, damage: str) -> None:
+    root = tmp_path / "root"
+    wheel = make_wheel(root, "sdamaged", "1.0")
+    cli_status(root, "sdamaged", "quarantined", "--reason", "malware")
+    stored = root / ".creamery" / "status" / "sdamaged.json"
+    written = stored.read_text()
+    stored.write_text(
+        {
+            "truncated": written[: len(written) // 2],
+            "huge": written[:-1] + ', "pad": "' + "x" * (64 << 10) + '"}',
+            "unknown status": written.replace('"quarantined"', '"frozen"'),
+        }[damage]
+    )
+    said = cli_status(root, "sdamaged")
+    assert said.startswith("sdamaged: quarantined (its status object can't be read"), said
+    with run_server([root], "-P", ".", "-a", ".", "--disable-fallback") as server:
+        refused = HTTP.get(f"{server.url}/packages/{wheel.name}")
+        assert refused.status_code == 404 and "sdamaged is quarantined" in refused.text
+        assert "status/sdamaged.json is not a status object" in server.log()
+    cli_status(root, "sdamaged", "active")  # set again: the object is replaced
+    assert not stored.exists()
+
+
 # ---------------------------------------------------------------------- the mirror
 
 
@@ -416,6 +479,10 @@ def test_listings_read_and_keep_the_status() -> None:
     )
     listing = parse_html(html, "demo", "https://up.example/simple/demo/", "https://up.example/")
     assert (listing.status, listing.status_reason) == ("archived", "old & done")
+    huge = {"status": "QUARANTINED", "reason": "\u202e" * (1 << 20) + "said after a megabyte"}
+    document = {"meta": {"api-version": "1.4"}, "files": [], "project-status": huge}
+    listing = parse_json(json.dumps(document).encode(), "d", "https://u/d/", "https://u/")
+    assert (listing.status, listing.status_reason) == ("quarantined", None)  # only its start
     for marker in ({"status": "frozen"}, {"status": 1}, "archived", None):
         document = {"meta": {"api-version": "1.4"}, "files": [], "project-status": marker}
         listing = parse_json(json.dumps(document).encode(), "d", "https://u/d/", "https://u/")

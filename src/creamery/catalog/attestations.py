@@ -377,6 +377,20 @@ def _document(bundles: Sequence[tuple[dict[str, Any] | None, Sequence[Any]]]) ->
     return json.dumps(document).encode()
 
 
+def is_provenance_document(data: bytes) -> bool:
+    """Whether *data* (kept by `provenance_for`) still reads as a provenance object: JSON,
+    version 1, a list of bundles (a file damaged on disk does not)."""
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(document, dict)
+        and document.get("version") == 1
+        and isinstance(document.get("attestation_bundles"), list)
+    )
+
+
 def publishers_in(provenance: bytes) -> list[str]:
     """What people read of a stored provenance object: its publishers, one line each."""
     try:

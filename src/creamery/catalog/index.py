@@ -301,6 +301,8 @@ class Index:
         return self.state.yank_reason(dist.relpath)
 
     def provenance(self, dist: Distribution) -> bytes | None:
+        """The provenance object kept for *dist*, as kept (`catalog.provenance` says whether
+        it may be served)."""
         if self.state is None or not self.state_of(dist).provenance:
             return None
         return self.state.read(dist.relpath, "provenance")

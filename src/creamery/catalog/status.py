@@ -15,11 +15,16 @@ What each status means here (the PyPA spec, "Project Status Markers"):
 
 The reason is free text shown to people and installers: one line, printable, at most
 `MAX_REASON` characters.
+
+An object that can't be read as a status (damaged, or edited by hand into something else) says
+that someone closed the project, but not how: it is taken as quarantined, the one reading that
+serves nothing a quarantine was meant to hide, with a warning, until the status is set again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -27,6 +32,8 @@ from dataclasses import asdict, dataclass
 
 from creamery.core.names import has_unsafe_characters, normalize
 from creamery.storage import Storage, StoredFile, read_all
+
+log = logging.getLogger("creamery.status")
 
 STATUS = "status"
 SUFFIX = ".json"
@@ -75,6 +82,9 @@ class ProjectStatus:
 
 
 ACTIVE = ProjectStatus()
+DAMAGED = ProjectStatus(
+    "quarantined", "its status object can't be read: set the status again (creamery status)"
+)
 
 
 def status_key(project: str) -> str:
@@ -189,11 +199,19 @@ class StatusShelf:
             if project != normalize(project) or not project:
                 continue
             try:
-                status = decode(read_all(self.store, stored))
+                too_large = stored.size > _MAX_OBJECT  # not read whole to learn that
+                status = None if too_large else decode(read_all(self.store, stored))
             except FileNotFoundError:
                 continue  # set back to active since the listing
-            if status is not None:
-                yield project, status
+            if status is None:
+                log.warning(
+                    "%s is not a status object (damaged?): %s is taken as quarantined until"
+                    " its status is set again",
+                    stored.key,
+                    project,
+                )
+                status = DAMAGED
+            yield project, status
 
 
 def now_iso() -> str:

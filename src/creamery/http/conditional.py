@@ -27,7 +27,10 @@ async def send_page(scope: Scope, send: Send, page: Page, extra: Headers | None 
     """A rendered page with its strong ETag, or 304 when the client has it; no body for HEAD.
     *extra* headers go on both answers."""
     if etag_matches(_if_none_match(scope), page.etag):
-        headers = [(b"etag", page.etag.encode()), (b"vary", b"Accept"), NOSNIFF, *(extra or ())]
+        # The 200's Vary, which a cache takes from the 304 for its stored copy: a rebased
+        # page's names Host and X-Forwarded-*, and must go on doing so.
+        vary = next((v for k, v in page.headers if k == b"vary"), b"Accept")
+        headers = [(b"etag", page.etag.encode()), (b"vary", vary), NOSNIFF, *(extra or ())]
         await send({"type": "http.response.start", "status": 304, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return

@@ -243,7 +243,9 @@ def _status(raw: object, reason: object) -> tuple[str | None, str | None]:
     status = raw.strip().lower()
     if not isinstance(reason, str):
         return status, None
-    text = " ".join("".join(c if c.isprintable() else " " for c in reason).split())
+    # Only the start can be shown: a page's megabytes of reason are not walked.
+    start = reason[: MAX_REASON * 4]
+    text = " ".join("".join(c if c.isprintable() else " " for c in start).split())
     return status, text[:MAX_REASON] or None
 
 

@@ -339,6 +339,10 @@ class Mirror:
             refusal = await self._file_refusal(project, filename)
             if refusal is not None:
                 return Missing(f"{filename} is not offered here: {refusal}")
+        merged = project in self.index.projects and self.handles(project)
+        quarantine = await self._quarantine(project, merged)
+        if quarantine is not None:  # PEP 792: as its files, its provenance is not served
+            return Missing(quarantine)
         return await self.provenance.get(project, filename)
 
     async def download(self, scope: Scope, send: Send, rest: str) -> None:

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Distribution, Index
+from creamery.catalog.provenance import offers_provenance
 from creamery.catalog.status import ACTIVE, ProjectStatus
 from creamery.core.headers import NOSNIFF
 from creamery.core.names import SIGNATURE, version_sort_key
@@ -118,7 +119,7 @@ def entry_for(
         yanked=index.yank_reason(dist),
         provenance=(
             integrity_url(dist.project, dist.version, dist.filename)
-            if index.state_of(dist).provenance
+            if offers_provenance(index, facts, dist)
             else None
         ),
         size=dist.stored.size,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from creamery.catalog import attestations
+from creamery.catalog import attestations, provenance
 from creamery.catalog.access import ANONYMOUS, Principal
 from creamery.catalog.service import Catalog
 from creamery.changes import local_events
@@ -811,9 +811,10 @@ class Creamery:
         """PEP 740: the provenance uploaded with the file, from the state directory."""
         dist = self.index.dists.get(relpath)
         data = None
-        if dist is not None:
-            read = self.index.provenance
-            data = await anyio.to_thread.run_sync(read, dist) if self.remote else read(dist)
+        if dist is not None:  # in a thread: a digest not known yet is computed from the file
+            data = await anyio.to_thread.run_sync(
+                provenance.provenance_of, self.index, self.facts, dist
+            )
         if data is None:
             await send_text(
                 send, 404, f"Not Found ({relpath}.provenance does not exist)", self.serial_headers

@@ -62,6 +62,7 @@ def accept_form(
     """`:action=doc_upload` (runs in a worker thread)."""
     project = project_of(form.value("name"))
     upload.check_allowed(app, principal, "upload", project, actor)
+    upload.check_open(app, project)  # PEP 792: an archived or quarantined project takes none
     version = version_of(app, project, form.value("version"))
     content = form.files.get("content")
     if content is None:

@@ -5,8 +5,9 @@ provenance object of one file, which the simple pages link to (`data-provenance`
 As PyPI answers it (warehouse `api/integrity.py`): `application/vnd.pypi.integrity.v1+json`,
 or `application/json` when only that is accepted, 406 otherwise; the project name is looked up
 normalized and the version by PEP 440 equality; a 404 is a JSON `{"message": ...}` of one line.
-Guarded like the file itself (`download`). A mirrored file's provenance is the upstream's,
-fetched once and cached (`mirror/provenance.py`).
+Guarded like the file itself (`download`); a quarantined project's (PEP 792) is not served,
+as its files are not. A mirrored file's provenance is the upstream's, fetched once and cached
+(`mirror/provenance.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from starlette.responses import Response
 
 from creamery.catalog import releases
 from creamery.catalog.index import Distribution
+from creamery.catalog.provenance import provenance_of
 from creamery.core.names import normalize, parse_filename
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.web.guard import principal_of, refusal
@@ -63,6 +65,9 @@ class Integrity:
                 denial = refusal(access, principal, "download", project)
                 headers = {k.decode(): v.decode() for k, v in denial.headers}
                 return Response(denial.reason, denial.status, headers, media_type="text/plain")
+            if project in self.catalog.statuses.quarantined:  # PEP 792: nothing served
+                reason = self.catalog.statuses.get(project).quarantine_reason(project)
+                return _message(request, 404, reason)
             dist = _find(index.distributions(project), version, filename)
             if dist is not None:
                 return await self._local(request, dist, media_type)
@@ -73,11 +78,9 @@ class Integrity:
         return await self._mirrored(request, project, version, filename, media_type)
 
     async def _local(self, request: Request, dist: Distribution, media_type: str) -> Response:
-        index = self.catalog.index
-        if self.catalog.storage.remote:
-            data = await anyio.to_thread.run_sync(index.provenance, dist)
-        else:
-            data = index.provenance(dist)
+        catalog = self.catalog
+        # In a thread: a digest not known yet is computed from the file.
+        data = await anyio.to_thread.run_sync(provenance_of, catalog.index, catalog.facts, dist)
         if data is None:
             return _message(request, 404, f"No provenance available for {dist.filename}")
         return body_response(request, data, media_type, headers=_HEADERS)

@@ -39,7 +39,7 @@ from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.render.simple_api import entry_for, iso_time
 from creamery.storage import Reader, Storage, StoredFile, chunks, is_version
 from creamery.web.guard import principal_of
-from creamery.web.pages import BoundedCache, base_url, body_response, relative_redirect
+from creamery.web.pages import BASED, BoundedCache, base_url, body_response, relative_redirect
 from creamery.web.state import AppState
 
 JSON = "application/json"
@@ -119,7 +119,7 @@ class JsonApi:
                 return body_response(request, NOT_FOUND, JSON, 404)
             body = json.dumps(document).encode()
             self.cache.put(key, body)
-        return body_response(request, body, JSON)
+        return body_response(request, body, JSON, headers=BASED)
 
     # ------------------------------------------------------------ documents (run in a thread)
 

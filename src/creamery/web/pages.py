@@ -94,6 +94,10 @@ def relative_redirect(target: str, status: int = 301) -> Response:
     )
 
 
+# A response holding absolute URLs (`base_url`): shared caches must key on what made them.
+BASED = {"vary": absolute.BASE_VARY}
+
+
 class BoundedCache:
     """A small LRU of rendered bodies. Keys carry the index generation they were made at, so
     stale entries are never hit and simply age out; the bounds stop varied Host headers from
@@ -159,7 +163,7 @@ def welcome(state: AppState) -> Endpoint:
                 count = len(catalog.index.dists)
             body = render_welcome(template, base, count)
             cache.put(key, body)
-        return body_response(request, body, "text/html; charset=utf-8")
+        return body_response(request, body, "text/html; charset=utf-8", headers=BASED)
 
     return endpoint
 

@@ -156,6 +156,7 @@ async def docs_api(app: AppState, request: Request, project: str, version: str) 
         await anyio.to_thread.run_sync(
             lambda: upload.check_allowed(app, principal, "upload", name, actor, version=version)
         )
+        upload.check_open(app, name)  # PEP 792: an archived or quarantined project takes none
         canonical = docs_upload.version_of(app, name, version)
         spool = await docs_upload.receive_body(app, request)
         await anyio.to_thread.run_sync(

@@ -8,7 +8,8 @@ the object's stored version (so a replaced upload is never served stale, and its
 changes). Uploaded HTML and script are hostile: every member goes out with a CSP `sandbox`
 without `allow-same-origin`, so its scripts run in an opaque origin and can read none of the
 UI's pages, cookies or CSRF tokens; with nosniff, and no cookie set. A
-hidden project answers exactly as one that does not exist.
+hidden project answers exactly as one that does not exist; a quarantined one's (PEP 792) is not
+served, nor listed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from creamery.web.guard import principal_of
 from creamery.web.pages import BoundedCache, base_url, relative_redirect
 from creamery.web.state import AppState
 from creamery.web.ui.layout import render, respond
+from creamery.web.ui.session import message
 
 MEMBER_HEADERS = {
     # No allow-same-origin: the documentation's scripts run in an opaque origin.
@@ -166,14 +168,15 @@ def routes(state: AppState) -> list[Route]:
         base = base_url(request)
         narrowed = access.filters_reads() or access.narrows(principal)
         view = access.view(principal) if narrowed else None
-        key = (shelf.generation, base, view)
+        quarantined = catalog.statuses.quarantined
+        key = (shelf.generation, base, view, quarantined)
         body = cache.get(key)
         if body is None:
             visible = access.visible(principal) if narrowed else None
             projects = [
                 (p, shelf.latest(p), len(shelf.versions(p)))
                 for p in shelf.projects()
-                if visible is None or visible(p)
+                if (visible is None or visible(p)) and p not in quarantined
             ]
             body = render("docs_index.html", base=base, projects=projects)
             cache.put(key, body)
@@ -190,6 +193,9 @@ def routes(state: AppState) -> list[Route]:
         name = normalize(project)
         if not shelf.versions(name) or not access.visible(principal)(name):
             return not_found(request)
+        if name in catalog.statuses.quarantined:  # PEP 792: nothing of it is served
+            reason = catalog.statuses.get(name).quarantine_reason(name)
+            return message(request, state, 404, f"Not Found: {reason}")
         if name != project:
             up = "../" * rest.count("/")
             target = "/".join([name, *parts[1:]]) + ("/" if len(parts) == 1 else "")

@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from creamery.catalog.access import Principal
 from creamery.core.version import __version__
+from creamery.http.absolute import BASE_VARY
 from creamery.http.asgi_types import Scope
 from creamery.http.routing import relative_path
 from creamery.render.simple_api import strong_etag
@@ -36,7 +37,7 @@ SIGN_IN = "-/signin"
 # Pages are public documents of the index, but a signed-in user's greeting is theirs alone.
 PAGE_HEADERS = {
     "cache-control": "no-cache",
-    "vary": "Cookie, Authorization",
+    "vary": f"Cookie, Authorization, {BASE_VARY}",  # links are absolute (`base_url`)
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
     "x-frame-options": "DENY",

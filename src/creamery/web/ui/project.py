@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Hashable, Sequence
+from dataclasses import replace
 from urllib.parse import quote
 
 import anyio
@@ -169,6 +170,8 @@ class ProjectPages:
             return None
         if catalog.docs.versions(project):
             view.docs_url = f"{base}docs/{quote(project)}/"
+        if self.state.config.attestations != "verify":
+            _publishers_unproven(view)
         _show_status(view, catalog.statuses.get(project))
         linked = tuple(item.dependency.project for item in view.dependencies)
         return self._page(view, base), linked
@@ -218,6 +221,17 @@ class ProjectPages:
         """The one answer for a project (or release) not here and one the visitor may not see."""
         body = render("not_found.html", base=base, project=project)
         return respond(request, self.state, body, status_code=404)
+
+
+def _publishers_unproven(view: ProjectView) -> None:
+    """Not under `--attestations verify`, a publisher was read from a certificate that nobody
+    checked (`store`), or can't be told from one that was: never shown as if proven."""
+    view.files = [
+        replace(item, publisher=f"{item.publisher} (not verified by this index)")
+        if item.publisher
+        else item
+        for item in view.files
+    ]
 
 
 def _show_status(view: ProjectView, status: ProjectStatus) -> None:

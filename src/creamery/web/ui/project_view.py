@@ -14,6 +14,7 @@ from packaging.metadata import RawMetadata
 from creamery.catalog.attestations import publishers_in
 from creamery.catalog.facts import FactsCache, file_version
 from creamery.catalog.index import Distribution, Index
+from creamery.catalog.provenance import provenance_of
 from creamery.catalog.versions import (
     Release,
     find_release,
@@ -210,6 +211,7 @@ def _file_item(index: Index, facts: FactsCache, dist: Distribution, base: str) -
         return None
     url = f"{base}packages/{quote(dist.relpath)}"
     tags = mv.wheel_tags(dist.filename)
+    provenance = _provenance(index, facts, dist)
     return FileItem(
         filename=dist.filename,
         url=url,
@@ -224,26 +226,23 @@ def _file_item(index: Index, facts: FactsCache, dist: Distribution, base: str) -
         signature_url=url + SIGNATURE if index.sidecar(dist, SIGNATURE) is not None else None,
         provenance_url=(
             integrity_url(dist.project, dist.version, dist.filename).replace(BASE, base, 1)
-            if index.state_of(dist).provenance
+            if provenance is not None
             else None
         ),
-        publisher=_publisher(index, dist),
+        publisher=("; ".join(publishers_in(provenance)) or None) if provenance else None,
         metadata_url=url + METADATA if dist.parsed.kind == "wheel" and metadata.raw else None,
         yanked=index.yank_reason(dist),
     )
 
 
-def _publisher(index: Index, dist: Distribution) -> str | None:
-    """The publishers the file's provenance names, for people (None: no provenance)."""
+def _provenance(index: Index, facts: FactsCache, dist: Distribution) -> bytes | None:
+    """The file's provenance, when it has one that attests its bytes."""
     if not index.state_of(dist).provenance:
         return None
     try:
-        data = index.provenance(dist)
+        return provenance_of(index, facts, dist)
     except OSError:
         return None
-    if data is None:
-        return None
-    return "; ".join(publishers_in(data)) or None
 
 
 # ---------------------------------------------------------------- served from the mirror

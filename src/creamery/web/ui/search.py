@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from creamery.catalog.search import MAX_QUERY, QueryTooLong, Results, clean_query
+from creamery.http.absolute import BASE_VARY
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.render.simple_api import iso_time
 from creamery.web.guard import principal_of
@@ -32,7 +33,7 @@ LIMIT = 100  # results shown; the count says how many matched
 JSON = "application/json"
 OPENSEARCH = "application/opensearchdescription+xml"
 # One URL, two shapes: caches must tell them apart.
-VARY = {"vary": "Accept, Cookie, Authorization"}
+VARY = {"vary": f"Accept, Cookie, Authorization, {BASE_VARY}"}  # and absolute links
 JSON_HEADERS = {
     "cache-control": "no-cache",
     "x-content-type-options": "nosniff",
