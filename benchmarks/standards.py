@@ -164,7 +164,8 @@ def best_of(function: Callable[[], object], rounds: int = 5) -> float:
 
 def policy_decisions() -> None:
     from creamery.mirror.listing import Listing, UpstreamFile
-    from creamery.mirror.policy import MinAge, PatternFile, Policies
+    from creamery.mirror.policy import MinAge, Policies
+    from creamery.mirror.policy_lists import PatternFile
 
     now = datetime.now(UTC)
     for files, globs in ((100, 100), (10_000, 10_000)):

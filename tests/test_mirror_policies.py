@@ -31,20 +31,22 @@ from support.upstream import UpstreamProcess, run_upstream
 
 from creamery.mirror.listing import Listing, UpstreamFile, parse_json
 from creamery.mirror.policy import (
-    MAX_FILE_BYTES,
-    MAX_GLOBS,
     MAX_HEADER,
     MinAge,
     OriginRules,
+    Policies,
+    format_duration,
+    parse_origin,
+    upload_seconds,
+)
+from creamery.mirror.policy_lists import (
+    MAX_FILE_BYTES,
+    MAX_GLOBS,
     PatternFile,
     PatternList,
     Patterns,
-    Policies,
     PolicyError,
-    format_duration,
-    parse_origin,
     parse_pattern,
-    upload_seconds,
 )
 
 JSON = "application/vnd.pypi.simple.v1+json"

@@ -50,7 +50,7 @@ from creamery.core.config import (
 from creamery.core.names import normalize
 from creamery.core.objects import ObjectRoot
 from creamery.core.version import __version__
-from creamery.mirror import policy
+from creamery.mirror import policy, policy_lists
 from creamery.mirror.policy import FALLBACK_CHOICES, UNKNOWN_CHOICES
 
 PROG = "creamery"
@@ -604,7 +604,7 @@ def parse_min_age(text: str) -> float:
 
 def parse_policy_pattern(text: str) -> str:
     try:
-        return policy.parse_pattern(text)
+        return policy_lists.parse_pattern(text)
     except ValueError as error:
         raise ConfigError(str(error)) from None
 
@@ -622,7 +622,7 @@ def _policy_file(text: str | None) -> Path | None:
     """An allow or deny list that parses: a bad line is a one-line start-up error."""
     path = _path(text)
     if path is not None:
-        policy.PatternFile(path)  # PolicyError is a ConfigError: "file:line: why"
+        policy_lists.PatternFile(path)  # PolicyError is a ConfigError: "file:line: why"
     return path
 
 

@@ -41,12 +41,11 @@ from creamery.mirror.policy import (
     Hidden,
     MinAge,
     OriginRules,
-    PatternFile,
-    Patterns,
     Policies,
     format_duration,
     parse_origin,
 )
+from creamery.mirror.policy_lists import PatternFile, Patterns
 from creamery.mirror.projects import Known, UpstreamProjects
 from creamery.mirror.provenance import Missing, UpstreamProvenance
 from creamery.mirror.render import render_mirrored, upstream_status
