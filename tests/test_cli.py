@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from creamery import __version__, server, wsgi
-from creamery.cli.main import build_run_config, main, parse_args, parse_size
+from creamery.cli.argtypes import parse_size
+from creamery.cli.main import build_run_config, main, parse_args
 from creamery.core.config import Config, ConfigError
 from creamery.http.logs import LOGGER_NAME, log_level, logging_config, setup_logging
 

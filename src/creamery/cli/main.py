@@ -8,7 +8,6 @@ are accepted before and after the subcommand.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
@@ -21,6 +20,17 @@ from creamery.catalog.audit import parse_duration
 from creamery.catalog.permissions import PermissionFile, PermissionFileError
 from creamery.cli import access, admin, settings
 from creamery.cli import prune as retention
+from creamery.cli.argtypes import (
+    config_type,
+    non_negative_int,
+    optional_path,
+    parse_size,
+    port_number,
+    positive_int,
+    positive_seconds,
+    readable,
+    seconds,
+)
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
 from creamery.cli.status import STATUS as PROJECT_STATUS
 from creamery.core.config import (
@@ -58,8 +68,6 @@ _DEFAULTS = Config()
 _T = TypeVar("_T")
 _HELP_FLAGS = frozenset({"-h", "--help", "--version"})
 _LEGACY_UPDATE_FLAG = re.compile(r"-U[a-zA-Z]*")  # `-U`, or a short cluster such as `-Ux`
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt](?:i?b)?|b)?", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 class CliError(Exception):
@@ -69,65 +77,6 @@ class CliError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise CliError(message)
-
-
-# ---------------------------------------------------------------- argparse types
-
-
-def _port(text: str) -> int:
-    port = _int(text)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range 0-65535")
-    return port
-
-
-def _positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
-    return value
-
-
-def parse_size(text: str) -> int:
-    """A byte count such as 1024, 500M, 1G or 1.5GiB (binary multiples)."""
-    match = _SIZE.fullmatch(text.strip())
-    size = int(float(match[1]) * _SIZE_UNITS[(match[2] or "")[:1].lower()]) if match else 0
-    if size < 1:
-        raise argparse.ArgumentTypeError(
-            f"invalid size {text!r}: use a byte count or a K, M, G or T suffix, such as 500M"
-        )
-    return size
 
 
 # ---------------------------------------------------------------- flags
@@ -193,7 +142,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         " uploads go to the first (default: ~/packages)",
     )
     parser.add_argument(
-        "-p", "--port", type=_port, default=_DEFAULTS.port, help="listen on PORT (default: 8080)"
+        "-p",
+        "--port",
+        type=port_number,
+        default=_DEFAULTS.port,
+        help="listen on PORT (default: 8080)",
     )
     parser.add_argument(
         "-i",
@@ -250,7 +203,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cache-control",
         metavar="AGE",
-        type=_non_negative_int,
+        type=non_negative_int,
         help="send Cache-Control: public, max-age=AGE with package files",
     )
     parser.add_argument(
@@ -265,7 +218,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULTS.workers,
         help="server worker processes (default: 1)",
     )
@@ -280,7 +233,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rescan-interval",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds,
         default=_DEFAULTS.rescan_interval,
         help=f"seconds between safety rescans of the roots, which find what other tools changed;"
         f" 0 disables (default: {LOCAL_RESCAN_SECONDS:g}, {OBJECT_RESCAN_SECONDS:g} with an"
@@ -380,7 +333,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-connections",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=_DEFAULTS.max_connections,
         help=f"open connections served at once, over all workers; more wait in the listen queue "
         f"(default: {_DEFAULTS.max_connections})",
@@ -388,7 +341,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--header-timeout",
         metavar="SECONDS",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=_DEFAULTS.header_timeout,
         help=f"close a connection that has not sent its request headers within this time "
         f"(default: {_DEFAULTS.header_timeout:g})",
@@ -396,7 +349,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--body-timeout",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds,
         default=_DEFAULTS.body_timeout,
         help=f"answer 408 and close when a request body sends nothing for this long; 0 waits "
         f"forever (default: {_DEFAULTS.body_timeout:g})",
@@ -404,7 +357,7 @@ def _add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--max-client-requests",
         metavar="N",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=_DEFAULTS.max_client_requests,
         help=f"requests one client address may have in progress per worker; more get 429; 0 "
         f"disables (default: {_DEFAULTS.max_client_requests})",
@@ -425,7 +378,7 @@ def _add_object_storage_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--s3-endpoint-url",
         metavar="URL",
-        type=_checked(parse_endpoint_url),
+        type=config_type(parse_endpoint_url),
         help="the S3-compatible store to talk to, such as http://minio:9000 (default:"
         " $AWS_ENDPOINT_URL, else AWS S3)",
     )
@@ -442,14 +395,14 @@ def _add_object_storage_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         nargs="?",
         const="true",
-        type=_checked(parse_redirect_seconds),
+        type=config_type(parse_redirect_seconds),
         help="answer downloads with a 302 to a URL presigned for SECONDS (default 300), so "
         "bytes go from the store to the client, which must reach the store",
     )
     group.add_argument(
         "--s3-timeout",
         metavar="SECONDS",
-        type=_positive_seconds,
+        type=positive_seconds,
         default=_DEFAULTS.s3_timeout,
         help=f"give up on one request to the store after this long: downloads answer 503 "
         f"(default: {_DEFAULTS.s3_timeout:g})",
@@ -457,31 +410,18 @@ def _add_object_storage_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--feed-interval",
         metavar="SECONDS",
-        type=_positive_seconds,
+        type=positive_seconds,
         help=f"how often to look for other replicas' writes in the change feed (default: "
         f"{OBJECT_FEED_SECONDS:g} with an s3:// root first, {LOCAL_FEED_SECONDS:g} otherwise)",
     )
     group.add_argument(
         "--snapshot-interval",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds,
         default=_DEFAULTS.snapshot_interval,
         help=f"how often a replica writes the index snapshot that lets others start without "
         f"listing the bucket; 0 never (default: {_DEFAULTS.snapshot_interval:g})",
     )
-
-
-def _checked(parse: Callable[[str], _T]) -> Callable[[str], _T]:
-    """A Config parser as an argparse type: its ConfigError is a usage error."""
-
-    def convert(text: str) -> _T:
-        try:
-            return parse(text)
-        except ConfigError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    convert.__name__ = parse.__name__
-    return convert
 
 
 def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
@@ -494,7 +434,7 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--mirror-ttl",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds,
         default=_DEFAULTS.mirror_ttl,
         help="how long a fetched project page stays fresh (default: 600)",
     )
@@ -512,7 +452,7 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--mirror-max-age",
         metavar="SECONDS",
-        type=_positive_seconds,
+        type=positive_seconds,
         help="evict mirrored files unused for this long (default: kept until --mirror-max-size)",
     )
     group.add_argument(
@@ -539,7 +479,7 @@ def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--upstream-timeout",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds,
         default=_DEFAULTS.upstream_timeout,
         help="give up on an upstream after this long and serve stale copies (default: 10)",
     )
@@ -550,7 +490,7 @@ def _add_mirror_policy_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument(
         "--mirror-min-age",
         metavar="DURATION",
-        type=_checked(parse_min_age),
+        type=config_type(parse_min_age),
         help="offer upstream files only once they are this old (PEP 700 upload-time), such as 7d",
     )
     group.add_argument(
@@ -558,7 +498,7 @@ def _add_mirror_policy_arguments(group: argparse._ArgumentGroup) -> None:
         metavar="PATTERN",
         action="append",
         default=[],
-        type=_checked(parse_policy_pattern),
+        type=config_type(parse_policy_pattern),
         help="a project name or glob the minimum age does not apply to (repeatable)",
     )
     group.add_argument(
@@ -590,7 +530,7 @@ def _add_mirror_policy_arguments(group: argparse._ArgumentGroup) -> None:
         metavar="PATTERN=MODE",
         action="append",
         default=[],
-        type=_checked(parse_origin_rule),
+        type=config_type(parse_origin_rule),
         help="where a project's files come from: local-only, upstream-only or merged (repeatable)",
     )
 
@@ -620,7 +560,7 @@ def parse_origin_rule(text: str) -> str:
 
 def _policy_file(text: str | None) -> Path | None:
     """An allow or deny list that parses: a bad line is a one-line start-up error."""
-    path = _path(text)
+    path = optional_path(text)
     if path is not None:
         policy_lists.PatternFile(path)  # PolicyError is a ConfigError: "file:line: why"
     return path
@@ -670,14 +610,14 @@ def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=_seconds,
+        type=seconds,
         default=30.0,
         help="give up on a request after this long; 0 waits forever (default: 30)",
     )
     parser.add_argument(
         "--concurrency",
         metavar="N",
-        type=_positive_int,
+        type=positive_int,
         default=8,
         help="requests in flight at once (default: 8)",
     )
@@ -851,7 +791,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         host=args.host,
         port=args.port,
         authenticate=checked("authenticate", parse_auth_actions),
-        password_file=_path(args.password_file),
+        password_file=optional_path(args.password_file),
         disable_fallback=args.disable_fallback,
         fallback_url=args.fallback_url,
         health_endpoint=checked("health_endpoint", parse_health_endpoint),
@@ -862,15 +802,15 @@ def config_from_args(args: argparse.Namespace) -> Config:
         server_base_url=checked("server_base_url", parse_base_url),
         backend=args.backend,
         verbosity=args.verbosity,
-        log_file=_path(args.log_file),
+        log_file=optional_path(args.log_file),
         log_stream=args.log_stream,
         log_frmt=args.log_frmt,
         log_req_frmt=args.log_req_frmt,
         log_res_frmt=args.log_res_frmt,
         log_err_frmt=args.log_err_frmt,
         workers=args.workers,
-        cache_dir=_path(args.cache_dir),
-        state_dir=_path(args.state_dir),
+        cache_dir=optional_path(args.cache_dir),
+        state_dir=optional_path(args.state_dir),
         rescan_interval=args.rescan_interval,
         s3_endpoint_url=args.s3_endpoint_url,
         s3_region=args.s3_region or None,
@@ -884,7 +824,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         upload_policy=args.upload_policy,
         attestations=args.attestations,
         metrics=args.metrics,
-        log_conf=checked("log_conf", lambda v: _readable(_path(v), "logging configuration")),
+        log_conf=checked("log_conf", lambda v: readable(optional_path(v), "logging configuration")),
         mirror=args.mirror,
         mirror_ttl=args.mirror_ttl,
         mirror_cache=checked("mirror_cache", _mirror_cache),
@@ -916,10 +856,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         prune_every=args.prune_every,
         prune_keep=args.prune_keep,
         prune_prereleases_older_than=args.prune_prereleases_older_than,
-        prune_rules=_path(args.prune_rules),
+        prune_rules=optional_path(args.prune_rules),
         # File-system checks last: a mistyped flag is reported before a missing directory.
         roots=checked("package_directory", directories),
-        welcome_file=checked("welcome_file", lambda v: _readable(_path(v), "welcome file")),
+        welcome_file=checked("welcome_file", lambda v: readable(optional_path(v), "welcome file")),
     )
     if config.state_dir is not None:
         with settings.blame(sources, "state_dir"):
@@ -929,7 +869,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     with settings.blame(sources, "authenticate", "password_file"):
         config = check_auth(config)
     with settings.blame(sources, "password_file"):
-        _readable(config.password_file, "password file")
+        readable(config.password_file, "password file")
     if config.mirror:
         from creamery.mirror.client import Upstream  # start-up cost: httpx, with --mirror only
 
@@ -962,7 +902,7 @@ def parse_merge_list(items: list[str]) -> tuple[str, ...]:
     names: list[str] = []
     for item in items:
         if item.startswith("@"):
-            path = _readable(Path(item[1:]).expanduser(), "merge list file")
+            path = readable(Path(item[1:]).expanduser(), "merge list file")
             assert path is not None
             lines = path.read_text("utf-8").splitlines()
             names += [line.split("#", 1)[0].strip() for line in lines]
@@ -975,29 +915,15 @@ def _mirror_cache(text: str | None) -> Path | ObjectRoot | None:
     return None if text is None else check_mirror_cache(text)
 
 
-def _path(text: str | None) -> Path | None:
-    return None if text is None else Path(text).expanduser()
-
-
 def _permission_file(text: str | None) -> Path | None:
     """A --permissions file that parses: a bad one is a one-line start-up error (exit 2),
     not a server that refuses everything."""
-    path = _readable(_path(text), "permission file")
+    path = readable(optional_path(text), "permission file")
     if path is not None:
         try:
             PermissionFile(path)
         except PermissionFileError as error:
             raise ConfigError(str(error)) from None
-    return path
-
-
-def _readable(path: Path | None, what: str) -> Path | None:
-    if path is not None:
-        try:
-            with path.open("rb"):
-                pass
-        except OSError as error:
-            raise ConfigError(f"{what} {str(path)!r} can't be read: {error.strerror}") from error
     return path
 
 
