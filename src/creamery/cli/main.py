@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from creamery.catalog.audit import parse_duration
 from creamery.catalog.permissions import PermissionFile, PermissionFileError
 from creamery.cli import access, admin, settings
 from creamery.cli import prune as retention
@@ -32,6 +31,16 @@ from creamery.cli.argtypes import (
     seconds,
 )
 from creamery.cli.mirror_cache import CACHE_COMMAND as MIRROR_CACHE
+from creamery.cli.mirror_options import (
+    POLICY_OPTIONS,
+    add_mirror_arguments,
+    check_policies_apply,
+    mirror_cache,
+    parse_merge_list,
+    parse_origin_rule,
+    parse_policy_pattern,
+    policy_file,
+)
 from creamery.cli.status import STATUS as PROJECT_STATUS
 from creamery.core.config import (
     ATTESTATION_POLICIES,
@@ -45,7 +54,6 @@ from creamery.core.config import (
     Config,
     ConfigError,
     check_auth,
-    check_mirror_cache,
     check_root_spec,
     check_state_dir,
     parse_auth_actions,
@@ -57,11 +65,8 @@ from creamery.core.config import (
     parse_redirect_seconds,
     parse_trusted_proxy,
 )
-from creamery.core.names import normalize
 from creamery.core.objects import ObjectRoot
 from creamery.core.version import __version__
-from creamery.mirror import policy, policy_lists
-from creamery.mirror.policy import FALLBACK_CHOICES, UNKNOWN_CHOICES
 
 PROG = "creamery"
 _DEFAULTS = Config()
@@ -253,7 +258,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="logging configuration file (INI for fileConfig, or .json for dictConfig)",
     )
     _add_access_arguments(parser)
-    _add_mirror_arguments(parser)
+    add_mirror_arguments(parser)
     _add_object_storage_arguments(parser)
     parser.add_argument(
         "--max-upload-size",
@@ -422,148 +427,6 @@ def _add_object_storage_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"how often a replica writes the index snapshot that lets others start without "
         f"listing the bucket; 0 never (default: {_DEFAULTS.snapshot_interval:g})",
     )
-
-
-def _add_mirror_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("caching mirror (instead of redirecting to --fallback-url)")
-    group.add_argument(
-        "--mirror",
-        action="store_true",
-        help="serve projects not hosted here from --fallback-url, caching pages and files",
-    )
-    group.add_argument(
-        "--mirror-ttl",
-        metavar="SECONDS",
-        type=seconds,
-        default=_DEFAULTS.mirror_ttl,
-        help="how long a fetched project page stays fresh (default: 600)",
-    )
-    group.add_argument(
-        "--mirror-cache",
-        metavar="DIR",
-        help="where mirrored files are kept (or s3://BUCKET/PREFIX)",
-    )
-    group.add_argument(
-        "--mirror-max-size",
-        metavar="SIZE",
-        type=parse_size,
-        help="evict least recently used mirrored files beyond this size, such as 20G",
-    )
-    group.add_argument(
-        "--mirror-max-age",
-        metavar="SECONDS",
-        type=positive_seconds,
-        help="evict mirrored files unused for this long (default: kept until --mirror-max-size)",
-    )
-    group.add_argument(
-        "--mirror-merge",
-        metavar="NAME",
-        action="append",
-        default=[],
-        help="a local project whose upstream files may be merged in (repeatable; or @FILE)",
-    )
-    _add_mirror_policy_arguments(group)
-    group.add_argument(
-        "--mirror-pep708",
-        action="store_true",
-        help="add PEP 708's tracks/alternate-locations to mirrored pages (non-standard: the PEP"
-        " was rejected)",
-    )
-    group.add_argument(
-        "--extra-upstream",
-        metavar="URL",
-        action="append",
-        default=[],
-        help="another index to mirror, asked after --fallback-url (repeatable)",
-    )
-    group.add_argument(
-        "--upstream-timeout",
-        metavar="SECONDS",
-        type=seconds,
-        default=_DEFAULTS.upstream_timeout,
-        help="give up on an upstream after this long and serve stale copies (default: 10)",
-    )
-
-
-def _add_mirror_policy_arguments(group: argparse._ArgumentGroup) -> None:
-    """The mirror's supply-chain policies (docs/mirror.md, "Policies")."""
-    group.add_argument(
-        "--mirror-min-age",
-        metavar="DURATION",
-        type=config_type(parse_min_age),
-        help="offer upstream files only once they are this old (PEP 700 upload-time), such as 7d",
-    )
-    group.add_argument(
-        "--mirror-min-age-exempt",
-        metavar="PATTERN",
-        action="append",
-        default=[],
-        type=config_type(parse_policy_pattern),
-        help="a project name or glob the minimum age does not apply to (repeatable)",
-    )
-    group.add_argument(
-        "--mirror-min-age-unknown",
-        choices=UNKNOWN_CHOICES,
-        default=_DEFAULTS.mirror_min_age_unknown,
-        help="files without an upload time (HTML upstreams): offer them or hide them"
-        " (default: offer)",
-    )
-    group.add_argument(
-        "--mirror-min-age-fallback",
-        choices=FALLBACK_CHOICES,
-        default=_DEFAULTS.mirror_min_age_fallback,
-        help="when every file of a project is too new: offer its oldest release, or none"
-        " (default: oldest)",
-    )
-    group.add_argument(
-        "--mirror-allow",
-        metavar="FILE",
-        help="mirror only the upstream projects (and versions) this file lists; reloaded",
-    )
-    group.add_argument(
-        "--mirror-deny",
-        metavar="FILE",
-        help="do not mirror the upstream projects (or versions) this file lists; reloaded",
-    )
-    group.add_argument(
-        "--mirror-origin",
-        metavar="PATTERN=MODE",
-        action="append",
-        default=[],
-        type=config_type(parse_origin_rule),
-        help="where a project's files come from: local-only, upstream-only or merged (repeatable)",
-    )
-
-
-def parse_min_age(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def parse_policy_pattern(text: str) -> str:
-    try:
-        return policy_lists.parse_pattern(text)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def parse_origin_rule(text: str) -> str:
-    """`PATTERN=MODE`, checked and normalized."""
-    try:
-        pattern, mode = policy.parse_origin(text)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    return f"{pattern}={mode}"
-
-
-def _policy_file(text: str | None) -> Path | None:
-    """An allow or deny list that parses: a bad line is a one-line start-up error."""
-    path = optional_path(text)
-    if path is not None:
-        policy_lists.PatternFile(path)  # PolicyError is a ConfigError: "file:line: why"
-    return path
 
 
 def _add_update_arguments(parser: argparse.ArgumentParser) -> None:
@@ -827,7 +690,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         log_conf=checked("log_conf", lambda v: readable(optional_path(v), "logging configuration")),
         mirror=args.mirror,
         mirror_ttl=args.mirror_ttl,
-        mirror_cache=checked("mirror_cache", _mirror_cache),
+        mirror_cache=checked("mirror_cache", mirror_cache),
         mirror_max_size=args.mirror_max_size,
         mirror_max_age=args.mirror_max_age,
         mirror_merge=checked("mirror_merge", parse_merge_list),
@@ -837,8 +700,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ),
         mirror_min_age_unknown=args.mirror_min_age_unknown,
         mirror_min_age_fallback=args.mirror_min_age_fallback,
-        mirror_allow=checked("mirror_allow", _policy_file),
-        mirror_deny=checked("mirror_deny", _policy_file),
+        mirror_allow=checked("mirror_allow", policy_file),
+        mirror_deny=checked("mirror_deny", policy_file),
         mirror_origin=checked("mirror_origin", lambda v: tuple(parse_origin_rule(r) for r in v)),
         mirror_pep708=args.mirror_pep708,
         extra_upstreams=tuple(args.extra_upstream),
@@ -876,43 +739,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
         with settings.blame(sources, "fallback_url", "extra_upstream"):
             for url in (config.fallback_url, *config.extra_upstreams):
                 Upstream.parse(url)
-    with settings.blame(sources, *_POLICY_OPTIONS):
-        _check_policies_apply(config)
+    with settings.blame(sources, *POLICY_OPTIONS):
+        check_policies_apply(config)
     return config
-
-
-_POLICY_OPTIONS = ("mirror_min_age", "mirror_allow", "mirror_deny", "mirror_origin")
-
-
-def _check_policies_apply(config: Config) -> None:
-    """The mirror's policies without the mirror would be a silent hole: unknown projects are
-    redirected to the fallback URL, where no policy applies."""
-    given = [d for d in _POLICY_OPTIONS if getattr(config, d)]
-    if given and not config.mirror and not config.disable_fallback:
-        flags = ", ".join("--" + d.replace("_", "-") for d in given)
-        verb = "applies" if len(given) == 1 else "apply"
-        raise ConfigError(
-            f"{flags} {verb} to the caching mirror only: without --mirror, unknown projects are"
-            " redirected to the fallback URL, unfiltered (add --mirror, or --disable-fallback)"
-        )
-
-
-def parse_merge_list(items: list[str]) -> tuple[str, ...]:
-    """`--mirror-merge NAME` or `--mirror-merge @FILE` (one name per line, # comments)."""
-    names: list[str] = []
-    for item in items:
-        if item.startswith("@"):
-            path = readable(Path(item[1:]).expanduser(), "merge list file")
-            assert path is not None
-            lines = path.read_text("utf-8").splitlines()
-            names += [line.split("#", 1)[0].strip() for line in lines]
-        else:
-            names.append(item)
-    return tuple(sorted({normalize(n) for n in names if n}))
-
-
-def _mirror_cache(text: str | None) -> Path | ObjectRoot | None:
-    return None if text is None else check_mirror_cache(text)
 
 
 def _permission_file(text: str | None) -> Path | None:
