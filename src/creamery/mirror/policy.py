@@ -43,6 +43,7 @@ from creamery.mirror.policy_lists import (
 
 log = logging.getLogger("creamery.mirror")
 
+POLICY_HEADER = b"x-creamery-policy"  # which rule hid files or the project (docs/mirror.md)
 MAX_HEADER = 1000  # characters of an X-Creamery-Policy value; more rules are counted, not named
 ORIGIN_MODES = ("local-only", "upstream-only", "merged")
 UNKNOWN_CHOICES = ("offer", "hide")  # files without an upload time (HTML upstreams)
@@ -393,3 +394,15 @@ def _version_order(version: str) -> tuple[int, Version | str]:
         return (0, Version(version))
     except InvalidVersion:
         return (1, version)
+
+
+def policy_header(said: str) -> tuple[bytes, bytes]:
+    """One legal header line, whatever a file path or an upstream's filename holds: printable
+    ASCII (anything else escaped, controls included), at most MAX_HEADER characters."""
+    text = "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii")
+        for c in " ".join(said.split())
+    )
+    if len(text) > MAX_HEADER:
+        text = text[: MAX_HEADER - 4] + " ..."
+    return POLICY_HEADER, text.encode("ascii")

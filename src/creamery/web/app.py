@@ -577,7 +577,7 @@ class Creamery:
             return
         found = await self._project_page(project, fmt)
         if found is None:
-            await self._unknown_project(scope, send, project)
+            await self._not_hosted(scope, send, project, fmt)
             return
         if found.based:  # PEP 740 provenance URLs: absolute, with this request's base
             found = self.rebased.page(scope, found)
@@ -675,6 +675,18 @@ class Creamery:
             return stale
         self.pages.put(project, generation, pages)
         return pages
+
+    async def _not_hosted(self, scope: Scope, send: Send, project: str, fmt: Format) -> None:
+        """A project found not hosted after `handles()` took it as hosted (its last file was
+        removed in between): with the mirror, the mirror answers as it now would (never the
+        fallback redirect, which would skip its policies), or 404 if it still does not."""
+        if self.mirror is None:
+            await self._unknown_project(scope, send, project)
+        elif self.mirror.handles(project):
+            await self.mirror.serve_project(scope, self.stamp(send), project, fmt)
+        else:
+            text = f"Not Found ({project} does not exist)"
+            await send_text(send, 404, text, self.serial_headers)
 
     async def _unknown_project(self, scope: Scope, send: Send, project: str) -> None:
         if self.config.disable_fallback:
