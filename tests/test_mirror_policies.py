@@ -1037,3 +1037,37 @@ def test_bad_origin_rules_from_the_environment_are_one_line(
     assert result.stderr.startswith("creamery: error: CREAMERY_MIRROR_ORIGIN=")
     assert why in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_cached_file_follows_the_cooldown_with_the_upstream_down(tmp_path: Path) -> None:
+    """Files cached before the cooldown was configured, served while no upstream answers:
+    one whose cached page says it is too new is refused; one whose page is gone (its upload
+    time unknown now) follows --mirror-min-age-unknown."""
+    directory = tmp_path / "up"
+    _wheel(directory, "tyoung", "1.0", 30)
+    make_wheel(directory, "tyoung", "2.0")  # uploaded now
+    _wheel(directory, "tpageless", "1.0", 30)
+    cache, local = tmp_path / "cache", tmp_path / "local"
+    local.mkdir()
+    young = "/upstream/tyoung/tyoung-2.0-py3-none-any.whl"
+    pageless = "/upstream/tpageless/tpageless-1.0-py3-none-any.whl"
+    with run_upstream(directory) as fake:
+        base = ["--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(cache)]
+        with run_server([local], *base) as server:
+            for project, path in (("tyoung", young), ("tpageless", pageless)):
+                assert _files(server, project)
+                assert httpx.get(server.url + path).status_code == 200
+        (cache / "pages" / "tpageless.json").unlink()  # e.g. `mirror-cache clear`: the page
+        fake.control(fail=503)
+        strict = [*base, "--mirror-min-age", "7d", "--mirror-min-age-unknown", "hide"]
+        strict += ["--mirror-min-age-fallback", "none"]
+        with run_server([local], *strict) as server:
+            file = httpx.get(server.url + young)
+            assert file.status_code == 404, file.text
+            assert file.headers["x-creamery-policy"].startswith("mirror-min-age 7d: uploaded ")
+            file = httpx.get(server.url + pageless)
+            assert file.status_code == 404, file.text
+            assert file.headers["x-creamery-policy"] == "mirror-min-age 7d: upload time unknown"
+        with run_server([local], *base, "--mirror-min-age", "7d") as server:
+            assert httpx.get(server.url + pageless).status_code == 200  # `offer`: served
+            assert httpx.get(server.url + young).status_code == 404
