@@ -245,6 +245,22 @@ def test_origin_rules_most_specific_wins_and_merge_is_shorthand() -> None:
 # ---------------------------------------------------------------- units: the age logic
 
 
+def test_a_file_no_listing_judges_follows_its_last_known_upload_time() -> None:
+    """One cached file, unlisted: too new by its last known time, or unknown; no fallback."""
+    age = Policies(MinAge(7 * DAY))
+    old, new = (_file("u-1.0.tar.gz", days).upload_time for days in (30, 1))
+    assert age.unlisted_age("u", "u-1.0.tar.gz", old, NOW) is None
+    refused = age.unlisted_age("u", "u-1.0.tar.gz", new, NOW)
+    assert refused is not None and refused.reason().startswith("mirror-min-age 7d: uploaded ")
+    assert refused.filename == "u-1.0.tar.gz" and refused.version == "1.0"
+    assert age.unlisted_age("u", "u-1.0.tar.gz", None, NOW) is None  # unknown: `offer`
+    hide = Policies(MinAge(7 * DAY, Patterns(["exempt"]), unknown="hide"))
+    unknown = hide.unlisted_age("u", "u-1.0.tar.gz", None, NOW)
+    assert unknown is not None and unknown.reason() == "mirror-min-age 7d: upload time unknown"
+    assert hide.unlisted_age("exempt", "exempt-1.0.tar.gz", None, NOW) is None
+    assert Policies().unlisted_age("u", "u-1.0.tar.gz", new, NOW) is None
+
+
 def _file(filename: str, age_days: float | None) -> UpstreamFile:
     uploaded = None
     if age_days is not None:
@@ -1040,9 +1056,9 @@ def test_bad_origin_rules_from_the_environment_are_one_line(
 
 
 def test_a_cached_file_follows_the_cooldown_with_the_upstream_down(tmp_path: Path) -> None:
-    """Files cached before the cooldown was configured, served while no upstream answers:
-    one whose cached page says it is too new is refused; one whose page is gone (its upload
-    time unknown now) follows --mirror-min-age-unknown."""
+    """Files cached before the cooldown was configured, served while no upstream answers or
+    after it forgot them: one whose cached page says it is too new is refused; one whose page
+    is gone (its upload time unknown now) follows --mirror-min-age-unknown."""
     directory = tmp_path / "up"
     _wheel(directory, "tyoung", "1.0", 30)
     make_wheel(directory, "tyoung", "2.0")  # uploaded now
@@ -1071,3 +1087,12 @@ def test_a_cached_file_follows_the_cooldown_with_the_upstream_down(tmp_path: Pat
         with run_server([local], *base, "--mirror-min-age", "7d") as server:
             assert httpx.get(server.url + pageless).status_code == 200  # `offer`: served
             assert httpx.get(server.url + young).status_code == 404
+        fake.control(fail=0)
+        for wheel in directory.glob("tyoung-*"):
+            wheel.unlink()  # the upstream forgets the project: its cached files stay
+        with run_server([local], *strict, "--mirror-ttl", "0") as server:
+            gone = httpx.get(f"{server.url}/simple/tyoung/")
+            assert gone.status_code == 404  # no upstream lists it: its cached page forgotten
+            file = httpx.get(server.url + young)  # cached, but no listing judges it: the age does
+            assert file.status_code == 404, file.text
+            assert file.headers["x-creamery-policy"] == "mirror-min-age 7d: upload time unknown"

@@ -333,6 +333,21 @@ class Mirror:
             hidden = self.policies.file_rule(project, dist)
         return hidden.reason() if hidden is not None else None
 
+    async def _unlisted_refusal(self, project: str, dist: str) -> str | None:
+        """The cooldown on a cached file that the listing in hand does not list (so no
+        decision judged it: the upstream forgot it, or answers no more): by the upload time
+        the cached page last said, else as unknown. None: offered, or listed (judged)."""
+        if self.policies.min_age is None:
+            return None
+        known = await self.projects.known(project)
+        if known is not None and known.listing is not None and known.listing.file(dist) is not None:
+            return None
+        stored = await anyio.to_thread.run_sync(self.cache.load_listing, project)
+        listed = stored[0].file(dist) if stored is not None else None
+        upload_time = listed.upload_time if listed is not None else None
+        hidden = self.policies.unlisted_age(project, dist, upload_time, time.time())
+        return hidden.reason() if hidden is not None else None
+
     # ------------------------------------------------------------------ files
 
     async def provenance_of(
@@ -390,6 +405,12 @@ class Mirror:
         self._count("file", "hit" if storage is not None else "miss")
         if storage is not None:
             store, stored = storage
+            refusal = await self._unlisted_refusal(project, dist)
+            if refusal is not None:
+                if isinstance(store, Opened):
+                    store.reader.close()
+                await self._refuse_file(send, project, filename, refusal)
+                return
             if self.cache.touch(stored):
                 self._in_background(self.cache.record_use, stored)
             try:
