@@ -6,6 +6,7 @@ then real `creamery run --mirror` processes over `support/upstream.py`, driven b
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import math
 import os
@@ -13,7 +14,9 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 from support.clients import (
@@ -29,6 +32,7 @@ from support.polling import wait_for
 from support.servers import Server, run_server
 from support.upstream import UpstreamProcess, run_upstream
 
+from creamery import app as creamery_app
 from creamery.mirror.listing import Listing, UpstreamFile, parse_json
 from creamery.mirror.policy import (
     MAX_HEADER,
@@ -48,6 +52,8 @@ from creamery.mirror.policy_lists import (
     PolicyError,
     parse_pattern,
 )
+from creamery.render.negotiation import Format
+from creamery.web.app import Creamery
 
 JSON = "application/vnd.pypi.simple.v1+json"
 DAY = 86400.0
@@ -750,6 +756,68 @@ def test_the_ui_page_shows_what_was_hidden_and_why(mirror: Server) -> None:
     assert "tpartly-3.0-py3-none-any.whl" in partly and "tpartly&gt;=2.0" in partly
     assert 'id="policy-hidden"' not in httpx.get(f"{mirror.url}/project/tplain/").text
     assert httpx.get(f"{mirror.url}/project/evil-thing/").status_code == 404
+
+
+def test_an_upstream_only_name_shows_the_upstreams_project_everywhere(mirror: Server) -> None:
+    """tshared 1.0 is hosted here, 2.0 upstream; upstream-only: every read surface agrees
+    with the simple page, which offers the upstream's 2.0 alone."""
+    page = httpx.get(f"{mirror.url}/project/tshared/")
+    assert page.status_code == 200
+    assert "upstream/tshared/tshared-2.0-py3-none-any.whl" in page.text
+    assert "tshared-1.0" not in page.text and "Manage project" not in page.text
+    assert httpx.get(f"{mirror.url}/project/tshared/1.0/").status_code == 404
+    for path in ("/pypi/tshared/json", "/pypi/tshared/1.0/json", "/tshared/json"):
+        document = httpx.get(mirror.url + path)  # as for any name not hosted here
+        assert document.status_code == 404 and document.json() == {"message": "Not Found"}
+    local = "/integrity/tshared/1.0/tshared-1.0-py3-none-any.whl/provenance"
+    assert httpx.get(mirror.url + local).status_code == 404
+    assert httpx.get(f"{mirror.url}/pypi/tmerged/json").json()["info"]["version"] == "1.0"
+    assert "tmerged-1.0" in httpx.get(f"{mirror.url}/project/tmerged/1.0/").text
+
+
+def test_a_blocked_name_ui_page_names_the_rule(mirror: Server) -> None:
+    simple = httpx.get(f"{mirror.url}/simple/evil-thing/")
+    page = httpx.get(f"{mirror.url}/project/evil-thing/")
+    assert page.status_code == 404 == simple.status_code
+    rule = simple.headers["x-creamery-policy"]
+    assert rule.startswith("mirror-deny ") and rule.endswith("deny.txt:2 evil-*")
+    assert page.headers["x-creamery-policy"] == rule
+    assert "is not mirrored here" in page.text and html.escape(rule) in page.text
+    assert httpx.get(f"{mirror.url}/project/evil-thing/1.0/").headers["x-creamery-policy"] == rule
+    unknown = httpx.get(f"{mirror.url}/project/no-such-thing-here/")
+    assert unknown.status_code == 404 and "x-creamery-policy" not in unknown.headers
+
+
+def test_a_hosted_project_gone_after_handles_is_never_redirected(tmp_path: Path) -> None:
+    """The race: `handles()` said hosted, then the project's last file went. The hook that
+    answers then serves through the mirror (its rules apply) or 404s, never the fallback
+    redirect, which would send the client past the policies."""
+    (tmp_path / "root").mkdir()
+    app = creamery_app(
+        roots=[tmp_path / "root"],
+        mirror=True,
+        fallback_url="http://127.0.0.1:9/simple/",  # nobody answers
+        mirror_origin=("internal-*=local-only",),
+        cache_dir=tmp_path / "cache",
+    )
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+
+    async def answer(app: Creamery, project: str) -> tuple[int, dict[bytes, bytes]]:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await app._not_hosted(scope, send, project, Format.JSON)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    status, headers = anyio.run(answer, app, "internal-tool")
+    assert status == 404 and headers[b"x-creamery-policy"] == b"mirror-origin internal-*=local-only"
+    status, headers = anyio.run(answer, app, "gone-project")
+    assert status >= 500 and b"location" not in headers  # the mirror asked the upstream
+    no_mirror = creamery_app(roots=[tmp_path / "root"], cache_dir=tmp_path / "cache2")
+    status, headers = anyio.run(answer, no_mirror, "gone-project")
+    assert status == 303 and headers[b"location"].endswith(b"/gone-project/")  # as before
 
 
 def test_metrics_count_each_rule(mirror: Server) -> None:
