@@ -677,9 +677,10 @@ class Creamery:
         return pages
 
     async def _not_hosted(self, scope: Scope, send: Send, project: str, fmt: Format) -> None:
-        """A project found not hosted after `handles()` took it as hosted (its last file was
-        removed in between): with the mirror, the mirror answers as it now would (never the
-        fallback redirect, which would skip its policies), or 404 if it still does not."""
+        """A project with no page here. Without the mirror: the fallback redirect (or 404).
+        With it, `handles()` took the project as hosted a moment ago and its last file went
+        since: the mirror answers as it now would, or 404 if it still does not; never the
+        fallback redirect, which would send the client past the mirror's policies."""
         if self.mirror is None:
             await self._unknown_project(scope, send, project)
         elif self.mirror.handles(project):
