@@ -1164,3 +1164,7 @@ def test_a_cached_file_follows_the_cooldown_with_the_upstream_down(tmp_path: Pat
             file = httpx.get(server.url + young)  # cached, but no listing judges it: the age does
             assert file.status_code == 404, file.text
             assert file.headers["x-creamery-policy"] == "mirror-min-age 7d: upload time unknown"
+            integrity = f"/integrity/tyoung/2.0/{young.rpartition('/')[2]}/provenance"
+            provenance = httpx.get(server.url + integrity)
+            assert provenance.status_code == 404
+            assert "mirror-min-age 7d: upload time unknown" in provenance.text

@@ -364,6 +364,8 @@ class Mirror:
             return Missing(f"{project} is local-only: never looked up upstream")
         if self.policies.filters:
             refusal = await self._file_refusal(project, filename)
+            if refusal is None:  # its cached provenance, of a file no page lists now
+                refusal = await self._unlisted_refusal(project, filename)
             if refusal is not None:
                 return Missing(f"{filename} is not offered here: {refusal}")
         merged = project in self.index.projects and self.handles(project)
