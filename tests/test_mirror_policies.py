@@ -6,6 +6,7 @@ then real `creamery run --mirror` processes over `support/upstream.py`, driven b
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import math
 import os
@@ -13,7 +14,9 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import anyio
 import httpx
 import pytest
 from support.clients import (
@@ -29,6 +32,7 @@ from support.polling import wait_for
 from support.servers import Server, run_server
 from support.upstream import UpstreamProcess, run_upstream
 
+from creamery import app as creamery_app
 from creamery.mirror.listing import Listing, UpstreamFile, parse_json
 from creamery.mirror.policy import (
     MAX_HEADER,
@@ -48,6 +52,8 @@ from creamery.mirror.policy_lists import (
     PolicyError,
     parse_pattern,
 )
+from creamery.render.negotiation import Format
+from creamery.web.app import Creamery
 
 JSON = "application/vnd.pypi.simple.v1+json"
 DAY = 86400.0
@@ -243,6 +249,22 @@ def test_origin_rules_most_specific_wins_and_merge_is_shorthand() -> None:
 
 
 # ---------------------------------------------------------------- units: the age logic
+
+
+def test_a_file_no_listing_judges_follows_its_last_known_upload_time() -> None:
+    """One cached file, unlisted: too new by its last known time, or unknown; no fallback."""
+    age = Policies(MinAge(7 * DAY))
+    old, new = (_file("u-1.0.tar.gz", days).upload_time for days in (30, 1))
+    assert age.unlisted_age("u", "u-1.0.tar.gz", old, NOW) is None
+    refused = age.unlisted_age("u", "u-1.0.tar.gz", new, NOW)
+    assert refused is not None and refused.reason().startswith("mirror-min-age 7d: uploaded ")
+    assert refused.filename == "u-1.0.tar.gz" and refused.version == "1.0"
+    assert age.unlisted_age("u", "u-1.0.tar.gz", None, NOW) is None  # unknown: `offer`
+    hide = Policies(MinAge(7 * DAY, Patterns(["exempt"]), unknown="hide"))
+    unknown = hide.unlisted_age("u", "u-1.0.tar.gz", None, NOW)
+    assert unknown is not None and unknown.reason() == "mirror-min-age 7d: upload time unknown"
+    assert hide.unlisted_age("exempt", "exempt-1.0.tar.gz", None, NOW) is None
+    assert Policies().unlisted_age("u", "u-1.0.tar.gz", new, NOW) is None
 
 
 def _file(filename: str, age_days: float | None) -> UpstreamFile:
@@ -736,6 +758,68 @@ def test_the_ui_page_shows_what_was_hidden_and_why(mirror: Server) -> None:
     assert httpx.get(f"{mirror.url}/project/evil-thing/").status_code == 404
 
 
+def test_an_upstream_only_name_shows_the_upstreams_project_everywhere(mirror: Server) -> None:
+    """tshared 1.0 is hosted here, 2.0 upstream; upstream-only: every read surface agrees
+    with the simple page, which offers the upstream's 2.0 alone."""
+    page = httpx.get(f"{mirror.url}/project/tshared/")
+    assert page.status_code == 200
+    assert "upstream/tshared/tshared-2.0-py3-none-any.whl" in page.text
+    assert "tshared-1.0" not in page.text and "Manage project" not in page.text
+    assert httpx.get(f"{mirror.url}/project/tshared/1.0/").status_code == 404
+    for path in ("/pypi/tshared/json", "/pypi/tshared/1.0/json", "/tshared/json"):
+        document = httpx.get(mirror.url + path)  # as for any name not hosted here
+        assert document.status_code == 404 and document.json() == {"message": "Not Found"}
+    local = "/integrity/tshared/1.0/tshared-1.0-py3-none-any.whl/provenance"
+    assert httpx.get(mirror.url + local).status_code == 404
+    assert httpx.get(f"{mirror.url}/pypi/tmerged/json").json()["info"]["version"] == "1.0"
+    assert "tmerged-1.0" in httpx.get(f"{mirror.url}/project/tmerged/1.0/").text
+
+
+def test_a_blocked_name_ui_page_names_the_rule(mirror: Server) -> None:
+    simple = httpx.get(f"{mirror.url}/simple/evil-thing/")
+    page = httpx.get(f"{mirror.url}/project/evil-thing/")
+    assert page.status_code == 404 == simple.status_code
+    rule = simple.headers["x-creamery-policy"]
+    assert rule.startswith("mirror-deny ") and rule.endswith("deny.txt:2 evil-*")
+    assert page.headers["x-creamery-policy"] == rule
+    assert "is not mirrored here" in page.text and html.escape(rule) in page.text
+    assert httpx.get(f"{mirror.url}/project/evil-thing/1.0/").headers["x-creamery-policy"] == rule
+    unknown = httpx.get(f"{mirror.url}/project/no-such-thing-here/")
+    assert unknown.status_code == 404 and "x-creamery-policy" not in unknown.headers
+
+
+def test_a_hosted_project_gone_after_handles_is_never_redirected(tmp_path: Path) -> None:
+    """The race: `handles()` said hosted, then the project's last file went. The hook that
+    answers then serves through the mirror (its rules apply) or 404s, never the fallback
+    redirect, which would send the client past the policies."""
+    (tmp_path / "root").mkdir()
+    app = creamery_app(
+        roots=[tmp_path / "root"],
+        mirror=True,
+        fallback_url="http://127.0.0.1:9/simple/",  # nobody answers
+        mirror_origin=("internal-*=local-only",),
+        cache_dir=tmp_path / "cache",
+    )
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+
+    async def answer(app: Creamery, project: str) -> tuple[int, dict[bytes, bytes]]:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        await app._not_hosted(scope, send, project, Format.JSON)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    status, headers = anyio.run(answer, app, "internal-tool")
+    assert status == 404 and headers[b"x-creamery-policy"] == b"mirror-origin internal-*=local-only"
+    status, headers = anyio.run(answer, app, "gone-project")
+    assert status >= 500 and b"location" not in headers  # the mirror asked the upstream
+    no_mirror = creamery_app(roots=[tmp_path / "root"], cache_dir=tmp_path / "cache2")
+    status, headers = anyio.run(answer, no_mirror, "gone-project")
+    assert status == 303 and headers[b"location"].endswith(b"/gone-project/")  # as before
+
+
 def test_metrics_count_each_rule(mirror: Server) -> None:
     def count(rule: str, kind: str) -> float:
         scrape = httpx.get(f"{mirror.url}/metrics").text
@@ -1037,3 +1121,50 @@ def test_bad_origin_rules_from_the_environment_are_one_line(
     assert result.stderr.startswith("creamery: error: CREAMERY_MIRROR_ORIGIN=")
     assert why in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_cached_file_follows_the_cooldown_with_the_upstream_down(tmp_path: Path) -> None:
+    """Files cached before the cooldown was configured, served while no upstream answers or
+    after it forgot them: one whose cached page says it is too new is refused; one whose page
+    is gone (its upload time unknown now) follows --mirror-min-age-unknown."""
+    directory = tmp_path / "up"
+    _wheel(directory, "tyoung", "1.0", 30)
+    make_wheel(directory, "tyoung", "2.0")  # uploaded now
+    _wheel(directory, "tpageless", "1.0", 30)
+    cache, local = tmp_path / "cache", tmp_path / "local"
+    local.mkdir()
+    young = "/upstream/tyoung/tyoung-2.0-py3-none-any.whl"
+    pageless = "/upstream/tpageless/tpageless-1.0-py3-none-any.whl"
+    with run_upstream(directory) as fake:
+        base = ["--mirror", "--fallback-url", fake.index_url, "--mirror-cache", str(cache)]
+        with run_server([local], *base) as server:
+            for project, path in (("tyoung", young), ("tpageless", pageless)):
+                assert _files(server, project)
+                assert httpx.get(server.url + path).status_code == 200
+        (cache / "pages" / "tpageless.json").unlink()  # e.g. `mirror-cache clear`: the page
+        fake.control(fail=503)
+        strict = [*base, "--mirror-min-age", "7d", "--mirror-min-age-unknown", "hide"]
+        strict += ["--mirror-min-age-fallback", "none"]
+        with run_server([local], *strict) as server:
+            file = httpx.get(server.url + young)
+            assert file.status_code == 404, file.text
+            assert file.headers["x-creamery-policy"].startswith("mirror-min-age 7d: uploaded ")
+            file = httpx.get(server.url + pageless)
+            assert file.status_code == 404, file.text
+            assert file.headers["x-creamery-policy"] == "mirror-min-age 7d: upload time unknown"
+        with run_server([local], *base, "--mirror-min-age", "7d") as server:
+            assert httpx.get(server.url + pageless).status_code == 200  # `offer`: served
+            assert httpx.get(server.url + young).status_code == 404
+        fake.control(fail=0)
+        for wheel in directory.glob("tyoung-*"):
+            wheel.unlink()  # the upstream forgets the project: its cached files stay
+        with run_server([local], *strict, "--mirror-ttl", "0") as server:
+            gone = httpx.get(f"{server.url}/simple/tyoung/")
+            assert gone.status_code == 404  # no upstream lists it: its cached page forgotten
+            file = httpx.get(server.url + young)  # cached, but no listing judges it: the age does
+            assert file.status_code == 404, file.text
+            assert file.headers["x-creamery-policy"] == "mirror-min-age 7d: upload time unknown"
+            integrity = f"/integrity/tyoung/2.0/{young.rpartition('/')[2]}/provenance"
+            provenance = httpx.get(server.url + integrity)
+            assert provenance.status_code == 404
+            assert "mirror-min-age 7d: upload time unknown" in provenance.text

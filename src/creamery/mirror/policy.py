@@ -43,6 +43,7 @@ from creamery.mirror.policy_lists import (
 
 log = logging.getLogger("creamery.mirror")
 
+POLICY_HEADER = b"x-creamery-policy"  # which rule hid files or the project (docs/mirror.md)
 MAX_HEADER = 1000  # characters of an X-Creamery-Policy value; more rules are counted, not named
 ORIGIN_MODES = ("local-only", "upstream-only", "merged")
 UNKNOWN_CHOICES = ("offer", "hide")  # files without an upload time (HTML upstreams)
@@ -252,6 +253,16 @@ class Policies:
         """Allow/deny on one file of *project* (the whole project is not blocked)."""
         return self.versions_of(project)(installer_versions(filename, project))
 
+    def unlisted_age(
+        self, project: str, filename: str, upload_time: str | None, now: float
+    ) -> Hidden | None:
+        """The cooldown on a cached file that no listing in hand lists (the upstream forgot
+        the release, or no upstream answers): by its last known *upload_time*, None: unknown,
+        so `--mirror-min-age-unknown` decides. No fallback: one file, not a project's last."""
+        version = installer_versions(filename, project)[0]
+        young = self._too_new(project, filename, upload_time, version, now)
+        return young[0] if young is not None else None
+
     def versions_of(self, project: str) -> Callable[[tuple[str, ...]], Hidden | None]:
         """The allow/deny judgement of *project*'s versions: the entries naming it are found
         once (not per file: a listing may hold thousands), each version judged once. A file
@@ -305,7 +316,7 @@ class Policies:
             if rule is not None:
                 hidden.append(dataclasses.replace(rule, filename=item.filename))
                 continue
-            young = self._too_new(listing.project, item, version, now)
+            young = self._too_new(listing.project, item.filename, item.upload_time, version, now)
             if young is None:
                 offered.append(item)
                 continue
@@ -335,22 +346,22 @@ class Policies:
         return shown
 
     def _too_new(
-        self, project: str, item: UpstreamFile, version: str, now: float
+        self, project: str, filename: str, upload_time: str | None, version: str, now: float
     ) -> tuple[Hidden, float] | None:
         """(why, when it becomes visible) for a file the cooldown hides; None: offered."""
         age = self.min_age
         if age is None or age.exempt.match(project) is not None:
             return None
-        uploaded = upload_seconds(item.upload_time)
+        uploaded = upload_seconds(upload_time)
         if uploaded is None:
             if age.unknown == "offer":
                 return None
-            return Hidden(item.filename, version, age.rule, "upload time unknown"), math.inf
+            return Hidden(filename, version, age.rule, "upload time unknown"), math.inf
         visible_at = uploaded + age.seconds
         if visible_at <= now:
             return None
         detail = f"uploaded {_iso(uploaded)}, offered from {_iso(visible_at)}"
-        return Hidden(item.filename, version, age.rule, detail), visible_at
+        return Hidden(filename, version, age.rule, detail), visible_at
 
     def _fallback(self, project: str, too_new: Sequence[tuple[UpstreamFile, Hidden]]) -> str | None:
         """Every file left is too new: the oldest release (the lowest version installers can
@@ -393,3 +404,15 @@ def _version_order(version: str) -> tuple[int, Version | str]:
         return (0, Version(version))
     except InvalidVersion:
         return (1, version)
+
+
+def policy_header(said: str) -> tuple[bytes, bytes]:
+    """One legal header line, whatever a file path or an upstream's filename holds: printable
+    ASCII (anything else escaped, controls included), at most MAX_HEADER characters."""
+    text = "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii")
+        for c in " ".join(said.split())
+    )
+    if len(text) > MAX_HEADER:
+        text = text[: MAX_HEADER - 4] + " ..."
+    return POLICY_HEADER, text.encode("ascii")

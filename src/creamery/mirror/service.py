@@ -36,7 +36,6 @@ from creamery.mirror.cache import Opened, StoreSkipped, open_cache
 from creamery.mirror.client import Failure, UpstreamClient
 from creamery.mirror.listing import Listing, UpstreamFile, is_safe_filename
 from creamery.mirror.policy import (
-    MAX_HEADER,
     Decision,
     Hidden,
     MinAge,
@@ -44,6 +43,7 @@ from creamery.mirror.policy import (
     Policies,
     format_duration,
     parse_origin,
+    policy_header,
 )
 from creamery.mirror.policy_lists import PatternFile, Patterns
 from creamery.mirror.projects import Known, UpstreamProjects
@@ -62,7 +62,6 @@ _PROJECT = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # a PEP 503-normalized name
 # Digests we verify downloads with, strongest first.
 _VERIFY_ALGOS = ("sha256", "sha512", "sha384", "blake2b", "sha3_256", "sha224", "sha1", "md5")
 STALE_HEADERS = [(b"warning", b'110 - "Response is Stale"'), (b"x-creamery-stale", b"1")]
-POLICY_HEADER = b"x-creamery-policy"  # which rule hid files or the project (docs/mirror.md)
 _MAX_DECISIONS = 4096
 
 
@@ -117,6 +116,20 @@ class Mirror:
         if origin is None or origin[0] == "local-only":
             return project not in self.index.projects
         return True
+
+    def upstream_only(self, project: str) -> bool:
+        """Does a `--mirror-origin` rule make *project* upstream-only? Then a project hosted
+        under that name is not shown anywhere: every read surface presents the upstream's."""
+        origin = self.policies.origin(project)
+        return origin is not None and origin[0] == "upstream-only"
+
+    async def blocked(self, project: str) -> str | None:
+        """The allow or deny rule keeping *project* out of the mirror (for pages that say
+        why, as the simple API does); None: none (or no list is configured)."""
+        if not self.policies.filters:
+            return None
+        await self.refresh_lists()
+        return self.policies.blocked(project)
 
     def looks_up(self, project: str) -> bool:
         """May *project* be looked up upstream at all (not local-only, nor denied)?"""
@@ -183,19 +196,19 @@ class Mirror:
         if origin is not None and origin[0] == "local-only":
             await self._refuse_local_only(send, project, origin[1], "page")
             return
-        upstream_only = origin is not None and origin[0] == "upstream-only"
-        local = project in self.index.projects and not hide_local and not upstream_only
+        shown = not hide_local and not self.upstream_only(project)
+        local = project in self.index.projects and shown
         await self.refresh_lists()
         blocked = self.policies.blocked(project) if self.policies.filters else None
         if blocked is not None and not local:  # not even asked upstream
             self._count_policy([blocked.split(" ", 1)[0]], "project")
             text = f"Not Found ({project} is not mirrored here: {blocked})"
-            await send_text(send, 404, text, [_policy_header(blocked)])
+            await send_text(send, 404, text, [policy_header(blocked)])
             return
         if blocked is not None:  # merged, hosted here: its hosted files alone, nothing asked
             pages = await anyio.to_thread.run_sync(self._render, project, None, True)
             self._count_policy([blocked.split(" ", 1)[0]], "page")
-            await send_page(scope, send, pages[fmt], [_policy_header(blocked)])
+            await send_page(scope, send, pages[fmt], [policy_header(blocked)])
             return
         known = await self.projects.get(project, fresh=True)
         decision = await self.decide(project, known)
@@ -211,7 +224,7 @@ class Mirror:
         self._count("page", "stale" if extra else "served")
         said = decision.header() if decision is not None else blocked
         if said is not None:
-            extra.append(_policy_header(said))
+            extra.append(policy_header(said))
             self._count_policy(decision.kinds() if decision else [said.split(" ", 1)[0]], "page")
         await send_page(scope, send, self.rebased.page(scope, pages[fmt]), extra or None)
 
@@ -305,7 +318,7 @@ class Mirror:
         rule = f"mirror-origin {pattern}=local-only"
         self._count_policy(["mirror-origin"], what)
         text = f"Not Found ({project} is local-only: never looked up upstream, not hosted here)"
-        await send_text(send, 404, text, [_policy_header(rule)])
+        await send_text(send, 404, text, [policy_header(rule)])
 
     async def _file_refusal(self, project: str, dist: str) -> str | None:
         """The rule that keeps this upstream file from being served, None: none does."""
@@ -318,6 +331,21 @@ class Mirror:
         if hidden is None and (known.listing is None or known.listing.file(dist) is None):
             # Not listed (yet): the lists still judge its version; the age, once it is listed.
             hidden = self.policies.file_rule(project, dist)
+        return hidden.reason() if hidden is not None else None
+
+    async def _unlisted_refusal(self, project: str, dist: str) -> str | None:
+        """The cooldown on a cached file that the listing in hand does not list (so no
+        decision judged it: the upstream forgot it, or answers no more): by the upload time
+        the cached page last said, else as unknown. None: offered, or listed (judged)."""
+        if self.policies.min_age is None:
+            return None
+        known = await self.projects.known(project)
+        if known is not None and known.listing is not None and known.listing.file(dist) is not None:
+            return None
+        stored = await anyio.to_thread.run_sync(self.cache.load_listing, project)
+        listed = stored[0].file(dist) if stored is not None else None
+        upload_time = listed.upload_time if listed is not None else None
+        hidden = self.policies.unlisted_age(project, dist, upload_time, time.time())
         return hidden.reason() if hidden is not None else None
 
     # ------------------------------------------------------------------ files
@@ -336,6 +364,8 @@ class Mirror:
             return Missing(f"{project} is local-only: never looked up upstream")
         if self.policies.filters:
             refusal = await self._file_refusal(project, filename)
+            if refusal is None:  # its cached provenance, of a file no page lists now
+                refusal = await self._unlisted_refusal(project, filename)
             if refusal is not None:
                 return Missing(f"{filename} is not offered here: {refusal}")
         merged = project in self.index.projects and self.handles(project)
@@ -377,6 +407,12 @@ class Mirror:
         self._count("file", "hit" if storage is not None else "miss")
         if storage is not None:
             store, stored = storage
+            refusal = await self._unlisted_refusal(project, dist)
+            if refusal is not None:
+                if isinstance(store, Opened):
+                    store.reader.close()
+                await self._refuse_file(send, project, filename, refusal)
+                return
             if self.cache.touch(stored):
                 self._in_background(self.cache.record_use, stored)
             try:
@@ -435,7 +471,7 @@ class Mirror:
     async def _refuse_file(self, send: Send, project: str, filename: str, reason: str) -> None:
         self._count_policy([reason.split(" ", 1)[0]], "file")
         text = f"Not Found ({project}/{filename} is not offered here: {reason})"
-        await send_text(send, 404, text, [_policy_header(reason)])
+        await send_text(send, 404, text, [policy_header(reason)])
 
     async def _job(self, project: str, filename: str) -> Job | Failure | Hidden | None:
         """Where to fetch *filename* and how to verify it; None when no upstream lists it,
@@ -483,18 +519,6 @@ def policies_of(config: Config) -> Policies:
         PatternFile(config.mirror_deny) if config.mirror_deny is not None else None,
         OriginRules((parse_origin(rule) for rule in config.mirror_origin), config.mirror_merge),
     )
-
-
-def _policy_header(said: str) -> tuple[bytes, bytes]:
-    """One legal header line, whatever a file path or an upstream's filename holds: printable
-    ASCII (anything else escaped, controls included), at most MAX_HEADER characters."""
-    text = "".join(
-        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii")
-        for c in " ".join(said.split())
-    )
-    if len(text) > MAX_HEADER:
-        text = text[: MAX_HEADER - 4] + " ..."
-    return POLICY_HEADER, text.encode("ascii")
 
 
 def _listed(known: Known, filename: str) -> UpstreamFile | None:

@@ -577,7 +577,7 @@ class Creamery:
             return
         found = await self._project_page(project, fmt)
         if found is None:
-            await self._unknown_project(scope, send, project)
+            await self._not_hosted(scope, send, project, fmt)
             return
         if found.based:  # PEP 740 provenance URLs: absolute, with this request's base
             found = self.rebased.page(scope, found)
@@ -675,6 +675,19 @@ class Creamery:
             return stale
         self.pages.put(project, generation, pages)
         return pages
+
+    async def _not_hosted(self, scope: Scope, send: Send, project: str, fmt: Format) -> None:
+        """A project with no page here. Without the mirror: the fallback redirect (or 404).
+        With it, `handles()` took the project as hosted a moment ago and its last file went
+        since: the mirror answers as it now would, or 404 if it still does not; never the
+        fallback redirect, which would send the client past the mirror's policies."""
+        if self.mirror is None:
+            await self._unknown_project(scope, send, project)
+        elif self.mirror.handles(project):
+            await self.mirror.serve_project(scope, self.stamp(send), project, fmt)
+        else:
+            text = f"Not Found ({project} does not exist)"
+            await send_text(send, 404, text, self.serial_headers)
 
     async def _unknown_project(self, scope: Scope, send: Send, project: str) -> None:
         if self.config.disable_fallback:

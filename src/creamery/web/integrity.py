@@ -56,10 +56,13 @@ class Integrity:
         index = self.catalog.index
         access = self.catalog.access
         principal = principal_of(request.scope)
-        visible = project in index.projects and (
-            not access.narrows(principal) or access.may(principal, "list", project)
-        )
         mirror = self.state.mirror
+        shadowed = mirror is not None and mirror.upstream_only(project)  # upstream's alone
+        visible = (
+            project in index.projects
+            and not shadowed
+            and (not access.narrows(principal) or access.may(principal, "list", project))
+        )
         if visible:
             if access.narrows(principal) and not access.may(principal, "download", project):
                 denial = refusal(access, principal, "download", project)

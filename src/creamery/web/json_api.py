@@ -58,7 +58,8 @@ Document = dict[str, Any]  # a JSON document: PyPI's shape, nested values of eve
 
 
 def routes(state: AppState) -> list[Route]:
-    api = JsonApi(state.catalog)
+    mirror = state.mirror
+    api = JsonApi(state.catalog, mirror.upstream_only if mirror is not None else None)
     documents = [
         ("/{project}/json", api.legacy),
         ("/pypi/{project}/json", api.project),
@@ -70,8 +71,15 @@ def routes(state: AppState) -> list[Route]:
 
 
 class JsonApi:
-    def __init__(self, catalog: Catalog) -> None:
+    """*upstream_only* (with the mirror): is a name's project the upstream's alone
+    (`--mirror-origin NAME=upstream-only`)? Then one hosted here is not shown: these documents
+    describe hosted projects only, so it answers 404 as any name not hosted here does."""
+
+    def __init__(
+        self, catalog: Catalog, upstream_only: Callable[[str], bool] | None = None
+    ) -> None:
         self.catalog = catalog
+        self.upstream_only = upstream_only
         self.digests = FileDigests(catalog.storage)
         self.cache = BoundedCache(max_entries=256, max_bytes=64 << 20)
         # With a permission file, a project the principal may not see is not there.
@@ -105,9 +113,13 @@ class JsonApi:
         index = self.catalog.index
         principal = principal_of(request.scope)
         access = self.catalog.access
-        if project not in index.projects or (
-            (self.filtering or principal.token is not None)
-            and not access.may(principal, "list", project)
+        if (
+            project not in index.projects
+            or (self.upstream_only is not None and self.upstream_only(project))
+            or (
+                (self.filtering or principal.token is not None)
+                and not access.may(principal, "list", project)
+            )
         ):
             return body_response(request, NOT_FOUND, JSON, 404)
         base = base_url(request)

@@ -7,7 +7,10 @@ cache) and served from memory; the README is rendered once per release (`render/
 The "Manage project" link is the visitor's own: it is put in per request (`layout.respond`).
 
 A project the visitor may not see answers exactly like one that does not exist: the same 404
-page, or, with the mirror, the upstream project's page as for any name not hosted here.
+page, or, with the mirror, the upstream project's page as for any name not hosted here. With
+the mirror, an upstream-only name (`--mirror-origin NAME=upstream-only`) shows the upstream's
+project even when one is hosted here, and a name an allow or deny list keeps out answers 404
+with a page (and `X-Creamery-Policy`) naming the rule, as the simple API does.
 Projects served through the mirror show what its listing says (versions, files, hashes) and
 where it comes from; nothing is downloaded to show them.
 """
@@ -28,7 +31,7 @@ from creamery.catalog.status import ProjectStatus
 from creamery.core.names import is_valid_project_name, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.mirror.listing import Listing
-from creamery.mirror.policy import Hidden
+from creamery.mirror.policy import Hidden, policy_header
 from creamery.mirror.render import upstream_status
 from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
@@ -95,9 +98,14 @@ class ProjectPages:
         base = base_url(request)
         narrowed = access.filters_reads() or access.narrows(principal)
         hidden = narrowed and not access.may(principal, "list", project)
-        if project in index.projects and not hidden:
-            return await self._local(request, project, version, base, principal)
         mirror = self.state.mirror
+        shadowed = mirror is not None and mirror.upstream_only(project)
+        if project in index.projects and not hidden and not shadowed:
+            return await self._local(request, project, version, base, principal)
+        if mirror is not None and is_valid_project_name(project):
+            blocked = await mirror.blocked(project)
+            if blocked is not None:
+                return self.blocked(request, base, project, blocked)
         if mirror is not None and is_valid_project_name(project) and mirror.looks_up(project):
             known = await mirror.projects.get(project, fresh=True)
             decision = await mirror.decide(project, known)  # as the policies offer it
@@ -216,6 +224,14 @@ class ProjectPages:
             return ""
         href = html.escape(f"{base}manage/project/{quote(project)}/")
         return f'<a class="button manage-link" href="{href}">Manage project</a>'
+
+    def blocked(self, request: Request, base: str, project: str, rule: str) -> Response:
+        """A name the mirror's allow or deny list keeps out: 404 as on the simple API, with
+        the rule said on the page and in `X-Creamery-Policy`."""
+        body = render("mirror_blocked.html", base=base, project=project, rule=rule)
+        name, value = policy_header(rule)
+        headers = {name.decode("ascii"): value.decode("ascii")}
+        return respond(request, self.state, body, status_code=404, headers=headers)
 
     def not_found(self, request: Request, base: str, project: str) -> Response:
         """The one answer for a project (or release) not here and one the visitor may not see."""
