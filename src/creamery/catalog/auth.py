@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -489,9 +490,13 @@ def add_user(
     target = Path(os.path.realpath(path))
     new_line = f"{user}:{hashed}\n".encode()
     with _exclusive(target.parent):  # read, change, replace: one writer at a time
-        try:
-            lines = target.read_bytes().splitlines(keepends=True)
-        except FileNotFoundError:
+        try:  # a FIFO or a device in its place is refused, not waited on
+            lines = read_operator_file(target, "password file", MAX_HTPASSWD_BYTES).splitlines(
+                keepends=True
+            )
+        except OperatorFileError as error:
+            if error.errno != errno.ENOENT:
+                raise
             lines = []
         _write_atomically(target, b"".join(_with_user(lines, user.encode("utf-8"), new_line)))
 

@@ -24,11 +24,14 @@ class OperatorFileError(ConfigError):
     """A named file can't be used: `what 'path' problem`; `problem` alone for callers that
     word their own line (a reload keeping the last good contents)."""
 
-    def __init__(self, path: str | os.PathLike[str], what: str, problem: str) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], what: str, problem: str, errno: int | None = None
+    ) -> None:
         super().__init__(f"{what} {str(path)!r} {problem}")
         self.path = str(path)
         self.what = what
         self.problem = problem
+        self.errno = errno  # the OSError's, when opening or reading failed
 
 
 def read_with_stat(
@@ -38,7 +41,7 @@ def read_with_stat(
     try:
         fd = os.open(path, _FLAGS)
     except OSError as error:
-        raise OperatorFileError(path, what, f"can't be read: {_reason(error)}") from None
+        raise _unreadable(path, what, error) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -47,7 +50,7 @@ def read_with_stat(
             raise OperatorFileError(path, what, f"is larger than {max_bytes} bytes")
         raw = _read_at_most(fd, max_bytes + 1)  # it may grow after the stat
     except OSError as error:
-        raise OperatorFileError(path, what, f"can't be read: {_reason(error)}") from None
+        raise _unreadable(path, what, error) from None
     finally:
         os.close(fd)
     if len(raw) > max_bytes:
@@ -73,6 +76,14 @@ def read_operator_text(
         raise OperatorFileError(path, what, f"is not UTF-8 (byte {error.start})") from None
 
 
+def read_name_list(path: str | os.PathLike[str], what: str) -> list[str]:
+    """A list file's names: one a line, `#` starts a comment, blank lines skipped (not
+    normalized: the caller says how)."""
+    lines = read_operator_text(path, what).splitlines()
+    names = (line.split("#", 1)[0].strip() for line in lines)
+    return [name for name in names if name]
+
+
 def check_operator_file(path: Path | None, what: str) -> Path | None:
     """*path* if it can be read as an operator's file (it is not read); None passes. For a
     start-up check of a file read later: a FIFO fails here, at once, with one line."""
@@ -80,7 +91,7 @@ def check_operator_file(path: Path | None, what: str) -> Path | None:
         try:
             fd = os.open(path, _FLAGS)
         except OSError as error:
-            raise OperatorFileError(path, what, f"can't be read: {_reason(error)}") from None
+            raise _unreadable(path, what, error) from None
         try:
             mode = os.fstat(fd).st_mode
         finally:
@@ -102,8 +113,9 @@ def _read_at_most(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _reason(error: OSError) -> str:
-    return error.strerror or type(error).__name__
+def _unreadable(path: str | os.PathLike[str], what: str, error: OSError) -> OperatorFileError:
+    reason = error.strerror or type(error).__name__
+    return OperatorFileError(path, what, f"can't be read: {reason}", error.errno)
 
 
 def _kind(mode: int) -> str:
