@@ -43,7 +43,7 @@ T = TypeVar("T")
 PROMPTLY = 5.0  # seconds: any of these answers takes milliseconds; a hang takes forever
 PERMISSIONS = '[[rules]]\nuser = "anonymous"\nrole = "reader"\nprojects = ["*"]\n'
 
-# `cli/main.py` checks -P, --permissions, --welcome and --log-conf at start, and reads
+# `cli/main.py` checks --permissions, --welcome and --log-conf at start, and reads
 # `--mirror-merge @FILE`, with a plain open(): its switch to core/operator_files is one
 # helper's split of main.py away. Until then these tests are expected to fail (strictly).
 needs_main = pytest.mark.xfail(
@@ -295,7 +295,7 @@ def start_fails_with(*args: object) -> str:
     return lines[0].removeprefix("creamery: error: ")
 
 
-def test_a_fifo_config_or_rules_file_at_start_is_one_line(tmp_path: Path) -> None:
+def test_a_fifo_config_rules_or_password_file_at_start_is_one_line(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     config = fifo(tmp_path / "creamery.toml")
@@ -304,13 +304,15 @@ def test_a_fifo_config_or_rules_file_at_start_is_one_line(tmp_path: Path) -> Non
     rules = fifo(tmp_path / "rules.toml")
     said = start_fails_with("--prune-every", "1d", "--prune-rules", rules, root)
     assert f"rules file {str(rules)!r} is not a regular file (a FIFO)" in said
+    passwords = fifo(tmp_path / "htpasswd")
+    said = start_fails_with("-P", passwords, root)
+    assert said == f"password file {str(passwords)!r} is not a regular file"
 
 
 @needs_main
 @pytest.mark.parametrize(
     ("option", "what"),
     [
-        ("-P", "password file"),
         ("--permissions", "permission file"),
         ("--welcome", "welcome file"),
         ("--log-conf", "logging configuration"),
