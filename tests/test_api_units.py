@@ -141,7 +141,7 @@ def test_welcome_file_and_bad_templates(root: Path, tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="not a valid template"):
         make_app(root, tmp_path, welcome_msg="{% if %}")
-    with pytest.raises(ConfigError, match="can't read welcome file"):
+    with pytest.raises(ConfigError, match=r"welcome file '.*' can't be read"):
         Creamery(config.with_updates(welcome_file=tmp_path / "missing.html"))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from creamery.core import durable
 from creamery.core.config import Auther, Config
+from creamery.core.operator_files import OperatorFileError, read_operator_file
 
 if TYPE_CHECKING:
     from passlib.context import CryptContext
@@ -66,6 +68,7 @@ BCRYPT_MAX_BYTES = 72
 DEFAULT_BCRYPT_ROUNDS = 10
 # A file modified this recently may change again without changing size or mtime.
 _RACY_NS = 2_000_000_000
+MAX_HTPASSWD_BYTES = 64 << 20  # ~1M bcrypt lines: a larger -P file is refused unread
 
 
 # ---------------------------------------------------------------- htpasswd file
@@ -190,7 +193,7 @@ class HtpasswdFile:
         try:
             st = os.stat(self.path)
         except OSError as error:
-            self._unavailable(error)
+            self._unavailable(f"can't be read: {error.strerror or type(error).__name__}")
             return
         signature = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
         if signature == self._signature and not self._racy:
@@ -201,9 +204,9 @@ class HtpasswdFile:
 
     def _load(self, signature: tuple[int, ...], mtime_ns: int) -> None:
         try:
-            raw = self.path.read_bytes()
-        except OSError as error:
-            self._unavailable(error)
+            raw = read_operator_file(self.path, "password file", MAX_HTPASSWD_BYTES)
+        except OperatorFileError as error:  # a FIFO, a device, too big: never a hang
+            self._unavailable(error.problem)
             return
         if raw != self._table.raw:
             self._table = _parse_table(self.path, raw)
@@ -212,10 +215,9 @@ class HtpasswdFile:
         self._racy = time.time_ns() - mtime_ns < _RACY_NS
         self._problem = None
 
-    def _unavailable(self, error: OSError) -> None:
-        problem = error.strerror or type(error).__name__
+    def _unavailable(self, problem: str) -> None:
         if problem != self._problem:
-            logger.error("%s: can't read password file (%s); denying everyone", self.path, problem)
+            logger.error("%s: password file %s; denying everyone", self.path, problem)
         self._problem = problem
         self._table = _Table()
         self._signature = None
@@ -488,9 +490,13 @@ def add_user(
     target = Path(os.path.realpath(path))
     new_line = f"{user}:{hashed}\n".encode()
     with _exclusive(target.parent):  # read, change, replace: one writer at a time
-        try:
-            lines = target.read_bytes().splitlines(keepends=True)
-        except FileNotFoundError:
+        try:  # a FIFO or a device in its place is refused, not waited on
+            lines = read_operator_file(target, "password file", MAX_HTPASSWD_BYTES).splitlines(
+                keepends=True
+            )
+        except OperatorFileError as error:
+            if error.errno != errno.ENOENT:
+                raise
             lines = []
         _write_atomically(target, b"".join(_with_user(lines, user.encode("utf-8"), new_line)))
 

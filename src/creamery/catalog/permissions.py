@@ -36,6 +36,7 @@ from pathlib import Path
 
 from creamery.core.config import ConfigError
 from creamery.core.names import normalize
+from creamery.core.operator_files import OperatorFileError, read_with_stat
 
 log = logging.getLogger("creamery.permissions")
 
@@ -370,16 +371,10 @@ class PermissionFile:
     def load(self) -> Policy:
         """Read and parse the file now; PermissionFileError (one line) when it can't be used."""
         try:
-            with open(self.path, "rb") as file:
-                st = os.fstat(file.fileno())
-                raw = file.read(MAX_BYTES + 1)  # never more: a huge file is refused unread
-            if len(raw) > MAX_BYTES:
-                raise PermissionFileError(f"{self.path}: larger than {MAX_BYTES} bytes")
+            raw, st = read_with_stat(self.path, "permission file", MAX_BYTES)
             text = raw.decode("utf-8")
-        except OSError as error:
-            raise PermissionFileError(
-                f"{self.path}: can't be read: {error.strerror or error}"
-            ) from None
+        except OperatorFileError as error:  # a FIFO, a device, too big: never a hang
+            raise PermissionFileError(f"{self.path}: {error.problem}") from None
         except UnicodeDecodeError:
             raise PermissionFileError(f"{self.path}: not UTF-8") from None
         policy = Policy.parse(text, str(self.path))

@@ -31,6 +31,7 @@ from typing import Any
 from creamery.catalog.audit import parse_duration
 from creamery.core.config import Config
 from creamery.core.names import normalize
+from creamery.core.operator_files import OperatorFileError, read_operator_file
 
 _KEYS = ("keep", "prereleases-older-than", "exempt")
 MAX_RULES_FILE = 1 << 20  # bytes: some twenty thousand project tables
@@ -139,13 +140,10 @@ def rules_of_config(config: Config) -> Rules:
 
 def read_rules(path: Path) -> Rules:
     """The rules file at *path*, checked; RulesError names the file and the key."""
-    try:
-        with path.open("rb") as f:
-            content = f.read(MAX_RULES_FILE + 1)  # `/dev/zero` or a runaway file: not all of it
-    except OSError as error:
-        raise RulesError(f"rules file {str(path)!r} can't be read: {error.strerror}") from None
-    if len(content) > MAX_RULES_FILE:
-        raise RulesError(f"{path}: larger than {MAX_RULES_FILE // (1 << 20)} MiB, not a rules file")
+    try:  # a FIFO, `/dev/zero` or a runaway file: refused at once, not read without end
+        content = read_operator_file(path, "rules file", MAX_RULES_FILE)
+    except OperatorFileError as error:
+        raise RulesError(str(error)) from None
     try:
         document = tomllib.loads(content.decode())
     except tomllib.TOMLDecodeError as error:

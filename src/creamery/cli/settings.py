@@ -21,10 +21,12 @@ from typing import Any
 
 from creamery.core.config import PATH_FIELDS, ConfigError
 from creamery.core.objects import is_object_url
+from creamery.core.operator_files import read_operator_text
 
 ENV_PREFIX = "CREAMERY_"
 CONFIG_FILE_ENV = "CREAMERY_CONFIG"  # the environment's `--config FILE`
 TABLE = "creamery"  # the file's table; without one, the top level is read
+MAX_CONFIG_BYTES = 1 << 20  # a larger --config file is refused unread
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 # Not settings: they say where the settings are, or what to do with them.
@@ -275,13 +277,12 @@ def _config_file(
 def read_file(path: Path, options: Iterable[Option]) -> dict[str, Any]:
     """The file's values by dest, each converted and checked; ConfigError names file and key."""
     label = str(path)
-    try:
-        with path.open("rb") as f:
-            document = tomllib.load(f)
-    except OSError as error:
-        raise ConfigError(f"config file {label!r} can't be read: {error.strerror}") from error
+    try:  # a FIFO or a device is refused at once: read, it would hang the start
+        document = tomllib.loads(read_operator_text(path, "config file", MAX_CONFIG_BYTES))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{label}: invalid TOML: {error}") from error
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ConfigError(f"{label}: invalid TOML: values nested too deeply") from None
     table = document.get(TABLE, document)
     if not isinstance(table, dict):
         raise ConfigError(f"{label}: [{TABLE}] must be a table")

@@ -37,6 +37,7 @@ from creamery.core.config import Config, ConfigError
 from creamery.core.hashing import pypi_hashers
 from creamery.core.names import normalize, parse_filename, parse_version
 from creamery.core.objects import ObjectRoot
+from creamery.core.operator_files import read_name_list
 from creamery.core.version import __version__
 from creamery.storage.local import is_safe_relpath
 
@@ -138,13 +139,8 @@ def read_ignorelist(path: str | None) -> frozenset[str]:
     """Project names to skip: one per line, `#` starts a comment; compared normalized."""
     if path is None:
         return frozenset()
-    try:
-        text = Path(path).expanduser().read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise ConfigError(f"ignore list {path!r} can't be read: {reason}") from error
-    names = (line.split("#", 1)[0].strip() for line in text.splitlines())
-    return frozenset(normalize(name) for name in names if name)
+    names = read_name_list(Path(path).expanduser(), "ignore list")  # a FIFO: no hang
+    return frozenset(normalize(name) for name in names)
 
 
 def hosted_projects(catalog: Catalog, ignored: frozenset[str]) -> list[Hosted]:

@@ -485,7 +485,9 @@ def check_auth(config: Config) -> Config:
             )
         return config.with_updates(password_file=None, auth_disabled=True)
     if config.password_file is not None and not config.password_file.is_file():
-        raise ConfigError(f"password file {str(config.password_file)!r} does not exist")
+        # A FIFO or a directory exists, but is no file to read: say which.
+        problem = "is not a regular file" if config.password_file.exists() else "does not exist"
+        raise ConfigError(f"password file {str(config.password_file)!r} {problem}")
     return config
 
 

@@ -6,6 +6,7 @@ and can be handed to a server (granian, uvicorn, gunicorn, hypercorn) for its wo
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import logging.config
@@ -14,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from creamery.core.config import Config, ConfigError
+from creamery.core.operator_files import read_operator_text
 from creamery.http.observe import one_line
 
 LOGGER_NAME = "creamery"
+MAX_LOG_CONF_BYTES = 1 << 20  # a larger --log-conf file is refused unread
 # Level 1 rather than NOTSET: on a named logger NOTSET defers to the root logger (WARNING).
 _VERBOSITY_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG, 1)
 
@@ -76,11 +79,12 @@ def logging_config(config: Config, loggers: Iterable[str] = ()) -> dict[str, Any
 
 def apply_log_conf(path: Path) -> None:
     """`--log-conf FILE`: a JSON dictConfig, or an INI file for `logging.config.fileConfig`."""
+    text = read_operator_text(path, "logging configuration", MAX_LOG_CONF_BYTES)  # no FIFO
     try:
         if path.suffix.lower() == ".json":
-            logging.config.dictConfig(json.loads(path.read_text("utf-8")))
+            logging.config.dictConfig(json.loads(text))
         else:
-            logging.config.fileConfig(path, disable_existing_loggers=False)
+            logging.config.fileConfig(io.StringIO(text), disable_existing_loggers=False)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
         raise ConfigError(f"can't use logging configuration {str(path)!r}: {error}") from error
 

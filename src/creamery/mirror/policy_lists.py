@@ -15,7 +15,6 @@ import fnmatch
 import logging
 import os
 import re
-import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -28,6 +27,7 @@ from packaging.version import InvalidVersion, Version
 
 from creamery.core.config import ConfigError
 from creamery.core.names import SDIST_SUFFIXES, parse_filename
+from creamery.core.operator_files import OperatorFileError, read_with_stat
 
 log = logging.getLogger("creamery.mirror")
 
@@ -248,17 +248,10 @@ class PatternFile:
         self.entries = self.load()
 
     def load(self) -> PatternList:
-        try:
-            # Non-blocking: a FIFO put in its place would hold the reload (and its lock) forever.
-            with open(os.open(self.path, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
-                st = os.fstat(file.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise PolicyError(f"{self.path}: not a regular file")
-                raw = file.read(MAX_FILE_BYTES + 1)
-        except OSError as error:
-            raise PolicyError(f"{self.path}: can't be read: {error.strerror or error}") from None
-        if len(raw) > MAX_FILE_BYTES:
-            raise PolicyError(f"{self.path}: larger than {MAX_FILE_BYTES} bytes")
+        try:  # a FIFO put in its place would hold the reload (and its lock) forever: refused
+            raw, st = read_with_stat(self.path, "list file", MAX_FILE_BYTES)
+        except OperatorFileError as error:
+            raise PolicyError(f"{self.path}: {error.problem}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

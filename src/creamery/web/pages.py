@@ -21,6 +21,7 @@ from creamery.catalog.facts import Digests, FactsCache
 from creamery.catalog.index import Distribution, Index
 from creamery.core.config import ConfigError
 from creamery.core.names import SIGNATURE, VersionKey, version_sort_key
+from creamery.core.operator_files import read_operator_file
 from creamery.core.version import __version__
 from creamery.http import absolute
 from creamery.http.conditional import etag_matches
@@ -50,6 +51,7 @@ def templates() -> jinja2.Environment:
 
 
 # bottle's SimpleTemplate writes unescaped output as {{!expr}}; jinja2 spells it |safe.
+MAX_WELCOME_BYTES = 1 << 20  # a larger --welcome template is refused unread
 _BOTTLE_RAW = re.compile(r"\{\{\s*!(.+?)\}\}", re.DOTALL)
 
 
@@ -182,10 +184,8 @@ def render_welcome(template: jinja2.Template, base: str, count: int | None) -> b
 
 def _welcome_template(path: Path | None, text: str | None) -> jinja2.Template:
     if path is not None:
-        try:
-            text = path.read_text("utf-8", errors="replace")
-        except OSError as error:
-            raise ConfigError(f"can't read welcome file {str(path)!r}: {error.strerror}") from error
+        raw = read_operator_file(path, "welcome file", MAX_WELCOME_BYTES)  # a FIFO: no hang
+        text = raw.decode("utf-8", errors="replace")
     if text is None:
         return templates().get_template("welcome.html")
     from jinja2 import TemplateSyntaxError
