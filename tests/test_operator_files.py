@@ -24,7 +24,7 @@ from support.servers import run_server
 from creamery.catalog.auth import HtpasswdFile, add_user
 from creamery.catalog.permissions import PermissionFile, PermissionFileError
 from creamery.catalog.prune_rules import RulesError, read_rules
-from creamery.cli import main as cli_main
+from creamery.cli.mirror_options import parse_merge_list
 from creamery.cli.settings import read_file
 from creamery.cli.update import read_ignorelist
 from creamery.core.config import ConfigError
@@ -42,15 +42,6 @@ from creamery.web.pages import _welcome_template
 T = TypeVar("T")
 PROMPTLY = 5.0  # seconds: any of these answers takes milliseconds; a hang takes forever
 PERMISSIONS = '[[rules]]\nuser = "anonymous"\nrole = "reader"\nprojects = ["*"]\n'
-
-# `cli/main.py` checks --permissions, --welcome and --log-conf at start, and reads
-# `--mirror-merge @FILE`, with a plain open(): its switch to core/operator_files is one
-# helper's split of main.py away. Until then these tests are expected to fail (strictly).
-needs_main = pytest.mark.xfail(
-    not hasattr(cli_main, "check_operator_file"),
-    reason="cli/main.py still opens these files itself",
-    strict=True,
-)
 
 
 def promptly(call: Callable[[], T]) -> T:
@@ -309,7 +300,6 @@ def test_a_fifo_config_rules_or_password_file_at_start_is_one_line(tmp_path: Pat
     assert said == f"password file {str(passwords)!r} is not a regular file"
 
 
-@needs_main
 @pytest.mark.parametrize(
     ("option", "what"),
     [
@@ -328,7 +318,6 @@ def test_a_fifo_named_at_start_is_one_line_and_exit_2(
     assert said == f"{what} {str(path)!r} is not a regular file (a FIFO)"
 
 
-@needs_main
 def test_a_fifo_merge_list_at_start_is_one_line_and_exit_2(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
@@ -337,4 +326,4 @@ def test_a_fifo_merge_list_at_start_is_one_line_and_exit_2(tmp_path: Path) -> No
     assert said == f"merge list file {str(path)!r} is not a regular file (a FIFO)"
     listed = tmp_path / "merge-ok.txt"  # the names of a regular list are read as before
     listed.write_text("Acme_Tools # ours\n\nother\n")
-    assert cli_main.parse_merge_list([f"@{listed}", "x"]) == ("acme-tools", "other", "x")
+    assert parse_merge_list([f"@{listed}", "x"]) == ("acme-tools", "other", "x")

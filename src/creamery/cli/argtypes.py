@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from creamery.core.config import ConfigError
+from creamery.core.operator_files import check_operator_file
 
 _T = TypeVar("_T")
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt](?:i?b)?|b)?", re.IGNORECASE)
@@ -98,11 +99,6 @@ def optional_path(text: str | None) -> Path | None:
 
 
 def readable(path: Path | None, what: str) -> Path | None:
-    """*path*, once it opens for reading; else a ConfigError naming *what* it is and why."""
-    if path is not None:
-        try:
-            with path.open("rb"):
-                pass
-        except OSError as error:
-            raise ConfigError(f"{what} {str(path)!r} can't be read: {error.strerror}") from error
-    return path
+    """*path*, once it opens for reading as a regular file; else a ConfigError naming *what* it
+    is and why (a FIFO or a device named here is one line at start, not a hang)."""
+    return check_operator_file(path, what)

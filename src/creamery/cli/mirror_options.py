@@ -15,12 +15,12 @@ from creamery.cli.argtypes import (
     optional_path,
     parse_size,
     positive_seconds,
-    readable,
     seconds,
 )
 from creamery.core.config import Config, ConfigError, check_mirror_cache
 from creamery.core.names import normalize
 from creamery.core.objects import ObjectRoot
+from creamery.core.operator_files import read_name_list
 from creamery.mirror import policy, policy_lists
 from creamery.mirror.policy import FALLBACK_CHOICES, UNKNOWN_CHOICES
 
@@ -169,10 +169,7 @@ def parse_merge_list(items: list[str]) -> tuple[str, ...]:
     names: list[str] = []
     for item in items:
         if item.startswith("@"):
-            path = readable(Path(item[1:]).expanduser(), "merge list file")
-            assert path is not None
-            lines = path.read_text("utf-8").splitlines()
-            names += [line.split("#", 1)[0].strip() for line in lines]
+            names += read_name_list(Path(item[1:]).expanduser(), "merge list file")
         else:
             names.append(item)
     return tuple(sorted({normalize(n) for n in names if n}))
