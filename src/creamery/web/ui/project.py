@@ -28,7 +28,7 @@ from creamery.catalog.status import ProjectStatus
 from creamery.core.names import is_valid_project_name, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.mirror.listing import Listing
-from creamery.mirror.policy import Hidden
+from creamery.mirror.policy import MAX_HEADER, Hidden
 from creamery.mirror.render import upstream_status
 from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
@@ -124,6 +124,10 @@ class ProjectPages:
                         return self.not_found(request, base, project)
                     self.cache.put(key, body)
                 return respond(request, self.state, body, extra={MANAGE: ""})
+        if mirror is not None and is_valid_project_name(project):
+            rule = mirror.policies.blocked(project) if mirror.policies.filters else None
+            if rule is not None:  # as /simple/ says it: which rule, not a bare "not found"
+                return self.not_found(request, base, project, policy=rule)
         return self.not_found(request, base, project)
 
     async def _local(
@@ -217,10 +221,23 @@ class ProjectPages:
         href = html.escape(f"{base}manage/project/{quote(project)}/")
         return f'<a class="button manage-link" href="{href}">Manage project</a>'
 
-    def not_found(self, request: Request, base: str, project: str) -> Response:
-        """The one answer for a project (or release) not here and one the visitor may not see."""
-        body = render("not_found.html", base=base, project=project)
-        return respond(request, self.state, body, status_code=404)
+    def not_found(
+        self, request: Request, base: str, project: str, policy: str | None = None
+    ) -> Response:
+        """The one answer for a project (or release) not here and one the visitor may not see;
+        *policy*: the mirror rule that keeps the upstream project out (said, and in the header
+        the simple page sends)."""
+        body = render("not_found.html", base=base, project=project, policy=policy)
+        headers = None if policy is None else {"X-Creamery-Policy": _header_text(policy)}
+        return respond(request, self.state, body, status_code=404, headers=headers)
+
+
+def _header_text(text: str) -> str:
+    """One header line's worth of *text*: printable ASCII, anything else escaped, bounded."""
+    return "".join(
+        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii")
+        for c in " ".join(text.split())
+    )[:MAX_HEADER]
 
 
 def _publishers_unproven(view: ProjectView) -> None:
