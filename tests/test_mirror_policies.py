@@ -744,7 +744,11 @@ def test_the_ui_page_of_a_denied_project_says_which_rule(mirror: Server) -> None
     rule = page.headers["x-creamery-policy"]
     assert re.fullmatch(r"mirror-deny \S+deny\.txt:2 evil-\*", rule)
     assert 'id="policy-refusal"' in page.text and "evil-*" in page.text
-    unknown = httpx.get(f"{mirror.url}/project/internal-nothing/")
+    private = httpx.get(f"{mirror.url}/project/internal-nothing/")  # never looked up upstream
+    assert private.status_code == 404
+    assert private.headers["x-creamery-policy"] == "mirror-origin internal-*=local-only"
+    assert 'id="policy-refusal"' in private.text
+    unknown = httpx.get(f"{mirror.url}/project/no-such-project-anywhere/")
     assert unknown.status_code == 404 and "x-creamery-policy" not in unknown.headers
     assert 'id="policy-refusal"' not in unknown.text
 

@@ -28,7 +28,7 @@ from creamery.catalog.status import ProjectStatus
 from creamery.core.names import is_valid_project_name, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.mirror.listing import Listing
-from creamery.mirror.policy import MAX_HEADER, Hidden
+from creamery.mirror.policy import MAX_HEADER, Hidden, Policies
 from creamery.mirror.render import upstream_status
 from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
@@ -125,7 +125,7 @@ class ProjectPages:
                     self.cache.put(key, body)
                 return respond(request, self.state, body, extra={MANAGE: ""})
         if mirror is not None and is_valid_project_name(project):
-            rule = mirror.policies.blocked(project) if mirror.policies.filters else None
+            rule = _refusing_rule(mirror.policies, project)
             if rule is not None:  # as /simple/ says it: which rule, not a bare "not found"
                 return self.not_found(request, base, project, policy=rule)
         return self.not_found(request, base, project)
@@ -230,6 +230,15 @@ class ProjectPages:
         body = render("not_found.html", base=base, project=project, policy=policy)
         headers = None if policy is None else {"X-Creamery-Policy": _header_text(policy)}
         return respond(request, self.state, body, status_code=404, headers=headers)
+
+
+def _refusing_rule(policies: Policies, project: str) -> str | None:
+    """The mirror rule that keeps *project* (not hosted here) from being looked up upstream:
+    a local-only origin, a deny entry or an allow list without it."""
+    origin = policies.origin(project)
+    if origin is not None and origin[0] == "local-only":
+        return f"mirror-origin {origin[1]}=local-only"
+    return policies.blocked(project) if policies.filters else None
 
 
 def _header_text(text: str) -> str:
