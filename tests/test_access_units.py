@@ -869,6 +869,12 @@ def test_bad_durations(text: str) -> None:
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["0s", "0", "0.0d", "99999999999d"])
+def test_a_well_written_duration_out_of_range_says_so(text: str) -> None:
+    with pytest.raises(ValueError, match="must be more than 0 and at most 100 years"):
+        parse_duration(text)
+
+
 # ----------------------------------------------------------------------------- proxies
 
 

@@ -318,6 +318,14 @@ def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: creamery" in capsys.readouterr().out
 
 
+def test_status_help_reads_as_the_issue_writes_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """`creamery status PROJECT STATUS [--reason TEXT] [PACKAGES_DIRECTORY]`, each explained."""
+    assert main(["status", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[--reason TEXT]" in out and "PROJECT [STATUS] [PACKAGES_DIRECTORY ...]" in out
+    assert "PROJECT a hosted project" in out and "--reason TEXT one line" in out
+
+
 # ---------------------------------------------------------------- server choice
 
 

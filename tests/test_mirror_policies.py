@@ -820,6 +820,23 @@ def test_a_hosted_project_gone_after_handles_is_never_redirected(tmp_path: Path)
     assert status == 303 and headers[b"location"].endswith(b"/gone-project/")  # as before
 
 
+def test_the_ui_page_of_a_denied_project_says_which_rule(mirror: Server) -> None:
+    """As /simple/ says it: a deny-listed project's UI page names the rule, in the page and
+    the header (it was the bare "no project like that here" of a name nobody knows)."""
+    page = httpx.get(f"{mirror.url}/project/evil-thing/")
+    assert page.status_code == 404
+    rule = page.headers["x-creamery-policy"]
+    assert re.fullmatch(r"mirror-deny \S+deny\.txt:2 evil-\*", rule)
+    assert 'id="policy-refusal"' in page.text and "evil-*" in page.text
+    private = httpx.get(f"{mirror.url}/project/internal-nothing/")  # never looked up upstream
+    assert private.status_code == 404
+    assert private.headers["x-creamery-policy"] == "mirror-origin internal-*=local-only"
+    assert 'id="policy-refusal"' in private.text
+    unknown = httpx.get(f"{mirror.url}/project/no-such-project-anywhere/")
+    assert unknown.status_code == 404 and "x-creamery-policy" not in unknown.headers
+    assert 'id="policy-refusal"' not in unknown.text
+
+
 def test_metrics_count_each_rule(mirror: Server) -> None:
     def count(rule: str, kind: str) -> float:
         scrape = httpx.get(f"{mirror.url}/metrics").text

@@ -199,6 +199,7 @@ def test_quarantined_project_offers_and_serves_nothing(
     assert HTTP.get(f"{srv.url}/pypi/squar/1.0/json").json()["urls"] == []
     ui = HTTP.get(f"{srv.url}/project/squar/").text
     assert 'data-status="quarantined"' in ui and "malware found" in ui and wheel not in ui
+    assert "install-command" not in ui  # no pip/uv command to copy for what installs nothing
     # Uploads are refused too.
     said = upload(srv, tmp_path / "home", make_wheel(tmp_path / "d", "squar", "2.0"))
     assert "project squar is quarantined: no new uploads (malware found)" in said

@@ -727,6 +727,20 @@ def test_a_bad_prune_rule_stops_the_server_at_start(root: Path, tmp_path: Path) 
     assert result.returncode == 2 and "CREAMERY_PRUNE_KEEP='0'" in result.stderr, describe(result)
 
 
+def test_a_prune_rule_without_an_interval_stops_the_server_at_start(root: Path) -> None:
+    """`--prune-keep 5` alone pruned nothing, silently: retention that looked on."""
+    result = creamery("run", "--prune-keep", "5", root)
+    assert result.returncode == 2, describe(result)
+    assert result.stderr == (
+        "creamery: error: --prune-keep applies to --prune-every only: add --prune-every DURATION"
+        " (such as 1d), or run creamery prune\n"
+    )
+    env = clean_env(CREAMERY_PRUNE_PRERELEASES_OLDER_THAN="30d")
+    result = creamery("run", root, env=env)
+    assert result.returncode == 2, describe(result)
+    assert "--prune-prereleases-older-than applies to --prune-every only" in result.stderr
+
+
 @pytest.mark.parametrize("interval", ["0.5s", "0.001"])
 def test_a_prune_interval_under_a_second_stops_the_server_at_start(
     root: Path, interval: str

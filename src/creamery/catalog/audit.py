@@ -45,11 +45,13 @@ MAX_DURATION = 100 * 365 * 86400
 def parse_duration(text: str) -> float:
     """`90d`, `12h`, `30m`, `45s`, `2w` (or plain seconds) -> seconds; ValueError otherwise."""
     match = _DURATION.fullmatch(str(text).strip())
-    seconds = float(match[1]) * _UNITS[match[2].lower()] if match else 0.0
-    if not 0 < seconds <= MAX_DURATION:
+    if not match:
         raise ValueError(
             f"invalid duration {text!r}: use a number with s, m, h, d or w, such as 90d"
         )
+    seconds = float(match[1]) * _UNITS[match[2].lower()]
+    if not 0 < seconds <= MAX_DURATION:  # `0s` is well written: say what is wrong with it
+        raise ValueError(f"invalid duration {text!r}: it must be more than 0 and at most 100 years")
     return seconds
 
 

@@ -236,6 +236,21 @@ def check_run_rules(config: Config) -> Config:
             ) from None
         except RulesError as error:
             raise ConfigError(f"--prune-every: {error}") from None
+    else:
+        given = [
+            option
+            for option, value in (
+                ("--prune-keep", config.prune_keep),
+                ("--prune-prereleases-older-than", config.prune_prereleases_older_than),
+                ("--prune-rules", config.prune_rules),
+            )
+            if value is not None
+        ]
+        if given:  # a rule that never runs would look like retention that is on
+            raise ConfigError(
+                f"{given[0]} applies to --prune-every only: add --prune-every DURATION (such as"
+                " 1d), or run creamery prune"
+            )
     return config
 
 

@@ -23,7 +23,7 @@ STATUSES = ("active", "archived", "quarantined", "deprecated")  # as catalog/sta
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("project", metavar="PROJECT")
+    parser.add_argument("project", metavar="PROJECT", help="a hosted project (any spelling)")
     parser.add_argument(
         "status",
         metavar="STATUS",
@@ -31,7 +31,11 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
         help="active, archived (no new uploads), quarantined (no file offered nor served) or"
         " deprecated; left out: show the current status",
     )
-    parser.add_argument("--reason", help="one line, shown to installers and on the web pages")
+    parser.add_argument(
+        "--reason",
+        metavar="TEXT",
+        help="one line (300 characters at most), shown to installers and on the web pages",
+    )
     parser.add_argument(
         "--json", action="store_true", help="print the status as the simple API's JSON"
     )

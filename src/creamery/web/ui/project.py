@@ -31,7 +31,7 @@ from creamery.catalog.status import ProjectStatus
 from creamery.core.names import is_valid_project_name, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.mirror.listing import Listing
-from creamery.mirror.policy import Hidden, policy_header
+from creamery.mirror.policy import Hidden, Policies, policy_header
 from creamery.mirror.render import upstream_status
 from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
@@ -105,7 +105,7 @@ class ProjectPages:
         if mirror is not None and is_valid_project_name(project):
             blocked = await mirror.blocked(project)
             if blocked is not None:
-                return self.blocked(request, base, project, blocked)
+                return self.not_found(request, base, project, policy=blocked)
         if mirror is not None and is_valid_project_name(project) and mirror.looks_up(project):
             known = await mirror.projects.get(project, fresh=True)
             decision = await mirror.decide(project, known)  # as the policies offer it
@@ -132,6 +132,10 @@ class ProjectPages:
                         return self.not_found(request, base, project)
                     self.cache.put(key, body)
                 return respond(request, self.state, body, extra={MANAGE: ""})
+        if mirror is not None and is_valid_project_name(project):
+            rule = _refusing_rule(mirror.policies, project)
+            if rule is not None:  # as /simple/ says it: which rule, not a bare "not found"
+                return self.not_found(request, base, project, policy=rule)
         return self.not_found(request, base, project)
 
     async def _local(
@@ -225,18 +229,27 @@ class ProjectPages:
         href = html.escape(f"{base}manage/project/{quote(project)}/")
         return f'<a class="button manage-link" href="{href}">Manage project</a>'
 
-    def blocked(self, request: Request, base: str, project: str, rule: str) -> Response:
-        """A name the mirror's allow or deny list keeps out: 404 as on the simple API, with
-        the rule said on the page and in `X-Creamery-Policy`."""
-        body = render("mirror_blocked.html", base=base, project=project, rule=rule)
-        name, value = policy_header(rule)
-        headers = {name.decode("ascii"): value.decode("ascii")}
+    def not_found(
+        self, request: Request, base: str, project: str, policy: str | None = None
+    ) -> Response:
+        """The one answer for a project (or release) not here and one the visitor may not see;
+        *policy*: the mirror rule that keeps the upstream project out (said, and in the header
+        the simple page sends)."""
+        body = render("not_found.html", base=base, project=project, policy=policy)
+        headers = None
+        if policy is not None:
+            name, value = policy_header(policy)
+            headers = {name.decode("ascii"): value.decode("ascii")}
         return respond(request, self.state, body, status_code=404, headers=headers)
 
-    def not_found(self, request: Request, base: str, project: str) -> Response:
-        """The one answer for a project (or release) not here and one the visitor may not see."""
-        body = render("not_found.html", base=base, project=project)
-        return respond(request, self.state, body, status_code=404)
+
+def _refusing_rule(policies: Policies, project: str) -> str | None:
+    """The mirror rule that keeps *project* (not hosted here) from being looked up upstream:
+    a local-only origin, a deny entry or an allow list without it."""
+    origin = policies.origin(project)
+    if origin is not None and origin[0] == "local-only":
+        return f"mirror-origin {origin[1]}=local-only"
+    return policies.blocked(project) if policies.filters else None
 
 
 def _publishers_unproven(view: ProjectView) -> None:
