@@ -852,9 +852,9 @@ def test_metrics_count_each_rule(mirror: Server) -> None:
     files_before = count("mirror-min-age", "file")
     httpx.get(f"{mirror.url}/upstream/tcool/tcool-2.0-py3-none-any.whl")
     assert count("mirror-min-age", "file") == files_before + 1
-    origin_before = count("mirror-origin", "page")
+    origin_before = count("mirror-origin", "project")  # a page refused, as for a denied one
     httpx.get(f"{mirror.url}/simple/internal-only/")
-    assert count("mirror-origin", "page") == origin_before + 1
+    assert count("mirror-origin", "project") == origin_before + 1
 
 
 def test_allow_and_deny_files_edited_while_running(fake: UpstreamProcess, tmp_path: Path) -> None:
@@ -993,6 +993,9 @@ def test_policies_without_the_mirror_are_refused_at_start(tmp_path: Path) -> Non
         "run", "--mirror-deny", deny, "--disable-fallback", "--print-config", tmp_path
     )
     assert offline.returncode == 0, describe(offline)  # nothing is fetched from anywhere
+    pep708 = creamery("run", "--mirror-pep708", "--print-config", tmp_path)
+    assert pep708.returncode == 2  # it would change no page: said, not ignored
+    assert "--mirror-pep708 applies to the caching mirror only" in pep708.stderr
 
 
 def test_the_header_is_legal_and_short_whatever_the_rules(tmp_path: Path) -> None:

@@ -288,7 +288,10 @@ def test_force_lifts_the_protections_but_a_project_keeps_one_release() -> None:
         ({"defaults": {"keep": 0}}, "[defaults]: keep must be a whole number of releases"),
         ({"defaults": {"keep": "5"}}, "keep must be a whole number of releases, 1 or more"),
         ({"defaults": {"keep": True}}, "keep must be a whole number"),
-        ({"defaults": {"kep": 5}}, "[defaults]: unknown key 'kep'"),
+        (
+            {"defaults": {"kep": 5}},
+            "[defaults]: unknown key 'kep' (use keep, prereleases-older-than)",
+        ),
         ({"defaults": {"exempt": True}}, "exempt belongs in a project's table"),
         ({"default": {"keep": 5}}, "unknown table 'default'"),
         ({"projects": {"foo": {"prereleases-older-than": "30 days"}}}, "invalid duration"),

@@ -34,6 +34,7 @@ from creamery.core.names import normalize
 from creamery.core.operator_files import OperatorFileError, read_operator_file
 
 _KEYS = ("keep", "prereleases-older-than", "exempt")
+_DEFAULT_KEYS = ("keep", "prereleases-older-than")  # exempt is a project's, not everyone's
 MAX_RULES_FILE = 1 << 20  # bytes: some twenty thousand project tables
 _GLOB = frozenset("*?[")
 
@@ -159,7 +160,7 @@ def parse_rules(document: dict[str, Any], label: str) -> Rules:
     unknown = sorted(set(document) - {"defaults", "projects"})
     if unknown:
         raise RulesError(f"{label}: unknown table {unknown[0]!r} (use [defaults], [projects.NAME])")
-    defaults = _table(document.get("defaults", {}), f"{label}: [defaults]")
+    defaults = _table(document.get("defaults", {}), f"{label}: [defaults]", _DEFAULT_KEYS)
     if "exempt" in defaults:
         raise RulesError(f"{label}: [defaults]: exempt belongs in a project's table")
     projects = document.get("projects", {})
@@ -175,15 +176,15 @@ def parse_rules(document: dict[str, Any], label: str) -> Rules:
     return Rules(Rule(**defaults), overrides)
 
 
-def _table(table: object, where: str) -> dict[str, Any]:
-    """A table's keys as Rule fields, each checked."""
+def _table(table: object, where: str, keys: tuple[str, ...] = _KEYS) -> dict[str, Any]:
+    """A table's keys (of *keys*) as Rule fields, each checked."""
     if not isinstance(table, dict):
-        raise RulesError(f"{where} must be a table of {', '.join(_KEYS)}")
+        raise RulesError(f"{where} must be a table of {', '.join(keys)}")
     found: dict[str, Any] = {}
     for key, value in table.items():
         name = key.replace("_", "-")
         if name not in _KEYS:
-            raise RulesError(f"{where}: unknown key {key!r} (use {', '.join(_KEYS)})")
+            raise RulesError(f"{where}: unknown key {key!r} (use {', '.join(keys)})")
         if name == "keep":
             found["keep"] = check_keep(value, f"{where}: keep")
         elif name == "prereleases-older-than":

@@ -187,7 +187,7 @@ def policy_file(text: str | None) -> Path | None:
     return path
 
 
-POLICY_OPTIONS = ("mirror_min_age", "mirror_allow", "mirror_deny", "mirror_origin")
+POLICY_OPTIONS = ("mirror_min_age", "mirror_allow", "mirror_deny", "mirror_origin", "mirror_pep708")
 
 
 def check_policies_apply(config: Config) -> None:

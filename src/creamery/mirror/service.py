@@ -194,7 +194,7 @@ class Mirror:
             return
         origin = self.policies.origin(project)
         if origin is not None and origin[0] == "local-only":
-            await self._refuse_local_only(send, project, origin[1], "page")
+            await self._refuse_local_only(send, project, origin[1], "project")
             return
         shown = not hide_local and not self.upstream_only(project)
         local = project in self.index.projects and shown

@@ -396,8 +396,8 @@ class Account:
         self._hosted(project)  # an unknown project is a 404 before anyone's rights
         project = self._project(request, caller, "manage")
         data = await _json_object(request, STATUS_FIELDS)
-        if "status" not in data:
-            raise _refuse(400, "missing 'status': active, archived, quarantined or deprecated")
+        if not isinstance(data.get("status"), str):  # absent, null or another type
+            raise _refuse(400, "'status' must be one of: active, archived, quarantined, deprecated")
         status, reason = _string(data, "status"), _string(data, "reason")
         changed = await self._run(
             "changing the status failed",
