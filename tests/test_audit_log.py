@@ -216,10 +216,10 @@ def test_a_session_is_audited_exactly(server: Server, permissions: Path, tmp_pat
     # Exactly these, in this order (the token's first use and its upload in either order).
     found = [fields(e) for e in audit_entries(root)]
     if found.index(first_use) > found.index(upload_2):
-        expected[expected.index(first_use)], expected[expected.index(upload_2)] = (
-            upload_2,
-            first_use,
-        )
+        # The indices first: `expected[expected.index(upload_2)]` on the left of one tuple
+        # assignment would find the upload_2 just put where first_use was, and swap nothing.
+        i, j = expected.index(first_use), expected.index(upload_2)
+        expected[i], expected[j] = upload_2, first_use
     assert found == expected
     # The details name things, never secrets: the token by its id, the reload by its rules.
     details = {e.action: e.detail for e in audit_entries(root)}
