@@ -123,20 +123,23 @@ class Mirror:
         origin = self.policies.origin(project)
         return origin is not None and origin[0] == "upstream-only"
 
-    async def blocked(self, project: str) -> str | None:
-        """The allow or deny rule keeping *project* out of the mirror (for pages that say
-        why, as the simple API does); None: none (or no list is configured)."""
-        if not self.policies.filters:
+    def local_only_rule(self, project: str) -> str | None:
+        """The origin rule that makes *project* local-only (never looked up upstream), as the
+        `X-Creamery-Policy` header names it; None: there is none."""
+        origin = self.policies.origin(project)
+        if origin is None or origin[0] != "local-only":
             return None
+        return f"mirror-origin {origin[1]}=local-only"
+
+    async def refusal(self, project: str) -> str | None:
+        """The rule that keeps *project* from being looked up upstream at all (local-only, or
+        kept out by the allow or deny list), for pages that say why, as the simple API does;
+        None: it may be looked up."""
+        local_only = self.local_only_rule(project)
+        if local_only is not None or not self.policies.filters:
+            return local_only
         await self.refresh_lists()
         return self.policies.blocked(project)
-
-    def looks_up(self, project: str) -> bool:
-        """May *project* be looked up upstream at all (not local-only, nor denied)?"""
-        origin = self.policies.origin(project)
-        if origin is not None and origin[0] == "local-only":
-            return False
-        return not self.policies.filters or self.policies.blocked(project) is None
 
     def close(self) -> None:
         try:
@@ -192,9 +195,9 @@ class Mirror:
         if not _PROJECT.fullmatch(project):
             await send_text(send, 404, f"Not Found ({project} is not a valid project name)")
             return
-        origin = self.policies.origin(project)
-        if origin is not None and origin[0] == "local-only":
-            await self._refuse_local_only(send, project, origin[1], "project")
+        local_only = self.local_only_rule(project)
+        if local_only is not None:
+            await self._refuse_local_only(send, project, local_only, "project")
             return
         shown = not hide_local and not self.upstream_only(project)
         local = project in self.index.projects and shown
@@ -314,8 +317,7 @@ class Mirror:
             for kind in kinds:
                 metrics.mirror_policy.labels(kind, what).inc()
 
-    async def _refuse_local_only(self, send: Send, project: str, pattern: str, what: str) -> None:
-        rule = f"mirror-origin {pattern}=local-only"
+    async def _refuse_local_only(self, send: Send, project: str, rule: str, what: str) -> None:
         self._count_policy(["mirror-origin"], what)
         text = f"Not Found ({project} is local-only: never looked up upstream, not hosted here)"
         await send_text(send, 404, text, [policy_header(rule)])
@@ -359,8 +361,7 @@ class Mirror:
             return Missing(f"{filename} is not a mirrored file")
         if not self.handles(project) and (self.hidden is None or not self.hidden(scope, project)):
             return Missing(f"{project} is hosted here: upstream files are not served")
-        origin = self.policies.origin(project)
-        if origin is not None and origin[0] == "local-only":
+        if self.local_only_rule(project) is not None:
             return Missing(f"{project} is local-only: never looked up upstream")
         if self.policies.filters:
             refusal = await self._file_refusal(project, filename)
@@ -386,9 +387,9 @@ class Mirror:
                 send, 404, f"Not Found ({project} is hosted here: upstream files are not served)"
             )
             return
-        origin = self.policies.origin(project)
-        if origin is not None and origin[0] == "local-only":
-            await self._refuse_local_only(send, project, origin[1], "file")
+        local_only = self.local_only_rule(project)
+        if local_only is not None:
+            await self._refuse_local_only(send, project, local_only, "file")
             return
         if self.policies.filters:
             await self.refresh_lists()

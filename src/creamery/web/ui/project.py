@@ -31,7 +31,7 @@ from creamery.catalog.status import ProjectStatus
 from creamery.core.names import is_valid_project_name, normalize, version_sort_key
 from creamery.http.routing import READ, Action, Route, endpoint
 from creamery.mirror.listing import Listing
-from creamery.mirror.policy import Hidden, Policies, policy_header
+from creamery.mirror.policy import Hidden, policy_header
 from creamery.mirror.render import upstream_status
 from creamery.render.readme import ReadmeCache
 from creamery.web.guard import principal_of
@@ -103,10 +103,9 @@ class ProjectPages:
         if project in index.projects and not hidden and not shadowed:
             return await self._local(request, project, version, base, principal)
         if mirror is not None and is_valid_project_name(project):
-            blocked = await mirror.blocked(project)
-            if blocked is not None:
-                return self.not_found(request, base, project, policy=blocked)
-        if mirror is not None and is_valid_project_name(project) and mirror.looks_up(project):
+            rule = await mirror.refusal(project)
+            if rule is not None:  # as /simple/ says it: which rule, not a bare "not found"
+                return self.not_found(request, base, project, policy=rule)
             known = await mirror.projects.get(project, fresh=True)
             decision = await mirror.decide(project, known)  # as the policies offer it
             listing = known.listing if decision is None else decision.listing
@@ -132,10 +131,6 @@ class ProjectPages:
                         return self.not_found(request, base, project)
                     self.cache.put(key, body)
                 return respond(request, self.state, body, extra={MANAGE: ""})
-        if mirror is not None and is_valid_project_name(project):
-            rule = _refusing_rule(mirror.policies, project)
-            if rule is not None:  # as /simple/ says it: which rule, not a bare "not found"
-                return self.not_found(request, base, project, policy=rule)
         return self.not_found(request, base, project)
 
     async def _local(
@@ -241,15 +236,6 @@ class ProjectPages:
             name, value = policy_header(policy)
             headers = {name.decode("ascii"): value.decode("ascii")}
         return respond(request, self.state, body, status_code=404, headers=headers)
-
-
-def _refusing_rule(policies: Policies, project: str) -> str | None:
-    """The mirror rule that keeps *project* (not hosted here) from being looked up upstream:
-    a local-only origin, a deny entry or an allow list without it."""
-    origin = policies.origin(project)
-    if origin is not None and origin[0] == "local-only":
-        return f"mirror-origin {origin[1]}=local-only"
-    return policies.blocked(project) if policies.filters else None
 
 
 def _publishers_unproven(view: ProjectView) -> None:
