@@ -28,6 +28,7 @@ from datetime import datetime
 from packaging.utils import canonicalize_version
 from packaging.version import InvalidVersion, Version
 
+from creamery.core.headers import printable_value
 from creamery.core.names import parse_filename
 from creamery.mirror.listing import Listing, UpstreamFile
 from creamery.mirror.policy_lists import (
@@ -409,10 +410,5 @@ def _version_order(version: str) -> tuple[int, Version | str]:
 def policy_header(said: str) -> tuple[bytes, bytes]:
     """One legal header line, whatever a file path or an upstream's filename holds: printable
     ASCII (anything else escaped, controls included), at most MAX_HEADER characters."""
-    text = "".join(
-        c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii")
-        for c in " ".join(said.split())
-    )
-    if len(text) > MAX_HEADER:
-        text = text[: MAX_HEADER - 4] + " ..."
+    text = printable_value(" ".join(said.split()), MAX_HEADER, cut=" ...")
     return POLICY_HEADER, text.encode("ascii")

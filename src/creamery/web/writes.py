@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from creamery.catalog.service import ReleaseNotFound
 from creamery.core.errors import ClientError
+from creamery.core.headers import printable_value
 from creamery.core.names import is_valid_project_name, normalize
 from creamery.core.untrusted import load_json
 from creamery.http.errors import RETRY_AFTER, outage_reason
@@ -74,13 +75,7 @@ def _outcome_response(outcome: upload.Outcome) -> Response:
 def warning_header_value(warning: str) -> str:
     """*warning* as a legal header value: printable ASCII (the rest escaped, CR and LF too, so
     text from an upload can never start a header of its own), at most MAX_WARNING_HEADER."""
-    value = "".join(
-        char if " " <= char <= "~" else char.encode("unicode_escape").decode("ascii")
-        for char in warning
-    )
-    if len(value) > MAX_WARNING_HEADER:
-        value = value[: MAX_WARNING_HEADER - 3] + "..."
-    return value
+    return printable_value(warning, MAX_WARNING_HEADER)
 
 
 def _unavailable(app: AppState, what: str, error: OSError, *, json: bool = False) -> Response:
