@@ -178,12 +178,21 @@ def _parse(response: httpx.Response, body: bytes, project: str, upstream: Upstre
 
 
 async def read_capped(response: httpx.Response, limit: int) -> bytes:
+    body = await read_at_most(response, limit)
+    if body is None:
+        raise ListingError(f"page larger than {limit >> 20} MiB")
+    return body
+
+
+async def read_at_most(response: httpx.Response, limit: int) -> bytes | None:
+    """The body, read as it comes; None once it is longer than *limit* bytes (the rest is not
+    read: an upstream can't make us hold more)."""
     chunks: list[bytes] = []
     total = 0
     async for chunk in response.aiter_bytes():
         total += len(chunk)
         if total > limit:
-            raise ListingError(f"page larger than {limit >> 20} MiB")
+            return None
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -19,7 +19,7 @@ from creamery.core.errors import ClientError
 from creamery.core.names import PROVENANCE
 from creamery.core.untrusted import load_json
 from creamery.mirror.cache import MirrorCache, StoreSkipped
-from creamery.mirror.client import Failure, UpstreamClient, describe
+from creamery.mirror.client import Failure, UpstreamClient, describe, read_at_most
 from creamery.mirror.projects import UpstreamProjects
 
 MAX_PROVENANCE_BYTES = 1 << 20  # PyPI's are ~10 KB per attestation, at most two per file
@@ -91,7 +91,7 @@ class UpstreamProvenance:
                         return Missing(f"No provenance available for {filename} (upstream: 404)")
                     if response.status_code != 200:
                         return Failure(502, f"{url} answered {response.status_code}")
-                    body = await _capped(response)
+                    body = await read_at_most(response, MAX_PROVENANCE_BYTES)
         except (TimeoutError, httpx.TimeoutException):
             return Failure(504, f"{url} did not answer within {timeout:g} s")
         except httpx.HTTPError as error:
@@ -101,17 +101,6 @@ class UpstreamProvenance:
         if not is_provenance(body):
             return Failure(502, f"{url} sent no PEP 740 provenance object")
         return body
-
-
-async def _capped(response: httpx.Response) -> bytes | None:
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in response.aiter_bytes():
-        total += len(chunk)
-        if total > MAX_PROVENANCE_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def is_provenance(body: bytes) -> bool:
