@@ -63,6 +63,14 @@ def twine_attested(server: Server, home: Path, dist: Path) -> str:
     return result.stdout + result.stderr if result.returncode else ""
 
 
+def upload_attested(server: Server, directory: Path, auth: tuple[str, str] | None = None) -> Path:
+    """The GitHub-published sdist uploaded with its attestation (as twine sends it); the copy."""
+    dist = copy_fixture(GITHUB_SDIST, directory)
+    sent = attestations_field(dist.name)
+    assert upload(server, dist.name, dist.read_bytes(), sent, auth=auth).status_code == 200
+    return dist
+
+
 def nothing_stored(server: Server, filename: str) -> bool:
     root = Path(server.roots[0])
     return (
@@ -297,9 +305,7 @@ def test_provenance_is_guarded_like_the_file(tmp_path: Path) -> None:
     htpasswd = write_sha1_htpasswd(tmp_path / "htpasswd", "alice", "secret")
     auth = ("alice", "secret")
     with run_server([root], "-P", str(htpasswd), "-a", "update,download") as srv:
-        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
-        sent = attestations_field(dist.name)
-        assert upload(srv, dist.name, dist.read_bytes(), sent, auth=auth).status_code == 200
+        dist = upload_attested(srv, tmp_path / "dist", auth)
         url = listed(srv, "pypi-attestations")[dist.name]["provenance"]  # listing is open
         assert HTTP.get(url).status_code == 401  # as the file itself
         assert HTTP.get(f"{srv.url}/packages/{dist.name}").status_code == 401
@@ -501,9 +507,7 @@ def test_a_quarantined_projects_provenance_is_not_served(tmp_path: Path) -> None
     root = tmp_path / "root"
     root.mkdir()
     with run_server([root], *OPEN) as srv:
-        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
-        sent = attestations_field(dist.name)
-        assert upload(srv, dist.name, dist.read_bytes(), sent).status_code == 200
+        dist = upload_attested(srv, tmp_path / "dist")
         url = integrity(srv.url, "pypi-attestations", "0.0.19", dist.name)
         assert HTTP.get(url).status_code == 200
         result = creamery("status", "pypi-attestations", "quarantined", "--reason", "bad", root)
@@ -519,9 +523,7 @@ def test_a_provenance_damaged_on_disk_is_not_served(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
     with run_server([root], *OPEN) as srv:
-        dist = copy_fixture(GITHUB_SDIST, tmp_path / "dist")
-        sent = attestations_field(dist.name)
-        assert upload(srv, dist.name, dist.read_bytes(), sent).status_code == 200
+        dist = upload_attested(srv, tmp_path / "dist")
         kept = root / ".creamery" / "files" / dist.name / "provenance"
         kept.write_bytes(kept.read_bytes()[:100])  # truncated
         url = integrity(srv.url, "pypi-attestations", "0.0.19", dist.name)
