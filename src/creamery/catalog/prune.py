@@ -21,7 +21,6 @@ import functools
 import logging
 import math
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.catalog.prune_rules import Rules, RulesError, format_age
 from creamery.core.names import normalize, parse_version, version_sort_key
+from creamery.core.periodic import repeat
 from creamery.storage import read_all
 from creamery.storage.state import StateDir
 
@@ -462,21 +462,8 @@ class Schedule:
 
     def start(self) -> Callable[[], None]:
         """The thread; the function that stops it."""
-        stopped = threading.Event()
         self._remember_start()
-        tick = min(self.interval, _MAX_TICK)
-
-        def loop() -> None:
-            while not stopped.wait(tick):
-                try:
-                    self.run_if_due()
-                except OSError as error:  # the store is down: the next round tries again
-                    log.warning("prune failed: %s", error)
-                except Exception:  # a background task must not die
-                    log.exception("prune failed")
-
-        threading.Thread(target=loop, name="creamery-prune", daemon=True).start()
-        return stopped.set
+        return repeat(min(self.interval, _MAX_TICK), self.run_if_due, name="prune", log=log)
 
     def run_if_due(self) -> Outcome | None:
         """Prune when no worker or replica did within the interval; the outcome, else None."""

@@ -26,6 +26,7 @@ from creamery.changes.follower import Follower
 from creamery.changes.local_events import Watch
 from creamery.core.config import CONFIG_ENV, Config
 from creamery.core.names import METADATA, PROVENANCE, SIGNATURE, normalize
+from creamery.core.periodic import repeat
 from creamery.http import files
 from creamery.http.absolute import Rebased
 from creamery.http.asgi_types import Message, Receive, Scope, Send
@@ -235,21 +236,13 @@ class Creamery:
             log.exception("moving sidecars into the state directory failed")
 
     def _start_rescans(self, interval: float) -> Callable[[], None]:
-        stopped = threading.Event()
+        return repeat(interval, self._rescan, name="rescan", log=log)
 
-        def loop() -> None:
-            while not stopped.wait(interval):
-                try:
-                    self.index.rescan()
-                    self.catalog.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS)
-                    self.state.clean_scratch(self.config.local_roots)
-                except OSError as error:  # the store is down: the next round tries again
-                    log.warning("rescan failed: %s", error)
-                except Exception:  # the safety net must not die
-                    log.exception("rescan failed")
-
-        threading.Thread(target=loop, name="creamery-rescan", daemon=True).start()
-        return stopped.set
+    def _rescan(self) -> None:
+        """The safety net: what no event announced, legacy sidecars, stale scratch files."""
+        self.index.rescan()
+        self.catalog.migrate_legacy_sidecars(min_age=_SETTLE_SECONDS)
+        self.state.clean_scratch(self.config.local_roots)
 
     def _start_pruning(self, interval: float) -> Callable[[], None]:
         from creamery.catalog.prune import Schedule
