@@ -174,6 +174,13 @@ class StatusShelf:
         self._statuses = statuses
         self.quarantined = frozenset(p for p, s in statuses.items() if s.quarantined)
 
+    def served_nothing(self, project: str) -> str | None:
+        """Why no file of *project* is served (it is quarantined), or None: the reason the
+        downloads, the Integrity API and the hosted docs all answer their 404 with."""
+        if project not in self.quarantined:  # a set lookup: the downloads' hot path
+            return None
+        return self.get(project).quarantine_reason(project)
+
     def get(self, project: str) -> ProjectStatus:
         """*project*'s status (normalized name); `ACTIVE` when none was set."""
         return self._statuses.get(project, ACTIVE)

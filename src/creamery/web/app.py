@@ -746,9 +746,9 @@ class Creamery:
         signatures neither): 404 saying why (to whoever may see the project). False: not one
         of those."""
         project = self._project_of_file(relpath)
-        if project not in self.catalog.statuses.quarantined:
+        reason = self.catalog.statuses.served_nothing(project)
+        if reason is None:
             return False
-        reason = self.catalog.statuses.get(project).quarantine_reason(project)
         if self._narrowed(scope) and not self.access.may(principal_of(scope), "list", project):
             reason = f"{relpath} does not exist"
         await send_text(send, 404, f"Not Found ({reason})", self.serial_headers)

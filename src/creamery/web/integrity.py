@@ -68,8 +68,8 @@ class Integrity:
                 denial = refusal(access, principal, "download", project)
                 headers = {k.decode(): v.decode() for k, v in denial.headers}
                 return Response(denial.reason, denial.status, headers, media_type="text/plain")
-            if project in self.catalog.statuses.quarantined:  # PEP 792: nothing served
-                reason = self.catalog.statuses.get(project).quarantine_reason(project)
+            reason = self.catalog.statuses.served_nothing(project)  # PEP 792
+            if reason is not None:
                 return _message(request, 404, reason)
             dist = _find(index.distributions(project), version, filename)
             if dist is not None:

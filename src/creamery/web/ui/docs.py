@@ -193,8 +193,8 @@ def routes(state: AppState) -> list[Route]:
         name = normalize(project)
         if not shelf.versions(name) or not access.visible(principal)(name):
             return not_found(request)
-        if name in catalog.statuses.quarantined:  # PEP 792: nothing of it is served
-            reason = catalog.statuses.get(name).quarantine_reason(name)
+        reason = catalog.statuses.served_nothing(name)  # PEP 792: nothing of it is served
+        if reason is not None:
             return message(request, state, 404, f"Not Found: {reason}")
         if name != project:
             up = "../" * rest.count("/")
