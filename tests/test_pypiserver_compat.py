@@ -257,3 +257,38 @@ def test_the_facts_caches_of_a_process_share_one_connection_per_file(tmp_path: P
     again = FactsCache(cache, (), storage)
     assert again.known_digests(stored) == digests, "and a new one opens it again"
     again.close()
+
+
+def test_a_forked_child_keeps_the_facts_it_computes(tmp_path: Path) -> None:
+    """gunicorn --preload and WSGI hosts fork workers from a process holding the cache. The
+    child used its parent's SQLite connection: it holds none of the parent's POSIX locks, so
+    the parent, closing its last connection, deleted the WAL the child went on writing to.
+    The child's facts were lost, and with a third process writing, CI saw "database disk
+    image is malformed"."""
+    root, cache = tmp_path / "root", tmp_path / "cache"
+    root.mkdir()
+    for name in ("parent", "child"):
+        (root / f"{name}-1.0.tar.gz").write_bytes(name.encode())
+    storage = LocalStorage((root,))
+    by_name = {s.key.partition("-")[0]: s for s in storage.scan()}
+    parent = FactsCache(cache, (), storage)
+    parent.digests(by_name["parent"])
+    go, done = os.pipe(), os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: computes once the parent let go of the file
+        os.read(go[0], 1)
+        computed = parent.digests(by_name["child"])
+        os.write(done[1], computed.sha256.encode())
+        os._exit(0)
+    parent.close()
+    os.write(go[1], b"go")
+    sha256 = os.read(done[0], 64).decode()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    again = FactsCache(cache, (), storage)
+    kept = again.known_digests(by_name["child"])
+    assert kept is not None and kept.sha256 == sha256, "the child's fact is in the file"
+    assert again.known_digests(by_name["parent"]) is not None
+    again.close()
+    with sqlite3.connect(cache / "facts.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -204,6 +204,7 @@ class FactsCache:
         self._remote = state is not None and state.remote
         self._remembered: OrderedDict[tuple[str, str], StoredFacts] = OrderedDict()
         self._share_failing = False  # the last write of computed facts to the state failed
+        self._directory = directory
         self._db: _Database | None = None
         if directory is not None:
             self._db = _Database.acquire(directory)
@@ -423,11 +424,22 @@ class FactsCache:
         """Let go of the database (its app is gone); lookups after this compute afresh."""
         with self._lock:
             db, self._db = self._db, None
-        if db is not None:
+        if db is not None and db.pid == os.getpid():  # a parent's is the parent's to close
             db.release()
 
-    def _get(self, sql: str, stored: StoredFile) -> tuple[Any, ...] | None:
+    def _database(self) -> _Database | None:
+        """This process's connection: a child forked with this cache (gunicorn --preload, a
+        WSGI host forking its workers) opens its own, as SQLite requires."""
         db = self._db
+        if db is None or db.pid == os.getpid() or self._directory is None:
+            return db
+        with self._lock:
+            if self._db is db:
+                self._db = _Database.acquire(self._directory)
+            return self._db
+
+    def _get(self, sql: str, stored: StoredFile) -> tuple[Any, ...] | None:
+        db = self._database()
         if db is None:
             return None
         with db.lock:
@@ -443,7 +455,7 @@ class FactsCache:
                 return None
 
     def _put(self, sql: str, stored: StoredFile, *values: Any) -> None:
-        db = self._db
+        db = self._database()
         if db is None:
             return
         with db.lock:
@@ -465,13 +477,22 @@ class _Database:
     other's POSIX locks): it keeps it until the last one closes. Apps built and dropped in a
     process that keeps one (pypiserver's users build one per test, all on the same default
     cache) so left a descriptor behind for each app dropped since the last one was built.
+
+    A forked child must not use its parent's connection: it does not hold the parent's POSIX
+    locks, so the parent, closing its last connection, deletes the WAL the child writes to
+    (the child's facts were lost; with a third process writing, the file was damaged:
+    "database disk image is malformed"). The child opens its own (`FactsCache._database`).
     """
 
     _open: dict[str, _Database] = {}
     _open_lock = threading.Lock()
+    # In a child: the parent's connections, kept referenced, never closed nor collected there
+    # (closing one would checkpoint and delete the parent's WAL as if it were the last one).
+    _inherited: list[sqlite3.Connection] = []
 
     def __init__(self, key: str, connection: sqlite3.Connection) -> None:
         self.key = key
+        self.pid = os.getpid()
         self.connection: sqlite3.Connection | None = connection
         self.lock = threading.Lock()  # one statement (and its commit) at a time
         self.users = 1
@@ -504,6 +525,14 @@ class _Database:
             if connection is not None:
                 connection.close()
 
+    @classmethod
+    def after_fork_in_child(cls) -> None:
+        cls._open_lock = threading.Lock()  # another thread may have held it at the fork
+        cls._inherited.extend(db.connection for db in cls._open.values() if db.connection)
+        cls._open = {}
+
+
+os.register_at_fork(after_in_child=_Database.after_fork_in_child)
 
 _WHERE = " WHERE path=? AND version=?"
 _SCHEMA = 3  # 3: keyed by (key, version); older caches are dropped (they are disposable)
