@@ -111,19 +111,6 @@ def race(count: int, work: Callable[[int], object]) -> list[object]:
     return results
 
 
-def contend(state: StateDir, n: int, work: Callable[[int], object]) -> list[object]:
-    """work(0) and work(1) as two writers contending: racing threads on a local state; on the
-    bucket one after the other, in both orders by *n*. moto (5.2) checks `If-None-Match: *`
-    and then writes, not atomically (in a probe, 2 of 800 pairs of simultaneous puts both
-    won), so threads there would test moto; S3 itself decides a conditional put atomically."""
-    if state.path is not None:
-        return race(2, work)
-    results: list[object] = [None, None]
-    for i in (0, 1) if n % 2 == 0 else (1, 0):
-        results[i] = work(i)
-    return results
-
-
 # ----------------------------------------------------------------------------- permissions
 
 SPEC_EXAMPLE = """
@@ -550,11 +537,11 @@ def test_revoke_removes_the_record_and_its_last_use(state: StateDir, tmp_path: P
 def test_first_use_is_seen_exactly_once_across_two_stores(state: StateDir, tmp_path: Path) -> None:
     one = TokenStore(state.store)
     two = TokenStore(twin(state, tmp_path).store)
-    for n in range(6):
+    for _ in range(6):
         token, _secret = mint("alice")
         one.create(token)
         two.refresh(token.id)
-        firsts = contend(state, n, lambda i, t=token: (one, two)[i].mark_used(t))
+        firsts = race(2, lambda i, t=token: (one, two)[i].mark_used(t))
         assert sorted(firsts) == [False, True]
         # Later uses are not first uses, in either store, even after a reload.
         later = time.time() + 10_000
@@ -674,9 +661,7 @@ def test_two_first_uploads_make_exactly_one_owner(state: StateDir, tmp_path: Pat
     two = Owners(twin(state, tmp_path).store)
     for n in range(8):
         project = f"race-{n}"
-        claimed = contend(
-            state, n, lambda i, p=project: (one, two)[i].claim(p, ("alice", "bob")[i])
-        )
+        claimed = race(2, lambda i, p=project: (one, two)[i].claim(p, ("alice", "bob")[i]))
         assert sorted(claimed) == [False, True]
         fresh = Owners(state.store)
         fresh.load()

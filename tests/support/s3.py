@@ -2,7 +2,8 @@
 independent client that checks what lands in a bucket.
 
 moto speaks the S3 HTTP protocol (signatures, ranged GETs, `If-None-Match: *` conditional
-writes, multipart uploads), so creamery talks to it exactly as to AWS S3 or MinIO. The server
+writes, multipart uploads), so creamery talks to it exactly as to AWS S3 or MinIO; it runs with
+its conditional writes made atomic, as S3 makes them (`moto_server.py`). The server
 can be stopped and started again on the same port (with its data kept) to play a store outage.
 """
 
@@ -30,6 +31,7 @@ ACCESS_KEY = "creamery-test"
 SECRET_KEY = "creamery-test-secret"
 REGION = "us-east-1"
 START_TIMEOUT = 30.0
+MOTO_SERVER = Path(__file__).with_name("moto_server.py")  # moto, its conditional writes atomic
 
 
 @dataclass
@@ -62,7 +64,7 @@ class S3Server:
     def launch(self) -> None:
         log = open(self.workdir / f"moto-{self.port}.log", "ab")  # noqa: SIM115 (kept open by the child)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
