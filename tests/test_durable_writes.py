@@ -337,6 +337,20 @@ def test_kill_9_mid_upload_leaves_nothing_after_a_restart(tmp_path: Path) -> Non
     assert entries(root) == []
 
 
+def test_a_restart_after_uploads_reports_no_interrupted_uploads(tmp_path: Path) -> None:
+    """Was: every process that took an upload left its (empty) spool directory when it stopped,
+    so each restart of a server that had taken one logged a WARNING "removed 1 leftovers of
+    interrupted uploads", though nothing was interrupted (found restarting a systemd unit)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    wheel = make_wheel(tmp_path, "restarted", "1.0")
+    with run_server([root], *OPEN) as srv:
+        assert upload(srv, wheel.name, wheel.read_bytes()).status_code == 200
+    with run_server([root], *OPEN) as srv:
+        assert listed(srv, "restarted") != {}
+        assert "leftovers" not in srv.log(), srv.log()
+
+
 def test_scratch_of_live_processes_is_kept_and_of_dead_ones_removed(tmp_path: Path) -> None:
     live, cleaner = StateDir(tmp_path), StateDir(tmp_path)
     fd, live_spool = live.new_temp_file()

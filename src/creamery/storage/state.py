@@ -160,14 +160,16 @@ class StateDir:
     def clean_scratch(self, roots: Iterable[object] = ()) -> int:
         """Remove what crashed processes left: spool directories no live process holds, and
         old `.creamery-*.part` files in the local roots and the state directory (earlier
-        versions spooled there; a put of small state spools there). The count. Roots that
-        are not local directories (an object root) are skipped."""
+        versions spooled there; a put of small state spools there). The count of those that
+        held something. Roots that are not local directories (an object root) are skipped."""
         removed = 0
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.tmp):
                 if self._is_orphan(entry.path):
+                    # An empty one is what any process that took an upload leaves when it
+                    # stops: only a spooled file is the trace of an interrupted upload.
+                    removed += _holds_anything(entry.path)
                     shutil.rmtree(entry.path, ignore_errors=True)
-                    removed += 1
         cutoff = time.time() - _STALE_PART_AGE
         directories = [r for r in roots if isinstance(r, Path)]
         directories += [self.path] if self.path is not None else []
@@ -324,3 +326,11 @@ class StateDir:
 
 def is_legacy_sidecar(filename: str) -> bool:
     return filename.lower().endswith(LEGACY_SUFFIXES)
+
+
+def _holds_anything(directory: str) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
