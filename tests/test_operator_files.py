@@ -123,6 +123,15 @@ def test_a_file_is_read_to_its_bound_and_no_further(tmp_path: Path) -> None:
         promptly(lambda: read_operator_file(huge, "thing file", 100))
 
 
+def test_the_null_device_reads_as_an_empty_file() -> None:
+    """`--ignorelist-file /dev/null`, as pypiserver reads it (an empty list), was refused as
+    "not a regular file (a device)"; other devices still are (above)."""
+    assert promptly(lambda: read_operator_file(os.devnull, "ignore list")) == b""
+    assert read_name_list(os.devnull, "ignore list") == []
+    assert check_operator_file(Path(os.devnull), "ignore list") == Path(os.devnull)
+    assert read_ignorelist(os.devnull) == frozenset()
+
+
 def test_text_is_utf8_and_a_name_list_skips_comments(tmp_path: Path) -> None:
     path = tmp_path / "names"
     path.write_bytes("\ufeffone # first\n\n  # nothing\ntwo\r\n".encode())

@@ -4,6 +4,8 @@ Such a path can be anything: a FIFO (a plain open() waits for a writer forever: 
 hangs, a reload thread stuck for good), a directory, a device (`/dev/zero` reads without end),
 a huge file, a symlink loop. So it is opened non-blocking, must be a regular file, and is read
 only up to a bound: anything else is an OperatorFileError, one line, before a byte is parsed.
+The null device is the one exception: `/dev/null` is the shell's empty file (`--ignorelist-file
+/dev/null`, as pypiserver users write it), so it reads as empty.
 The bytes come from the one open file, so a file replaced mid-read is read whole or not at all.
 """
 
@@ -44,6 +46,8 @@ def read_with_stat(
         raise _unreadable(path, what, error) from None
     try:
         st = os.fstat(fd)
+        if _is_null_device(st):
+            return b"", st
         if not stat.S_ISREG(st.st_mode):
             raise OperatorFileError(path, what, f"is not a regular file ({_kind(st.st_mode)})")
         if st.st_size > max_bytes:
@@ -93,12 +97,24 @@ def check_operator_file(path: Path | None, what: str) -> Path | None:
         except OSError as error:
             raise _unreadable(path, what, error) from None
         try:
-            mode = os.fstat(fd).st_mode
+            st = os.fstat(fd)
         finally:
             os.close(fd)
-        if not stat.S_ISREG(mode):
+        mode = st.st_mode
+        if not stat.S_ISREG(mode) and not _is_null_device(st):
             raise OperatorFileError(path, what, f"is not a regular file ({_kind(mode)})")
     return path
+
+
+def _is_null_device(st: os.stat_result) -> bool:
+    """Is this the null device (by its device number: a link to it, or a bind mount, too)?"""
+    if not stat.S_ISCHR(st.st_mode):
+        return False
+    try:
+        null = os.stat(os.devnull)
+    except OSError:
+        return False
+    return stat.S_ISCHR(null.st_mode) and st.st_rdev == null.st_rdev
 
 
 def _read_at_most(fd: int, limit: int) -> bytes:
