@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from support.access_state import audit_entries, create_token, root_of
 from support.clients import PDM, clean_env, describe, pdm, run_client
-from support.dists import make_sdist, make_wheel, yank
+from support.dists import make_sdist, make_wheel, sign, yank
 from support.servers import Server, run_server
 from support.wire import listed
 
@@ -327,3 +327,16 @@ def test_pdm_publish_with_a_token_from_its_config(uploads: Server, tmp_path: Pat
     assert f"token {token.id} is not scoped to project 'pdm-elsewhere'" in refused.stderr
     for path in other:
         assert_not_published(uploads, path)
+
+
+def test_pdm_publish_sends_the_signature_beside_a_file(uploads: Server, tmp_path: Path) -> None:
+    """`pdm publish` uploads `x.whl.asc` from the dist directory with x.whl (what `pdm publish
+    --sign` makes), as two form fields, its name and its text; creamery stores it as twine's."""
+    project = tmp_path / "project"
+    wheel, sdist = release(project, "pdm-signed", "1.0")
+    signature = sign(wheel)
+    target = ("--repository", uploads.url + "/", "--username", USER, "--password", PASSWORD)
+    ok(publish(project, tmp_path / "home", *target))
+    assert (root_of(uploads) / signature.name).read_bytes() == signature.read_bytes()
+    files = listed(uploads, "pdm-signed")
+    assert (files[wheel.name]["gpg-sig"], files[sdist.name]["gpg-sig"]) == (True, False)
