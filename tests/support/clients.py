@@ -173,8 +173,9 @@ def uv_publish(publish_url: str, home: Path, *args: str) -> subprocess.Completed
 
 
 def pdm_env(home: Path, **extra: str) -> dict[str, str]:
-    """For pdm: its configuration, cache and logs in *home*, no update check (it asks PyPI),
-    never an active virtualenv of ours (each project gets its own `.venv`); then *extra*."""
+    """For pdm: its configuration, cache and logs in *home*, no update check (it asks PyPI)
+    and no PyPI, never an active virtualenv of ours (each project gets its own `.venv`);
+    then *extra*."""
     env = {
         k: v
         for k, v in client_env(home).items()
@@ -187,6 +188,8 @@ def pdm_env(home: Path, **extra: str) -> dict[str, str]:
         PDM_USE_UV="false",
         PDM_CACHE_DIR=str(home / "pdm-cache"),
         PDM_LOG_DIR=str(home / "pdm-logs"),
+        # Where pdm would go to PyPI (a project with no source named `pypi`), nothing listens.
+        PDM_PYPI_URL="http://127.0.0.1:9/simple/",
     )
     env.update(extra)
     return env
