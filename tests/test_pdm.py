@@ -78,7 +78,9 @@ def uploads(base: Path, htpasswd: Path) -> Iterator[Server]:
         yield server
 
 
-def consumer(directory: Path, source_url: str, *dependencies: str) -> Path:
+def consumer(
+    directory: Path, source_url: str, *dependencies: str, source_type: str = "index"
+) -> Path:
     """A project that depends on *dependencies* and reads only *source_url* (named `pypi`, it
     replaces PyPI); it is not a package itself, so pdm needs no build backend for it."""
     directory.mkdir(parents=True)
@@ -87,7 +89,7 @@ def consumer(directory: Path, source_url: str, *dependencies: str) -> Path:
         f'[project]\nname = "consumer"\nversion = "0.1"\nrequires-python = ">=3.9"\n'
         f"dependencies = [{deps}]\n\n"
         "[tool.pdm]\ndistribution = false\n\n"
-        f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{source_url}"\n'
+        f'[[tool.pdm.source]]\nname = "pypi"\nurl = "{source_url}"\ntype = "{source_type}"\n'
     )
     return directory
 
@@ -235,6 +237,19 @@ def test_pdm_json_api_and_a_hosted_sdist_with_a_read_token(index: Server, tmp_pa
     assert locked_files(packages["sonly"]) == served_files(index, "sonly", "1.0")
     ok(pdm(home, "sync", "-p", project, **env))
     assert venv_versions(project, "sonly", "plib") == ["1.0", "1.0"]
+
+
+def test_pdm_find_links_source_skips_yanked_files(index: Server, tmp_path: Path) -> None:
+    """A `find_links` source on the /packages/ listing: the listing marks yanked files as the
+    simple pages do, so pdm takes plib 2.0, not the yanked 3.0."""
+    project = consumer(
+        tmp_path / "project", f"{index.url}/packages/", "plib", source_type="find_links"
+    )
+    env = {"PDM_PYPI_USERNAME": USER, "PDM_PYPI_PASSWORD": PASSWORD}
+    ok(pdm(tmp_path / "home", "lock", "-p", project, **env))
+    packages = lock_packages(project)
+    assert packages["plib"]["version"] == "2.0"
+    assert locked_files(packages["plib"]) == served_files(index, "plib", "2.0")
 
 
 def test_pdm_with_a_wrong_password_is_refused(index: Server, tmp_path: Path) -> None:
