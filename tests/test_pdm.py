@@ -1,5 +1,6 @@
 """pdm against `creamery run` processes: resolving, locking and installing hosted packages
-through an index behind HTTP Basic auth, and `pdm publish` with a password or a token.
+through an index behind HTTP Basic auth (and through the caching mirror), and `pdm publish`
+with a password or a token.
 
 pdm reads the index differently from pip and uv: it locks for the project's whole
 `requires-python` range and for every platform (so the lock names every file of a release),
@@ -250,6 +251,37 @@ def test_pdm_find_links_source_skips_yanked_files(index: Server, tmp_path: Path)
     packages = lock_packages(project)
     assert packages["plib"]["version"] == "2.0"
     assert locked_files(packages["plib"]) == served_files(index, "plib", "2.0")
+
+
+def test_pdm_through_the_caching_mirror(tmp_path: Path) -> None:
+    """`--mirror` in front of another index: pdm locks what upstream has (its yank and its
+    requires-python passed on, its hashes kept) at the mirror's own URLs, and installs."""
+    root, local = tmp_path / "upstream", tmp_path / "local"
+    local.mkdir()
+    make_wheel(root, "papp", "1.0", requires_dist=["plib>=1.0"])
+    make_wheel(root, "plib", "2.0")
+    yank(make_wheel(root, "plib", "3.0"), "broken build")
+    make_wheel(root, "pyreq", "1.0", requires_python=">=3.8")
+    make_wheel(root, "pyreq", "2.0", requires_python=">=3.10")
+    mirror_args = ("--mirror", "--mirror-cache", str(tmp_path / "cache"))
+    with (
+        run_server([root], "--disable-fallback") as upstream,
+        run_server([local], *mirror_args, "--fallback-url", f"{upstream.url}/simple/") as mirror,
+    ):
+        project = consumer(tmp_path / "project", f"{mirror.url}/simple/", "papp", "pyreq")
+        home = tmp_path / "home"
+        ok(pdm(home, "lock", "-p", project, "--static-urls"))
+        ok(pdm(home, "sync", "-p", project))
+    packages = lock_packages(project)
+    versions = {name: p["version"] for name, p in packages.items()}
+    assert versions == {"papp": "1.0", "plib": "2.0", "pyreq": "1.0"}
+    for name, entry in packages.items():
+        (file,) = entry["files"]
+        filename = f"{name}-{entry['version']}-py3-none-any.whl"
+        assert file["url"] == f"{mirror.url}/upstream/{name}/{filename}"
+        digest = hashlib.sha256((root / filename).read_bytes()).hexdigest()
+        assert file["hash"] == f"sha256:{digest}"
+    assert venv_versions(project, "papp", "plib", "pyreq") == ["1.0", "2.0", "1.0"]
 
 
 def test_pdm_with_a_wrong_password_is_refused(index: Server, tmp_path: Path) -> None:
