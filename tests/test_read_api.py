@@ -476,6 +476,13 @@ def test_packages_listing_links_carry_sha256(
         assert fragments[packages_url(server, corpus, filename)] == expected, filename
 
 
+def test_packages_listing_marks_yanked_files(server: Server, http: httpx.Client) -> None:
+    """PEP 592's `data-yanked`, as on the simple pages: find-links clients skip them too."""
+    links = anchors(http.get("/packages/"))
+    yanked = {text: link["data-yanked"] for text, link in links.items() if "data-yanked" in link}
+    assert yanked == {"tlib-0.5-py3-none-any.whl": "", "tlib-3.0-py3-none-any.whl": "broken build"}
+
+
 def test_download_every_file(server: Server, corpus: Corpus, http: httpx.Client) -> None:
     for filename in corpus.files:
         response = http.get(packages_url(server, corpus, filename))

@@ -398,6 +398,57 @@ def test_signature_field_by_hand(srv: Server, tmp_path: Path) -> None:
     assert HTTP.get(f"{srv.url}/packages/{wheel.name}.asc").content == signature
 
 
+def test_signature_as_two_fields_as_pdm_sends_it(srv: Server, tmp_path: Path) -> None:
+    """`pdm publish` sends the signature as two text fields, its name then its text."""
+    wheel = make_wheel(tmp_path, "field-signed", "1.0")
+    signature = sign(wheel).read_bytes()
+    response = upload(
+        srv,
+        wheel.name,
+        wheel.read_bytes(),
+        ("gpg_signature", wheel.name + ".asc"),
+        ("gpg_signature", signature.decode("ascii")),
+    )
+    assert response.status_code == 200, response.text
+    assert listed(srv, "field-signed")[wheel.name]["gpg-sig"] is True
+    assert HTTP.get(f"{srv.url}/packages/{wheel.name}.asc").content == signature
+
+
+@pytest.mark.parametrize(
+    ("project", "fields", "reason"),
+    [
+        (
+            "field-unrelated",
+            [("gpg_signature", "other-1.0.tar.gz.asc"), ("gpg_signature", "-----BEGIN PGP")],
+            "unrelated signature 'other-1.0.tar.gz.asc' for package 'field_unrelated-1.0-py3",
+        ),
+        (
+            "field-alone",
+            [("gpg_signature", "-----BEGIN PGP SIGNATURE-----")],
+            "gpg_signature: send a file, or two fields (its name, then its armoured text)",
+        ),
+        (
+            "field-binary",
+            [
+                ("gpg_signature", "field_binary-1.0-py3-none-any.whl.asc"),
+                ("gpg_signature", "\udc89PGP"),  # the byte 0x89 on the wire: not UTF-8
+            ],
+            "gpg_signature sent as a field must be ASCII-armoured (gpg --armor)",
+        ),
+    ],
+    ids=["unrelated-name", "one-field", "binary"],
+)
+def test_signature_fields_of_another_shape_are_refused(
+    srv: Server, tmp_path: Path, project: str, fields: list[tuple[str, str]], reason: str
+) -> None:
+    wheel = make_wheel(tmp_path, project, "1.0")
+    response = upload(srv, wheel.name, wheel.read_bytes(), *fields)
+    assert response.status_code == 400, response.text
+    assert reason in response.text
+    assert listed(srv, project) == {}
+    assert HTTP.get(f"{srv.url}/packages/{wheel.name}").status_code == 404
+
+
 def test_twine_with_pypirc(srv: Server, dist: Path, tmp_path: Path) -> None:
     files = [make_wheel(dist, "tw-pypirc", "1.0"), make_sdist(dist, "tw-pypirc", "1.0")]
     pypirc = tmp_path / "custom-pypirc"

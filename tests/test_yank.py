@@ -5,6 +5,7 @@ APIs then say, and what pip and uv do with a yanked release.
 
 from __future__ import annotations
 
+import html
 import re
 import subprocess
 from collections.abc import Iterator
@@ -100,7 +101,16 @@ def sidecars(root: Path) -> dict[str, str]:
 # ----------------------------------------------------------------------------- HTTP API
 
 
+def listing_yanked(srv: Server, project: str) -> dict[str, str]:
+    """filename -> `data-yanked` of the /packages/ listing's yanked links to *project*."""
+    text = HTTP.get(f"{srv.url}/packages/", headers=FRESH).text
+    found = re.findall(r'<a href="[^"]*" data-yanked="([^"]*)">([^<]*)</a>', text)
+    return {name: html.unescape(reason) for reason, name in found if name.startswith(project)}
+
+
 def test_http_yank_and_unyank_are_visible_at_once(srv: Server, root: Path) -> None:
+    for _ in range(4):  # both workers have rendered the listing before the yank
+        assert listing_yanked(srv, "yhttp") == {}
     response = yank_api(
         srv, "yank", {"project": "YHttp", "version": "2.0", "reason": "broken build"}
     )
@@ -111,6 +121,10 @@ def test_http_yank_and_unyank_are_visible_at_once(srv: Server, root: Path) -> No
     assert {k: v for k, v in sidecars(root).items() if k.startswith("yhttp")} == dict.fromkeys(
         files_of("yhttp", "2.0"), "broken build"
     )
+    # The /packages/ listing (pip --find-links, pdm's find_links sources) says so too.
+    expected = dict.fromkeys(files_of("yhttp", "2.0"), "broken build")
+    for _ in range(4):
+        assert listing_yanked(srv, "yhttp") == expected
 
     # The PyPI-style JSON API agrees: 2.0 is yanked, so the latest version is 1.0.
     project = HTTP.get(f"{srv.url}/pypi/yhttp/json", headers=FRESH).json()
@@ -126,6 +140,7 @@ def test_http_yank_and_unyank_are_visible_at_once(srv: Server, root: Path) -> No
     assert response.status_code == 200, response.text
     assert_state(srv, "yhttp", {})
     assert not any(name.startswith("yhttp") for name in sidecars(root))
+    assert listing_yanked(srv, "yhttp") == {}
     project = HTTP.get(f"{srv.url}/pypi/yhttp/json", headers=FRESH).json()
     assert project["info"]["version"] == "2.0"
     assert not any(f["yanked"] for f in project["releases"]["2.0"])

@@ -1,4 +1,5 @@
-"""Clients in subprocesses: pip, uv, twine and `python -m creamery`, with no user configuration.
+"""Clients in subprocesses: pip, uv, twine, pdm and `python -m creamery`, with no user
+configuration.
 
 Everything here takes URLs, not servers, so it works against any index a test runs.
 """
@@ -6,6 +7,7 @@ Everything here takes URLs, not servers, so it works against any index a test ru
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -13,6 +15,7 @@ from pathlib import Path
 
 BIN = Path(sys.executable).parent
 UV = str(BIN / "uv")
+PDM = shutil.which("pdm", path=str(BIN)) or shutil.which("pdm")
 CLIENT_TIMEOUT = 120  # seconds for one pip, uv, twine or creamery run
 
 
@@ -164,3 +167,35 @@ def uv_publish(publish_url: str, home: Path, *args: str) -> subprocess.Completed
     """`uv publish --publish-url PUBLISH_URL ARGS`, ignoring any uv configuration."""
     command = [UV, "publish", "--no-config", "--publish-url", publish_url, *args]
     return run_client(command, client_env(home))
+
+
+# ----------------------------------------------------------------------------- pdm
+
+
+def pdm_env(home: Path, **extra: str) -> dict[str, str]:
+    """For pdm: its configuration, cache and logs in *home*, no update check (it asks PyPI)
+    and no PyPI, never an active virtualenv of ours (each project gets its own `.venv`);
+    then *extra*."""
+    env = {
+        k: v
+        for k, v in client_env(home).items()
+        if not k.startswith("PDM_") and k not in ("VIRTUAL_ENV", "CONDA_PREFIX")
+    }
+    env.update(
+        PDM_CHECK_UPDATE="false",
+        PDM_NON_INTERACTIVE="1",
+        PDM_IGNORE_ACTIVE_VENV="1",
+        PDM_USE_UV="false",
+        PDM_CACHE_DIR=str(home / "pdm-cache"),
+        PDM_LOG_DIR=str(home / "pdm-logs"),
+        # Where pdm would go to PyPI (a project with no source named `pypi`), nothing listens.
+        PDM_PYPI_URL="http://127.0.0.1:9/simple/",
+    )
+    env.update(extra)
+    return env
+
+
+def pdm(home: Path, *args: object, **env: str) -> subprocess.CompletedProcess[str]:
+    """`pdm ARGS` in `pdm_env(home, **env)`."""
+    assert PDM is not None, "pdm is not installed (the test extra has it)"
+    return run_client([PDM, *map(str, args)], pdm_env(home, **env))

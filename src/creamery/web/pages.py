@@ -336,5 +336,15 @@ def render_listing(
     if visible is not None:
         shown = {d.relpath for d in dists if visible(d.project)}
         relpaths = [r for r in relpaths if r.removesuffix(SIGNATURE) in shown]
-    links = [(quote(relpath) + fragments.get(relpath, ""), relpath) for relpath in relpaths]
+    links = [
+        (quote(relpath) + fragments.get(relpath, ""), relpath, yank_reason(index, relpath))
+        for relpath in relpaths
+    ]
     return templates().get_template("packages.html").render(links=links).encode("utf-8")
+
+
+def yank_reason(index: Index, relpath: str) -> str | None:
+    """PEP 592's `data-yanked` for a listed file: find-links clients (pip, pdm) read it on
+    this page as on the simple pages, and skip a yanked file unless pinned to it."""
+    dist = index.dists.get(relpath)
+    return None if dist is None else index.yank_reason(dist)

@@ -229,7 +229,7 @@ def pypi_checks(
 
 
 def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
-    sent = form.small_files.get("gpg_signature")
+    sent = sent_signature(form)
     if sent is None:
         return None
     sig_name, data = sent
@@ -237,6 +237,24 @@ def check_signature(form: ReceivedForm, filename: str) -> bytes | None:
         raise FormError(400, f"unrelated signature {sig_name!r} for package {filename!r}")
     # pypiserver stores whatever was sent, an empty signature too: so does creamery.
     return data
+
+
+def sent_signature(form: ReceivedForm) -> tuple[str, bytes] | None:
+    """The `gpg_signature` sent, (name, data): a file part as twine sends it, or two text
+    fields, the name then the ASCII-armoured signature, as `pdm publish` sends it (httpx
+    encodes its (name, data) pair so); FormError (400) for any other shape."""
+    sent = form.small_files.get("gpg_signature")
+    values = form.fields.get("gpg_signature")
+    if sent is not None or values is None:
+        return sent
+    if len(values) != 2:
+        raise FormError(
+            400, "gpg_signature: send a file, or two fields (its name, then its armoured text)"
+        )
+    sig_name, text = values
+    if "\ufffd" in text:  # not UTF-8: a binary signature, which text fields can't carry
+        raise FormError(400, "gpg_signature sent as a field must be ASCII-armoured (gpg --armor)")
+    return sig_name, text.encode("utf-8")
 
 
 def provenance(app: AppState, form: ReceivedForm, content: ReceivedFile) -> bytes | None:
