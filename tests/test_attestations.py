@@ -233,6 +233,14 @@ def _with_material(**changes: object) -> str:
     return json.dumps([{**attestation, "verification_material": material}])
 
 
+def _with_log_entry_version(version: str) -> str:
+    attestation = attestation_of(CIRCLECI_WHEEL)
+    material = attestation["verification_material"]
+    entry = dict(material["transparency_entries"][0])  # type: ignore[index]
+    entry["kindVersion"] = {"kind": "dsse", "version": version}
+    return _with_material(transparency_entries=[entry])
+
+
 @pytest.mark.parametrize(
     ("attestations_text", "reason"),
     [
@@ -246,10 +254,12 @@ def _with_material(**changes: object) -> str:
         (_with_material(transparency_entries=[{"logIndex": "x"}]), "invalid transparency log"),
         (json.dumps([attestation_of(CIRCLECI_WHEEL)] * 3), "at most 2 attestations"),
         (json.dumps([attestation_of(CIRCLECI_WHEEL)] * 2), "more than one of this type"),
+        # sigstore's refusal echoed it, and the answer could not be encoded: a 500
+        (_with_log_entry_version("\ud800"), "attestations holds a \\u escape of half a"),
     ],
     ids=[
         *("json", "not-a-list", "empty", "no-material", "stub", "tampered"),
-        *("certificate", "log-entry", "three", "twice"),
+        *("certificate", "log-entry", "three", "twice", "lone-surrogate"),
     ],
 )
 def test_malformed_attestations_are_refused(

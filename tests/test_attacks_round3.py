@@ -1,0 +1,72 @@
+"""Attacks from the outside, third round, against `creamery run` processes (httpx and raw
+sockets): what each one found, as a regression test. A client's mistake gets a 4xx with its
+reason, never a 500; what it sent is never half kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support.dists import make_wheel
+from support.servers import Server, run_server
+
+from creamery.catalog.auth import add_user
+
+USER, PASSWORD = "alice", "alice-Pa55word"
+AUTH = (USER, PASSWORD)
+LONE_SURROGATE = '"\\ud800"'  # valid JSON syntax, but half a UTF-16 pair: no character
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("attacks-round3")
+    add_user(base / "htpasswd", USER, PASSWORD, rounds=4)
+    make_wheel(base / "root", "demo", "1.0")
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(base: Path) -> Iterator[Server]:
+    args = ("-P", str(base / "htpasswd"), "-a", "update,download", "--disable-fallback")
+    with run_server([base / "root"], *args) as running:
+        yield running
+
+
+def post_json(server: Server, path: str, text: str) -> httpx.Response:
+    headers = {"content-type": "application/json"}
+    return httpx.post(server.url + path, content=text.encode(), headers=headers, auth=AUTH)
+
+
+def test_a_lone_surrogate_in_a_token_description_is_refused_and_no_token_kept(
+    server: Server,
+) -> None:
+    """Found by fuzzing: the token was created, then its answer could not be encoded (500),
+    and from then on the user's token list was a 500 too."""
+    answer = post_json(server, "/-/tokens", f'{{"description": {LONE_SURROGATE}}}')
+    assert answer.status_code == 400, answer.text
+    assert "surrogate" in answer.json()["message"]
+    listed = httpx.get(f"{server.url}/-/tokens", auth=AUTH)
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["tokens"] == []
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f'{{"status": "quarantined", "reason": {LONE_SURROGATE}}}',
+        f'{{"status": {LONE_SURROGATE}}}',
+        f"{{{LONE_SURROGATE}: 1}}",
+    ],
+    ids=["reason", "status", "field-name"],
+)
+def test_a_lone_surrogate_in_a_status_change_is_a_400(server: Server, body: str) -> None:
+    answer = post_json(server, "/-/projects/demo/status", body)
+    assert answer.status_code == 400, answer.text
+    json.dumps(answer.json(), ensure_ascii=False).encode()  # the answer holds none either
+    shown = httpx.get(f"{server.url}/-/projects/demo/status", auth=AUTH)
+    assert shown.json()["project-status"] == {"status": "active"}
