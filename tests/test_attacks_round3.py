@@ -5,7 +5,9 @@ reason, never a 500; what it sent is never half kept.
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,3 +72,29 @@ def test_a_lone_surrogate_in_a_status_change_is_a_400(server: Server, body: str)
     json.dumps(answer.json(), ensure_ascii=False).encode()  # the answer holds none either
     shown = httpx.get(f"{server.url}/-/projects/demo/status", auth=AUTH)
     assert shown.json()["project-status"] == {"status": "active"}
+
+
+def docs_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.html", "<h1>docs</h1>")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/docs/" + "a" * 300 + "/1.0/", "/docs/demo/" + "1." * 150 + "0/"],
+    ids=["project", "version"],
+)
+def test_documentation_under_a_name_too_long_for_the_disk_is_a_400(
+    server: Server, path: str
+) -> None:
+    """Found by fuzzing: a valid 300-character project name (or version) made a file name
+    longer than NAME_MAX, and the client's mistake was a 507."""
+    zipped = {"content-type": "application/zip"}
+    answer = httpx.post(server.url + path, content=docs_zip(), headers=zipped, auth=AUTH)
+    assert answer.status_code == 400, answer.text
+    assert answer.text.startswith("name too long:")
+    assert "ERROR" not in server.log()
+    docs = Path(server.roots[0]) / ".creamery" / "docs"
+    assert not docs.exists() or not any(docs.rglob("*.zip"))
