@@ -274,6 +274,20 @@ def test_malformed_attestations_are_refused(
     assert nothing_stored(verifying, wheel.name)
 
 
+def test_a_refusal_echoing_the_attestation_is_one_printable_line(verifying: Server) -> None:
+    """Found by fuzzing: sigstore's refusal quoted the log entry's version as sent (an ESC
+    went into the answer and the log), and each such upload logged a WARNING traceback."""
+    wheel = FIXTURES / CIRCLECI_WHEEL
+    sent = ("attestations", _with_log_entry_version("0.0.9\x1b[2J\x07"))
+    response = upload(verifying, wheel.name, wheel.read_bytes(), sent)
+    assert response.status_code == 400, response.text
+    reason = response.text.strip()
+    assert reason.startswith("attestation 1 could not be verified") and reason.isprintable()
+    assert "\\x1b[2J\\x07" in reason
+    assert "Traceback" not in verifying.log()
+    assert nothing_stored(verifying, wheel.name)
+
+
 def test_a_staging_signed_attestation_is_not_trusted(verifying: Server) -> None:
     wheel = FIXTURES / STAGING_WHEEL
     response = upload(verifying, wheel.name, wheel.read_bytes(), attestations_field(wheel.name))
