@@ -98,3 +98,19 @@ def test_documentation_under_a_name_too_long_for_the_disk_is_a_400(
     assert "ERROR" not in server.log()
     docs = Path(server.roots[0]) / ".creamery" / "docs"
     assert not docs.exists() or not any(docs.rglob("*.zip"))
+
+
+@pytest.mark.parametrize(
+    "description",
+    ["\u202egpj.exe", "one\u2028two", "csi\u009b31m", "del\u007f"],
+    ids=["bidi-override", "line-separator", "c1-control", "delete"],
+)
+def test_a_token_description_is_printable_like_a_status_reason(
+    server: Server, description: str
+) -> None:
+    """Found by fuzzing: only C0 controls were refused, so a bidi override (which spoofs
+    what the token list shows) or a line separator made a token's description."""
+    answer = post_json(server, "/-/tokens", json.dumps({"description": description}))
+    assert answer.status_code == 400, answer.text
+    assert "printable" in answer.json()["message"]
+    assert httpx.get(f"{server.url}/-/tokens", auth=AUTH).json()["tokens"] == []
