@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,3 +134,18 @@ def test_a_form_of_too_many_fields_is_refused(server: Server, tmp_path: Path) ->
     assert httpx.get(f"{server.url}/simple/fields/").status_code == 404
     scratch = Path(server.roots[0]) / ".creamery" / "tmp"
     assert not [path for path in scratch.rglob("*") if path.is_file()]
+
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+H2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def test_cleartext_http2_is_not_spoken(server: Server) -> None:
+    """Found by fuzzing: granian took HTTP/2 with prior knowledge, where none of the HTTP/1
+    limits hold: a connection that sent its preface and nothing more was never closed (25 of
+    them stopped a server of --max-connections 20), with 16 MiB of headers per stream."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(H2_PREFACE + H2_EMPTY_SETTINGS)
+        first = sock.recv(65536)
+    assert first == b"" or first.startswith(b"HTTP/1.1 4"), first[:40]
+    assert httpx.get(f"{server.url}/health").status_code == 200
