@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.dists import make_wheel
-from support.forms import multipart
+from support.forms import multipart, upload
 from support.servers import Server, run_server
 
 from creamery.catalog.auth import add_user
@@ -149,3 +149,34 @@ def test_cleartext_http2_is_not_spoken(server: Server) -> None:
         first = sock.recv(65536)
     assert first == b"" or first.startswith(b"HTTP/1.1 4"), first[:40]
     assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+NESTED_LIST = "".join("  " * depth + "* x\n\n" for depth in range(500))
+NESTED_QUOTE = "".join("    " * depth + "x\n\n" for depth in range(500))
+SUBSTITUTIONS = "".join(f".. |s{n}| replace:: |s{n + 1}| |s{n + 1}|\n" for n in range(30))
+SUBSTITUTIONS += "\n|s0|\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "description"),
+    [("rst-list", NESTED_LIST), ("rst-quote", NESTED_QUOTE), ("rst-subst", SUBSTITUTIONS)],
+    ids=["list", "quote", "substitution"],  # short: the id goes into the server's environment
+)
+def test_a_readme_docutils_fails_on_is_shown_as_plain_text(
+    server: Server, tmp_path: Path, name: str, description: str
+) -> None:
+    """Found by fuzzing: docutils raised RecursionError (lists or quotes nested 500 deep) and
+    KeyError (substitutions nested 30 deep), which readme_renderer lets through: the
+    project page of such a release was a 500 for every visitor."""
+    metadata = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n"
+        f"Description-Content-Type: text/x-rst\n\n{description}"
+    )
+    wheel = make_wheel(tmp_path, name, "1.0", metadata_text=metadata)
+    sent = upload(server, wheel.name, wheel.read_bytes(), auth=AUTH)
+    assert sent.status_code == 200, sent.text
+    for path in (f"/project/{name}/", f"/project/{name}/1.0/"):
+        page = httpx.get(server.url + path)
+        assert page.status_code == 200, page.text[:200]
+        assert "x<br>" in page.text or "|s0|" in page.text  # as plain text
+    assert "Traceback" not in server.log()
