@@ -180,3 +180,13 @@ def test_a_readme_docutils_fails_on_is_shown_as_plain_text(
         assert page.status_code == 200, page.text[:200]
         assert "x<br>" in page.text or "|s0|" in page.text  # as plain text
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("plus", ["+", "%2B"])
+def test_format_in_the_query_takes_its_plus_as_typed(server: Server, plus: str) -> None:
+    """Found by fuzzing: `?format=application/vnd.pypi.simple.v1+json`, as curl or a browser
+    sends it, was a 406: the query string's `+` is a space, and no type matched."""
+    query = f"?format=application/vnd.pypi.simple.v1{plus}json"
+    answer = httpx.get(f"{server.url}/simple/demo/{query}")
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"].startswith("application/vnd.pypi.simple.v1+json")
