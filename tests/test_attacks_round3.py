@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,13 @@ def server(base: Path) -> Iterator[Server]:
     args = ("-P", str(base / "htpasswd"), "-a", "update,download", "--disable-fallback")
     with run_server([base / "root"], *args) as running:
         yield running
+
+
+def wait_for_log(server: Server, text: str, timeout: float = 10) -> str:
+    deadline = time.monotonic() + timeout
+    while text not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return server.log()
 
 
 def post_json(server: Server, path: str, text: str) -> httpx.Response:
@@ -190,3 +198,24 @@ def test_format_in_the_query_takes_its_plus_as_typed(server: Server, plus: str) 
     answer = httpx.get(f"{server.url}/simple/demo/{query}")
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"].startswith("application/vnd.pypi.simple.v1+json")
+
+
+def test_a_malformed_chunk_under_uvicorn_is_its_400_and_no_error(tmp_path: Path) -> None:
+    """Found by fuzzing: uvicorn answers a bad chunk size with its own 400 while the app
+    runs; the app's answer then made h11 raise, logged as an ERROR with its traceback: one
+    small anonymous request each, on any POST route."""
+    with run_server([tmp_path], "--server", "uvicorn", "-v") as running:
+        for path in ("/", "/-/tokens", "/nowhere"):
+            with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+                sock.sendall(
+                    f"POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                    "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "zz\r\n".encode()
+                )
+                assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+        marker = "/health?after-the-bad-chunks"
+        assert httpx.get(running.url + marker).status_code == 200
+        log = wait_for_log(running, marker)
+        # (uvicorn itself still says, in one line, that the app completed no response)
+        assert "Traceback" not in log and "creamery.error" not in log
+        assert "the server had answered and closed the connection" in log
