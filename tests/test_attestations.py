@@ -233,6 +233,14 @@ def _with_material(**changes: object) -> str:
     return json.dumps([{**attestation, "verification_material": material}])
 
 
+def _with_log_entry_version(version: str) -> str:
+    attestation = attestation_of(CIRCLECI_WHEEL)
+    material = attestation["verification_material"]
+    entry = dict(material["transparency_entries"][0])  # type: ignore[index]
+    entry["kindVersion"] = {"kind": "dsse", "version": version}
+    return _with_material(transparency_entries=[entry])
+
+
 @pytest.mark.parametrize(
     ("attestations_text", "reason"),
     [
@@ -246,10 +254,12 @@ def _with_material(**changes: object) -> str:
         (_with_material(transparency_entries=[{"logIndex": "x"}]), "invalid transparency log"),
         (json.dumps([attestation_of(CIRCLECI_WHEEL)] * 3), "at most 2 attestations"),
         (json.dumps([attestation_of(CIRCLECI_WHEEL)] * 2), "more than one of this type"),
+        # sigstore's refusal echoed it, and the answer could not be encoded: a 500
+        (_with_log_entry_version("\ud800"), "attestations holds a \\u escape of half a"),
     ],
     ids=[
         *("json", "not-a-list", "empty", "no-material", "stub", "tampered"),
-        *("certificate", "log-entry", "three", "twice"),
+        *("certificate", "log-entry", "three", "twice", "lone-surrogate"),
     ],
 )
 def test_malformed_attestations_are_refused(
@@ -261,6 +271,20 @@ def test_malformed_attestations_are_refused(
     )
     assert response.status_code == 400, response.text
     assert reason in response.text and "\n" not in response.text.strip()
+    assert nothing_stored(verifying, wheel.name)
+
+
+def test_a_refusal_echoing_the_attestation_is_one_printable_line(verifying: Server) -> None:
+    """Found by fuzzing: sigstore's refusal quoted the log entry's version as sent (an ESC
+    went into the answer and the log), and each such upload logged a WARNING traceback."""
+    wheel = FIXTURES / CIRCLECI_WHEEL
+    sent = ("attestations", _with_log_entry_version("0.0.9\x1b[2J\x07"))
+    response = upload(verifying, wheel.name, wheel.read_bytes(), sent)
+    assert response.status_code == 400, response.text
+    reason = response.text.strip()
+    assert reason.startswith("attestation 1 could not be verified") and reason.isprintable()
+    assert "\\x1b[2J\\x07" in reason
+    assert "Traceback" not in verifying.log()
     assert nothing_stored(verifying, wheel.name)
 
 

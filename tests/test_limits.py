@@ -199,20 +199,34 @@ def test_stalled_authenticated_upload_is_closed_and_leaves_nothing(tmp_path: Pat
 
 
 def test_silent_and_trickling_connections_are_closed(tmp_path: Path) -> None:
-    """granian times out headers from their first byte; connections that never send one are
-    closed by creamery's reaper after --header-timeout."""
-    with run_server([tmp_path], "--header-timeout", "1") as server:
-        with (
-            held(server.port, "idle", 20, "127.0.0.2") as idle,
-            held(server.port, "loris", 20, "127.0.0.3") as loris,
-        ):
+    """granian, HTTP/1 only, times out headers from the connection's start: it closes both."""
+    with (
+        run_server([tmp_path], "--header-timeout", "1") as server,
+        held(server.port, "idle", 20, "127.0.0.2") as idle,
+        held(server.port, "loris", 20, "127.0.0.3") as loris,
+    ):
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            if all(answered(s) is not None for s in idle + loris):
+                break
+            time.sleep(0.2)
+        assert [answered(s) is not None for s in idle] == [True] * 20
+        assert [answered(s) is not None for s in loris] == [True] * 20
+
+
+def test_silent_connections_are_closed_by_the_reaper_under_another_server(
+    tmp_path: Path,
+) -> None:
+    """uvicorn has no header timeout: connections that never send a byte are closed by
+    creamery's reaper after --header-timeout."""
+    with run_server([tmp_path], "--header-timeout", "1", "--server", "uvicorn") as server:
+        with held(server.port, "idle", 20, "127.0.0.2") as idle:
             deadline = time.monotonic() + 8
             while time.monotonic() < deadline:
-                if all(answered(s) is not None for s in idle + loris):
+                if all(answered(s) is not None for s in idle):
                     break
                 time.sleep(0.2)
             assert [answered(s) is not None for s in idle] == [True] * 20
-            assert [answered(s) is not None for s in loris] == [True] * 20
         log = wait_for_log(server, "sent nothing for 1 s")
         assert "limit: closed 20 connections that sent nothing for 1 s (--header-timeout)" in log
         assert "127.0.0.2 (20)" in log

@@ -129,14 +129,19 @@ def _per_worker(config: Config) -> int:
 
 
 def _granian_limits(config: Config) -> dict[str, Any]:
-    """granian's own limits: connections at once per worker and the header timeout.
+    """granian's own limits: HTTP/1.1 only, connections at once per worker, the header timeout.
 
     Its backpressure (default: backlog / workers, 128 when embedded) is the number of
     connections a worker serves at once, idle ones included: the rest wait in the listen queue.
+    HTTP/2 (granian's `auto` takes cleartext HTTP/2 with prior knowledge) has none of the
+    HTTP/1 limits: a connection that sent only its preface was never closed, so a few thousand
+    of them held every connection slot, and it takes 16 MiB of headers per stream.
     """
+    from granian.constants import HTTPModes
     from granian.http import HTTP1Settings
 
     return {
+        "http": HTTPModes.http1,
         "backlog": _BACKLOG,
         "backpressure": _per_worker(config),
         "http1_settings": HTTP1Settings(header_read_timeout=round(config.header_timeout * 1000)),

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from creamery.core.errors import ClientError
+from creamery.core.headers import printable_value
 from creamery.core.untrusted import load_json
 
 if TYPE_CHECKING:
@@ -296,15 +297,17 @@ def _verify(number: int, attestation: Attestation, identity: Any, dist: Any) -> 
     except AttestationError as error:  # VerificationError, ConversionError (the bundle's shape)
         raise ClientError(400, _failure(number, error, dist.name)) from error
     except Exception as error:  # whatever else the input makes sigstore raise: never a 500
-        log.warning("attestation %d of %s: %r", number, dist.name, error, exc_info=True)
+        # The client's mistake (the refusal is logged as one): the traceback only to debug.
+        log.debug("attestation %d of %s: %r", number, dist.name, error, exc_info=True)
         reason = _first_line(error)
         raise ClientError(400, f"attestation {number} could not be verified: {reason}") from error
     return predicate
 
 
 def _first_line(error: Exception) -> str:
+    """The error's first line, its controls escaped: sigstore's messages echo the input."""
     text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
+    return printable_value(text.splitlines()[0], 300) if text else type(error).__name__
 
 
 def _failure(number: int, error: Exception, filename: str) -> str:

@@ -109,6 +109,21 @@ def check_names_fit(
         )
 
 
+def check_state_key_fits(key: str, upload_root: Path | ObjectRoot, state_dir: Path | None) -> None:
+    """A key in the state a client names (`docs/<project>/<version>.zip`) must fit: each of
+    its names in the local state directory *state_dir*, the whole key in an object root (the
+    state is in the bucket then). A key too long is the client's fault (400)."""
+    if isinstance(upload_root, ObjectRoot):
+        size = len(os.fsencode(upload_root.state().key(key)))
+        if size > MAX_OBJECT_KEY:
+            raise NameTooLong(f"name too long: its key is {size} bytes, at most {MAX_OBJECT_KEY}")
+    elif state_dir is not None:
+        limit = name_max(state_dir)
+        longest = max(len(os.fsencode(name)) for name in key.split("/"))
+        if longest > limit:
+            raise NameTooLong(f"name too long: {longest} bytes, this index accepts at most {limit}")
+
+
 @dataclass
 class _Transaction:
     """Replacements that can be undone until the commit point: each old version is kept in

@@ -28,7 +28,7 @@ from creamery.catalog import publish as publishing
 from creamery.catalog import releases
 from creamery.catalog.access import ACCESS_KEYS, OWNERS_KEY, TOKEN_KEY, Access, Actor
 from creamery.catalog.audit import Entry
-from creamery.catalog.docs import DOCS_KEYS, DocsShelf, feed_key
+from creamery.catalog.docs import DOCS_KEYS, DocsShelf, docs_key, feed_key
 from creamery.catalog.facts import FactsCache
 from creamery.catalog.index import Index
 from creamery.catalog.owners import Grant, Owners
@@ -345,13 +345,20 @@ class Catalog:
         self.record(changed)
         return changed
 
+    def check_docs_name_fits(self, project: str, version: str) -> None:
+        """Raises NameTooLong when *project*'s documentation of *version* can't be stored."""
+        key = docs_key(project, version)
+        publishing.check_state_key_fits(key, self.config.upload_root, self.state.path)
+
     def publish_docs(
         self, project: str, version: str, zip_path: Path, *, actor: Actor | None = None
     ) -> str:
         """Store a checked documentation zip (`docs.check_zip`) for *project*'s *version*
         (both normalized), replacing an earlier upload of it; the spool is consumed. Audited
         before the commit point (the object's put), recorded after it; the store's key.
-        OSError with nothing stored (an audit log that can't be written included)."""
+        OSError with nothing stored (an audit log that can't be written included); NameTooLong
+        (nothing audited) when the project or version makes a name the store can't hold."""
+        self.check_docs_name_fits(project, version)
         entry = (actor or Actor.local()).entry(
             "docs.upload", project=project, version=version, size=zip_path.stat().st_size
         )

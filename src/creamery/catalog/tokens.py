@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
-from creamery.core.names import normalize
+from creamery.core.names import has_unsafe_characters, normalize
 from creamery.storage import AlreadyExists, Storage, read_all
 
 log = logging.getLogger("creamery.tokens")
@@ -193,9 +193,11 @@ def mint(
     now: float | None = None,
 ) -> tuple[Token, str]:
     """A new token and its secret (`creamery-...`), which is shown once and stored nowhere."""
-    if len(description) > MAX_DESCRIPTION or any(ord(c) < 32 for c in description):
+    # Printable, as a status reason: no C1 control a terminal obeys (`creamery tokens`
+    # prints it), no bidi override or line separator to spoof what the token list shows.
+    if len(description) > MAX_DESCRIPTION or has_unsafe_characters(description):
         raise ValueError(
-            f"the description must be one line of at most {MAX_DESCRIPTION} characters"
+            f"the description must be one line of at most {MAX_DESCRIPTION} printable characters"
         )
     if not owner or any(c in owner for c in ":\r\n\0"):
         raise ValueError("the owner must be a user name")

@@ -35,7 +35,19 @@ def load_json(
         raise ClientError(400, f"{what} is not valid JSON") from error
     if nesting_depth(value, max_depth) > max_depth:
         raise _too_deep(what, max_depth)
+    if _holds_lone_surrogate(value):
+        raise ClientError(400, f"{what} holds a \\u escape of half a surrogate pair")
     return value
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """JSON's `\\ud800` parses to a str no encoder takes: kept, it fails every later answer
+    that shows it (a token's description, an error echoing the field), as a 500."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def nesting_depth(value: Any, limit: int) -> int:

@@ -62,6 +62,23 @@ def is_client_error(error: BaseException) -> bool:
     return isinstance(error, ClientError | ClientDisconnect)
 
 
+# h11's states of a connection that takes no more events from the app.
+_FINISHED_STATES = ("state=MUST_CLOSE", "state=CLOSED", "state=ERROR")
+
+
+def closed_by_the_server(error: BaseException) -> bool:
+    """Did the server's `send` refuse because the server itself had ended the connection?
+    uvicorn answers a malformed chunked body with its own 400 while the app is running; its
+    h11 then raises LocalProtocolError from the app's `send` (ASGI asks for an OSError): the
+    client's mistake, already answered, not the app's failure."""
+    kind = type(error)
+    return (
+        kind.__name__ == "LocalProtocolError"
+        and kind.__module__.startswith("h11")
+        and any(state in str(error) for state in _FINISHED_STATES)
+    )
+
+
 async def answer_client_error(
     scope: Scope, send: Send, error: BaseException, *, started: bool
 ) -> None:

@@ -48,8 +48,11 @@ def negotiate(accept: str | None) -> Format | None:
 
 
 def format_from_query(value: str) -> Format | None:
-    """`?format=<media type>` (as PyPI accepts it); None when the type is not offered."""
-    chosen = _MEDIA_TYPES.get(value.strip().lower())
+    """`?format=<media type>` (as PyPI accepts it); None when the type is not offered.
+
+    A `+` typed as is (`...v1+json`) arrives as a space, as a query string encodes one; no
+    media type holds a space, so it is read as the `+` it was."""
+    chosen = _MEDIA_TYPES.get(value.strip().lower().replace(" ", "+"))
     return chosen if "*" not in value else None
 
 

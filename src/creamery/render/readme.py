@@ -65,7 +65,7 @@ def render_description(text: str, content_type: str | None) -> str:
     media_type, params = parse_content_type(content_type)
     rendered: str | None
     if media_type in ("", RST):
-        rendered = rst.render(text)
+        rendered = _rst_or_none(rst, text)
     elif media_type == MARKDOWN:
         variant = _VARIANTS.get(params.get("variant", "gfm").lower(), "GFM")
         rendered = markdown.render(text, variant=variant)
@@ -76,6 +76,18 @@ def render_description(text: str, content_type: str | None) -> str:
     if rendered is None:  # reST with errors: shown as plain text, as PyPI does
         rendered = txt.render(text) or ""
     return str(rendered)
+
+
+def _rst_or_none(rst: ModuleType, text: str) -> str | None:
+    """readme_renderer's reST rendering; None (plain text then) where docutils fails on it:
+    readme_renderer catches docutils' own errors, not the RecursionError of lists or quotes
+    nested a few hundred deep, nor the KeyError of substitutions nested thirty deep."""
+    try:
+        rendered: str | None = rst.render(text)
+    except Exception as error:  # whatever else the description makes docutils raise
+        log.info("a reST description could not be rendered (%r): shown as plain text", error)
+        return None
+    return rendered
 
 
 class ReadmeCache:

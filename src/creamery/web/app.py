@@ -35,6 +35,7 @@ from creamery.http.errors import (
     RETRY_AFTER,
     answer_client_error,
     answer_outage,
+    closed_by_the_server,
     is_client_error,
     outage_reason,
 )
@@ -299,6 +300,14 @@ class Creamery:
             if is_client_error(error):  # the client's mistake, or it went away: never a 500
                 with contextlib.suppress(Exception):
                     await answer_client_error(scope, self.stamp(send), error, started=False)
+                return
+            if closed_by_the_server(error):  # it answered the client's mistake itself
+                log.info(
+                    "%s %r: the server had answered and closed the connection: %s",
+                    scope["method"],
+                    scope["path"],
+                    error,
+                )
                 return
             if self._is_outage(error):  # the store did not answer: 503, Retry-After
                 await answer_outage(self.stamp(send), error, store=self.store_name)

@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 from creamery.catalog.access import Actor, Principal
 from creamery.catalog.docs import BadDocs, ZipLimits, canonical_version, check_zip
+from creamery.catalog.service import NameTooLong
 from creamery.core.names import is_valid_project_name, normalize
 from creamery.http.form import FormError, ReceivedForm, read_multipart
 from creamery.web import json_api, upload
@@ -71,6 +72,14 @@ def accept_form(
     return upload.Outcome(200, f"OK: documentation of {project} {version} uploaded")
 
 
+def check_name_fits(app: AppState, project: str, version: str) -> None:
+    """FormError 400 when the project or version is too long a name for the store."""
+    try:
+        app.catalog.check_docs_name_fits(project, version)
+    except NameTooLong as error:
+        raise FormError(400, str(error)) from None
+
+
 def publish(
     app: AppState,
     project: str,
@@ -85,6 +94,7 @@ def publish(
         check_zip(path, ZipLimits(max_size=app.config.max_upload_size))
     except BadDocs as error:
         raise FormError(400, f"bad documentation zip: {error}") from None
+    check_name_fits(app, project, version)
     app.catalog.publish_docs(project, version, path, actor=actor)
     log.warning("documentation of %s %s uploaded by %s", project, version, principal)
 

@@ -153,6 +153,7 @@ async def docs_api(app: AppState, request: Request, project: str, version: str) 
         )
         upload.check_open(app, name)  # PEP 792: an archived or quarantined project takes none
         canonical = docs_upload.version_of(app, name, version)
+        docs_upload.check_name_fits(app, name, canonical)  # before the body is read
         spool = await docs_upload.receive_body(app, request)
         await anyio.to_thread.run_sync(
             docs_upload.publish, app, name, canonical, spool, principal, actor
