@@ -5,6 +5,7 @@ reason, never a 500; what it sent is never half kept.
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import socket
@@ -219,3 +220,26 @@ def test_a_malformed_chunk_under_uvicorn_is_its_400_and_no_error(tmp_path: Path)
         # (uvicorn itself still says, in one line, that the app completed no response)
         assert "Traceback" not in log and "creamery.error" not in log
         assert "the server had answered and closed the connection" in log
+
+
+def test_racing_token_requests_never_pass_the_per_user_limit(tmp_path: Path) -> None:
+    """Found by racing: 30 concurrent `POST /-/tokens` at 95 of the 100 tokens a user may hold
+    left 102; each request counted the same tokens before any had created its own."""
+    add_user(tmp_path / "htpasswd", USER, PASSWORD, rounds=4)
+    (tmp_path / "root").mkdir()
+    args = ("-P", str(tmp_path / "htpasswd"), "-a", "update", "--disable-fallback")
+    with run_server([tmp_path / "root"], *args) as running, running.client() as http:
+        for _ in range(95):
+            assert http.post("/-/tokens", json={}, auth=AUTH).status_code == 201
+        with concurrent.futures.ThreadPoolExecutor(30) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(running.url + "/-/tokens", json={}, auth=AUTH, timeout=30),
+                    range(30),
+                )
+            )
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [201] * 5 + [409] * 25, statuses
+        refused = next(answer for answer in answers if answer.status_code == 409)
+        assert refused.json()["message"] == f"{USER!r} has 100 tokens: revoke some first"
+        assert len(http.get("/-/tokens", auth=AUTH).json()["tokens"]) == 100

@@ -69,6 +69,10 @@ class ProjectClosed(ValueError):
     """An upload to a project whose PEP 792 status (archived, quarantined) refuses them."""
 
 
+class TooManyTokens(ValueError):
+    """The owner already has as many tokens as `create_token`'s *limit* allows."""
+
+
 class Catalog:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -98,6 +102,7 @@ class Catalog:
             interval = config.snapshot_interval or DEFAULT_SNAPSHOT_SECONDS
             self.snapshots = Snapshots(self.state.store, self.index, interval=interval)
         self._moving_lock = threading.Lock()
+        self._token_lock = threading.Lock()  # a token limit's count and create, as one
         self._unmovable: set[str] = set()  # legacy sidecars copied but not removable
 
     @cached_property
@@ -421,13 +426,29 @@ class Catalog:
         expires: float | None = None,
         description: str = "",
         actor: Actor | None = None,
+        limit: int | None = None,
     ) -> tuple[Token, str]:
         """A new API token for *owner* and its secret (shown once, stored nowhere). Audited
         first, recorded last (every process and replica learns it from the feed). ValueError
-        for a bad scope, action, expiry or description; OSError when the state can't take it."""
+        for a bad scope, action, expiry or description, TooManyTokens when *owner* has *limit*
+        tokens already; OSError when the state can't take it."""
         token, secret = mint(
             owner, projects=projects, actions=actions, expires=expires, description=description
         )
+        # Counted and created under one lock: racing requests of one process each counted
+        # the same tokens and all created theirs (30 at 95 of 100 made 102). Replicas each
+        # hold their own; the limit bounds memory, so one request per replica past it is fine.
+        with self._token_lock:
+            if limit is not None and len(self.tokens_of(owner)) >= limit:
+                raise TooManyTokens(f"{owner!r} has {limit} tokens: revoke some first")
+            self._record_token(token, owner, actor)
+        return token, secret
+
+    def tokens_of(self, owner: str) -> list[Token]:
+        """*owner*'s tokens, oldest first."""
+        return [token for token in self.access.tokens.all() if token.owner == owner]
+
+    def _record_token(self, token: Token, owner: str, actor: Actor | None) -> None:
         entry = (actor or Actor.local()).entry(
             "token.create",
             project=token.projects[0] if len(token.projects) == 1 else None,
@@ -438,7 +459,6 @@ class Catalog:
             audited.write()
             self.access.tokens.create(token)
         self.record_access([TOKEN_KEY + token.id])
-        return token, secret
 
     def revoke_token(self, token_id: str, *, actor: Actor | None = None) -> Token | None:
         """Revoke a token (its record is deleted); the token, None when there is none."""

@@ -47,6 +47,7 @@ from creamery.catalog.access import Access, Actor, Principal
 from creamery.catalog.audit import MAX_DURATION, Entry, parse_duration
 from creamery.catalog.owners import GRANTABLE, Owners
 from creamery.catalog.permissions import Role
+from creamery.catalog.service import TooManyTokens
 from creamery.catalog.status import ProjectStatus
 from creamery.catalog.tokens import Token
 from creamery.core.errors import ClientError
@@ -105,11 +106,6 @@ def routes(state: AppState) -> list[Route]:
         Route(READ, status, action=Action.ACCOUNT, handler=answer(account.show_status)),
         Route(("POST",), status, action=Action.ACCOUNT, handler=answer(account.set_status)),
     ]
-
-
-def tokens_of(access: Access, user: str) -> list[Token]:
-    """*user*'s tokens, oldest first (the web UI's token page lists the same)."""
-    return [token for token in access.tokens.all() if token.owner == user]
 
 
 def may_revoke(access: Access, principal: Principal, token: Token) -> bool:
@@ -198,6 +194,8 @@ class Account:
         store's failures are not (503 when it does not answer, 507 when it can't take it)."""
         try:
             return await anyio.to_thread.run_sync(function)
+        except TooManyTokens as error:
+            raise _refuse(409, _one_line(str(error))) from None
         except ValueError as error:
             raise _refuse(400, _one_line(str(error))) from None
         except StoreUnavailable as error:  # nothing was written: the client may retry
@@ -209,10 +207,8 @@ class Account:
     # ------------------------------------------------------------------ tokens
 
     async def list_tokens(self, request: Request, caller: Caller) -> Response:
-        return JSONResponse({"tokens": [t.public() for t in self._tokens_of(caller.user)]})
-
-    def _tokens_of(self, user: str) -> list[Token]:
-        return tokens_of(self.access, user)
+        tokens = self.catalog.tokens_of(caller.user)  # the web UI's token page lists the same
+        return JSONResponse({"tokens": [t.public() for t in tokens]})
 
     async def create_token(self, request: Request, caller: Caller) -> Response:
         data = await _json_object(request, TOKEN_FIELDS)
@@ -220,10 +216,6 @@ class Account:
         projects = _strings(data, "projects")
         actions = _strings(data, "actions")
         expires = _expiry(data.get("expires"))
-        if len(self._tokens_of(caller.user)) >= MAX_TOKENS_PER_USER:
-            raise _refuse(
-                409, f"{caller.user!r} has {MAX_TOKENS_PER_USER} tokens: revoke some first"
-            )
         token, secret = await self._run(
             "creating the token failed",
             lambda: self.catalog.create_token(
@@ -233,6 +225,7 @@ class Account:
                 expires=expires,
                 description=description,
                 actor=caller.actor,
+                limit=MAX_TOKENS_PER_USER,
             ),
         )
         log.warning("token %s created for %s over HTTP", token.id, caller.user)

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from creamery.catalog.access import Principal
 from creamery.catalog.releases import same_version
-from creamery.catalog.service import ReleaseNotFound
+from creamery.catalog.service import ReleaseNotFound, TooManyTokens
 from creamery.catalog.status import MAX_REASON, STATUSES
 from creamery.core.names import is_valid_project_name, normalize
 from creamery.http.errors import RETRY_AFTER, outage_reason
@@ -95,19 +95,22 @@ async def run(
     what: str,
     function: Callable[[], Any],
     *,
-    invalid: Callable[[str], Stop] | None = None,
+    invalid: Callable[[str, int], Stop] | None = None,
 ) -> Any:
     """A catalog write in a worker thread; its failures as pages (nothing half done).
-    *invalid* answers the catalog's ValueError (the client's mistake: 400 by default)."""
+    *invalid* answers the catalog's ValueError (the client's mistake: 400 by default, 409
+    for a token limit reached) with its text and status."""
     try:
         return await anyio.to_thread.run_sync(function)
     except ReleaseNotFound as error:
         raise Stop(message(request, state, 404, f"Not Found: {error}")) from None
     except ValueError as error:
         text = " ".join(str(error).split())
+        status = 409 if isinstance(error, TooManyTokens) else 400
         if invalid is not None:
-            raise invalid(text) from None
-        raise Stop(message(request, state, 400, f"Bad Request: {text}")) from None
+            raise invalid(text, status) from None
+        title = "Conflict" if status == 409 else "Bad Request"
+        raise Stop(message(request, state, status, f"{title}: {text}")) from None
     except StoreUnavailable as error:
         raise unavailable(request, state, what, error) from None
     except OSError as error:  # a full or read-only state: the server's fault

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from creamery.catalog.tokens import ACTIONS, DEFAULT_ACTIONS
 from creamery.http.routing import READ, Action, Route
-from creamery.web.account import MAX_TOKENS_PER_USER, expiry_time, may_revoke, tokens_of
+from creamery.web.account import MAX_TOKENS_PER_USER, expiry_time, may_revoke
 from creamery.web.guard import actor_of
 from creamery.web.pages import relative_redirect
 from creamery.web.state import AppState
@@ -44,7 +44,7 @@ def routes(state: AppState) -> list[Route]:
             state,
             "tokens.html",
             status=status,
-            tokens=[t.public() for t in tokens_of(access, user)],
+            tokens=[t.public() for t in catalog.tokens_of(user)],
             actions=ACTIONS,
             default_actions=DEFAULT_ACTIONS,
             expiries=list(EXPIRIES),
@@ -77,8 +77,6 @@ def routes(state: AppState) -> list[Route]:
             expires = expiry_time(EXPIRIES[choice])
         except ValueError as error:
             raise refuse(str(error)) from None
-        if len(tokens_of(access, user)) >= MAX_TOKENS_PER_USER:
-            raise refuse(f"{user!r} has {MAX_TOKENS_PER_USER} tokens: revoke some first", 409)
         actor = actor_of(request.scope)
         token, secret = await run(
             request,
@@ -91,6 +89,7 @@ def routes(state: AppState) -> list[Route]:
                 expires=expires,
                 description=description,
                 actor=actor,
+                limit=MAX_TOKENS_PER_USER,
             ),
             invalid=refuse,  # the catalog's validation: the form again, as typed
         )
