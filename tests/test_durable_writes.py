@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -114,7 +115,8 @@ def test_the_default_state_directory_is_hidden_in_the_first_root(tmp_path: Path)
         assert (root / ".creamery" / "files" / wheel.name / "yanked").is_file()
         assert list(listed(srv, "hidden")) == [wheel.name]
         packages = HTTP.get(srv.url + "/packages/").text
-        assert ".creamery" not in packages and "yanked" not in packages
+        assert ".creamery" not in packages and "/yanked" not in packages  # no state file
+        assert re.findall(r'href="([^"#]+)', packages) == [wheel.name]
 
 
 def test_a_state_directory_inside_the_root_must_be_hidden(tmp_path: Path) -> None:
