@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from creamery.render.readme import ReadmeCache, parse_content_type, render_description
+from creamery.render.readme import (
+    MAX_MARKDOWN_NESTING,
+    ReadmeCache,
+    parse_content_type,
+    render_description,
+)
 
 HOSTILE_MARKDOWN = """\
 # Title
@@ -97,6 +102,24 @@ def test_hostile_rst_is_defused() -> None:
     rendered = render_description(HOSTILE_RST, "text/x-rst")
     assert_harmless(rendered)
     assert "Title" in rendered
+
+
+@pytest.mark.parametrize("nesting", ["> " * 50_000 + "deep", "<div>" * 50_000 + "deep"])
+def test_markdown_nested_past_the_bound_is_plain_text(nesting: str) -> None:
+    """Found by an attacker: 50,000 nested quotes or `<div>`s took 12 s to render (the
+    sanitizer's parser is quadratic in depth), for every view once evicted from the cache."""
+    shown = render_description(nesting, "text/markdown")
+    assert "<blockquote>" not in shown and "<div>" not in shown
+    assert "deep" in shown
+    assert "&lt;div&gt;" in shown or "&gt; &gt;" in shown, "escaped, as plain text"
+
+
+def test_markdown_nested_within_the_bound_renders() -> None:
+    depth = MAX_MARKDOWN_NESTING
+    quotes = render_description("> " * depth + "quoted", "text/markdown")
+    assert quotes.count("<blockquote>") == depth
+    divs = "<div>" * depth + "\n\ntext\n\n" + "</div>" * depth + "\n" + "<br>" * 500
+    assert render_description(divs, "text/markdown").count("<div>") == depth
 
 
 def test_a_release_renders_once() -> None:

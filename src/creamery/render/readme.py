@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import html
 import logging
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -28,6 +29,30 @@ PLAIN = "text/plain"
 RST = "text/x-rst"
 MARKDOWN = "text/markdown"
 _VARIANTS = {"gfm": "GFM", "commonmark": "CommonMark"}
+
+# Markdown nested deeper than this is shown as plain text. The sanitizer's HTML parser takes
+# quadratic time in nesting depth: 50,000 nested quotes (`>` * 50000) or `<div>`s took 12 s
+# of a worker per rendering; no README nests past a handful.
+MAX_MARKDOWN_NESTING = 128
+_QUOTE_MARKERS = re.compile(r"^[ \t>]*", re.MULTILINE)  # a line's leading quote markers
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^<>]*?(/?)>")
+_VOID = frozenset(
+    [
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+    ]
+)
 
 
 def parse_content_type(value: str | None) -> tuple[str, dict[str, str]]:
@@ -68,14 +93,32 @@ def render_description(text: str, content_type: str | None) -> str:
         rendered = _rst_or_none(rst, text)
     elif media_type == MARKDOWN:
         variant = _VARIANTS.get(params.get("variant", "gfm").lower(), "GFM")
-        rendered = markdown.render(text, variant=variant)
+        rendered = None if _too_deep(text) else markdown.render(text, variant=variant)
     else:
         rendered = txt.render(text)
         if media_type == PLAIN:
             rendered = f"<pre>{rendered}</pre>"  # warehouse keeps plain text's whitespace
-    if rendered is None:  # reST with errors: shown as plain text, as PyPI does
+    if rendered is None:  # reST with errors, markdown too deep: shown as plain text
         rendered = txt.render(text) or ""
     return str(rendered)
+
+
+def _too_deep(markdown: str) -> bool:
+    """Does *markdown* nest quotes or HTML elements past MAX_MARKDOWN_NESTING (one pass)?"""
+    quotes = max((m.group().count(">") for m in _QUOTE_MARKERS.finditer(markdown)), default=0)
+    depth = deepest = 0
+    for closing, name, self_closing in _TAG.findall(markdown):
+        if closing:
+            depth = max(0, depth - 1)
+        elif not self_closing and name.lower() not in _VOID:
+            depth += 1
+            deepest = max(deepest, depth)
+    too_deep = max(quotes, deepest) > MAX_MARKDOWN_NESTING
+    if too_deep:
+        log.info(
+            "a markdown description nests deeper than %d: shown as plain text", MAX_MARKDOWN_NESTING
+        )
+    return too_deep
 
 
 def _rst_or_none(rst: ModuleType, text: str) -> str | None:
