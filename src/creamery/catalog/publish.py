@@ -28,7 +28,14 @@ from creamery.core.names import SIGNATURE, parse_filename, same_file_key
 from creamery.core.objects import ObjectRoot
 from creamery.storage import AlreadyExists as AlreadyExists
 from creamery.storage import Storage, StoredFile, read_all
-from creamery.storage.state import CORE_METADATA, FACTS, LONGEST_KIND, PROVENANCE, StateDir
+from creamery.storage.state import (
+    CORE_METADATA,
+    FACTS,
+    LONGEST_KIND,
+    PROVENANCE,
+    YANKED,
+    StateDir,
+)
 
 _FALLBACK_NAME_MAX = 255
 # S3's (and R2's, MinIO's, Ceph's, Garage's) longest object key, in UTF-8 bytes.
@@ -178,10 +185,11 @@ def publish(
     with state.lock(same_file_key(upload.filename)):
         if not overwrite and _taken(target, relpath):
             raise AlreadyExists(upload.filename)
+        first = not overwrite or target.storage.stat(relpath) is None
         facts = None if winner_writes_after else _facts_of(upload)
         try:
             if not winner_writes_after:
-                _put_companions(transaction, target, upload, facts)
+                _put_companions(transaction, target, upload, facts, first=first)
             before_commit()
             # The commit point. AlreadyExists when another process won the name meanwhile.
             stored = target.storage.put(relpath, upload.spool, if_absent=not overwrite)
@@ -191,7 +199,8 @@ def publish(
             raise
         if winner_writes_after:
             try:
-                _put_companions(transaction, target, upload, _facts_of(upload, stored))
+                facts = _facts_of(upload, stored)
+                _put_companions(transaction, target, upload, facts, first=True)
             except BaseException:
                 transaction.rollback()
                 _withdraw(target.storage, stored)
@@ -203,12 +212,21 @@ def publish(
 
 
 def _put_companions(
-    transaction: _Transaction, target: Target, upload: Upload, facts: StoredFacts | None
+    transaction: _Transaction,
+    target: Target,
+    upload: Upload,
+    facts: StoredFacts | None,
+    *,
+    first: bool,
 ) -> None:
     """The signature beside the file; its provenance, core metadata and facts in the state
-    (None removes an old version)."""
+    (None removes an old version). The *first* file of its name starts un-yanked: a yank
+    marker left by an earlier file of that name (removed by hand, or by a removal killed
+    before it forgot the state) belonged to that file; an overwrite keeps the release's."""
     relpath, state = upload.relpath, target.state
     transaction.put_stored(target.storage, relpath + SIGNATURE, upload.signature)
+    if first:
+        transaction.put_stored(state.store, state.key(relpath, YANKED), None)
     for kind, data in (
         (PROVENANCE, upload.provenance),
         (CORE_METADATA, _metadata_of(upload) if facts is not None else None),
