@@ -10,7 +10,8 @@ renamed, into place; an object store's conditional create): that is the commit p
 anything fails before or at it (another replica won the name: AlreadyExists), every step is
 undone and the old state is back; the change is recorded for other processes last
 (`Catalog.record`). One exception, between replicas on an object store: without
-`--overwrite` the winner of the put writes the rest after it (`publish`).
+`--overwrite` the winner of the put claims the name for every spelling of the file
+(`_claim`) and writes the rest after it (`publish`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from creamery.catalog.facts import StoredFacts, file_version
 from creamery.catalog.index import Distribution, Index
@@ -199,6 +201,7 @@ def publish(
             raise
         if winner_writes_after:
             try:
+                _claim(target, upload.filename, relpath)  # AlreadyExists: another spelling won
                 facts = _facts_of(upload, stored)
                 _put_companions(transaction, target, upload, facts, first=True)
             except BaseException:
@@ -209,6 +212,51 @@ def publish(
             _check_facts(state, stored, facts)
         transaction.commit()
     return [relpath, relpath + SIGNATURE]
+
+
+@runtime_checkable
+class _Replacing(Protocol):
+    """A store that puts only over the version it was given (`S3Storage.replace`)."""
+
+    def replace(self, key: str, content: Path | bytes, *, version: str) -> StoredFile: ...
+
+
+_CLAIM_ATTEMPTS = 5
+
+
+def _claim(target: Target, filename: str, relpath: str) -> None:
+    """Between replicas, just after the commit point: `Demo-1.0.tar.gz` and `demo-1.0.0.tar.gz`
+    are one file to an installer but two keys, so both puts-if-absent succeed. The first to
+    create `claims/<same-file key>` in the state (naming its relpath) keeps its file; a claim
+    naming a file that is gone (removed, withdrawn, a writer killed) is taken over, only over
+    the version read (`If-Match`). AlreadyExists when another spelling holds it."""
+    store = target.state.store
+    key = target.state.claim_key(filename)
+    for _ in range(_CLAIM_ATTEMPTS):
+        try:
+            store.put(key, relpath.encode(), if_absent=True)
+            return
+        except AlreadyExists:
+            pass
+        held = store.stat(key)
+        if held is None:
+            continue  # removed meanwhile: create it again
+        try:
+            owner = read_all(store, held).decode("utf-8", "replace")
+        except FileNotFoundError:
+            continue
+        if owner == relpath:  # this name's own (its put-if-absent decided)
+            return
+        if target.storage.stat(owner) is not None:
+            raise AlreadyExists(owner)
+        if not isinstance(store, _Replacing):
+            return  # no conditional replace: the literal name's put decided
+        try:
+            store.replace(key, relpath.encode(), version=str(held.version))
+            return
+        except AlreadyExists:  # VersionChanged: another writer took it over first
+            continue
+    raise AlreadyExists(filename)
 
 
 def _put_companions(
