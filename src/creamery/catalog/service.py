@@ -241,10 +241,7 @@ class Catalog:
         (an audit log that can't be written included). With ownership on, the first uploader
         of a project becomes its owner."""
         actor = actor or Actor.local()
-        if upload.project is not None:
-            refusal = self.statuses.get(upload.project).upload_refusal(upload.project)
-            if refusal is not None:
-                raise ProjectClosed(refusal)
+        self._check_open(upload.project)
         replacing = bool(publishing.same_files(self.index, upload.filename))
         entry = actor.entry(
             "overwrite" if replacing and overwrite else "upload",
@@ -256,9 +253,16 @@ class Catalog:
         )
         audited = _Audited(self.access, entry)
         target = publishing.Target(self.storage, self.state, self.index)
+
+        def before_commit() -> None:
+            # Again, read from the state: archived (or quarantined) by another process or
+            # replica, or in this one while the upload was being written, it takes no file.
+            self._check_open(upload.project, fresh=True)
+            audited.write()
+
         with audited:
             changed = publishing.publish(
-                target, upload, overwrite=overwrite, before_commit=audited.write
+                target, upload, overwrite=overwrite, before_commit=before_commit
             )
         if overwrite:
             others = publishing.same_files(self.index, upload.filename)
@@ -268,6 +272,17 @@ class Catalog:
         if actor.user is not None and upload.project is not None:
             self.claim(upload.project, actor)
         return changed
+
+    def _check_open(self, project: str | None, *, fresh: bool = False) -> None:
+        """ProjectClosed when *project*'s status takes no uploads (PEP 792); *fresh*: its
+        status read from the state first."""
+        if project is None:
+            return
+        if fresh:
+            self.statuses.refresh(project)
+        refusal = self.statuses.get(project).upload_refusal(project)
+        if refusal is not None:
+            raise ProjectClosed(refusal)
 
     def claim(self, project: str, actor: Actor) -> None:
         """`--owners first-uploader`: a project without owners is now *actor*'s."""
