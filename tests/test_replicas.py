@@ -299,6 +299,38 @@ def test_two_spellings_of_one_file_across_two_replicas_one_wins(
             assert "Traceback" not in server.log(), server.log()
 
 
+def test_an_overwrite_whose_old_spelling_cannot_be_deleted_is_still_answered_and_announced(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Was: with --overwrite, `OV-1.0.0-...` put over `ov-1.0-...` (one file to pip) is
+    committed, then the old spelling is deleted; when the store dropped that removal the
+    committed upload was answered 503 ("retry later") and never recorded, so the other
+    replica did not learn of it. Now it is 200 and announced; the old spelling is left."""
+    root = f"s3://{s3_bucket}/ovw"
+    old = make_wheel(tmp_path / "old", "ovspell", "1.0")
+    new = make_wheel(tmp_path / "new", "ovspell", "1.0", summary="the new one")
+    spelled = "OVSPELL-1.0.0-py3-none-any.whl"
+    args = ("--overwrite", "--s3-timeout", "2", *FAST)
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([root], *OPEN, *args, env=s3.env(AWS_ENDPOINT_URL=endpoint)) as a,
+        run_server([root], *OPEN, *args, env=s3.env()) as b,
+    ):
+        assert forms.upload(a, old.name, old.read_bytes()).status_code == 200
+        timed_wait(lambda: old.name in hashes(b, "ovspell"), "the first upload on B")
+        old_key = f"/ovw/{old.name}"
+        # Its delete is a bulk POST: the HEAD that comes before it (after the commit point).
+        proxy.hold(lambda m, p: m == "HEAD" and p.endswith(old_key), drop=True)
+        answer = forms.upload(a, spelled, new.read_bytes())
+        proxy.let_go()
+        assert proxy.held.is_set()
+        assert answer.status_code == 200, answer.text
+        assert sha256(s3.get(s3_bucket, f"ovw/{spelled}")) == sha256(new.read_bytes())
+        timed_wait(lambda: spelled in hashes(b, "ovspell"), "the overwrite on B")
+        assert hashes(b, "ovspell")[spelled] == sha256(new.read_bytes())
+        assert "Traceback" not in a.log(), a.log()
+
+
 def test_an_overwrite_on_one_replica_replaces_what_the_other_serves(
     s3: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:

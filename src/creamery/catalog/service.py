@@ -265,13 +265,25 @@ class Catalog:
                 target, upload, overwrite=overwrite, before_commit=before_commit
             )
         if overwrite:
-            others = publishing.same_files(self.index, upload.filename)
-            stale = [d for d in others if d.relpath != upload.relpath]
-            changed += releases.remove_files(self.storage, self.state, stale)
+            changed += self._remove_other_spellings(upload)
         self.record(changed)
         if actor.user is not None and upload.project is not None:
             self.claim(upload.project, actor)
         return changed
+
+    def _remove_other_spellings(self, upload: Upload) -> list[str]:
+        """After an overwrite's commit point: the same file under other names goes. A failure
+        here does not undo the upload (it is in, and must be answered and recorded so): the
+        old names stay, until the next overwrite or a removal."""
+        others = publishing.same_files(self.index, upload.filename)
+        stale = [d for d in others if d.relpath != upload.relpath]
+        removed: list[str] = []
+        for dist in stale:
+            try:
+                removed += releases.remove_files(self.storage, self.state, [dist])
+            except OSError as error:
+                log.error("overwrite of %s left %s: %s", upload.relpath, dist.relpath, error)
+        return removed
 
     def _check_open(self, project: str | None, *, fresh: bool = False) -> None:
         """ProjectClosed when *project*'s status takes no uploads (PEP 792); *fresh*: its
