@@ -331,6 +331,37 @@ def test_an_overwrite_whose_old_spelling_cannot_be_deleted_is_still_answered_and
         assert "Traceback" not in a.log(), a.log()
 
 
+def test_a_removal_failing_after_the_file_went_takes_it_off_every_page(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Was: a removal whose file was deleted but whose state the store then did not take
+    answered 503 and recorded nothing: both replicas kept listing the file (a 404 to pip)
+    until a rescan, and a retry, finding the file gone, changed no file and recorded nothing
+    either. Now what the removal found is looked at again by every process either way."""
+    root = f"s3://{s3_bucket}/half"
+    wheel = make_wheel(tmp_path, "rmhalf", "1.0")
+    args = ("--s3-timeout", "2", *FAST)
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([root], *OPEN, *args, env=s3.env(AWS_ENDPOINT_URL=endpoint)) as a,
+        run_server([root], *OPEN, *args, env=s3.env()) as b,
+    ):
+        assert forms.upload(a, wheel.name, wheel.read_bytes()).status_code == 200
+        timed_wait(lambda: wheel.name in hashes(b, "rmhalf"), "the upload on B")
+        facts = f"/.creamery/files/{wheel.name}/facts"
+        proxy.hold(lambda m, p: m == "HEAD" and p.endswith(facts), drop=True)
+        removal = {":action": "remove_pkg", "name": "rmhalf", "version": "1.0"}
+        answer = HTTP.post(a.url + "/", data=removal)
+        proxy.let_go()
+        assert proxy.held.is_set()
+        assert answer.status_code == 503, answer.text
+        assert distributions(s3, s3_bucket, "half/") == []  # the file went before the failure
+        for server in (a, b):
+            timed_wait(lambda s=server: hashes(s, "rmhalf") == {}, f"no file on {server.url}")
+            assert wheel.name not in HTTP.get(server.url + "/packages/").text
+        assert "Traceback" not in a.log(), a.log()
+
+
 def test_an_overwrite_on_one_replica_replaces_what_the_other_serves(
     s3: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ before their next answer. It knows nothing about HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -366,10 +367,19 @@ class Catalog:
             reason=reason,
             detail=releases.describe(dists),
         )
+        # Every file found is looked at again, by every process, whatever the removal did:
+        # one that failed half-way may have deleted a file, and a retry that finds the file
+        # gone (only its state left) changes no file but must still take it off the pages.
+        found = [d.relpath for d in dists]
         with _Audited(self.access, entry) as audited:
             audited.write()
-            changed = releases.remove_files(self.storage, self.state, dists)
-        self.record(changed)
+            try:
+                changed = releases.remove_files(self.storage, self.state, dists)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self.record(found)
+                raise
+        self.record(sorted({*found, *changed}))
         return changed
 
     def publish_docs(
