@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.clients import clean_env, creamery
+from support.servers import free_port
 
 from creamery import __version__, server, wsgi
 from creamery.cli.argtypes import parse_size
@@ -448,3 +450,35 @@ def test_paste_factory_converts_strings(monkeypatch: pytest.MonkeyPatch) -> None
         "disable_fallback": True,
         "fallback_url": "https://example.org/",
     }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["prune", "--keep", "1"],
+        ["status", "gone"],
+        ["status", "gone", "archived"],
+        ["yank", "gone", "1.0"],
+        ["remove", "gone", "1.0"],
+        ["docs", "remove", "gone"],
+        ["update"],
+    ],
+)
+def test_a_store_that_does_not_answer_is_one_line_not_a_traceback(command: list[str]) -> None:
+    """Was: `creamery prune`, `status`, `yank`, `remove`, `docs remove` and `update` on an
+    s3:// root whose store was down printed a StoreUnavailable traceback (exit 1); `token` and
+    `owners` already said it in a line."""
+    nobody = f"http://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    env = clean_env(
+        AWS_ENDPOINT_URL=nobody,
+        AWS_ACCESS_KEY_ID="x",
+        AWS_SECRET_ACCESS_KEY="y",
+        AWS_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    result = creamery(*command, "s3://bucket/packages", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("creamery: error: can't read the index: s3://bucket/packages/"), last
+    assert last.endswith("the store does not answer (LIST: connection refused)"), last

@@ -28,6 +28,7 @@ from support.clients import UV, client_env, describe, run_client
 from support.dists import make_wheel, sign
 from support.forms import upload
 from support.polling import wait_for
+from support.s3 import S3Server
 from support.servers import Server, free_port, run_server, started
 from support.wire import listed
 
@@ -351,6 +352,34 @@ def test_a_restart_after_uploads_reports_no_interrupted_uploads(tmp_path: Path) 
     with run_server([root], *OPEN) as srv:
         assert listed(srv, "restarted") != {}
         assert "leftovers" not in srv.log(), srv.log()
+
+
+@pytest.mark.parametrize("where", ["directory", "bucket"])
+def test_a_first_upload_of_a_name_does_not_inherit_an_old_files_yank(
+    where: str, tmp_path: Path, s3: S3Server
+) -> None:
+    """Was: the yank marker of a file removed by hand (`rm`, `aws s3 rm`; or by `creamery
+    prune` or a remove killed after the file went, before its state) stayed in the state, and
+    the next upload of that filename, new bytes, was served yanked, with the old reason."""
+    wheel = make_wheel(tmp_path / "dist", "reborn", "1.0")
+    bucket = s3.new_bucket() if where == "bucket" else ""
+    root: Path | str = f"s3://{bucket}/pkgs" if bucket else tmp_path / "root"
+    env = s3.env() if bucket else {}
+    if not bucket:
+        (tmp_path / "root").mkdir()
+    with run_server([root], *OPEN, "--rescan-interval", "1", env=env) as srv:
+        assert upload(srv, wheel.name, wheel.read_bytes()).status_code == 200
+        yank = {"project": "reborn", "version": "1.0", "reason": "broken build"}
+        assert HTTP.post(srv.url + "/-/yank", json=yank).is_success
+        if bucket:
+            s3.delete(bucket, f"pkgs/{wheel.name}")
+        else:
+            (tmp_path / "root" / wheel.name).unlink()
+        assert wait_for(lambda: listed(srv, "reborn") == {}, timeout=10)
+        assert upload(srv, wheel.name, wheel.read_bytes()).status_code == 200
+        assert listed(srv, "reborn")[wheel.name]["yanked"] is False
+    with run_server([root], *OPEN, env=env) as srv:  # and it was not only the memory's view
+        assert listed(srv, "reborn")[wheel.name]["yanked"] is False
 
 
 def test_scratch_of_live_processes_is_kept_and_of_dead_ones_removed(tmp_path: Path) -> None:

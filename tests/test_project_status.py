@@ -11,18 +11,22 @@ import json
 import re
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
 import pytest
+from support import forms
 from support.clients import clean_env, creamery, describe, pip_install, twine_upload, uv_install
 from support.dists import make_wheel
 from support.forms import post_form
 from support.polling import wait_for
 from support.s3 import S3Server
+from support.s3_proxy import store_proxy
 from support.servers import Server, run_server
 from support.upstream import UpstreamProcess, run_upstream
+from support.wire import listed
 
 from creamery.catalog.auth import add_user
 from creamery.catalog.status import MAX_REASON, ProjectStatus, check_reason, check_status, decode
@@ -563,3 +567,35 @@ def test_status_on_an_s3_root(s3: S3Server, s3_bucket: str, tmp_path: Path) -> N
         assert result.returncode == 0, describe(result)
         assert key not in s3.keys(s3_bucket, "index/.creamery/")
         assert wait_for(lambda: not quarantined(), timeout=15)
+
+
+def test_an_upload_finishing_after_the_project_was_archived_is_refused(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Was: the status was checked once, before the upload was written; one still being
+    written when `creamery status` archived the project (here: its existence check held at
+    the store) was published into the archived project, 200. Now it is checked again just
+    before the commit point, read from the state: 400, nothing stored."""
+    first = make_wheel(tmp_path / "1", "slate", "1.0")
+    late = make_wheel(tmp_path / "2", "slate", "2.0")
+    url = f"s3://{s3_bucket}/late"
+    args = ("-a", ".", "-P", ".", "--disable-fallback")
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([url], *args, env=s3.env(AWS_ENDPOINT_URL=endpoint)) as server,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        assert forms.upload(server, first.name, first.read_bytes()).status_code == 200
+        proxy.hold(lambda method, path: method == "HEAD" and late.name in path)
+        pending = pool.submit(forms.upload, server, late.name, late.read_bytes())
+        try:
+            assert proxy.held.wait(15), server.log()
+            result = creamery("status", "slate", "archived", url, env=clean_env(**s3.env()))
+            assert result.returncode == 0, describe(result)
+        finally:
+            proxy.let_go()
+        answer = pending.result()
+        assert answer.status_code == 400, answer.text
+        assert "archived" in answer.text
+        assert f"late/{late.name}" not in s3.keys(s3_bucket)
+        assert list(listed(server, "slate")) == [first.name]

@@ -248,6 +248,120 @@ def test_twenty_uploads_of_one_filename_across_two_replicas_one_wins(
             assert "Traceback" not in server.log(), server.log()
 
 
+def test_two_spellings_of_one_file_across_two_replicas_one_wins(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Was: `sp-1.0-py3-none-any.whl` and `SP-1.0.0-py3-none-any.whl` (one file to pip: the
+    same name and version) uploaded at once to two replicas both got 200, as two keys: each
+    replica's check of its index came before the other's feed record, and the store's
+    put-if-absent is on the exact key. Now one wins, the other is withdrawn and answered 409,
+    and once the winner is removed the other spelling takes the name."""
+    spellings = ["sp-{v}-py3-none-any.whl", "SP-{v}.0-py3-none-any.whl"] * 2
+    expected: dict[str, bytes] = {}
+    with replicas(s3, f"s3://{s3_bucket}/spell", *FAST) as servers:
+        for version in ("1.0", "2.0"):
+            sent = []
+            for i, spelling in enumerate(spellings):
+                wheel = make_wheel(tmp_path / f"{version}-{i}", "sp", version, summary=f"v{i}")
+                sent.append((spelling.format(v=version), wheel.read_bytes()))
+            barrier = threading.Barrier(len(sent))
+
+            def send(
+                i: int, sent: list[tuple[str, bytes]] = sent, barrier: threading.Barrier = barrier
+            ) -> int:
+                barrier.wait(timeout=30)
+                return forms.upload(servers[i % 2], *sent[i]).status_code
+
+            with ThreadPoolExecutor(len(sent)) as pool:
+                statuses = list(pool.map(send, range(len(sent))))
+            assert sorted(statuses) == [200, 409, 409, 409], statuses
+            name, data = sent[statuses.index(200)]
+            stored = [k for k in distributions(s3, s3_bucket, "spell/") if f"-{version}" in k]
+            assert stored == [f"spell/{name}"], stored
+            assert sha256(s3.get(s3_bucket, f"spell/{name}")) == sha256(data)
+            expected[name] = data
+            timed_wait(lambda: seen_everywhere(servers, "sp", expected), "the winner")
+            for server in servers:
+                on_page = [n for n in hashes(server, "sp") if f"-{version}" in n]
+                assert on_page == [name], (server.url, on_page)
+        # The claim of a removed file is no one's: the other spelling may have the name now.
+        removed = HTTP.post(
+            servers[0].url + "/", data={":action": "remove_pkg", "name": "sp", "version": "1.0"}
+        )
+        assert removed.is_success, removed.text
+        claims = s3.keys(s3_bucket, "spell/.creamery/claims/")
+        assert [key.rpartition("/")[2] for key in claims] == ["sp-2-py3-none-any.whl"], claims
+        other = next(s.format(v="1.0") for s in spellings if s.format(v="1.0") != name)
+        again = make_wheel(tmp_path / "again", "sp", "1.0")
+        timed_wait(lambda: not any("-1.0" in n for n in hashes(servers[1], "sp")), "removal")
+        assert forms.upload(servers[1], other, again.read_bytes()).status_code == 200
+        for server in servers:
+            assert "Traceback" not in server.log(), server.log()
+
+
+def test_an_overwrite_whose_old_spelling_cannot_be_deleted_is_still_answered_and_announced(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Was: with --overwrite, `OV-1.0.0-...` put over `ov-1.0-...` (one file to pip) is
+    committed, then the old spelling is deleted; when the store dropped that removal the
+    committed upload was answered 503 ("retry later") and never recorded, so the other
+    replica did not learn of it. Now it is 200 and announced; the old spelling is left."""
+    root = f"s3://{s3_bucket}/ovw"
+    old = make_wheel(tmp_path / "old", "ovspell", "1.0")
+    new = make_wheel(tmp_path / "new", "ovspell", "1.0", summary="the new one")
+    spelled = "OVSPELL-1.0.0-py3-none-any.whl"
+    args = ("--overwrite", "--s3-timeout", "2", *FAST)
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([root], *OPEN, *args, env=s3.env(AWS_ENDPOINT_URL=endpoint)) as a,
+        run_server([root], *OPEN, *args, env=s3.env()) as b,
+    ):
+        assert forms.upload(a, old.name, old.read_bytes()).status_code == 200
+        timed_wait(lambda: old.name in hashes(b, "ovspell"), "the first upload on B")
+        old_key = f"/ovw/{old.name}"
+        # Its delete is a bulk POST: the HEAD that comes before it (after the commit point).
+        proxy.hold(lambda m, p: m == "HEAD" and p.endswith(old_key), drop=True)
+        answer = forms.upload(a, spelled, new.read_bytes())
+        proxy.let_go()
+        assert proxy.held.is_set()
+        assert answer.status_code == 200, answer.text
+        assert sha256(s3.get(s3_bucket, f"ovw/{spelled}")) == sha256(new.read_bytes())
+        timed_wait(lambda: spelled in hashes(b, "ovspell"), "the overwrite on B")
+        assert hashes(b, "ovspell")[spelled] == sha256(new.read_bytes())
+        assert "Traceback" not in a.log(), a.log()
+
+
+def test_a_removal_failing_after_the_file_went_takes_it_off_every_page(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Was: a removal whose file was deleted but whose state the store then did not take
+    answered 503 and recorded nothing: both replicas kept listing the file (a 404 to pip)
+    until a rescan, and a retry, finding the file gone, changed no file and recorded nothing
+    either. Now what the removal found is looked at again by every process either way."""
+    root = f"s3://{s3_bucket}/half"
+    wheel = make_wheel(tmp_path, "rmhalf", "1.0")
+    args = ("--s3-timeout", "2", *FAST)
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([root], *OPEN, *args, env=s3.env(AWS_ENDPOINT_URL=endpoint)) as a,
+        run_server([root], *OPEN, *args, env=s3.env()) as b,
+    ):
+        assert forms.upload(a, wheel.name, wheel.read_bytes()).status_code == 200
+        timed_wait(lambda: wheel.name in hashes(b, "rmhalf"), "the upload on B")
+        facts = f"/.creamery/files/{wheel.name}/facts"
+        proxy.hold(lambda m, p: m == "HEAD" and p.endswith(facts), drop=True)
+        removal = {":action": "remove_pkg", "name": "rmhalf", "version": "1.0"}
+        answer = HTTP.post(a.url + "/", data=removal)
+        proxy.let_go()
+        assert proxy.held.is_set()
+        assert answer.status_code == 503, answer.text
+        assert distributions(s3, s3_bucket, "half/") == []  # the file went before the failure
+        for server in (a, b):
+            timed_wait(lambda s=server: hashes(s, "rmhalf") == {}, f"no file on {server.url}")
+            assert wheel.name not in HTTP.get(server.url + "/packages/").text
+        assert "Traceback" not in a.log(), a.log()
+
+
 def test_an_overwrite_on_one_replica_replaces_what_the_other_serves(
     s3: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
@@ -717,6 +831,7 @@ def test_a_replica_killed_after_the_commit_point_leaves_a_whole_file_found_by_re
             assert key == f"commit9/{wheel.name}" or key.startswith(
                 (
                     f"commit9/.creamery/files/{wheel.name}/",
+                    "commit9/.creamery/claims/",  # which spelling of the file won its name
                     "commit9/.creamery/snapshots/",
                     "commit9/.creamery/access/session-key",  # made at start in a bucket
                     "commit9/.creamery/audit/",

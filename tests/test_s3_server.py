@@ -458,6 +458,12 @@ def test_store_outage_serves_memory_answers_503_and_recovers(
                 upload = twine_upload(server.url + "/", home, later)
                 assert upload.returncode != 0
                 assert "503" in upload.stdout + upload.stderr
+                # Was "upload failed: ..." for a removal too.
+                removal = {":action": "remove_pkg", "name": "s3down", "version": "1.0"}
+                removed = client.post("/", data=removal)
+                assert removed.status_code == 503, removed.text
+                assert removed.text.startswith("removal failed: "), removed.text
+                assert len(removed.text.strip().splitlines()) == 1
                 for path in ("/", "/packages/", "/pypi/s3down/json", "/simple/"):
                     statuses.append(client.get(path).status_code)
             finally:
@@ -470,6 +476,7 @@ def test_store_outage_serves_memory_answers_503_and_recovers(
             result = twine_upload(server.url + "/", home, later)
             assert result.returncode == 0, describe(result)
             assert later.name in files_of(server, "s3down")
+            assert small.name in files_of(server, "s3down")  # the failed removal took nothing
         assert "Traceback" not in server.log()
 
 

@@ -364,9 +364,11 @@ def test_publish_into_a_bucket_writes_state_under_creamery(
     wheel = make_wheel(tmp_path / "in", "demo", "1.0")
     site.publish(site.upload(wheel, provenance=b'{"p": 1}'))
     base = "pkgs/.creamery/files/" + wheel.name
+    claim = "pkgs/.creamery/claims/demo-1-py3-none-any.whl"  # which spelling won the name
     assert s3.keys(root.bucket) == sorted(
-        [f"pkgs/{wheel.name}", f"{base}/facts", f"{base}/metadata", f"{base}/provenance"]
+        [f"pkgs/{wheel.name}", claim, f"{base}/facts", f"{base}/metadata", f"{base}/provenance"]
     )
+    assert s3.get(root.bucket, claim) == wheel.name.encode()
     assert s3.get(root.bucket, f"{base}/metadata") == wheel_metadata(wheel)
     (dist,) = site.index.distributions("demo")
     facts = StoredFacts.from_bytes(s3.get(root.bucket, f"{base}/facts"))
@@ -424,9 +426,11 @@ def test_replicas_racing_on_a_filename_leave_the_winner_s_state(
     (winner,) = winners
     name = wheels[winner].name
     base = f".creamery/files/{name}"
+    claim = ".creamery/claims/race-1-py3-none-any.whl"
     assert s3.keys(root.bucket) == sorted(
-        [name, f"{base}/facts", f"{base}/metadata", f"{base}/provenance"]
+        [name, claim, f"{base}/facts", f"{base}/metadata", f"{base}/provenance"]
     )
+    assert s3.get(root.bucket, claim) == name.encode()
     assert s3.get(root.bucket, name) == wheels[winner].read_bytes()
     assert s3.get(root.bucket, f"{base}/provenance") == f'{{"who": {winner}}}'.encode()
     assert s3.get(root.bucket, f"{base}/metadata") == wheel_metadata(wheels[winner])

@@ -10,7 +10,8 @@ renamed, into place; an object store's conditional create): that is the commit p
 anything fails before or at it (another replica won the name: AlreadyExists), every step is
 undone and the old state is back; the change is recorded for other processes last
 (`Catalog.record`). One exception, between replicas on an object store: without
-`--overwrite` the winner of the put writes the rest after it (`publish`).
+`--overwrite` the winner of the put claims the name for every spelling of the file
+(`_claim`) and writes the rest after it (`publish`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from creamery.catalog.facts import StoredFacts, file_version
 from creamery.catalog.index import Distribution, Index
@@ -28,7 +30,14 @@ from creamery.core.names import SIGNATURE, parse_filename, same_file_key
 from creamery.core.objects import ObjectRoot
 from creamery.storage import AlreadyExists as AlreadyExists
 from creamery.storage import Storage, StoredFile, read_all
-from creamery.storage.state import CORE_METADATA, FACTS, LONGEST_KIND, PROVENANCE, StateDir
+from creamery.storage.state import (
+    CORE_METADATA,
+    FACTS,
+    LONGEST_KIND,
+    PROVENANCE,
+    YANKED,
+    StateDir,
+)
 
 _FALLBACK_NAME_MAX = 255
 # S3's (and R2's, MinIO's, Ceph's, Garage's) longest object key, in UTF-8 bytes.
@@ -193,10 +202,11 @@ def publish(
     with state.lock(same_file_key(upload.filename)):
         if not overwrite and _taken(target, relpath):
             raise AlreadyExists(upload.filename)
+        first = not overwrite or target.storage.stat(relpath) is None
         facts = None if winner_writes_after else _facts_of(upload)
         try:
             if not winner_writes_after:
-                _put_companions(transaction, target, upload, facts)
+                _put_companions(transaction, target, upload, facts, first=first)
             before_commit()
             # The commit point. AlreadyExists when another process won the name meanwhile.
             stored = target.storage.put(relpath, upload.spool, if_absent=not overwrite)
@@ -206,7 +216,9 @@ def publish(
             raise
         if winner_writes_after:
             try:
-                _put_companions(transaction, target, upload, _facts_of(upload, stored))
+                _claim(target, upload.filename, relpath)  # AlreadyExists: another spelling won
+                facts = _facts_of(upload, stored)
+                _put_companions(transaction, target, upload, facts, first=True)
             except BaseException:
                 transaction.rollback()
                 _withdraw(target.storage, stored)
@@ -217,13 +229,67 @@ def publish(
     return [relpath, relpath + SIGNATURE]
 
 
+@runtime_checkable
+class _Replacing(Protocol):
+    """A store that puts only over the version it was given (`S3Storage.replace`)."""
+
+    def replace(self, key: str, content: Path | bytes, *, version: str) -> StoredFile: ...
+
+
+_CLAIM_ATTEMPTS = 5
+
+
+def _claim(target: Target, filename: str, relpath: str) -> None:
+    """Between replicas, just after the commit point: `Demo-1.0.tar.gz` and `demo-1.0.0.tar.gz`
+    are one file to an installer but two keys, so both puts-if-absent succeed. The first to
+    create `claims/<same-file key>` in the state (naming its relpath) keeps its file; a claim
+    naming a file that is gone (removed, withdrawn, a writer killed) is taken over, only over
+    the version read (`If-Match`). AlreadyExists when another spelling holds it."""
+    store = target.state.store
+    key = target.state.claim_key(filename)
+    for _ in range(_CLAIM_ATTEMPTS):
+        try:
+            store.put(key, relpath.encode(), if_absent=True)
+            return
+        except AlreadyExists:
+            pass
+        held = store.stat(key)
+        if held is None:
+            continue  # removed meanwhile: create it again
+        try:
+            owner = read_all(store, held).decode("utf-8", "replace")
+        except FileNotFoundError:
+            continue
+        if owner == relpath:  # this name's own (its put-if-absent decided)
+            return
+        if target.storage.stat(owner) is not None:
+            raise AlreadyExists(owner)
+        if not isinstance(store, _Replacing):
+            return  # no conditional replace: the literal name's put decided
+        try:
+            store.replace(key, relpath.encode(), version=str(held.version))
+            return
+        except AlreadyExists:  # VersionChanged: another writer took it over first
+            continue
+    raise AlreadyExists(filename)
+
+
 def _put_companions(
-    transaction: _Transaction, target: Target, upload: Upload, facts: StoredFacts | None
+    transaction: _Transaction,
+    target: Target,
+    upload: Upload,
+    facts: StoredFacts | None,
+    *,
+    first: bool,
 ) -> None:
     """The signature beside the file; its provenance, core metadata and facts in the state
-    (None removes an old version)."""
+    (None removes an old version). The *first* file of its name starts un-yanked: a yank
+    marker left by an earlier file of that name (removed by hand, or by a removal killed
+    before it forgot the state) belonged to that file; an overwrite keeps the release's."""
     relpath, state = upload.relpath, target.state
     transaction.put_stored(target.storage, relpath + SIGNATURE, upload.signature)
+    if first:
+        transaction.put_stored(state.store, state.key(relpath, YANKED), None)
     for kind, data in (
         (PROVENANCE, upload.provenance),
         (CORE_METADATA, _metadata_of(upload) if facts is not None else None),

@@ -13,6 +13,7 @@ before their next answer. It knows nothing about HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -246,10 +247,7 @@ class Catalog:
         (an audit log that can't be written included). With ownership on, the first uploader
         of a project becomes its owner."""
         actor = actor or Actor.local()
-        if upload.project is not None:
-            refusal = self.statuses.get(upload.project).upload_refusal(upload.project)
-            if refusal is not None:
-                raise ProjectClosed(refusal)
+        self._check_open(upload.project)
         replacing = bool(publishing.same_files(self.index, upload.filename))
         entry = actor.entry(
             "overwrite" if replacing and overwrite else "upload",
@@ -261,18 +259,48 @@ class Catalog:
         )
         audited = _Audited(self.access, entry)
         target = publishing.Target(self.storage, self.state, self.index)
+
+        def before_commit() -> None:
+            # Again, read from the state: archived (or quarantined) by another process or
+            # replica, or in this one while the upload was being written, it takes no file.
+            self._check_open(upload.project, fresh=True)
+            audited.write()
+
         with audited:
             changed = publishing.publish(
-                target, upload, overwrite=overwrite, before_commit=audited.write
+                target, upload, overwrite=overwrite, before_commit=before_commit
             )
         if overwrite:
-            others = publishing.same_files(self.index, upload.filename)
-            stale = [d for d in others if d.relpath != upload.relpath]
-            changed += releases.remove_files(self.storage, self.state, stale)
+            changed += self._remove_other_spellings(upload)
         self.record(changed)
         if actor.user is not None and upload.project is not None:
             self.claim(upload.project, actor)
         return changed
+
+    def _remove_other_spellings(self, upload: Upload) -> list[str]:
+        """After an overwrite's commit point: the same file under other names goes. A failure
+        here does not undo the upload (it is in, and must be answered and recorded so): the
+        old names stay, until the next overwrite or a removal."""
+        others = publishing.same_files(self.index, upload.filename)
+        stale = [d for d in others if d.relpath != upload.relpath]
+        removed: list[str] = []
+        for dist in stale:
+            try:
+                removed += releases.remove_files(self.storage, self.state, [dist])
+            except OSError as error:
+                log.error("overwrite of %s left %s: %s", upload.relpath, dist.relpath, error)
+        return removed
+
+    def _check_open(self, project: str | None, *, fresh: bool = False) -> None:
+        """ProjectClosed when *project*'s status takes no uploads (PEP 792); *fresh*: its
+        status read from the state first."""
+        if project is None:
+            return
+        if fresh:
+            self.statuses.refresh(project)
+        refusal = self.statuses.get(project).upload_refusal(project)
+        if refusal is not None:
+            raise ProjectClosed(refusal)
 
     def claim(self, project: str, actor: Actor) -> None:
         """`--owners first-uploader`: a project without owners is now *actor*'s."""
@@ -344,10 +372,19 @@ class Catalog:
             reason=reason,
             detail=releases.describe(dists),
         )
+        # Every file found is looked at again, by every process, whatever the removal did:
+        # one that failed half-way may have deleted a file, and a retry that finds the file
+        # gone (only its state left) changes no file but must still take it off the pages.
+        found = [d.relpath for d in dists]
         with _Audited(self.access, entry) as audited:
             audited.write()
-            changed = releases.remove_files(self.storage, self.state, dists)
-        self.record(changed)
+            try:
+                changed = releases.remove_files(self.storage, self.state, dists)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    self.record(found)
+                raise
+        self.record(sorted({*found, *changed}))
         return changed
 
     def check_docs_name_fits(self, project: str, version: str) -> None:

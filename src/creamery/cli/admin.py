@@ -12,6 +12,7 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -124,8 +125,18 @@ def open_catalog(args: argparse.Namespace) -> Catalog:
         args.version, args.package_directory = None, [version]
     roots = roots_of(args)
     config = Config(roots=roots, state_dir=state_dir_of(args, roots))
-    catalog = Catalog(config.with_updates(**s3_settings(args)))
-    catalog.load()
+    return loaded(Catalog(config.with_updates(**s3_settings(args))))
+
+
+def loaded(catalog: Catalog, load: Callable[[], None] | None = None) -> Catalog:
+    """*catalog* after *load* (default: `Catalog.load`); a store that does not answer or a
+    directory that can't be read is one line (exit 2), not a traceback."""
+    try:
+        (load or catalog.load)()
+    except OSError as error:
+        catalog.close()
+        why = error.strerror or str(error) or type(error).__name__
+        raise ConfigError(f"can't read the index: {why}") from error
     return catalog
 
 

@@ -85,9 +85,7 @@ def _open_catalog(args: argparse.Namespace) -> Catalog:
 
     roots = admin.roots_of(args)
     config = Config(roots=roots, state_dir=admin.state_dir_of(args, roots))
-    catalog = Catalog(config.with_updates(**admin.s3_settings(args)))
-    catalog.load()
-    return catalog
+    return admin.loaded(Catalog(config.with_updates(**admin.s3_settings(args))))
 
 
 STATUS = (add_status_arguments, status_command)

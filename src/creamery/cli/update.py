@@ -31,7 +31,7 @@ from packaging.version import Version
 
 from creamery.catalog.facts import read_metadata_bytes
 from creamery.catalog.service import AlreadyExists, Catalog, Upload
-from creamery.cli.admin import roots_of, s3_settings, state_dir_of
+from creamery.cli.admin import loaded, roots_of, s3_settings, state_dir_of
 from creamery.core import durable
 from creamery.core.config import Config, ConfigError
 from creamery.core.hashing import pypi_hashers
@@ -146,7 +146,7 @@ def read_ignorelist(path: str | None) -> frozenset[str]:
 def hosted_projects(catalog: Catalog, ignored: frozenset[str]) -> list[Hosted]:
     """The catalog's projects (by normalized name) with their latest release, PEP 440 order."""
     index = catalog.index
-    catalog.load_index()  # a bucket's snapshot, else a scan
+    loaded(catalog, catalog.load_index)  # a bucket's snapshot, else a scan
     hosted = []
     for project in sorted(set(index.projects) - ignored):
         latest = index.distributions(project)[-1]

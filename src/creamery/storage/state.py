@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from creamery.core import durable
-from creamery.core.names import LEGACY_SUFFIXES
+from creamery.core.names import LEGACY_SUFFIXES, same_file_key
 from creamery.core.objects import ObjectRoot
 from creamery.storage import Storage, StoredFile, read_all
 from creamery.storage.local import LocalStorage
@@ -61,6 +61,7 @@ log = logging.getLogger("creamery.state")
 
 DEFAULT_NAME = ".creamery"
 FILES = "files"  # the per-file state's top key
+CLAIMS = "claims"  # in a bucket: which spelling of a file won it (`publish._claim`)
 MIGRATED = "migrated"
 YANKED = "yanked"
 PROVENANCE = "provenance"
@@ -262,9 +263,24 @@ class StateDir:
                 (self.path / FILES / relpath).rmdir()  # only when empty
 
     def forget(self, relpath: str) -> None:
-        """Remove everything kept for a file (it was removed)."""
+        """Remove everything kept for a file (it was removed), in a bucket its claim too."""
         for kind in ALL_KINDS:
             self.delete(relpath, kind)
+        if self.remote:
+            self._drop_claim(relpath)
+
+    @staticmethod
+    def claim_key(filename: str) -> str:
+        """Which spelling of *filename* holds its name between replicas (`publish._claim`)."""
+        return f"{CLAIMS}/{same_file_key(filename)}"
+
+    def _drop_claim(self, relpath: str) -> None:
+        """The claim goes with the file it names (one naming another spelling stays)."""
+        key = self.claim_key(relpath.rpartition("/")[2])
+        held = self.store.stat(key)
+        with contextlib.suppress(FileNotFoundError):
+            if held is not None and read_all(self.store, held) == relpath.encode():
+                self.store.delete(key)
 
     def yank_reason(self, relpath: str) -> str | None:
         data = self.read(relpath, YANKED)

@@ -50,16 +50,26 @@ async def legacy_api(app: AppState, request: Request) -> Response:
         headers = dict(CHALLENGE_HEADERS) if error.status == 401 else None
         return PlainTextResponse(error.reason + "\n", status_code=error.status, headers=headers)
     except StoreUnavailable as error:  # nothing was published: the client may retry
-        return _unavailable(app, "upload failed", error)
+        return _unavailable(app, _failed(form), error)
     except OSError as error:  # a full scratch disk, a store refusing a write: not the client's
-        log.error("upload failed: %s", error)
-        return PlainTextResponse(f"Upload failed: {error.strerror}\n", status_code=507)
+        log.error("%s: %s", _failed(form), error)
+        what = _failed(form).capitalize()
+        return PlainTextResponse(f"{what}: {error.strerror or error}\n", status_code=507)
     finally:
         if form is not None:
             form.discard()
     if form.value(":action") == "file_upload":
         _count_upload(app, "accepted")
     return _outcome_response(outcome)
+
+
+_FAILED = {"remove_pkg": "removal failed", "doc_upload": "documentation upload failed"}
+
+
+def _failed(form: ReceivedForm | None) -> str:
+    """What failed, as the answer names it: the form's action (an upload, unless it says)."""
+    action = form.value(":action") if form is not None else None
+    return _FAILED.get(action or "", "upload failed")
 
 
 def _outcome_response(outcome: upload.Outcome) -> Response:
