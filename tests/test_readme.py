@@ -4,6 +4,9 @@ script or restyle the page surviving sanitizing."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from creamery.render.readme import (
@@ -112,6 +115,27 @@ def test_markdown_nested_past_the_bound_is_plain_text(nesting: str) -> None:
     assert "<blockquote>" not in shown and "<div>" not in shown
     assert "deep" in shown
     assert "&lt;div&gt;" in shown or "&gt; &gt;" in shown, "escaped, as plain text"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["<a" + "b" * 1_000_000, ("<a" + "b" * 20_000 + " ") * 50, "<" * 1_000_000],
+    ids=["one-long-name", "many-long-names", "only-opening"],
+)
+def test_markdown_with_unclosed_tags_is_checked_in_one_pass(hostile: str) -> None:
+    """Was: the nesting check's tag pattern backtracked over a tag name that never closes,
+    quadratic in its length: `<a` and a million letters held a worker for hours (20,000
+    letters: 3 s). Run apart so that a regression fails here instead of hanging the suite;
+    the bound is a hang detector (it takes well under a second now)."""
+    code = (
+        "import sys; from creamery.render.readme import render_description as r;"
+        "print(len(r(sys.stdin.read(), 'text/markdown')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], input=hostile, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 0
 
 
 def test_markdown_nested_within_the_bound_renders() -> None:

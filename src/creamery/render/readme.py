@@ -35,7 +35,9 @@ _VARIANTS = {"gfm": "GFM", "commonmark": "CommonMark"}
 # of a worker per rendering; no README nests past a handful.
 MAX_MARKDOWN_NESTING = 128
 _QUOTE_MARKERS = re.compile(r"^[ \t>]*", re.MULTILINE)  # a line's leading quote markers
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)[^<>]*?(/?)>")
+# The name is possessive: backtracking into it (a `<a` and a million letters, never closed)
+# retried every shorter name against the rest of the text, quadratic in the name's length.
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*+)[^<>]*?(/?)>")
 _VOID = frozenset(
     [
         "area",
