@@ -331,6 +331,41 @@ def test_an_overwrite_whose_old_spelling_cannot_be_deleted_is_still_answered_and
         assert "Traceback" not in a.log(), a.log()
 
 
+def test_an_overwrite_whose_old_spelling_went_but_not_its_state_takes_it_off_every_page(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Was: with --overwrite, `OV-1.0.0-...` put over `ov-1.0-...`; the old spelling's file
+    was deleted, then the store dropped a request for its state: the upload was answered
+    200, but the old spelling, gone, was never recorded, so both replicas kept listing it
+    (a 404 to pip, a second candidate for one release) until a rescan. Now what the
+    overwrite found of other spellings is looked at again by every process either way."""
+    root = f"s3://{s3_bucket}/ovhalf"
+    old = make_wheel(tmp_path / "old", "ovhalf", "1.0")
+    new = make_wheel(tmp_path / "new", "ovhalf", "1.0", summary="the new one")
+    spelled = "OVHALF-1.0.0-py3-none-any.whl"
+    args = ("--overwrite", "--s3-timeout", "2", *FAST)
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([root], *OPEN, *args, env=s3.env(AWS_ENDPOINT_URL=endpoint)) as a,
+        run_server([root], *OPEN, *args, env=s3.env()) as b,
+    ):
+        assert forms.upload(a, old.name, old.read_bytes()).status_code == 200
+        timed_wait(lambda: old.name in hashes(b, "ovhalf"), "the first upload on B")
+        facts = f"/.creamery/files/{old.name}/facts"
+        proxy.hold(lambda m, p: m == "HEAD" and p.endswith(facts), drop=True)
+        answer = forms.upload(a, spelled, new.read_bytes())
+        proxy.let_go()
+        assert proxy.held.is_set()
+        assert answer.status_code == 200, answer.text
+        assert distributions(s3, s3_bucket, "ovhalf/") == [f"ovhalf/{spelled}"]
+        for server in (a, b):
+            timed_wait(
+                lambda s=server: set(hashes(s, "ovhalf")) == {spelled}, f"one file on {server.url}"
+            )
+            assert old.name not in HTTP.get(server.url + "/packages/").text
+        assert "Traceback" not in a.log(), a.log()
+
+
 def test_a_removal_failing_after_the_file_went_takes_it_off_every_page(
     s3: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:

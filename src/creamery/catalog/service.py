@@ -270,26 +270,34 @@ class Catalog:
             changed = publishing.publish(
                 target, upload, overwrite=overwrite, before_commit=before_commit
             )
+        left: list[str] = []
         if overwrite:
-            changed += self._remove_other_spellings(upload)
+            removed, left = self._remove_other_spellings(upload)
+            changed += removed
         self.record(changed)
+        for relpath in left:  # its file may be gone (its state not): looked at again
+            with contextlib.suppress(OSError):  # the store not answering for it: a rescan's
+                self.record([relpath])
         if actor.user is not None and upload.project is not None:
             self.claim(upload.project, actor)
         return changed
 
-    def _remove_other_spellings(self, upload: Upload) -> list[str]:
+    def _remove_other_spellings(self, upload: Upload) -> tuple[list[str], list[str]]:
         """After an overwrite's commit point: the same file under other names goes. A failure
         here does not undo the upload (it is in, and must be answered and recorded so): the
-        old names stay, until the next overwrite or a removal."""
+        old names stay, until the next overwrite or a removal. The relpaths removed, and
+        those whose removal failed (perhaps after their file went)."""
         others = publishing.same_files(self.index, upload.filename)
         stale = [d for d in others if d.relpath != upload.relpath]
         removed: list[str] = []
+        left: list[str] = []
         for dist in stale:
             try:
                 removed += releases.remove_files(self.storage, self.state, [dist])
             except OSError as error:
                 log.error("overwrite of %s left %s: %s", upload.relpath, dist.relpath, error)
-        return removed
+                left.append(dist.relpath)
+        return removed, left
 
     def _check_open(self, project: str | None, *, fresh: bool = False) -> None:
         """ProjectClosed when *project*'s status takes no uploads (PEP 792); *fresh*: its
