@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -292,3 +295,45 @@ def test_a_forked_child_keeps_the_facts_it_computes(tmp_path: Path) -> None:
     again.close()
     with sqlite3.connect(cache / "facts.sqlite3") as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_child_forked_while_another_thread_held_the_cache_s_lock_uses_the_cache(
+    tmp_path: Path,
+) -> None:
+    """Was: the child, to open its own connection, took the cache's lock, which a thread of
+    the parent (a feed follower, a request) may have held at the fork; that thread is not
+    in the child, so the lock was never released there and the child's first lookup hung
+    for good. Now the child starts with the cache's locks free."""
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "forked-1.0.tar.gz").write_bytes(b"forked")
+    storage = LocalStorage((root,))
+    (stored,) = storage.scan()
+    parent = FactsCache(tmp_path / "cache", (), storage)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with parent._lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    done = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        computed = parent.digests(stored)
+        os.write(done[1], computed.sha256.encode())
+        os._exit(0)
+    release.set()
+    holder.join()
+    # A hang detector, not a timing: the child answers at once or never.
+    answered, _, _ = select.select([done[0]], [], [], 60)
+    if not answered:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert answered, "the child hung on the lock a parent's thread held at the fork"
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.read(done[0], 64).decode() == parent.digests(stored).sha256
+    parent.close()

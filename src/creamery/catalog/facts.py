@@ -22,6 +22,7 @@ import logging
 import os
 import sqlite3
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -199,6 +200,7 @@ class FactsCache:
         self.algos = tuple(a for a in algos if a != "sha256")
         self._state = state  # where facts stored at upload are
         self._lock = threading.Lock()
+        _CACHES.add(self)  # its lock is free again in a forked child (`_after_fork_in_child`)
         # A remote state (an object store) costs requests per read: its facts, once read for
         # a file version, are kept (bounded; they never change for that version).
         self._remote = state is not None and state.remote
@@ -532,7 +534,18 @@ class _Database:
         cls._open = {}
 
 
-os.register_at_fork(after_in_child=_Database.after_fork_in_child)
+# Every cache of this process: a child forked while another thread held a cache's lock
+# (that thread is not in the child) would wait for it forever.
+_CACHES: weakref.WeakSet[FactsCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    _Database.after_fork_in_child()
+    for cache in list(_CACHES):
+        cache._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _WHERE = " WHERE path=? AND version=?"
 _SCHEMA = 3  # 3: keyed by (key, version); older caches are dropped (they are disposable)
