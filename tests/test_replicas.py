@@ -299,6 +299,47 @@ def test_two_spellings_of_one_file_across_two_replicas_one_wins(
             assert "Traceback" not in server.log(), server.log()
 
 
+def test_the_loser_of_a_claim_is_withdrawn_when_the_store_did_not_answer_after_its_put(
+    s3: S3Server, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Was: the loser of a claim (another replica's spelling of the file holds the name) is
+    withdrawn only if the store still has the very version it put; when the HEAD after its
+    put went unanswered, that version carried a guessed mtime, never the store's, so the
+    loser was answered 409 and its file stayed: two spellings of one file served. Now the
+    version put is compared by what identifies its bytes (size, ETag)."""
+    root = f"s3://{s3_bucket}/lose"
+    winner, loser = "lo-1.0-py3-none-any.whl", "LO-1.0.0-py3-none-any.whl"
+    wheel = make_wheel(tmp_path, "lo", "1.0")
+    put_seen: list[str] = []
+
+    def after_the_put(method: str, path: str) -> bool:
+        if not path.endswith(f"/lose/{loser}"):
+            return False
+        if method == "PUT":
+            put_seen.append(path)
+            return False
+        first_head_after_it = method == "HEAD" and len(put_seen) == 1
+        if first_head_after_it:
+            put_seen.append(path)  # only that one: the withdrawal's own HEAD goes through
+        return first_head_after_it
+
+    args = ("--s3-timeout", "2", *FAST)
+    with (
+        store_proxy(s3) as (proxy, endpoint),
+        run_server([root], *OPEN, *args, env=s3.env(AWS_ENDPOINT_URL=endpoint)) as a,
+    ):
+        # The winner, as another replica left it (this one has not heard of it yet).
+        s3.put(s3_bucket, f"lose/{winner}", wheel.read_bytes())
+        s3.put(s3_bucket, "lose/.creamery/claims/lo-1-py3-none-any.whl", winner.encode())
+        proxy.hold(after_the_put, drop=True)
+        answer = forms.upload(a, loser, wheel.read_bytes())
+        proxy.let_go()
+        assert proxy.held.is_set()
+        assert answer.status_code == 409, answer.text
+        assert distributions(s3, s3_bucket, "lose/") == [f"lose/{winner}"]
+        assert "Traceback" not in a.log(), a.log()
+
+
 def test_an_overwrite_whose_old_spelling_cannot_be_deleted_is_still_answered_and_announced(
     s3: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:

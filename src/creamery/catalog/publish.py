@@ -299,9 +299,12 @@ def _put_companions(
 
 
 def _withdraw(storage: Storage, stored: StoredFile) -> None:
-    """Undo a commit point: remove the file just put, unless it was replaced since."""
+    """Undo a commit point: remove the file just put, unless it was replaced since. Its
+    bytes are told by size and version, not mtime: an object store that did not answer the
+    HEAD after the put gave a guessed one (`S3Storage.put`)."""
     with contextlib.suppress(OSError):
-        if storage.stat(stored.key) == stored:
+        found = storage.stat(stored.key)
+        if found is not None and (found.size, found.version) == (stored.size, stored.version):
             storage.delete(stored.key)
 
 
