@@ -138,12 +138,46 @@ def test_markdown_with_unclosed_tags_is_checked_in_one_pass(hostile: str) -> Non
     assert int(done.stdout) > 0
 
 
+@pytest.mark.parametrize(
+    "nesting",
+    ["<div></br>" * 20_000, "<div/>" * 20_000, "<div></span>" * 20_000],
+    ids=["void-end-tags", "self-closing-divs", "stray-end-tags"],
+)
+def test_markdown_nested_past_the_bound_behind_tags_that_close_nothing_is_plain_text(
+    nesting: str,
+) -> None:
+    """Was: the nesting check took `</br>` (a `<br>` to HTML), a `</span>` with no span open,
+    each for the end of the `<div>` before it, and `<div/>` for an element closed at once
+    (HTML opens a div): 20,000 divs, nested so, went to the quadratic parser."""
+    shown = render_description(nesting + "deep", "text/markdown")
+    assert "<div>" not in shown and "deep" in shown
+
+
 def test_markdown_nested_within_the_bound_renders() -> None:
     depth = MAX_MARKDOWN_NESTING
     quotes = render_description("> " * depth + "quoted", "text/markdown")
     assert quotes.count("<blockquote>") == depth
     divs = "<div>" * depth + "\n\ntext\n\n" + "</div>" * depth + "\n" + "<br>" * 500
     assert render_description(divs, "text/markdown").count("<div>") == depth
+
+
+@pytest.mark.parametrize(
+    "markdown",
+    [
+        "".join(f"* fixed <https://github.com/o/r/issues/{i}>\n" for i in range(200)),
+        "".join(f"* Person {i} <p{i}@example.com>\n" for i in range(200)),
+        "<table>\n" + "".join(f"<tr><td>{i}<td>x\n" for i in range(100)) + "</table>\n",
+        "<ul>\n" + "".join(f"<li>item {i}\n" for i in range(200)) + "</ul>\n",
+    ],
+    ids=["autolinks", "emails", "table-without-end-tags", "list-without-end-tags"],
+)
+def test_markdown_with_many_links_or_unclosed_siblings_is_not_deep(markdown: str) -> None:
+    """Was: the nesting check counted an autolink (`<https://...>`) or an address
+    (`<a@b.org>`) as an element never closed, and each `<td>` or `<li>` whose end tag HTML
+    lets you leave out as one level deeper: a changelog with 129 links, an authors list,
+    a table of 43 rows was shown as plain text. Neither nests anything."""
+    shown = render_description("# Title\n\n" + markdown, "text/markdown")
+    assert "<h1" in shown, shown[:300]  # rendered, not plain text
 
 
 def test_a_release_renders_once() -> None:

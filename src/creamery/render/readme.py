@@ -35,9 +35,30 @@ _VARIANTS = {"gfm": "GFM", "commonmark": "CommonMark"}
 # of a worker per rendering; no README nests past a handful.
 MAX_MARKDOWN_NESTING = 128
 _QUOTE_MARKERS = re.compile(r"^[ \t>]*", re.MULTILINE)  # a line's leading quote markers
-# The name is possessive: backtracking into it (a `<a` and a million letters, never closed)
-# retried every shorter name against the rest of the text, quadratic in the name's length.
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*+)[^<>]*?(/?)>")
+# An HTML tag: its name ends at a space, `/` or `>` (`<https://x>` and `<a@b.org>` are
+# links). The name is possessive: backtracking into it (a `<a` and a million letters, never
+# closed) retried every shorter name against the rest of the text, quadratic in its length.
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*+)(?=[\s/>])[^<>]*>")
+# Elements HTML closes when a sibling starts (their end tags may be left out): no nesting.
+_IMPLIED_END = frozenset(
+    [
+        "li",
+        "p",
+        "td",
+        "th",
+        "tr",
+        "dt",
+        "dd",
+        "option",
+        "optgroup",
+        "thead",
+        "tbody",
+        "tfoot",
+        "colgroup",
+        "rt",
+        "rp",
+    ]
+)
 _VOID = frozenset(
     [
         "area",
@@ -109,12 +130,18 @@ def _too_deep(markdown: str) -> bool:
     """Does *markdown* nest quotes or HTML elements past MAX_MARKDOWN_NESTING (one pass)?"""
     quotes = max((m.group().count(">") for m in _QUOTE_MARKERS.finditer(markdown)), default=0)
     depth = deepest = 0
-    for closing, name, self_closing in _TAG.findall(markdown):
-        if closing:
-            depth = max(0, depth - 1)
-        elif not self_closing and name.lower() not in _VOID:
+    open_by_name: dict[str, int] = {}
+    for closing, name in _TAG.findall(markdown):
+        name = name.lower()
+        if name in _VOID or name in _IMPLIED_END:
+            continue  # `</br>` is a `<br>` to HTML: it closes nothing
+        if not closing:  # `<div/>` opens a div too: `/>` closes only void elements
+            open_by_name[name] = open_by_name.get(name, 0) + 1
             depth += 1
             deepest = max(deepest, depth)
+        elif open_by_name.get(name):  # an end tag with no such element open is ignored
+            open_by_name[name] -= 1
+            depth -= 1
     too_deep = max(quotes, deepest) > MAX_MARKDOWN_NESTING
     if too_deep:
         log.info(
