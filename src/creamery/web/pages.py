@@ -334,17 +334,14 @@ def render_listing(
     # Digests of every file, whoever asks: the digest memory then serves every view.
     fragments = digests.fragments(dists)
     if visible is not None:
-        shown = {d.relpath for d in dists if visible(d.project)}
+        dists = [d for d in dists if visible(d.project)]
+        shown = {d.relpath for d in dists}
         relpaths = [r for r in relpaths if r.removesuffix(SIGNATURE) in shown]
+    # PEP 592's `data-yanked`, as on the simple pages: find-links clients (pip, pdm) read it
+    # here too, and skip a yanked file unless pinned to it.
+    yanked = {d.relpath: index.yank_reason(d) for d in dists}
     links = [
-        (quote(relpath) + fragments.get(relpath, ""), relpath, yank_reason(index, relpath))
+        (quote(relpath) + fragments.get(relpath, ""), relpath, yanked.get(relpath))
         for relpath in relpaths
     ]
     return templates().get_template("packages.html").render(links=links).encode("utf-8")
-
-
-def yank_reason(index: Index, relpath: str) -> str | None:
-    """PEP 592's `data-yanked` for a listed file: find-links clients (pip, pdm) read it on
-    this page as on the simple pages, and skip a yanked file unless pinned to it."""
-    dist = index.dists.get(relpath)
-    return None if dist is None else index.yank_reason(dist)
