@@ -52,9 +52,10 @@ async def legacy_api(app: AppState, request: Request) -> Response:
     except StoreUnavailable as error:  # nothing was published: the client may retry
         return _unavailable(app, _failed(form), error)
     except OSError as error:  # a full scratch disk, a store refusing a write: not the client's
-        log.error("%s: %s", _failed(form), error)
-        what = _failed(form).capitalize()
-        return PlainTextResponse(f"{what}: {error.strerror or error}\n", status_code=507)
+        what = _failed(form)
+        log.error("%s: %s", what, error)
+        text = f"{what.capitalize()}: {error.strerror or error}\n"
+        return PlainTextResponse(text, status_code=507)
     finally:
         if form is not None:
             form.discard()
